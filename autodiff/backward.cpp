@@ -1,0 +1,68 @@
+#include "autodiff/backward.hpp"
+
+#include <stdexcept>
+#include <string>
+#include <unordered_set>
+#include <utility>
+#include <vector>
+
+namespace xgrad {
+
+namespace {
+
+// Iterative post-order DFS (no recursion: graphs of long training runs are deep).
+// Returns nodes so that every node comes after all of its inputs.
+template <class T>
+std::vector<Node<T>*> topological_order(Node<T>* root) {
+    std::vector<Node<T>*> order;
+    std::unordered_set<Node<T>*> visited;
+    std::vector<std::pair<Node<T>*, std::size_t>> stack{{root, 0}};
+    visited.insert(root);
+    while (!stack.empty()) {
+        auto& [node, next_input] = stack.back();
+        if (next_input < node->inputs.size()) {
+            Node<T>* in = node->inputs[next_input++].get();
+            if (in->requires_grad && visited.insert(in).second) stack.push_back({in, 0});
+        } else {
+            order.push_back(node);
+            stack.pop_back();
+        }
+    }
+    return order;
+}
+
+}  // namespace
+
+template <class T>
+void run_backward(const std::shared_ptr<Node<T>>& root, const xt::xarray<T>& seed, bool retain_graph) {
+    if (!root->requires_grad) {
+        throw std::logic_error(std::string("backward: the Var (op '") + root->op +
+                               "') does not require a gradient: no input of its graph has requires_grad");
+    }
+    const std::vector<Node<T>*> order = topological_order(root.get());
+    for (Node<T>* n : order) {
+        if (n->freed) {
+            throw std::logic_error(std::string("backward: the graph through op '") + n->op +
+                                   "' was already freed by an earlier backward; pass retain_graph=true to it");
+        }
+        if (!n->is_leaf()) n->has_grad = false;  // intermediates start fresh on every sweep
+    }
+    accumulate_grad(*root, seed);
+    for (auto it = order.rbegin(); it != order.rend(); ++it) {
+        Node<T>& n = **it;
+        if (n.is_leaf() || !n.has_grad) continue;
+        n.backward(n);
+        n.has_grad = false;
+        n.grad = xt::xarray<T>();
+        if (!retain_graph) {
+            n.backward = nullptr;
+            n.inputs.clear();
+            n.freed = true;
+        }
+    }
+}
+
+template void run_backward(const std::shared_ptr<Node<float>>&, const xt::xarray<float>&, bool);
+template void run_backward(const std::shared_ptr<Node<double>>&, const xt::xarray<double>&, bool);
+
+}  // namespace xgrad
