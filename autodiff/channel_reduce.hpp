@@ -1,0 +1,321 @@
+// Per-channel sums with TBB: the one reduction behind BN statistics (mean, then the centred sum of
+// squares), the BN backward sums (Σdy, Σdy·(x - mean)) and bias gradients, where xtensor's
+// reducers would use neither SIMD nor threads.
+//
+// A tensor is seen as (N, C, S) row-major: NCHW is (N, C, H*W), (N, C) is (N, C, 1), (N, C, L) is
+// (N, C, L). For every channel c, K quantities are summed over all n and s, in double even for
+// float data. What is summed is a term: term(c, i) -> std::array<double, K>, a pure function of
+// the channel and of the flat index i into the tensor (so one term can read several tensors of
+// the same shape, e.g. x and dy). The primitive owns the loops, so one term definition is
+// vectorized both along a channel's contiguous runs and across channels.
+//
+// Determinism: the order of every addition depends only on the shape (channel_partition), never
+// on the thread count or on which thread ran what, so 1 and 2 threads give bitwise equal sums.
+//  - A channel's N*S elements are cut into blocks. A block's partial is summed in kLanes
+//    independent lanes (what lets the compiler vectorize a sum without reassociating it), then
+//    the lanes pairwise; the channel's result is 0 + its block partials in block order.
+//  - S < kRowsBelowS, the "rows" layout: a block is a range of whole rows n. Each row's C*S
+//    contiguous elements are added elementwise into per-(c, s) accumulators, which vectorizes
+//    across channels (runs of S would be too short), and folded over s at the end of the block.
+//  - Otherwise the "runs" layout: a block is a range of the channel's flattened (n, s) index,
+//    walked as contiguous runs of at most S elements: element r of a run goes to lane r % kLanes,
+//    except the last len % kLanes, which go to lanes 0, 1, ...; lanes carry on across the runs.
+// The schedule (serial; parallel over channels; parallel over (block, channel) items into
+// partials, then a combine pass in block order) only decides who computes which (channel, block)
+// partial, so it may depend on the thread count without changing a bit of the result. Small
+// inputs run serially in the calling thread: no task is spawned.
+#pragma once
+
+#include <algorithm>
+#include <array>
+#include <concepts>
+#include <cstddef>
+#include <cstdint>
+#include <span>
+#include <string>
+#include <vector>
+
+#include <tbb/blocked_range.h>
+#include <tbb/blocked_range2d.h>
+#include <tbb/global_control.h>
+#include <tbb/parallel_for.h>
+#include <tbb/task_arena.h>
+
+#include "autodiff/shape.hpp"
+
+namespace xgrad {
+
+struct ChannelShape {
+    std::size_t n = 0;
+    std::size_t c = 0;
+    std::size_t s = 1;
+
+    std::size_t per_channel() const { return n * s; }
+    std::size_t size() const { return n * c * s; }
+};
+
+// (N, C, product of the rest) of a shape of rank >= 2; a ShapeError otherwise.
+template <class Sh>
+ChannelShape channel_shape(const Sh& shape) {
+    if (shape.size() < 2) {
+        throw ShapeError("channel reduction: expected a shape (N, C, ...), got " + shape_str(shape));
+    }
+    ChannelShape cs{static_cast<std::size_t>(shape[0]), static_cast<std::size_t>(shape[1]), 1};
+    for (std::size_t d = 2; d < shape.size(); ++d) cs.s *= static_cast<std::size_t>(shape[d]);
+    return cs;
+}
+
+template <class F, std::size_t K>
+concept ChannelTerm = requires(const F& f, std::size_t c, std::size_t i) {
+    { f(c, i) } -> std::convertible_to<std::array<double, K>>;
+};
+
+enum class ChannelLayout { rows, runs };
+
+// The shape-only cut that fixes the summation order (see the comment at the top).
+struct ChannelPartition {
+    ChannelLayout layout = ChannelLayout::runs;
+    std::size_t block = 0;   // rows layout: rows of N per block; runs layout: a channel's elements per block
+    std::size_t blocks = 0;  // per channel; 0 when there are no elements
+};
+
+enum class ChannelSchedule { automatic, serial, over_channels, over_blocks };
+
+namespace channel_detail {
+
+inline constexpr std::size_t kLanes = 16;              // independent accumulators per quantity
+inline constexpr std::size_t kBlockElems = 1 << 14;    // a channel's elements per block, about
+inline constexpr std::size_t kRowsBelowS = 16;         // S below this uses the rows layout
+inline constexpr std::size_t kRowChunk = 1024;         // rows layout: accumulators per quantity (L1)
+inline constexpr std::size_t kSerialBelow = 1 << 16;   // fewer elements than this: no tasks
+inline constexpr std::size_t kTaskElems = 1 << 14;     // elements per task, at least
+
+template <std::size_t K>
+using Sums = std::array<double, K>;
+
+template <std::size_t K>
+void add_into(Sums<K>& dst, const Sums<K>& p) {
+    for (std::size_t k = 0; k < K; ++k) dst[k] += p[k];
+}
+
+// Runs layout: the partial of channel c over its flattened (n, s) elements [j0, j1).
+template <std::size_t K, class F>
+Sums<K> run_block(const F& term, const ChannelShape& sh, std::size_t c, std::size_t j0, std::size_t j1) {
+    double lanes[K][kLanes] = {};
+    for (std::size_t j = j0; j < j1;) {
+        const std::size_t n = j / sh.s;
+        const std::size_t s = j % sh.s;
+        const std::size_t len = std::min(sh.s - s, j1 - j);
+        const std::size_t base = (n * sh.c + c) * sh.s + s;
+        std::size_t r = 0;
+        for (; r + kLanes <= len; r += kLanes) {
+            for (std::size_t l = 0; l < kLanes; ++l) {
+                const Sums<K> t = term(c, base + r + l);
+                for (std::size_t k = 0; k < K; ++k) lanes[k][l] += t[k];
+            }
+        }
+        for (std::size_t l = 0; r + l < len; ++l) {
+            const Sums<K> t = term(c, base + r + l);
+            for (std::size_t k = 0; k < K; ++k) lanes[k][l] += t[k];
+        }
+        j += len;
+    }
+    Sums<K> p;
+    for (std::size_t k = 0; k < K; ++k) {
+        for (std::size_t w = kLanes / 2; w > 0; w /= 2) {
+            for (std::size_t l = 0; l < w; ++l) lanes[k][l] += lanes[k][l + w];
+        }
+        p[k] = lanes[k][0];
+    }
+    return p;
+}
+
+// Rows layout: adds the partials of channels [a, e) over rows [n0, n1) to out[0, e - a).
+// (e - a) * S <= kRowChunk.
+template <std::size_t K, bool UnitS, class F>
+void rows_chunk(const F& term, const ChannelShape& sh, std::size_t n0, std::size_t n1, std::size_t a,
+                std::size_t e, Sums<K>* out) {
+    const std::size_t width = (e - a) * sh.s;
+    alignas(64) double acc[K][kRowChunk];
+    for (std::size_t k = 0; k < K; ++k) std::fill_n(acc[k], width, 0.0);
+    const std::size_t row = sh.c * sh.s;
+    if constexpr (UnitS) {
+        for (std::size_t n = n0; n < n1; ++n) {
+            const std::size_t base = n * row + a;
+            for (std::size_t j = 0; j < width; ++j) {
+                const Sums<K> t = term(a + j, base + j);
+                for (std::size_t k = 0; k < K; ++k) acc[k][j] += t[k];
+            }
+        }
+    } else {
+        // The channel of each accumulator, relative to a: no division in the inner loop.
+        std::uint32_t chan[kRowChunk];
+        for (std::size_t j = 0; j < width; ++j) chan[j] = static_cast<std::uint32_t>(j / sh.s);
+        for (std::size_t n = n0; n < n1; ++n) {
+            const std::size_t base = n * row + a * sh.s;
+            for (std::size_t j = 0; j < width; ++j) {
+                const Sums<K> t = term(a + chan[j], base + j);
+                for (std::size_t k = 0; k < K; ++k) acc[k][j] += t[k];
+            }
+        }
+    }
+    for (std::size_t c = 0; c < e - a; ++c) {
+        Sums<K> p{};
+        for (std::size_t s = 0; s < sh.s; ++s) {
+            for (std::size_t k = 0; k < K; ++k) p[k] += acc[k][c * sh.s + s];
+        }
+        add_into(out[c], p);
+    }
+}
+
+// Adds the partials of block b for channels [c0, c1) to out[0, c1 - c0).
+template <std::size_t K, class F>
+void block_into(const F& term, const ChannelShape& sh, const ChannelPartition& part, std::size_t b,
+                std::size_t c0, std::size_t c1, Sums<K>* out) {
+    if (part.layout == ChannelLayout::runs) {
+        const std::size_t j0 = b * part.block;
+        const std::size_t j1 = std::min(sh.per_channel(), j0 + part.block);
+        for (std::size_t c = c0; c < c1; ++c) add_into(out[c - c0], run_block<K>(term, sh, c, j0, j1));
+        return;
+    }
+    const std::size_t n0 = b * part.block;
+    const std::size_t n1 = std::min(sh.n, n0 + part.block);
+    const std::size_t step = kRowChunk / sh.s;
+    for (std::size_t a = c0; a < c1; a += step) {
+        const std::size_t e = std::min(c1, a + step);
+        if (sh.s == 1) {
+            rows_chunk<K, true>(term, sh, n0, n1, a, e, out + (a - c0));
+        } else {
+            rows_chunk<K, false>(term, sh, n0, n1, a, e, out + (a - c0));
+        }
+    }
+}
+
+// Channels per task, so that a task has at least kTaskElems elements (and, across channels,
+// enough of them to fill vectors).
+inline std::size_t channel_grain(const ChannelShape& sh, const ChannelPartition& part, std::size_t elems_per_channel) {
+    std::size_t g = (kTaskElems + elems_per_channel - 1) / std::max<std::size_t>(elems_per_channel, 1);
+    if (part.layout == ChannelLayout::rows) g = std::max(g, kLanes);
+    return std::clamp<std::size_t>(g, 1, std::max<std::size_t>(sh.c, 1));
+}
+
+}  // namespace channel_detail
+
+inline ChannelPartition channel_partition(const ChannelShape& sh) {
+    using namespace channel_detail;
+    ChannelPartition part;
+    if (sh.per_channel() == 0 || sh.c == 0) return part;
+    if (sh.s < kRowsBelowS) {
+        part.layout = ChannelLayout::rows;
+        part.block = kBlockElems / sh.s;
+        part.blocks = (sh.n + part.block - 1) / part.block;
+    } else {
+        part.layout = ChannelLayout::runs;
+        // Whole rows per block when a row fits, so that runs are not cut.
+        part.block = sh.s <= kBlockElems ? sh.s * (kBlockElems / sh.s) : kBlockElems;
+        part.blocks = (sh.per_channel() + part.block - 1) / part.block;
+    }
+    return part;
+}
+
+// Threads the current arena may use, also under a tbb::global_control limit.
+inline int channel_threads() {
+    const auto limit = tbb::global_control::active_value(tbb::global_control::max_allowed_parallelism);
+    return static_cast<int>(std::min<std::size_t>(static_cast<std::size_t>(tbb::this_task_arena::max_concurrency()), limit));
+}
+
+// What ChannelSchedule::automatic runs with `threads` threads. Never changes the result.
+inline ChannelSchedule channel_schedule(const ChannelShape& sh, int threads) {
+    using namespace channel_detail;
+    const ChannelPartition part = channel_partition(sh);
+    if (threads <= 1 || part.blocks == 0 || sh.size() < kSerialBelow) return ChannelSchedule::serial;
+    if (part.blocks == 1) return ChannelSchedule::over_channels;
+    // Runs layout: whole channels per task balance once there are several per thread. Rows
+    // layout: a task over channels would read a slice of every row; over blocks it reads whole rows.
+    if (part.layout == ChannelLayout::runs && sh.c >= 4 * static_cast<std::size_t>(threads)) {
+        return ChannelSchedule::over_channels;
+    }
+    return ChannelSchedule::over_blocks;
+}
+
+// For each channel, the K sums of term(c, i) over its elements i. `schedule` is for tests and
+// benchmarks; every schedule gives the same bits.
+template <std::size_t K, class F>
+    requires ChannelTerm<F, K>
+std::vector<std::array<double, K>> channel_sums(const ChannelShape& sh, const F& term,
+                                                ChannelSchedule schedule = ChannelSchedule::automatic) {
+    using namespace channel_detail;
+    std::vector<Sums<K>> out(sh.c, Sums<K>{});
+    const ChannelPartition part = channel_partition(sh);
+    if (part.blocks == 0) return out;
+    if (schedule == ChannelSchedule::automatic) schedule = channel_schedule(sh, channel_threads());
+
+    switch (schedule) {
+        case ChannelSchedule::automatic:
+        case ChannelSchedule::serial:
+            for (std::size_t b = 0; b < part.blocks; ++b) block_into<K>(term, sh, part, b, 0, sh.c, out.data());
+            break;
+        case ChannelSchedule::over_channels:
+            tbb::parallel_for(tbb::blocked_range<std::size_t>(0, sh.c, channel_grain(sh, part, sh.per_channel())),
+                              [&](const tbb::blocked_range<std::size_t>& r) {
+                                  for (std::size_t b = 0; b < part.blocks; ++b) {
+                                      block_into<K>(term, sh, part, b, r.begin(), r.end(), out.data() + r.begin());
+                                  }
+                              });
+            break;
+        case ChannelSchedule::over_blocks: {
+            // partial[b * C + c]; combined below in block order, as the other schedules add.
+            std::vector<Sums<K>> partial(part.blocks * sh.c, Sums<K>{});
+            // Rows layout: whole row chunks per task, so that no two tasks share the rows' cache lines.
+            const std::size_t cgrain = part.layout == ChannelLayout::rows ? std::min(sh.c, kRowChunk / sh.s)
+                                                                          : channel_grain(sh, part, std::min(part.block, sh.per_channel()));
+            tbb::parallel_for(
+                tbb::blocked_range2d<std::size_t>(0, part.blocks, 1, 0, sh.c, cgrain),
+                [&](const tbb::blocked_range2d<std::size_t>& r) {
+                    for (std::size_t b = r.rows().begin(); b < r.rows().end(); ++b) {
+                        block_into<K>(term, sh, part, b, r.cols().begin(), r.cols().end(),
+                                      partial.data() + b * sh.c + r.cols().begin());
+                    }
+                });
+            for (std::size_t b = 0; b < part.blocks; ++b) {
+                for (std::size_t c = 0; c < sh.c; ++c) add_into(out[c], partial[b * sh.c + c]);
+            }
+            break;
+        }
+    }
+    return out;
+}
+
+// Conveniences over raw (N, C, S) data, instantiated for float and double in channel_reduce.cpp.
+// `mean` has one value per channel (a ShapeError otherwise).
+
+template <class T>
+std::vector<double> channel_sum(const T* x, const ChannelShape& shape);
+
+// Throws std::invalid_argument when a channel has no element.
+template <class T>
+std::vector<double> channel_mean(const T* x, const ChannelShape& shape);
+
+// Σ (x - mean_c)², the second pass of a two-pass variance: accurate where Σx² - n·mean² would cancel.
+template <class T>
+std::vector<double> channel_centered_sq_sum(const T* x, const ChannelShape& shape, std::span<const double> mean);
+
+// {Σ dy, Σ dy·(x - mean_c)} in one pass: the two sums of BN backward.
+template <class T>
+std::vector<std::array<double, 2>> channel_sum_and_centered_dot(const T* dy, const T* x, const ChannelShape& shape,
+                                                                std::span<const double> mean);
+
+extern template std::vector<double> channel_sum(const float*, const ChannelShape&);
+extern template std::vector<double> channel_sum(const double*, const ChannelShape&);
+extern template std::vector<double> channel_mean(const float*, const ChannelShape&);
+extern template std::vector<double> channel_mean(const double*, const ChannelShape&);
+extern template std::vector<double> channel_centered_sq_sum(const float*, const ChannelShape&, std::span<const double>);
+extern template std::vector<double> channel_centered_sq_sum(const double*, const ChannelShape&, std::span<const double>);
+extern template std::vector<std::array<double, 2>> channel_sum_and_centered_dot(const float*, const float*,
+                                                                                const ChannelShape&,
+                                                                                std::span<const double>);
+extern template std::vector<std::array<double, 2>> channel_sum_and_centered_dot(const double*, const double*,
+                                                                                const ChannelShape&,
+                                                                                std::span<const double>);
+
+}  // namespace xgrad

@@ -1,0 +1,264 @@
+// The per-channel reduction: sums against a naive double reference over many (N, C, S) shapes,
+// float and double; bitwise equal results whatever the thread count and schedule; and the
+// two-pass variance of float data with a large mean.
+#include <gtest/gtest.h>
+
+#include <array>
+#include <cmath>
+#include <cstring>
+#include <random>
+#include <string>
+#include <vector>
+
+#include <tbb/global_control.h>
+#include <tbb/task_arena.h>
+
+#include "autodiff/channel_reduce.hpp"
+
+namespace {
+
+using xgrad::ChannelLayout;
+using xgrad::ChannelSchedule;
+using xgrad::ChannelShape;
+
+std::string name(const ChannelShape& sh) {
+    return "(N, C, S) = (" + std::to_string(sh.n) + ", " + std::to_string(sh.c) + ", " + std::to_string(sh.s) + ")";
+}
+
+template <class T>
+std::vector<T> random_data(std::size_t count, double center, double spread, unsigned seed) {
+    std::mt19937_64 rng(seed);
+    std::normal_distribution<double> dist(center, spread);
+    std::vector<T> v(count);
+    for (auto& x : v) x = static_cast<T>(dist(rng));
+    return v;
+}
+
+// The naive reference: every channel's elements visited in (n, s) order, in long double.
+template <class T>
+std::vector<long double> ref_sum(const std::vector<T>& x, const ChannelShape& sh) {
+    std::vector<long double> out(sh.c, 0.0L);
+    for (std::size_t n = 0; n < sh.n; ++n)
+        for (std::size_t c = 0; c < sh.c; ++c)
+            for (std::size_t s = 0; s < sh.s; ++s) out[c] += x[(n * sh.c + c) * sh.s + s];
+    return out;
+}
+
+template <class T>
+std::vector<long double> ref_sq(const std::vector<T>& x, const ChannelShape& sh, const std::vector<long double>& mean) {
+    std::vector<long double> out(sh.c, 0.0L);
+    for (std::size_t n = 0; n < sh.n; ++n)
+        for (std::size_t c = 0; c < sh.c; ++c)
+            for (std::size_t s = 0; s < sh.s; ++s) {
+                const long double d = x[(n * sh.c + c) * sh.s + s] - mean[c];
+                out[c] += d * d;
+            }
+    return out;
+}
+
+const std::vector<ChannelShape> accuracy_shapes = {
+    {1, 1, 1},      {2, 3, 1},       {7, 5, 1},      {1, 64, 1},      {1000, 3, 1},    {40000, 2, 1},
+    {3, 3000, 1},   {128, 100, 1},   {200, 1500, 1}, {4, 3, 5},       {300, 7, 3},     {8, 4, 15},
+    {20000, 3, 2},  {2, 700, 7},     {8, 16, 16},    {2, 1, 17},      {5, 3, 31},      {1, 1, 100000},
+    {33, 1, 40000}, {16, 70, 33},    {3, 2, 16385},  {1, 5, 20000},   {16, 32, 196},   {64, 8, 784},
+    {1, 1, 16},     {1, 3000, 64},   {17, 2, 1000},  {4, 1, 1},
+};
+
+template <class T>
+void check_against_reference(const ChannelShape& sh, unsigned seed) {
+    SCOPED_TRACE(name(sh));
+    const auto x = random_data<T>(sh.size(), 0.5, 2.0, seed);
+    const auto dy = random_data<T>(sh.size(), -0.25, 1.0, seed + 1);
+    const auto sum = ref_sum(x, sh);
+    const double count = static_cast<double>(sh.per_channel());
+
+    const auto mean = xgrad::channel_mean(x.data(), sh);
+    const auto got_sum = xgrad::channel_sum(x.data(), sh);
+    ASSERT_EQ(mean.size(), sh.c);
+    std::vector<long double> ref_mean(sh.c);
+    for (std::size_t c = 0; c < sh.c; ++c) ref_mean[c] = sum[c] / count;
+    const auto sq = xgrad::channel_centered_sq_sum(x.data(), sh, mean);
+    const auto ref_sq_sum = ref_sq(x, sh, ref_mean);
+    const auto both = xgrad::channel_sum_and_centered_dot(dy.data(), x.data(), sh, mean);
+    const auto dy_sum = ref_sum(dy, sh);
+
+    // Every sum is compared with a bound proportional to the sum of the magnitudes of its terms.
+    std::vector<long double> x_abs(sh.c, 0.0L), dy_abs(sh.c, 0.0L), dot_ref(sh.c, 0.0L), dot_abs(sh.c, 0.0L);
+    for (std::size_t n = 0; n < sh.n; ++n)
+        for (std::size_t c = 0; c < sh.c; ++c)
+            for (std::size_t s = 0; s < sh.s; ++s) {
+                const std::size_t i = (n * sh.c + c) * sh.s + s;
+                x_abs[c] += std::fabs(static_cast<long double>(x[i]));
+                dy_abs[c] += std::fabs(static_cast<long double>(dy[i]));
+                const long double t = static_cast<long double>(dy[i]) * (x[i] - ref_mean[c]);
+                dot_ref[c] += t;
+                dot_abs[c] += std::fabs(t);
+            }
+    const double rel = 1e-13;
+    for (std::size_t c = 0; c < sh.c; ++c) {
+        EXPECT_NEAR(got_sum[c], static_cast<double>(sum[c]), rel * static_cast<double>(x_abs[c])) << "c = " << c;
+        EXPECT_NEAR(mean[c], static_cast<double>(ref_mean[c]), rel * static_cast<double>(x_abs[c]) / count);
+        EXPECT_NEAR(sq[c], static_cast<double>(ref_sq_sum[c]), rel * static_cast<double>(ref_sq_sum[c]) + 1e-300);
+        EXPECT_NEAR(both[c][0], static_cast<double>(dy_sum[c]), rel * static_cast<double>(dy_abs[c]));
+        EXPECT_NEAR(both[c][1], static_cast<double>(dot_ref[c]), rel * static_cast<double>(dot_abs[c]));
+    }
+}
+
+TEST(ChannelReduce, MatchesNaiveReferenceFloat) {
+    unsigned seed = 1;
+    for (const auto& sh : accuracy_shapes) check_against_reference<float>(sh, seed += 2);
+}
+
+TEST(ChannelReduce, MatchesNaiveReferenceDouble) {
+    unsigned seed = 1001;
+    for (const auto& sh : accuracy_shapes) check_against_reference<double>(sh, seed += 2);
+}
+
+TEST(ChannelReduce, MatchesReferenceUnderEverySchedule) {
+    for (const auto& sh : accuracy_shapes) {
+        SCOPED_TRACE(name(sh));
+        const auto x = random_data<double>(sh.size(), 1.0, 3.0, 77);
+        const auto sum = ref_sum(x, sh);
+        const auto term = [&x](std::size_t, std::size_t i) { return std::array<double, 1>{x[i]}; };
+        for (auto schedule : {ChannelSchedule::serial, ChannelSchedule::over_channels, ChannelSchedule::over_blocks}) {
+            const auto got = xgrad::channel_sums<1>(sh, term, schedule);
+            for (std::size_t c = 0; c < sh.c; ++c) {
+                EXPECT_NEAR(got[c][0], static_cast<double>(sum[c]), 1e-12 * (1.0 + std::fabs(static_cast<double>(sum[c]))));
+            }
+        }
+    }
+}
+
+// A term whose rounding depends on the order of additions and that invites fused multiply-adds,
+// so that any difference in how the sums are formed shows in the bits.
+template <class T>
+std::vector<std::array<double, 2>> dot_sums(const std::vector<T>& dy, const std::vector<T>& x, const ChannelShape& sh,
+                                            ChannelSchedule schedule = ChannelSchedule::automatic) {
+    const T* g = dy.data();
+    const T* v = x.data();
+    return xgrad::channel_sums<2>(sh, [g, v](std::size_t c, std::size_t i) {
+        const double d = static_cast<double>(v[i]) - 0.1 * static_cast<double>(c);
+        return std::array<double, 2>{d * d, static_cast<double>(g[i]) * d};
+    }, schedule);
+}
+
+template <class R>
+bool bitwise_equal(const R& a, const R& b) {
+    return a.size() == b.size() && std::memcmp(a.data(), b.data(), a.size() * sizeof(a[0])) == 0;
+}
+
+struct BranchCase {
+    ChannelShape shape;
+    ChannelLayout layout;
+    ChannelSchedule with_two_threads;
+};
+
+// One shape per branch that two threads take.
+const std::vector<BranchCase> branch_cases = {
+    {{4, 3, 5}, ChannelLayout::rows, ChannelSchedule::serial},                // tiny
+    {{300, 5, 40}, ChannelLayout::runs, ChannelSchedule::serial},             // below the task threshold
+    {{16, 32, 784}, ChannelLayout::runs, ChannelSchedule::over_channels},     // many channels, several blocks each
+    {{2, 3000, 64}, ChannelLayout::runs, ChannelSchedule::over_channels},     // one block per channel
+    {{100, 2000, 1}, ChannelLayout::rows, ChannelSchedule::over_channels},    // (N, C), one block of rows
+    {{8, 2, 100003}, ChannelLayout::runs, ChannelSchedule::over_blocks},      // few channels, long runs
+    {{1, 1, 300001}, ChannelLayout::runs, ChannelSchedule::over_blocks},      // one channel, one row
+    {{100003, 3, 1}, ChannelLayout::rows, ChannelSchedule::over_blocks},      // (N, C), few channels
+    {{30001, 100, 1}, ChannelLayout::rows, ChannelSchedule::over_blocks},     // (N, C), many rows
+    {{30001, 5, 3}, ChannelLayout::rows, ChannelSchedule::over_blocks},       // (N, C, L), short L
+    {{20001, 70, 7}, ChannelLayout::rows, ChannelSchedule::over_blocks},      // (N, C, L), wide rows
+};
+
+TEST(ChannelReduce, SchedulesCoverEveryBranch) {
+    for (const auto& bc : branch_cases) {
+        SCOPED_TRACE(name(bc.shape));
+        EXPECT_EQ(xgrad::channel_partition(bc.shape).layout, bc.layout);
+        EXPECT_EQ(xgrad::channel_schedule(bc.shape, 2), bc.with_two_threads);
+        EXPECT_EQ(xgrad::channel_schedule(bc.shape, 1), ChannelSchedule::serial);
+    }
+}
+
+template <class T>
+void check_thread_independence() {
+    for (const auto& bc : branch_cases) {
+        const auto& sh = bc.shape;
+        SCOPED_TRACE(name(sh));
+        const auto x = random_data<T>(sh.size(), 3.0, 7.0, 5);
+        const auto dy = random_data<T>(sh.size(), 0.0, 1.0, 6);
+        std::vector<std::array<double, 2>> one, two, two_again, limited;
+        std::vector<double> mean1, mean2, sq1, sq2;
+        tbb::task_arena(1).execute([&] {
+            EXPECT_EQ(xgrad::channel_threads(), 1);
+            one = dot_sums(dy, x, sh);
+            mean1 = xgrad::channel_mean(x.data(), sh);
+            sq1 = xgrad::channel_centered_sq_sum(x.data(), sh, mean1);
+        });
+        tbb::task_arena(2).execute([&] {
+            EXPECT_EQ(xgrad::channel_threads(), 2);
+            two = dot_sums(dy, x, sh);
+            two_again = dot_sums(dy, x, sh);
+            mean2 = xgrad::channel_mean(x.data(), sh);
+            sq2 = xgrad::channel_centered_sq_sum(x.data(), sh, mean2);
+        });
+        {
+            tbb::global_control limit(tbb::global_control::max_allowed_parallelism, 1);
+            EXPECT_EQ(xgrad::channel_threads(), 1);
+            limited = dot_sums(dy, x, sh);
+        }
+        EXPECT_TRUE(bitwise_equal(one, two));
+        EXPECT_TRUE(bitwise_equal(two, two_again));
+        EXPECT_TRUE(bitwise_equal(one, limited));
+        EXPECT_TRUE(bitwise_equal(mean1, mean2));
+        EXPECT_TRUE(bitwise_equal(sq1, sq2));
+        // Every schedule, whatever the arena, gives the same bits.
+        tbb::task_arena(2).execute([&] {
+            for (auto schedule : {ChannelSchedule::serial, ChannelSchedule::over_channels, ChannelSchedule::over_blocks}) {
+                EXPECT_TRUE(bitwise_equal(one, dot_sums(dy, x, sh, schedule))) << "schedule " << static_cast<int>(schedule);
+            }
+        });
+    }
+}
+
+TEST(ChannelReduce, OneAndTwoThreadsAreBitwiseEqualFloat) { check_thread_independence<float>(); }
+TEST(ChannelReduce, OneAndTwoThreadsAreBitwiseEqualDouble) { check_thread_independence<double>(); }
+
+// 1e4 + N(0, 1e-2) in float: Σx² - n·mean² would lose every digit; the two-pass variance keeps them.
+TEST(ChannelReduce, TwoPassVarianceOfFloatWithLargeMean) {
+    for (const ChannelShape sh : {ChannelShape{64, 4, 784}, ChannelShape{4096, 8, 1}, ChannelShape{1, 2, 1 << 20}}) {
+        SCOPED_TRACE(name(sh));
+        const auto x = random_data<float>(sh.size(), 1e4, 1e-2, 11);
+        const auto mean = xgrad::channel_mean(x.data(), sh);
+        const auto sq = xgrad::channel_centered_sq_sum(x.data(), sh, mean);
+        const auto ref = ref_sum(x, sh);
+        std::vector<long double> ref_mean(sh.c);
+        for (std::size_t c = 0; c < sh.c; ++c) ref_mean[c] = ref[c] / static_cast<long double>(sh.per_channel());
+        const auto ref_sq_sum = ref_sq(x, sh, ref_mean);
+        for (std::size_t c = 0; c < sh.c; ++c) {
+            const double var = sq[c] / static_cast<double>(sh.per_channel());
+            const double ref_var = static_cast<double>(ref_sq_sum[c] / static_cast<long double>(sh.per_channel()));
+            EXPECT_NEAR(mean[c], static_cast<double>(ref_mean[c]), 1e-9);
+            EXPECT_NEAR(var, ref_var, 1e-9 * ref_var);
+            // The data's own variance: float rounding near 1e4 (steps of 2^-10) adds about 2^-20 / 12.
+            EXPECT_NEAR(var, 1e-4, 2e-5);
+        }
+    }
+}
+
+TEST(ChannelReduce, ShapesAndErrors) {
+    const auto nchw = xgrad::channel_shape(std::vector<std::size_t>{2, 3, 4, 5});
+    EXPECT_EQ(nchw.n, 2u);
+    EXPECT_EQ(nchw.c, 3u);
+    EXPECT_EQ(nchw.s, 20u);
+    const auto nc = xgrad::channel_shape(std::array<std::size_t, 2>{7, 9});
+    EXPECT_EQ(nc.s, 1u);
+    EXPECT_THROW(xgrad::channel_shape(std::vector<std::size_t>{5}), xgrad::ShapeError);
+
+    const std::vector<float> x(24, 1.0f);
+    const std::vector<double> two_means(2, 0.0);
+    EXPECT_THROW(xgrad::channel_centered_sq_sum(x.data(), ChannelShape{2, 3, 4}, two_means), xgrad::ShapeError);
+    EXPECT_THROW(xgrad::channel_mean(x.data(), ChannelShape{0, 3, 4}), std::invalid_argument);
+    EXPECT_TRUE(xgrad::channel_sum(x.data(), ChannelShape{2, 0, 4}).empty());
+    const auto zeros = xgrad::channel_sum(x.data(), ChannelShape{0, 3, 4});
+    EXPECT_EQ(zeros, std::vector<double>(3, 0.0));
+}
+
+}  // namespace
