@@ -11,20 +11,21 @@ namespace xgrad {
 namespace {
 
 // Iterative post-order DFS (no recursion: graphs of long training runs are deep).
-// Returns nodes so that every node comes after all of its inputs.
+// Returns nodes so that every node comes after all of its inputs. The order owns the nodes, so
+// freeing edges during the sweep cannot destroy a node the sweep has yet to visit.
 template <class T>
-std::vector<Node<T>*> topological_order(Node<T>* root) {
-    std::vector<Node<T>*> order;
+std::vector<std::shared_ptr<Node<T>>> topological_order(const std::shared_ptr<Node<T>>& root) {
+    std::vector<std::shared_ptr<Node<T>>> order;
     std::unordered_set<Node<T>*> visited;
-    std::vector<std::pair<Node<T>*, std::size_t>> stack{{root, 0}};
-    visited.insert(root);
+    std::vector<std::pair<std::shared_ptr<Node<T>>, std::size_t>> stack{{root, 0}};
+    visited.insert(root.get());
     while (!stack.empty()) {
         auto& [node, next_input] = stack.back();
         if (next_input < node->inputs.size()) {
-            Node<T>* in = node->inputs[next_input++].get();
-            if (in->requires_grad && visited.insert(in).second) stack.push_back({in, 0});
+            std::shared_ptr<Node<T>> in = node->inputs[next_input++];
+            if (in->requires_grad && visited.insert(in.get()).second) stack.push_back({std::move(in), 0});
         } else {
-            order.push_back(node);
+            order.push_back(std::move(node));
             stack.pop_back();
         }
     }
@@ -39,8 +40,8 @@ void run_backward(const std::shared_ptr<Node<T>>& root, const xt::xarray<T>& see
         throw std::logic_error(std::string("backward: the Var (op '") + root->op +
                                "') does not require a gradient: no input of its graph has requires_grad");
     }
-    const std::vector<Node<T>*> order = topological_order(root.get());
-    for (Node<T>* n : order) {
+    const auto order = topological_order(root);
+    for (const auto& n : order) {
         if (n->freed) {
             throw std::logic_error(std::string("backward: the graph through op '") + n->op +
                                    "' was already freed by an earlier backward; pass retain_graph=true to it");

@@ -27,4 +27,24 @@ std::size_t element_count(const Shape& shape) {
     return n;
 }
 
+std::size_t normalize_axis(std::string_view op, std::ptrdiff_t axis, const Shape& shape) {
+    const auto rank = static_cast<std::ptrdiff_t>(shape.size());
+    const std::ptrdiff_t a = axis < 0 ? axis + rank : axis;
+    if (a < 0 || a >= rank) {
+        throw ShapeError(std::string(op) + ": axis " + std::to_string(axis) + " is out of range for shape " +
+                         shape_str(shape));
+    }
+    return static_cast<std::size_t>(a);
+}
+
+AxisSplit split_at_axis(const Shape& shape, std::size_t axis) {
+    AxisSplit s;
+    for (std::size_t i = 0; i < shape.size(); ++i) {
+        if (i < axis) s.outer *= shape[i];
+        else if (i == axis) s.along = shape[i];
+        else s.inner *= shape[i];
+    }
+    return s;
+}
+
 }  // namespace xgrad

@@ -40,4 +40,15 @@ Shape broadcast_shapes(std::string_view op, const Shape& a, const Shape& b);
 
 std::size_t element_count(const Shape& shape);
 
+// A possibly negative axis (counted from the end) as an index; a ShapeError naming `op` if out of range.
+std::size_t normalize_axis(std::string_view op, std::ptrdiff_t axis, const Shape& shape);
+
+// A shape seen as (outer, along, inner) around one axis: element (o, i, k) is at (o * along + i) * inner + k.
+struct AxisSplit {
+    std::size_t outer = 1;
+    std::size_t along = 1;
+    std::size_t inner = 1;
+};
+AxisSplit split_at_axis(const Shape& shape, std::size_t axis);
+
 }  // namespace xgrad
