@@ -1,0 +1,112 @@
+#!/usr/bin/env bash
+# The one set-up script: installs missing Debian packages, configures and builds, then runs a job.
+#   bash setup.sh main       install, build, run the main job (build/experiments/xgrad demo)
+#   bash setup.sh test       install, build, run every test; ends with "N passed, N failed"
+#   bash setup.sh sanitize   the same suite under ASan + UBSan in build-asan/
+#   bash setup.sh build      install and build only
+# Safe to run again: it installs only what is missing and rebuilds only what changed.
+set -euo pipefail
+cd "$(dirname "$0")"
+
+packages=(
+  xtensor-dev libxsimd-dev xtl-dev libtbb-dev librapidcheck-dev libgtest-dev libbenchmark-dev
+  libopenblas-dev zlib1g-dev libcli11-dev nlohmann-json3-dev
+  meson ninja-build pkg-config g++ python3
+)
+
+install_missing() {
+  local missing=() p
+  for p in "${packages[@]}"; do
+    [[ "$(dpkg-query -W -f='${db:Status-Status}' "$p" 2>/dev/null)" == installed ]] || missing+=("$p")
+  done
+  ((${#missing[@]})) || return 0
+  echo "setup: installing ${missing[*]}"
+  local sudo=()
+  ((EUID == 0)) || sudo=(sudo)
+  export DEBIAN_FRONTEND=noninteractive
+  "${sudo[@]}" apt-get update -q
+  "${sudo[@]}" apt-get install -y -q --no-install-recommends "${missing[@]}" </dev/null
+}
+
+# configure DIR [meson options...]: first time `meson setup`, later `meson configure` so the
+# options given here always win over whatever the directory was set up with.
+configure() {
+  local dir=$1; shift
+  if [[ -f "$dir/build.ninja" ]]; then
+    (($#)) && meson configure "$dir" "$@" >/dev/null
+  else
+    meson setup "$dir" "$@"
+  fi
+  ninja -C "$dir"
+}
+
+# run_suite DIR [meson test options...]: runs the suite, prints "N passed, N failed" counting
+# GoogleTest cases (rapidcheck properties included) from meson's JUnit log.
+run_suite() {
+  local dir=$1; shift
+  # A crashed test binary must not be counted from an older run's report.
+  rm -f "$dir"/*.xml "$dir"/meson-logs/testlog.*
+  local rc=0
+  meson test -C "$dir" --num-processes 2 --print-errorlogs "$@" || rc=$?
+  /usr/bin/python3 - "$dir" <<'EOF' || rc=1
+import json, os, sys, xml.etree.ElementTree as ET
+build = sys.argv[1]
+if not os.path.exists(f"{build}/meson-logs/testlog.junit.xml"):
+    print("setup: meson ran no test (none defined?)", file=sys.stderr)
+    print("0 passed, 1 failed")
+    sys.exit(1)
+project = json.load(open(f"{build}/meson-info/intro-projectinfo.json"))["descriptive_name"]
+suites = ET.parse(f"{build}/meson-logs/testlog.junit.xml").getroot().iter("testsuite")
+cases = [(s.get("name"), c) for s in suites for c in s.iter("testcase")]
+def failed(c): return c.find("failure") is not None or c.find("error") is not None
+def skipped(c): return c.find("skipped") is not None or c.get("status") == "notrun"
+npass = sum(not failed(c) and not skipped(c) for _, c in cases)
+nfail = sum(failed(c) for _, c in cases)
+# A binary that failed after its cases passed (a sanitizer report at exit, a crash that left
+# no report) counts as one failed case.
+for line in open(f"{build}/meson-logs/testlog.json"):
+    r = json.loads(line)
+    name = r["name"]
+    if r["result"] in ("OK", "SKIP", "EXPECTEDFAIL"):
+        continue
+    own = [c for s, c in cases if s.startswith(f"{project}.{name}.") or (s == project and c.get("name") == name)]
+    if not any(failed(c) for c in own):
+        nfail += 1
+        npass -= sum(not failed(c) and not skipped(c) for c in own)
+if npass + nfail == 0:
+    print("setup: the suite ran no test", file=sys.stderr)
+    nfail = 1
+print(f"{npass} passed, {nfail} failed")
+sys.exit(1 if nfail else 0)
+EOF
+  return "$rc"
+}
+
+job=${1:-}
+case "$job" in
+  main|test|sanitize|build) ;;
+  *) echo "usage: bash setup.sh main|test|sanitize|build" >&2; exit 2 ;;
+esac
+
+install_missing
+if [[ "$job" == sanitize ]]; then
+  configure build-asan -Db_sanitize=address,undefined -Dnative=false -Dbuildtype=debugoptimized -Dbench=false
+  # Any ASan or UBSan report ends the test with an error, with a stack to read.
+  export ASAN_OPTIONS=halt_on_error=1:abort_on_error=0:detect_leaks=1:print_stacktrace=1
+  export UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1
+  run_suite build-asan --timeout-multiplier 4
+  exit
+fi
+
+configure build
+case "$job" in
+  main)
+    main=build/experiments/xgrad
+    if [[ ! -x "$main" ]]; then
+      echo "setup: $main was not built: experiments/meson.build must define the 'xgrad' executable" >&2
+      exit 1
+    fi
+    exec "$main" demo
+    ;;
+  test) run_suite build ;;
+esac
