@@ -119,7 +119,11 @@ struct Abs {
     template <class X>
     auto value(X&& x) const { return xt::abs(std::forward<X>(x)); }
     template <class G, class X>
-    auto grad(G&& g, X&& x) const { return std::forward<G>(g) * xt::sign(std::forward<X>(x)); }
+    auto grad(G&& g, X&& x) const {
+        // sign(x) as (x > 0) - (x < 0): xt::sign has no SIMD kernel, which the fused backward needs.
+        auto positive = xt::where(reuse<X>(x) > T(0), T(1), T(0));
+        return std::forward<G>(g) * (std::move(positive) - xt::where(std::forward<X>(x) < T(0), T(1), T(0)));
+    }
 };
 
 template <class T>
