@@ -1,0 +1,109 @@
+// Batch Normalization with torch.nn.BatchNorm1d/2d's semantics (DESIGN.md, "BatchNorm"): the
+// graph op batch_norm (torch.nn.functional.batch_norm) over the kernels of batch_norm_kernel.hpp,
+// and the modules BatchNorm1d, for (N, C) and (N, C, L), and BatchNorm2d, for (N, C, H, W).
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <initializer_list>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include <xtensor/xarray.hpp>
+
+#include "autodiff/var.hpp"
+#include "layers/module.hpp"
+
+namespace xgrad {
+
+template <class T>
+struct BatchNormArgs {
+    // gamma and beta, C values each; absent for affine=false.
+    std::optional<Var<T>> weight = std::nullopt;
+    std::optional<Var<T>> bias = std::nullopt;
+    // C values each, or both null. In training they move by `momentum`; otherwise x is
+    // normalized with them.
+    xt::xarray<T>* running_mean = nullptr;
+    xt::xarray<T>* running_var = nullptr;
+    // Normalize with the batch statistics (and move the running ones, if any).
+    bool training = true;
+    // The factor running statistics move by; 1 / num_batches_tracked for a cumulative average.
+    double momentum = 0.1;
+    double eps = 1e-5;
+};
+
+// torch.nn.functional.batch_norm over x of shape (N, C, ...). Gradients flow to x, weight and
+// bias. `where` names the caller in error messages: a ShapeError for shapes that do not fit,
+// including a channel with a single value in training (torch's "Expected more than 1 value per
+// channel when training, got input size [1, 10]").
+template <class T>
+Var<T> batch_norm(const Var<T>& x, const BatchNormArgs<T>& args, std::string_view where = "batch_norm");
+
+struct BatchNormOptions {
+    double eps = 1e-5;
+    std::optional<double> momentum = 0.1;  // nullopt: a cumulative average over num_batches_tracked
+    bool affine = true;
+    bool track_running_stats = true;
+};
+
+// torch's _BatchNorm: the state and forward of BatchNorm1d and BatchNorm2d. Parameters `weight`
+// (1) and `bias` (0) when affine; buffers `running_mean` (0), `running_var` (1) and the counter
+// `num_batches_tracked` when track_running_stats. Training normalizes with batch statistics and
+// moves the running ones; eval normalizes with the running ones, or, without them, with the
+// batch's (as torch does).
+template <class T>
+class BatchNorm : public Module<T> {
+public:
+    Var<T> forward(const Var<T>& x) override;
+    // torch's repr: "BatchNorm2d(64, eps=1e-05, momentum=0.1, affine=True, track_running_stats=True)".
+    std::string describe() const override;
+
+    std::size_t num_features() const { return num_features_; }
+    const BatchNormOptions& options() const { return options_; }
+    // Absent without affine.
+    const std::optional<Var<T>>& weight() const { return weight_; }
+    const std::optional<Var<T>>& bias() const { return bias_; }
+    // Null without track_running_stats.
+    const xt::xarray<T>* running_mean() const { return running_mean_; }
+    const xt::xarray<T>* running_var() const { return running_var_; }
+    const std::int64_t* num_batches_tracked() const { return num_batches_tracked_; }
+
+protected:
+    // `kind` names the class; `ranks` are the input ranks it accepts, shown as `layout`.
+    BatchNorm(const char* kind, std::initializer_list<std::size_t> ranks, const char* layout, std::size_t num_features,
+              BatchNormOptions options);
+
+private:
+    void check_input(const Shape& shape) const;
+
+    const char* kind_;
+    std::vector<std::size_t> ranks_;
+    const char* layout_;
+    std::size_t num_features_;
+    BatchNormOptions options_;
+    std::optional<Var<T>> weight_;
+    std::optional<Var<T>> bias_;
+    xt::xarray<T>* running_mean_ = nullptr;
+    xt::xarray<T>* running_var_ = nullptr;
+    std::int64_t* num_batches_tracked_ = nullptr;
+};
+
+// Over (N, C), statistics per feature, or over (N, C, L), per channel.
+template <class T>
+class BatchNorm1d final : public BatchNorm<T> {
+public:
+    explicit BatchNorm1d(std::size_t num_features, BatchNormOptions options = {})
+        : BatchNorm<T>("BatchNorm1d", {2, 3}, "(N, C) or (N, C, L)", num_features, options) {}
+};
+
+// Over (N, C, H, W), statistics per channel.
+template <class T>
+class BatchNorm2d final : public BatchNorm<T> {
+public:
+    explicit BatchNorm2d(std::size_t num_features, BatchNormOptions options = {})
+        : BatchNorm<T>("BatchNorm2d", {4}, "(N, C, H, W)", num_features, options) {}
+};
+
+}  // namespace xgrad
