@@ -286,6 +286,17 @@ std::vector<std::array<double, K>> channel_sums(const ChannelShape& sh, const F&
     return out;
 }
 
+// The sums of channels [c0, c1) alone, added into out[0, c1 - c0) in the calling thread: for a
+// caller that walks channel blocks itself, e.g. to use a block's data again while it is still in
+// cache. Starting from zeros, bitwise equal to what channel_sums gives for these channels.
+template <std::size_t K, class F>
+    requires ChannelTerm<F, K>
+void channel_sums_serial(const ChannelShape& sh, std::size_t c0, std::size_t c1, const F& term,
+                         std::array<double, K>* out) {
+    const ChannelPartition part = channel_partition(sh);
+    for (std::size_t b = 0; b < part.blocks; ++b) channel_detail::block_into<K>(term, sh, part, b, c0, c1, out);
+}
+
 // Conveniences over raw (N, C, S) data, instantiated for float and double in channel_reduce.cpp.
 // `mean` has one value per channel (a ShapeError otherwise).
 

@@ -6,6 +6,7 @@
 #include <cstddef>
 #include <type_traits>
 
+#include <tbb/blocked_range.h>
 #include <tbb/blocked_range2d.h>
 #include <tbb/parallel_for.h>
 
@@ -18,6 +19,9 @@ namespace {
 constexpr std::size_t kShortRun = 16;
 constexpr std::size_t kSerialBelow = 1 << 16;  // elements; smaller tensors spawn no task
 constexpr std::size_t kTaskElems = 1 << 14;    // elements per parallel task, at least
+// A channel block's bytes, over all the tensors a kernel reads and writes, that a core's cache
+// (L2) keeps between the kernel's passes over the block.
+constexpr std::size_t kCachedBlockBytes = 1 << 20;
 
 // a·b + c in one rounding where the target has a fast FMA; elsewhere std::fma would be a slow
 // library call that also stops vectorization.
@@ -30,16 +34,58 @@ T mul_add(T a, T b, T c) {
 #endif
 }
 
-// Per-channel values as the runs of for_each_run index them: one per channel, or, for short
-// runs, one per (c, s) position of a row (each channel's value repeated S times).
-template <class T>
-std::vector<T> spread(const std::vector<double>& per_channel, const ChannelShape& sh) {
-    const std::size_t rep = sh.s < kShortRun ? sh.s : 1;
-    std::vector<T> out(per_channel.size() * rep);
-    for (std::size_t c = 0; c < per_channel.size(); ++c) {
-        std::fill_n(out.begin() + static_cast<std::ptrdiff_t>(c * rep), rep, static_cast<T>(per_channel[c]));
+// The channels one step of a kernel covers: a block [begin, end), in the calling thread, or all
+// of them (whole), the step then being parallel over the whole tensor.
+struct Channels {
+    std::size_t begin;
+    std::size_t end;
+    bool whole;
+};
+
+// Runs kernel(Channels), a sequence of steps (per-channel sums, per-channel arithmetic, an
+// elementwise pass), over the tensor in one of two ways:
+//  - fused: channel blocks in parallel, each block through all the steps while its slab is in
+//    cache, so that each tensor is read from memory once. Taken when a channel's elements are
+//    whole runs of rows (the reduction's runs layout), a block of one channel fits
+//    kCachedBlockBytes, and there are channels enough to keep the threads balanced;
+//  - in passes: all channels at once, each step parallel over the whole tensor.
+// Both give the same bits: the sums of a block are those of the whole tensor
+// (channel_sums_serial), and an elementwise result does not depend on who computes it.
+template <class Kernel>
+void walk(const ChannelShape& sh, std::size_t bytes_per_element, const Kernel& kernel) {
+    const std::size_t slab = std::max<std::size_t>(1, sh.per_channel() * bytes_per_element);
+    const auto threads = static_cast<std::size_t>(channel_threads());
+    const bool serial = sh.size() < kSerialBelow || threads <= 1;
+    const bool fused = channel_partition(sh).layout == ChannelLayout::runs && slab <= kCachedBlockBytes &&
+                       (serial || sh.c >= 4 * threads);
+    if (!fused) {
+        kernel(Channels{0, sh.c, true});
+        return;
     }
-    return out;
+    // Channels per block: as many as the cache holds, few enough to balance the threads.
+    std::size_t block = kCachedBlockBytes / slab;
+    if (!serial) block = std::min(block, sh.c / (4 * threads));
+    const auto blocks = [&](std::size_t c0, std::size_t c1) {
+        for (std::size_t c = c0; c < c1; c += block) kernel(Channels{c, std::min(c1, c + block), false});
+    };
+    if (serial) {
+        blocks(0, sh.c);
+        return;
+    }
+    tbb::parallel_for(tbb::blocked_range<std::size_t>(0, sh.c, block),
+                      [&](const tbb::blocked_range<std::size_t>& r) { blocks(r.begin(), r.end()); });
+}
+
+// out[c] = the K sums of term over channel c, for the channels of ch.
+template <std::size_t K, class Term>
+void reduce(const ChannelShape& sh, const Channels& ch, const Term& term, std::vector<std::array<double, K>>& out) {
+    if (ch.whole) {
+        out = channel_sums<K>(sh, term);
+        return;
+    }
+    std::fill(out.begin() + static_cast<std::ptrdiff_t>(ch.begin), out.begin() + static_cast<std::ptrdiff_t>(ch.end),
+              std::array<double, K>{});
+    channel_sums_serial<K>(sh, ch.begin, ch.end, term, out.data() + ch.begin);
 }
 
 // Calls run(per_element, offset, length, first) on the contiguous runs that cover rows [n0, n1)
@@ -58,12 +104,13 @@ void for_each_run(const ChannelShape& sh, std::size_t n0, std::size_t n1, std::s
     }
 }
 
-// Calls body(n0, n1, c0, c1) on blocks covering the tensor: in parallel tasks of at least
-// kTaskElems elements (whole rows when runs are short), or once in this thread for small tensors.
+// Calls body(n0, n1, c0, c1) on blocks covering the channels of ch: a channel block as one
+// block; all channels in parallel tasks of at least kTaskElems elements (whole rows when runs
+// are short), or as one block for small tensors.
 template <class Body>
-void for_each_block(const ChannelShape& sh, const Body& body) {
-    if (sh.size() < kSerialBelow) {
-        body(std::size_t{0}, sh.n, std::size_t{0}, sh.c);
+void for_each_block(const ChannelShape& sh, const Channels& ch, const Body& body) {
+    if (!ch.whole || sh.size() < kSerialBelow) {
+        body(std::size_t{0}, sh.n, ch.begin, ch.end);
         return;
     }
     const std::size_t cgrain = sh.s < kShortRun ? sh.c : 1;
@@ -74,25 +121,39 @@ void for_each_block(const ChannelShape& sh, const Body& body) {
                       });
 }
 
+// One coefficient per channel, in T, laid out as for_each_run indexes it: by channel, or, for
+// short runs, by (c, s) position in a row (the channel's value repeated S times).
+template <class T>
+class RunCoefficients {
+public:
+    explicit RunCoefficients(const ChannelShape& sh) : repeat_(sh.s < kShortRun ? sh.s : 1), values_(sh.c * repeat_) {}
+    void set(std::size_t c, double value) {
+        std::fill_n(values_.begin() + static_cast<std::ptrdiff_t>(c * repeat_), repeat_, static_cast<T>(value));
+    }
+    const T* from(std::size_t first) const { return values_.data() + first; }
+
+private:
+    std::size_t repeat_;
+    std::vector<T> values_;
+};
+
 // out = (in - centre)·scale + shift, per channel.
 template <class T>
 struct AffinePass {
-    std::vector<T> centre;
-    std::vector<T> scale;
-    std::vector<T> shift;
+    RunCoefficients<T> centre, scale, shift;
 
-    void run(const ChannelShape& sh, const T* in, T* out) const {
-        for_each_block(sh, [&](std::size_t n0, std::size_t n1, std::size_t c0, std::size_t c1) {
+    explicit AffinePass(const ChannelShape& sh) : centre(sh), scale(sh), shift(sh) {}
+
+    void run(const ChannelShape& sh, const Channels& ch, const T* in, T* out) const {
+        for_each_block(sh, ch, [&](std::size_t n0, std::size_t n1, std::size_t c0, std::size_t c1) {
             for_each_run(sh, n0, n1, c0, c1, [&](auto per_element, std::size_t off, std::size_t len, std::size_t first) {
                 constexpr std::size_t step = decltype(per_element)::value ? 1 : 0;
-                const T* ce = centre.data() + first;
-                const T* sc = scale.data() + first;
-                const T* sf = shift.data() + first;
+                const T* ce = centre.from(first);
+                const T* sc = scale.from(first);
+                const T* sf = shift.from(first);
                 const T* src = in + off;
                 T* dst = out + off;
-                for (std::size_t k = 0; k < len; ++k) {
-                    dst[k] = mul_add(src[k] - ce[k * step], sc[k * step], sf[k * step]);
-                }
+                for (std::size_t i = 0; i < len; ++i) dst[i] = mul_add(src[i] - ce[i * step], sc[i * step], sf[i * step]);
             });
         });
     }
@@ -101,19 +162,18 @@ struct AffinePass {
 // dx = dy·alpha + ((x - centre)·k + shift), per channel: the training backward's dx.
 template <class T>
 struct InputGradPass {
-    std::vector<T> alpha;
-    std::vector<T> centre;
-    std::vector<T> k;
-    std::vector<T> shift;
+    RunCoefficients<T> alpha, centre, k, shift;
 
-    void run(const ChannelShape& sh, const T* dy, const T* x, T* dx) const {
-        for_each_block(sh, [&](std::size_t n0, std::size_t n1, std::size_t c0, std::size_t c1) {
+    explicit InputGradPass(const ChannelShape& sh) : alpha(sh), centre(sh), k(sh), shift(sh) {}
+
+    void run(const ChannelShape& sh, const Channels& ch, const T* dy, const T* x, T* dx) const {
+        for_each_block(sh, ch, [&](std::size_t n0, std::size_t n1, std::size_t c0, std::size_t c1) {
             for_each_run(sh, n0, n1, c0, c1, [&](auto per_element, std::size_t off, std::size_t len, std::size_t first) {
                 constexpr std::size_t step = decltype(per_element)::value ? 1 : 0;
-                const T* al = alpha.data() + first;
-                const T* ce = centre.data() + first;
-                const T* kk = k.data() + first;
-                const T* sf = shift.data() + first;
+                const T* al = alpha.from(first);
+                const T* ce = centre.from(first);
+                const T* kk = k.from(first);
+                const T* sf = shift.from(first);
                 const T* g = dy + off;
                 const T* src = x + off;
                 T* dst = dx + off;
@@ -125,53 +185,41 @@ struct InputGradPass {
     }
 };
 
-// The mean rounded to T, the elementwise passes' centre.
+// The mean rounded to T: the passes' centre.
 template <class T>
 double centre_of(double mean) {
     return static_cast<double>(static_cast<T>(mean));
 }
 
-// y = gamma·(x - mean)·invstd + beta as an AffinePass.
 template <class T>
-AffinePass<T> forward_pass(const ChannelShape& sh, const BatchNormStats& st, const T* gamma, const T* beta) {
-    std::vector<double> centre(sh.c), alpha(sh.c), shift(sh.c);
-    for (std::size_t c = 0; c < sh.c; ++c) {
-        centre[c] = centre_of<T>(st.mean[c]);
-        alpha[c] = (gamma ? static_cast<double>(gamma[c]) : 1.0) * st.invstd[c];
-        shift[c] = (beta ? static_cast<double>(beta[c]) : 0.0) - (st.mean[c] - centre[c]) * alpha[c];
-    }
-    return {spread<T>(centre, sh), spread<T>(alpha, sh), spread<T>(shift, sh)};
+double gamma_of(const T* gamma, std::size_t c) {
+    return gamma ? static_cast<double>(gamma[c]) : 1.0;
 }
 
+// Channel c of the forward: y = gamma·(x - mean)·invstd + beta.
 template <class T>
-void backward(const ChannelShape& sh, const T* dy, const T* x, const T* gamma, const BatchNormStats& st, T* dx,
-              T* dgamma, T* dbeta, bool training) {
-    // Per channel {Σ dy, Σ dy·(x - mean)}: dbeta, dgamma / invstd, and what the training dx needs.
-    std::vector<std::array<double, 2>> sums;
-    if ((training && dx) || dgamma || dbeta) sums = channel_sum_and_centered_dot(dy, x, sh, st.mean);
-    for (std::size_t c = 0; c < sh.c; ++c) {
-        if (dgamma) dgamma[c] = static_cast<T>(sums[c][1] * st.invstd[c]);
-        if (dbeta) dbeta[c] = static_cast<T>(sums[c][0]);
-    }
-    if (!dx) return;
+void set_forward(AffinePass<T>& pass, std::size_t c, double mean, double invstd, const T* gamma, const T* beta) {
+    const double centre = centre_of<T>(mean);
+    const double alpha = gamma_of(gamma, c) * invstd;
+    pass.centre.set(c, centre);
+    pass.scale.set(c, alpha);
+    pass.shift.set(c, (beta ? static_cast<double>(beta[c]) : 0.0) - (mean - centre) * alpha);
+}
 
-    std::vector<double> alpha(sh.c);
-    for (std::size_t c = 0; c < sh.c; ++c) alpha[c] = (gamma ? static_cast<double>(gamma[c]) : 1.0) * st.invstd[c];
-    if (!training) {
-        const std::vector<double> zeros(sh.c, 0.0);
-        AffinePass<T>{spread<T>(zeros, sh), spread<T>(alpha, sh), spread<T>(zeros, sh)}.run(sh, dy, dx);
-        return;
-    }
-    // dx = alpha·(dy - Σdy/n - x̂·Σ(dy·x̂)/n) with x̂ = (x - mean)·invstd, regrouped around centre.
-    const double n = static_cast<double>(sh.per_channel());
-    std::vector<double> centre(sh.c), k(sh.c), shift(sh.c);
-    for (std::size_t c = 0; c < sh.c; ++c) {
-        centre[c] = centre_of<T>(st.mean[c]);
-        k[c] = -alpha[c] * st.invstd[c] * st.invstd[c] * sums[c][1] / n;
-        shift[c] = -alpha[c] * sums[c][0] / n - k[c] * (st.mean[c] - centre[c]);
-    }
-    InputGradPass<T>{spread<T>(alpha, sh), spread<T>(centre, sh), spread<T>(k, sh), spread<T>(shift, sh)}.run(sh, dy, x,
-                                                                                                             dx);
+// The backward sums' term: {dy, dy·(x - mean)}.
+template <class T>
+auto backward_term(const T* dy, const T* x, const double* mean) {
+    return [dy, x, mean](std::size_t c, std::size_t i) {
+        const double g = static_cast<double>(dy[i]);
+        return std::array<double, 2>{g, g * (static_cast<double>(x[i]) - mean[c])};
+    };
+}
+
+// dgamma = Σ dy·(x - mean)·invstd and dbeta = Σ dy of channel c, where wanted.
+template <class T>
+void set_parameter_grads(std::size_t c, const std::array<double, 2>& sums, double invstd, T* dgamma, T* dbeta) {
+    if (dgamma) dgamma[c] = static_cast<T>(sums[1] * invstd);
+    if (dbeta) dbeta[c] = static_cast<T>(sums[0]);
 }
 
 }  // namespace
@@ -179,18 +227,31 @@ void backward(const ChannelShape& sh, const T* dy, const T* x, const T* gamma, c
 template <class T>
 BatchNormStats batch_norm_forward_train(const ChannelShape& shape, const T* x, const T* gamma, const T* beta,
                                         double eps, T* y, std::optional<RunningStats<T>> running) {
-    BatchNormStats st{channel_mean(x, shape), std::vector<double>(shape.c)};
-    const std::vector<double> sq = channel_centered_sq_sum(x, shape, st.mean);
     const double n = static_cast<double>(shape.per_channel());
-    for (std::size_t c = 0; c < shape.c; ++c) st.invstd[c] = 1.0 / std::sqrt(sq[c] / n + eps);
-    if (running) {
-        const double f = running->factor;
-        for (std::size_t c = 0; c < shape.c; ++c) {
-            running->mean[c] = static_cast<T>((1.0 - f) * static_cast<double>(running->mean[c]) + f * st.mean[c]);
-            running->var[c] = static_cast<T>((1.0 - f) * static_cast<double>(running->var[c]) + f * sq[c] / (n - 1.0));
+    BatchNormStats st{std::vector<double>(shape.c), std::vector<double>(shape.c)};
+    std::vector<std::array<double, 1>> sum(shape.c), sq(shape.c);
+    AffinePass<T> pass(shape);
+    const double* mean = st.mean.data();
+    walk(shape, 2 * sizeof(T), [&](const Channels& ch) {
+        reduce<1>(shape, ch, [x](std::size_t, std::size_t i) { return std::array<double, 1>{static_cast<double>(x[i])}; },
+                  sum);
+        for (std::size_t c = ch.begin; c < ch.end; ++c) st.mean[c] = sum[c][0] / n;
+        // Two-pass variance: Σ(x - mean)² does not cancel as Σx² - n·mean² would.
+        reduce<1>(shape, ch, [x, mean](std::size_t c, std::size_t i) {
+            const double d = static_cast<double>(x[i]) - mean[c];
+            return std::array<double, 1>{d * d};
+        }, sq);
+        for (std::size_t c = ch.begin; c < ch.end; ++c) {
+            st.invstd[c] = 1.0 / std::sqrt(sq[c][0] / n + eps);
+            if (running) {
+                const double f = running->factor;
+                running->mean[c] = static_cast<T>((1.0 - f) * static_cast<double>(running->mean[c]) + f * st.mean[c]);
+                running->var[c] = static_cast<T>((1.0 - f) * static_cast<double>(running->var[c]) + f * sq[c][0] / (n - 1.0));
+            }
+            set_forward(pass, c, st.mean[c], st.invstd[c], gamma, beta);
         }
-    }
-    forward_pass(shape, st, gamma, beta).run(shape, x, y);
+        pass.run(shape, ch, x, y);
+    });
     return st;
 }
 
@@ -198,21 +259,57 @@ template <class T>
 BatchNormStats batch_norm_forward_eval(const ChannelShape& shape, const T* x, const T* gamma, const T* beta,
                                        const T* running_mean, const T* running_var, double eps, T* y) {
     BatchNormStats st{std::vector<double>(running_mean, running_mean + shape.c), std::vector<double>(shape.c)};
-    for (std::size_t c = 0; c < shape.c; ++c) st.invstd[c] = 1.0 / std::sqrt(static_cast<double>(running_var[c]) + eps);
-    forward_pass(shape, st, gamma, beta).run(shape, x, y);
+    AffinePass<T> pass(shape);
+    for (std::size_t c = 0; c < shape.c; ++c) {
+        st.invstd[c] = 1.0 / std::sqrt(static_cast<double>(running_var[c]) + eps);
+        set_forward(pass, c, st.mean[c], st.invstd[c], gamma, beta);
+    }
+    pass.run(shape, Channels{0, shape.c, true}, x, y);
     return st;
 }
 
 template <class T>
 void batch_norm_backward_train(const ChannelShape& shape, const T* dy, const T* x, const T* gamma,
                                const BatchNormStats& stats, T* dx, T* dgamma, T* dbeta) {
-    backward(shape, dy, x, gamma, stats, dx, dgamma, dbeta, true);
+    const double n = static_cast<double>(shape.per_channel());
+    std::vector<std::array<double, 2>> sums(shape.c);
+    std::optional<InputGradPass<T>> pass;
+    if (dx) pass.emplace(shape);
+    walk(shape, 3 * sizeof(T), [&](const Channels& ch) {
+        reduce<2>(shape, ch, backward_term(dy, x, stats.mean.data()), sums);
+        for (std::size_t c = ch.begin; c < ch.end; ++c) {
+            const double invstd = stats.invstd[c];
+            set_parameter_grads(c, sums[c], invstd, dgamma, dbeta);
+            if (!pass) continue;
+            // dx = alpha·(dy - Σdy/n - x̂·Σ(dy·x̂)/n) with x̂ = (x - mean)·invstd, regrouped
+            // around the centre: dy·alpha + (x - centre)·k + shift.
+            const double alpha = gamma_of(gamma, c) * invstd;
+            const double centre = centre_of<T>(stats.mean[c]);
+            const double k = -alpha * invstd * invstd * sums[c][1] / n;
+            pass->alpha.set(c, alpha);
+            pass->centre.set(c, centre);
+            pass->k.set(c, k);
+            pass->shift.set(c, -alpha * sums[c][0] / n - k * (stats.mean[c] - centre));
+        }
+        if (pass) pass->run(shape, ch, dy, x, dx);
+    });
 }
 
 template <class T>
 void batch_norm_backward_eval(const ChannelShape& shape, const T* dy, const T* x, const T* gamma,
                               const BatchNormStats& stats, T* dx, T* dgamma, T* dbeta) {
-    backward(shape, dy, x, gamma, stats, dx, dgamma, dbeta, false);
+    const bool sums_wanted = dgamma || dbeta;
+    std::vector<std::array<double, 2>> sums(sums_wanted ? shape.c : 0);
+    std::optional<AffinePass<T>> pass;  // dx = (dy - 0)·alpha + 0
+    if (dx) pass.emplace(shape);
+    walk(shape, 3 * sizeof(T), [&](const Channels& ch) {
+        if (sums_wanted) reduce<2>(shape, ch, backward_term(dy, x, stats.mean.data()), sums);
+        for (std::size_t c = ch.begin; c < ch.end; ++c) {
+            if (sums_wanted) set_parameter_grads(c, sums[c], stats.invstd[c], dgamma, dbeta);
+            if (pass) pass->scale.set(c, gamma_of(gamma, c) * stats.invstd[c]);
+        }
+        if (pass) pass->run(shape, ch, dy, dx);
+    });
 }
 
 #define XGRAD_BATCH_NORM_KERNELS(T)                                                                                  \

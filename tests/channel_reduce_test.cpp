@@ -221,6 +221,28 @@ void check_thread_independence() {
 TEST(ChannelReduce, OneAndTwoThreadsAreBitwiseEqualFloat) { check_thread_independence<float>(); }
 TEST(ChannelReduce, OneAndTwoThreadsAreBitwiseEqualDouble) { check_thread_independence<double>(); }
 
+// Channel blocks summed one by one in the caller's thread give the bits of the whole-tensor sums.
+TEST(ChannelReduce, SerialSumsOfChannelBlocksAreBitwiseEqual) {
+    for (const auto& bc : branch_cases) {
+        const auto& sh = bc.shape;
+        SCOPED_TRACE(name(sh));
+        const auto x = random_data<float>(sh.size(), 3.0, 7.0, 5);
+        const auto dy = random_data<float>(sh.size(), 0.0, 1.0, 6);
+        const float* g = dy.data();
+        const float* v = x.data();
+        const auto term = [g, v](std::size_t c, std::size_t i) {
+            const double d = static_cast<double>(v[i]) - 0.1 * static_cast<double>(c);
+            return std::array<double, 2>{d * d, static_cast<double>(g[i]) * d};
+        };
+        std::vector<std::array<double, 2>> blocks(sh.c, std::array<double, 2>{});
+        const std::size_t step = sh.c / 3 + 1;
+        for (std::size_t c0 = 0; c0 < sh.c; c0 += step) {
+            xgrad::channel_sums_serial<2>(sh, c0, std::min(sh.c, c0 + step), term, blocks.data() + c0);
+        }
+        EXPECT_TRUE(bitwise_equal(dot_sums(dy, x, sh), blocks));
+    }
+}
+
 // 1e4 + N(0, 1e-2) in float: Σx² - n·mean² would lose every digit; the two-pass variance keeps them.
 TEST(ChannelReduce, TwoPassVarianceOfFloatWithLargeMean) {
     for (const ChannelShape sh : {ChannelShape{64, 4, 784}, ChannelShape{4096, 8, 1}, ChannelShape{1, 2, 1 << 20}}) {
