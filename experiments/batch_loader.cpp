@@ -1,0 +1,87 @@
+#include "experiments/batch_loader.hpp"
+
+#include <algorithm>
+#include <numeric>
+#include <random>
+#include <stdexcept>
+#include <string>
+
+namespace xgrad {
+
+BatchLoader::BatchLoader(const Dataset& data, BatchLoaderOptions options)
+    : data_(&data), options_(options), samples_(data.labels.size()) {
+    if (data.images.dimension() == 0 || data.images.shape()[0] != samples_ || data.labels.dimension() != 1) {
+        throw std::invalid_argument("dataset '" + data.name + "': images and labels do not hold the same samples");
+    }
+    if (batches_per_epoch() == 0) {
+        throw std::invalid_argument("dataset '" + data.name + "' has " + std::to_string(samples_) +
+                                    " samples: no batch of size " + std::to_string(options.batch_size) +
+                                    (options.drop_last ? " with drop_last" : ""));
+    }
+    seek(0, 0);
+}
+
+std::size_t BatchLoader::batches_per_epoch() const {
+    const std::size_t b = options_.batch_size;
+    if (b == 0) {
+        return 0;
+    }
+    return options_.drop_last ? samples_ / b : (samples_ + b - 1) / b;
+}
+
+void BatchLoader::seek(std::size_t epoch, std::size_t batch) {
+    if (batch >= batches_per_epoch()) {
+        throw std::out_of_range("batch " + std::to_string(batch) + " of an epoch of " +
+                                std::to_string(batches_per_epoch()) + " batches");
+    }
+    if (order_.empty() || epoch != epoch_) {
+        order_ = order(epoch);
+    }
+    epoch_ = epoch;
+    batch_ = batch;
+}
+
+std::vector<std::size_t> BatchLoader::order(std::size_t epoch) const {
+    std::vector<std::size_t> indices(samples_);
+    std::iota(indices.begin(), indices.end(), std::size_t{0});
+    if (!options_.shuffle) {
+        return indices;
+    }
+    const auto low = [](std::uint64_t v) { return static_cast<std::uint32_t>(v); };
+    std::seed_seq seeds{low(options_.seed), low(options_.seed >> 32), low(epoch), low(std::uint64_t{epoch} >> 32)};
+    std::mt19937_64 rng(seeds);
+    // Fisher-Yates written out (std::shuffle's draws differ between standard libraries); the modulo's
+    // bias is below samples / 2^64.
+    for (std::size_t i = samples_; i > 1; --i) {
+        std::swap(indices[i - 1], indices[rng() % i]);
+    }
+    return indices;
+}
+
+Batch BatchLoader::next() {
+    const std::size_t first = batch_ * options_.batch_size;
+    const std::size_t size = std::min(options_.batch_size, samples_ - first);
+    const auto& shape = data_->images.shape();
+    const std::size_t sample_size = data_->images.size() / samples_;
+
+    std::vector<std::size_t> batch_shape(shape.begin(), shape.end());
+    batch_shape[0] = size;
+    if (options_.flatten) {
+        batch_shape = {size, sample_size};
+    }
+    Batch out{xt::xarray<float>::from_shape(batch_shape), xt::xarray<std::int64_t>::from_shape({size})};
+    for (std::size_t i = 0; i < size; ++i) {
+        const std::size_t sample = order_[first + i];
+        std::copy_n(data_->images.data() + sample * sample_size, sample_size, out.images.data() + i * sample_size);
+        out.labels(i) = data_->labels(sample);
+    }
+
+    if (batch_ + 1 < batches_per_epoch()) {
+        ++batch_;
+    } else {
+        seek(epoch_ + 1, 0);
+    }
+    return out;
+}
+
+}  // namespace xgrad

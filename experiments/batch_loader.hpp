@@ -1,0 +1,54 @@
+// Batches of a Dataset in an order reshuffled every epoch. The order of epoch e depends only on
+// (seed, e), so a run resumed at (epoch, batch) sees the same batches as one that never stopped.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <vector>
+
+#include <xtensor/xarray.hpp>
+
+#include "experiments/dataset.hpp"
+
+namespace xgrad {
+
+struct Batch {
+    xt::xarray<float> images;         // (B, 1, 28, 28), or (B, 784) when flattened
+    xt::xarray<std::int64_t> labels;  // (B)
+};
+
+struct BatchLoaderOptions {
+    std::size_t batch_size = 64;
+    std::uint64_t seed = 0;
+    bool shuffle = true;     // false: the data set's own order every epoch, as for evaluation
+    bool drop_last = false;  // skip an epoch's last batch when it is smaller than batch_size
+    bool flatten = false;    // images as (B, C * H * W), for MLPs
+};
+
+class BatchLoader {
+public:
+    // Throws std::invalid_argument when an epoch would have no batch. `data` must outlive the loader.
+    BatchLoader(const Dataset& data, BatchLoaderOptions options);
+    BatchLoader(const Dataset&& data, BatchLoaderOptions options) = delete;
+
+    std::size_t batches_per_epoch() const;
+    // Where the next batch comes from.
+    std::size_t epoch() const { return epoch_; }
+    std::size_t batch() const { return batch_; }
+    // Continue from batch `batch` of epoch `epoch`, as if every batch before it had been taken.
+    void seek(std::size_t epoch, std::size_t batch);
+    // The batch at the current position; then moves on, to the next epoch after the last batch.
+    Batch next();
+    // The sample indices in the order epoch `epoch` visits them.
+    std::vector<std::size_t> order(std::size_t epoch) const;
+
+private:
+    const Dataset* data_;
+    BatchLoaderOptions options_;
+    std::size_t samples_;
+    std::size_t epoch_ = 0;
+    std::size_t batch_ = 0;
+    std::vector<std::size_t> order_;  // of epoch_
+};
+
+}  // namespace xgrad

