@@ -84,11 +84,16 @@ private:
     [[noreturn]] void throw_read_error() const {
         const int error = errno;
         int err = Z_OK;
-        const char* message = gzerror(file_, &err);
+        std::string message = gzerror(file_, &err);
         if (err == Z_ERRNO) {
             throw std::runtime_error("cannot read " + path_.string() + ": " + std::generic_category().message(error));
         }
-        fail("corrupt gzip data at " + where() + ": " + message);
+        // zlib starts its message with the path, which fail() gives already.
+        if (const std::string prefix = path_.string() + ": "; message.starts_with(prefix)) {
+            message.erase(0, prefix.size());
+        }
+        fail((err == Z_DATA_ERROR ? "corrupt gzip data: " : "cannot decompress: ") + message + " (read up to " +
+             where() + ")");
     }
 
     std::filesystem::path path_;

@@ -218,8 +218,10 @@ TEST_F(IdxFile, CorruptGzip) {
         Bytes bad = good;
         bad[c.byte] = c.value;
         write_plain(dir / "labels.gz", bad);
-        expect_contains(error_of([&] { xgrad::read_idx_labels(dir / "labels.gz"); }),
-                        {(dir / "labels.gz").string() + ": corrupt gzip data at byte offset ", c.zlib_message});
+        const std::string message = error_of([&] { xgrad::read_idx_labels(dir / "labels.gz"); });
+        expect_contains(message, {(dir / "labels.gz").string() + ": corrupt gzip data: " + c.zlib_message +
+                                  " (read up to byte offset "});
+        EXPECT_EQ(message.find((dir / "labels.gz").string(), 1), std::string::npos) << "file named twice: " << message;
     }
 }
 
