@@ -1,0 +1,187 @@
+#include "layers/conv2d.hpp"
+
+#include <algorithm>
+#include <cstddef>
+#include <memory>
+#include <stdexcept>
+
+#include <tbb/blocked_range.h>
+#include <tbb/parallel_for.h>
+
+#include "autodiff/blas.hpp"
+#include "layers/grad_kernels.hpp"
+
+namespace xgrad {
+
+namespace {
+
+// The batch is processed in chunks of whole samples whose im2col matrix has at most about this
+// many elements: memory stays bounded while one gemm still spans several samples.
+constexpr std::size_t kColumnBudget = std::size_t{1} << 22;
+
+struct Span {
+    std::size_t begin = 0;
+    std::size_t end = 0;
+};
+
+// The output positions o in [0, out) that read input position o * stride + offset - pad inside
+// [0, in), i.e. not in the padding.
+Span valid_outputs(std::size_t out, std::size_t stride, std::size_t offset, std::size_t pad, std::size_t in) {
+    const auto s = static_cast<std::ptrdiff_t>(stride);
+    const std::ptrdiff_t lo = static_cast<std::ptrdiff_t>(pad) - static_cast<std::ptrdiff_t>(offset);
+    const std::ptrdiff_t hi = static_cast<std::ptrdiff_t>(in) + lo;
+    const std::ptrdiff_t begin = lo > 0 ? (lo + s - 1) / s : 0;
+    const std::ptrdiff_t end = std::min(hi > 0 ? (hi + s - 1) / s : 0, static_cast<std::ptrdiff_t>(out));
+    return {static_cast<std::size_t>(std::min(begin, end)), static_cast<std::size_t>(end)};
+}
+
+// Calls f(tap, out_pos, in_pos) for each kernel tap (i * kw + j) and output position of one
+// channel plane whose input position is inside the image.
+template <class F>
+void for_each_valid_tap(const WindowGeometry& g, F&& f) {
+    for (std::size_t i = 0; i < g.kernel.h; ++i) {
+        const Span rows = valid_outputs(g.oh, g.stride.h, i, g.padding.h, g.h);
+        for (std::size_t j = 0; j < g.kernel.w; ++j) {
+            const Span cols = valid_outputs(g.ow, g.stride.w, j, g.padding.w, g.w);
+            const std::size_t tap = i * g.kernel.w + j;
+            for (std::size_t oh = rows.begin; oh < rows.end; ++oh) {
+                const std::size_t in_row = (oh * g.stride.h + i - g.padding.h) * g.w;
+                for (std::size_t ow = cols.begin; ow < cols.end; ++ow) {
+                    f(tap, oh * g.ow + ow, in_row + ow * g.stride.w + j - g.padding.w);
+                }
+            }
+        }
+    }
+}
+
+// f(b, c) for every sample b of a chunk of `count` and channel c < channels, in parallel.
+template <class F>
+void parallel_planes(std::size_t count, std::size_t channels, F&& f) {
+    tbb::parallel_for(tbb::blocked_range<std::size_t>(0, count * channels), [&](const tbb::blocked_range<std::size_t>& r) {
+        for (std::size_t p = r.begin(); p < r.end(); ++p) f(p / channels, p % channels);
+    });
+}
+
+// The chunk's im2col matrix, (C * kh * kw, count * OH * OW): row (c, i, j), column (b, oh, ow)
+// holds x[n0 + b, c, oh * sh + i - ph, ow * sw + j - pw], 0 in the padding.
+template <class T>
+void im2col(const T* x, const WindowGeometry& g, std::size_t n0, std::size_t count, T* cols) {
+    const std::size_t taps = g.kernel.h * g.kernel.w;
+    const std::size_t ld = count * g.out_plane();
+    const bool padded = g.padding.h > 0 || g.padding.w > 0;
+    parallel_planes(count, g.c, [&](std::size_t b, std::size_t c) {
+        T* dst = cols + c * taps * ld + b * g.out_plane();
+        const T* src = x + ((n0 + b) * g.c + c) * g.in_plane();
+        if (padded) {
+            for (std::size_t t = 0; t < taps; ++t) std::fill_n(dst + t * ld, g.out_plane(), T(0));
+        }
+        for_each_valid_tap(g, [&](std::size_t tap, std::size_t o, std::size_t i) { dst[tap * ld + o] = src[i]; });
+    });
+}
+
+// The adjoint of im2col: adds each column entry back to the input position it was read from,
+// into dx (overwriting dx for these samples unless `add`).
+template <class T>
+void col2im(const T* cols, const WindowGeometry& g, std::size_t n0, std::size_t count, T* dx, bool add) {
+    const std::size_t taps = g.kernel.h * g.kernel.w;
+    const std::size_t ld = count * g.out_plane();
+    parallel_planes(count, g.c, [&](std::size_t b, std::size_t c) {
+        const T* src = cols + c * taps * ld + b * g.out_plane();
+        T* dst = dx + ((n0 + b) * g.c + c) * g.in_plane();
+        if (!add) std::fill_n(dst, g.in_plane(), T(0));
+        for_each_valid_tap(g, [&](std::size_t tap, std::size_t o, std::size_t i) { dst[i] += src[tap * ld + o]; });
+    });
+}
+
+// dst (b, a, inner) = src (a, b, inner) with its first two axes swapped: between the gemm's
+// (out_channels, samples * OH * OW) layout and NCHW.
+template <class T>
+void swap_leading_axes(const T* src, T* dst, std::size_t a, std::size_t b, std::size_t inner) {
+    parallel_planes(a, b, [&](std::size_t i, std::size_t j) {
+        std::copy_n(src + (i * b + j) * inner, inner, dst + (j * a + i) * inner);
+    });
+}
+
+}  // namespace
+
+template <class T>
+Conv2d<T>::Conv2d(std::size_t in_channels, std::size_t out_channels, Size2 kernel_size, Size2 stride, Size2 padding,
+                  bool bias, Rng& rng)
+    : in_channels_(in_channels), out_channels_(out_channels), kernel_(kernel_size), stride_(stride), padding_(padding) {
+    if (in_channels == 0 || out_channels == 0 || kernel_.h == 0 || kernel_.w == 0 || stride_.h == 0 || stride_.w == 0) {
+        throw std::invalid_argument("Conv2d: channels, kernel_size and stride must be positive, got in_channels=" +
+                                    std::to_string(in_channels) + ", out_channels=" + std::to_string(out_channels) +
+                                    ", kernel_size=" + kernel_.str() + ", stride=" + stride_.str());
+    }
+    weight_ = &this->register_parameter(
+        "weight", Var<T>(xt::xarray<T>::from_shape({out_channels, in_channels, kernel_.h, kernel_.w})));
+    if (bias) bias_ = &this->register_parameter("bias", Var<T>(xt::xarray<T>::from_shape({out_channels})));
+    reset_parameters(rng);
+}
+
+template <class T>
+void Conv2d<T>::reset_parameters(Rng& rng) {
+    default_init_(weight_->mutable_value(), bias_ ? &bias_->mutable_value() : nullptr, rng);
+}
+
+template <class T>
+std::string Conv2d<T>::describe() const {
+    return "Conv2d(" + std::to_string(in_channels_) + ", " + std::to_string(out_channels_) +
+           ", kernel_size=" + kernel_.str() + ", stride=" + stride_.str() +
+           (padding_ == Size2(0) ? "" : ", padding=" + padding_.str()) + (bias_ ? "" : ", bias=False") + ")";
+}
+
+template <class T>
+Var<T> Conv2d<T>::forward(const Var<T>& x) {
+    const WindowGeometry g = window_geometry(this->where(), x.shape(), in_channels_, kernel_, stride_, padding_);
+    const std::size_t out = out_channels_;
+    const std::size_t rows = g.c * g.kernel.h * g.kernel.w;
+    const std::size_t plane = g.out_plane();
+    const std::size_t chunk = std::clamp<std::size_t>(kColumnBudget / (rows * plane), 1, std::max<std::size_t>(g.n, 1));
+
+    xt::xarray<T> y = xt::xarray<T>::from_shape({g.n, out, g.oh, g.ow});
+    auto cols = std::make_unique_for_overwrite<T[]>(rows * chunk * plane);
+    auto product = std::make_unique_for_overwrite<T[]>(out * chunk * plane);
+    const T* w = weight_->value().data();
+    for (std::size_t n0 = 0; n0 < g.n; n0 += chunk) {
+        const std::size_t count = std::min(chunk, g.n - n0);
+        const std::size_t ld = count * plane;
+        im2col(x.value().data(), g, n0, count, cols.get());
+        // product (out, count * OH * OW) = bias broadcast along rows, then += W cols.
+        for (std::size_t o = 0; o < out; ++o) std::fill_n(product.get() + o * ld, ld, bias_ ? bias_->value()(o) : T(0));
+        gemm<T>(false, false, out, ld, rows, T(1), w, rows, cols.get(), ld, T(1), product.get(), ld);
+        swap_leading_axes(product.get(), y.data() + n0 * out * plane, out, count, plane);
+    }
+
+    std::vector<typename Var<T>::NodePtr> inputs{x.node(), weight_->node()};
+    if (bias_) inputs.push_back(bias_->node());
+    return Var<T>::from_op(std::move(y), "conv2d", inputs, [inputs, g, out, rows, plane, chunk](Node<T>& self) {
+        Node<T>& xn = *inputs[0];
+        Node<T>& wn = *inputs[1];
+        const T* gy = self.grad.data();
+        if (inputs.size() > 2 && inputs[2]->requires_grad) channel_sums_into_grad(*inputs[2], gy, ChannelShape{g.n, out, plane});
+        if (!xn.requires_grad && !wn.requires_grad) return;
+        const bool add_dx = xn.requires_grad && prepare_grad(xn) != T(0);
+        // cols holds x's im2col for dW, then is reused for the columns of dx.
+        auto cols = std::make_unique_for_overwrite<T[]>(rows * chunk * plane);
+        auto gcols = std::make_unique_for_overwrite<T[]>(out * chunk * plane);
+        for (std::size_t n0 = 0; n0 < g.n; n0 += chunk) {
+            const std::size_t count = std::min(chunk, g.n - n0);
+            const std::size_t ld = count * plane;
+            swap_leading_axes(gy + n0 * out * plane, gcols.get(), count, out, plane);
+            if (wn.requires_grad) {
+                im2col(xn.value.data(), g, n0, count, cols.get());
+                gemm_into_grad(wn, false, true, out, rows, ld, gcols.get(), ld, cols.get(), ld);  // gy cols^T
+            }
+            if (xn.requires_grad) {
+                gemm<T>(true, false, rows, ld, out, T(1), wn.value.data(), rows, gcols.get(), ld, T(0), cols.get(), ld);
+                col2im(cols.get(), g, n0, count, xn.grad.data(), add_dx);
+            }
+        }
+    });
+}
+
+template class Conv2d<float>;
+template class Conv2d<double>;
+
+}  // namespace xgrad
