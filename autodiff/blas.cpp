@@ -25,4 +25,6 @@ void gemm<double>(bool trans_a, bool trans_b, std::size_t m, std::size_t n, std:
                 as_int(lda), b, as_int(ldb), beta, c, as_int(ldc));
 }
 
+void set_blas_threads(int threads) { openblas_set_num_threads(threads); }
+
 }  // namespace xgrad

@@ -1,26 +1,106 @@
-// The xgrad command line.
+// The xgrad command line: train, eval, experiment.
 #include <iostream>
 
 #include <CLI/CLI.hpp>
 
-#include "experiments/mlp_demo.hpp"
+#include "experiments/checkpoint.hpp"
+#include "experiments/dataset.hpp"
+#include "experiments/evaluation.hpp"
+#include "experiments/models.hpp"
+#include "experiments/seed_cnn_bn.hpp"
+#include "experiments/trainer.hpp"
+
+namespace {
+
+using namespace xgrad;
+
+// --bn on|off
+CLI::Option* add_bn_flag(CLI::App* cmd, bool& target) {
+    return cmd->add_option_function<std::string>("--bn", [&target](const std::string& v) { target = v == "on"; },
+                                                 "Batch Normalization layers: on or off (default on)")
+        ->check(CLI::IsMember({"on", "off"}));
+}
+
+CLI::Option* add_model_flag(CLI::App* cmd, std::string& target) {
+    return cmd->add_option("--model", target, "Model")->check(CLI::IsMember(model_names()))->capture_default_str();
+}
+
+CLI::Option* add_dataset_flag(CLI::App* cmd, std::string& target) {
+    return cmd->add_option("--dataset", target, "Data set")
+        ->check(CLI::IsMember({"fashion-mnist", "mnist", "synthetic"}))
+        ->capture_default_str();
+}
+
+int run_train(const TrainConfig& config, const std::string& out) {
+    const TrainOutcome outcome = train(config, out);
+    if (outcome.was_already_finished) {
+        std::cout << out << " holds a finished run; it is not overwritten. Its summary:\n";
+    }
+    std::cout << outcome.summary.dump(2) << "\n";
+    return outcome.status == "finished" ? 0 : 3;
+}
+
+int run_eval(const std::string& checkpoint, const ModelOptions& model_options, const std::string& dataset) {
+    Rng rng(0);
+    auto model = make_model(model_options, rng);
+    load_checkpoint(checkpoint, *model);
+    const Dataset test = load_dataset(dataset, Split::test);
+    const Evaluation e = evaluate(*model, test, model_takes_flat_input(model_options.name));
+    std::printf("test accuracy: %.4f\ntest loss: %.4f\n", e.accuracy, e.loss);
+    return 0;
+}
+
+}  // namespace
 
 int main(int argc, char** argv) {
     CLI::App app{"xgrad: reverse-mode autodiff and Batch Normalization experiments"};
     app.require_subcommand(1);
 
-    xgrad::MlpDemoConfig demo;
-    CLI::App* demo_cmd = app.add_subcommand("demo", "Train a small ReLU MLP on a synthetic spirals task and print the loss falling");
-    demo_cmd->add_option("--steps", demo.steps, "SGD steps")->capture_default_str();
-    demo_cmd->add_option("--batch", demo.batch, "Batch size")->capture_default_str();
-    demo_cmd->add_option("--lr", demo.lr, "Learning rate")->capture_default_str();
-    demo_cmd->add_option("--seed", demo.seed, "Seed of data, initialization and shuffling")->capture_default_str();
+    TrainConfig config;
+    std::string out;
+    CLI::App* train_cmd = app.add_subcommand("train", "Train a model; writes config.json, metrics.csv, checkpoint.npz, summary.json into --out");
+    add_model_flag(train_cmd, config.model);
+    add_dataset_flag(train_cmd, config.dataset);
+    add_bn_flag(train_cmd, config.batch_norm);
+    train_cmd->add_option("--optimizer", config.optimizer, "sgd or adam")->check(CLI::IsMember({"sgd", "adam"}))->capture_default_str();
+    train_cmd->add_option("--lr", config.lr, "Learning rate")->capture_default_str();
+    train_cmd->add_option("--momentum", config.momentum, "SGD momentum")->capture_default_str();
+    train_cmd->add_option("--batch", config.batch, "Batch size")->check(CLI::PositiveNumber)->capture_default_str();
+    auto* epochs = train_cmd->add_option("--epochs", config.epochs, "Epochs to train")->capture_default_str();
+    train_cmd->add_option("--steps", config.steps, "Steps to train (instead of --epochs)")->excludes(epochs);
+    train_cmd->add_option("--eval-every", config.eval_every, "Steps between evaluations (and checkpoints)")
+        ->check(CLI::PositiveNumber)->capture_default_str();
+    train_cmd->add_option("--eval-samples", config.eval_samples, "Test images per evaluation, 0 for all")->capture_default_str();
+    train_cmd->add_option("--init-sigma", config.init_sigma, "Initialize weights from N(0, sigma) instead of torch's default");
+    train_cmd->add_option("--dropout", config.dropout, "Dropout probability after hidden nonlinearities")->capture_default_str();
+    train_cmd->add_option("--synthetic-size", config.synthetic_size, "Training images of the synthetic data set")->capture_default_str();
+    train_cmd->add_option("--seed", config.seed, "Seed of initialization, data order and dropout")->capture_default_str();
+    train_cmd->add_option("--threads", config.threads, "Threads for TBB and OpenBLAS")->check(CLI::PositiveNumber)->capture_default_str();
+    train_cmd->add_option("--out", out, "Run directory (resumed if it holds an unfinished run with the same configuration)")->required();
+
+    std::string checkpoint, eval_dataset = "fashion-mnist";
+    ModelOptions eval_model;
+    CLI::App* eval_cmd = app.add_subcommand("eval", "Evaluate a checkpoint on a test set");
+    eval_cmd->add_option("--checkpoint", checkpoint, "checkpoint.npz of a run")->required()->check(CLI::ExistingFile);
+    add_model_flag(eval_cmd, eval_model.name);
+    add_dataset_flag(eval_cmd, eval_dataset);
+    add_bn_flag(eval_cmd, eval_model.batch_norm);
+
+    SeedCnnBnOptions seed_cnn_bn;
+    std::string experiment;
+    CLI::App* experiment_cmd = app.add_subcommand("experiment", "Run an experiment driver");
+    experiment_cmd->add_option("name", experiment, "seed-cnn-bn: the seed CNN with and without BN on Fashion-MNIST")
+        ->required()->check(CLI::IsMember({"seed-cnn-bn"}));
+    experiment_cmd->add_option("--results", seed_cnn_bn.results, "Root of the results directories")->capture_default_str();
+    experiment_cmd->add_option("--threads", seed_cnn_bn.threads, "Threads for TBB and OpenBLAS")->capture_default_str();
 
     CLI11_PARSE(app, argc, argv);
     try {
-        if (*demo_cmd) {
-            const double acc = xgrad::run_mlp_demo(demo, std::cout);
-            std::cout << "final training accuracy: " << acc << "\n";
+        if (*train_cmd) return run_train(config, out);
+        if (*eval_cmd) return run_eval(checkpoint, eval_model, eval_dataset);
+        if (*experiment_cmd) {
+            run_seed_cnn_bn(seed_cnn_bn, std::cout);
+            return 0;
         }
     } catch (const std::exception& e) {
         std::cerr << "xgrad: error: " << e.what() << "\n";

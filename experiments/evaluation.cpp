@@ -1,0 +1,48 @@
+#include "experiments/evaluation.hpp"
+
+#include <algorithm>
+
+#include <xtensor/xview.hpp>
+
+#include "autodiff/grad_mode.hpp"
+#include "experiments/batch_loader.hpp"
+#include "layers/cross_entropy.hpp"
+
+namespace xgrad {
+
+std::size_t count_correct(const xt::xarray<float>& logits, const xt::xarray<std::int64_t>& labels) {
+    const std::size_t classes = logits.shape()[1];
+    std::size_t right = 0;
+    for (std::size_t i = 0; i < labels.size(); ++i) {
+        const float* row = logits.data() + i * classes;
+        const auto best = static_cast<std::int64_t>(std::max_element(row, row + classes) - row);
+        right += best == labels(i);
+    }
+    return right;
+}
+
+Evaluation evaluate(Module<float>& model, const Dataset& data, bool flat_input, std::size_t samples) {
+    const std::size_t total = samples == 0 ? data.labels.size() : std::min(samples, data.labels.size());
+    const bool was_training = model.is_training();
+    model.eval();
+    NoGrad no_grad;
+    BatchLoader loader(data, {.batch_size = 500, .shuffle = false, .flatten = flat_input});
+    double loss_sum = 0;
+    std::size_t right = 0;
+    for (std::size_t seen = 0; seen < total;) {
+        Batch batch = loader.next();
+        const std::size_t take = std::min(batch.labels.size(), total - seen);
+        if (take < batch.labels.size()) {
+            batch.images = xt::xarray<float>(xt::view(batch.images, xt::range(0, take)));
+            batch.labels = xt::xarray<std::int64_t>(xt::view(batch.labels, xt::range(0, take)));
+        }
+        const Var<float> logits = model(Var<float>(std::move(batch.images)));
+        loss_sum += static_cast<double>(cross_entropy(logits, batch.labels).value()()) * static_cast<double>(take);
+        right += count_correct(logits.value(), batch.labels);
+        seen += take;
+    }
+    model.train(was_training);
+    return {loss_sum / static_cast<double>(total), static_cast<double>(right) / static_cast<double>(total)};
+}
+
+}  // namespace xgrad

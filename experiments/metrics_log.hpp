@@ -1,0 +1,29 @@
+// metrics.csv: one row per evaluation of a run, rewritten whole (atomically) at each evaluation
+// so a reader never sees half a row, and read back when a run resumes.
+#pragma once
+
+#include <cstddef>
+#include <filesystem>
+#include <string>
+#include <vector>
+
+namespace xgrad {
+
+struct MetricsRow {
+    std::size_t step = 0;
+    std::size_t epoch = 0;
+    double train_loss = 0;  // mean over the training batches since the previous row
+    double train_acc = 0;
+    double test_loss = 0;
+    double test_acc = 0;
+    double lr = 0;
+    double seconds = 0;  // training time since the run started, over all its sessions
+};
+
+inline constexpr const char* metrics_header = "step,epoch,train_loss,train_acc,test_loss,test_acc,lr,seconds";
+
+std::string metrics_csv(const std::vector<MetricsRow>& rows);
+// Throws std::runtime_error naming the file and line for a row that does not parse.
+std::vector<MetricsRow> read_metrics_csv(const std::filesystem::path& path);
+
+}  // namespace xgrad

@@ -1,0 +1,224 @@
+#include "experiments/trainer.hpp"
+
+#include <chrono>
+#include <cmath>
+#include <fstream>
+#include <memory>
+#include <stdexcept>
+#include <vector>
+
+#include <tbb/global_control.h>
+
+#include "autodiff/blas.hpp"
+#include "autodiff/grad_mode.hpp"
+#include "experiments/atomic_file.hpp"
+#include "experiments/batch_loader.hpp"
+#include "experiments/checkpoint.hpp"
+#include "experiments/dataset.hpp"
+#include "experiments/evaluation.hpp"
+#include "experiments/metrics_log.hpp"
+#include "experiments/models.hpp"
+#include "experiments/progress.hpp"
+#include "layers/adam.hpp"
+#include "layers/cross_entropy.hpp"
+#include "layers/dropout.hpp"
+#include "layers/sgd.hpp"
+
+namespace xgrad {
+
+namespace {
+
+namespace fs = std::filesystem;
+
+nlohmann::json read_json(const fs::path& path) {
+    std::ifstream in(path);
+    if (!in) throw std::runtime_error("cannot open " + path.string());
+    try {
+        return nlohmann::json::parse(in);
+    } catch (const nlohmann::json::parse_error& e) {
+        throw std::runtime_error(path.string() + ": not valid JSON: " + e.what());
+    }
+}
+
+void write_json(const fs::path& path, const nlohmann::json& value) {
+    write_file_atomically(path, value.dump(2) + "\n");
+}
+
+std::unique_ptr<Optimizer<float>> make_optimizer(const TrainConfig& c, std::vector<Var<float>> params) {
+    if (c.optimizer == "sgd") return std::make_unique<SGD<float>>(std::move(params), SgdOptions{.lr = c.lr, .momentum = c.momentum});
+    if (c.optimizer == "adam") return std::make_unique<Adam<float>>(std::move(params), AdamOptions{.lr = c.lr});
+    throw std::invalid_argument("unknown optimizer '" + c.optimizer + "' (known: sgd, adam)");
+}
+
+// The generators a run draws from after it has started: the Dropout layers'.
+std::vector<std::pair<std::string, Rng*>> run_generators(Sequential<float>& model) {
+    std::vector<std::pair<std::string, Rng*>> out;
+    for (auto& [name, child] : model.named_children()) {
+        if (auto* dropout = dynamic_cast<Dropout<float>*>(child.get())) out.emplace_back("rng/" + name, &dropout->rng());
+    }
+    return out;
+}
+
+bool all_finite(const xt::xarray<float>& a) {
+    for (float v : a) {
+        if (!std::isfinite(v)) return false;
+    }
+    return true;
+}
+
+// Replays the batch layer by layer to name the first layer whose output is not finite.
+std::string first_nonfinite_layer(Sequential<float>& model, const xt::xarray<float>& images) {
+    if (!all_finite(images)) return "the input batch";
+    NoGrad no_grad;
+    Var<float> x(images);
+    for (auto& [name, child] : model.named_children()) {
+        x = child->forward(x);
+        if (!all_finite(x.value())) return child->where();
+    }
+    return "none (every layer's output is finite; the loss itself overflowed)";
+}
+
+struct RunFiles {
+    fs::path config, metrics, checkpoint, summary;
+    explicit RunFiles(const fs::path& dir)
+        : config(dir / "config.json"), metrics(dir / "metrics.csv"), checkpoint(dir / "checkpoint.npz"),
+          summary(dir / "summary.json") {}
+};
+
+// Writes config.json for a new run, or checks that an existing run was started with the same one.
+void claim_directory(const RunFiles& files, const nlohmann::json& config) {
+    if (!fs::exists(files.config)) {
+        write_json(files.config, config);
+        return;
+    }
+    const nlohmann::json existing = read_json(files.config);
+    if (auto key = first_difference(existing, config)) {
+        throw std::runtime_error(files.config.string() + " belongs to a run with another configuration ('" + *key +
+                                 "' was " + (existing.contains(*key) ? existing[*key].dump() : "absent") + ", now " +
+                                 (config.contains(*key) ? config[*key].dump() : "absent") +
+                                 "); choose another output directory");
+    }
+}
+
+}  // namespace
+
+TrainOutcome train(const TrainConfig& config, const fs::path& dir, const std::string& label) {
+    const RunFiles files(dir);
+    if (fs::exists(files.summary)) {
+        nlohmann::json summary = read_json(files.summary);
+        return {summary.value("status", "finished"), summary, true};
+    }
+    fs::create_directories(dir);
+    const nlohmann::json config_json = to_json(config);
+    claim_directory(files, config_json);
+
+    tbb::global_control threads(tbb::global_control::max_allowed_parallelism, config.threads);
+    set_blas_threads(static_cast<int>(config.threads));
+
+    Rng rng(config.seed);
+    auto model = make_model({.name = config.model, .batch_norm = config.batch_norm, .init_sigma = config.init_sigma,
+                             .dropout = config.dropout},
+                            rng);
+    auto optimizer = make_optimizer(config, model->parameters());
+    const bool flat = model_takes_flat_input(config.model);
+    const DatasetOptions data_options{.synthetic_size = config.synthetic_size, .synthetic_seed = config.seed};
+    const Dataset train_set = load_dataset(config.dataset, Split::train, data_options);
+    const Dataset test_set = load_dataset(config.dataset, Split::test,
+                                          {.synthetic_size = std::max<std::size_t>(config.synthetic_size / 4, 1),
+                                           .synthetic_seed = config.seed});
+    BatchLoader loader(train_set, {.batch_size = config.batch, .seed = config.seed, .flatten = flat});
+    const std::size_t total_steps = config.steps ? config.steps : config.epochs * loader.batches_per_epoch();
+    if (total_steps == 0 || config.eval_every == 0) {
+        throw std::invalid_argument("a run needs at least one step and eval_every >= 1");
+    }
+
+    std::size_t step = 0;
+    double seconds_before = 0;  // training time of earlier sessions of this run
+    std::vector<MetricsRow> rows;
+    if (fs::exists(files.checkpoint)) {
+        TrainerState state;
+        load_checkpoint(files.checkpoint, *model, optimizer.get(), &state);
+        step = static_cast<std::size_t>(state.get_int("step"));
+        seconds_before = state.get_real("seconds");
+        loader.seek(static_cast<std::size_t>(state.get_int("epoch")), static_cast<std::size_t>(state.get_int("batch")));
+        for (auto& [name, generator] : run_generators(*model)) state.restore_rng(name, *generator);
+        if (fs::exists(files.metrics)) {
+            rows = read_metrics_csv(files.metrics);
+            std::erase_if(rows, [&](const MetricsRow& r) { return r.step > step; });  // written after the checkpoint
+        }
+    }
+
+    Progress progress(label, total_steps, step);
+    if (step > 0) progress.report(label + ": resuming at step " + std::to_string(step) + " from " + files.checkpoint.string());
+    const auto session_start = std::chrono::steady_clock::now();
+    auto elapsed = [&] {
+        return seconds_before + std::chrono::duration<double>(std::chrono::steady_clock::now() - session_start).count();
+    };
+    double loss_sum = 0;
+    std::size_t right = 0, seen = 0, batches = 0;
+    std::string status = "finished";
+    nlohmann::json divergence;
+    model->train();
+    while (step < total_steps) {
+        const std::size_t epoch = loader.epoch();
+        const Batch batch = loader.next();
+        ++step;
+        optimizer->zero_grad();
+        const Var<float> logits = (*model)(Var<float>(batch.images));
+        const Var<float> loss = cross_entropy(logits, batch.labels);
+        const double loss_value = loss.value()();
+        if (!std::isfinite(loss_value) || loss_value > config.divergence_loss) {
+            status = "diverged";
+            divergence = {{"step", step}, {"loss", std::isfinite(loss_value) ? nlohmann::json(loss_value) : nlohmann::json("non-finite")},
+                          {"first_nonfinite_layer", first_nonfinite_layer(*model, batch.images)}};
+            progress.report(label + ": diverged at step " + std::to_string(step) + " (loss " + std::to_string(loss_value) +
+                            "); first layer with a non-finite output: " + divergence["first_nonfinite_layer"].get<std::string>());
+            break;
+        }
+        loss.backward();
+        optimizer->step();
+        loss_sum += loss_value;
+        right += count_correct(logits.value(), batch.labels);
+        seen += batch.labels.size();
+        ++batches;
+        progress.update(step, loss_sum / static_cast<double>(batches), static_cast<double>(right) / static_cast<double>(seen));
+
+        if (step % config.eval_every == 0 || step == total_steps) {
+            const Evaluation test = evaluate(*model, test_set, flat, config.eval_samples);
+            rows.push_back({step, epoch, loss_sum / static_cast<double>(batches),
+                            static_cast<double>(right) / static_cast<double>(seen), test.loss, test.accuracy,
+                            optimizer->lr(), elapsed()});
+            loss_sum = 0;
+            right = seen = batches = 0;
+            char line[200];
+            std::snprintf(line, sizeof line, "%s: step %zu  train_loss %.4f  train_acc %.4f  test_loss %.4f  test_acc %.4f",
+                          label.c_str(), step, rows.back().train_loss, rows.back().train_acc, test.loss, test.accuracy);
+            progress.report(line);
+            // Metrics before the checkpoint: a kill between the two leaves rows past the
+            // checkpoint, which the resumed run drops and writes again.
+            write_file_atomically(files.metrics, metrics_csv(rows));
+            TrainerState state;
+            state.set_int("step", static_cast<std::int64_t>(step));
+            state.set_int("epoch", static_cast<std::int64_t>(loader.epoch()));
+            state.set_int("batch", static_cast<std::int64_t>(loader.batch()));
+            state.set_real("seconds", elapsed());
+            for (auto& [name, generator] : run_generators(*model)) state.set_rng(name, *generator);
+            save_checkpoint(files.checkpoint, *model, optimizer.get(), &state);
+        }
+    }
+    progress.finish();
+
+    nlohmann::json summary = {{"status", status}, {"steps", step}, {"seconds", elapsed()}, {"config", config_json}};
+    if (!rows.empty()) {
+        summary["final_test_acc"] = rows.back().test_acc;
+        summary["final_test_loss"] = rows.back().test_loss;
+        double best = 0;
+        for (const auto& r : rows) best = std::max(best, r.test_acc);
+        summary["best_test_acc"] = best;
+    }
+    if (status == "diverged") summary["divergence"] = divergence;
+    write_json(files.summary, summary);
+    return {status, summary, false};
+}
+
+}  // namespace xgrad

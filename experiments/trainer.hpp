@@ -1,0 +1,31 @@
+// A training run in its own directory: config.json, metrics.csv (a row per evaluation),
+// checkpoint.npz (model, optimizer and trainer state, at every evaluation) and, once it has
+// ended, summary.json. Every file is written atomically. A directory with a summary.json is a
+// finished run and is never written again; one with a checkpoint resumes from it and ends with
+// the same weights as a run that was never stopped (the batch order, dropout masks and every
+// reduction are deterministic).
+#pragma once
+
+#include <filesystem>
+#include <optional>
+#include <string>
+
+#include <nlohmann/json.hpp>
+
+#include "experiments/train_config.hpp"
+
+namespace xgrad {
+
+struct TrainOutcome {
+    // "finished", or "diverged" when the loss went non-finite or above config.divergence_loss.
+    std::string status;
+    // The summary.json of the run; for a run found already finished, the one it holds.
+    nlohmann::json summary;
+    bool was_already_finished = false;
+};
+
+// Trains as `config` says into `dir`. A diverged run is an outcome, not an error; bad
+// configurations, data or checkpoints throw with a message naming what is wrong.
+TrainOutcome train(const TrainConfig& config, const std::filesystem::path& dir, const std::string& label = "train");
+
+}  // namespace xgrad

@@ -1,0 +1,220 @@
+// The trainer and the xgrad CLI: run directories, never overwriting a finished run, refusing a
+// directory of another configuration, resuming after a SIGKILL to the same final weights, the
+// divergence report, the seed CNN's fc1 error, and agreement with PyTorch on a checkpoint.
+#include <fcntl.h>
+#include <signal.h>
+#include <spawn.h>
+#include <sys/wait.h>
+
+#include <chrono>
+#include <cstdlib>
+#include <filesystem>
+#include <fstream>
+#include <limits>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include <gtest/gtest.h>
+#include <nlohmann/json.hpp>
+
+#include "experiments/npz.hpp"
+#include "experiments/trainer.hpp"
+
+extern char** environ;
+
+namespace {
+
+namespace fs = std::filesystem;
+using xgrad::TrainConfig;
+
+fs::path fresh_dir(const std::string& name) {
+    const fs::path dir = fs::temp_directory_path() / ("xgrad_trainer_test_" + name + "_" + std::to_string(getpid()));
+    fs::remove_all(dir);
+    return dir;
+}
+
+TrainConfig small_mlp_run() {
+    TrainConfig c;
+    c.model = "paper-mlp";
+    c.dataset = "synthetic";
+    c.synthetic_size = 512;
+    c.optimizer = "sgd";
+    c.lr = 0.1;
+    c.momentum = 0.9;
+    c.dropout = 0.2;  // so the resumed run must also restore the dropout generators
+    c.batch = 32;
+    c.steps = 60;
+    c.eval_every = 10;
+    return c;
+}
+
+std::vector<std::string> cli_args(const TrainConfig& c, const fs::path& out) {
+    return {XGRAD_CLI,      "train",        "--model",       c.model,
+            "--dataset",    c.dataset,      "--synthetic-size", std::to_string(c.synthetic_size),
+            "--optimizer",  c.optimizer,    "--lr",          std::to_string(c.lr),
+            "--momentum",   std::to_string(c.momentum), "--dropout", std::to_string(c.dropout),
+            "--batch",      std::to_string(c.batch),    "--steps",   std::to_string(c.steps),
+            "--eval-every", std::to_string(c.eval_every), "--out",   out.string()};
+}
+
+pid_t spawn(const std::vector<std::string>& args) {
+    std::vector<char*> argv;
+    for (const auto& a : args) argv.push_back(const_cast<char*>(a.c_str()));
+    argv.push_back(nullptr);
+    posix_spawn_file_actions_t actions;
+    posix_spawn_file_actions_init(&actions);
+    posix_spawn_file_actions_addopen(&actions, 1, "/dev/null", O_WRONLY, 0);
+    posix_spawn_file_actions_addopen(&actions, 2, "/dev/null", O_WRONLY, 0);
+    pid_t pid = 0;
+    const int rc = posix_spawn(&pid, argv[0], &actions, nullptr, argv.data(), environ);
+    posix_spawn_file_actions_destroy(&actions);
+    if (rc != 0) throw std::runtime_error("cannot start " + args[0]);
+    return pid;
+}
+
+int wait_for(pid_t pid) {
+    int status = 0;
+    waitpid(pid, &status, 0);
+    return status;
+}
+
+nlohmann::json read_json(const fs::path& p) {
+    std::ifstream in(p);
+    return nlohmann::json::parse(in);
+}
+
+// Every array bitwise equal, but for the wall-clock time the trainer keeps.
+void expect_same_checkpoints(const fs::path& a, const fs::path& b) {
+    const xgrad::Npz x = xgrad::load_npz(a);
+    const xgrad::Npz y = xgrad::load_npz(b);
+    ASSERT_EQ(x.entries().size(), y.entries().size());
+    for (const auto& [key, value] : x.entries()) {
+        if (key == "trainer/seconds") continue;
+        const xgrad::NpyArray* other = y.find(key);
+        ASSERT_NE(other, nullptr) << key;
+        EXPECT_TRUE(value == *other) << key << " differs";
+    }
+}
+
+TEST(Trainer, WritesTheRunFilesAndNeverOverwritesAFinishedRun) {
+    const fs::path dir = fresh_dir("finished");
+    const auto first = xgrad::train(small_mlp_run(), dir);
+    EXPECT_EQ(first.status, "finished");
+    EXPECT_FALSE(first.was_already_finished);
+    for (const char* f : {"config.json", "metrics.csv", "summary.json", "checkpoint.npz"}) EXPECT_TRUE(fs::exists(dir / f)) << f;
+    const auto summary = read_json(dir / "summary.json");
+    EXPECT_GT(summary.at("final_test_acc").get<double>(), 0.5);
+    const auto written = fs::last_write_time(dir / "checkpoint.npz");
+
+    const auto again = xgrad::train(small_mlp_run(), dir);
+    EXPECT_TRUE(again.was_already_finished);
+    EXPECT_EQ(fs::last_write_time(dir / "checkpoint.npz"), written);
+    fs::remove_all(dir);
+}
+
+TEST(Trainer, RefusesADirectoryOfAnotherConfiguration) {
+    const fs::path dir = fresh_dir("other_config");
+    TrainConfig c = small_mlp_run();
+    c.steps = 10;
+    fs::create_directories(dir);
+    std::ofstream(dir / "config.json") << xgrad::to_json(c).dump();
+    c.lr = 0.2;
+    try {
+        xgrad::train(c, dir);
+        FAIL() << "a directory of another configuration was used";
+    } catch (const std::runtime_error& e) {
+        EXPECT_NE(std::string(e.what()).find("'lr'"), std::string::npos) << e.what();
+    }
+    fs::remove_all(dir);
+}
+
+TEST(Trainer, ResumesAfterSigkillToTheSameWeights) {
+    TrainConfig c = small_mlp_run();
+    c.steps = 600;
+    const fs::path straight = fresh_dir("straight"), killed = fresh_dir("killed");
+    ASSERT_EQ(xgrad::train(c, straight).status, "finished");
+
+    const pid_t pid = spawn(cli_args(c, killed));
+    const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(120);
+    while (!fs::exists(killed / "checkpoint.npz") && std::chrono::steady_clock::now() < deadline) {
+        std::this_thread::sleep_for(std::chrono::milliseconds(2));
+    }
+    kill(pid, SIGKILL);
+    wait_for(pid);
+    ASSERT_TRUE(fs::exists(killed / "checkpoint.npz"));
+    ASSERT_FALSE(fs::exists(killed / "summary.json")) << "the run ended before it could be killed";
+
+    ASSERT_EQ(wait_for(spawn(cli_args(c, killed))), 0);
+    expect_same_checkpoints(straight / "checkpoint.npz", killed / "checkpoint.npz");
+    EXPECT_EQ(read_json(straight / "summary.json").at("final_test_acc"), read_json(killed / "summary.json").at("final_test_acc"));
+    fs::remove_all(straight);
+    fs::remove_all(killed);
+}
+
+TEST(Trainer, ADivergedRunNamesTheStepAndTheFirstNonFiniteLayer) {
+    TrainConfig c = small_mlp_run();
+    c.model = "seed-cnn";
+    c.batch_norm = false;
+    c.dropout = 0;
+    c.optimizer = "sgd";
+    c.lr = 1e6;  // far past any stable step
+    c.steps = 50;
+    c.divergence_loss = std::numeric_limits<double>::infinity();  // only a non-finite loss stops it
+    const fs::path dir = fresh_dir("diverged");
+    const auto outcome = xgrad::train(c, dir);
+    ASSERT_EQ(outcome.status, "diverged");
+    const auto& d = outcome.summary.at("divergence");
+    EXPECT_GE(d.at("step").get<int>(), 1);
+    EXPECT_EQ(d.at("loss"), "non-finite");
+    // A layer of the model, named by its path and description, e.g. "conv2 (Conv2d(...))".
+    const auto layer = d.at("first_nonfinite_layer").get<std::string>();
+    EXPECT_NE(layer.find(" ("), std::string::npos) << layer;
+    fs::remove_all(dir);
+}
+
+TEST(Cli, TheSeedCnnAsWrittenFailsNamingFc1AndBothSizes) {
+    const fs::path dir = fresh_dir("verbatim");
+    const std::string command = std::string(XGRAD_CLI) + " train --model seed-cnn-verbatim --dataset synthetic --steps 1 --out " +
+                                dir.string() + " 2>" + (dir.string() + ".err");
+    EXPECT_NE(std::system(command.c_str()), 0);
+    std::ifstream err(dir.string() + ".err");
+    const std::string message((std::istreambuf_iterator<char>(err)), std::istreambuf_iterator<char>());
+    for (const char* part : {"fc1", "50176", "3136"}) EXPECT_NE(message.find(part), std::string::npos) << message;
+    fs::remove_all(dir);
+    fs::remove(dir.string() + ".err");
+}
+
+// The reading of "test accuracy: X" in a command's output.
+double accuracy_printed_by(const std::string& command) {
+    FILE* pipe = popen(command.c_str(), "r");
+    if (!pipe) throw std::runtime_error("cannot run " + command);
+    std::string output;
+    char buf[256];
+    while (fgets(buf, sizeof buf, pipe)) output += buf;
+    if (pclose(pipe) != 0) throw std::runtime_error(command + " failed:\n" + output);
+    const auto at = output.find("test accuracy: ");
+    if (at == std::string::npos) throw std::runtime_error(command + " printed no accuracy:\n" + output);
+    return std::stod(output.substr(at + 15));
+}
+
+TEST(Cli, PyTorchEvaluatesAnXgradCheckpointToTheSameAccuracy) {
+    if (std::system("/usr/bin/python3 -c 'import torch' 2>/dev/null") != 0) GTEST_SKIP() << "python3-torch is not installed";
+    if (!fs::exists("/usr/share/datasets/fashion-mnist/t10k-images-idx3-ubyte.gz")) {
+        GTEST_SKIP() << "dataset-fashion-mnist is not installed";
+    }
+    TrainConfig c;  // seed-cnn with BN on Fashion-MNIST, briefly
+    c.steps = 30;
+    c.eval_every = 30;
+    c.eval_samples = 500;
+    const fs::path dir = fresh_dir("torch_eval");
+    ASSERT_EQ(xgrad::train(c, dir).status, "finished");
+    const std::string checkpoint = (dir / "checkpoint.npz").string();
+    const double ours = accuracy_printed_by(std::string(XGRAD_CLI) + " eval --model seed-cnn --dataset fashion-mnist --checkpoint " + checkpoint);
+    const double torch = accuracy_printed_by("/usr/bin/python3 " XGRAD_SOURCE_DIR "/experiments/torch_eval.py --checkpoint " + checkpoint);
+    EXPECT_GT(ours, 0.5);
+    EXPECT_NEAR(ours, torch, 0.001) << "xgrad " << ours << ", PyTorch " << torch;
+    fs::remove_all(dir);
+}
+
+}  // namespace
