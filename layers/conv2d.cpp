@@ -162,6 +162,8 @@ Var<T> Conv2d<T>::forward(const Var<T>& x) {
         if (inputs.size() > 2 && inputs[2]->requires_grad) channel_sums_into_grad(*inputs[2], gy, ChannelShape{g.n, out, plane});
         if (!xn.requires_grad && !wn.requires_grad) return;
         const bool add_dx = xn.requires_grad && prepare_grad(xn) != T(0);
+        // Every chunk adds its part of dW; with an empty batch, dW is 0.
+        if (wn.requires_grad && prepare_grad(wn) == T(0)) wn.grad.fill(T(0));
         // cols holds x's im2col for dW, then is reused for the columns of dx.
         auto cols = std::make_unique_for_overwrite<T[]>(rows * chunk * plane);
         auto gcols = std::make_unique_for_overwrite<T[]>(out * chunk * plane);
@@ -171,7 +173,7 @@ Var<T> Conv2d<T>::forward(const Var<T>& x) {
             swap_leading_axes(gy + n0 * out * plane, gcols.get(), count, out, plane);
             if (wn.requires_grad) {
                 im2col(xn.value.data(), g, n0, count, cols.get());
-                gemm_into_grad(wn, false, true, out, rows, ld, gcols.get(), ld, cols.get(), ld);  // gy cols^T
+                gemm<T>(false, true, out, rows, ld, T(1), gcols.get(), ld, cols.get(), ld, T(1), wn.grad.data(), rows);  // += gy cols^T
             }
             if (xn.requires_grad) {
                 gemm<T>(true, false, rows, ld, out, T(1), wn.value.data(), rows, gcols.get(), ld, T(0), cols.get(), ld);

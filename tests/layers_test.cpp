@@ -274,6 +274,23 @@ TEST(Conv2d, ChunkedBatchMatchesDirectLoops) {
     EXPECT_LT(xt::amax(xt::abs(conv.bias()->grad() - ref.db))() / xt::amax(xt::abs(ref.db))(), 1e-12);
 }
 
+TEST(EmptyBatch, LayersGiveEmptyOutputsAndZeroParameterGradients) {
+    xgrad::Linear<double> fc(3, 2);
+    xgrad::Conv2d<double> conv(2, 4, 3, 1, 1);
+    xgrad::Flatten<double> flatten;
+    const Var<double> x = leaf(Array::from_shape({0, 2, 5, 5}));
+    const Var<double> h = conv(x);
+    EXPECT_EQ(h.shape(), Shape({0, 4, 5, 5}));
+    EXPECT_EQ(flatten(h).shape(), Shape({0, 100}));
+    const Var<double> y = fc(leaf(Array::from_shape({0, 3})));
+    EXPECT_EQ(y.shape(), Shape({0, 2}));
+    xgrad::sum(flatten(h)).backward();
+    xgrad::sum(y).backward();
+    for (const auto& p : {conv.weight(), *conv.bias(), fc.weight(), *fc.bias()}) {
+        EXPECT_EQ(p.grad(), Array(xt::zeros<double>(p.shape())));
+    }
+}
+
 TEST(MaxPool2d, TiesGoToTheFirstMaximumAndNaNPropagates) {
     xgrad::MaxPool2d<double> pool(2);
     Array x = {{{{1.0, 1.0, 5.0, 2.0}, {1.0, 0.5, std::nan(""), 5.0}}}};
