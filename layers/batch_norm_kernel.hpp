@@ -1,16 +1,21 @@
 // The BatchNorm kernels over raw row-major (N, C, S) data, apart from the graph node so that
 // benchmarks can time them: forward in training (batch statistics; running statistics moved)
 // and in eval (running statistics), and the backward of each. T is float or double; the
-// statistics and the backward sums are accumulated in double by the per-channel reduction.
+// statistics (two passes: the mean, then the centred sum of squares) and the backward sums
+// (Σ dy and Σ dy·(x - mean), one pass) are accumulated in double by the per-channel reduction.
 //
-// Per channel, everything is folded into a few coefficients first, so that each elementwise
-// pass is one fused multiply-add chain over a read of its inputs:
+// Per channel, everything is folded into a few coefficients first, so that the elementwise
+// pass is one fused multiply-add chain per element:
 //   forward            y  = (x - centre)·alpha + shift          alpha = gamma·invstd
 //   backward, train    dx = dy·alpha + ((x - centre)·k + shift)
 //   backward, eval     dx = dy·alpha
 // centre is the mean rounded to T. x - centre is exact for x near the mean (Sterbenz), so data
 // with a large mean and a small spread (1e4 + N(0, 1e-2) in float) keeps its precision, where
 // torch's fold x·alpha + (beta - mean·alpha) adds two large rounded terms.
+//
+// When a channel's slab fits in a core's cache, a kernel runs its sums and its elementwise pass
+// block of channels by block of channels, so that each tensor is read from memory once.
+// Results do not depend on the thread count.
 #pragma once
 
 #include <optional>
