@@ -1,0 +1,107 @@
+// BatchNorm kernels (layers/batch_norm_kernel.hpp) timed directly, without the graph: BatchNorm2d
+// forward-train and backward-train at the seed CNN's shapes and a larger batch, BatchNorm1d at
+// the paper MLP's width, and a copy of the same bytes as the bandwidth reference, all in this
+// binary so the ratios come from one run. Arguments: N, C, S (= H*W), threads.
+// bytes_per_second counts each kernel's minimal traffic (forward: read x, write y; backward:
+// read dy and x, write dx), so it compares directly with the copy's.
+#include <algorithm>
+#include <cstddef>
+#include <cstring>
+#include <random>
+#include <vector>
+
+#include <benchmark/benchmark.h>
+#include <tbb/global_control.h>
+#include <tbb/parallel_for.h>
+
+#include "layers/batch_norm_kernel.hpp"
+
+namespace {
+
+using xgrad::ChannelShape;
+
+ChannelShape shape_of(const benchmark::State& state) {
+    return {static_cast<std::size_t>(state.range(0)), static_cast<std::size_t>(state.range(1)),
+            static_cast<std::size_t>(state.range(2))};
+}
+
+tbb::global_control threads_of(const benchmark::State& state) {
+    return tbb::global_control(tbb::global_control::max_allowed_parallelism, static_cast<std::size_t>(state.range(3)));
+}
+
+std::vector<float> random_vector(std::size_t n, unsigned seed, float mean) {
+    std::mt19937 rng(seed);
+    std::normal_distribution<float> dist(mean, 1.0f);
+    std::vector<float> v(n);
+    std::generate(v.begin(), v.end(), [&] { return dist(rng); });
+    return v;
+}
+
+void set_bytes(benchmark::State& state, const ChannelShape& s, std::size_t tensors) {
+    state.SetBytesProcessed(static_cast<std::int64_t>(state.iterations() * tensors * s.size() * sizeof(float)));
+}
+
+// A copy of x into y in 64 KiB pieces spread over the threads: the bandwidth floor.
+void BM_copy(benchmark::State& state) {
+    const ChannelShape s = shape_of(state);
+    auto threads = threads_of(state);
+    const std::vector<float> src = random_vector(s.size(), 1, 0.0f);
+    std::vector<float> dst(s.size());
+    constexpr std::size_t piece = 16384;
+    for (auto _ : state) {
+        tbb::parallel_for(std::size_t{0}, (src.size() + piece - 1) / piece, [&](std::size_t p) {
+            const std::size_t begin = p * piece, count = std::min(piece, src.size() - begin);
+            std::memcpy(dst.data() + begin, src.data() + begin, count * sizeof(float));
+        });
+        benchmark::DoNotOptimize(dst.data());
+        benchmark::ClobberMemory();
+    }
+    set_bytes(state, s, 2);
+}
+
+void BM_forward_train(benchmark::State& state) {
+    const ChannelShape s = shape_of(state);
+    auto threads = threads_of(state);
+    const std::vector<float> x = random_vector(s.size(), 1, 0.5f);
+    std::vector<float> y(s.size()), gamma(s.c, 1.0f), beta(s.c, 0.0f), running_mean(s.c, 0.0f), running_var(s.c, 1.0f);
+    for (auto _ : state) {
+        auto stats = xgrad::batch_norm_forward_train<float>(s, x.data(), gamma.data(), beta.data(), 1e-5, y.data(),
+                                                            xgrad::RunningStats<float>{running_mean.data(), running_var.data(), 0.1});
+        benchmark::DoNotOptimize(stats.mean.data());
+        benchmark::DoNotOptimize(y.data());
+    }
+    set_bytes(state, s, 2);
+}
+
+void BM_backward_train(benchmark::State& state) {
+    const ChannelShape s = shape_of(state);
+    auto threads = threads_of(state);
+    const std::vector<float> x = random_vector(s.size(), 1, 0.5f), dy = random_vector(s.size(), 2, 0.0f);
+    std::vector<float> y(s.size()), dx(s.size()), gamma(s.c, 1.0f), beta(s.c, 0.0f), dgamma(s.c), dbeta(s.c);
+    const auto stats = xgrad::batch_norm_forward_train<float>(s, x.data(), gamma.data(), beta.data(), 1e-5, y.data());
+    for (auto _ : state) {
+        xgrad::batch_norm_backward_train<float>(s, dy.data(), x.data(), gamma.data(), stats, dx.data(), dgamma.data(),
+                                                dbeta.data());
+        benchmark::DoNotOptimize(dx.data());
+    }
+    set_bytes(state, s, 3);
+}
+
+// (N, C, S): the seed CNN's bn1 and bn2 at batch 64, a larger batch, and BatchNorm1d (128, 100).
+void shapes(benchmark::internal::Benchmark* b) {
+    for (int threads : {1, 2}) {
+        b->Args({64, 32, 28 * 28, threads});
+        b->Args({64, 64, 14 * 14, threads});
+        b->Args({256, 64, 14 * 14, threads});
+        b->Args({128, 100, 1, threads});
+    }
+    b->ArgNames({"N", "C", "S", "threads"})->Unit(benchmark::kMicrosecond)->UseRealTime();
+}
+
+BENCHMARK(BM_copy)->Apply(shapes);
+BENCHMARK(BM_forward_train)->Apply(shapes);
+BENCHMARK(BM_backward_train)->Apply(shapes);
+
+}  // namespace
+
+BENCHMARK_MAIN();
