@@ -1,4 +1,3 @@
-#!/usr/bin/python3
 """Writes the PyTorch fixtures of the layers, the loss and the optimizers (BatchNorm's are
 make_golden_bn.py's) that tests/golden_layers_test.cpp compares xgrad against.
 
