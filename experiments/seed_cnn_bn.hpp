@@ -14,7 +14,7 @@ struct SeedCnnBnOptions {
     std::filesystem::path results = "results";
     std::size_t threads = 2;
     std::size_t epochs = 1;
-    std::size_t eval_every = 50;
+    std::size_t eval_every = 100;
 };
 
 // Runs (or resumes, or reuses) both runs under results/seed-cnn-bn/ and prints the table.
