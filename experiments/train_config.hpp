@@ -29,7 +29,9 @@ struct TrainConfig {
     // A loss above this (or a non-finite one) ends the run as diverged.
     double divergence_loss = 1e3;
     std::uint64_t seed = 0;
-    std::size_t threads = 2;  // does not change results, so a run may resume with another count
+    // OpenBLAS may split a product's sums differently with another count, changing the last bits;
+    // a run may still resume with another count, but is then not bitwise the uninterrupted one.
+    std::size_t threads = 2;
 };
 
 nlohmann::json to_json(const TrainConfig& config);
