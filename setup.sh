@@ -50,12 +50,13 @@ fetch_mnist() {
 # options given here always win over whatever the directory was set up with.
 configure() {
   local dir=$1; shift
-  if [[ -f "$dir/build.ninja" ]]; then
-    (($#)) && meson configure "$dir" "$@" >/dev/null
-  else
+  if [[ ! -f "$dir/build.ninja" ]]; then
     meson setup "$dir" "$@"
+  elif (($#)); then
+    meson configure "$dir" "$@" >/dev/null
   fi
 }
+
 
 # run_suite DIR [meson test options...]: runs the suite, prints "N passed, N failed" counting
 # GoogleTest cases (rapidcheck properties included) from meson's JUnit log.
