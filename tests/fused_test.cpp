@@ -142,7 +142,7 @@ namespace {
 
 using ArrayF = xt::xarray<float>;
 
-Array toDouble(const ArrayF& x) { return Array(xt::cast<double>(x)); }
+Array as_double(const ArrayF& x) { return Array(xt::cast<double>(x)); }
 ArrayF toFloat(const Array& x) { return ArrayF(xt::cast<float>(x)); }
 
 double sigmoidRef(double v) { return 1.0 / (1.0 + std::exp(-v)); }
@@ -178,10 +178,10 @@ RC_GTEST_PROP(FusedFloat, ManyBlocksMatchScalarLoop, ()) {
             gb.data()[i] = g * a.data()[i];
             gc.data()[i] = g;
         }
-        checkClose(toDouble(y.value()), value, 0.0, "float relu(a*b+c) value");
-        checkClose(toDouble(va.grad()), ga, 0.0, "float relu(a*b+c) da");
-        checkClose(toDouble(vb.grad()), gb, 0.0, "float relu(a*b+c) db");
-        checkClose(toDouble(vc.grad()), gc, 0.0, "float relu(a*b+c) dc");
+        checkClose(as_double(y.value()), value, 0.0, "float relu(a*b+c) value");
+        checkClose(as_double(va.grad()), ga, 0.0, "float relu(a*b+c) da");
+        checkClose(as_double(vb.grad()), gb, 0.0, "float relu(a*b+c) db");
+        checkClose(as_double(vc.grad()), gc, 0.0, "float relu(a*b+c) dc");
     }
 
     {  // A longer chain using a three times: its gradient is written once, then added twice.
@@ -198,15 +198,15 @@ RC_GTEST_PROP(FusedFloat, ManyBlocksMatchScalarLoop, ()) {
             gb.data()[i] = g * sg * (1.0 - t * t) / w;
             gc.data()[i] = -g * sg * t * 2.0 * v / (w * w);
         }
-        checkClose(toDouble(y.value()), value, float_tolerance, "float chain value");
-        checkClose(toDouble(va.grad()), ga, float_tolerance, "float chain da");
-        checkClose(toDouble(vb.grad()), gb, float_tolerance, "float chain db");
-        checkClose(toDouble(vc.grad()), gc, float_tolerance, "float chain dc");
+        checkClose(as_double(y.value()), value, float_tolerance, "float chain value");
+        checkClose(as_double(va.grad()), ga, float_tolerance, "float chain da");
+        checkClose(as_double(vb.grad()), gb, float_tolerance, "float chain db");
+        checkClose(as_double(vc.grad()), gc, float_tolerance, "float chain dc");
         // A second sweep adds the same gradient again, through the accumulating store (up to
         // rounding: a's three contributions are added one by one).
-        const Array first_a = toDouble(va.grad());
+        const Array first_a = as_double(va.grad());
         y.backward(seed);
-        checkClose(toDouble(va.grad()), 2.0 * first_a, 1e-6, "float chain da after two backward");
+        checkClose(as_double(va.grad()), 2.0 * first_a, 1e-6, "float chain da after two backward");
     }
 
     {  // Broadcasting in float: a row vector and a column vector, summed back to their shapes.
@@ -230,10 +230,10 @@ RC_GTEST_PROP(FusedFloat, ManyBlocksMatchScalarLoop, ()) {
                 gc(i, 0) += g;
             }
         }
-        checkClose(toDouble(y.value()), value, 0.0, "float broadcast value");
-        checkClose(toDouble(va.grad()), ga, 0.0, "float broadcast da");
+        checkClose(as_double(y.value()), value, 0.0, "float broadcast value");
+        checkClose(as_double(va.grad()), ga, 0.0, "float broadcast da");
         // Sums of up to 255 float terms.
-        checkClose(toDouble(vb.grad()), gb, 1e-4, "float broadcast db");
-        checkClose(toDouble(vc.grad()), gc, 1e-4, "float broadcast dc");
+        checkClose(as_double(vb.grad()), gb, 1e-4, "float broadcast db");
+        checkClose(as_double(vc.grad()), gc, 1e-4, "float broadcast dc");
     }
 }
