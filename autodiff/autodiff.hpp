@@ -7,6 +7,7 @@
 #include "autodiff/gradcheck.hpp"
 #include "autodiff/log_softmax.hpp"
 #include "autodiff/matmul.hpp"
+#include "autodiff/memory.hpp"
 #include "autodiff/reductions.hpp"
 #include "autodiff/shape_ops.hpp"
 #include "autodiff/var.hpp"

@@ -48,11 +48,16 @@ void run_backward(const std::shared_ptr<Node<T>>& root, const xt::xarray<T>& see
         }
         if (!n->is_leaf()) n->has_grad = false;  // intermediates start fresh on every sweep
     }
-    accumulate_grad(*root, seed);
+    if (root->is_leaf()) {
+        accumulate_grad(*root, seed);
+        return;
+    }
+    // The root's gradient is the seed itself: handed to its backward as is, never copied.
     for (auto it = order.rbegin(); it != order.rend(); ++it) {
         Node<T>& n = **it;
-        if (n.is_leaf() || !n.has_grad) continue;
-        n.backward(n);
+        const bool is_root = &n == root.get();
+        if (n.is_leaf() || !(is_root || n.has_grad)) continue;
+        n.backward(n, is_root ? seed : n.grad);
         n.has_grad = false;
         n.grad = xt::xarray<T>();
         if (!retain_graph) {

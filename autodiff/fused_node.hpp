@@ -1,11 +1,13 @@
-// Materializing an expression tree: ONE graph node whose forward is one xtensor assignment and
-// whose backward evaluates each leaf's fused adjoint expression.
+// Materializing an expression tree: ONE graph node whose forward is one evaluation of the value
+// expression and whose backward evaluates each leaf's fused adjoint expression.
 //
-// When every leaf has the output's shape (the common case), the adjoints are evaluated together
-// in cache-sized blocks: for each block, every leaf's gradient is written while the leaves'
-// values for that block are still in L1/L2, so memory is read once although each leaf has its
-// own expression. Blocks are independent and run in parallel. Otherwise (broadcasting) each
-// adjoint is evaluated by xtensor and summed over the broadcast axes back to the leaf's shape.
+// When every leaf has the output's shape (the common case), both run in cache-sized blocks, in
+// parallel over blocks, each block with xtensor's own SIMD loads of the expression (what its
+// linear assignment does, split across threads). In the backward, every leaf's gradient is
+// written while the leaves' values for that block are still in L1/L2, so memory is read once
+// although each leaf has its own expression. Otherwise (broadcasting) the value is one xtensor
+// assignment and each adjoint is evaluated by xtensor and summed over the broadcast axes back
+// to the leaf's shape.
 #pragma once
 
 #include <algorithm>
@@ -75,6 +77,32 @@ void store_block(T* grad, const E& expr, std::size_t begin, std::size_t end, boo
     }
 }
 
+// Calls f(begin, end) for every block of [0, size), in parallel when there is more than one.
+template <class F>
+void for_each_block(std::size_t size, const F& f) {
+    const std::size_t blocks = (size + fused_block - 1) / fused_block;
+    if (blocks <= 1) {
+        f(std::size_t{0}, size);
+        return;
+    }
+    tbb::parallel_for(tbb::blocked_range<std::size_t>(0, blocks), [&](const tbb::blocked_range<std::size_t>& r) {
+        for (std::size_t b = r.begin(); b != r.end(); ++b) f(b * fused_block, std::min(size, (b + 1) * fused_block));
+    });
+}
+
+// The forward value; blockwise when store_block's condition holds (all leaves of that shape).
+template <class T, class E>
+xt::xarray<T> evaluate(const E& expression) {
+    decltype(auto) value = expression.value();  // a leaf's array by reference, not copied
+    const Shape shape = to_shape(value.shape());
+    if (!expression.all_leaves_have_shape(shape)) return value;
+    xt::xarray<T> out = xt::xarray<T>::from_shape(shape);
+    for_each_block(out.size(), [&](std::size_t begin, std::size_t end) {
+        store_block(out.data(), value, begin, end, false);
+    });
+    return out;
+}
+
 template <class T, class Adjoints>
 void backprop_fused(const Adjoints& adjoints, bool all_same_shape, const Shape& out_shape) {
     if (!all_same_shape) {
@@ -94,26 +122,17 @@ void backprop_fused(const Adjoints& adjoints, bool all_same_shape, const Shape& 
         ((void)[&] {
             Node<T>& leaf = *adj.leaf.node();
             if (leaf.requires_grad) {
-                add[k] = leaf.has_grad;
-                if (!leaf.has_grad) {
-                    leaf.grad = xt::xarray<T>::from_shape(leaf.value.shape());
-                    leaf.has_grad = true;
-                }
+                add[k] = prepare_grad_buffer(leaf);
                 targets[k] = leaf.grad.data();
             }
             ++k;
         }(), ...);
     }, adjoints);
-    const std::size_t blocks = (size + fused_block - 1) / fused_block;
-    tbb::parallel_for(tbb::blocked_range<std::size_t>(0, blocks), [&](const tbb::blocked_range<std::size_t>& r) {
-        for (std::size_t b = r.begin(); b != r.end(); ++b) {
-            const std::size_t begin = b * fused_block;
-            const std::size_t end = std::min(size, begin + fused_block);
-            std::size_t j = 0;
-            std::apply([&](const auto&... adj) {
-                ((targets[j] ? store_block(targets[j], adj.expr, begin, end, add[j]) : void(), ++j), ...);
-            }, adjoints);
-        }
+    for_each_block(size, [&](std::size_t begin, std::size_t end) {
+        std::size_t j = 0;
+        std::apply([&](const auto&... adj) {
+            ((targets[j] ? store_block(targets[j], adj.expr, begin, end, add[j]) : void(), ++j), ...);
+        }, adjoints);
     });
 }
 
@@ -122,16 +141,16 @@ void backprop_fused(const Adjoints& adjoints, bool all_same_shape, const Shape& 
 template <Expression E>
 Var<typename E::value_type> materialize(const E& expression) {
     using T = typename E::value_type;
-    xt::xarray<T> value = expression.value();
+    xt::xarray<T> value = detail::evaluate<T>(expression);
     if (!grad_enabled() || !expression.requires_grad()) return Var<T>(std::move(value));
     std::vector<std::shared_ptr<Node<T>>> inputs;
     expression.collect_inputs(inputs);
     std::sort(inputs.begin(), inputs.end());
     inputs.erase(std::unique(inputs.begin(), inputs.end()), inputs.end());
-    return Var<T>::from_op(std::move(value), "elementwise", std::move(inputs), [expression](Node<T>& self) {
+    return Var<T>::from_op(std::move(value), "elementwise", std::move(inputs), [expression](const Node<T>& self, const xt::xarray<T>& grad_out) {
         const Shape out_shape = to_shape(self.value.shape());
         const bool same_shape = expression.all_leaves_have_shape(out_shape);
-        detail::backprop_fused<T>(expression.adjoints(std::as_const(self.grad)), same_shape, out_shape);
+        detail::backprop_fused<T>(expression.adjoints(std::as_const(grad_out)), same_shape, out_shape);
     });
 }
 

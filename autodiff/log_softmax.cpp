@@ -26,10 +26,10 @@ Var<T> log_softmax(const Var<T>& x, std::ptrdiff_t axis) {
         }
     }
     auto node = x.node();
-    return Var<T>::from_op(std::move(value), "log_softmax", {node}, [node, s](Node<T>& self) {
+    return Var<T>::from_op(std::move(value), "log_softmax", {node}, [node, s](const Node<T>& self, const xt::xarray<T>& grad_out) {
         // dx = g - softmax * sum(g) along the axis, with softmax = exp(output).
         xt::xarray<T> dx = xt::xarray<T>::from_shape(self.value.shape());
-        const T* g = self.grad.data();
+        const T* g = grad_out.data();
         const T* y = self.value.data();
         for (std::size_t o = 0; o < s.outer; ++o) {
             for (std::size_t k = 0; k < s.inner; ++k) {

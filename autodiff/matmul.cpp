@@ -31,8 +31,8 @@ Var<T> matmul(const Var<T>& a, const Var<T>& b) {
     if (k == 0) value.fill(T(0));
     else gemm<T>(false, false, n, m, k, T(1), a.value().data(), k, b.value().data(), m, T(0), value.data(), m);
     auto an = a.node(), bn = b.node();
-    return Var<T>::from_op(std::move(value), "matmul", {an, bn}, [an, bn, n, k, m](Node<T>& self) {
-        const T* g = self.grad.data();
+    return Var<T>::from_op(std::move(value), "matmul", {an, bn}, [an, bn, n, k, m](const Node<T>&, const xt::xarray<T>& grad_out) {
+        const T* g = grad_out.data();
         if (an->requires_grad) accumulate_product(*an, false, true, n, k, m, g, m, bn->value.data(), m);  // g b^T
         if (bn->requires_grad) accumulate_product(*bn, true, false, k, m, n, an->value.data(), k, g, m);  // a^T g
     });

@@ -42,8 +42,8 @@ Var<T> reduce_sum(const char* op, const Var<T>& x, const Axes* axes, bool keepdi
         value.reshape(out_shape);
     }
     auto in = x.node();
-    return Var<T>::from_op(std::move(value), op, {in}, [in, kept_shape, in_shape, scale](Node<T>& self) {
-        xt::xarray<T> g = self.grad;
+    return Var<T>::from_op(std::move(value), op, {in}, [in, kept_shape, in_shape, scale](const Node<T>&, const xt::xarray<T>& grad_out) {
+        xt::xarray<T> g = grad_out;
         g.reshape(kept_shape);
         accumulate_grad(*in, xt::broadcast(g * scale, in_shape));
     });
@@ -93,9 +93,9 @@ Var<T> max(const Var<T>& x, std::ptrdiff_t axis, bool keepdims) {
         }
     }
     auto in = x.node();
-    return Var<T>::from_op(std::move(value), "max", {in}, [in, argmax = std::move(argmax)](Node<T>& self) {
+    return Var<T>::from_op(std::move(value), "max", {in}, [in, argmax = std::move(argmax)](const Node<T>&, const xt::xarray<T>& grad_out) {
         xt::xarray<T> dx = xt::zeros<T>(in->value.shape());
-        for (std::size_t j = 0; j < argmax.size(); ++j) dx.data()[argmax[j]] += self.grad.data()[j];
+        for (std::size_t j = 0; j < argmax.size(); ++j) dx.data()[argmax[j]] += grad_out.data()[j];
         accumulate_grad(*in, std::move(dx));
     });
 }

@@ -32,8 +32,8 @@ Var<T> reshape(const Var<T>& x, const std::vector<std::ptrdiff_t>& shape) {
     xt::xarray<T> value = x.value();
     value.reshape(out_shape);
     auto in = x.node();
-    return Var<T>::from_op(std::move(value), "reshape", {in}, [in, in_shape](Node<T>& self) {
-        xt::xarray<T> g = self.grad;
+    return Var<T>::from_op(std::move(value), "reshape", {in}, [in, in_shape](const Node<T>&, const xt::xarray<T>& grad_out) {
+        xt::xarray<T> g = grad_out;
         g.reshape(in_shape);
         accumulate_grad(*in, std::move(g));
     });
@@ -54,8 +54,8 @@ Var<T> permute(const Var<T>& x, const std::vector<std::size_t>& order) {
     for (std::size_t i = 0; i < order.size(); ++i) inverse[order[i]] = i;
     xt::xarray<T> value = xt::transpose(x.value(), order);
     auto in = x.node();
-    return Var<T>::from_op(std::move(value), "permute", {in}, [in, inverse](Node<T>& self) {
-        accumulate_grad(*in, xt::transpose(self.grad, inverse));
+    return Var<T>::from_op(std::move(value), "permute", {in}, [in, inverse](const Node<T>&, const xt::xarray<T>& grad_out) {
+        accumulate_grad(*in, xt::transpose(grad_out, inverse));
     });
 }
 

@@ -20,7 +20,7 @@ Var<T>::Var(NodePtr node) : node_(std::move(node)) {
 
 template <class T>
 Var<T> Var<T>::from_op(xt::xarray<T> value, const char* op, std::vector<NodePtr> inputs,
-                       std::function<void(Node<T>&)> backward) {
+                       typename Node<T>::Backward backward) {
     auto node = std::make_shared<Node<T>>();
     node->value = std::move(value);
     node->op = op;
@@ -49,8 +49,7 @@ const xt::xarray<T>& Var<T>::grad() const {
 
 template <class T>
 void Var<T>::zero_grad() {
-    node_->has_grad = false;
-    node_->grad = xt::xarray<T>();
+    node_->has_grad = false;  // the buffer stays, for the next backward to write into
 }
 
 template <class T>

@@ -31,7 +31,7 @@ public:
     // The result of an op: records `backward` and the inputs only when grad mode is on and some
     // input requires a gradient; otherwise the result is a constant.
     static Var from_op(xt::xarray<T> value, const char* op, std::vector<NodePtr> inputs,
-                       std::function<void(Node<T>&)> backward);
+                       typename Node<T>::Backward backward);
 
     const xt::xarray<T>& value() const { return node_->value; }
     // In-place access for optimizers and initializers; does not record anything.
@@ -45,7 +45,8 @@ public:
     bool has_grad() const { return node_->has_grad; }
     // Throws std::logic_error if no gradient has reached this Var since the last zero_grad.
     const xt::xarray<T>& grad() const;
-    // Forgets the gradient (torch's set_to_none): the next backward writes instead of adding.
+    // Forgets the gradient: the next backward writes instead of adding. The buffer is kept and
+    // reused (torch's zero_grad(set_to_none=False) without the memset).
     void zero_grad();
 
     // Reverse-mode sweep from this Var. A non-scalar needs `seed`, the gradient of the final

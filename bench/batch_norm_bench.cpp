@@ -103,5 +103,3 @@ BENCHMARK(BM_forward_train)->Apply(shapes);
 BENCHMARK(BM_backward_train)->Apply(shapes);
 
 }  // namespace
-
-BENCHMARK_MAIN();

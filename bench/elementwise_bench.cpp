@@ -158,5 +158,3 @@ BENCHMARK(BM_fused)->Apply(sizes_and_threads);
 BENCHMARK(BM_separate_nodes)->Apply(sizes_and_threads);
 BENCHMARK(BM_hand_loop)->Apply(sizes_and_threads);
 BENCHMARK(BM_memcpy)->ArgNames({"n"})->Arg(1 << 20)->Arg(1 << 24)->Unit(benchmark::kMillisecond)->UseRealTime();
-
-BENCHMARK_MAIN();

@@ -3,6 +3,7 @@
 
 #include <CLI/CLI.hpp>
 
+#include "autodiff/memory.hpp"
 #include "experiments/checkpoint.hpp"
 #include "experiments/dataset.hpp"
 #include "experiments/evaluation.hpp"
@@ -53,6 +54,7 @@ int run_eval(const std::string& checkpoint, const ModelOptions& model_options, c
 }  // namespace
 
 int main(int argc, char** argv) {
+    retain_freed_memory();
     CLI::App app{"xgrad: reverse-mode autodiff and Batch Normalization experiments"};
     app.require_subcommand(1);
 

@@ -104,11 +104,11 @@ Var<T> batch_norm(const Var<T>& x, const BatchNormArgs<T>& args, std::string_vie
     if (bn) inputs.push_back(bn);
     const auto kernel = args.training ? batch_norm_backward_train<T> : batch_norm_backward_eval<T>;
     return Var<T>::from_op(std::move(y), "batch_norm", std::move(inputs),
-                           [xn, gn, bn, sh, kernel, stats = std::move(stats)](Node<T>& self) {
+                           [xn, gn, bn, sh, kernel, stats = std::move(stats)](const Node<T>&, const xt::xarray<T>& grad_out) {
                                Grad<T> dx = grad_for(xn);
                                Grad<T> dgamma = grad_for(gn);
                                Grad<T> dbeta = grad_for(bn);
-                               kernel(sh, self.grad.data(), xn->value.data(), gn ? gn->value.data() : nullptr, stats,
+                               kernel(sh, grad_out.data(), xn->value.data(), gn ? gn->value.data() : nullptr, stats,
                                       data_or_null(dx), data_or_null(dgamma), data_or_null(dbeta));
                                pass_on(xn, dx);
                                pass_on(gn, dgamma);

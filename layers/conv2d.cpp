@@ -155,15 +155,15 @@ Var<T> Conv2d<T>::forward(const Var<T>& x) {
 
     std::vector<typename Var<T>::NodePtr> inputs{x.node(), weight_->node()};
     if (bias_) inputs.push_back(bias_->node());
-    return Var<T>::from_op(std::move(y), "conv2d", inputs, [inputs, g, out, rows, plane, chunk](Node<T>& self) {
+    return Var<T>::from_op(std::move(y), "conv2d", inputs, [inputs, g, out, rows, plane, chunk](const Node<T>&, const xt::xarray<T>& grad_out) {
         Node<T>& xn = *inputs[0];
         Node<T>& wn = *inputs[1];
-        const T* gy = self.grad.data();
+        const T* gy = grad_out.data();
         if (inputs.size() > 2 && inputs[2]->requires_grad) channel_sums_into_grad(*inputs[2], gy, ChannelShape{g.n, out, plane});
         if (!xn.requires_grad && !wn.requires_grad) return;
-        const bool add_dx = xn.requires_grad && prepare_grad(xn) != T(0);
+        const bool add_dx = xn.requires_grad && prepare_grad_buffer(xn);
         // Every chunk adds its part of dW; with an empty batch, dW is 0.
-        if (wn.requires_grad && prepare_grad(wn) == T(0)) wn.grad.fill(T(0));
+        if (wn.requires_grad && !prepare_grad_buffer(wn)) wn.grad.fill(T(0));
         // cols holds x's im2col for dW, then is reused for the columns of dx.
         auto cols = std::make_unique_for_overwrite<T[]>(rows * chunk * plane);
         auto gcols = std::make_unique_for_overwrite<T[]>(out * chunk * plane);

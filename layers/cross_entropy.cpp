@@ -46,9 +46,9 @@ Var<T> cross_entropy(const Var<T>& logits, const xt::xarray<std::int64_t>& label
 
     auto in = logits.node();
     return Var<T>::from_op(std::move(loss), "cross_entropy", {in},
-                           [in, lse = std::move(lse), targets = std::move(targets), n, k](Node<T>& self) {
-        const double scale = static_cast<double>(self.grad()) / static_cast<double>(n);
-        const bool add = prepare_grad(*in) != T(0);
+                           [in, lse = std::move(lse), targets = std::move(targets), n, k](const Node<T>&, const xt::xarray<T>& grad_out) {
+        const double scale = static_cast<double>(grad_out()) / static_cast<double>(n);
+        const bool add = prepare_grad_buffer(*in);
         const T* xv = in->value.data();
         T* dx = in->grad.data();
         for (std::size_t i = 0; i < n; ++i) {

@@ -12,27 +12,18 @@
 
 namespace xgrad {
 
-// Allocates the gradient on first use; returns the factor to keep what it holds (0 or 1).
-template <class T>
-T prepare_grad(Node<T>& node) {
-    if (node.has_grad) return T(1);
-    node.grad = xt::xarray<T>::from_shape(node.value.shape());
-    node.has_grad = true;
-    return T(0);
-}
-
 // grad += op(A) op(B), grad seen as a row-major (m, n) matrix.
 template <class T>
 void gemm_into_grad(Node<T>& target, bool trans_a, bool trans_b, std::size_t m, std::size_t n, std::size_t k,
                     const T* a, std::size_t lda, const T* b, std::size_t ldb) {
-    const T beta = prepare_grad(target);
+    const T beta = prepare_grad_buffer(target) ? T(1) : T(0);
     gemm<T>(trans_a, trans_b, m, n, k, T(1), a, lda, b, ldb, beta, target.grad.data(), n);
 }
 
 // grad[c] += the sum of g over channel c of `shape` (a bias gradient).
 template <class T>
 void channel_sums_into_grad(Node<T>& target, const T* g, const ChannelShape& shape) {
-    const bool add = prepare_grad(target) != T(0);
+    const bool add = prepare_grad_buffer(target);
     const std::vector<double> sums = channel_sum(g, shape);
     T* out = target.grad.data();
     for (std::size_t c = 0; c < sums.size(); ++c) out[c] = static_cast<T>(add ? out[c] + sums[c] : sums[c]);

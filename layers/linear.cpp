@@ -50,8 +50,8 @@ Var<T> Linear<T>::forward(const Var<T>& x) {
 
     std::vector<typename Var<T>::NodePtr> inputs{x.node(), weight_->node()};
     if (bias_) inputs.push_back(bias_->node());
-    return Var<T>::from_op(std::move(y), "linear", inputs, [inputs, n, in, out](Node<T>& self) {
-        const T* g = self.grad.data();
+    return Var<T>::from_op(std::move(y), "linear", inputs, [inputs, n, in, out](const Node<T>&, const xt::xarray<T>& grad_out) {
+        const T* g = grad_out.data();
         Node<T>& xn = *inputs[0];
         Node<T>& wn = *inputs[1];
         if (xn.requires_grad) gemm_into_grad(xn, false, false, n, in, out, g, out, wn.value.data(), in);  // g W

@@ -60,9 +60,9 @@ Var<T> MaxPool2d<T>::forward(const Var<T>& x) {
         }
     });
     auto xn = x.node();
-    return Var<T>::from_op(std::move(y), "max_pool2d", {xn}, [xn, argmax = std::move(argmax), g, planes](Node<T>& self) {
-        const bool add = prepare_grad(*xn) != T(0);
-        const T* gy = self.grad.data();
+    return Var<T>::from_op(std::move(y), "max_pool2d", {xn}, [xn, argmax = std::move(argmax), g, planes](const Node<T>&, const xt::xarray<T>& grad_out) {
+        const bool add = prepare_grad_buffer(*xn);
+        const T* gy = grad_out.data();
         tbb::parallel_for(tbb::blocked_range<std::size_t>(0, planes), [&](const tbb::blocked_range<std::size_t>& r) {
             for (std::size_t p = r.begin(); p < r.end(); ++p) {
                 T* dst = xn->grad.data() + p * g.in_plane();
