@@ -1,18 +1,60 @@
 #include "experiments/metrics_log.hpp"
 
 #include <cstdio>
+#include <cstdlib>
 #include <fstream>
+#include <sstream>
 #include <stdexcept>
 
 namespace xgrad {
 
+namespace {
+
+std::vector<std::string> split_commas(const std::string& line) {
+    std::vector<std::string> fields;
+    std::stringstream in(line);
+    for (std::string field; std::getline(in, field, ',');) fields.push_back(field);
+    if (!line.empty() && line.back() == ',') fields.emplace_back();
+    return fields;
+}
+
+std::string extra_names(const MetricsRow& row) {
+    std::string names;
+    for (const auto& [name, value] : row.extra) names += "," + name;
+    return names;
+}
+
+}  // namespace
+
+double MetricsRow::at(const std::string& name) const {
+    for (const auto& [key, value] : extra) {
+        if (key == name) return value;
+    }
+    throw std::out_of_range("metrics row of step " + std::to_string(step) + " has no column '" + name + "'");
+}
+
 std::string metrics_csv(const std::vector<MetricsRow>& rows) {
-    std::string out = std::string(metrics_header) + "\n";
-    char line[256];
+    const std::string extras = rows.empty() ? "" : extra_names(rows.front());
+    std::string out = std::string(metrics_header) + extras + "\n";
+    char field[64];
     for (const auto& r : rows) {
-        std::snprintf(line, sizeof line, "%zu,%zu,%.6g,%.6g,%.6g,%.6g,%.6g,%.3f\n", r.step, r.epoch, r.train_loss,
-                      r.train_acc, r.test_loss, r.test_acc, r.lr, r.seconds);
-        out += line;
+        if (extra_names(r) != extras) {
+            throw std::invalid_argument("metrics row of step " + std::to_string(r.step) + " has the extra columns '" +
+                                        extra_names(r) + "', the first row '" + extras + "'");
+        }
+        std::snprintf(field, sizeof field, "%zu,%zu,", r.step, r.epoch);
+        out += field;
+        for (double v : {r.train_loss, r.train_acc, r.test_loss, r.test_acc, r.lr}) {
+            std::snprintf(field, sizeof field, "%.6g,", v);
+            out += field;
+        }
+        std::snprintf(field, sizeof field, "%.3f", r.seconds);
+        out += field;
+        for (const auto& [name, value] : r.extra) {
+            std::snprintf(field, sizeof field, ",%.6g", value);
+            out += field;
+        }
+        out += "\n";
     }
     return out;
 }
@@ -22,20 +64,37 @@ std::vector<MetricsRow> read_metrics_csv(const std::filesystem::path& path) {
     if (!in) throw std::runtime_error("cannot open " + path.string());
     std::string line;
     std::getline(in, line);
-    if (line != metrics_header) {
-        throw std::runtime_error(path.string() + ": line 1 is not the header '" + metrics_header + "'");
+    const std::string standard = metrics_header;
+    if (line.compare(0, standard.size(), standard) != 0 || (line.size() > standard.size() && line[standard.size()] != ',')) {
+        throw std::runtime_error(path.string() + ": line 1 does not start with the header '" + standard + "'");
     }
+    const std::vector<std::string> names = split_commas(line);
+    constexpr std::size_t standard_columns = 8;
     std::vector<MetricsRow> rows;
     for (std::size_t number = 2; std::getline(in, line); ++number) {
-        MetricsRow r;
-        int consumed = 0;
-        const int fields = std::sscanf(line.c_str(), "%zu,%zu,%lf,%lf,%lf,%lf,%lf,%lf%n", &r.step, &r.epoch, &r.train_loss,
-                                       &r.train_acc, &r.test_loss, &r.test_acc, &r.lr, &r.seconds, &consumed);
-        if (fields != 8 || static_cast<std::size_t>(consumed) != line.size()) {
-            throw std::runtime_error(path.string() + ": line " + std::to_string(number) + " is not a metrics row: '" +
-                                     line + "'");
+        const std::vector<std::string> fields = split_commas(line);
+        std::vector<double> values;
+        for (const auto& f : fields) {
+            char* end = nullptr;
+            values.push_back(std::strtod(f.c_str(), &end));
+            if (f.empty() || *end != '\0') values.clear();
+            if (values.empty()) break;
         }
-        rows.push_back(r);
+        if (fields.size() != names.size() || values.size() != names.size()) {
+            throw std::runtime_error(path.string() + ": line " + std::to_string(number) + " is not a metrics row of " +
+                                     std::to_string(names.size()) + " numbers: '" + line + "'");
+        }
+        MetricsRow r;
+        r.step = static_cast<std::size_t>(values[0]);
+        r.epoch = static_cast<std::size_t>(values[1]);
+        r.train_loss = values[2];
+        r.train_acc = values[3];
+        r.test_loss = values[4];
+        r.test_acc = values[5];
+        r.lr = values[6];
+        r.seconds = values[7];
+        for (std::size_t k = standard_columns; k < names.size(); ++k) r.extra.emplace_back(names[k], values[k]);
+        rows.push_back(std::move(r));
     }
     return rows;
 }

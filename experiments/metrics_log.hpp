@@ -5,6 +5,7 @@
 #include <cstddef>
 #include <filesystem>
 #include <string>
+#include <utility>
 #include <vector>
 
 namespace xgrad {
@@ -18,10 +19,17 @@ struct MetricsRow {
     double test_acc = 0;
     double lr = 0;
     double seconds = 0;  // training time since the run started, over all its sessions
+    // A driver's own measurements at this evaluation (experiments/probes.hpp), as further
+    // columns; every row of a file has the same names in the same order.
+    std::vector<std::pair<std::string, double>> extra;
+
+    // The extra column `name`; std::out_of_range naming it if the row has none.
+    double at(const std::string& name) const;
 };
 
 inline constexpr const char* metrics_header = "step,epoch,train_loss,train_acc,test_loss,test_acc,lr,seconds";
 
+// std::invalid_argument if the rows' extra columns differ.
 std::string metrics_csv(const std::vector<MetricsRow>& rows);
 // Throws std::runtime_error naming the file and line for a row that does not parse.
 std::vector<MetricsRow> read_metrics_csv(const std::filesystem::path& path);

@@ -5,6 +5,7 @@
 #include "layers/activations.hpp"
 #include "layers/batch_norm.hpp"
 #include "layers/conv2d.hpp"
+#include "layers/distribution_noise.hpp"
 #include "layers/dropout.hpp"
 #include "layers/linear.hpp"
 #include "layers/max_pool2d.hpp"
@@ -34,19 +35,28 @@ void add_dropout(Sequential<float>& model, const std::string& name, double p, Rn
     if (p > 0.0) model.add(name, std::make_shared<Dropout<float>>(p, rng.next_seed()));
 }
 
+// A BN layer named `name` and, for noisy BN, the noise layer after it ("bn2" -> "noise2").
+template <class BatchNorm>
+void add_batch_norm(Sequential<float>& model, const ModelOptions& o, const std::string& name, std::size_t features,
+                    Rng& rng) {
+    if (!o.batch_norm) return;
+    model.add(name, std::make_shared<BatchNorm>(features));
+    if (o.noisy_bn) model.add("noise" + name.substr(2), std::make_shared<DistributionNoise<float>>(rng.next_seed()));
+}
+
 std::shared_ptr<Sequential<float>> seed_cnn(const ModelOptions& o, std::size_t fc1_in_features, Rng& rng) {
     auto m = std::make_shared<Sequential<float>>();
     m->add("conv1", std::make_shared<Conv2d<float>>(1, 32, 3, 1, 1, true, rng));
-    if (o.batch_norm) m->add("bn1", std::make_shared<BatchNorm2d<float>>(32));
+    add_batch_norm<BatchNorm2d<float>>(*m, o, "bn1", 32, rng);
     m->add("relu1", std::make_shared<ReLU<float>>());
     m->add("pool1", std::make_shared<MaxPool2d<float>>(2));
     m->add("conv2", std::make_shared<Conv2d<float>>(32, 64, 3, 1, 1, true, rng));
-    if (o.batch_norm) m->add("bn2", std::make_shared<BatchNorm2d<float>>(64));
+    add_batch_norm<BatchNorm2d<float>>(*m, o, "bn2", 64, rng);
     m->add("relu2", std::make_shared<ReLU<float>>());
     m->add("pool2", std::make_shared<MaxPool2d<float>>(2));
     m->add("flatten", std::make_shared<Flatten<float>>());
     m->add("fc1", std::make_shared<Linear<float>>(fc1_in_features, 128, true, rng));
-    if (o.batch_norm) m->add("bn_fc1", std::make_shared<BatchNorm1d<float>>(128));
+    add_batch_norm<BatchNorm1d<float>>(*m, o, "bn_fc1", 128, rng);
     m->add("relu3", std::make_shared<ReLU<float>>());
     add_dropout(*m, "dropout", o.dropout, rng);
     m->add("fc2", std::make_shared<Linear<float>>(128, 10, true, rng));
@@ -60,7 +70,7 @@ std::shared_ptr<Sequential<float>> paper_mlp(const ModelOptions& o, Rng& rng) {
         const std::string i = std::to_string(layer);
         // With BN the bias is redundant: BN's beta takes its place.
         m->add("fc" + i, std::make_shared<Linear<float>>(width, 100, !o.batch_norm, rng));
-        if (o.batch_norm) m->add("bn" + i, std::make_shared<BatchNorm1d<float>>(100));
+        add_batch_norm<BatchNorm1d<float>>(*m, o, "bn" + i, 100, rng);
         m->add("sigmoid" + i, std::make_shared<Sigmoid<float>>());
         add_dropout(*m, "dropout" + i, o.dropout, rng);
         width = 100;
@@ -79,6 +89,9 @@ const std::vector<std::string>& model_names() {
 bool model_takes_flat_input(const std::string& name) { return name == "paper-mlp"; }
 
 std::shared_ptr<Sequential<float>> make_model(const ModelOptions& options, Rng& rng) {
+    if (options.noisy_bn && !options.batch_norm) {
+        throw std::invalid_argument("noisy BN adds noise after the BN layers, so it needs batch norm on");
+    }
     std::shared_ptr<Sequential<float>> model;
     if (options.name == "seed-cnn") {
         model = seed_cnn(options, 64 * 7 * 7, rng);

@@ -4,6 +4,7 @@
 //                      first forward rejects with an error naming fc1, 50176 and 3136
 //   paper-mlp          the MLP of Ioffe & Szegedy's MNIST experiment: 784-100-100-100-10, sigmoid,
 //                      BN before each hidden nonlinearity (no bias where BN follows)
+// With noisy_bn, a DistributionNoise layer follows every BN layer (noise1, noise2, ...).
 // Parameter and buffer names are those of the matching PyTorch module's state_dict.
 #pragma once
 
@@ -25,6 +26,8 @@ struct ModelOptions {
     std::optional<double> init_sigma;
     // Dropout probability after each hidden nonlinearity; 0 adds no Dropout layer.
     double dropout = 0.0;
+    // A DistributionNoise layer after each BN (Santurkar et al.'s "noisy BN"); needs batch_norm.
+    bool noisy_bn = false;
 };
 
 const std::vector<std::string>& model_names();

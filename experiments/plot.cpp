@@ -3,6 +3,11 @@
 #include <cstdlib>
 #include <stdexcept>
 
+#include <nlohmann/json.hpp>
+
+#include "experiments/atomic_file.hpp"
+#include "experiments/metrics_log.hpp"
+
 namespace xgrad {
 
 namespace {
@@ -20,15 +25,36 @@ std::string quoted(const std::string& s) {
 
 }  // namespace
 
-void plot_test_accuracy(const std::vector<PlotSeries>& series, const std::filesystem::path& png, const std::string& title) {
+void plot(const PlotSpec& spec, const std::filesystem::path& png) {
+    nlohmann::json curves = nlohmann::json::array();
+    for (const auto& c : spec.curves) {
+        curves.push_back({{"label", c.label}, {"x", c.x}, {"mean", c.mean}, {"lo", c.lo}, {"hi", c.hi}});
+    }
+    const nlohmann::json json = {{"title", spec.title}, {"xlabel", spec.xlabel}, {"ylabel", spec.ylabel},
+                                 {"log_x", spec.log_x}, {"curves", curves}};
+    std::filesystem::path spec_path = png;
+    spec_path += ".json";
+    write_file_atomically(spec_path, json.dump(1) + "\n");
     // Built by appending: GCC 12 misreports `"literal" + std::string` under -Wrestrict.
     std::string command = "/usr/bin/python3";
-    for (const std::string& arg : {quoted(XGRAD_SOURCE_DIR "/experiments/plot.py"), std::string("--out"),
-                                   quoted(png.string()), std::string("--title"), quoted(title)}) {
+    for (const std::string& arg : {quoted(XGRAD_SOURCE_DIR "/experiments/plot.py"), quoted(spec_path.string()),
+                                   quoted(png.string())}) {
         command.append(" ").append(arg);
     }
-    for (const auto& s : series) command.append(" ").append(quoted(s.label + "=" + s.metrics_csv.string()));
     if (std::system(command.c_str()) != 0) throw std::runtime_error("plotting failed: " + command);
+}
+
+void plot_test_accuracy(const std::vector<PlotSeries>& series, const std::filesystem::path& png, const std::string& title) {
+    PlotSpec spec{title, "training step", "test accuracy", false, {}};
+    for (const auto& s : series) {
+        Curve curve{s.label, {}, {}, {}, {}};
+        for (const auto& row : read_metrics_csv(s.metrics_csv)) {
+            curve.x.push_back(static_cast<double>(row.step));
+            curve.mean.push_back(row.test_acc);
+        }
+        spec.curves.push_back(std::move(curve));
+    }
+    plot(spec, png);
 }
 
 }  // namespace xgrad

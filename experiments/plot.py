@@ -1,11 +1,14 @@
 #!/usr/bin/python3
-"""Plots test accuracy against training steps from xgrad metrics.csv files.
+"""Draws one xgrad plot from its JSON spec (written by experiments/plot.cpp).
 
-usage: plot.py --out FILE.png [--title T] LABEL=path/to/metrics.csv ...
+usage: plot.py SPEC.json OUT.png
+
+The spec: {"title", "xlabel", "ylabel", "log_x", "curves": [{"label", "x", "mean", "lo", "hi"}]};
+each curve is a line of mean against x, with a band from lo to hi when they are not empty.
 """
-import argparse
-import csv
+import json
 import os
+import sys
 import tempfile
 
 import matplotlib
@@ -14,35 +17,32 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
 
-def read_metrics(path):
-    with open(path, newline="") as f:
-        rows = list(csv.DictReader(f))
-    return [int(r["step"]) for r in rows], [float(r["test_acc"]) for r in rows]
-
-
 def main():
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--out", required=True)
-    parser.add_argument("--title", default="")
-    parser.add_argument("series", nargs="+", help="LABEL=metrics.csv")
-    args = parser.parse_args()
+    if len(sys.argv) != 3:
+        sys.exit(__doc__)
+    with open(sys.argv[1]) as f:
+        spec = json.load(f)
+    out = sys.argv[2]
 
     fig, ax = plt.subplots(figsize=(7, 4.5))
-    for item in args.series:
-        label, _, path = item.partition("=")
-        steps, acc = read_metrics(path)
-        ax.plot(steps, acc, marker=".", label=label)
-    ax.set_xlabel("training step")
-    ax.set_ylabel("test accuracy")
-    ax.set_title(args.title)
+    for curve in spec["curves"]:
+        line, = ax.plot(curve["x"], curve["mean"], marker="." if len(curve["x"]) < 60 else None,
+                        label=curve["label"])
+        if curve["lo"] and curve["hi"]:
+            ax.fill_between(curve["x"], curve["lo"], curve["hi"], color=line.get_color(), alpha=0.2, linewidth=0)
+    if spec.get("log_x"):
+        ax.set_xscale("log")
+    ax.set_xlabel(spec["xlabel"])
+    ax.set_ylabel(spec["ylabel"])
+    ax.set_title(spec["title"])
     ax.grid(alpha=0.3)
-    ax.legend()
+    ax.legend(fontsize="small")
     fig.tight_layout()
     # Written beside the target and renamed over it, so a reader never sees half a PNG.
-    fd, tmp = tempfile.mkstemp(suffix=".png", dir=os.path.dirname(os.path.abspath(args.out)))
+    fd, tmp = tempfile.mkstemp(suffix=".png", dir=os.path.dirname(os.path.abspath(out)))
     os.close(fd)
-    fig.savefig(tmp, dpi=120)
-    os.replace(tmp, args.out)
+    fig.savefig(tmp, dpi=110)
+    os.replace(tmp, out)
 
 
 if __name__ == "__main__":

@@ -9,6 +9,7 @@ nlohmann::json to_json(const TrainConfig& c) {
         {"bn", c.batch_norm},
         {"init_sigma", c.init_sigma ? nlohmann::json(*c.init_sigma) : nlohmann::json(nullptr)},
         {"dropout", c.dropout},
+        {"noisy_bn", c.noisy_bn},
         {"optimizer", c.optimizer},
         {"lr", c.lr},
         {"momentum", c.momentum},

@@ -17,6 +17,7 @@ struct TrainConfig {
     bool batch_norm = true;
     std::optional<double> init_sigma;  // N(0, sigma) weights instead of torch's default init
     double dropout = 0.0;
+    bool noisy_bn = false;  // DistributionNoise after every BN layer
     std::string optimizer = "adam";  // "sgd" or "adam"
     double lr = 1e-3;
     double momentum = 0.0;  // SGD only

@@ -21,7 +21,6 @@
 #include "experiments/progress.hpp"
 #include "layers/adam.hpp"
 #include "layers/cross_entropy.hpp"
-#include "layers/dropout.hpp"
 #include "layers/sgd.hpp"
 
 namespace xgrad {
@@ -50,11 +49,11 @@ std::unique_ptr<Optimizer<float>> make_optimizer(const TrainConfig& c, std::vect
     throw std::invalid_argument("unknown optimizer '" + c.optimizer + "' (known: sgd, adam)");
 }
 
-// The generators a run draws from after it has started: the Dropout layers'.
+// The generators a run draws from after it has started: its random layers' (Dropout, noise).
 std::vector<std::pair<std::string, Rng*>> run_generators(Sequential<float>& model) {
     std::vector<std::pair<std::string, Rng*>> out;
     for (auto& [name, child] : model.named_children()) {
-        if (auto* dropout = dynamic_cast<Dropout<float>*>(child.get())) out.emplace_back("rng/" + name, &dropout->rng());
+        if (Rng* generator = child->generator()) out.emplace_back("rng/" + name, generator);
     }
     return out;
 }
@@ -102,7 +101,7 @@ void claim_directory(const RunFiles& files, const nlohmann::json& config) {
 
 }  // namespace
 
-TrainOutcome train(const TrainConfig& config, const fs::path& dir, const std::string& label) {
+TrainOutcome train(const TrainConfig& config, const fs::path& dir, const std::string& label, const Probe& probe) {
     const RunFiles files(dir);
     if (fs::exists(files.summary)) {
         nlohmann::json summary = read_json(files.summary);
@@ -117,7 +116,7 @@ TrainOutcome train(const TrainConfig& config, const fs::path& dir, const std::st
 
     Rng rng(config.seed);
     auto model = make_model({.name = config.model, .batch_norm = config.batch_norm, .init_sigma = config.init_sigma,
-                             .dropout = config.dropout},
+                             .dropout = config.dropout, .noisy_bn = config.noisy_bn},
                             rng);
     auto optimizer = make_optimizer(config, model->parameters());
     const bool flat = model_takes_flat_input(config.model);
@@ -187,7 +186,7 @@ TrainOutcome train(const TrainConfig& config, const fs::path& dir, const std::st
             const Evaluation test = evaluate(*model, test_set, flat, config.eval_samples);
             rows.push_back({step, epoch, loss_sum / static_cast<double>(batches),
                             static_cast<double>(right) / static_cast<double>(seen), test.loss, test.accuracy,
-                            optimizer->lr(), elapsed()});
+                            optimizer->lr(), elapsed(), probe ? probe(*model, batch) : std::vector<std::pair<std::string, double>>{}});
             loss_sum = 0;
             right = seen = batches = 0;
             char line[200];

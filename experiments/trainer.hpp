@@ -7,12 +7,17 @@
 #pragma once
 
 #include <filesystem>
+#include <functional>
 #include <optional>
 #include <string>
+#include <utility>
+#include <vector>
 
 #include <nlohmann/json.hpp>
 
+#include "experiments/batch_loader.hpp"
 #include "experiments/train_config.hpp"
+#include "layers/sequential.hpp"
 
 namespace xgrad {
 
@@ -24,8 +29,15 @@ struct TrainOutcome {
     bool was_already_finished = false;
 };
 
+// What a driver measures at every evaluation besides loss and accuracy (experiments/probes.hpp):
+// called after the step with the model and that step's batch, it returns named values that
+// become further metrics.csv columns. It must leave the model as it found it (weights, buffers,
+// generators), so that a resumed run stays bitwise the uninterrupted one.
+using Probe = std::function<std::vector<std::pair<std::string, double>>(Sequential<float>& model, const Batch& batch)>;
+
 // Trains as `config` says into `dir`. A diverged run is an outcome, not an error; bad
 // configurations, data or checkpoints throw with a message naming what is wrong.
-TrainOutcome train(const TrainConfig& config, const std::filesystem::path& dir, const std::string& label = "train");
+TrainOutcome train(const TrainConfig& config, const std::filesystem::path& dir, const std::string& label = "train",
+                   const Probe& probe = {});
 
 }  // namespace xgrad

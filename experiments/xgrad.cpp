@@ -1,4 +1,5 @@
-// The xgrad command line: train, eval, experiment.
+// The xgrad command line: train, eval, experiment, report.
+#include <chrono>
 #include <iostream>
 
 #include <CLI/CLI.hpp>
@@ -6,8 +7,10 @@
 #include "autodiff/memory.hpp"
 #include "experiments/checkpoint.hpp"
 #include "experiments/dataset.hpp"
+#include "experiments/drivers.hpp"
 #include "experiments/evaluation.hpp"
 #include "experiments/models.hpp"
+#include "experiments/report.hpp"
 #include "experiments/seed_cnn_bn.hpp"
 #include "experiments/trainer.hpp"
 
@@ -51,6 +54,18 @@ int run_eval(const std::string& checkpoint, const ModelOptions& model_options, c
     return 0;
 }
 
+void run_experiment(const std::string& name, const ExperimentOptions& options, const SeedCnnBnOptions& seed_cnn_bn) {
+    if (name == "seed-cnn-bn") return run_seed_cnn_bn(seed_cnn_bn, std::cout);
+    for (const Driver& d : drivers()) {
+        if (name != d.name && name != "all") continue;
+        const auto start = std::chrono::steady_clock::now();
+        std::cout << "== " << d.name << " (profile " << profile_name(options.profile) << ")\n";
+        d.run(options, std::cout);
+        std::cout << "== " << d.name << ": "
+                  << std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count() << " s\n";
+    }
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -75,6 +90,7 @@ int main(int argc, char** argv) {
     train_cmd->add_option("--eval-samples", config.eval_samples, "Test images per evaluation, 0 for all")->capture_default_str();
     train_cmd->add_option("--init-sigma", config.init_sigma, "Initialize weights from N(0, sigma) instead of torch's default");
     train_cmd->add_option("--dropout", config.dropout, "Dropout probability after hidden nonlinearities")->capture_default_str();
+    train_cmd->add_flag("--noisy-bn", config.noisy_bn, "Noise after every BN layer (Santurkar et al. 2018)");
     train_cmd->add_option("--synthetic-size", config.synthetic_size, "Training images of the synthetic data set")->capture_default_str();
     train_cmd->add_option("--seed", config.seed, "Seed of initialization, data order and dropout")->capture_default_str();
     train_cmd->add_option("--threads", config.threads, "Threads for TBB and OpenBLAS")->check(CLI::PositiveNumber)->capture_default_str();
@@ -89,19 +105,42 @@ int main(int argc, char** argv) {
     add_bn_flag(eval_cmd, eval_model.batch_norm);
 
     SeedCnnBnOptions seed_cnn_bn;
-    std::string experiment;
+    ExperimentOptions experiment_options;
+    std::string experiment, profile = "quick";
+    std::vector<std::string> experiment_names{"seed-cnn-bn", "all"};
+    std::string experiment_help = "seed-cnn-bn: the seed CNN with and without BN on Fashion-MNIST (the main job)";
+    for (const Driver& d : drivers()) {
+        experiment_names.push_back(d.name);
+        experiment_help += "\n" + d.name + ": " + d.description;
+    }
+    experiment_help += "\nall: every driver but seed-cnn-bn, in this order";
     CLI::App* experiment_cmd = app.add_subcommand("experiment", "Run an experiment driver");
-    experiment_cmd->add_option("name", experiment, "seed-cnn-bn: the seed CNN with and without BN on Fashion-MNIST")
-        ->required()->check(CLI::IsMember({"seed-cnn-bn"}));
-    experiment_cmd->add_option("--results", seed_cnn_bn.results, "Root of the results directories")->capture_default_str();
-    experiment_cmd->add_option("--threads", seed_cnn_bn.threads, "Threads for TBB and OpenBLAS")->capture_default_str();
+    experiment_cmd->add_option("name", experiment, experiment_help)->required()->check(CLI::IsMember(experiment_names));
+    experiment_cmd->add_option("--results", experiment_options.results, "Root of the results directories")->capture_default_str();
+    experiment_cmd->add_option("--profile", profile, "quick (seconds, for tests) or paper (the reproduction)")
+        ->check(CLI::IsMember({"quick", "paper"}))->capture_default_str();
+    experiment_cmd->add_option("--jobs", experiment_options.jobs, "Runs trained at once, one thread each")
+        ->check(CLI::PositiveNumber)->capture_default_str();
+    experiment_cmd->add_option("--threads", seed_cnn_bn.threads, "seed-cnn-bn: threads for TBB and OpenBLAS")->capture_default_str();
+
+    std::string report_results = "results", report_out = "experiments/REPORT.md";
+    CLI::App* report_cmd = app.add_subcommand("report", "Regenerate REPORT.md from the experiments' claims.json files");
+    report_cmd->add_option("--results", report_results, "Root of the results directories")->capture_default_str();
+    report_cmd->add_option("--out", report_out, "The report to write")->capture_default_str();
 
     CLI11_PARSE(app, argc, argv);
     try {
         if (*train_cmd) return run_train(config, out);
         if (*eval_cmd) return run_eval(checkpoint, eval_model, eval_dataset);
         if (*experiment_cmd) {
-            run_seed_cnn_bn(seed_cnn_bn, std::cout);
+            experiment_options.profile = parse_profile(profile);
+            seed_cnn_bn.results = experiment_options.results;
+            run_experiment(experiment, experiment_options, seed_cnn_bn);
+            return 0;
+        }
+        if (*report_cmd) {
+            const std::size_t claims = write_report(report_results, report_out);
+            std::cout << report_out << ": " << claims << " claims\n";
             return 0;
         }
     } catch (const std::exception& e) {

@@ -24,7 +24,7 @@ public:
     std::string describe() const override;
 
     double p() const { return p_; }
-    Rng& rng() { return rng_; }
+    Rng* generator() override { return &rng_; }
 
 private:
     double p_;

@@ -16,6 +16,8 @@
 
 namespace xgrad {
 
+class Rng;
+
 // A buffer as torch stores it: a float tensor (running_mean, running_var) or an integer
 // counter (num_batches_tracked, an int64 scalar in torch).
 template <class T>
@@ -47,6 +49,9 @@ public:
     void eval() { train(false); }
     bool is_training() const { return training_; }
     void zero_grad();
+    // The generator of a layer that draws random numbers in training (Dropout's masks), so that
+    // a checkpoint can hold its state; nullptr for a deterministic layer.
+    virtual Rng* generator() { return nullptr; }
 
     // The dotted path of this module inside the model it was registered in ("" at the top);
     // errors raised by a layer name it, e.g. "fc1 (Linear(in_features=50176, ...))".

@@ -22,6 +22,7 @@
 #include "layers/adam.hpp"
 #include "layers/conv2d.hpp"
 #include "layers/cross_entropy.hpp"
+#include "layers/distribution_noise.hpp"
 #include "layers/dropout.hpp"
 #include "layers/init.hpp"
 #include "layers/linear.hpp"
@@ -209,6 +210,14 @@ RC_GTEST_PROP(LayerGradients, DropoutWithFixedMask, ()) {
     const auto seed = *rc::gen::arbitrary<std::uint64_t>();
     auto dropout = [&](const std::vector<Var<double>>& v) { return xgrad::Dropout<double>(p, seed)(v[0]); };
     checkGradients(dropout, {leaf(*genArray(shape, anywhere(-2, 2)))}, "Dropout");
+}
+
+// The noise is fixed the same way; any rank from 2 (the noise broadcasts over dims past C).
+RC_GTEST_PROP(LayerGradients, DistributionNoiseWithFixedDraws, ()) {
+    const Shape shape = *genShape(2);
+    const auto seed = *rc::gen::arbitrary<std::uint64_t>();
+    auto noise = [&](const std::vector<Var<double>>& v) { return xgrad::DistributionNoise<double>(seed)(v[0]); };
+    checkGradients(noise, {leaf(*genArray(shape, anywhere(-2, 2)))}, "DistributionNoise");
 }
 
 RC_GTEST_PROP(LayerGradients, Sequential, ()) {
@@ -419,6 +428,50 @@ TEST(Dropout, EvalIsTheIdentityAndTrainingMasksAndScales) {
     EXPECT_EQ(xgrad::Dropout<double>(0.25, 1)(x).value(), y.value()) << "the seed fixes the mask";
     EXPECT_NE(net(x).value(), y.value()) << "each call draws a new mask";
     EXPECT_EQ(xgrad::Dropout<double>(1.0, 1)(x).value(), Array(xt::zeros<double>({100, 100})));
+}
+
+// Santurkar et al.'s noise: on a zero input the output is the shift m_ij, within 0.6 of 0 and
+// within 0.1 of its unit's mean mu_j (the spread over samples of one unit); on a ones input minus
+// the zero input, the scale s_ij, around its unit's sigma_j in [1, 1.25] with sd 0.1. One draw
+// per (sample, channel), shared over positions; eval mode is the identity; a bad rank is named.
+TEST(DistributionNoise, DrawsPerUnitShiftsAndScalesAsSpecified) {
+    constexpr std::size_t n = 4000, c = 3, hw = 2;
+    const Shape shape{n, c, hw};
+    const Var<double> zeros(Array(xt::zeros<double>(shape))), ones(Array(xt::ones<double>(shape)));
+    const Array shift = xgrad::DistributionNoise<double>(7)(zeros).value();
+    const Array scale = xgrad::DistributionNoise<double>(7)(ones).value() - shift;
+    for (std::size_t j = 0; j < c; ++j) {
+        double lo = 1e9, hi = -1e9, scale_sum = 0, scale_sq = 0;
+        for (std::size_t i = 0; i < n; ++i) {
+            ASSERT_EQ(shift(i, j, 0), shift(i, j, 1)) << "one shift per sample and channel";
+            ASSERT_EQ(scale(i, j, 0), scale(i, j, 1));
+            lo = std::min(lo, shift(i, j, 0));
+            hi = std::max(hi, shift(i, j, 0));
+            scale_sum += scale(i, j, 0);
+            scale_sq += scale(i, j, 0) * scale(i, j, 0);
+        }
+        EXPECT_GE(lo, -0.6);
+        EXPECT_LE(hi, 0.6);
+        EXPECT_LE(hi - lo, 0.2) << "channel " << j << ": m_ij within mu_j +- 0.1";
+        EXPECT_GT(hi - lo, 0.19) << "channel " << j << ": 4000 uniform draws span nearly 0.2";
+        const double mean = scale_sum / n, sd = std::sqrt(scale_sq / n - mean * mean);
+        EXPECT_GT(mean, 1.0 - 0.02);
+        EXPECT_LT(mean, 1.25 + 0.02);
+        EXPECT_NEAR(sd, 0.1, 0.01) << "channel " << j;
+    }
+    xgrad::Sequential<double> net;
+    net.add(std::make_shared<xgrad::DistributionNoise<double>>(1));
+    net.eval();
+    EXPECT_EQ(net(ones).node(), ones.node());
+    net.train();
+    EXPECT_NE(net(ones).value(), net(ones).value()) << "each call draws anew";
+    try {
+        net(Var<double>(Array{1.0, 2.0}));
+        ADD_FAILURE() << "a 1-D input was accepted";
+    } catch (const std::invalid_argument& e) {
+        EXPECT_NE(std::string(e.what()).find("DistributionNoise"), std::string::npos) << e.what();
+        EXPECT_NE(std::string(e.what()).find("(2)"), std::string::npos) << e.what();
+    }
 }
 
 TEST(Dropout, BackwardReusesTheForwardMask) {

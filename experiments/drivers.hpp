@@ -1,0 +1,39 @@
+// The experiment drivers: `xgrad experiment NAME --profile quick|paper`. Each trains its runs
+// (experiment.hpp), writes plots and claims.json under <results>/NAME/ and prints a summary.
+//   convergence     paper §4.1, Fig. 1(a): paper-mlp with and without BN, test accuracy over steps
+//   distributions   Fig. 1(b, c): percentiles of a last-layer sigmoid's input over training
+//   learning-rate   §4.2, Fig. 3: learning-rate multipliers with and without BN, paper-mlp and seed-cnn
+//   init            the seed's claim 4: sensitivity to the scale of Gaussian initialization
+//   regularization  the seed's claim 3 and §4.2.1: train/test gap with and without BN and Dropout
+//   noisy-bn        Santurkar et al. 2018: BN with injected distribution noise, and the landscape
+#pragma once
+
+#include <functional>
+#include <ostream>
+#include <string>
+#include <vector>
+
+#include "experiments/experiment.hpp"
+
+namespace xgrad {
+
+struct Driver {
+    std::string name, description;
+    std::function<void(const ExperimentOptions&, std::ostream&)> run;
+};
+
+// Every driver, in the order `experiment all` runs them and REPORT.md lists them.
+const std::vector<Driver>& drivers();
+
+// The MLP of the paper's §4.1 as the drivers train it: SGD, learning rate 0.1, batch 60, torch's
+// default initialization.
+TrainConfig paper_mlp_config(const std::string& dataset, bool batch_norm);
+
+void run_convergence(const ExperimentOptions& options, std::ostream& out);
+void run_distributions(const ExperimentOptions& options, std::ostream& out);
+void run_learning_rate(const ExperimentOptions& options, std::ostream& out);
+void run_init(const ExperimentOptions& options, std::ostream& out);
+void run_regularization(const ExperimentOptions& options, std::ostream& out);
+void run_noisy_bn(const ExperimentOptions& options, std::ostream& out);
+
+}  // namespace xgrad

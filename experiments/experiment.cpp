@@ -1,0 +1,157 @@
+#include "experiments/experiment.hpp"
+
+#include <algorithm>
+#include <atomic>
+#include <cmath>
+#include <cstdio>
+#include <exception>
+#include <mutex>
+#include <stdexcept>
+#include <thread>
+
+#include "experiments/atomic_file.hpp"
+
+namespace xgrad {
+
+Profile parse_profile(const std::string& name) {
+    if (name == "quick") return Profile::quick;
+    if (name == "paper") return Profile::paper;
+    throw std::invalid_argument("unknown profile '" + name + "' (known: quick, paper)");
+}
+
+const char* profile_name(Profile profile) { return profile == Profile::quick ? "quick" : "paper"; }
+
+std::vector<RunResult> run_all(const std::vector<RunSpec>& specs, const std::filesystem::path& dir,
+                               const ExperimentOptions& options, std::ostream& log) {
+    std::vector<RunResult> results(specs.size());
+    std::atomic<std::size_t> next{0};
+    std::mutex log_mutex;
+    std::exception_ptr first_error;
+    auto worker = [&] {
+        for (std::size_t k; (k = next++) < specs.size();) {
+            const RunSpec& spec = specs[k];
+            TrainConfig config = spec.config;
+            config.threads = options.jobs > 1 ? 1 : config.threads;
+            try {
+                RunResult r{spec.name, dir / spec.name, train(config, dir / spec.name, spec.name, spec.probe), {}};
+                r.rows = read_metrics_csv(r.dir / "metrics.csv");
+                std::lock_guard lock(log_mutex);
+                log << spec.name << ": " << r.outcome.status << (r.outcome.was_already_finished ? " (earlier)" : "")
+                    << ", final test accuracy " << final_test_acc(r) << "\n";
+                results[k] = std::move(r);
+            } catch (...) {
+                std::lock_guard lock(log_mutex);
+                if (!first_error) first_error = std::current_exception();
+                next = specs.size();  // stop handing out runs
+            }
+        }
+    };
+    std::vector<std::thread> threads;
+    for (std::size_t j = 1; j < std::max<std::size_t>(options.jobs, 1); ++j) threads.emplace_back(worker);
+    worker();
+    for (auto& t : threads) t.join();
+    if (first_error) std::rethrow_exception(first_error);
+    return results;
+}
+
+std::vector<RunSpec> seeded_runs(const std::string& arm, const TrainConfig& base, std::size_t seeds,
+                                 const Probe& probe) {
+    std::vector<RunSpec> specs;
+    for (std::size_t k = 0; k < seeds; ++k) {
+        TrainConfig config = base;
+        config.seed = k;
+        specs.push_back({arm + "/seed" + std::to_string(k), config, probe});
+    }
+    return specs;
+}
+
+std::vector<const RunResult*> runs_of(const std::vector<RunResult>& results, const std::string& arm) {
+    std::vector<const RunResult*> out;
+    for (const auto& r : results) {
+        if (r.name.compare(0, arm.size() + 1, arm + "/") == 0) out.push_back(&r);
+    }
+    return out;
+}
+
+std::vector<double> each(const std::vector<const RunResult*>& runs, const std::function<double(const RunResult&)>& value) {
+    std::vector<double> out;
+    for (const RunResult* r : runs) out.push_back(value(*r));
+    return out;
+}
+
+Spread spread_of(const std::vector<double>& values) {
+    Spread s;
+    s.n = values.size();
+    if (s.n == 0) return s;
+    s.min = *std::min_element(values.begin(), values.end());
+    s.max = *std::max_element(values.begin(), values.end());
+    for (double v : values) s.mean += v;
+    s.mean /= static_cast<double>(s.n);
+    if (s.n > 1) {
+        double sq = 0;
+        for (double v : values) sq += (v - s.mean) * (v - s.mean);
+        s.sd = std::sqrt(sq / static_cast<double>(s.n - 1));
+    }
+    return s;
+}
+
+std::string format_spread(const Spread& s, int digits) {
+    if (s.n == 0) return "-";
+    char buf[96];
+    std::snprintf(buf, sizeof buf, "%.*f ± %.*f (n=%zu)", digits, s.mean, digits, s.sd, s.n);
+    return buf;
+}
+
+Curve mean_curve(const std::string& label, const std::vector<const RunResult*>& runs,
+                 const std::function<double(const MetricsRow&)>& value) {
+    Curve curve{label, {}, {}, {}, {}};
+    if (runs.empty()) return curve;
+    std::size_t rows = runs.front()->rows.size();
+    for (const RunResult* r : runs) rows = std::min(rows, r->rows.size());
+    for (std::size_t i = 0; i < rows; ++i) {
+        std::vector<double> values;
+        for (const RunResult* r : runs) values.push_back(value(r->rows[i]));
+        const Spread s = spread_of(values);
+        curve.x.push_back(static_cast<double>(runs.front()->rows[i].step));
+        curve.mean.push_back(s.mean);
+        curve.lo.push_back(s.min);
+        curve.hi.push_back(s.max);
+    }
+    return curve;
+}
+
+std::optional<std::size_t> steps_to_reach(const RunResult& run, double target) {
+    for (const auto& row : run.rows) {
+        if (row.test_acc >= target) return row.step;
+    }
+    return std::nullopt;
+}
+
+double final_test_acc(const RunResult& run) { return run.rows.empty() ? 0.0 : run.rows.back().test_acc; }
+
+double best_test_acc(const RunResult& run) {
+    double best = 0;
+    for (const auto& row : run.rows) best = std::max(best, row.test_acc);
+    return best;
+}
+
+std::string verdict_greater(const Spread& a, const Spread& b, double margin) {
+    if (a.mean - b.mean > std::max(a.sd + b.sd, margin)) return "reproduced";
+    if (a.mean > b.mean) return "partly";
+    return "not reproduced";
+}
+
+void write_claims(const std::filesystem::path& dir, const std::string& experiment, const std::string& title,
+                  Profile profile, const std::vector<Claim>& claims, const std::vector<std::string>& tables,
+                  const std::vector<std::string>& plots, const std::string& setup) {
+    nlohmann::json rows = nlohmann::json::array();
+    for (const auto& c : claims) {
+        rows.push_back({{"claim", c.claim}, {"source", c.source}, {"paper", c.paper}, {"measured", c.measured},
+                        {"verdict", c.verdict}, {"rule", c.rule}});
+    }
+    const nlohmann::json json = {{"experiment", experiment}, {"title", title}, {"profile", profile_name(profile)},
+                                 {"setup", setup}, {"claims", rows}, {"tables", tables}, {"plots", plots}};
+    write_file_atomically(dir / "claims.json", json.dump(2) + "\n");
+}
+
+}  // namespace xgrad

@@ -1,0 +1,105 @@
+// What the experiment drivers share: the profile (quick for the test suite, paper for the real
+// reproduction), training a set of runs two at a time, the spread over seeds, curves averaged
+// over seeds, and the claims file each driver leaves for `xgrad report`.
+//
+// A driver writes under <results>/<experiment>/: one run directory per (arm, seed) as trainer.hpp
+// describes (resumed after a kill, reused once finished), its PNG plots with their data, and
+// claims.json: the rows of REPORT.md it contributes and the tables it shows.
+#pragma once
+
+#include <cstddef>
+#include <filesystem>
+#include <functional>
+#include <optional>
+#include <ostream>
+#include <string>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+#include "experiments/metrics_log.hpp"
+#include "experiments/plot.hpp"
+#include "experiments/trainer.hpp"
+
+namespace xgrad {
+
+enum class Profile { quick, paper };
+
+// "quick" or "paper"; anything else is std::invalid_argument.
+Profile parse_profile(const std::string& name);
+const char* profile_name(Profile profile);
+
+struct ExperimentOptions {
+    std::filesystem::path results = "results";
+    Profile profile = Profile::quick;
+    // Runs trained at once, each on one thread (TBB and OpenBLAS): for these small models two
+    // runs side by side use 2 cores better than one run on two threads.
+    std::size_t jobs = 2;
+};
+
+struct RunSpec {
+    std::string name;  // the run's directory under the experiment's
+    TrainConfig config;
+    Probe probe;
+};
+
+struct RunResult {
+    std::string name;
+    std::filesystem::path dir;
+    TrainOutcome outcome;
+    std::vector<MetricsRow> rows;
+    bool diverged() const { return outcome.status == "diverged"; }
+};
+
+// Trains every run (or resumes it, or reuses it when finished) under `dir`, options.jobs at a
+// time, and returns them in the order given. The first error of any run is rethrown once all
+// have stopped.
+std::vector<RunResult> run_all(const std::vector<RunSpec>& specs, const std::filesystem::path& dir,
+                               const ExperimentOptions& options, std::ostream& log);
+
+// The runs of one arm over seeds: "<arm>/seed<k>" for k < seeds, each `base` with seed k.
+std::vector<RunSpec> seeded_runs(const std::string& arm, const TrainConfig& base, std::size_t seeds,
+                                 const Probe& probe = {});
+// The results of one arm (those named "<arm>/...").
+std::vector<const RunResult*> runs_of(const std::vector<RunResult>& results, const std::string& arm);
+// value(run) for every run of the list.
+std::vector<double> each(const std::vector<const RunResult*>& runs, const std::function<double(const RunResult&)>& value);
+
+// Mean, sample standard deviation, min and max of values over seeds.
+struct Spread {
+    double mean = 0, sd = 0, min = 0, max = 0;
+    std::size_t n = 0;
+};
+Spread spread_of(const std::vector<double>& values);
+// "0.9812 ± 0.0011 (n=3)", with `digits` decimals; "-" for n = 0.
+std::string format_spread(const Spread& s, int digits = 4);
+
+// The curve of `value(row)` averaged over runs at each step that every run reached, with a
+// band from the lowest to the highest run.
+Curve mean_curve(const std::string& label, const std::vector<const RunResult*>& runs,
+                 const std::function<double(const MetricsRow&)>& value);
+
+// The first step at which a run's test accuracy reached `target`, if it did.
+std::optional<std::size_t> steps_to_reach(const RunResult& run, double target);
+
+// The last row's test accuracy (0 for a run without rows).
+double final_test_acc(const RunResult& run);
+double best_test_acc(const RunResult& run);
+
+// A row of REPORT.md: the claim, where it is from, the paper's figure, xgrad's measurement,
+// the verdict and the rule that gives it.
+struct Claim {
+    std::string claim, source, paper, measured, verdict, rule;
+};
+
+// The verdict for "a beats b": reproduced when a's mean exceeds b's by more than both spreads'
+// sds together and by at least `margin`, partly when it is higher at all, else not reproduced.
+std::string verdict_greater(const Spread& a, const Spread& b, double margin = 0.0);
+
+// Writes <dir>/claims.json for `xgrad report`: the claims, markdown tables and plot paths
+// (relative to dir).
+void write_claims(const std::filesystem::path& dir, const std::string& experiment, const std::string& title,
+                  Profile profile, const std::vector<Claim>& claims, const std::vector<std::string>& tables,
+                  const std::vector<std::string>& plots, const std::string& setup);
+
+}  // namespace xgrad

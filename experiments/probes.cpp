@@ -1,0 +1,145 @@
+#include "experiments/probes.hpp"
+
+#include <algorithm>
+#include <cmath>
+#include <stdexcept>
+
+#include "autodiff/grad_mode.hpp"
+#include "layers/cross_entropy.hpp"
+#include "layers/init.hpp"
+
+namespace xgrad {
+
+namespace {
+
+double percentile(std::vector<float> values, double q) {
+    // Linear interpolation between closest ranks (numpy's default).
+    std::sort(values.begin(), values.end());
+    const double position = q * static_cast<double>(values.size() - 1);
+    const auto lo = static_cast<std::size_t>(std::floor(position));
+    const std::size_t hi = std::min(lo + 1, values.size() - 1);
+    return values[lo] + (position - static_cast<double>(lo)) * (values[hi] - values[lo]);
+}
+
+// Everything a forward in training mode changes or draws from: weights (restored after the
+// probe moves them), BN's running statistics and the random layers' generators.
+class ModelState {
+public:
+    explicit ModelState(Sequential<float>& model) : model_(model) {
+        for (const auto& p : model.parameters()) weights_.push_back(p.value());
+        for (const auto& [name, buffer] : model.named_buffers()) {
+            tensors_.push_back(buffer.tensor ? *buffer.tensor : xt::xarray<float>());
+            counters_.push_back(buffer.counter ? *buffer.counter : 0);
+        }
+        for (const auto& [name, child] : model.named_children()) {
+            if (Rng* g = child->generator()) generators_.push_back(*g);
+        }
+    }
+
+    // Buffers and generators back to the saved state; weights too when `with_weights`.
+    void restore(bool with_weights) {
+        if (with_weights) {
+            std::size_t k = 0;
+            for (auto p : model_.parameters()) p.mutable_value() = weights_[k++];
+        }
+        std::size_t k = 0;
+        for (const auto& [name, buffer] : model_.named_buffers()) {
+            if (buffer.tensor) *buffer.tensor = tensors_[k];
+            if (buffer.counter) *buffer.counter = counters_[k];
+            ++k;
+        }
+        k = 0;
+        for (const auto& [name, child] : model_.named_children()) {
+            if (Rng* g = child->generator()) *g = generators_[k++];
+        }
+    }
+
+    const std::vector<xt::xarray<float>>& weights() const { return weights_; }
+
+private:
+    Sequential<float>& model_;
+    std::vector<xt::xarray<float>> weights_;
+    std::vector<xt::xarray<float>> tensors_;
+    std::vector<std::int64_t> counters_;
+    std::vector<Rng> generators_;
+};
+
+struct LossAndGradient {
+    double loss;
+    std::vector<double> gradient;  // all parameters' gradients, concatenated
+};
+
+// One training-mode forward and backward on the batch, from the saved buffers and generators.
+LossAndGradient loss_and_gradient(Sequential<float>& model, ModelState& state, const Batch& batch) {
+    state.restore(false);
+    model.zero_grad();
+    const Var<float> loss = cross_entropy(model(Var<float>(batch.images)), batch.labels);
+    loss.backward();
+    LossAndGradient out{loss.value()(), {}};
+    for (const auto& p : model.parameters()) out.gradient.insert(out.gradient.end(), p.grad().begin(), p.grad().end());
+    model.zero_grad();
+    return out;
+}
+
+double distance(const std::vector<double>& a, const std::vector<double>& b) {
+    double sum = 0;
+    for (std::size_t i = 0; i < a.size(); ++i) sum += (a[i] - b[i]) * (a[i] - b[i]);
+    return std::sqrt(sum);
+}
+
+}  // namespace
+
+ProbeValues unit_input_percentiles(Sequential<float>& model, const std::string& layer, std::size_t unit,
+                                   const xt::xarray<float>& images) {
+    const bool was_training = model.is_training();
+    model.eval();
+    NoGrad no_grad;
+    Var<float> x(images);
+    for (const auto& [name, child] : model.named_children()) {
+        if (name == layer) {
+            if (x.dim() != 2 || unit >= x.shape()[1]) {
+                throw std::invalid_argument("unit_input_percentiles: the input of '" + layer + "' has shape " +
+                                            shape_str(x.shape()) + ", no unit " + std::to_string(unit));
+            }
+            std::vector<float> values(x.shape()[0]);
+            for (std::size_t i = 0; i < values.size(); ++i) values[i] = x.value()(i, unit);
+            model.train(was_training);
+            return {{"p15", percentile(values, 0.15)}, {"p50", percentile(values, 0.50)}, {"p85", percentile(values, 0.85)}};
+        }
+        x = child->forward(x);
+    }
+    model.train(was_training);
+    throw std::invalid_argument("unit_input_percentiles: the model has no layer named '" + layer + "'");
+}
+
+ProbeValues landscape_along_gradient(Sequential<float>& model, const Batch& batch, double lr,
+                                     const std::vector<double>& multipliers) {
+    ModelState state(model);
+    const LossAndGradient base = loss_and_gradient(model, state, batch);
+    double gradient_norm = 0;
+    for (double v : base.gradient) gradient_norm += v * v;
+    gradient_norm = std::sqrt(gradient_norm);
+    double lowest = base.loss, highest = base.loss, grad_change = 0, beta = 0;
+    for (double multiplier : multipliers) {
+        const double eta = lr * multiplier;
+        std::size_t offset = 0, k = 0;
+        for (auto p : model.parameters()) {
+            auto& w = p.mutable_value();
+            const auto& w0 = state.weights()[k++];
+            for (std::size_t i = 0; i < w.size(); ++i) {
+                w.data()[i] = static_cast<float>(w0.data()[i] - eta * base.gradient[offset + i]);
+            }
+            offset += w.size();
+        }
+        const LossAndGradient moved = loss_and_gradient(model, state, batch);
+        lowest = std::min(lowest, moved.loss);
+        highest = std::max(highest, moved.loss);
+        const double change = distance(moved.gradient, base.gradient);
+        grad_change = std::max(grad_change, change);
+        if (gradient_norm > 0) beta = std::max(beta, change / (eta * gradient_norm));
+    }
+    state.restore(true);
+    return {{"loss_range", highest - lowest}, {"grad_change", grad_change}, {"beta_smoothness", beta}};
+}
+
+}  // namespace xgrad

@@ -1,0 +1,16 @@
+// `xgrad report`: experiments/REPORT.md regenerated from the drivers' claims.json files.
+#pragma once
+
+#include <filesystem>
+#include <string>
+
+namespace xgrad {
+
+// Reads <results>/<driver>/claims.json for every driver (drivers.hpp, in order) and writes the
+// report to `out` atomically: one table of every claim with its verdict, then a section per
+// experiment with its setup, tables, plots (linked relative to `out`), verdict rules and the
+// training time of its runs. A driver without results is listed as not run. Returns the
+// number of claims.
+std::size_t write_report(const std::filesystem::path& results, const std::filesystem::path& out);
+
+}  // namespace xgrad
