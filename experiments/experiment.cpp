@@ -34,10 +34,11 @@ std::vector<RunResult> run_all(const std::vector<RunSpec>& specs, const std::fil
             config.threads = options.jobs > 1 ? 1 : config.threads;
             try {
                 RunResult r{spec.name, dir / spec.name, train(config, dir / spec.name, spec.name, spec.probe), {}};
-                r.rows = read_metrics_csv(r.dir / "metrics.csv");
+                // A run that diverged before its first evaluation has no rows.
+                if (std::filesystem::exists(r.dir / "metrics.csv")) r.rows = read_metrics_csv(r.dir / "metrics.csv");
                 std::lock_guard lock(log_mutex);
                 log << spec.name << ": " << r.outcome.status << (r.outcome.was_already_finished ? " (earlier)" : "")
-                    << ", final test accuracy " << final_test_acc(r) << "\n";
+                    << ", final test accuracy " << final_test_acc(r) << std::endl;  // a line at a time, also into a log file
                 results[k] = std::move(r);
             } catch (...) {
                 std::lock_guard lock(log_mutex);
@@ -102,6 +103,13 @@ std::string format_spread(const Spread& s, int digits) {
     return buf;
 }
 
+void append_point(Curve& curve, double x, const Spread& s) {
+    curve.x.push_back(x);
+    curve.mean.push_back(s.mean);
+    curve.lo.push_back(s.min);
+    curve.hi.push_back(s.max);
+}
+
 Curve mean_curve(const std::string& label, const std::vector<const RunResult*>& runs,
                  const std::function<double(const MetricsRow&)>& value) {
     Curve curve{label, {}, {}, {}, {}};
@@ -111,11 +119,7 @@ Curve mean_curve(const std::string& label, const std::vector<const RunResult*>& 
     for (std::size_t i = 0; i < rows; ++i) {
         std::vector<double> values;
         for (const RunResult* r : runs) values.push_back(value(r->rows[i]));
-        const Spread s = spread_of(values);
-        curve.x.push_back(static_cast<double>(runs.front()->rows[i].step));
-        curve.mean.push_back(s.mean);
-        curve.lo.push_back(s.min);
-        curve.hi.push_back(s.max);
+        append_point(curve, static_cast<double>(runs.front()->rows[i].step), spread_of(values));
     }
     return curve;
 }
@@ -125,6 +129,16 @@ std::optional<std::size_t> steps_to_reach(const RunResult& run, double target) {
         if (row.test_acc >= target) return row.step;
     }
     return std::nullopt;
+}
+
+const MetricsRow& RunResult::first_row() const {
+    if (rows.empty()) throw std::runtime_error(dir.string() + ": the run has no evaluation (" + outcome.status + " before the first)");
+    return rows.front();
+}
+
+const MetricsRow& RunResult::last_row() const {
+    first_row();
+    return rows.back();
 }
 
 double final_test_acc(const RunResult& run) { return run.rows.empty() ? 0.0 : run.rows.back().test_acc; }

@@ -49,6 +49,9 @@ struct RunResult {
     TrainOutcome outcome;
     std::vector<MetricsRow> rows;
     bool diverged() const { return outcome.status == "diverged"; }
+    // std::runtime_error naming the run when it has no evaluation (it diverged before the first).
+    const MetricsRow& first_row() const;
+    const MetricsRow& last_row() const;
 };
 
 // Trains every run (or resumes it, or reuses it when finished) under `dir`, options.jobs at a
@@ -73,6 +76,9 @@ struct Spread {
 Spread spread_of(const std::vector<double>& values);
 // "0.9812 ± 0.0011 (n=3)", with `digits` decimals; "-" for n = 0.
 std::string format_spread(const Spread& s, int digits = 4);
+
+// Adds the point (x, s.mean) with the band s.min..s.max.
+void append_point(Curve& curve, double x, const Spread& s);
 
 // The curve of `value(row)` averaged over runs at each step that every run reached, with a
 // band from the lowest to the highest run.

@@ -51,10 +51,7 @@ void run_init(const ExperimentOptions& options, std::ostream& out) {
             char row[160];
             std::snprintf(row, sizeof row, "| %s | %g | %s |\n", bn ? "on" : "off", sigma, format_spread(acc).c_str());
             table += row;
-            curve.x.push_back(sigma);
-            curve.mean.push_back(acc.mean);
-            curve.lo.push_back(acc.min);
-            curve.hi.push_back(acc.max);
+            append_point(curve, sigma, acc);
         }
         // Per seed, the spread of final accuracy over sigma (max - min): the sensitivity.
         std::vector<double> per_seed;

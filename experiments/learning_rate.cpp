@@ -25,7 +25,7 @@ struct Plan {
 
 Plan plan_for(Profile p) {
     if (p == Profile::paper) {
-        return {{1, 5, 30, 100}, 0.80, {{"paper-mlp", 0.1, 0.0, 10000, 250, 0, 3}, {"seed-cnn", 0.01, 0.9, 300, 25, 2000, 3}}};
+        return {{1, 5, 30, 100}, 0.80, {{"paper-mlp", 0.1, 0.0, 10000, 250, 0, 3}, {"seed-cnn", 0.01, 0.9, 300, 50, 2000, 3}}};
     }
     return {{1, 5, 30}, 0.5, {{"paper-mlp", 0.1, 0.0, 40, 20, 0, 2}, {"seed-cnn", 0.01, 0.9, 6, 3, 100, 1}}};
 }
@@ -117,10 +117,7 @@ void run_learning_rate(const ExperimentOptions& options, std::ostream& out) {
                               steps_text(mean_steps_to_target(runs, plan.target)).c_str(), format_spread(best).c_str(),
                               diverged, runs.size());
                 table += row;
-                curve.x.push_back(m);
-                curve.mean.push_back(best.mean);
-                curve.lo.push_back(best.min);
-                curve.hi.push_back(best.max);
+                append_point(curve, m, best);
             }
             spec.curves.push_back(std::move(curve));
         }
@@ -132,8 +129,8 @@ void run_learning_rate(const ExperimentOptions& options, std::ostream& out) {
         const double bn_high = highest_training(results, true, plan), plain_high = highest_training(results, false, plan);
         char measured[200];
         std::snprintf(measured, sizeof measured,
-                      "highest multiplier at which every seed reaches %.2f: BN x%g, no BN x%g", plan.target, bn_high,
-                      plain_high);
+                      "highest multiplier at which every seed (n=%zu) reaches %.2f: BN x%g, no BN x%g", mp.seeds,
+                      plan.target, bn_high, plain_high);
         claims.push_back({"BN allows a much higher learning rate (" + mp.model + ")", "Ioffe & Szegedy §4.2, Fig. 3",
                           "BN-x5 and BN-x30 train (Inception, lr x5 and x30)", measured,
                           bn_high >= 30 && plain_high < 30 ? "reproduced"
@@ -146,8 +143,8 @@ void run_learning_rate(const ExperimentOptions& options, std::ostream& out) {
         claims.push_back({"BN with a higher learning rate reaches the target in far fewer steps (" + mp.model + ")",
                           "Ioffe & Szegedy §4.2, Fig. 3",
                           "72.2% reached in 2.1M steps (BN-x5) against 31.0M (Inception): 14x fewer",
-                          "steps to " + std::string(target_text) + ": BN x5 " + steps_text(bn5) + ", no BN x1 " +
-                              steps_text(plain1),
+                          "steps to " + std::string(target_text) + ", mean over seeds (n=" + std::to_string(mp.seeds) +
+                              "): BN x5 " + steps_text(bn5) + ", no BN x1 " + steps_text(plain1),
                           bn5 * 2 <= plain1 ? "reproduced" : bn5 < plain1 ? "partly" : "not reproduced",
                           "reproduced when BN at x5 needs at most half the steps of no BN at x1 (a run that never "
                           "reaches the target counts as infinite); partly when fewer"});

@@ -25,6 +25,7 @@ constexpr Arm arms[] = {{"no-bn", false, false}, {"bn", true, false}, {"noisy-bn
 
 // A run's mean of a landscape column over its evaluations.
 double mean_over_training(const RunResult& r, const std::string& column) {
+    r.first_row();  // a run without evaluations is an error, not a 0/0
     double sum = 0;
     for (const auto& row : r.rows) sum += row.at(column);
     return sum / static_cast<double>(r.rows.size());

@@ -34,7 +34,7 @@ def main():
         ax.set_xscale("log")
     ax.set_xlabel(spec["xlabel"])
     ax.set_ylabel(spec["ylabel"])
-    ax.set_title(spec["title"])
+    ax.set_title(spec["title"], fontsize="medium", wrap=True)
     ax.grid(alpha=0.3)
     ax.legend(fontsize="small")
     fig.tight_layout()

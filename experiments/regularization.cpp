@@ -23,7 +23,7 @@ std::string arm_name(bool bn, bool dropout) {
     return std::string("bn-") + (bn ? "on" : "off") + (dropout ? "-dropout" : "");
 }
 
-double final_gap(const RunResult& r) { return r.rows.back().at("train_eval_acc") - r.rows.back().test_acc; }
+double final_gap(const RunResult& r) { return r.last_row().at("train_eval_acc") - r.last_row().test_acc; }
 
 }  // namespace
 
@@ -57,7 +57,7 @@ void run_regularization(const ExperimentOptions& options, std::ostream& out) {
             }));
             gap[bn][dropout] = spread_of(each(runs, final_gap));
             test[bn][dropout] = spread_of(each(runs, final_test_acc));
-            const Spread train = spread_of(each(runs, [](const RunResult& r) { return r.rows.back().at("train_eval_acc"); }));
+            const Spread train = spread_of(each(runs, [](const RunResult& r) { return r.last_row().at("train_eval_acc"); }));
             table += std::string("| ") + (bn ? "on" : "off") + " | " + (dropout ? "0.2" : "-") + " | " +
                      format_spread(train) + " | " + format_spread(test[bn][dropout]) + " | " +
                      format_spread(gap[bn][dropout]) + " |\n";

@@ -206,6 +206,8 @@ TrainOutcome train(const TrainConfig& config, const fs::path& dir, const std::st
         }
     }
     progress.finish();
+    // Also for a run that diverged before its first evaluation: every run has its metrics.csv.
+    write_file_atomically(files.metrics, metrics_csv(rows));
 
     nlohmann::json summary = {{"status", status}, {"steps", step}, {"seconds", elapsed()}, {"config", config_json}};
     if (!rows.empty()) {

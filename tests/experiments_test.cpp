@@ -1,0 +1,328 @@
+// The experiment drivers and what they are built from: metrics.csv's extra columns, the spread
+// over seeds and the verdict rule, the two probes (percentiles of a unit's input; the landscape
+// along the gradient, which must leave the model as it found it), and every driver run in its
+// quick profile through the xgrad command line, its outputs checked for shape and sanity, then
+// `xgrad report`.
+#include <unistd.h>
+
+#include <cmath>
+#include <cstdio>
+#include <cstdlib>
+#include <filesystem>
+#include <fstream>
+#include <iostream>
+#include <set>
+#include <sstream>
+#include <string>
+#include <vector>
+
+#include <gtest/gtest.h>
+#include <nlohmann/json.hpp>
+
+#include "experiments/drivers.hpp"
+#include "experiments/experiment.hpp"
+#include "experiments/metrics_log.hpp"
+#include "experiments/npz.hpp"
+#include "experiments/probes.hpp"
+#include "experiments/trainer.hpp"
+#include "layers/activations.hpp"
+#include "layers/batch_norm.hpp"
+#include "layers/cross_entropy.hpp"
+#include "layers/distribution_noise.hpp"
+#include "layers/linear.hpp"
+
+namespace {
+
+namespace fs = std::filesystem;
+using namespace xgrad;
+
+fs::path fresh_dir(const std::string& name) {
+    const fs::path dir = fs::temp_directory_path() / ("xgrad_experiments_test_" + name + "_" + std::to_string(getpid()));
+    fs::remove_all(dir);
+    fs::create_directories(dir);
+    return dir;
+}
+
+std::string read_file(const fs::path& path) {
+    std::ifstream in(path, std::ios::binary);
+    std::stringstream s;
+    s << in.rdbuf();
+    return s.str();
+}
+
+nlohmann::json read_json(const fs::path& path) { return nlohmann::json::parse(read_file(path)); }
+
+TEST(MetricsCsv, ExtraColumnsRoundTrip) {
+    const fs::path dir = fresh_dir("metrics");
+    std::vector<MetricsRow> rows(2);
+    rows[0].step = 10;
+    rows[0].test_acc = 0.5;
+    rows[0].extra = {{"p15", -1.25}, {"p85", 2.5}};
+    rows[1].step = 20;
+    rows[1].extra = {{"p15", 0.125}, {"p85", 3.0}};
+    const std::string csv = metrics_csv(rows);
+    EXPECT_EQ(csv.substr(0, csv.find('\n')), std::string(metrics_header) + ",p15,p85");
+    std::ofstream(dir / "m.csv") << csv;
+    const auto back = read_metrics_csv(dir / "m.csv");
+    ASSERT_EQ(back.size(), 2u);
+    EXPECT_EQ(back[0].step, 10u);
+    EXPECT_EQ(back[0].test_acc, 0.5);
+    EXPECT_EQ(back[0].at("p15"), -1.25);
+    EXPECT_EQ(back[1].at("p85"), 3.0);
+    EXPECT_THROW(back[1].at("p50"), std::out_of_range);
+
+    rows[1].extra.pop_back();
+    EXPECT_THROW(metrics_csv(rows), std::invalid_argument) << "rows with other columns";
+    std::ofstream(dir / "bad.csv") << std::string(metrics_header) << ",p15\n10,0,1,1,1,1,0.1,2,x\n";
+    try {
+        read_metrics_csv(dir / "bad.csv");
+        ADD_FAILURE() << "a row with a non-number was read";
+    } catch (const std::runtime_error& e) {
+        EXPECT_NE(std::string(e.what()).find("bad.csv: line 2"), std::string::npos) << e.what();
+    }
+    fs::remove_all(dir);
+}
+
+TEST(Spread, MeanSampleSdMinMax) {
+    const Spread s = spread_of({1.0, 2.0, 6.0});
+    EXPECT_EQ(s.n, 3u);
+    EXPECT_DOUBLE_EQ(s.mean, 3.0);
+    EXPECT_DOUBLE_EQ(s.sd, std::sqrt(7.0));  // ((4 + 1 + 9) / 2)
+    EXPECT_EQ(s.min, 1.0);
+    EXPECT_EQ(s.max, 6.0);
+    EXPECT_EQ(format_spread(spread_of({0.5, 0.5}), 2), "0.50 ± 0.00 (n=2)");
+    EXPECT_EQ(format_spread(spread_of({})), "-");
+    EXPECT_EQ(spread_of({4.0}).sd, 0.0);
+}
+
+TEST(Verdict, GreaterNeedsTheGapToExceedBothSpreads) {
+    const Spread low = spread_of({0.90, 0.91, 0.92}), high = spread_of({0.95, 0.96, 0.97});
+    EXPECT_EQ(verdict_greater(high, low), "reproduced");
+    EXPECT_EQ(verdict_greater(low, high), "not reproduced");
+    const Spread noisy = spread_of({0.90, 0.99, 0.94});
+    EXPECT_EQ(verdict_greater(noisy, low), "partly") << "higher, but within the spread";
+    EXPECT_EQ(verdict_greater(high, low, 0.1), "partly") << "below the margin";
+}
+
+// A model whose "sigmoid" input is x itself (Linear with weight 1, bias 0): the percentiles are
+// those of the inputs, interpolated between closest ranks as numpy does.
+TEST(Probes, UnitInputPercentilesAreNumpys) {
+    Sequential<float> model;
+    auto linear = model.add("fc", std::make_shared<Linear<float>>(1, 1));
+    linear->weight().mutable_value().fill(1.0f);
+    linear->bias()->mutable_value().fill(0.0f);
+    model.add("sigmoid", std::make_shared<Sigmoid<float>>());
+    xt::xarray<float> x = xt::xarray<float>::from_shape({11, 1});
+    for (std::size_t i = 0; i < 11; ++i) x(i, 0) = static_cast<float>((7 * i) % 11);  // 0..10 shuffled
+    const ProbeValues v = unit_input_percentiles(model, "sigmoid", 0, x);
+    ASSERT_EQ(v.size(), 3u);
+    EXPECT_EQ(v[0].first, "p15");
+    EXPECT_NEAR(v[0].second, 1.5, 1e-6);  // 0.15 * 10
+    EXPECT_NEAR(v[1].second, 5.0, 1e-6);
+    EXPECT_NEAR(v[2].second, 8.5, 1e-6);
+    EXPECT_TRUE(model.is_training()) << "the mode is restored";
+    EXPECT_THROW(unit_input_percentiles(model, "tanh", 0, x), std::invalid_argument);
+    EXPECT_THROW(unit_input_percentiles(model, "sigmoid", 1, x), std::invalid_argument);
+}
+
+std::shared_ptr<Sequential<float>> noisy_bn_model(Rng& rng) {
+    auto model = std::make_shared<Sequential<float>>();
+    Sequential<float>& m = *model;
+    m.add("fc1", std::make_shared<Linear<float>>(6, 5, false, rng));
+    m.add("bn1", std::make_shared<BatchNorm1d<float>>(5));
+    m.add("noise1", std::make_shared<DistributionNoise<float>>(rng.next_seed()));
+    m.add("sigmoid1", std::make_shared<Sigmoid<float>>());
+    m.add("fc2", std::make_shared<Linear<float>>(5, 3, true, rng));
+    return model;
+}
+
+Batch small_batch() {
+    Batch b{xt::xarray<float>::from_shape({8, 6}), xt::xarray<std::int64_t>::from_shape({8})};
+    Rng rng(5);
+    for (auto& v : b.images) v = static_cast<float>(rng.normal());
+    for (std::size_t i = 0; i < 8; ++i) b.labels(i) = static_cast<std::int64_t>(i % 3);
+    return b;
+}
+
+// The landscape probe moves the weights along the gradient and runs forwards in training mode
+// (updating BN's running statistics, drawing noise) but must put everything back. Its loss range
+// is checked against losses computed here directly, with the same noise.
+TEST(Probes, LandscapeLeavesTheModelAsItFoundItAndMatchesDirectLosses) {
+    Rng rng(3);
+    auto owner = noisy_bn_model(rng);
+    Sequential<float>& model = *owner;
+    const Batch batch = small_batch();
+    const double lr = 0.5;
+    std::vector<xt::xarray<float>> before;
+    for (const auto& p : model.parameters()) before.push_back(p.value());
+    const auto running_mean = *model.named_buffers()[0].second.tensor;
+    Rng noise_before = *model[2].generator();
+
+    const ProbeValues v = landscape_along_gradient(model, batch, lr, {1.0, 2.0});
+    ASSERT_EQ(v.size(), 3u);
+    for (std::size_t k = 0; k < before.size(); ++k) EXPECT_EQ(model.parameters()[k].value(), before[k]);
+    EXPECT_EQ(*model.named_buffers()[0].second.tensor, running_mean);
+    EXPECT_EQ(model[2].generator()->engine(), noise_before.engine());
+
+    // Direct: loss at w, its gradient g, then losses at w - lr * m * g, each from the same noise.
+    auto loss_with_same_noise = [&] {
+        const Rng saved = *model[2].generator();
+        const auto saved_mean = *model.named_buffers()[0].second.tensor;
+        model.zero_grad();
+        const Var<float> loss = cross_entropy(model(Var<float>(batch.images)), batch.labels);
+        *model[2].generator() = saved;
+        *model.named_buffers()[0].second.tensor = saved_mean;
+        return loss;
+    };
+    const Var<float> base = loss_with_same_noise();
+    base.backward();
+    std::vector<xt::xarray<float>> grads;
+    for (const auto& p : model.parameters()) grads.push_back(p.grad());
+    double lo = base.value()(), hi = lo;
+    for (double m : {1.0, 2.0}) {
+        for (std::size_t k = 0; k < before.size(); ++k) {
+            model.parameters()[k].mutable_value() = before[k] - static_cast<float>(lr * m) * grads[k];
+        }
+        const double l = loss_with_same_noise().value()();
+        lo = std::min(lo, l);
+        hi = std::max(hi, l);
+    }
+    EXPECT_NEAR(v[0].second, hi - lo, 1e-5);
+    EXPECT_GT(v[1].second, 0.0) << "the gradient changes along a step of a nonlinear model";
+    EXPECT_GT(v[2].second, 0.0);
+    EXPECT_TRUE(std::isfinite(v[2].second));
+}
+
+// A probe that leaves the model alone changes nothing of the run: every array of the checkpoint
+// of a noisy-BN run with the landscape probe (weights, BN statistics, optimizer state, noise
+// generators) equals the one without, the training time aside; metrics.csv has its columns.
+TEST(Probes, ARunWithTheLandscapeProbeEndsWithTheSameWeights) {
+    const fs::path dir = fresh_dir("probe_run");
+    TrainConfig c = paper_mlp_config("synthetic", true);
+    c.noisy_bn = true;
+    c.synthetic_size = 256;
+    c.steps = 30;
+    c.eval_every = 10;
+    c.threads = 1;
+    const Probe probe = [&](Sequential<float>& model, const Batch& batch) {
+        return landscape_along_gradient(model, batch, c.lr);
+    };
+    train(c, dir / "plain");
+    train(c, dir / "probed", "train", probe);
+    const Npz plain = load_npz(dir / "plain" / "checkpoint.npz"), probed = load_npz(dir / "probed" / "checkpoint.npz");
+    ASSERT_EQ(plain.entries().size(), probed.entries().size());
+    for (const auto& [name, array] : plain.entries()) {
+        if (name == "trainer/seconds") continue;
+        const NpyArray* other = probed.find(name);
+        ASSERT_NE(other, nullptr) << name;
+        EXPECT_TRUE(*other == array) << name;
+    }
+    const auto rows = read_metrics_csv(dir / "probed" / "metrics.csv");
+    ASSERT_EQ(rows.size(), 3u);
+    for (const auto& r : rows) EXPECT_GE(r.at("loss_range"), 0.0);
+    fs::remove_all(dir);
+}
+
+// A run that diverges before its first evaluation still has a (header-only) metrics.csv; a
+// driver sees it as diverged with no rows, and asking for its last row names the run.
+TEST(RunAll, ARunDivergedBeforeItsFirstEvaluationHasNoRows) {
+    const fs::path dir = fresh_dir("early_divergence");
+    TrainConfig c = paper_mlp_config("synthetic", false);
+    c.synthetic_size = 128;
+    c.steps = 20;
+    c.eval_every = 10;
+    c.divergence_loss = 1e-3;  // the first loss, about log(10), is above it
+    const auto results = run_all({{"early", c, {}}}, dir, ExperimentOptions{}, std::cout);
+    ASSERT_EQ(results.size(), 1u);
+    EXPECT_TRUE(results[0].diverged());
+    EXPECT_TRUE(results[0].rows.empty());
+    EXPECT_EQ(read_file(dir / "early" / "metrics.csv"), std::string(metrics_header) + "\n");
+    EXPECT_EQ(final_test_acc(results[0]), 0.0);
+    EXPECT_FALSE(steps_to_reach(results[0], 0.1));
+    try {
+        results[0].last_row();
+        ADD_FAILURE() << "a run without rows gave a last row";
+    } catch (const std::runtime_error& e) {
+        EXPECT_NE(std::string(e.what()).find("early: the run has no evaluation (diverged"), std::string::npos) << e.what();
+    }
+    fs::remove_all(dir);
+}
+
+std::string run_cli(const std::string& args) {
+    const std::string command = std::string(XGRAD_CLI) + " " + args + " 2>&1";
+    FILE* pipe = popen(command.c_str(), "r");
+    if (!pipe) throw std::runtime_error("cannot run " + command);
+    std::string output;
+    char buf[512];
+    while (fgets(buf, sizeof buf, pipe)) output += buf;
+    const int status = pclose(pipe);
+    if (status != 0) throw std::runtime_error(command + " failed:\n" + output);
+    return output;
+}
+
+bool is_png(const fs::path& path) { return read_file(path).substr(0, 8) == "\x89PNG\r\n\x1a\n"; }
+
+// Every driver in its quick profile, then the report: each writes its claims with verdicts from
+// the three allowed, plots that are PNGs, run directories with the evaluations the profile asks
+// for and sane values; a second invocation reuses the finished runs.
+TEST(Drivers, QuickProfilesWriteSaneResultsAndTheReport) {
+    const fs::path results = fresh_dir("drivers");
+    const std::string output = run_cli("experiment all --profile quick --jobs 2 --results " + results.string());
+    const std::set<std::string> verdicts{"reproduced", "partly", "not reproduced"};
+    std::size_t claims = 0;
+    for (const Driver& d : drivers()) {
+        SCOPED_TRACE(d.name);
+        EXPECT_NE(output.find("== " + d.name + ":"), std::string::npos) << output;
+        const nlohmann::json j = read_json(results / d.name / "claims.json");
+        EXPECT_EQ(j.at("profile"), "quick");
+        ASSERT_FALSE(j.at("claims").empty());
+        for (const auto& c : j.at("claims")) {
+            EXPECT_TRUE(verdicts.count(c.at("verdict").get<std::string>())) << c.dump();
+            EXPECT_FALSE(c.at("measured").get<std::string>().empty());
+            EXPECT_NE(c.at("measured").get<std::string>().find("(n="), std::string::npos) << "spread over seeds";
+            ++claims;
+        }
+        for (const auto& p : j.at("plots")) EXPECT_TRUE(is_png(results / d.name / p.get<std::string>())) << p;
+    }
+    // Run directories: every evaluation present, accuracies in [0, 1], probe columns ordered.
+    std::size_t runs = 0;
+    for (const auto& entry : fs::recursive_directory_iterator(results)) {
+        if (entry.path().filename() != "summary.json") continue;
+        ++runs;
+        const nlohmann::json summary = read_json(entry.path());
+        const auto rows = read_metrics_csv(entry.path().parent_path() / "metrics.csv");
+        const std::size_t steps = summary.at("config").at("steps"), every = summary.at("config").at("eval_every");
+        if (summary.at("status") == "finished") {
+            EXPECT_EQ(rows.size(), steps / every) << entry.path();
+        }
+        for (const auto& r : rows) {
+            EXPECT_GE(r.test_acc, 0.0);
+            EXPECT_LE(r.test_acc, 1.0);
+            if (!r.extra.empty() && r.extra[0].first == "p15") {
+                EXPECT_LE(r.at("p15"), r.at("p50"));
+                EXPECT_LE(r.at("p50"), r.at("p85"));
+            }
+        }
+    }
+    // convergence: 2 data sets x 2 arms x 2 seeds; learning-rate: 2 models x 2 x 3 multipliers
+    // x (2 seeds MLP, 1 CNN); init: 2 x 2 sigmas x 2; regularization: 4 arms x 2; noisy-bn: 3 x 2.
+    EXPECT_EQ(runs, 8u + 12u + 6u + 8u + 8u + 6u);
+    const auto lr_table = read_json(results / "learning-rate" / "claims.json").at("tables")[0].get<std::string>();
+    for (const char* m : {"| x1 |", "| x5 |", "| x30 |"}) EXPECT_NE(lr_table.find(m), std::string::npos) << lr_table;
+
+    const std::string report_output = run_cli("report --results " + results.string() + " --out " + (results / "REPORT.md").string());
+    EXPECT_NE(report_output.find(std::to_string(claims) + " claims"), std::string::npos) << report_output;
+    const std::string report = read_file(results / "REPORT.md");
+    for (std::size_t k = 1; k <= claims; ++k) EXPECT_NE(report.find("\n| " + std::to_string(k) + " | "), std::string::npos) << k;
+    EXPECT_NE(report.find("](convergence/test_accuracy_mnist.png)"), std::string::npos) << "plots linked relative to the report";
+    EXPECT_NE(report.find("Profile quick: a smoke test"), std::string::npos);
+
+    const auto metrics = results / "init" / "bn-on-sigma1" / "seed0" / "metrics.csv";
+    const auto written = fs::last_write_time(metrics);
+    const std::string again = run_cli("experiment init --profile quick --results " + results.string());
+    EXPECT_NE(again.find("bn-on-sigma1/seed0: finished (earlier)"), std::string::npos) << again;
+    EXPECT_EQ(fs::last_write_time(metrics), written) << "a finished run is never written again";
+    fs::remove_all(results);
+}
+
+}  // namespace
