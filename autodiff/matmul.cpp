@@ -1,24 +1,8 @@
 #include "autodiff/matmul.hpp"
 
-#include "autodiff/blas.hpp"
+#include "autodiff/gemm_into_grad.hpp"
 
 namespace xgrad {
-
-namespace {
-
-// Adds op(A) op(B) into the node's gradient, or writes it there if it has none yet: no temporary.
-template <class T>
-void accumulate_product(Node<T>& target, bool trans_a, bool trans_b, std::size_t m, std::size_t n, std::size_t k,
-                        const T* a, std::size_t lda, const T* b, std::size_t ldb) {
-    const T beta = target.has_grad ? T(1) : T(0);
-    if (!target.has_grad) {
-        target.grad = xt::xarray<T>::from_shape(target.value.shape());
-        target.has_grad = true;
-    }
-    gemm<T>(trans_a, trans_b, m, n, k, T(1), a, lda, b, ldb, beta, target.grad.data(), n);
-}
-
-}  // namespace
 
 template <class T>
 Var<T> matmul(const Var<T>& a, const Var<T>& b) {
@@ -33,8 +17,8 @@ Var<T> matmul(const Var<T>& a, const Var<T>& b) {
     auto an = a.node(), bn = b.node();
     return Var<T>::from_op(std::move(value), "matmul", {an, bn}, [an, bn, n, k, m](const Node<T>&, const xt::xarray<T>& grad_out) {
         const T* g = grad_out.data();
-        if (an->requires_grad) accumulate_product(*an, false, true, n, k, m, g, m, bn->value.data(), m);  // g b^T
-        if (bn->requires_grad) accumulate_product(*bn, true, false, k, m, n, an->value.data(), k, g, m);  // a^T g
+        if (an->requires_grad) gemm_into_grad(*an, false, true, n, k, m, g, m, bn->value.data(), m);  // g b^T
+        if (bn->requires_grad) gemm_into_grad(*bn, true, false, k, m, n, an->value.data(), k, g, m);  // a^T g
     });
 }
 

@@ -50,9 +50,9 @@ bool prepare_grad_buffer(Node<T>& node) {
 // nothing. noalias: xtensor would otherwise evaluate into a temporary and swap it in.
 template <class T, class E>
 void accumulate_grad(Node<T>& node, E&& contribution) {
-    constexpr bool movable_array = std::is_same_v<E, xt::xarray<T>>;  // an rvalue array
-    if constexpr (movable_array) {
-        if (!node.has_grad && node.grad.size() == 0) {  // no buffer to reuse: take this one
+    // An rvalue array is taken as it is: a move is cheaper than copying into an old buffer.
+    if constexpr (std::is_same_v<E, xt::xarray<T>>) {
+        if (!node.has_grad) {
             node.grad = std::move(contribution);
             node.has_grad = true;
             return;

@@ -79,7 +79,8 @@ void run_convergence(const ExperimentOptions& options, std::ostream& out) {
             early_acc[bn] = spread_of(each(runs, [&](const RunResult& r) { return acc_at(r, early); }));
             final_acc[bn] = spread_of(each(runs, final_test_acc));
             table += "| " + dataset + " | " + (bn ? "on" : "off") + " | " + format_spread(early_acc[bn]) + " | " +
-                     format_spread(final_acc[bn]) + " | " + format_spread(spread_of(each(runs, best_test_acc))) + " |\n";
+                     format_spread(final_acc[bn]) + diverged_note(runs) + " | " +
+                     format_spread(spread_of(each(runs, best_test_acc))) + " |\n";
         }
         const std::string png = "test_accuracy_" + dataset + ".png";
         plot(spec, dir / png);

@@ -40,9 +40,9 @@ std::vector<RunResult> run_all(const std::vector<RunSpec>& specs, const std::fil
                 log << spec.name << ": " << r.outcome.status << (r.outcome.was_already_finished ? " (earlier)" : "")
                     << ", final test accuracy " << final_test_acc(r) << std::endl;  // a line at a time, also into a log file
                 results[k] = std::move(r);
-            } catch (...) {
+            } catch (const std::exception& e) {
                 std::lock_guard lock(log_mutex);
-                if (!first_error) first_error = std::current_exception();
+                if (!first_error) first_error = std::make_exception_ptr(std::runtime_error(spec.name + ": " + e.what()));
                 next = specs.size();  // stop handing out runs
             }
         }
@@ -124,6 +124,13 @@ Curve mean_curve(const std::string& label, const std::vector<const RunResult*>& 
     return curve;
 }
 
+std::string diverged_note(const std::vector<const RunResult*>& runs) {
+    std::size_t diverged = 0;
+    for (const RunResult* r : runs) diverged += r->diverged();
+    if (diverged == 0) return "";
+    return " (" + std::to_string(diverged) + " of " + std::to_string(runs.size()) + " diverged)";
+}
+
 std::optional<std::size_t> steps_to_reach(const RunResult& run, double target) {
     for (const auto& row : run.rows) {
         if (row.test_acc >= target) return row.step;
@@ -150,7 +157,7 @@ double best_test_acc(const RunResult& run) {
 }
 
 std::string verdict_greater(const Spread& a, const Spread& b, double margin) {
-    if (a.mean - b.mean > std::max(a.sd + b.sd, margin)) return "reproduced";
+    if (a.n >= 2 && b.n >= 2 && a.mean - b.mean > std::max(a.sd + b.sd, margin)) return "reproduced";
     if (a.mean > b.mean) return "partly";
     return "not reproduced";
 }

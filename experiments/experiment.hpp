@@ -85,6 +85,10 @@ void append_point(Curve& curve, double x, const Spread& s);
 Curve mean_curve(const std::string& label, const std::vector<const RunResult*>& runs,
                  const std::function<double(const MetricsRow&)>& value);
 
+// "" when no run diverged, else " (k of n diverged)": a diverged run's figures are those of its
+// last evaluation before it diverged (0 when it had none).
+std::string diverged_note(const std::vector<const RunResult*>& runs);
+
 // The first step at which a run's test accuracy reached `target`, if it did.
 std::optional<std::size_t> steps_to_reach(const RunResult& run, double target);
 
@@ -98,8 +102,9 @@ struct Claim {
     std::string claim, source, paper, measured, verdict, rule;
 };
 
-// The verdict for "a beats b": reproduced when a's mean exceeds b's by more than both spreads'
-// sds together and by at least `margin`, partly when it is higher at all, else not reproduced.
+// The verdict for "a beats b": reproduced when a's mean exceeds b's by more than both sds
+// together and more than `margin`, with at least 2 seeds on each side; partly when it is higher
+// at all; else not reproduced.
 std::string verdict_greater(const Spread& a, const Spread& b, double margin = 0.0);
 
 // Writes <dir>/claims.json for `xgrad report`: the claims, markdown tables and plot paths

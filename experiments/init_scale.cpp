@@ -47,9 +47,11 @@ void run_init(const ExperimentOptions& options, std::ostream& out) {
     for (bool bn : {false, true}) {
         Curve curve{std::string("BN ") + (bn ? "on" : "off"), {}, {}, {}, {}};
         for (double sigma : plan.sigmas) {
-            const Spread acc = spread_of(each(runs_of(results, arm_name(bn, sigma)), final_test_acc));
-            char row[160];
-            std::snprintf(row, sizeof row, "| %s | %g | %s |\n", bn ? "on" : "off", sigma, format_spread(acc).c_str());
+            const auto runs = runs_of(results, arm_name(bn, sigma));
+            const Spread acc = spread_of(each(runs, final_test_acc));
+            char row[200];
+            std::snprintf(row, sizeof row, "| %s | %g | %s%s |\n", bn ? "on" : "off", sigma, format_spread(acc).c_str(),
+                          diverged_note(runs).c_str());
             table += row;
             append_point(curve, sigma, acc);
         }
@@ -72,10 +74,10 @@ void run_init(const ExperimentOptions& options, std::ostream& out) {
                       "(no figure; the seed states it)",
                       "range of final test accuracy over sigma: no BN " + format_spread(range[0]) + ", BN " +
                           format_spread(range[1]),
-                      range[1].mean * 2 <= range[0].mean ? "reproduced"
-                      : range[1].mean < range[0].mean    ? "partly"
-                                                         : "not reproduced",
-                      "reproduced when BN's range is at most half no-BN's; partly when smaller"};
+                      range[0].mean > 0 && range[1].mean * 2 <= range[0].mean ? "reproduced"
+                      : range[1].mean < range[0].mean                         ? "partly"
+                                                                              : "not reproduced",
+                      "reproduced when BN's range is at most half no-BN's (and no-BN's is not 0); partly when smaller"};
     out << "accuracy range over sigma: no BN " << format_spread(range[0]) << ", BN " << format_spread(range[1]) << "\n";
     char setup[400];
     std::snprintf(setup, sizeof setup,

@@ -1,5 +1,6 @@
 #include "experiments/metrics_log.hpp"
 
+#include <cmath>
 #include <cstdio>
 #include <cstdlib>
 #include <fstream>
@@ -80,9 +81,10 @@ std::vector<MetricsRow> read_metrics_csv(const std::filesystem::path& path) {
             if (f.empty() || *end != '\0') values.clear();
             if (values.empty()) break;
         }
-        if (fields.size() != names.size() || values.size() != names.size()) {
+        const auto counter = [](double v) { return v >= 0 && v < 1e15 && v == std::floor(v); };
+        if (fields.size() != names.size() || values.size() != names.size() || !counter(values[0]) || !counter(values[1])) {
             throw std::runtime_error(path.string() + ": line " + std::to_string(number) + " is not a metrics row of " +
-                                     std::to_string(names.size()) + " numbers: '" + line + "'");
+                                     std::to_string(names.size()) + " numbers (step and epoch whole): '" + line + "'");
         }
         MetricsRow r;
         r.step = static_cast<std::size_t>(values[0]);

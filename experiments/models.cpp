@@ -31,34 +31,41 @@ void gaussian_init(Sequential<float>& model, double sigma, Rng& rng) {
     }
 }
 
-void add_dropout(Sequential<float>& model, const std::string& name, double p, Rng& rng) {
-    if (p > 0.0) model.add(name, std::make_shared<Dropout<float>>(p, rng.next_seed()));
+// The generators of the random layers (Dropout, noise), seeded after every initialization draw:
+// a model with them and its twin without, of the same seed, start from the same weights.
+void seed_random_layers(Sequential<float>& model, Rng& rng) {
+    for (auto& [name, child] : model.named_children()) {
+        if (Rng* generator = child->generator()) generator->seed(rng.next_seed());
+    }
+}
+
+void add_dropout(Sequential<float>& model, const std::string& name, double p) {
+    if (p > 0.0) model.add(name, std::make_shared<Dropout<float>>(p, 0));
 }
 
 // A BN layer named `name` and, for noisy BN, the noise layer after it ("bn2" -> "noise2").
 template <class BatchNorm>
-void add_batch_norm(Sequential<float>& model, const ModelOptions& o, const std::string& name, std::size_t features,
-                    Rng& rng) {
+void add_batch_norm(Sequential<float>& model, const ModelOptions& o, const std::string& name, std::size_t features) {
     if (!o.batch_norm) return;
     model.add(name, std::make_shared<BatchNorm>(features));
-    if (o.noisy_bn) model.add("noise" + name.substr(2), std::make_shared<DistributionNoise<float>>(rng.next_seed()));
+    if (o.noisy_bn) model.add("noise" + name.substr(2), std::make_shared<DistributionNoise<float>>(0));
 }
 
 std::shared_ptr<Sequential<float>> seed_cnn(const ModelOptions& o, std::size_t fc1_in_features, Rng& rng) {
     auto m = std::make_shared<Sequential<float>>();
     m->add("conv1", std::make_shared<Conv2d<float>>(1, 32, 3, 1, 1, true, rng));
-    add_batch_norm<BatchNorm2d<float>>(*m, o, "bn1", 32, rng);
+    add_batch_norm<BatchNorm2d<float>>(*m, o, "bn1", 32);
     m->add("relu1", std::make_shared<ReLU<float>>());
     m->add("pool1", std::make_shared<MaxPool2d<float>>(2));
     m->add("conv2", std::make_shared<Conv2d<float>>(32, 64, 3, 1, 1, true, rng));
-    add_batch_norm<BatchNorm2d<float>>(*m, o, "bn2", 64, rng);
+    add_batch_norm<BatchNorm2d<float>>(*m, o, "bn2", 64);
     m->add("relu2", std::make_shared<ReLU<float>>());
     m->add("pool2", std::make_shared<MaxPool2d<float>>(2));
     m->add("flatten", std::make_shared<Flatten<float>>());
     m->add("fc1", std::make_shared<Linear<float>>(fc1_in_features, 128, true, rng));
-    add_batch_norm<BatchNorm1d<float>>(*m, o, "bn_fc1", 128, rng);
+    add_batch_norm<BatchNorm1d<float>>(*m, o, "bn_fc1", 128);
     m->add("relu3", std::make_shared<ReLU<float>>());
-    add_dropout(*m, "dropout", o.dropout, rng);
+    add_dropout(*m, "dropout", o.dropout);
     m->add("fc2", std::make_shared<Linear<float>>(128, 10, true, rng));
     return m;
 }
@@ -70,9 +77,9 @@ std::shared_ptr<Sequential<float>> paper_mlp(const ModelOptions& o, Rng& rng) {
         const std::string i = std::to_string(layer);
         // With BN the bias is redundant: BN's beta takes its place.
         m->add("fc" + i, std::make_shared<Linear<float>>(width, 100, !o.batch_norm, rng));
-        add_batch_norm<BatchNorm1d<float>>(*m, o, "bn" + i, 100, rng);
+        add_batch_norm<BatchNorm1d<float>>(*m, o, "bn" + i, 100);
         m->add("sigmoid" + i, std::make_shared<Sigmoid<float>>());
-        add_dropout(*m, "dropout" + i, o.dropout, rng);
+        add_dropout(*m, "dropout" + i, o.dropout);
         width = 100;
     }
     m->add("fc4", std::make_shared<Linear<float>>(width, 10, true, rng));
@@ -105,6 +112,7 @@ std::shared_ptr<Sequential<float>> make_model(const ModelOptions& options, Rng& 
         throw std::invalid_argument("unknown model '" + options.name + "' (known: " + known + ")");
     }
     if (options.init_sigma) gaussian_init(*model, *options.init_sigma, rng);
+    seed_random_layers(*model, rng);
     return model;
 }
 

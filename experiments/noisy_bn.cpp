@@ -69,7 +69,7 @@ void run_noisy_bn(const ExperimentOptions& options, std::ostream& out) {
     for (int a = 0; a < 3; ++a) {
         const auto runs = runs_of(results, arms[a].name);
         final_acc[a] = spread_of(each(runs, final_test_acc));
-        table += std::string("| ") + arms[a].name + " | " + format_spread(final_acc[a]);
+        table += std::string("| ") + arms[a].name + " | " + format_spread(final_acc[a]) + diverged_note(runs);
         for (int m = 0; m < 3; ++m) {
             const std::string column = measures[m].column;
             landscape[a][m] = spread_of(each(runs, [&](const RunResult& r) { return mean_over_training(r, column); }));

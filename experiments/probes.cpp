@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <limits>
 #include <stdexcept>
 
 #include "autodiff/grad_mode.hpp"
@@ -87,11 +88,24 @@ double distance(const std::vector<double>& a, const std::vector<double>& b) {
     return std::sqrt(sum);
 }
 
+// Puts the model back in the mode it had, however the scope ends.
+class ModeGuard {
+public:
+    explicit ModeGuard(Module<float>& model) : model_(model), was_training_(model.is_training()) {}
+    ~ModeGuard() { model_.train(was_training_); }
+    ModeGuard(const ModeGuard&) = delete;
+    ModeGuard& operator=(const ModeGuard&) = delete;
+
+private:
+    Module<float>& model_;
+    bool was_training_;
+};
+
 }  // namespace
 
 ProbeValues unit_input_percentiles(Sequential<float>& model, const std::string& layer, std::size_t unit,
                                    const xt::xarray<float>& images) {
-    const bool was_training = model.is_training();
+    ModeGuard mode(model);
     model.eval();
     NoGrad no_grad;
     Var<float> x(images);
@@ -103,12 +117,10 @@ ProbeValues unit_input_percentiles(Sequential<float>& model, const std::string& 
             }
             std::vector<float> values(x.shape()[0]);
             for (std::size_t i = 0; i < values.size(); ++i) values[i] = x.value()(i, unit);
-            model.train(was_training);
             return {{"p15", percentile(values, 0.15)}, {"p50", percentile(values, 0.50)}, {"p85", percentile(values, 0.85)}};
         }
         x = child->forward(x);
     }
-    model.train(was_training);
     throw std::invalid_argument("unit_input_percentiles: the model has no layer named '" + layer + "'");
 }
 
@@ -120,6 +132,7 @@ ProbeValues landscape_along_gradient(Sequential<float>& model, const Batch& batc
     for (double v : base.gradient) gradient_norm += v * v;
     gradient_norm = std::sqrt(gradient_norm);
     double lowest = base.loss, highest = base.loss, grad_change = 0, beta = 0;
+    bool finite = std::isfinite(base.loss) && std::isfinite(gradient_norm);
     for (double multiplier : multipliers) {
         const double eta = lr * multiplier;
         std::size_t offset = 0, k = 0;
@@ -132,13 +145,17 @@ ProbeValues landscape_along_gradient(Sequential<float>& model, const Batch& batc
             offset += w.size();
         }
         const LossAndGradient moved = loss_and_gradient(model, state, batch);
+        const double change = distance(moved.gradient, base.gradient);
+        // std::min/max would drop a NaN; a step that blows up makes the measure infinite instead.
+        finite = finite && std::isfinite(moved.loss) && std::isfinite(change);
         lowest = std::min(lowest, moved.loss);
         highest = std::max(highest, moved.loss);
-        const double change = distance(moved.gradient, base.gradient);
         grad_change = std::max(grad_change, change);
         if (gradient_norm > 0) beta = std::max(beta, change / (eta * gradient_norm));
     }
     state.restore(true);
+    constexpr double inf = std::numeric_limits<double>::infinity();
+    if (!finite) return {{"loss_range", inf}, {"grad_change", inf}, {"beta_smoothness", inf}};
     return {{"loss_range", highest - lowest}, {"grad_change", grad_change}, {"beta_smoothness", beta}};
 }
 

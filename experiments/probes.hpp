@@ -23,10 +23,12 @@ ProbeValues unit_input_percentiles(Sequential<float>& model, const std::string& 
                                    const xt::xarray<float>& images);
 
 // The loss landscape along the gradient, as Santurkar et al. 2018 (§3.1, Fig. 4) measure it: at
-// the current weights w with loss L and gradient g on `batch`, the loss L_k and gradient g_k at
-// w - eta_k g for eta_k = lr * multipliers[k], all with the batch statistics, noise and masks of
-// that same step. Columns: loss_range = max - min of {L, L_k}; grad_change = max_k ||g_k - g||;
-// beta_smoothness = max_k ||g_k - g|| / ||eta_k g||.
+// the current weights w (the trainer calls it after a step's update) with loss L and gradient g
+// on `batch`, the loss L_k and gradient g_k at w - eta_k g for eta_k = lr * multipliers[k], every
+// forward in training mode with the same noise and masks (the generators are rewound each time).
+// Columns: loss_range = max - min of {L, L_k}; grad_change = max_k ||g_k - g||;
+// beta_smoothness = max_k ||g_k - g|| / ||eta_k g||. All three are infinite if a loss or
+// gradient along the way is not finite.
 ProbeValues landscape_along_gradient(Sequential<float>& model, const Batch& batch, double lr,
                                      const std::vector<double>& multipliers = {0.5, 1.0, 2.0, 3.0, 4.0});
 

@@ -60,7 +60,7 @@ void run_regularization(const ExperimentOptions& options, std::ostream& out) {
             const Spread train = spread_of(each(runs, [](const RunResult& r) { return r.last_row().at("train_eval_acc"); }));
             table += std::string("| ") + (bn ? "on" : "off") + " | " + (dropout ? "0.2" : "-") + " | " +
                      format_spread(train) + " | " + format_spread(test[bn][dropout]) + " | " +
-                     format_spread(gap[bn][dropout]) + " |\n";
+                     format_spread(gap[bn][dropout]) + diverged_note(runs) + " |\n";
         }
     }
     plot(spec, dir / "train_test_gap.png");

@@ -15,12 +15,13 @@ namespace {
 
 namespace fs = std::filesystem;
 
-nlohmann::json read_claims(const fs::path& path) {
+nlohmann::json read_json_file(const fs::path& path) {
     std::ifstream in(path);
+    if (!in) throw std::runtime_error("cannot open " + path.string());
     try {
         return nlohmann::json::parse(in);
     } catch (const nlohmann::json::exception& e) {
-        throw std::runtime_error(path.string() + ": not a claims file: " + e.what());
+        throw std::runtime_error(path.string() + ": not valid JSON: " + e.what());
     }
 }
 
@@ -29,8 +30,7 @@ double training_seconds(const fs::path& dir) {
     double total = 0;
     for (const auto& entry : fs::recursive_directory_iterator(dir)) {
         if (entry.path().filename() != "summary.json") continue;
-        std::ifstream in(entry.path());
-        total += nlohmann::json::parse(in).value("seconds", 0.0);
+        total += read_json_file(entry.path()).value("seconds", 0.0);
     }
     return total;
 }
@@ -48,56 +48,73 @@ std::string cell(std::string s) {
     return out;
 }
 
-}  // namespace
-
-std::size_t write_report(const fs::path& results, const fs::path& out) {
-    const fs::path out_dir = fs::absolute(out).parent_path();
+// What the report accumulates over the experiments.
+struct Report {
     std::string summary = "| # | claim | source | paper | xgrad | verdict |\n|---|---|---|---|---|---|\n";
     std::string sections;
     std::size_t count = 0;
     std::string profiles;
+};
+
+// One experiment's section and its rows of the summary, from its claims.json `j` in `dir`.
+void append_experiment(Report& r, const nlohmann::json& j, const fs::path& dir, const fs::path& out_dir,
+                       const std::string& name) {
+    const std::string profile = j.at("profile");
+    if (r.profiles.find(profile) == std::string::npos) r.profiles += (r.profiles.empty() ? "" : ", ") + profile;
+    r.sections += "## " + name + ": " + j.at("title").get<std::string>() + "\n\n";
+    if (profile != "paper") r.sections += "**Profile " + profile + ": a smoke test, not a reproduction.**\n\n";
+    r.sections += j.at("setup").get<std::string>() + "\n\n";
+    for (const auto& t : j.at("tables")) r.sections += t.get<std::string>() + "\n";
+    for (const auto& p : j.at("plots")) {
+        const std::string link = fs::relative(fs::absolute(dir / p.get<std::string>()), out_dir).generic_string();
+        r.sections += "![" + p.get<std::string>() + "](" + link + ")\n\n";
+    }
+    r.sections += "Verdict rules:\n\n";
+    for (const auto& c : j.at("claims")) {
+        ++r.count;
+        r.summary += "| " + std::to_string(r.count) + " | " + cell(c.at("claim")) + " | " + cell(c.at("source")) + " | " +
+                     cell(c.at("paper")) + " | " + cell(c.at("measured")) + " | **" + cell(c.at("verdict")) + "** |\n";
+        r.sections += "- claim " + std::to_string(r.count) + ": " + c.at("rule").get<std::string>() + "\n";
+    }
+    if (const double seconds = training_seconds(dir); seconds > 0) {
+        char time[96];
+        std::snprintf(time, sizeof time, "\nTraining time of its runs (sum over runs): %.0f s.\n\n", seconds);
+        r.sections += time;
+    } else {
+        r.sections += "\n";
+    }
+}
+
+}  // namespace
+
+std::size_t write_report(const fs::path& results, const fs::path& out) {
+    const fs::path out_dir = fs::absolute(out).parent_path();
+    Report r;
     for (const Driver& driver : drivers()) {
         const fs::path dir = results / driver.name;
         const fs::path claims_path = dir / "claims.json";
         if (!fs::exists(claims_path)) {
-            sections += "## " + driver.name + "\n\nNot run: no " + claims_path.string() + ". Run `xgrad experiment " +
-                        driver.name + " --profile paper`.\n\n";
+            r.sections += "## " + driver.name + "\n\nNot run: no " + claims_path.string() + ". Run `xgrad experiment " +
+                          driver.name + " --profile paper`.\n\n";
             continue;
         }
-        const nlohmann::json j = read_claims(claims_path);
-        const std::string profile = j.at("profile");
-        if (profiles.find(profile) == std::string::npos) profiles += (profiles.empty() ? "" : ", ") + profile;
-        sections += "## " + driver.name + ": " + j.at("title").get<std::string>() + "\n\n";
-        if (profile != "paper") sections += "**Profile " + profile + ": a smoke test, not a reproduction.**\n\n";
-        sections += j.at("setup").get<std::string>() + "\n\n";
-        for (const auto& t : j.at("tables")) sections += t.get<std::string>() + "\n";
-        for (const auto& p : j.at("plots")) {
-            const std::string link = fs::relative(fs::absolute(dir / p.get<std::string>()), out_dir).generic_string();
-            sections += "![" + p.get<std::string>() + "](" + link + ")\n\n";
+        try {
+            append_experiment(r, read_json_file(claims_path), dir, out_dir, driver.name);
+        } catch (const nlohmann::json::exception& e) {
+            throw std::runtime_error(claims_path.string() + ": not a claims file: " + e.what());
         }
-        sections += "Verdict rules:\n\n";
-        for (const auto& c : j.at("claims")) {
-            ++count;
-            summary += "| " + std::to_string(count) + " | " + cell(c.at("claim")) + " | " + cell(c.at("source")) + " | " +
-                       cell(c.at("paper")) + " | " + cell(c.at("measured")) + " | **" + cell(c.at("verdict")) + "** |\n";
-            sections += "- claim " + std::to_string(count) + ": " + c.at("rule").get<std::string>() + "\n";
-        }
-        char time[96];
-        std::snprintf(time, sizeof time, "\nTraining time of its runs (sum over runs, one thread each): %.0f s.\n\n",
-                      training_seconds(dir));
-        sections += time;
     }
     const std::string report =
         "# Batch Normalization's claims, measured by xgrad\n\n"
         "Generated by `xgrad report --results " + results.generic_string() + "` from each experiment's claims.json "
-        "(profile: " + (profiles.empty() ? std::string("none") : profiles) + "); regenerate rather than edit. "
-        "Every measured figure is a mean ± sample standard deviation over seeds (n = the number of seeds); every "
-        "verdict follows from the figures by the rule listed in its section. The papers: Ioffe & Szegedy 2015, "
+        "(profile: " + (r.profiles.empty() ? std::string("none") : r.profiles) + "); regenerate rather than edit. "
+        "A figure written a ± b (n=k) is a mean ± sample standard deviation over k seeds; every verdict follows "
+        "from the figures by the rule listed in its section. The papers: Ioffe & Szegedy 2015, "
         "\"Batch Normalization: Accelerating Deep Network Training by Reducing Internal Covariate Shift\"; "
         "Santurkar et al. 2018, \"How Does Batch Normalization Help Optimization?\"; the seed document is "
-        "batch-normalization.md.\n\n" + summary + "\n" + sections;
+        "batch-normalization.md.\n\n" + r.summary + "\n" + r.sections;
     write_file_atomically(out, report);
-    return count;
+    return r.count;
 }
 
 }  // namespace xgrad

@@ -3,13 +3,12 @@
 namespace xgrad {
 
 nlohmann::json to_json(const TrainConfig& c) {
-    return {
+    nlohmann::json json = {
         {"model", c.model},
         {"dataset", c.dataset},
         {"bn", c.batch_norm},
         {"init_sigma", c.init_sigma ? nlohmann::json(*c.init_sigma) : nlohmann::json(nullptr)},
         {"dropout", c.dropout},
-        {"noisy_bn", c.noisy_bn},
         {"optimizer", c.optimizer},
         {"lr", c.lr},
         {"momentum", c.momentum},
@@ -23,6 +22,9 @@ nlohmann::json to_json(const TrainConfig& c) {
         {"seed", c.seed},
         {"threads", c.threads},
     };
+    // Only when on, so that runs begun before the option existed still resume.
+    if (c.noisy_bn) json["noisy_bn"] = true;
+    return json;
 }
 
 std::optional<std::string> first_difference(const nlohmann::json& a, const nlohmann::json& b) {

@@ -18,6 +18,8 @@
 
 #include <gtest/gtest.h>
 #include <nlohmann/json.hpp>
+#include <xtensor/xmath.hpp>
+#include <xtensor/xreducer.hpp>
 
 #include "experiments/drivers.hpp"
 #include "experiments/experiment.hpp"
@@ -102,6 +104,7 @@ TEST(Verdict, GreaterNeedsTheGapToExceedBothSpreads) {
     const Spread noisy = spread_of({0.90, 0.99, 0.94});
     EXPECT_EQ(verdict_greater(noisy, low), "partly") << "higher, but within the spread";
     EXPECT_EQ(verdict_greater(high, low, 0.1), "partly") << "below the margin";
+    EXPECT_EQ(verdict_greater(spread_of({0.99}), spread_of({0.5})), "partly") << "one seed gives no spread to beat";
 }
 
 // A model whose "sigmoid" input is x itself (Linear with weight 1, bias 0): the percentiles are
@@ -123,6 +126,7 @@ TEST(Probes, UnitInputPercentilesAreNumpys) {
     EXPECT_TRUE(model.is_training()) << "the mode is restored";
     EXPECT_THROW(unit_input_percentiles(model, "tanh", 0, x), std::invalid_argument);
     EXPECT_THROW(unit_input_percentiles(model, "sigmoid", 1, x), std::invalid_argument);
+    EXPECT_TRUE(model.is_training()) << "the mode is restored after an error too";
 }
 
 std::shared_ptr<Sequential<float>> noisy_bn_model(Rng& rng) {
@@ -178,19 +182,28 @@ TEST(Probes, LandscapeLeavesTheModelAsItFoundItAndMatchesDirectLosses) {
     base.backward();
     std::vector<xt::xarray<float>> grads;
     for (const auto& p : model.parameters()) grads.push_back(p.grad());
-    double lo = base.value()(), hi = lo;
+    double grad_norm_sq = 0;
+    for (const auto& g : grads) grad_norm_sq += xt::sum(xt::square(xt::cast<double>(g)))();
+    double lo = base.value()(), hi = lo, largest_change = 0, beta = 0;
     for (double m : {1.0, 2.0}) {
         for (std::size_t k = 0; k < before.size(); ++k) {
             model.parameters()[k].mutable_value() = before[k] - static_cast<float>(lr * m) * grads[k];
         }
-        const double l = loss_with_same_noise().value()();
-        lo = std::min(lo, l);
-        hi = std::max(hi, l);
+        const Var<float> moved = loss_with_same_noise();
+        moved.backward();
+        double change_sq = 0;
+        for (std::size_t k = 0; k < grads.size(); ++k) {
+            change_sq += xt::sum(xt::square(xt::cast<double>(model.parameters()[k].grad() - grads[k])))();
+        }
+        lo = std::min(lo, static_cast<double>(moved.value()()));
+        hi = std::max(hi, static_cast<double>(moved.value()()));
+        largest_change = std::max(largest_change, std::sqrt(change_sq));
+        beta = std::max(beta, std::sqrt(change_sq) / (lr * m * std::sqrt(grad_norm_sq)));
     }
     EXPECT_NEAR(v[0].second, hi - lo, 1e-5);
-    EXPECT_GT(v[1].second, 0.0) << "the gradient changes along a step of a nonlinear model";
-    EXPECT_GT(v[2].second, 0.0);
-    EXPECT_TRUE(std::isfinite(v[2].second));
+    EXPECT_GT(largest_change, 1e-3) << "the gradient changes along a step of a nonlinear model";
+    EXPECT_NEAR(v[1].second, largest_change, 1e-4 * largest_change);
+    EXPECT_NEAR(v[2].second, beta, 1e-4 * beta);
 }
 
 // A probe that leaves the model alone changes nothing of the run: every array of the checkpoint

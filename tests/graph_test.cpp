@@ -196,6 +196,19 @@ RC_GTEST_PROP(Graph, ZeroGradForgets, ()) {
     RC_ASSERT(a.grad().data() == buffer);
 }
 
+// A gradient handed over as an rvalue array becomes the node's gradient without a copy.
+TEST(Graph, AnRvalueGradientIsMovedIn) {
+    xgrad::Node<double> node;
+    node.value = Array{1.0, 2.0, 3.0};
+    Array contribution{0.5, 0.25, 0.125};
+    const double* buffer = contribution.data();
+    xgrad::accumulate_grad(node, std::move(contribution));
+    EXPECT_EQ(node.grad.data(), buffer);
+    EXPECT_EQ(node.grad, (Array{0.5, 0.25, 0.125}));
+    xgrad::accumulate_grad(node, Array{1.0, 1.0, 1.0});
+    EXPECT_EQ(node.grad, (Array{1.5, 1.25, 1.125})) << "a live gradient is added to";
+}
+
 // retain_freed_memory: a large block, freed and allocated again, comes back without faulting in
 // fresh pages (64 MiB of them would be 16,384 minor faults).
 TEST(Memory, RetainedFreedMemoryIsReusedWithoutPageFaults) {
