@@ -27,13 +27,22 @@ nlohmann::json to_json(const TrainConfig& c) {
     return json;
 }
 
+namespace {
+
+// A key one side lacks matches `false` on the other: a flag added later is off in older runs.
+bool same_value(const nlohmann::json& config, const std::string& key, const nlohmann::json& value) {
+    if (!config.contains(key)) return value == false;
+    return config.at(key) == value;
+}
+
+}  // namespace
+
 std::optional<std::string> first_difference(const nlohmann::json& a, const nlohmann::json& b) {
     for (const auto& [key, value] : a.items()) {
-        if (key == "threads") continue;
-        if (!b.contains(key) || b.at(key) != value) return key;
+        if (key != "threads" && !same_value(b, key, value)) return key;
     }
     for (const auto& [key, value] : b.items()) {
-        if (key != "threads" && !a.contains(key)) return key;
+        if (key != "threads" && !same_value(a, key, value)) return key;
     }
     return std::nullopt;
 }

@@ -36,7 +36,8 @@ struct TrainConfig {
 };
 
 nlohmann::json to_json(const TrainConfig& config);
-// The name of the first field whose value differs, if any (threads ignored).
+// The name of the first field whose value differs, if any (threads ignored; a field one side lacks
+// matches false on the other).
 std::optional<std::string> first_difference(const nlohmann::json& a, const nlohmann::json& b);
 
 }  // namespace xgrad

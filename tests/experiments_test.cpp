@@ -85,6 +85,16 @@ TEST(MetricsCsv, ExtraColumnsRoundTrip) {
     fs::remove_all(dir);
 }
 
+// A run begun before a flag existed resumes when the flag is off, and only then.
+TEST(TrainConfig, AFlagAbsentFromAnOlderRunMatchesOff) {
+    const nlohmann::json older = {{"model", "paper-mlp"}, {"threads", 1}};
+    EXPECT_EQ(first_difference(older, {{"model", "paper-mlp"}, {"noisy_bn", false}, {"threads", 2}}), std::nullopt);
+    EXPECT_EQ(first_difference({{"model", "paper-mlp"}, {"noisy_bn", false}}, older), std::nullopt);
+    EXPECT_EQ(first_difference(older, {{"model", "paper-mlp"}, {"noisy_bn", true}}), "noisy_bn");
+    EXPECT_EQ(first_difference(older, {{"model", "seed-cnn"}}), "model");
+    EXPECT_EQ(first_difference(older, {{"model", "paper-mlp"}, {"lr", 0.1}}), "lr") << "only a false flag matches absence";
+}
+
 TEST(Spread, MeanSampleSdMinMax) {
     const Spread s = spread_of({1.0, 2.0, 6.0});
     EXPECT_EQ(s.n, 3u);
