@@ -9,7 +9,7 @@
 #include <stdexcept>
 #include <thread>
 
-#include "experiments/atomic_file.hpp"
+#include "experiments/json_file.hpp"
 
 namespace xgrad {
 
@@ -172,7 +172,7 @@ void write_claims(const std::filesystem::path& dir, const std::string& experimen
     }
     const nlohmann::json json = {{"experiment", experiment}, {"title", title}, {"profile", profile_name(profile)},
                                  {"setup", setup}, {"claims", rows}, {"tables", tables}, {"plots", plots}};
-    write_file_atomically(dir / "claims.json", json.dump(2) + "\n");
+    write_json_file(dir / "claims.json", json);
 }
 
 }  // namespace xgrad

@@ -1,29 +1,19 @@
 #include "experiments/report.hpp"
 
 #include <cstdio>
-#include <fstream>
 #include <stdexcept>
 
 #include <nlohmann/json.hpp>
 
 #include "experiments/atomic_file.hpp"
 #include "experiments/drivers.hpp"
+#include "experiments/json_file.hpp"
 
 namespace xgrad {
 
 namespace {
 
 namespace fs = std::filesystem;
-
-nlohmann::json read_json_file(const fs::path& path) {
-    std::ifstream in(path);
-    if (!in) throw std::runtime_error("cannot open " + path.string());
-    try {
-        return nlohmann::json::parse(in);
-    } catch (const nlohmann::json::exception& e) {
-        throw std::runtime_error(path.string() + ": not valid JSON: " + e.what());
-    }
-}
 
 // The training seconds of every run below dir (their summary.json files).
 double training_seconds(const fs::path& dir) {

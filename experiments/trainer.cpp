@@ -2,7 +2,6 @@
 
 #include <chrono>
 #include <cmath>
-#include <fstream>
 #include <memory>
 #include <stdexcept>
 #include <vector>
@@ -16,6 +15,7 @@
 #include "experiments/checkpoint.hpp"
 #include "experiments/dataset.hpp"
 #include "experiments/evaluation.hpp"
+#include "experiments/json_file.hpp"
 #include "experiments/metrics_log.hpp"
 #include "experiments/models.hpp"
 #include "experiments/progress.hpp"
@@ -28,20 +28,6 @@ namespace xgrad {
 namespace {
 
 namespace fs = std::filesystem;
-
-nlohmann::json read_json(const fs::path& path) {
-    std::ifstream in(path);
-    if (!in) throw std::runtime_error("cannot open " + path.string());
-    try {
-        return nlohmann::json::parse(in);
-    } catch (const nlohmann::json::parse_error& e) {
-        throw std::runtime_error(path.string() + ": not valid JSON: " + e.what());
-    }
-}
-
-void write_json(const fs::path& path, const nlohmann::json& value) {
-    write_file_atomically(path, value.dump(2) + "\n");
-}
 
 std::unique_ptr<Optimizer<float>> make_optimizer(const TrainConfig& c, std::vector<Var<float>> params) {
     if (c.optimizer == "sgd") return std::make_unique<SGD<float>>(std::move(params), SgdOptions{.lr = c.lr, .momentum = c.momentum});
@@ -87,10 +73,10 @@ struct RunFiles {
 // Writes config.json for a new run, or checks that an existing run was started with the same one.
 void claim_directory(const RunFiles& files, const nlohmann::json& config) {
     if (!fs::exists(files.config)) {
-        write_json(files.config, config);
+        write_json_file(files.config, config);
         return;
     }
-    const nlohmann::json existing = read_json(files.config);
+    const nlohmann::json existing = read_json_file(files.config);
     if (auto key = first_difference(existing, config)) {
         throw std::runtime_error(files.config.string() + " belongs to a run with another configuration ('" + *key +
                                  "' was " + (existing.contains(*key) ? existing[*key].dump() : "absent") + ", now " +
@@ -104,7 +90,7 @@ void claim_directory(const RunFiles& files, const nlohmann::json& config) {
 TrainOutcome train(const TrainConfig& config, const fs::path& dir, const std::string& label, const Probe& probe) {
     const RunFiles files(dir);
     if (fs::exists(files.summary)) {
-        nlohmann::json summary = read_json(files.summary);
+        nlohmann::json summary = read_json_file(files.summary);
         return {summary.value("status", "finished"), summary, true};
     }
     fs::create_directories(dir);
@@ -218,7 +204,7 @@ TrainOutcome train(const TrainConfig& config, const fs::path& dir, const std::st
         summary["best_test_acc"] = best;
     }
     if (status == "diverged") summary["divergence"] = divergence;
-    write_json(files.summary, summary);
+    write_json_file(files.summary, summary);
     return {status, summary, false};
 }
 
