@@ -1,9 +1,9 @@
-// BatchNorm kernels (layers/batch_norm_kernel.hpp) timed directly, without the graph: BatchNorm2d
-// forward-train and backward-train at the seed CNN's shapes and a larger batch, BatchNorm1d at
-// the paper MLP's width, and a copy of the same bytes as the bandwidth reference, all in this
-// binary so the ratios come from one run. Arguments: N, C, S (= H*W), threads.
-// bytes_per_second counts each kernel's minimal traffic (forward: read x, write y; backward:
-// read dy and x, write dx), so it compares directly with the copy's.
+// BatchNorm kernels (layers/batch_norm_kernel.hpp) timed directly, without the graph:
+// forward-train, backward-train and both in a row at the shapes of bench/bn_shapes.hpp, and a copy
+// of the same bytes as the bandwidth reference, all in this binary so the ratios come from one
+// run. Arguments: N, C, S (= H*W), threads. bytes_per_second counts each kernel's minimal traffic
+// (forward: read x, write y; backward: read dy and x, write dx), so it compares directly with
+// the copy's.
 #include <algorithm>
 #include <cstddef>
 #include <cstring>
@@ -14,6 +14,7 @@
 #include <tbb/global_control.h>
 #include <tbb/parallel_for.h>
 
+#include "bench/bn_shapes.hpp"
 #include "layers/batch_norm_kernel.hpp"
 
 namespace {
@@ -87,19 +88,31 @@ void BM_backward_train(benchmark::State& state) {
     set_bytes(state, s, 3);
 }
 
-// (N, C, S): the seed CNN's bn1 and bn2 at batch 64, a larger batch, and BatchNorm1d (128, 100).
-void shapes(benchmark::internal::Benchmark* b) {
-    for (int threads : {1, 2}) {
-        b->Args({64, 32, 28 * 28, threads});
-        b->Args({64, 64, 14 * 14, threads});
-        b->Args({256, 64, 14 * 14, threads});
-        b->Args({128, 100, 1, threads});
+// One training step's BN work: forward-train then backward, as oneDNN's and PyTorch's
+// forward+backward figures are taken.
+void BM_forward_backward_train(benchmark::State& state) {
+    const ChannelShape s = shape_of(state);
+    auto threads = threads_of(state);
+    const std::vector<float> x = random_vector(s.size(), 1, 0.5f), dy = random_vector(s.size(), 2, 0.0f);
+    std::vector<float> y(s.size()), dx(s.size()), gamma(s.c, 1.0f), beta(s.c, 0.0f), dgamma(s.c), dbeta(s.c);
+    for (auto _ : state) {
+        const auto stats = xgrad::batch_norm_forward_train<float>(s, x.data(), gamma.data(), beta.data(), 1e-5, y.data());
+        xgrad::batch_norm_backward_train<float>(s, dy.data(), x.data(), gamma.data(), stats, dx.data(), dgamma.data(),
+                                                dbeta.data());
+        benchmark::DoNotOptimize(y.data());
+        benchmark::DoNotOptimize(dx.data());
     }
-    b->ArgNames({"N", "C", "S", "threads"})->Unit(benchmark::kMicrosecond)->UseRealTime();
+    set_bytes(state, s, 5);
+}
+
+void shapes(benchmark::internal::Benchmark* b) {
+    xgrad_bench::bn_shapes(b);
+    b->ArgNames({"N", "C", "S", "threads"});
 }
 
 BENCHMARK(BM_copy)->Apply(shapes);
 BENCHMARK(BM_forward_train)->Apply(shapes);
 BENCHMARK(BM_backward_train)->Apply(shapes);
+BENCHMARK(BM_forward_backward_train)->Apply(shapes);
 
 }  // namespace

@@ -1,0 +1,126 @@
+// oneDNN's batch normalization (Debian's libdnnl 2.6, the fastest CPU BN kernel available here),
+// the reference for xgrad's BN kernels: forward-train and forward-train + backward, f32, with
+// scale and shift, in NCHW (xgrad's layout) and NHWC (where oneDNN keeps a block of channels in
+// cache across its passes), at the shapes of bench/bn_shapes.hpp, 1 and 2 OpenMP threads.
+// Arguments: N, C, S (= H*W, taken as H = S, W = 1), threads, layout (0 NCHW, 1 NHWC).
+// bytes_per_second counts the same minimal traffic as batch_norm_bench.
+#include <omp.h>
+
+#include <algorithm>
+#include <cstdint>
+#include <random>
+#include <unordered_map>
+#include <vector>
+
+#include <benchmark/benchmark.h>
+#include <oneapi/dnnl/dnnl.hpp>
+
+#include "bench/bn_shapes.hpp"
+
+namespace {
+
+using dnnl::memory;
+
+constexpr float epsilon = 1e-5f;
+
+struct Problem {
+    dnnl::engine engine{dnnl::engine::kind::cpu, 0};
+    dnnl::stream stream{engine};
+    memory::desc data;
+    memory::desc channels;
+    std::int64_t elements;
+
+    explicit Problem(const benchmark::State& state) {
+        const std::int64_t n = state.range(0), c = state.range(1), s = state.range(2);
+        const auto tag = state.range(4) == 1 ? memory::format_tag::nhwc : memory::format_tag::nchw;
+        data = memory::desc({n, c, s, 1}, memory::data_type::f32, tag);
+        channels = memory::desc({c}, memory::data_type::f32, memory::format_tag::a);
+        elements = n * c * s;
+    }
+
+    memory filled(const memory::desc& desc, float mean, unsigned seed) const {
+        memory m(desc, engine);
+        auto* p = static_cast<float*>(m.get_data_handle());
+        std::mt19937 rng(seed);
+        std::normal_distribution<float> dist(mean, 1.0f);
+        std::generate(p, p + desc.get_size() / sizeof(float), [&] { return dist(rng); });
+        return m;
+    }
+};
+
+const auto flags = dnnl::normalization_flags::use_scale | dnnl::normalization_flags::use_shift;
+
+void set_threads_and_label(benchmark::State& state) {
+    omp_set_num_threads(static_cast<int>(state.range(3)));
+    state.SetLabel(state.range(4) == 1 ? "NHWC" : "NCHW");
+}
+
+void set_bytes(benchmark::State& state, std::int64_t elements, std::int64_t tensors) {
+    state.SetBytesProcessed(state.iterations() * tensors * elements * static_cast<std::int64_t>(sizeof(float)));
+}
+
+void BM_onednn_forward_train(benchmark::State& state) {
+    set_threads_and_label(state);
+    Problem p(state);
+    const dnnl::batch_normalization_forward::primitive_desc pd(
+        {dnnl::prop_kind::forward_training, p.data, epsilon, flags}, p.engine);
+    const dnnl::batch_normalization_forward forward(pd);
+    std::unordered_map<int, memory> args{{DNNL_ARG_SRC, p.filled(p.data, 0.5f, 1)},
+                                         {DNNL_ARG_DST, memory(p.data, p.engine)},
+                                         {DNNL_ARG_MEAN, memory(pd.mean_desc(), p.engine)},
+                                         {DNNL_ARG_VARIANCE, memory(pd.variance_desc(), p.engine)},
+                                         {DNNL_ARG_SCALE, p.filled(p.channels, 1.0f, 3)},
+                                         {DNNL_ARG_SHIFT, p.filled(p.channels, 0.0f, 4)}};
+    for (auto _ : state) {
+        forward.execute(p.stream, args);
+        p.stream.wait();
+    }
+    set_bytes(state, p.elements, 2);
+}
+
+void BM_onednn_forward_backward(benchmark::State& state) {
+    set_threads_and_label(state);
+    Problem p(state);
+    const dnnl::batch_normalization_forward::primitive_desc forward_pd(
+        {dnnl::prop_kind::forward_training, p.data, epsilon, flags}, p.engine);
+    const dnnl::batch_normalization_backward::primitive_desc backward_pd(
+        {dnnl::prop_kind::backward, p.data, p.data, epsilon, flags}, p.engine, forward_pd);
+    const dnnl::batch_normalization_forward forward(forward_pd);
+    const dnnl::batch_normalization_backward backward(backward_pd);
+    const memory src = p.filled(p.data, 0.5f, 1), mean(forward_pd.mean_desc(), p.engine),
+                 variance(forward_pd.variance_desc(), p.engine), scale = p.filled(p.channels, 1.0f, 3),
+                 shift = p.filled(p.channels, 0.0f, 4);
+    const std::unordered_map<int, memory> forward_args{{DNNL_ARG_SRC, src},
+                                                       {DNNL_ARG_DST, memory(p.data, p.engine)},
+                                                       {DNNL_ARG_MEAN, mean},
+                                                       {DNNL_ARG_VARIANCE, variance},
+                                                       {DNNL_ARG_SCALE, scale},
+                                                       {DNNL_ARG_SHIFT, shift}};
+    const std::unordered_map<int, memory> backward_args{{DNNL_ARG_SRC, src},
+                                                        {DNNL_ARG_MEAN, mean},
+                                                        {DNNL_ARG_VARIANCE, variance},
+                                                        {DNNL_ARG_DIFF_DST, p.filled(p.data, 0.0f, 2)},
+                                                        {DNNL_ARG_SCALE, scale},
+                                                        {DNNL_ARG_DIFF_SRC, memory(p.data, p.engine)},
+                                                        {DNNL_ARG_SHIFT, shift},
+                                                        {DNNL_ARG_DIFF_SCALE, memory(p.channels, p.engine)},
+                                                        {DNNL_ARG_DIFF_SHIFT, memory(p.channels, p.engine)}};
+    for (auto _ : state) {
+        forward.execute(p.stream, forward_args);
+        backward.execute(p.stream, backward_args);
+        p.stream.wait();
+    }
+    set_bytes(state, p.elements, 5);
+}
+
+void shapes_and_layouts(benchmark::internal::Benchmark* b) {
+    for (std::int64_t layout : {0, 1}) xgrad_bench::bn_shapes(b, {layout});
+    b->ArgNames({"N", "C", "S", "threads", "nhwc"});
+}
+
+}  // namespace
+
+BENCHMARK(BM_onednn_forward_train)->Apply(shapes_and_layouts);
+BENCHMARK(BM_onednn_forward_backward)->Apply(shapes_and_layouts);
+
+BENCHMARK_MAIN();
