@@ -8,6 +8,7 @@ usage: /usr/bin/python3 bench/compare_torch.py [--build build] [--repetitions 5]
 """
 import argparse
 import json
+import math
 import os
 import platform
 import statistics
@@ -47,8 +48,9 @@ def torch_medians(n, c, s, threads, channels_last, repetitions):
     takes them: each repetition times enough iterations for 0.2 s, the median over repetitions."""
     torch.set_num_threads(threads)
     bn = torch.nn.BatchNorm2d(c).train()
-    x = torch.randn(n, c, s, 1) + 0.5
-    dy = torch.randn(n, c, s, 1)
+    h = math.isqrt(s) if math.isqrt(s) ** 2 == s else s  # square images, as onednn_bn_bench
+    x = torch.randn(n, c, h, s // h) + 0.5
+    dy = torch.randn(n, c, h, s // h)
     if channels_last:
         x = x.contiguous(memory_format=torch.channels_last)
         dy = dy.contiguous(memory_format=torch.channels_last)
