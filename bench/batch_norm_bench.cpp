@@ -60,49 +60,60 @@ void BM_copy(benchmark::State& state) {
     set_bytes(state, s, 2);
 }
 
-void BM_forward_train(benchmark::State& state) {
-    const ChannelShape s = shape_of(state);
-    auto threads = threads_of(state);
-    const std::vector<float> x = random_vector(s.size(), 1, 0.5f);
-    std::vector<float> y(s.size()), gamma(s.c, 1.0f), beta(s.c, 0.0f), running_mean(s.c, 0.0f), running_var(s.c, 1.0f);
-    for (auto _ : state) {
-        auto stats = xgrad::batch_norm_forward_train<float>(s, x.data(), gamma.data(), beta.data(), 1e-5, y.data(),
-                                                            xgrad::RunningStats<float>{running_mean.data(), running_var.data(), 0.1});
-        benchmark::DoNotOptimize(stats.mean.data());
-        benchmark::DoNotOptimize(y.data());
+// The tensors of one BN layer at the state's shape (x ~ N(0.5, 1), dy ~ N(0, 1), gamma 1, beta 0)
+// and its training-mode kernels, running statistics included, as a training step calls them.
+struct Layer {
+    ChannelShape s;
+    std::vector<float> x, dy, y, dx, gamma, beta, dgamma, dbeta, running_mean, running_var;
+
+    explicit Layer(const benchmark::State& state)
+        : s(shape_of(state)), x(random_vector(s.size(), 1, 0.5f)), dy(random_vector(s.size(), 2, 0.0f)), y(s.size()),
+          dx(s.size()), gamma(s.c, 1.0f), beta(s.c, 0.0f), dgamma(s.c), dbeta(s.c), running_mean(s.c, 0.0f),
+          running_var(s.c, 1.0f) {}
+
+    xgrad::BatchNormStats forward() {
+        return xgrad::batch_norm_forward_train<float>(s, x.data(), gamma.data(), beta.data(), 1e-5, y.data(),
+                                                      xgrad::RunningStats<float>{running_mean.data(), running_var.data(), 0.1});
     }
-    set_bytes(state, s, 2);
+    void backward(const xgrad::BatchNormStats& stats) {
+        xgrad::batch_norm_backward_train<float>(s, dy.data(), x.data(), gamma.data(), stats, dx.data(), dgamma.data(),
+                                                dbeta.data());
+    }
+};
+
+void BM_forward_train(benchmark::State& state) {
+    auto threads = threads_of(state);
+    Layer layer(state);
+    for (auto _ : state) {
+        const auto stats = layer.forward();
+        benchmark::DoNotOptimize(stats.mean.data());
+        benchmark::DoNotOptimize(layer.y.data());
+    }
+    set_bytes(state, layer.s, 2);
 }
 
 void BM_backward_train(benchmark::State& state) {
-    const ChannelShape s = shape_of(state);
     auto threads = threads_of(state);
-    const std::vector<float> x = random_vector(s.size(), 1, 0.5f), dy = random_vector(s.size(), 2, 0.0f);
-    std::vector<float> y(s.size()), dx(s.size()), gamma(s.c, 1.0f), beta(s.c, 0.0f), dgamma(s.c), dbeta(s.c);
-    const auto stats = xgrad::batch_norm_forward_train<float>(s, x.data(), gamma.data(), beta.data(), 1e-5, y.data());
+    Layer layer(state);
+    const auto stats = layer.forward();
     for (auto _ : state) {
-        xgrad::batch_norm_backward_train<float>(s, dy.data(), x.data(), gamma.data(), stats, dx.data(), dgamma.data(),
-                                                dbeta.data());
-        benchmark::DoNotOptimize(dx.data());
+        layer.backward(stats);
+        benchmark::DoNotOptimize(layer.dx.data());
     }
-    set_bytes(state, s, 3);
+    set_bytes(state, layer.s, 3);
 }
 
 // One training step's BN work: forward-train then backward, as oneDNN's and PyTorch's
 // forward+backward figures are taken.
 void BM_forward_backward_train(benchmark::State& state) {
-    const ChannelShape s = shape_of(state);
     auto threads = threads_of(state);
-    const std::vector<float> x = random_vector(s.size(), 1, 0.5f), dy = random_vector(s.size(), 2, 0.0f);
-    std::vector<float> y(s.size()), dx(s.size()), gamma(s.c, 1.0f), beta(s.c, 0.0f), dgamma(s.c), dbeta(s.c);
+    Layer layer(state);
     for (auto _ : state) {
-        const auto stats = xgrad::batch_norm_forward_train<float>(s, x.data(), gamma.data(), beta.data(), 1e-5, y.data());
-        xgrad::batch_norm_backward_train<float>(s, dy.data(), x.data(), gamma.data(), stats, dx.data(), dgamma.data(),
-                                                dbeta.data());
-        benchmark::DoNotOptimize(y.data());
-        benchmark::DoNotOptimize(dx.data());
+        layer.backward(layer.forward());
+        benchmark::DoNotOptimize(layer.y.data());
+        benchmark::DoNotOptimize(layer.dx.data());
     }
-    set_bytes(state, s, 5);
+    set_bytes(state, layer.s, 5);
 }
 
 void shapes(benchmark::internal::Benchmark* b) {
