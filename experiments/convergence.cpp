@@ -2,7 +2,6 @@
 // evaluation also recording the 15th/50th/85th percentiles of unit 0's input to sigmoid3 over the
 // first 1,000 test images. convergence reads their accuracy, distributions their percentiles.
 #include <cmath>
-#include <cstdio>
 
 #include <xtensor/xview.hpp>
 
@@ -50,12 +49,6 @@ double acc_at(const RunResult& run, std::size_t step) {
     return acc;
 }
 
-std::string percent(double v) {
-    char buf[32];
-    std::snprintf(buf, sizeof buf, "%.2f%%", 100 * v);
-    return buf;
-}
-
 }  // namespace
 
 void run_convergence(const ExperimentOptions& options, std::ostream& out) {
@@ -97,8 +90,8 @@ void run_convergence(const ExperimentOptions& options, std::ostream& out) {
                           mnist ? "at 50k steps: BN ≈ 0.98, no BN ≈ 0.97" : "(MNIST only in the paper)",
                           "final: BN " + format_spread(final_acc[1]) + ", no BN " + format_spread(final_acc[0]),
                           verdict_greater(final_acc[1], final_acc[0]), rule});
-        out << dataset << ": final test accuracy BN on " << percent(final_acc[1].mean) << ", off "
-            << percent(final_acc[0].mean) << "\n";
+        out << dataset << ": final test accuracy BN on " << format_spread(final_acc[1]) << ", off "
+            << format_spread(final_acc[0]) << "\n";
     }
     const std::string setup = "paper-mlp (784-100-100-100-10, sigmoid), SGD lr 0.1, batch 60, torch's default init, " +
                               std::to_string(plan.steps) + " steps, test set every " + std::to_string(plan.eval_every) +

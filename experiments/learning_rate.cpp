@@ -24,6 +24,7 @@ struct Plan {
     std::vector<ModelPlan> models;
 };
 
+// Every multiplier list holds 1, 5 and 30, the claims' reference points.
 Plan plan_for(Profile p) {
     if (p == Profile::paper) {
         return {{1, 5, 30, 100}, 0.80, {{"paper-mlp", 0.1, 0.0, 10000, 250, 0, 3}, {"seed-cnn", 0.01, 0.9, 300, 50, 2000, 3}}};
@@ -37,13 +38,21 @@ std::string arm_name(bool bn, double multiplier) {
     return buf;
 }
 
-// Every multiplier list holds 1, 5 and 30, the claims' reference points.
+// Steps to the target averaged over seeds, a seed that diverged or never reached it counting as
+// infinite.
+double mean_steps_to_target(const std::vector<const RunResult*>& runs, double target) {
+    double sum = 0;
+    for (const RunResult* r : runs) {
+        const auto s = steps_to_reach(*r, target);
+        if (!s || r->diverged()) return std::numeric_limits<double>::infinity();
+        sum += static_cast<double>(*s);
+    }
+    return runs.empty() ? std::numeric_limits<double>::infinity() : sum / static_cast<double>(runs.size());
+}
+
 // Every seed trained without diverging and reached the target.
 bool all_reach(const std::vector<const RunResult*>& runs, double target) {
-    for (const RunResult* r : runs) {
-        if (r->diverged() || !steps_to_reach(*r, target)) return false;
-    }
-    return !runs.empty();
+    return std::isfinite(mean_steps_to_target(runs, target));
 }
 
 // The highest multiplier at which every seed reaches the target; 0 if none.
@@ -55,16 +64,6 @@ double highest_training(const std::vector<RunResult>& results, bool bn, const Pl
     return highest;
 }
 
-// Steps to the target averaged over seeds, a seed that never reached it counting as infinite.
-double mean_steps_to_target(const std::vector<const RunResult*>& runs, double target) {
-    double sum = 0;
-    for (const RunResult* r : runs) {
-        const auto s = steps_to_reach(*r, target);
-        if (!s || r->diverged()) return std::numeric_limits<double>::infinity();
-        sum += static_cast<double>(*s);
-    }
-    return runs.empty() ? std::numeric_limits<double>::infinity() : sum / static_cast<double>(runs.size());
-}
 
 std::string steps_text(double steps) {
     if (steps == std::numeric_limits<double>::infinity()) return "not reached";

@@ -77,9 +77,9 @@ std::vector<MetricsRow> read_metrics_csv(const std::filesystem::path& path) {
         std::vector<double> values;
         for (const auto& f : fields) {
             char* end = nullptr;
-            values.push_back(std::strtod(f.c_str(), &end));
-            if (f.empty() || *end != '\0') values.clear();
-            if (values.empty()) break;
+            const double value = std::strtod(f.c_str(), &end);
+            if (f.empty() || *end != '\0') break;  // the size check below reports the row
+            values.push_back(value);
         }
         const auto counter = [](double v) { return v >= 0 && v < 1e15 && v == std::floor(v); };
         if (fields.size() != names.size() || values.size() != names.size() || !counter(values[0]) || !counter(values[1])) {

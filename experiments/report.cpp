@@ -26,13 +26,11 @@ double training_seconds(const fs::path& dir) {
 }
 
 // A table cell: no line breaks or pipes.
-std::string cell(std::string s) {
-    for (char& c : s) {
-        if (c == '\n') c = ' ';
-    }
+std::string cell(const std::string& s) {
     std::string out;
     for (char c : s) {
-        if (c == '|') out += "\\|";
+        if (c == '\n') out += ' ';
+        else if (c == '|') out += "\\|";
         else out += c;
     }
     return out;

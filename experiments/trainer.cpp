@@ -192,7 +192,8 @@ TrainOutcome train(const TrainConfig& config, const fs::path& dir, const std::st
         }
     }
     progress.finish();
-    // Also for a run that diverged before its first evaluation: every run has its metrics.csv.
+    // Once more at the end: a run that diverged before its first evaluation gets its (empty)
+    // metrics.csv, and one resumed past rows written after its checkpoint loses them.
     write_file_atomically(files.metrics, metrics_csv(rows));
 
     nlohmann::json summary = {{"status", status}, {"steps", step}, {"seconds", elapsed()}, {"config", config_json}};
