@@ -2,8 +2,8 @@
 // forward-train, backward-train and both in a row at the shapes of bench/bn_shapes.hpp, and a copy
 // of the same bytes as the bandwidth reference, all in this binary so the ratios come from one
 // run. Arguments: N, C, S (= H*W), threads. bytes_per_second counts each kernel's minimal traffic
-// (forward: read x, write y; backward: read dy and x, write dx), so it compares directly with
-// the copy's.
+// (forward: read x, write y; backward: read dy and x, write dx), and x_copy is the time over the
+// copy floor of that traffic (bench/copy_floor.hpp).
 #include <algorithm>
 #include <cstddef>
 #include <cstring>
@@ -15,6 +15,7 @@
 #include <tbb/parallel_for.h>
 
 #include "bench/bn_shapes.hpp"
+#include "bench/copy_floor.hpp"
 #include "layers/batch_norm_kernel.hpp"
 
 namespace {
@@ -38,8 +39,9 @@ std::vector<float> random_vector(std::size_t n, unsigned seed, float mean) {
     return v;
 }
 
-void set_bytes(benchmark::State& state, const ChannelShape& s, std::size_t tensors) {
-    state.SetBytesProcessed(static_cast<std::int64_t>(state.iterations() * tensors * s.size() * sizeof(float)));
+// Counters from the kernel's minimal traffic: `tensors` tensors of the shape read or written.
+void set_traffic(benchmark::State& state, const ChannelShape& s, std::size_t tensors) {
+    xgrad_bench::set_traffic_counters(state, tensors * s.size() * sizeof(float), static_cast<int>(state.range(3)));
 }
 
 // A copy of x into y in 64 KiB pieces spread over the threads: the bandwidth floor.
@@ -57,7 +59,7 @@ void BM_copy(benchmark::State& state) {
         benchmark::DoNotOptimize(dst.data());
         benchmark::ClobberMemory();
     }
-    set_bytes(state, s, 2);
+    set_traffic(state, s, 2);
 }
 
 // The tensors of one BN layer at the state's shape (x ~ N(0.5, 1), dy ~ N(0, 1), gamma 1, beta 0)
@@ -89,7 +91,7 @@ void BM_forward_train(benchmark::State& state) {
         benchmark::DoNotOptimize(stats.mean.data());
         benchmark::DoNotOptimize(layer.y.data());
     }
-    set_bytes(state, layer.s, 2);
+    set_traffic(state, layer.s, 2);
 }
 
 void BM_backward_train(benchmark::State& state) {
@@ -100,7 +102,7 @@ void BM_backward_train(benchmark::State& state) {
         layer.backward(stats);
         benchmark::DoNotOptimize(layer.dx.data());
     }
-    set_bytes(state, layer.s, 3);
+    set_traffic(state, layer.s, 3);
 }
 
 // One training step's BN work: forward-train then backward, as oneDNN's and PyTorch's
@@ -113,7 +115,7 @@ void BM_forward_backward_train(benchmark::State& state) {
         benchmark::DoNotOptimize(layer.y.data());
         benchmark::DoNotOptimize(layer.dx.data());
     }
-    set_bytes(state, layer.s, 5);
+    set_traffic(state, layer.s, 5);
 }
 
 void shapes(benchmark::internal::Benchmark* b) {

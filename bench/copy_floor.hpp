@@ -1,0 +1,22 @@
+// The bandwidth floor of a memory-bound kernel, measured in the same binary as the kernel: a copy
+// of the same working set, at the same thread count. A kernel that must read and write `traffic`
+// bytes can take no less than a memcpy of traffic / 2 bytes (which reads traffic / 2 and writes
+// traffic / 2, over a working set of the same size, so an L2- or L3-resident tensor is compared
+// with an L2- or L3-resident copy rather than with DRAM bandwidth).
+#pragma once
+
+#include <cstddef>
+
+#include <benchmark/benchmark.h>
+
+namespace xgrad_bench {
+
+// Seconds a threaded memcpy of `bytes` takes with `threads` threads (64 KiB pieces over TBB):
+// the median of several timed repetitions, measured once per (bytes, threads) in this process.
+double copy_seconds(std::size_t bytes, int threads);
+
+// Sets the kernel's counters from its minimal traffic per iteration (bytes read + written):
+// bytes_per_second, and x_copy = the time per iteration over the copy floor of that traffic.
+void set_traffic_counters(benchmark::State& state, std::size_t traffic_bytes, int threads);
+
+}  // namespace xgrad_bench
