@@ -1,30 +1,121 @@
 #include "autodiff/blas.hpp"
 
 #include <cblas.h>
+#include <strings.h>
+
+#include <algorithm>
+#include <cstdlib>
+#include <mutex>
+#include <type_traits>
+
+#include <tbb/parallel_for.h>
+
+#include "autodiff/threads.hpp"
+
+// OpenBLAS built with DYNAMIC_ARCH (as Debian's is) chooses its kernels when it is loaded, and
+// these two entry points choose them again; weak, so that other builds link without them.
+extern "C" {
+__attribute__((weak)) void gotoblas_dynamic_init();
+__attribute__((weak)) void gotoblas_dynamic_quit();
+}
 
 namespace xgrad {
 
 namespace {
+
 CBLAS_TRANSPOSE flag(bool trans) { return trans ? CblasTrans : CblasNoTrans; }
 int as_int(std::size_t v) { return static_cast<int>(v); }
+
+// Products smaller than this many multiply-adds run in one call: splitting them costs more
+// (each part packs its operands again) than a second thread saves.
+constexpr std::size_t kSplitAbove = std::size_t{1} << 21;
+// Rows or columns per part, at least: whole micro-kernel tiles of OpenBLAS's AVX-512 sgemm.
+constexpr std::size_t kMinPartWidth = 64;
+
+// OpenBLAS 0.3.21 (Debian 12) does not know CPU models newer than it (Sapphire and Emerald
+// Rapids among them) and falls back to Prescott's SSE3 kernels there: sgemm about 3x slower than
+// with its AVX-512 kernels. Where that happened on a CPU with AVX-512 or AVX2, the kernels are
+// chosen again as OPENBLAS_CORETYPE=SkylakeX or Haswell would choose them; a user's own
+// OPENBLAS_CORETYPE is left alone.
+void choose_kernels() {
+    if (std::getenv("OPENBLAS_CORETYPE") || !gotoblas_dynamic_init || !gotoblas_dynamic_quit) return;
+    if (strcasecmp(openblas_get_corename(), "prescott") != 0) return;
+    __builtin_cpu_init();
+    const char* core = nullptr;
+    if (__builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") && __builtin_cpu_supports("avx512vl") &&
+        __builtin_cpu_supports("avx512dq")) {
+        core = "SkylakeX";
+    } else if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma")) {
+        core = "Haswell";
+    }
+    if (!core) return;
+    setenv("OPENBLAS_CORETYPE", core, 1);
+    gotoblas_dynamic_quit();
+    gotoblas_dynamic_init();
+    unsetenv("OPENBLAS_CORETYPE");  // child processes choose for themselves
+}
+
+// OpenBLAS runs single-threaded: TBB alone spreads the work (gemm below splits large products
+// into parts), so that two thread pools never spin against each other on the same cores.
+void init_blas() {
+    static std::once_flag once;
+    std::call_once(once, [] {
+        choose_kernels();
+        openblas_set_num_threads(1);
+    });
+}
+
+template <class T>
+void blas_gemm(bool trans_a, bool trans_b, std::size_t m, std::size_t n, std::size_t k, T alpha, const T* a,
+               std::size_t lda, const T* b, std::size_t ldb, T beta, T* c, std::size_t ldc) {
+    if constexpr (std::is_same_v<T, float>) {
+        cblas_sgemm(CblasRowMajor, flag(trans_a), flag(trans_b), as_int(m), as_int(n), as_int(k), alpha, a, as_int(lda), b,
+                    as_int(ldb), beta, c, as_int(ldc));
+    } else {
+        cblas_dgemm(CblasRowMajor, flag(trans_a), flag(trans_b), as_int(m), as_int(n), as_int(k), alpha, a, as_int(lda), b,
+                    as_int(ldb), beta, c, as_int(ldc));
+    }
+}
+
 }  // namespace
 
-template <>
-void gemm<float>(bool trans_a, bool trans_b, std::size_t m, std::size_t n, std::size_t k, float alpha,
-                 const float* a, std::size_t lda, const float* b, std::size_t ldb, float beta, float* c,
-                 std::size_t ldc) {
-    cblas_sgemm(CblasRowMajor, flag(trans_a), flag(trans_b), as_int(m), as_int(n), as_int(k), alpha, a,
-                as_int(lda), b, as_int(ldb), beta, c, as_int(ldc));
+// A large product is split along the longer of C's two sides into parts that TBB runs in
+// parallel, each one single-threaded OpenBLAS call on a block of rows of C (rows of op(A)) or
+// of columns of C (columns of op(B)); every element of C still gets its whole sum over k in one
+// call.
+template <class T>
+void gemm(bool trans_a, bool trans_b, std::size_t m, std::size_t n, std::size_t k, T alpha, const T* a, std::size_t lda,
+          const T* b, std::size_t ldb, T beta, T* c, std::size_t ldc) {
+    init_blas();
+    const auto threads = static_cast<std::size_t>(available_threads());
+    const std::size_t side = std::max(m, n);
+    if (threads <= 1 || m * n * k < kSplitAbove || side < 2 * kMinPartWidth) {
+        blas_gemm(trans_a, trans_b, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
+        return;
+    }
+    // Two parts per thread, for balance when a thread is late; whole tiles per part.
+    const std::size_t width = (side / std::min(2 * threads, side / kMinPartWidth) + kMinPartWidth - 1) / kMinPartWidth * kMinPartWidth;
+    const std::size_t parts = (side + width - 1) / width;
+    tbb::parallel_for(std::size_t{0}, parts, [&](std::size_t p) {
+        const std::size_t first = p * width, count = std::min(width, side - first);
+        if (m >= n) {  // rows of C: rows of A, or columns of A stored transposed
+            blas_gemm(trans_a, trans_b, count, n, k, alpha, a + (trans_a ? first : first * lda), lda, b, ldb, beta,
+                      c + first * ldc, ldc);
+        } else {  // columns of C: columns of B, or rows of B stored transposed
+            blas_gemm(trans_a, trans_b, m, count, k, alpha, a, lda, b + (trans_b ? first * ldb : first), ldb, beta,
+                      c + first, ldc);
+        }
+    });
 }
 
-template <>
-void gemm<double>(bool trans_a, bool trans_b, std::size_t m, std::size_t n, std::size_t k, double alpha,
-                  const double* a, std::size_t lda, const double* b, std::size_t ldb, double beta, double* c,
-                  std::size_t ldc) {
-    cblas_dgemm(CblasRowMajor, flag(trans_a), flag(trans_b), as_int(m), as_int(n), as_int(k), alpha, a,
-                as_int(lda), b, as_int(ldb), beta, c, as_int(ldc));
-}
+template void gemm<float>(bool, bool, std::size_t, std::size_t, std::size_t, float, const float*, std::size_t,
+                          const float*, std::size_t, float, float*, std::size_t);
+template void gemm<double>(bool, bool, std::size_t, std::size_t, std::size_t, double, const double*, std::size_t,
+                           const double*, std::size_t, double, double*, std::size_t);
 
-void set_blas_threads(int threads) { openblas_set_num_threads(threads); }
+std::string blas_kernels() {
+    init_blas();
+    return openblas_get_corename();
+}
 
 }  // namespace xgrad

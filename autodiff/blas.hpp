@@ -1,7 +1,10 @@
 // Row-major gemm for float and double through OpenBLAS's CBLAS: C = alpha * op(A) op(B) + beta * C.
+// OpenBLAS runs single-threaded; large products are split into parts that TBB runs in parallel,
+// so the threads are those of the current TBB arena (tbb::global_control limits them).
 #pragma once
 
 #include <cstddef>
+#include <string>
 
 namespace xgrad {
 
@@ -9,7 +12,8 @@ template <class T>
 void gemm(bool trans_a, bool trans_b, std::size_t m, std::size_t n, std::size_t k, T alpha, const T* a,
           std::size_t lda, const T* b, std::size_t ldb, T beta, T* c, std::size_t ldc);
 
-// How many threads OpenBLAS may use for every later call.
-void set_blas_threads(int threads);
+// The name of the CPU whose kernels OpenBLAS runs, e.g. "SkylakeX" (see blas.cpp for how they
+// are chosen).
+std::string blas_kernels();
 
 }  // namespace xgrad

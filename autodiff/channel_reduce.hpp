@@ -37,11 +37,10 @@
 
 #include <tbb/blocked_range.h>
 #include <tbb/blocked_range2d.h>
-#include <tbb/global_control.h>
 #include <tbb/parallel_for.h>
-#include <tbb/task_arena.h>
 
 #include "autodiff/shape.hpp"
+#include "autodiff/threads.hpp"
 
 namespace xgrad {
 
@@ -218,12 +217,6 @@ inline ChannelPartition channel_partition(const ChannelShape& sh) {
     return part;
 }
 
-// Threads the current arena may use, also under a tbb::global_control limit.
-inline int channel_threads() {
-    const auto limit = tbb::global_control::active_value(tbb::global_control::max_allowed_parallelism);
-    return static_cast<int>(std::min<std::size_t>(static_cast<std::size_t>(tbb::this_task_arena::max_concurrency()), limit));
-}
-
 // What ChannelSchedule::automatic runs with `threads` threads. Never changes the result.
 inline ChannelSchedule channel_schedule(const ChannelShape& sh, int threads) {
     using namespace channel_detail;
@@ -248,7 +241,7 @@ std::vector<std::array<double, K>> channel_sums(const ChannelShape& sh, const F&
     std::vector<Sums<K>> out(sh.c, Sums<K>{});
     const ChannelPartition part = channel_partition(sh);
     if (part.blocks == 0) return out;
-    if (schedule == ChannelSchedule::automatic) schedule = channel_schedule(sh, channel_threads());
+    if (schedule == ChannelSchedule::automatic) schedule = channel_schedule(sh, available_threads());
 
     switch (schedule) {
         case ChannelSchedule::automatic:

@@ -98,7 +98,6 @@ TrainOutcome train(const TrainConfig& config, const fs::path& dir, const std::st
     claim_directory(files, config_json);
 
     tbb::global_control threads(tbb::global_control::max_allowed_parallelism, config.threads);
-    set_blas_threads(static_cast<int>(config.threads));
 
     Rng rng(config.seed);
     auto model = make_model({.name = config.model, .batch_norm = config.batch_norm, .init_sigma = config.init_sigma,

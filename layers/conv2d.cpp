@@ -35,21 +35,45 @@ Span valid_outputs(std::size_t out, std::size_t stride, std::size_t offset, std:
     return {static_cast<std::size_t>(std::min(begin, end)), static_cast<std::size_t>(end)};
 }
 
-// Calls f(tap, out_pos, in_pos) for each kernel tap (i * kw + j) and output position of one
-// channel plane whose input position is inside the image.
+// A row of one kernel tap's outputs in a channel plane: its outputs [row + cols.begin,
+// row + cols.end) read the input at `in`, in + stride.w, ...; the rest of the row reads the
+// padding, and the whole row does when `inside` is false.
+struct TapRow {
+    std::size_t tap;  // i * kw + j
+    std::size_t row;  // oh * OW
+    Span cols;
+    bool inside;
+    std::size_t in;
+};
+
+// Calls f(TapRow) for each kernel tap and output row of one channel plane.
 template <class F>
-void for_each_valid_tap(const WindowGeometry& g, F&& f) {
+void for_each_tap_row(const WindowGeometry& g, F&& f) {
     for (std::size_t i = 0; i < g.kernel.h; ++i) {
         const Span rows = valid_outputs(g.oh, g.stride.h, i, g.padding.h, g.h);
         for (std::size_t j = 0; j < g.kernel.w; ++j) {
             const Span cols = valid_outputs(g.ow, g.stride.w, j, g.padding.w, g.w);
-            const std::size_t tap = i * g.kernel.w + j;
-            for (std::size_t oh = rows.begin; oh < rows.end; ++oh) {
-                const std::size_t in_row = (oh * g.stride.h + i - g.padding.h) * g.w;
-                for (std::size_t ow = cols.begin; ow < cols.end; ++ow) {
-                    f(tap, oh * g.ow + ow, in_row + ow * g.stride.w + j - g.padding.w);
-                }
+            for (std::size_t oh = 0; oh < g.oh; ++oh) {
+                const bool inside = oh >= rows.begin && oh < rows.end && cols.begin < cols.end;
+                const std::size_t in = inside ? (oh * g.stride.h + i - g.padding.h) * g.w + cols.begin * g.stride.w + j - g.padding.w : 0;
+                f(TapRow{i * g.kernel.w + j, oh * g.ow, cols, inside, in});
             }
+        }
+    }
+}
+
+// Calls f(tap, rows, cols, shift) for each kernel tap (i * kw + j): its outputs (oh, ow) with oh in
+// rows and ow in cols read the input inside the image, at oh * W + ow + shift when the stride is 1
+// and OW == W.
+template <class F>
+void for_each_tap_span(const WindowGeometry& g, F&& f) {
+    for (std::size_t i = 0; i < g.kernel.h; ++i) {
+        const Span rows = valid_outputs(g.oh, g.stride.h, i, g.padding.h, g.h);
+        for (std::size_t j = 0; j < g.kernel.w; ++j) {
+            const Span cols = valid_outputs(g.ow, g.stride.w, j, g.padding.w, g.w);
+            const auto shift = (static_cast<std::ptrdiff_t>(i) - static_cast<std::ptrdiff_t>(g.padding.h)) * static_cast<std::ptrdiff_t>(g.w) +
+                               static_cast<std::ptrdiff_t>(j) - static_cast<std::ptrdiff_t>(g.padding.w);
+            f(i * g.kernel.w + j, rows, cols, shift);
         }
     }
 }
@@ -68,14 +92,46 @@ template <class T>
 void im2col(const T* x, const WindowGeometry& g, std::size_t n0, std::size_t count, T* cols) {
     const std::size_t taps = g.kernel.h * g.kernel.w;
     const std::size_t ld = count * g.out_plane();
-    const bool padded = g.padding.h > 0 || g.padding.w > 0;
+    const std::size_t stride = g.stride.w;
+    // Stride 1 with the output as wide as the input ("same" convolutions, the seed CNN's):
+    // a tap's rows are one shifted copy of the plane, whose few columns that fall in the
+    // padding are zeroed afterwards. One long copy instead of a short one per row.
+    const bool shifted_plane = g.stride.h == 1 && stride == 1 && g.ow == g.w;
     parallel_planes(count, g.c, [&](std::size_t b, std::size_t c) {
         T* dst = cols + c * taps * ld + b * g.out_plane();
         const T* src = x + ((n0 + b) * g.c + c) * g.in_plane();
-        if (padded) {
-            for (std::size_t t = 0; t < taps; ++t) std::fill_n(dst + t * ld, g.out_plane(), T(0));
+        if (shifted_plane) {
+            for_each_tap_span(g, [&](std::size_t tap, Span rows, Span cols, std::ptrdiff_t shift) {
+                T* out = dst + tap * ld;
+                const auto plane = static_cast<std::ptrdiff_t>(g.in_plane());
+                const auto first = std::max<std::ptrdiff_t>(static_cast<std::ptrdiff_t>(rows.begin * g.ow), -shift);
+                const auto last = std::min<std::ptrdiff_t>(static_cast<std::ptrdiff_t>(rows.end * g.ow), plane - shift);
+                std::fill_n(out, rows.begin * g.ow, T(0));
+                if (first < last) std::copy(src + first + shift, src + last + shift, out + first);
+                std::fill(out + rows.end * g.ow, out + g.out_plane(), T(0));
+                for (std::size_t oh = rows.begin; oh < rows.end; ++oh) {
+                    std::fill_n(out + oh * g.ow, cols.begin, T(0));
+                    std::fill(out + oh * g.ow + cols.end, out + (oh + 1) * g.ow, T(0));
+                }
+            });
+            return;
         }
-        for_each_valid_tap(g, [&](std::size_t tap, std::size_t o, std::size_t i) { dst[tap * ld + o] = src[i]; });
+        for_each_tap_row(g, [&](const TapRow& r) {
+            T* out = dst + r.tap * ld + r.row;
+            if (!r.inside) {
+                std::fill_n(out, g.ow, T(0));
+                return;
+            }
+            std::fill_n(out, r.cols.begin, T(0));
+            std::fill(out + r.cols.end, out + g.ow, T(0));
+            const T* in = src + r.in;
+            const std::size_t n = r.cols.end - r.cols.begin;
+            if (stride == 1) {
+                std::copy_n(in, n, out + r.cols.begin);
+            } else {
+                for (std::size_t k = 0; k < n; ++k) out[r.cols.begin + k] = in[k * stride];
+            }
+        });
     });
 }
 
@@ -85,11 +141,17 @@ template <class T>
 void col2im(const T* cols, const WindowGeometry& g, std::size_t n0, std::size_t count, T* dx, bool add) {
     const std::size_t taps = g.kernel.h * g.kernel.w;
     const std::size_t ld = count * g.out_plane();
+    const std::size_t stride = g.stride.w;
     parallel_planes(count, g.c, [&](std::size_t b, std::size_t c) {
         const T* src = cols + c * taps * ld + b * g.out_plane();
         T* dst = dx + ((n0 + b) * g.c + c) * g.in_plane();
         if (!add) std::fill_n(dst, g.in_plane(), T(0));
-        for_each_valid_tap(g, [&](std::size_t tap, std::size_t o, std::size_t i) { dst[i] += src[tap * ld + o]; });
+        for_each_tap_row(g, [&](const TapRow& r) {
+            if (!r.inside) return;
+            const T* in = src + r.tap * ld + r.row + r.cols.begin;
+            T* out = dst + r.in;
+            for (std::size_t k = 0; k < r.cols.end - r.cols.begin; ++k) out[k * stride] += in[k];
+        });
     });
 }
 

@@ -1,7 +1,6 @@
 #include "layers/max_pool2d.hpp"
 
 #include <algorithm>
-#include <cmath>
 #include <cstdint>
 #include <stdexcept>
 #include <vector>
@@ -27,6 +26,41 @@ std::string MaxPool2d<T>::describe() const {
     return "MaxPool2d(kernel_size=" + kernel_.str() + ", stride=" + stride_.str() + ")";
 }
 
+namespace {
+
+// One window element against a row of outputs: for each k < n, element first + k·step of the
+// input plane replaces best[k] (and its index, where[k]) if strictly greater, or if it is a NaN,
+// as in torch's kernel. Branch-free and with the stride known at compile time (Step > 0) the
+// loop vectorizes: on real data the comparison is a coin toss that a branch would mispredict.
+template <std::size_t Step, class T>
+void take_larger(const T* src, std::size_t first, std::size_t stride, std::size_t n, T* __restrict best,
+                 std::uint32_t* __restrict where) {
+    const std::size_t step = Step > 0 ? Step : stride;
+    for (std::size_t k = 0; k < n; ++k) {
+        const auto at = static_cast<std::uint32_t>(first + k * step);
+        const T v = src[at];
+        const bool take = (v > best[k]) | (v != v);
+        best[k] = take ? v : best[k];
+        where[k] = take ? at : where[k];
+    }
+}
+
+template <std::size_t Step, class T>
+void pool_row(const WindowGeometry& g, const T* src, std::size_t oh, T* best, std::uint32_t* where) {
+    const std::size_t origin = oh * g.stride.h * g.w;
+    for (std::size_t k = 0; k < g.ow; ++k) {
+        where[k] = static_cast<std::uint32_t>(origin + k * g.stride.w);
+        best[k] = src[where[k]];
+    }
+    // The rest of the window in row-major order, so that the first of equal maxima is kept.
+    for (std::size_t tap = 1; tap < g.kernel.h * g.kernel.w; ++tap) {
+        const std::size_t first = origin + (tap / g.kernel.w) * g.w + tap % g.kernel.w;
+        take_larger<Step>(src, first, g.stride.w, g.ow, best, where);
+    }
+}
+
+}  // namespace
+
 template <class T>
 Var<T> MaxPool2d<T>::forward(const Var<T>& x) {
     const WindowGeometry g = window_geometry(this->where(), x.shape(), std::nullopt, kernel_, stride_, Size2(0));
@@ -43,18 +77,14 @@ Var<T> MaxPool2d<T>::forward(const Var<T>& x) {
         for (std::size_t p = r.begin(); p < r.end(); ++p) {
             const T* src = in + p * g.in_plane();
             for (std::size_t oh = 0; oh < g.oh; ++oh) {
-                for (std::size_t ow = 0; ow < g.ow; ++ow) {
-                    std::size_t best = oh * g.stride.h * g.w + ow * g.stride.w;
-                    for (std::size_t i = 0; i < g.kernel.h; ++i) {
-                        const std::size_t row = (oh * g.stride.h + i) * g.w + ow * g.stride.w;
-                        for (std::size_t j = 0; j < g.kernel.w; ++j) {
-                            // As torch's kernel: strictly greater keeps the first maximum; NaN wins.
-                            if (src[row + j] > src[best] || std::isnan(src[row + j])) best = row + j;
-                        }
-                    }
-                    const std::size_t o = p * g.out_plane() + oh * g.ow + ow;
-                    y.data()[o] = src[best];
-                    argmax[o] = static_cast<std::uint32_t>(best);
+                T* best = y.data() + p * g.out_plane() + oh * g.ow;
+                std::uint32_t* where = argmax.data() + p * g.out_plane() + oh * g.ow;
+                if (g.stride.w == 2) {
+                    pool_row<2>(g, src, oh, best, where);
+                } else if (g.stride.w == 1) {
+                    pool_row<1>(g, src, oh, best, where);
+                } else {
+                    pool_row<0>(g, src, oh, best, where);
                 }
             }
         }

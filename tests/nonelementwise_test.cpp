@@ -11,6 +11,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstdlib>
 #include <functional>
 #include <limits>
 #include <numeric>
@@ -18,6 +19,7 @@
 #include <string>
 #include <vector>
 
+#include "autodiff/blas.hpp"
 #include "tests/generators.hpp"
 
 namespace {
@@ -308,6 +310,17 @@ RC_GTEST_PROP(Matmul, MatchesLoopInDoubleAndFloat, ()) {
     checkClose(Array(xt::cast<double>(yf.value())), matmulReference(a, b), 1e-5, "float matmul");
     checkClose(Array(xt::cast<double>(af.grad())), matmulReference(seed, xt::transpose(b)), 1e-5, "float matmul da");
     checkClose(Array(xt::cast<double>(bf.grad())), matmulReference(xt::transpose(a), seed), 1e-5, "float matmul db");
+}
+
+// Debian's OpenBLAS falls back to SSE3 kernels on CPU models it does not know; xgrad chooses
+// the AVX-512 or AVX2 ones there (autodiff/blas.cpp), unless OPENBLAS_CORETYPE says otherwise.
+TEST(Matmul, BlasRunsVectorKernelsWhereTheCpuHasThem) {
+    if (std::getenv("OPENBLAS_CORETYPE")) GTEST_SKIP() << "OPENBLAS_CORETYPE is set";
+    __builtin_cpu_init();
+    if (!__builtin_cpu_supports("avx2")) GTEST_SKIP() << "no AVX2 on this CPU";
+    const std::string kernels = xgrad::blas_kernels();
+    EXPECT_NE(kernels, "Prescott");
+    EXPECT_NE(kernels, "Core2");
 }
 
 RC_GTEST_PROP(ShapeErrors, MatmulMismatchNamesOpAndShapes, ()) {

@@ -1,0 +1,74 @@
+// One training step of the experiments' models, as the trainer takes it (zero_grad, forward,
+// cross-entropy, backward, optimizer step), on a fixed random batch:
+//   seed-cnn   batch 64, Adam (lr 1e-3), as `bash setup.sh main` trains it
+//   paper-mlp  batch 60, SGD (lr 0.1), as the paper's MNIST experiment
+// Argument: threads (TBB and OpenBLAS both limited to it). items_per_second is images per second;
+// bench/compare_torch.py times the same models, optimizers and threads in PyTorch.
+#include <cstddef>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include <benchmark/benchmark.h>
+#include <tbb/global_control.h>
+#include <xtensor/xrandom.hpp>
+
+#include "autodiff/blas.hpp"
+#include "experiments/models.hpp"
+#include "layers/adam.hpp"
+#include "layers/cross_entropy.hpp"
+#include "layers/sgd.hpp"
+
+namespace {
+
+using namespace xgrad;
+
+// A model, its optimizer and one batch of N(0, 1) images with labels 0..9.
+struct Step {
+    std::shared_ptr<Sequential<float>> model;
+    std::unique_ptr<Optimizer<float>> optimizer;
+    xt::xarray<float> images;
+    xt::xarray<std::int64_t> labels;
+
+    Step(const std::string& name, std::size_t batch) {
+        Rng rng(0);
+        ModelOptions options;
+        options.name = name;
+        model = make_model(options, rng);
+        if (name == "paper-mlp") {
+            optimizer = std::make_unique<SGD<float>>(model->parameters(), SgdOptions{.lr = 0.1});
+        } else {
+            optimizer = std::make_unique<Adam<float>>(model->parameters(), AdamOptions{.lr = 1e-3});
+        }
+        xt::random::seed(0);
+        const auto shape = model_takes_flat_input(name) ? std::vector<std::size_t>{batch, 784}
+                                                        : std::vector<std::size_t>{batch, 1, 28, 28};
+        images = xt::random::randn<float>(shape);
+        labels = xt::random::randint<std::int64_t>({batch}, 0, 10);
+        model->train();
+    }
+
+    void run() {
+        optimizer->zero_grad();
+        const Var<float> loss = cross_entropy((*model)(Var<float>(images)), labels);
+        loss.backward();
+        optimizer->step();
+    }
+};
+
+void train_step(benchmark::State& state, const std::string& name, std::size_t batch) {
+    const int threads = static_cast<int>(state.range(0));
+    tbb::global_control limit(tbb::global_control::max_allowed_parallelism, static_cast<std::size_t>(threads));
+    Step step(name, batch);
+    for (int i = 0; i < 3; ++i) step.run();  // buffers allocated, caches warm
+    for (auto _ : state) step.run();
+    state.SetItemsProcessed(static_cast<std::int64_t>(state.iterations() * batch));
+}
+
+void BM_train_step_seed_cnn(benchmark::State& state) { train_step(state, "seed-cnn", 64); }
+void BM_train_step_paper_mlp(benchmark::State& state) { train_step(state, "paper-mlp", 60); }
+
+BENCHMARK(BM_train_step_seed_cnn)->ArgName("threads")->Arg(1)->Arg(2)->Unit(benchmark::kMillisecond)->UseRealTime();
+BENCHMARK(BM_train_step_paper_mlp)->ArgName("threads")->Arg(1)->Arg(2)->Unit(benchmark::kMicrosecond)->UseRealTime();
+
+}  // namespace
