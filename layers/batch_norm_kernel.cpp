@@ -54,7 +54,7 @@ struct Channels {
 template <class Kernel>
 void walk(const ChannelShape& sh, std::size_t bytes_per_element, const Kernel& kernel) {
     const std::size_t slab = std::max<std::size_t>(1, sh.per_channel() * bytes_per_element);
-    const auto threads = static_cast<std::size_t>(channel_threads());
+    const auto threads = static_cast<std::size_t>(available_threads());
     const bool serial = sh.size() < kSerialBelow || threads <= 1;
     const bool fused = channel_partition(sh).layout == ChannelLayout::runs && slab <= kCachedBlockBytes &&
                        (serial || sh.c >= 4 * threads);
