@@ -28,7 +28,7 @@ int as_int(std::size_t v) { return static_cast<int>(v); }
 
 // Products smaller than this many multiply-adds run in one call: splitting them costs more
 // (each part packs its operands again) than a second thread saves.
-constexpr std::size_t kSplitAbove = std::size_t{1} << 21;
+constexpr std::size_t kSplitAbove = std::size_t{1} << 23;
 // Rows or columns per part, at least: whole micro-kernel tiles of OpenBLAS's AVX-512 sgemm.
 constexpr std::size_t kMinPartWidth = 64;
 

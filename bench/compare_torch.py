@@ -1,10 +1,15 @@
 #!/usr/bin/python3
-"""BatchNorm2d side by side: xgrad's kernels, oneDNN (NCHW and NHWC) and PyTorch (NCHW and
-channels_last), forward-train and forward-train + backward, at the shapes of bench/bn_shapes.hpp
-with 1 and 2 threads, measured in one run on this machine. Prints markdown tables of medians (µs)
-and of xgrad's ratio to each reference.
+"""xgrad side by side with oneDNN and PyTorch, measured in one run on this machine; prints the
+markdown tables of bench/RESULTS.md:
+  - BatchNorm2d forward-train and forward-train + backward at the shapes of bench/bn_shapes.hpp,
+    1 and 2 threads: xgrad's kernels, oneDNN (NCHW and NHWC), PyTorch (NCHW and channels_last),
+    and the copy floor (x_copy: time over a copy of the same traffic, in the xgrad binary);
+  - a training step of seed-cnn (batch 64, Adam) and of paper-mlp (batch 60, SGD): xgrad's
+    build/bench/train_step_bench against the same model, optimizer and threads in PyTorch, run
+    as installed and with OPENBLAS_CORETYPE=SkylakeX (Debian's OpenBLAS 0.3.21, which PyTorch's
+    matmuls call, falls back to SSE3 kernels on CPUs newer than it; xgrad picks the AVX-512 ones).
 
-usage: /usr/bin/python3 bench/compare_torch.py [--build build] [--repetitions 5]
+usage: /usr/bin/python3 bench/compare_torch.py [--build build] [--repetitions 5] [--part all|bn|steps]
 """
 import argparse
 import json
@@ -23,15 +28,16 @@ THREADS = [1, 2]
 
 
 def google_benchmark(binary, pattern, repetitions):
-    """Medians in µs by benchmark name, from a Google Benchmark binary's JSON output."""
+    """Median records by benchmark name, from a Google Benchmark binary's JSON output, with the
+    time in µs as "us" (counters such as x_copy as the binary reported them)."""
     out = subprocess.run([binary, f"--benchmark_filter={pattern}", "--benchmark_format=json",
                           f"--benchmark_repetitions={repetitions}", "--benchmark_report_aggregates_only=true"],
                          check=True, capture_output=True, text=True).stdout
+    to_us = {"ns": 1e-3, "us": 1.0, "ms": 1e3, "s": 1e6}
     medians = {}
     for b in json.loads(out)["benchmarks"]:
         if b.get("aggregate_name") == "median":
-            assert b["time_unit"] == "us", b
-            medians[b["run_name"]] = b["real_time"]
+            medians[b["run_name"]] = {**b, "us": b["real_time"] * to_us[b["time_unit"]]}
     return medians
 
 
@@ -67,52 +73,136 @@ def torch_medians(n, c, s, threads, channels_last, repetitions):
         bn.weight.grad = None
         bn.bias.grad = None
 
-    results = []
-    for step in (forward, forward_backward):
-        step()  # warm-up
-        times = []
-        for _ in range(repetitions):
-            iterations, elapsed = 0, 0.0
-            start = time.perf_counter()
-            while elapsed < 0.2:
+    return [time_median(forward, repetitions), time_median(forward_backward, repetitions)]
+
+def time_median(step, repetitions, min_seconds=0.2):
+    """Median over repetitions of the time per call in µs, each repetition timing enough calls
+    for min_seconds, after one warm-up call: as Google Benchmark takes its figures."""
+    step()
+    times = []
+    for _ in range(repetitions):
+        iterations, elapsed = 0, 0.0
+        start = time.perf_counter()
+        while elapsed < min_seconds:
+            step()
+            iterations += 1
+            elapsed = time.perf_counter() - start
+        times.append(elapsed / iterations * 1e6)
+    return statistics.median(times)
+
+
+def torch_model(name):
+    """The PyTorch twin of experiments/models.cpp's model."""
+    nn = torch.nn
+    if name == "seed-cnn":
+        return nn.Sequential(
+            nn.Conv2d(1, 32, 3, padding=1), nn.BatchNorm2d(32), nn.ReLU(), nn.MaxPool2d(2),
+            nn.Conv2d(32, 64, 3, padding=1), nn.BatchNorm2d(64), nn.ReLU(), nn.MaxPool2d(2), nn.Flatten(),
+            nn.Linear(64 * 7 * 7, 128), nn.BatchNorm1d(128), nn.ReLU(), nn.Linear(128, 10))
+    layers, width = [], 784
+    for _ in range(3):
+        layers += [nn.Linear(width, 100, bias=False), nn.BatchNorm1d(100), nn.Sigmoid()]
+        width = 100
+    return nn.Sequential(*layers, nn.Linear(width, 10))
+
+
+STEPS = {"seed-cnn": (64, (1, 28, 28)), "paper-mlp": (60, (784,))}
+
+
+def torch_train_steps(repetitions):
+    """{(model, threads): µs per training step}, as bench/train_step_bench.cpp takes one."""
+    torch.manual_seed(0)
+    out = {}
+    for name, (batch, image) in STEPS.items():
+        for threads in THREADS:
+            torch.set_num_threads(threads)
+            model = torch_model(name).train()
+            if name == "seed-cnn":
+                optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
+            else:
+                optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
+            images, labels = torch.randn(batch, *image), torch.randint(0, 10, (batch,))
+
+            def step():
+                optimizer.zero_grad()
+                torch.nn.functional.cross_entropy(model(images), labels).backward()
+                optimizer.step()
+
+            for _ in range(3):
                 step()
-                iterations += 1
-                elapsed = time.perf_counter() - start
-            times.append(elapsed / iterations * 1e6)
-        results.append(statistics.median(times))
-    return results
+            out[f"{name}/{threads}"] = time_median(step, repetitions, 1.0)
+    return out
+
+
+def torch_train_steps_in_child(repetitions, env_extra):
+    """torch_train_steps in a fresh interpreter whose environment adds env_extra (OpenBLAS reads
+    OPENBLAS_CORETYPE once, when PyTorch loads it)."""
+    out = subprocess.run(["/usr/bin/python3", __file__, "--torch-steps-only", "--repetitions", str(repetitions)],
+                         check=True, capture_output=True, text=True, env={**os.environ, **env_extra}).stdout
+    return json.loads(out)
+
+
+def print_train_steps(build, repetitions):
+    xg = google_benchmark(f"{build}/bench/train_step_bench", ".", repetitions)
+    as_installed = torch_train_steps_in_child(repetitions, {})
+    avx512 = torch_train_steps_in_child(repetitions, {"OPENBLAS_CORETYPE": "SkylakeX"})
+    print("### Training step\n")
+    print("| model | batch | threads | xgrad (ms) | PyTorch (ms) | PyTorch, OpenBLAS AVX-512 (ms) | xgrad images/s "
+          "| PyTorch images/s | speed-up over PyTorch | speed-up over PyTorch, AVX-512 OpenBLAS |")
+    print("|---|---|---|---|---|---|---|---|---|---|")
+    for name, (batch, _) in STEPS.items():
+        for threads in THREADS:
+            bench = "BM_train_step_" + name.replace("-", "_")
+            ours = xg[f"{bench}/threads:{threads}/real_time"]["us"]
+            theirs, theirs_avx512 = as_installed[f"{name}/{threads}"], avx512[f"{name}/{threads}"]
+            print(f"| {name} | {batch} | {threads} | {ours / 1e3:.3f} | {theirs / 1e3:.3f} | {theirs_avx512 / 1e3:.3f} "
+                  f"| {batch / ours * 1e6:.0f} | {batch / theirs * 1e6:.0f} | {theirs / ours:.2f} | {theirs_avx512 / ours:.2f} |")
+    print()
 
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--build", default="build")
     parser.add_argument("--repetitions", type=int, default=5)
+    parser.add_argument("--part", choices=("all", "bn", "steps"), default="all",
+                        help="the BatchNorm2d tables, the training-step table, or both")
+    parser.add_argument("--torch-steps-only", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
-
-    xg = google_benchmark(f"{args.build}/bench/batch_norm_bench", "BM_(copy|forward_train|forward_backward_train)/",
-                          args.repetitions)
-    dn = google_benchmark(f"{args.build}/bench/onednn_bn_bench", ".", args.repetitions)
-    pt = {(n, c, s, t, cl): torch_medians(n, c, s, t, cl, args.repetitions)
-          for t in THREADS for n, c, s in SHAPES for cl in (False, True)}
+    if args.torch_steps_only:
+        print(json.dumps(torch_train_steps(args.repetitions)))
+        return
 
     cpu = subprocess.run(["sh", "-c", "grep -m1 'model name' /proc/cpuinfo | cut -d: -f2"],
                          capture_output=True, text=True).stdout.strip()
     print(f"Machine: {cpu} ({platform.machine()}, {os.cpu_count()} logical CPUs); PyTorch {torch.__version__}; "
-          f"medians of {args.repetitions} repetitions, µs.\n")
+          f"medians of {args.repetitions} repetitions.\n")
+    if args.part in ("all", "bn"):
+        print_batch_norm(args.build, args.repetitions)
+    if args.part in ("all", "steps"):
+        print_train_steps(args.build, args.repetitions)
+
+
+def print_batch_norm(build, repetitions):
+    xg = google_benchmark(f"{build}/bench/batch_norm_bench", "BM_(forward_train|forward_backward_train)/",
+                          repetitions)
+    dn = google_benchmark(f"{build}/bench/onednn_bn_bench", ".", repetitions)
+    pt = {(n, c, s, t, cl): torch_medians(n, c, s, t, cl, repetitions)
+          for t in THREADS for n, c, s in SHAPES for cl in (False, True)}
+
     for title, xkind, dkind, col in (("forward-train", "forward_train", "forward_train", 0),
                                      ("forward-train + backward", "forward_backward_train", "forward_backward", 1)):
-        print(f"### BatchNorm2d {title}\n")
+        print(f"### BatchNorm2d {title} (µs)\n")
         print("| (N, C, H·W) | threads | xgrad | oneDNN NCHW | oneDNN NHWC | PyTorch NCHW | PyTorch channels_last "
-              "| copy | xgrad / oneDNN NHWC | xgrad / PyTorch NCHW | xgrad / copy |")
+              "| copy floor | xgrad / oneDNN NHWC | xgrad / PyTorch NCHW | xgrad / copy floor |")
         print("|---|---|---|---|---|---|---|---|---|---|---|")
         for t in THREADS:
             for n, c, s in SHAPES:
-                ours = xg[xgrad_name(xkind, n, c, s, t)]
-                copy = xg[xgrad_name("copy", n, c, s, t)]
-                nchw, nhwc = (dn[onednn_name(dkind, n, c, s, t, layout)] for layout in (0, 1))
+                record = xg[xgrad_name(xkind, n, c, s, t)]
+                ours, floor = record["us"], record["us"] / record["x_copy"]
+                nchw, nhwc = (dn[onednn_name(dkind, n, c, s, t, layout)]["us"] for layout in (0, 1))
                 torch_nchw, torch_cl = pt[(n, c, s, t, False)][col], pt[(n, c, s, t, True)][col]
                 print(f"| ({n}, {c}, {s}) | {t} | {ours:.1f} | {nchw:.1f} | {nhwc:.1f} | {torch_nchw:.1f} | "
-                      f"{torch_cl:.1f} | {copy:.1f} | {ours / nhwc:.2f} | {ours / torch_nchw:.2f} | {ours / copy:.2f} |")
+                      f"{torch_cl:.1f} | {floor:.1f} | {ours / nhwc:.2f} | {ours / torch_nchw:.2f} | {record['x_copy']:.2f} |")
         print()
 
 

@@ -136,16 +136,33 @@ void im2col(const T* x, const WindowGeometry& g, std::size_t n0, std::size_t cou
 }
 
 // The adjoint of im2col: adds each column entry back to the input position it was read from,
-// into dx (overwriting dx for these samples unless `add`).
+// into dx (overwriting dx for these samples unless `add`). Zeroes the entries of `cols` that
+// im2col would have read from the padding.
 template <class T>
-void col2im(const T* cols, const WindowGeometry& g, std::size_t n0, std::size_t count, T* dx, bool add) {
+void col2im(T* cols, const WindowGeometry& g, std::size_t n0, std::size_t count, T* dx, bool add) {
     const std::size_t taps = g.kernel.h * g.kernel.w;
     const std::size_t ld = count * g.out_plane();
     const std::size_t stride = g.stride.w;
+    const bool shifted_plane = g.stride.h == 1 && stride == 1 && g.ow == g.w;  // as in im2col
     parallel_planes(count, g.c, [&](std::size_t b, std::size_t c) {
-        const T* src = cols + c * taps * ld + b * g.out_plane();
+        T* src = cols + c * taps * ld + b * g.out_plane();
         T* dst = dx + ((n0 + b) * g.c + c) * g.in_plane();
         if (!add) std::fill_n(dst, g.in_plane(), T(0));
+        if (shifted_plane) {
+            // One long add per tap, once the padding's entries are zero (adding 0 changes nothing).
+            for_each_tap_span(g, [&](std::size_t tap, Span rows, Span cols, std::ptrdiff_t shift) {
+                T* in = src + tap * ld;
+                for (std::size_t oh = rows.begin; oh < rows.end; ++oh) {
+                    std::fill_n(in + oh * g.ow, cols.begin, T(0));
+                    std::fill(in + oh * g.ow + cols.end, in + (oh + 1) * g.ow, T(0));
+                }
+                const auto plane = static_cast<std::ptrdiff_t>(g.in_plane());
+                const auto first = std::max<std::ptrdiff_t>(static_cast<std::ptrdiff_t>(rows.begin * g.ow), -shift);
+                const auto last = std::min<std::ptrdiff_t>(static_cast<std::ptrdiff_t>(rows.end * g.ow), plane - shift);
+                for (std::ptrdiff_t d = first; d < last; ++d) dst[d + shift] += in[d];
+            });
+            return;
+        }
         for_each_tap_row(g, [&](const TapRow& r) {
             if (!r.inside) return;
             const T* in = src + r.tap * ld + r.row + r.cols.begin;
@@ -203,16 +220,18 @@ Var<T> Conv2d<T>::forward(const Var<T>& x) {
 
     xt::xarray<T> y = xt::xarray<T>::from_shape({g.n, out, g.oh, g.ow});
     auto cols = std::make_unique_for_overwrite<T[]>(rows * chunk * plane);
-    auto product = std::make_unique_for_overwrite<T[]>(out * chunk * plane);
     const T* w = weight_->value().data();
     for (std::size_t n0 = 0; n0 < g.n; n0 += chunk) {
         const std::size_t count = std::min(chunk, g.n - n0);
         const std::size_t ld = count * plane;
         im2col(x.value().data(), g, n0, count, cols.get());
-        // product (out, count * OH * OW) = bias broadcast along rows, then += W cols.
-        for (std::size_t o = 0; o < out; ++o) std::fill_n(product.get() + o * ld, ld, bias_ ? bias_->value()(o) : T(0));
-        gemm<T>(false, false, out, ld, rows, T(1), w, rows, cols.get(), ld, T(1), product.get(), ld);
-        swap_leading_axes(product.get(), y.data() + n0 * out * plane, out, count, plane);
+        // Sample by sample, in parallel, straight into NCHW: y[n] (out, OH * OW) = bias broadcast
+        // along rows, then += W · (the sample's columns of cols).
+        tbb::parallel_for(std::size_t{0}, count, [&](std::size_t b) {
+            T* yb = y.data() + (n0 + b) * out * plane;
+            for (std::size_t o = 0; o < out; ++o) std::fill_n(yb + o * plane, plane, bias_ ? bias_->value()(o) : T(0));
+            gemm<T>(false, false, out, plane, rows, T(1), w, rows, cols.get() + b * plane, ld, T(1), yb, plane);
+        });
     }
 
     std::vector<typename Var<T>::NodePtr> inputs{x.node(), weight_->node()};
@@ -228,17 +247,22 @@ Var<T> Conv2d<T>::forward(const Var<T>& x) {
         if (wn.requires_grad && !prepare_grad_buffer(wn)) wn.grad.fill(T(0));
         // cols holds x's im2col for dW, then is reused for the columns of dx.
         auto cols = std::make_unique_for_overwrite<T[]>(rows * chunk * plane);
-        auto gcols = std::make_unique_for_overwrite<T[]>(out * chunk * plane);
+        auto gcols = wn.requires_grad ? std::make_unique_for_overwrite<T[]>(out * chunk * plane) : nullptr;
         for (std::size_t n0 = 0; n0 < g.n; n0 += chunk) {
             const std::size_t count = std::min(chunk, g.n - n0);
             const std::size_t ld = count * plane;
-            swap_leading_axes(gy + n0 * out * plane, gcols.get(), count, out, plane);
             if (wn.requires_grad) {
+                // dW += gy cols^T as one product over the chunk: gy with its (N, C) axes swapped.
+                swap_leading_axes(gy + n0 * out * plane, gcols.get(), count, out, plane);
                 im2col(xn.value.data(), g, n0, count, cols.get());
-                gemm<T>(false, true, out, rows, ld, T(1), gcols.get(), ld, cols.get(), ld, T(1), wn.grad.data(), rows);  // += gy cols^T
+                gemm<T>(false, true, out, rows, ld, T(1), gcols.get(), ld, cols.get(), ld, T(1), wn.grad.data(), rows);
             }
             if (xn.requires_grad) {
-                gemm<T>(true, false, rows, ld, out, T(1), wn.value.data(), rows, gcols.get(), ld, T(0), cols.get(), ld);
+                // The columns of dx, sample by sample from gy in NCHW: W^T · gy[n].
+                tbb::parallel_for(std::size_t{0}, count, [&](std::size_t b) {
+                    gemm<T>(true, false, rows, plane, out, T(1), wn.value.data(), rows, gy + (n0 + b) * out * plane, plane,
+                            T(0), cols.get() + b * plane, ld);
+                });
                 col2im(cols.get(), g, n0, count, xn.grad.data(), add_dx);
             }
         }
