@@ -59,6 +59,41 @@ void pool_row(const WindowGeometry& g, const T* src, std::size_t oh, T* best, st
     }
 }
 
+// Whether candidate v (at row-major index iv of the plane) beats best (at ib) under torch's
+// sequential rule, which amounts to: the last NaN of the window if it has one, else its first
+// maximum. Unlike the rule of take_larger, it does not need the candidates in row-major order.
+template <class T>
+bool beats(T v, std::uint32_t iv, T best, std::uint32_t ib) {
+    const bool v_nan = v != v, best_nan = best != best;
+    return (v_nan & (!best_nan | (iv > ib))) | (!v_nan & !best_nan & ((v > best) | ((v == best) & (iv < ib))));
+}
+
+// Windows two columns wide that tile the plane (stride = kernel, H = OH·kh, W = OW·2; the seed
+// CNN's 2×2 pooling), in two passes of long vectorizable loops instead of OH short rows of OW
+// outputs: down each column of a window row (kh rows of W elements), then across the two column
+// winners of each output, which lie at 2t and 2t + 1 for output t of the plane.
+template <class T>
+void pool_tiled_plane(const WindowGeometry& g, const T* src, T* __restrict best, std::uint32_t* __restrict where,
+                      T* __restrict column_best, std::uint32_t* __restrict column_where) {
+    for (std::size_t oh = 0; oh < g.oh; ++oh) {
+        T* cb = column_best + oh * g.w;
+        std::uint32_t* cw = column_where + oh * g.w;
+        const std::size_t top = oh * g.kernel.h * g.w;
+        for (std::size_t x = 0; x < g.w; ++x) {
+            cw[x] = static_cast<std::uint32_t>(top + x);
+            cb[x] = src[cw[x]];
+        }
+        for (std::size_t i = 1; i < g.kernel.h; ++i) take_larger<1>(src, top + i * g.w, 1, g.w, cb, cw);
+    }
+    for (std::size_t t = 0; t < g.out_plane(); ++t) {
+        const T left = column_best[2 * t], right = column_best[2 * t + 1];
+        const std::uint32_t left_at = column_where[2 * t], right_at = column_where[2 * t + 1];
+        const bool take = beats(right, right_at, left, left_at);
+        best[t] = take ? right : left;
+        where[t] = take ? right_at : left_at;
+    }
+}
+
 }  // namespace
 
 template <class T>
@@ -73,18 +108,27 @@ Var<T> MaxPool2d<T>::forward(const Var<T>& x) {
     // For each output, the index of its arg-max within its input plane.
     std::vector<std::uint32_t> argmax(y.size());
     const T* in = x.value().data();
+    const bool tiled = g.stride == g.kernel && g.h == g.oh * g.kernel.h && g.w == g.ow * g.kernel.w && g.kernel.w == 2;
     tbb::parallel_for(tbb::blocked_range<std::size_t>(0, planes), [&](const tbb::blocked_range<std::size_t>& r) {
+        std::vector<T> column_best(tiled ? g.oh * g.w : 0);
+        std::vector<std::uint32_t> column_where(column_best.size());
         for (std::size_t p = r.begin(); p < r.end(); ++p) {
             const T* src = in + p * g.in_plane();
+            T* best = y.data() + p * g.out_plane();
+            std::uint32_t* where = argmax.data() + p * g.out_plane();
+            if (tiled) {
+                pool_tiled_plane(g, src, best, where, column_best.data(), column_where.data());
+                continue;
+            }
             for (std::size_t oh = 0; oh < g.oh; ++oh) {
-                T* best = y.data() + p * g.out_plane() + oh * g.ow;
-                std::uint32_t* where = argmax.data() + p * g.out_plane() + oh * g.ow;
+                T* best_row = best + oh * g.ow;
+                std::uint32_t* where_row = where + oh * g.ow;
                 if (g.stride.w == 2) {
-                    pool_row<2>(g, src, oh, best, where);
+                    pool_row<2>(g, src, oh, best_row, where_row);
                 } else if (g.stride.w == 1) {
-                    pool_row<1>(g, src, oh, best, where);
+                    pool_row<1>(g, src, oh, best_row, where_row);
                 } else {
-                    pool_row<0>(g, src, oh, best, where);
+                    pool_row<0>(g, src, oh, best_row, where_row);
                 }
             }
         }

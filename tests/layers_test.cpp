@@ -315,6 +315,58 @@ TEST(MaxPool2d, TiesGoToTheFirstMaximumAndNaNPropagates) {
     EXPECT_EQ(xv.grad(), expected);
 }
 
+// torch's rule, element by element in row-major window order: y and the input gradient for gy.
+std::pair<Array, Array> referenceMaxPool(const Array& x, Size2 kernel, Size2 stride, const Array& gy) {
+    const std::size_t oh = outSize(x.shape(2), kernel.h, stride.h, 0), ow = outSize(x.shape(3), kernel.w, stride.w, 0);
+    Array y = xt::zeros<double>({x.shape(0), x.shape(1), oh, ow});
+    Array dx = xt::zeros<double>(x.shape());
+    for (std::size_t n = 0; n < x.shape(0); ++n) {
+        for (std::size_t c = 0; c < x.shape(1); ++c) {
+            for (std::size_t p = 0; p < oh; ++p) {
+                for (std::size_t q = 0; q < ow; ++q) {
+                    std::size_t bi = p * stride.h, bj = q * stride.w;
+                    for (std::size_t i = p * stride.h; i < p * stride.h + kernel.h; ++i) {
+                        for (std::size_t j = q * stride.w; j < q * stride.w + kernel.w; ++j) {
+                            if (x(n, c, i, j) > x(n, c, bi, bj) || std::isnan(x(n, c, i, j))) bi = i, bj = j;
+                        }
+                    }
+                    y(n, c, p, q) = x(n, c, bi, bj);
+                    dx(n, c, bi, bj) += gy(n, c, p, q);
+                }
+            }
+        }
+    }
+    return {y, dx};
+}
+
+// Many ties and NaNs, in windows that tile the input (the two-pass path) or not (row by row).
+RC_GTEST_PROP(MaxPool2d, TiesAndNaNsFollowTorchsRule, ()) {
+    const bool tiled = *rc::gen::arbitrary<bool>();
+    const Size2 kernel(*uniformIn<std::size_t>(1, 4), tiled ? 2 : *uniformIn<std::size_t>(1, 4));
+    const Size2 stride = tiled ? kernel : Size2(*uniformIn<std::size_t>(1, 4), *uniformIn<std::size_t>(1, 4));
+    const std::size_t h = tiled ? kernel.h * *uniformIn<std::size_t>(1, 5) : *uniformIn<std::size_t>(kernel.h, 9);
+    const std::size_t w = tiled ? kernel.w * *uniformIn<std::size_t>(1, 9) : *uniformIn<std::size_t>(kernel.w, 9);
+    const Shape shape{*uniformIn<std::size_t>(1, 3), *uniformIn<std::size_t>(1, 3), h, w};
+    Array x = Array::from_shape(shape);
+    for (double& v : x) {
+        const int pick = *uniformIn<int>(0, 8);
+        v = pick == 8 ? std::nan("") : static_cast<double>(pick % 3);
+    }
+    xgrad::MaxPool2d<double> pool(kernel, stride);
+    const Var<double> xv = leaf(x);
+    const Var<double> y = pool(xv);
+    Array gy = Array::from_shape(y.shape());
+    std::iota(gy.begin(), gy.end(), 1.0);
+    y.backward(gy);
+    const auto [y_ref, dx_ref] = referenceMaxPool(x, kernel, stride, gy);
+    RC_ASSERT(y.shape() == y_ref.shape());
+    for (std::size_t i = 0; i < y_ref.size(); ++i) {
+        const double a = y.value().data()[i], b = y_ref.data()[i];
+        RC_ASSERT((a == b || (std::isnan(a) && std::isnan(b))));
+    }
+    RC_ASSERT(xv.grad() == dx_ref);
+}
+
 TEST(MaxPool2d, OverlappingWindowsAddTheirGradients) {
     xgrad::MaxPool2d<double> pool(Size2(1, 3), Size2(1, 1));
     const Var<double> xv = leaf(Array{{{{0.0, 1.0, 9.0, 2.0, 3.0}}}});
