@@ -56,6 +56,23 @@ void pass_on(const std::shared_ptr<Node<T>>& node, Grad<T>& g) {
     if (g) accumulate_grad(*node, std::move(*g));
 }
 
+// The backward kernels with one signature: beta, which only the fused ReLU's mask needs, is
+// ignored by the others.
+template <class T>
+using BackwardKernel = void (*)(const ChannelShape&, const T* dy, const T* x, const T* gamma, const T* beta,
+                                const BatchNormStats&, T* dx, T* dgamma, T* dbeta);
+
+template <class T>
+BackwardKernel<T> backward_kernel(bool training, bool relu) {
+    if (relu) return training ? batch_norm_relu_backward_train<T> : batch_norm_relu_backward_eval<T>;
+    if (training) {
+        return [](const ChannelShape& sh, const T* dy, const T* x, const T* gamma, const T*, const BatchNormStats& st,
+                  T* dx, T* dgamma, T* dbeta) { batch_norm_backward_train(sh, dy, x, gamma, st, dx, dgamma, dbeta); };
+    }
+    return [](const ChannelShape& sh, const T* dy, const T* x, const T* gamma, const T*, const BatchNormStats& st, T* dx,
+              T* dgamma, T* dbeta) { batch_norm_backward_eval(sh, dy, x, gamma, st, dx, dgamma, dbeta); };
+}
+
 }  // namespace
 
 template <class T>
@@ -89,10 +106,12 @@ Var<T> batch_norm(const Var<T>& x, const BatchNormArgs<T>& args, std::string_vie
     if (args.training) {
         std::optional<RunningStats<T>> running;
         if (has_running) running = RunningStats<T>{args.running_mean->data(), args.running_var->data(), args.momentum};
-        stats = batch_norm_forward_train(sh, x.value().data(), gamma, beta, args.eps, y.data(), running);
+        const auto forward = args.relu ? batch_norm_relu_forward_train<T> : batch_norm_forward_train<T>;
+        stats = forward(sh, x.value().data(), gamma, beta, args.eps, y.data(), running);
     } else {
-        stats = batch_norm_forward_eval(sh, x.value().data(), gamma, beta, args.running_mean->data(),
-                                        args.running_var->data(), args.eps, y.data());
+        const auto forward = args.relu ? batch_norm_relu_forward_eval<T> : batch_norm_forward_eval<T>;
+        stats = forward(sh, x.value().data(), gamma, beta, args.running_mean->data(), args.running_var->data(), args.eps,
+                        y.data());
     }
 
     using NodePtr = typename Var<T>::NodePtr;
@@ -102,14 +121,15 @@ Var<T> batch_norm(const Var<T>& x, const BatchNormArgs<T>& args, std::string_vie
     std::vector<NodePtr> inputs{xn};
     if (gn) inputs.push_back(gn);
     if (bn) inputs.push_back(bn);
-    const auto kernel = args.training ? batch_norm_backward_train<T> : batch_norm_backward_eval<T>;
-    return Var<T>::from_op(std::move(y), "batch_norm", std::move(inputs),
+    const auto kernel = backward_kernel<T>(args.training, args.relu);
+    return Var<T>::from_op(std::move(y), args.relu ? "batch_norm_relu" : "batch_norm", std::move(inputs),
                            [xn, gn, bn, sh, kernel, stats = std::move(stats)](const Node<T>&, const xt::xarray<T>& grad_out) {
                                Grad<T> dx = grad_for(xn);
                                Grad<T> dgamma = grad_for(gn);
                                Grad<T> dbeta = grad_for(bn);
-                               kernel(sh, grad_out.data(), xn->value.data(), gn ? gn->value.data() : nullptr, stats,
-                                      data_or_null(dx), data_or_null(dgamma), data_or_null(dbeta));
+                               kernel(sh, grad_out.data(), xn->value.data(), gn ? gn->value.data() : nullptr,
+                                      bn ? bn->value.data() : nullptr, stats, data_or_null(dx), data_or_null(dgamma),
+                                      data_or_null(dbeta));
                                pass_on(xn, dx);
                                pass_on(gn, dgamma);
                                pass_on(bn, dbeta);
@@ -118,8 +138,8 @@ Var<T> batch_norm(const Var<T>& x, const BatchNormArgs<T>& args, std::string_vie
 
 template <class T>
 BatchNorm<T>::BatchNorm(const char* kind, std::initializer_list<std::size_t> ranks, const char* layout,
-                        std::size_t num_features, BatchNormOptions options)
-    : kind_(kind), ranks_(ranks), layout_(layout), num_features_(num_features), options_(options) {
+                        std::size_t num_features, BatchNormOptions options, bool relu)
+    : kind_(kind), ranks_(ranks), layout_(layout), num_features_(num_features), options_(options), relu_(relu) {
     const std::vector<std::size_t> c{num_features};
     if (options.affine) {
         weight_ = this->register_parameter("weight", Var<T>(xt::xarray<T>(xt::ones<T>(c))));
@@ -148,7 +168,7 @@ Var<T> BatchNorm<T>::forward(const Var<T>& x) {
     check_input(x.shape());
     const bool training = this->is_training();
     BatchNormArgs<T> args{weight_, bias_, running_mean_, running_var_, training || !running_mean_,
-                          options_.momentum.value_or(0.0), options_.eps};
+                          options_.momentum.value_or(0.0), options_.eps, relu_};
     // Counted only once the batch is accepted: a rejected batch leaves the state as it was.
     const std::int64_t batches = training && num_batches_tracked_ ? *num_batches_tracked_ + 1 : 0;
     if (batches > 0 && !options_.momentum) args.momentum = 1.0 / static_cast<double>(batches);

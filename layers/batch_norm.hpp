@@ -1,6 +1,8 @@
 // Batch Normalization with torch.nn.BatchNorm1d/2d's semantics (DESIGN.md, "BatchNorm"): the
 // graph op batch_norm (torch.nn.functional.batch_norm) over the kernels of batch_norm_kernel.hpp,
-// and the modules BatchNorm1d, for (N, C) and (N, C, L), and BatchNorm2d, for (N, C, H, W).
+// and the modules BatchNorm1d, for (N, C) and (N, C, L), and BatchNorm2d, for (N, C, H, W); and
+// BatchNormReLU1d/2d, the same followed by a ReLU in one node, which stand in for BatchNorm1d/2d
+// and ReLU with the same state.
 #pragma once
 
 #include <cstddef>
@@ -32,6 +34,9 @@ struct BatchNormArgs {
     // The factor running statistics move by; 1 / num_batches_tracked for a cumulative average.
     double momentum = 0.1;
     double eps = 1e-5;
+    // Followed by a ReLU, fused: y = max(0, BN(x)) in one node, the gradient between the two
+    // never a tensor.
+    bool relu = false;
 };
 
 // torch.nn.functional.batch_norm over x of shape (N, C, ...). Gradients flow to x, weight and
@@ -71,9 +76,10 @@ public:
     const std::int64_t* num_batches_tracked() const { return num_batches_tracked_; }
 
 protected:
-    // `kind` names the class; `ranks` are the input ranks it accepts, shown as `layout`.
+    // `kind` names the class; `ranks` are the input ranks it accepts, shown as `layout`; `relu`
+    // applies a ReLU to the output, fused.
     BatchNorm(const char* kind, std::initializer_list<std::size_t> ranks, const char* layout, std::size_t num_features,
-              BatchNormOptions options);
+              BatchNormOptions options, bool relu = false);
 
 private:
     void check_input(const Shape& shape) const;
@@ -83,6 +89,7 @@ private:
     const char* layout_;
     std::size_t num_features_;
     BatchNormOptions options_;
+    bool relu_;
     std::optional<Var<T>> weight_;
     std::optional<Var<T>> bias_;
     xt::xarray<T>* running_mean_ = nullptr;
@@ -104,6 +111,23 @@ class BatchNorm2d final : public BatchNorm<T> {
 public:
     explicit BatchNorm2d(std::size_t num_features, BatchNormOptions options = {})
         : BatchNorm<T>("BatchNorm2d", {4}, "(N, C, H, W)", num_features, options) {}
+};
+
+// BatchNorm1d then ReLU as one node: parameters, buffers and their names are BatchNorm1d's, so
+// its state_dict loads into either.
+template <class T>
+class BatchNormReLU1d final : public BatchNorm<T> {
+public:
+    explicit BatchNormReLU1d(std::size_t num_features, BatchNormOptions options = {})
+        : BatchNorm<T>("BatchNormReLU1d", {2, 3}, "(N, C) or (N, C, L)", num_features, options, true) {}
+};
+
+// BatchNorm2d then ReLU as one node, with BatchNorm2d's state.
+template <class T>
+class BatchNormReLU2d final : public BatchNorm<T> {
+public:
+    explicit BatchNormReLU2d(std::size_t num_features, BatchNormOptions options = {})
+        : BatchNorm<T>("BatchNormReLU2d", {4}, "(N, C, H, W)", num_features, options, true) {}
 };
 
 }  // namespace xgrad

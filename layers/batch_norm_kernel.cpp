@@ -2,8 +2,10 @@
 
 #include <algorithm>
 #include <array>
+#include <bit>
 #include <cmath>
 #include <cstddef>
+#include <cstdint>
 #include <type_traits>
 
 #include <tbb/blocked_range.h>
@@ -32,6 +34,23 @@ T mul_add(T a, T b, T c) {
 #else
     return a * b + c;
 #endif
+}
+
+// (x - centre)·scale + shift: the forward's normalization, and the expression a fused ReLU's
+// backward recomputes its mask with, so that the mask is the forward's bit for bit.
+template <class T>
+T affine(T x, T centre, T scale, T shift) {
+    return mul_add(x - centre, scale, shift);
+}
+
+// The graph's ReLU backward, dy where the ReLU's input v is > 0 and +0 elsewhere, as a bit mask:
+// GCC compiles `v > 0 ? dy : 0` in the sums' loop to a branch, which the random signs of v
+// mispredict and which stops vectorization.
+template <class T>
+T relu_grad(T dy, T v) {
+    using Bits = std::conditional_t<sizeof(T) == 4, std::uint32_t, std::uint64_t>;
+    const Bits keep = Bits(0) - static_cast<Bits>(v > T(0));
+    return std::bit_cast<T>(std::bit_cast<Bits>(dy) & keep);
 }
 
 // The channels one step of a kernel covers: a block [begin, end), in the calling thread, or all
@@ -131,42 +150,54 @@ public:
         std::fill_n(values_.begin() + static_cast<std::ptrdiff_t>(c * repeat_), repeat_, static_cast<T>(value));
     }
     const T* from(std::size_t first) const { return values_.data() + first; }
+    T at(std::size_t c) const { return values_[c * repeat_]; }
 
 private:
     std::size_t repeat_;
     std::vector<T> values_;
 };
 
-// out = (in - centre)·scale + shift, per channel.
+// out = (in - centre)·alpha + shift per channel, followed by a ReLU if Relu.
 template <class T>
 struct AffinePass {
-    RunCoefficients<T> centre, scale, shift;
+    RunCoefficients<T> centre, alpha, shift;
 
-    explicit AffinePass(const ChannelShape& sh) : centre(sh), scale(sh), shift(sh) {}
+    explicit AffinePass(const ChannelShape& sh) : centre(sh), alpha(sh), shift(sh) {}
 
+    // Channel c's output for in = v, before the ReLU.
+    T at(std::size_t c, T v) const { return affine(v, centre.at(c), alpha.at(c), shift.at(c)); }
+
+    template <bool Relu = false>
     void run(const ChannelShape& sh, const Channels& ch, const T* in, T* out) const {
         for_each_block(sh, ch, [&](std::size_t n0, std::size_t n1, std::size_t c0, std::size_t c1) {
             for_each_run(sh, n0, n1, c0, c1, [&](auto per_element, std::size_t off, std::size_t len, std::size_t first) {
                 constexpr std::size_t step = decltype(per_element)::value ? 1 : 0;
                 const T* ce = centre.from(first);
-                const T* sc = scale.from(first);
+                const T* al = alpha.from(first);
                 const T* sf = shift.from(first);
                 const T* src = in + off;
                 T* dst = out + off;
-                for (std::size_t i = 0; i < len; ++i) dst[i] = mul_add(src[i] - ce[i * step], sc[i * step], sf[i * step]);
+                for (std::size_t i = 0; i < len; ++i) {
+                    const T v = affine(src[i], ce[i * step], al[i * step], sf[i * step]);
+                    dst[i] = Relu ? std::max(v, T(0)) : v;
+                }
             });
         });
     }
 };
 
-// dx = dy·alpha + ((x - centre)·k + shift), per channel: the training backward's dx.
+// dx = g·alpha + ((x - centre)·k + shift), per channel: the training backward's dx. g is dy or,
+// with a ReLU after the BN (Relu), dy gated by the ReLU's input, which `mask` (the forward's
+// AffinePass) recomputes from x.
 template <class T>
 struct InputGradPass {
     RunCoefficients<T> alpha, centre, k, shift;
 
     explicit InputGradPass(const ChannelShape& sh) : alpha(sh), centre(sh), k(sh), shift(sh) {}
 
-    void run(const ChannelShape& sh, const Channels& ch, const T* dy, const T* x, T* dx) const {
+    template <bool Relu>
+    void run(const ChannelShape& sh, const Channels& ch, const T* dy, const T* x, const AffinePass<T>* mask,
+             T* dx) const {
         for_each_block(sh, ch, [&](std::size_t n0, std::size_t n1, std::size_t c0, std::size_t c1) {
             for_each_run(sh, n0, n1, c0, c1, [&](auto per_element, std::size_t off, std::size_t len, std::size_t first) {
                 constexpr std::size_t step = decltype(per_element)::value ? 1 : 0;
@@ -177,8 +208,13 @@ struct InputGradPass {
                 const T* g = dy + off;
                 const T* src = x + off;
                 T* dst = dx + off;
+                const T* mc = Relu ? mask->centre.from(first) : nullptr;
+                const T* ma = Relu ? mask->alpha.from(first) : nullptr;
+                const T* ms = Relu ? mask->shift.from(first) : nullptr;
                 for (std::size_t i = 0; i < len; ++i) {
-                    dst[i] = mul_add(g[i], al[i * step], mul_add(src[i] - ce[i * step], kk[i * step], sf[i * step]));
+                    T gi = g[i];
+                    if constexpr (Relu) gi = relu_grad(gi, affine(src[i], mc[i * step], ma[i * step], ms[i * step]));
+                    dst[i] = mul_add(gi, al[i * step], affine(src[i], ce[i * step], kk[i * step], sf[i * step]));
                 }
             });
         });
@@ -202,15 +238,29 @@ void set_forward(AffinePass<T>& pass, std::size_t c, double mean, double invstd,
     const double centre = centre_of<T>(mean);
     const double alpha = gamma_of(gamma, c) * invstd;
     pass.centre.set(c, centre);
-    pass.scale.set(c, alpha);
+    pass.alpha.set(c, alpha);
     pass.shift.set(c, (beta ? static_cast<double>(beta[c]) : 0.0) - (mean - centre) * alpha);
 }
 
-// The backward sums' term: {dy, dy·(x - mean)}.
-template <class T>
-auto backward_term(const T* dy, const T* x, const double* mean) {
-    return [dy, x, mean](std::size_t c, std::size_t i) {
-        const double g = static_cast<double>(dy[i]);
+// With a ReLU after the BN, the forward's pass rebuilt from the statistics it returned: what the
+// backward recomputes the ReLU's mask with. Without, nothing.
+template <bool Relu, class T>
+std::optional<AffinePass<T>> relu_mask(const ChannelShape& sh, const BatchNormStats& stats, const T* gamma,
+                                       const T* beta) {
+    std::optional<AffinePass<T>> mask;
+    if (!Relu) return mask;
+    mask.emplace(sh);
+    for (std::size_t c = 0; c < sh.c; ++c) set_forward(*mask, c, stats.mean[c], stats.invstd[c], gamma, beta);
+    return mask;
+}
+
+// The backward sums' term: {g, g·(x - mean)}, g = dy, gated by the ReLU's mask if Relu.
+template <bool Relu, class T>
+auto backward_term(const T* dy, const T* x, const double* mean, const AffinePass<T>* mask) {
+    return [dy, x, mean, mask](std::size_t c, std::size_t i) {
+        T gi = dy[i];
+        if constexpr (Relu) gi = relu_grad(gi, mask->at(c, x[i]));
+        const double g = static_cast<double>(gi);
         return std::array<double, 2>{g, g * (static_cast<double>(x[i]) - mean[c])};
     };
 }
@@ -222,11 +272,9 @@ void set_parameter_grads(std::size_t c, const std::array<double, 2>& sums, doubl
     if (dbeta) dbeta[c] = static_cast<T>(sums[0]);
 }
 
-}  // namespace
-
-template <class T>
-BatchNormStats batch_norm_forward_train(const ChannelShape& shape, const T* x, const T* gamma, const T* beta,
-                                        double eps, T* y, std::optional<RunningStats<T>> running) {
+template <bool Relu, class T>
+BatchNormStats forward_train(const ChannelShape& shape, const T* x, const T* gamma, const T* beta, double eps, T* y,
+                             std::optional<RunningStats<T>> running) {
     const double n = static_cast<double>(shape.per_channel());
     BatchNormStats st{std::vector<double>(shape.c), std::vector<double>(shape.c)};
     std::vector<std::array<double, 1>> sum(shape.c), sq(shape.c);
@@ -250,39 +298,41 @@ BatchNormStats batch_norm_forward_train(const ChannelShape& shape, const T* x, c
             }
             set_forward(pass, c, st.mean[c], st.invstd[c], gamma, beta);
         }
-        pass.run(shape, ch, x, y);
+        pass.template run<Relu>(shape, ch, x, y);
     });
     return st;
 }
 
-template <class T>
-BatchNormStats batch_norm_forward_eval(const ChannelShape& shape, const T* x, const T* gamma, const T* beta,
-                                       const T* running_mean, const T* running_var, double eps, T* y) {
+template <bool Relu, class T>
+BatchNormStats forward_eval(const ChannelShape& shape, const T* x, const T* gamma, const T* beta,
+                            const T* running_mean, const T* running_var, double eps, T* y) {
     BatchNormStats st{std::vector<double>(running_mean, running_mean + shape.c), std::vector<double>(shape.c)};
     AffinePass<T> pass(shape);
     for (std::size_t c = 0; c < shape.c; ++c) {
         st.invstd[c] = 1.0 / std::sqrt(static_cast<double>(running_var[c]) + eps);
         set_forward(pass, c, st.mean[c], st.invstd[c], gamma, beta);
     }
-    pass.run(shape, Channels{0, shape.c, true}, x, y);
+    pass.template run<Relu>(shape, Channels{0, shape.c, true}, x, y);
     return st;
 }
 
-template <class T>
-void batch_norm_backward_train(const ChannelShape& shape, const T* dy, const T* x, const T* gamma,
-                               const BatchNormStats& stats, T* dx, T* dgamma, T* dbeta) {
+template <bool Relu, class T>
+void backward_train(const ChannelShape& shape, const T* dy, const T* x, const T* gamma, const T* beta,
+                    const BatchNormStats& stats, T* dx, T* dgamma, T* dbeta) {
     const double n = static_cast<double>(shape.per_channel());
     std::vector<std::array<double, 2>> sums(shape.c);
+    const std::optional<AffinePass<T>> relu = relu_mask<Relu>(shape, stats, gamma, beta);
+    const AffinePass<T>* mask = relu ? &*relu : nullptr;
     std::optional<InputGradPass<T>> pass;
     if (dx) pass.emplace(shape);
     walk(shape, 3 * sizeof(T), [&](const Channels& ch) {
-        reduce<2>(shape, ch, backward_term(dy, x, stats.mean.data()), sums);
+        reduce<2>(shape, ch, backward_term<Relu>(dy, x, stats.mean.data(), mask), sums);
         for (std::size_t c = ch.begin; c < ch.end; ++c) {
             const double invstd = stats.invstd[c];
             set_parameter_grads(c, sums[c], invstd, dgamma, dbeta);
             if (!pass) continue;
-            // dx = alpha·(dy - Σdy/n - x̂·Σ(dy·x̂)/n) with x̂ = (x - mean)·invstd, regrouped
-            // around the centre: dy·alpha + (x - centre)·k + shift.
+            // dx = alpha·(g - Σg/n - x̂·Σ(g·x̂)/n) with x̂ = (x - mean)·invstd, regrouped
+            // around the centre: g·alpha + (x - centre)·k + shift.
             const double alpha = gamma_of(gamma, c) * invstd;
             const double centre = centre_of<T>(stats.mean[c]);
             const double k = -alpha * invstd * invstd * sums[c][1] / n;
@@ -291,25 +341,84 @@ void batch_norm_backward_train(const ChannelShape& shape, const T* dy, const T* 
             pass->k.set(c, k);
             pass->shift.set(c, -alpha * sums[c][0] / n - k * (stats.mean[c] - centre));
         }
-        if (pass) pass->run(shape, ch, dy, x, dx);
+        if (pass) pass->template run<Relu>(shape, ch, dy, x, mask, dx);
     });
+}
+
+template <bool Relu, class T>
+void backward_eval(const ChannelShape& shape, const T* dy, const T* x, const T* gamma, const T* beta,
+                   const BatchNormStats& stats, T* dx, T* dgamma, T* dbeta) {
+    const bool sums_wanted = dgamma || dbeta;
+    std::vector<std::array<double, 2>> sums(sums_wanted ? shape.c : 0);
+    const std::optional<AffinePass<T>> relu = relu_mask<Relu>(shape, stats, gamma, beta);
+    const AffinePass<T>* mask = relu ? &*relu : nullptr;
+    // dx = g·alpha: (dy - 0)·alpha + 0, without reading x; or, as the ReLU's mask reads x, the
+    // training pass with k = 0 and shift = 0.
+    std::optional<std::conditional_t<Relu, InputGradPass<T>, AffinePass<T>>> pass;
+    if (dx) pass.emplace(shape);
+    walk(shape, 3 * sizeof(T), [&](const Channels& ch) {
+        if (sums_wanted) reduce<2>(shape, ch, backward_term<Relu>(dy, x, stats.mean.data(), mask), sums);
+        for (std::size_t c = ch.begin; c < ch.end; ++c) {
+            if (sums_wanted) set_parameter_grads(c, sums[c], stats.invstd[c], dgamma, dbeta);
+            if (pass) pass->alpha.set(c, gamma_of(gamma, c) * stats.invstd[c]);
+        }
+        if (!pass) return;
+        if constexpr (Relu) {
+            pass->template run<true>(shape, ch, dy, x, mask, dx);
+        } else {
+            pass->run(shape, ch, dy, dx);
+        }
+    });
+}
+
+}  // namespace
+
+template <class T>
+BatchNormStats batch_norm_forward_train(const ChannelShape& shape, const T* x, const T* gamma, const T* beta,
+                                        double eps, T* y, std::optional<RunningStats<T>> running) {
+    return forward_train<false>(shape, x, gamma, beta, eps, y, running);
+}
+
+template <class T>
+BatchNormStats batch_norm_forward_eval(const ChannelShape& shape, const T* x, const T* gamma, const T* beta,
+                                       const T* running_mean, const T* running_var, double eps, T* y) {
+    return forward_eval<false>(shape, x, gamma, beta, running_mean, running_var, eps, y);
+}
+
+template <class T>
+void batch_norm_backward_train(const ChannelShape& shape, const T* dy, const T* x, const T* gamma,
+                               const BatchNormStats& stats, T* dx, T* dgamma, T* dbeta) {
+    backward_train<false, T>(shape, dy, x, gamma, nullptr, stats, dx, dgamma, dbeta);
 }
 
 template <class T>
 void batch_norm_backward_eval(const ChannelShape& shape, const T* dy, const T* x, const T* gamma,
                               const BatchNormStats& stats, T* dx, T* dgamma, T* dbeta) {
-    const bool sums_wanted = dgamma || dbeta;
-    std::vector<std::array<double, 2>> sums(sums_wanted ? shape.c : 0);
-    std::optional<AffinePass<T>> pass;  // dx = (dy - 0)·alpha + 0
-    if (dx) pass.emplace(shape);
-    walk(shape, 3 * sizeof(T), [&](const Channels& ch) {
-        if (sums_wanted) reduce<2>(shape, ch, backward_term(dy, x, stats.mean.data()), sums);
-        for (std::size_t c = ch.begin; c < ch.end; ++c) {
-            if (sums_wanted) set_parameter_grads(c, sums[c], stats.invstd[c], dgamma, dbeta);
-            if (pass) pass->scale.set(c, gamma_of(gamma, c) * stats.invstd[c]);
-        }
-        if (pass) pass->run(shape, ch, dy, dx);
-    });
+    backward_eval<false, T>(shape, dy, x, gamma, nullptr, stats, dx, dgamma, dbeta);
+}
+
+template <class T>
+BatchNormStats batch_norm_relu_forward_train(const ChannelShape& shape, const T* x, const T* gamma, const T* beta,
+                                             double eps, T* y, std::optional<RunningStats<T>> running) {
+    return forward_train<true>(shape, x, gamma, beta, eps, y, running);
+}
+
+template <class T>
+BatchNormStats batch_norm_relu_forward_eval(const ChannelShape& shape, const T* x, const T* gamma, const T* beta,
+                                            const T* running_mean, const T* running_var, double eps, T* y) {
+    return forward_eval<true>(shape, x, gamma, beta, running_mean, running_var, eps, y);
+}
+
+template <class T>
+void batch_norm_relu_backward_train(const ChannelShape& shape, const T* dy, const T* x, const T* gamma, const T* beta,
+                                    const BatchNormStats& stats, T* dx, T* dgamma, T* dbeta) {
+    backward_train<true>(shape, dy, x, gamma, beta, stats, dx, dgamma, dbeta);
+}
+
+template <class T>
+void batch_norm_relu_backward_eval(const ChannelShape& shape, const T* dy, const T* x, const T* gamma, const T* beta,
+                                   const BatchNormStats& stats, T* dx, T* dgamma, T* dbeta) {
+    backward_eval<true>(shape, dy, x, gamma, beta, stats, dx, dgamma, dbeta);
 }
 
 #define XGRAD_BATCH_NORM_KERNELS(T)                                                                                  \
@@ -320,7 +429,15 @@ void batch_norm_backward_eval(const ChannelShape& shape, const T* dy, const T* x
     template void batch_norm_backward_train(const ChannelShape&, const T*, const T*, const T*, const BatchNormStats&, \
                                             T*, T*, T*);                                                             \
     template void batch_norm_backward_eval(const ChannelShape&, const T*, const T*, const T*, const BatchNormStats&,  \
-                                           T*, T*, T*);
+                                           T*, T*, T*);                                                              \
+    template BatchNormStats batch_norm_relu_forward_train(const ChannelShape&, const T*, const T*, const T*, double, \
+                                                          T*, std::optional<RunningStats<T>>);                       \
+    template BatchNormStats batch_norm_relu_forward_eval(const ChannelShape&, const T*, const T*, const T*,          \
+                                                         const T*, const T*, double, T*);                            \
+    template void batch_norm_relu_backward_train(const ChannelShape&, const T*, const T*, const T*, const T*,        \
+                                                 const BatchNormStats&, T*, T*, T*);                                 \
+    template void batch_norm_relu_backward_eval(const ChannelShape&, const T*, const T*, const T*, const T*,         \
+                                                const BatchNormStats&, T*, T*, T*);
 XGRAD_BATCH_NORM_KERNELS(float)
 XGRAD_BATCH_NORM_KERNELS(double)
 #undef XGRAD_BATCH_NORM_KERNELS

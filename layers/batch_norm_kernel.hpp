@@ -16,6 +16,14 @@
 // When a channel's slab fits in a core's cache, a kernel runs its sums and its elementwise pass
 // block of channels by block of channels, so that each tensor is read from memory once.
 // Results do not depend on the thread count.
+//
+// The batch_norm_relu_ kernels are BN followed by a ReLU, y = max(0, BN(x)), fused: the ReLU is
+// applied in the forward's elementwise pass, and the backward takes dy of the ReLU's output and
+// gates it, in its sums and in its dx pass, by the ReLU's mask BN(x) > 0, so that the gradient
+// between the two is never a tensor. The mask is recomputed from x (hence the backwards take
+// beta) with the forward's coefficients and expression, which gives the forward's BN(x) bit for
+// bit: the backward reads x anyway, where y > 0 would be a fourth tensor to read (and y one to
+// keep). Results are those of the BN kernel and a separate ReLU, bit for bit.
 #pragma once
 
 #include <optional>
@@ -65,5 +73,22 @@ void batch_norm_backward_train(const ChannelShape& shape, const T* dy, const T* 
 template <class T>
 void batch_norm_backward_eval(const ChannelShape& shape, const T* dy, const T* x, const T* gamma,
                               const BatchNormStats& stats, T* dx, T* dgamma, T* dbeta);
+
+// BN then ReLU, fused: as the kernels above, with y = max(0, BN(x)), and dy the gradient of y.
+template <class T>
+BatchNormStats batch_norm_relu_forward_train(const ChannelShape& shape, const T* x, const T* gamma, const T* beta,
+                                             double eps, T* y, std::optional<RunningStats<T>> running = std::nullopt);
+
+template <class T>
+BatchNormStats batch_norm_relu_forward_eval(const ChannelShape& shape, const T* x, const T* gamma, const T* beta,
+                                            const T* running_mean, const T* running_var, double eps, T* y);
+
+template <class T>
+void batch_norm_relu_backward_train(const ChannelShape& shape, const T* dy, const T* x, const T* gamma, const T* beta,
+                                    const BatchNormStats& stats, T* dx, T* dgamma, T* dbeta);
+
+template <class T>
+void batch_norm_relu_backward_eval(const ChannelShape& shape, const T* dy, const T* x, const T* gamma, const T* beta,
+                                   const BatchNormStats& stats, T* dx, T* dgamma, T* dbeta);
 
 }  // namespace xgrad

@@ -31,8 +31,10 @@ public:
     Size2 stride() const { return stride_; }
     Size2 padding() const { return padding_; }
     Var<T>& weight() { return *weight_; }
+    const Var<T>& weight() const { return *weight_; }
     // Null when constructed without bias.
     Var<T>* bias() { return bias_; }
+    const Var<T>* bias() const { return bias_; }
 
 private:
     std::size_t in_channels_;
