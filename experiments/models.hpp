@@ -4,7 +4,9 @@
 //                      first forward rejects with an error naming fc1, 50176 and 3136
 //   paper-mlp          the MLP of Ioffe & Szegedy's MNIST experiment: 784-100-100-100-10, sigmoid,
 //                      BN before each hidden nonlinearity (no bias where BN follows)
-// With noisy_bn, a DistributionNoise layer follows every BN layer (noise1, noise2, ...).
+// With noisy_bn, a DistributionNoise layer follows every BN layer (noise1, noise2, ...). In the
+// seed CNN, a BN layer and the ReLU after it are one BatchNormReLU layer (named as the BN layer)
+// unless a noise layer comes between them.
 // Parameter and buffer names are those of the matching PyTorch module's state_dict.
 #pragma once
 
