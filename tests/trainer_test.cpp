@@ -152,6 +152,24 @@ TEST(Trainer, ResumesAfterSigkillToTheSameWeights) {
     fs::remove_all(killed);
 }
 
+// No sum depends on the thread count: the channel reductions fix their order, and OpenBLAS runs
+// single-threaded on parts of each product, every element's whole sum in one call.
+TEST(Trainer, OneAndTwoThreadsTrainTheSeedCnnToTheSameBits) {
+    TrainConfig c;
+    c.dataset = "synthetic";
+    c.synthetic_size = 256;
+    c.steps = 4;
+    c.eval_every = 4;
+    std::vector<fs::path> dirs;
+    for (std::size_t threads : {1, 2}) {
+        c.threads = threads;
+        dirs.push_back(fresh_dir("threads" + std::to_string(threads)));
+        ASSERT_EQ(xgrad::train(c, dirs.back()).status, "finished");
+    }
+    expect_same_checkpoints(dirs[0] / "checkpoint.npz", dirs[1] / "checkpoint.npz");
+    for (const auto& dir : dirs) fs::remove_all(dir);
+}
+
 TEST(Trainer, ADivergedRunNamesTheStepAndTheFirstNonFiniteLayer) {
     TrainConfig c = small_mlp_run();
     c.model = "seed-cnn";
