@@ -36,7 +36,8 @@ def google_benchmark(binary, pattern, repetitions):
     to_us = {"ns": 1e-3, "us": 1.0, "ms": 1e3, "s": 1e6}
     medians = {}
     for b in json.loads(out)["benchmarks"]:
-        if b.get("aggregate_name") == "median":
+        # With one repetition Google Benchmark reports the run itself, no aggregates.
+        if b.get("aggregate_name") == "median" or (repetitions == 1 and b["run_type"] == "iteration"):
             medians[b["run_name"]] = {**b, "us": b["real_time"] * to_us[b["time_unit"]]}
     return medians
 
@@ -160,12 +161,40 @@ def print_train_steps(build, repetitions):
     print()
 
 
+def print_pivot(binary, title, repetitions, counter=None):
+    """One Google Benchmark binary as tables, one per kind of arguments: a row per benchmark (its
+    name up to the arguments) and thread count, a column per shape, cells "µs (x_copy)"; with
+    `counter`, that counter's first value on the row in a last column."""
+    tables = {}  # argument names -> {(benchmark, threads): {shape: record}}
+    for name, record in google_benchmark(binary, ".", repetitions).items():
+        parts = [p for p in name.split("/") if p != "real_time"]
+        first_arg = next(i for i, part in enumerate(parts) if ":" in part)
+        args = [p for p in parts[first_arg:] if not p.startswith("threads:")]
+        threads = next((p.split(":")[1] for p in parts[first_arg:] if p.startswith("threads:")), "")
+        kind = tuple(a.split(":")[0] for a in args)
+        tables.setdefault(kind, {}).setdefault(("/".join(parts[:first_arg]), threads), {})["/".join(args)] = record
+    for kind, rows in tables.items():
+        columns = list(dict.fromkeys(shape for cells in rows.values() for shape in cells))
+        print(f"### {title}: {', '.join(kind)}\n")
+        print("| benchmark | threads | " + " | ".join(columns) + (f" | {counter} |" if counter else " |"))
+        print("|---" * (len(columns) + 2 + bool(counter)) + "|")
+        for (bench, threads), cells in rows.items():
+            shown = ["" if (r := cells.get(c)) is None else f"{r['us']:.1f}" + (f" ({r['x_copy']:.2f})" if "x_copy" in r else "")
+                     for c in columns]
+            extra = ""
+            if counter:
+                value = next((r[counter] for r in cells.values() if counter in r), None)
+                extra = " | " + ("" if value is None else f"{value:.2e}")
+            print(f"| {bench} | {threads} | " + " | ".join(shown) + extra + " |")
+        print()
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--build", default="build")
     parser.add_argument("--repetitions", type=int, default=5)
-    parser.add_argument("--part", choices=("all", "bn", "steps"), default="all",
-                        help="the BatchNorm2d tables, the training-step table, or both")
+    parser.add_argument("--part", choices=("all", "bn", "steps", "variants", "fusions"), default="all",
+                        help="one part of the tables, or all of them")
     parser.add_argument("--torch-steps-only", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.torch_steps_only:
@@ -180,6 +209,12 @@ def main():
         print_batch_norm(args.build, args.repetitions)
     if args.part in ("all", "steps"):
         print_train_steps(args.build, args.repetitions)
+    if args.part in ("all", "variants"):
+        print_pivot(f"{args.build}/bench/bn_variants_bench", "BatchNorm variants, µs (x_copy)", args.repetitions,
+                    counter="var_rel_err")
+    if args.part in ("all", "fusions"):
+        print_pivot(f"{args.build}/bench/bn_fusion_bench", "BatchNorm fusions, µs (x_copy)", args.repetitions,
+                    counter="max_abs_err")
 
 
 def print_batch_norm(build, repetitions):
