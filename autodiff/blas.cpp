@@ -10,7 +10,6 @@
 
 #include <tbb/parallel_for.h>
 
-#include "autodiff/threads.hpp"
 
 // OpenBLAS built with DYNAMIC_ARCH (as Debian's is) chooses its kernels when it is loaded, and
 // these two entry points choose them again; weak, so that other builds link without them.
@@ -29,7 +28,10 @@ int as_int(std::size_t v) { return static_cast<int>(v); }
 // Products smaller than this many multiply-adds run in one call: splitting them costs more
 // (each part packs its operands again) than a second thread saves.
 constexpr std::size_t kSplitAbove = std::size_t{1} << 23;
-// Rows or columns per part, at least: whole micro-kernel tiles of OpenBLAS's AVX-512 sgemm.
+// Parts of a split product: enough for two threads to balance, few enough that packing the
+// shared operand again for each part costs little.
+constexpr std::size_t kParts = 4;
+// Rows or columns per part, at least.
 constexpr std::size_t kMinPartWidth = 64;
 
 // OpenBLAS 0.3.21 (Debian 12) does not know CPU models newer than it (Sapphire and Emerald
@@ -65,6 +67,9 @@ void init_blas() {
     });
 }
 
+// Done when the program starts, before it can start threads: setenv is not thread-safe.
+[[maybe_unused]] const bool blas_ready = (init_blas(), true);
+
 template <class T>
 void blas_gemm(bool trans_a, bool trans_b, std::size_t m, std::size_t n, std::size_t k, T alpha, const T* a,
                std::size_t lda, const T* b, std::size_t ldb, T beta, T* c, std::size_t ldc) {
@@ -79,25 +84,23 @@ void blas_gemm(bool trans_a, bool trans_b, std::size_t m, std::size_t n, std::si
 
 }  // namespace
 
-// A large product is split along the longer of C's two sides into parts that TBB runs in
-// parallel, each one single-threaded OpenBLAS call on a block of rows of C (rows of op(A)) or
-// of columns of C (columns of op(B)); every element of C still gets its whole sum over k in one
-// call.
+// A large product is split along the longer side of C into parts that TBB runs in parallel, each
+// one single-threaded OpenBLAS call on a block of rows of C (rows of op(A)) or of columns of C
+// (columns of op(B)). The parts depend on the shape alone, never on the thread count: OpenBLAS
+// picks its kernel (and so the order of a sum) by the size of a call, so the same calls make the
+// same bits with one thread or two.
 template <class T>
 void gemm(bool trans_a, bool trans_b, std::size_t m, std::size_t n, std::size_t k, T alpha, const T* a, std::size_t lda,
           const T* b, std::size_t ldb, T beta, T* c, std::size_t ldc) {
     init_blas();
-    const auto threads = static_cast<std::size_t>(available_threads());
     const std::size_t side = std::max(m, n);
-    if (threads <= 1 || m * n * k < kSplitAbove || side < 2 * kMinPartWidth) {
+    if (m * n * k < kSplitAbove || side < 2 * kMinPartWidth) {
         blas_gemm(trans_a, trans_b, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
         return;
     }
-    // Two parts per thread, for balance when a thread is late; whole tiles per part.
-    const std::size_t width = (side / std::min(2 * threads, side / kMinPartWidth) + kMinPartWidth - 1) / kMinPartWidth * kMinPartWidth;
-    const std::size_t parts = (side + width - 1) / width;
+    const std::size_t parts = std::min(kParts, side / kMinPartWidth);
     tbb::parallel_for(std::size_t{0}, parts, [&](std::size_t p) {
-        const std::size_t first = p * width, count = std::min(width, side - first);
+        const std::size_t first = side * p / parts, count = side * (p + 1) / parts - first;
         if (m >= n) {  // rows of C: rows of A, or columns of A stored transposed
             blas_gemm(trans_a, trans_b, count, n, k, alpha, a + (trans_a ? first : first * lda), lda, b, ldb, beta,
                       c + first * ldc, ldc);

@@ -1,15 +1,18 @@
 #!/usr/bin/python3
 """xgrad side by side with oneDNN and PyTorch, measured in one run on this machine; prints the
 markdown tables of bench/RESULTS.md:
-  - BatchNorm2d forward-train and forward-train + backward at the shapes of bench/bn_shapes.hpp,
+  - bn: BatchNorm2d forward-train and forward-train + backward at the shapes of bench/bn_shapes.hpp,
     1 and 2 threads: xgrad's kernels, oneDNN (NCHW and NHWC), PyTorch (NCHW and channels_last),
     and the copy floor (x_copy: time over a copy of the same traffic, in the xgrad binary);
-  - a training step of seed-cnn (batch 64, Adam) and of paper-mlp (batch 60, SGD): xgrad's
+  - steps: a training step of seed-cnn (batch 64, Adam) and of paper-mlp (batch 60, SGD): xgrad's
     build/bench/train_step_bench against the same model, optimizer and threads in PyTorch, run
     as installed and with OPENBLAS_CORETYPE=SkylakeX (Debian's OpenBLAS 0.3.21, which PyTorch's
-    matmuls call, falls back to SSE3 kernels on CPUs newer than it; xgrad picks the AVX-512 ones).
+    matmuls call, falls back to SSE3 kernels on CPUs newer than it; xgrad picks the AVX-512 ones);
+  - variants: build/bench/bn_variants_bench (BN written other ways), µs and x_copy, var_rel_err;
+  - fusions: build/bench/bn_fusion_bench (BN + ReLU, eval folding, BN folded into Conv2d).
 
-usage: /usr/bin/python3 bench/compare_torch.py [--build build] [--repetitions 5] [--part all|bn|steps]
+usage: /usr/bin/python3 bench/compare_torch.py [--build build] [--repetitions 5]
+                                               [--part all|bn|steps|variants|fusions]
 """
 import argparse
 import json
@@ -168,7 +171,7 @@ def print_pivot(binary, title, repetitions, counter=None):
     tables = {}  # argument names -> {(benchmark, threads): {shape: record}}
     for name, record in google_benchmark(binary, ".", repetitions).items():
         parts = [p for p in name.split("/") if p != "real_time"]
-        first_arg = next(i for i, part in enumerate(parts) if ":" in part)
+        first_arg = next((i for i, part in enumerate(parts) if ":" in part), len(parts))
         args = [p for p in parts[first_arg:] if not p.startswith("threads:")]
         threads = next((p.split(":")[1] for p in parts[first_arg:] if p.startswith("threads:")), "")
         kind = tuple(a.split(":")[0] for a in args)

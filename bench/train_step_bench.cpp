@@ -2,8 +2,10 @@
 // cross-entropy, backward, optimizer step), on a fixed random batch:
 //   seed-cnn   batch 64, Adam (lr 1e-3), as `bash setup.sh main` trains it
 //   paper-mlp  batch 60, SGD (lr 0.1), as the paper's MNIST experiment
-// Argument: threads (TBB and OpenBLAS both limited to it). items_per_second is images per second;
-// bench/compare_torch.py times the same models, optimizers and threads in PyTorch.
+// Argument: threads (TBB's limit; OpenBLAS runs single-threaded inside TBB's parts of a product).
+// items_per_second is images per second; the context line blas_kernels names the CPU whose
+// OpenBLAS kernels ran. bench/compare_torch.py times the same models, optimizers and threads in
+// PyTorch.
 #include <cstddef>
 #include <memory>
 #include <string>
@@ -61,6 +63,7 @@ void train_step(benchmark::State& state, const std::string& name, std::size_t ba
     tbb::global_control limit(tbb::global_control::max_allowed_parallelism, static_cast<std::size_t>(threads));
     Step step(name, batch);
     for (int i = 0; i < 3; ++i) step.run();  // buffers allocated, caches warm
+    benchmark::AddCustomContext("blas_kernels", blas_kernels());
     for (auto _ : state) step.run();
     state.SetItemsProcessed(static_cast<std::int64_t>(state.iterations() * batch));
 }

@@ -179,7 +179,7 @@ struct AffinePass {
                 T* dst = out + off;
                 for (std::size_t i = 0; i < len; ++i) {
                     const T v = affine(src[i], ce[i * step], al[i * step], sf[i * step]);
-                    dst[i] = Relu ? std::max(v, T(0)) : v;
+                    dst[i] = Relu ? (v > T(0) ? v : T(0)) : v;  // the graph's ReLU: NaN and -0 give +0
                 }
             });
         });
@@ -195,7 +195,9 @@ struct InputGradPass {
 
     explicit InputGradPass(const ChannelShape& sh) : alpha(sh), centre(sh), k(sh), shift(sh) {}
 
-    template <bool Relu>
+    // XTerm false: dx = g·alpha alone (eval), x read only for the mask, so that a non-finite x
+    // cannot turn a gated 0 into a NaN through (x - centre)·0.
+    template <bool Relu, bool XTerm = true>
     void run(const ChannelShape& sh, const Channels& ch, const T* dy, const T* x, const AffinePass<T>* mask,
              T* dx) const {
         for_each_block(sh, ch, [&](std::size_t n0, std::size_t n1, std::size_t c0, std::size_t c1) {
@@ -214,7 +216,11 @@ struct InputGradPass {
                 for (std::size_t i = 0; i < len; ++i) {
                     T gi = g[i];
                     if constexpr (Relu) gi = relu_grad(gi, affine(src[i], mc[i * step], ma[i * step], ms[i * step]));
-                    dst[i] = mul_add(gi, al[i * step], affine(src[i], ce[i * step], kk[i * step], sf[i * step]));
+                    if constexpr (XTerm) {
+                        dst[i] = mul_add(gi, al[i * step], affine(src[i], ce[i * step], kk[i * step], sf[i * step]));
+                    } else {
+                        dst[i] = affine(gi, T(0), al[i * step], T(0));  // as the eval pass without the ReLU
+                    }
                 }
             });
         });
@@ -353,7 +359,7 @@ void backward_eval(const ChannelShape& shape, const T* dy, const T* x, const T* 
     const std::optional<AffinePass<T>> relu = relu_mask<Relu>(shape, stats, gamma, beta);
     const AffinePass<T>* mask = relu ? &*relu : nullptr;
     // dx = g·alpha: (dy - 0)·alpha + 0, without reading x; or, as the ReLU's mask reads x, the
-    // training pass with k = 0 and shift = 0.
+    // training pass without its x term.
     std::optional<std::conditional_t<Relu, InputGradPass<T>, AffinePass<T>>> pass;
     if (dx) pass.emplace(shape);
     walk(shape, 3 * sizeof(T), [&](const Channels& ch) {
@@ -364,7 +370,7 @@ void backward_eval(const ChannelShape& shape, const T* dy, const T* x, const T* 
         }
         if (!pass) return;
         if constexpr (Relu) {
-            pass->template run<true>(shape, ch, dy, x, mask, dx);
+            pass->template run<true, false>(shape, ch, dy, x, mask, dx);
         } else {
             pass->run(shape, ch, dy, dx);
         }

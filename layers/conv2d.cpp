@@ -16,7 +16,7 @@ namespace xgrad {
 namespace {
 
 // The batch is processed in chunks of whole samples whose im2col matrix has at most about this
-// many elements: memory stays bounded while one gemm still spans several samples.
+// many elements: memory stays bounded while the product for dW still spans several samples.
 constexpr std::size_t kColumnBudget = std::size_t{1} << 22;
 
 struct Span {
@@ -62,8 +62,8 @@ void for_each_tap_row(const WindowGeometry& g, F&& f) {
     }
 }
 
-// Calls f(tap, rows, cols, shift) for each kernel tap (i * kw + j): its outputs (oh, ow) with oh in
-// rows and ow in cols read the input inside the image, at oh * W + ow + shift when the stride is 1
+// Calls f(tap, rows, valid, shift) for each kernel tap (i * kw + j): its outputs (oh, ow) with oh in
+// rows and ow in valid read the input inside the image, at oh * W + ow + shift when the stride is 1
 // and OW == W.
 template <class F>
 void for_each_tap_span(const WindowGeometry& g, F&& f) {
@@ -101,17 +101,17 @@ void im2col(const T* x, const WindowGeometry& g, std::size_t n0, std::size_t cou
         T* dst = cols + c * taps * ld + b * g.out_plane();
         const T* src = x + ((n0 + b) * g.c + c) * g.in_plane();
         if (shifted_plane) {
-            for_each_tap_span(g, [&](std::size_t tap, Span rows, Span cols, std::ptrdiff_t shift) {
+            for_each_tap_span(g, [&](std::size_t tap, Span rows, Span valid, std::ptrdiff_t shift) {
                 T* out = dst + tap * ld;
                 const auto plane = static_cast<std::ptrdiff_t>(g.in_plane());
                 const auto first = std::max<std::ptrdiff_t>(static_cast<std::ptrdiff_t>(rows.begin * g.ow), -shift);
                 const auto last = std::min<std::ptrdiff_t>(static_cast<std::ptrdiff_t>(rows.end * g.ow), plane - shift);
                 std::fill_n(out, rows.begin * g.ow, T(0));
-                if (first < last) std::copy(src + first + shift, src + last + shift, out + first);
+                if (first < last) std::copy(src + (first + shift), src + (last + shift), out + first);
                 std::fill(out + rows.end * g.ow, out + g.out_plane(), T(0));
                 for (std::size_t oh = rows.begin; oh < rows.end; ++oh) {
-                    std::fill_n(out + oh * g.ow, cols.begin, T(0));
-                    std::fill(out + oh * g.ow + cols.end, out + (oh + 1) * g.ow, T(0));
+                    std::fill_n(out + oh * g.ow, valid.begin, T(0));
+                    std::fill(out + oh * g.ow + valid.end, out + (oh + 1) * g.ow, T(0));
                 }
             });
             return;
@@ -150,11 +150,11 @@ void col2im(T* cols, const WindowGeometry& g, std::size_t n0, std::size_t count,
         if (!add) std::fill_n(dst, g.in_plane(), T(0));
         if (shifted_plane) {
             // One long add per tap, once the padding's entries are zero (adding 0 changes nothing).
-            for_each_tap_span(g, [&](std::size_t tap, Span rows, Span cols, std::ptrdiff_t shift) {
+            for_each_tap_span(g, [&](std::size_t tap, Span rows, Span valid, std::ptrdiff_t shift) {
                 T* in = src + tap * ld;
                 for (std::size_t oh = rows.begin; oh < rows.end; ++oh) {
-                    std::fill_n(in + oh * g.ow, cols.begin, T(0));
-                    std::fill(in + oh * g.ow + cols.end, in + (oh + 1) * g.ow, T(0));
+                    std::fill_n(in + oh * g.ow, valid.begin, T(0));
+                    std::fill(in + oh * g.ow + valid.end, in + (oh + 1) * g.ow, T(0));
                 }
                 const auto plane = static_cast<std::ptrdiff_t>(g.in_plane());
                 const auto first = std::max<std::ptrdiff_t>(static_cast<std::ptrdiff_t>(rows.begin * g.ow), -shift);

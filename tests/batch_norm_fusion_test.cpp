@@ -7,9 +7,11 @@
 #include <rapidcheck/gtest.h>
 
 #include <algorithm>
+#include <bit>
 #include <cmath>
 #include <cstdint>
 #include <iomanip>
+#include <limits>
 #include <memory>
 #include <random>
 #include <sstream>
@@ -169,6 +171,36 @@ RC_GTEST_PROP(BatchNormReLUEquality, EqualsBatchNormThenReLUBitForBit, ()) {
     const char* what[] = {"y", "dx", "running_mean", "running_var", "dgamma", "dbeta"};
     for (std::size_t k = 0; k < a.size(); ++k) {
         if (a[k] != b[k]) RC_FAIL(std::string(what[k]) + " differs");
+    }
+}
+
+// NaN, infinities and -0 in x: the same bits as BatchNorm then ReLU (any NaN for a NaN), in
+// eval mode, where they stay in their own elements, and in training, where they spread.
+TEST(BatchNormReLUEquality, NonFiniteInputsGiveWhatBatchNormThenReLUGives) {
+    const double inf = std::numeric_limits<double>::infinity(), nan = std::numeric_limits<double>::quiet_NaN();
+    const Array x = {{{{nan, inf}, {-inf, -0.0}}, {{1.0, -2.0}, {0.5, 3.0}}}, {{{-1.0, 2.0}, {0.0, 1.5}}, {{inf, -0.0}, {2.0, -1.0}}}};
+    const Array dy = {{{{1.0, -2.0}, {3.0, -4.0}}, {{-1.0, 2.0}, {-3.0, 4.0}}}, {{{0.5, -0.5}, {1.5, -1.5}}, {{2.0, -0.0}, {-2.0, 1.0}}}};
+    const auto same = [](const Array& a, const Array& b) {
+        if (a.shape() != b.shape()) return false;
+        for (std::size_t i = 0; i < a.size(); ++i) {
+            const double u = a.data()[i], v = b.data()[i];
+            if (!(std::isnan(u) && std::isnan(v)) && std::bit_cast<std::uint64_t>(u) != std::bit_cast<std::uint64_t>(v)) return false;
+        }
+        return true;
+    };
+    for (const bool training : {false, true}) {
+        SCOPED_TRACE(training ? "training" : "eval");
+        std::vector<Array> outs[2];
+        for (const bool fused : {true, false}) {
+            auto bn = makeBatchNorm<double>(fused, 4, 2);
+            bn->train(training);
+            Var<double> xv = leaf(x);
+            const Var<double> y = fused ? (*bn)(xv) : Var<double>(xgrad::relu((*bn)(xv)));
+            y.backward(dy);
+            outs[fused] = {y.value(), xv.grad(), bn->weight()->grad(), bn->bias()->grad()};
+        }
+        const char* what[] = {"y", "dx", "dgamma", "dbeta"};
+        for (std::size_t k = 0; k < 4; ++k) EXPECT_TRUE(same(outs[1][k], outs[0][k])) << what[k];
     }
 }
 

@@ -15,9 +15,12 @@
 #include <functional>
 #include <limits>
 #include <numeric>
+#include <random>
 #include <stdexcept>
 #include <string>
 #include <vector>
+
+#include <tbb/task_arena.h>
 
 #include "autodiff/blas.hpp"
 #include "tests/generators.hpp"
@@ -321,6 +324,33 @@ TEST(Matmul, BlasRunsVectorKernelsWhereTheCpuHasThem) {
     const std::string kernels = xgrad::blas_kernels();
     EXPECT_NE(kernels, "Prescott");
     EXPECT_NE(kernels, "Core2");
+}
+
+// A product large enough to be split gives the same bits with one thread and with two: the
+// parts depend on the shape alone.
+TEST(Matmul, SplitProductsDoNotDependOnTheThreadCount) {
+    struct Case {
+        bool trans_a, trans_b;
+        std::size_t m, n, k;
+    };
+    const Case cases[] = {{false, false, 257, 64, 512}, {false, false, 64, 832, 1024}, {true, false, 300, 70, 600},
+                          {false, true, 70, 300, 600},  {true, true, 129, 200, 400}};
+    std::mt19937 rng(7);
+    std::normal_distribution<float> normal;
+    for (const Case& c : cases) {
+        std::vector<float> a(c.m * c.k), b(c.k * c.n);
+        for (float& v : a) v = normal(rng);
+        for (float& v : b) v = normal(rng);
+        const auto product = [&](int threads) {
+            std::vector<float> out(c.m * c.n, 1.0f);
+            tbb::task_arena(threads).execute([&] {
+                xgrad::gemm<float>(c.trans_a, c.trans_b, c.m, c.n, c.k, 1.0f, a.data(), c.trans_a ? c.m : c.k, b.data(),
+                                   c.trans_b ? c.k : c.n, 0.0f, out.data(), c.n);
+            });
+            return out;
+        };
+        EXPECT_TRUE(product(1) == product(2)) << c.m << "x" << c.n << "x" << c.k;
+    }
 }
 
 RC_GTEST_PROP(ShapeErrors, MatmulMismatchNamesOpAndShapes, ()) {
