@@ -32,7 +32,7 @@ const char* profile_name(Profile profile);
 struct ExperimentOptions {
     std::filesystem::path results = "results";
     Profile profile = Profile::quick;
-    // Runs trained at once, each on one thread (TBB and OpenBLAS): for these small models two
+    // Runs trained at once, each on one thread: for these small models two
     // runs side by side use 2 cores better than one run on two threads.
     std::size_t jobs = 2;
 };

@@ -93,7 +93,7 @@ int main(int argc, char** argv) {
     train_cmd->add_flag("--noisy-bn", config.noisy_bn, "Noise after every BN layer (Santurkar et al. 2018)");
     train_cmd->add_option("--synthetic-size", config.synthetic_size, "Training images of the synthetic data set")->capture_default_str();
     train_cmd->add_option("--seed", config.seed, "Seed of initialization, data order and dropout")->capture_default_str();
-    train_cmd->add_option("--threads", config.threads, "Threads for TBB and OpenBLAS")->check(CLI::PositiveNumber)->capture_default_str();
+    train_cmd->add_option("--threads", config.threads, "Threads (TBB's; OpenBLAS runs single-threaded inside them)")->check(CLI::PositiveNumber)->capture_default_str();
     train_cmd->add_option("--out", out, "Run directory (resumed if it holds an unfinished run with the same configuration)")->required();
 
     std::string checkpoint, eval_dataset = "fashion-mnist";
@@ -121,7 +121,7 @@ int main(int argc, char** argv) {
         ->check(CLI::IsMember({"quick", "paper"}))->capture_default_str();
     experiment_cmd->add_option("--jobs", experiment_options.jobs, "Runs trained at once, one thread each")
         ->check(CLI::PositiveNumber)->capture_default_str();
-    experiment_cmd->add_option("--threads", seed_cnn_bn.threads, "seed-cnn-bn: threads for TBB and OpenBLAS")->capture_default_str();
+    experiment_cmd->add_option("--threads", seed_cnn_bn.threads, "seed-cnn-bn: threads (TBB's; OpenBLAS runs single-threaded inside them)")->capture_default_str();
 
     std::string report_results = "results", report_out = "experiments/REPORT.md";
     CLI::App* report_cmd = app.add_subcommand("report", "Regenerate REPORT.md from the experiments' claims.json files");
