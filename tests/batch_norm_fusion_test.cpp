@@ -27,6 +27,7 @@
 #include "layers/batch_norm_kernel.hpp"
 #include "layers/fold_batch_norm.hpp"
 #include "layers/sequential.hpp"
+#include "tests/batch_norm_state.hpp"
 #include "tests/generators.hpp"
 
 namespace {
@@ -56,20 +57,6 @@ std::unique_ptr<BatchNorm<T>> makeBatchNorm(bool relu, std::size_t rank, std::si
     }
     if (relu) return std::make_unique<xgrad::BatchNormReLU1d<T>>(channels, o);
     return std::make_unique<xgrad::BatchNorm1d<T>>(channels, o);
-}
-
-template <class T>
-xt::xarray<T>& buffer(BatchNorm<T>& bn, const std::string& name) {
-    for (auto& [n, b] : bn.named_buffers()) {
-        if (n == name) return *b.tensor;
-    }
-    throw std::logic_error("no buffer " + name);
-}
-
-template <class T>
-void setAffine(BatchNorm<T>& bn, const xt::xarray<T>& gamma, const xt::xarray<T>& beta) {
-    Var<T>(*bn.weight()).mutable_value() = gamma;
-    Var<T>(*bn.bias()).mutable_value() = beta;
 }
 
 // x of shape (N, C, ...) seen as (N, C, S): f(flat index) over channel c's elements.

@@ -24,6 +24,7 @@
 
 #include "layers/batch_norm.hpp"
 #include "layers/batch_norm_kernel.hpp"
+#include "tests/batch_norm_state.hpp"
 #include "tests/generators.hpp"
 
 namespace {
@@ -133,20 +134,6 @@ template <class T = double>
 std::unique_ptr<BatchNorm<T>> makeBatchNorm(std::size_t rank, std::size_t channels, BatchNormOptions options = {}) {
     if (rank == 4) return std::make_unique<BatchNorm2d<T>>(channels, options);
     return std::make_unique<BatchNorm1d<T>>(channels, options);
-}
-
-template <class T>
-xt::xarray<T>& buffer(BatchNorm<T>& bn, const std::string& name) {
-    for (auto& [n, b] : bn.named_buffers()) {
-        if (n == name) return *b.tensor;
-    }
-    throw std::logic_error("no buffer " + name);
-}
-
-template <class T>
-void setAffine(BatchNorm<T>& bn, const xt::xarray<T>& gamma, const xt::xarray<T>& beta) {
-    Var<T>(*bn.weight()).mutable_value() = gamma;
-    Var<T>(*bn.bias()).mutable_value() = beta;
 }
 
 // A model holding a BatchNorm as "bn", so that the layer's where() names a path.
