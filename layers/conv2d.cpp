@@ -46,36 +46,32 @@ struct TapRow {
     std::size_t in;
 };
 
-// Calls f(TapRow) for each kernel tap and output row of one channel plane.
+// Calls f(i, j, rows, valid) for each kernel tap (i, j): its outputs (oh, ow) with oh in rows and
+// ow in valid read the input inside the image; the others read the padding.
 template <class F>
-void for_each_tap_row(const WindowGeometry& g, F&& f) {
+void for_each_tap(const WindowGeometry& g, F&& f) {
     for (std::size_t i = 0; i < g.kernel.h; ++i) {
         const Span rows = valid_outputs(g.oh, g.stride.h, i, g.padding.h, g.h);
-        for (std::size_t j = 0; j < g.kernel.w; ++j) {
-            const Span cols = valid_outputs(g.ow, g.stride.w, j, g.padding.w, g.w);
-            for (std::size_t oh = 0; oh < g.oh; ++oh) {
-                const bool inside = oh >= rows.begin && oh < rows.end && cols.begin < cols.end;
-                const std::size_t in = inside ? (oh * g.stride.h + i - g.padding.h) * g.w + cols.begin * g.stride.w + j - g.padding.w : 0;
-                f(TapRow{i * g.kernel.w + j, oh * g.ow, cols, inside, in});
-            }
-        }
+        for (std::size_t j = 0; j < g.kernel.w; ++j) f(i, j, rows, valid_outputs(g.ow, g.stride.w, j, g.padding.w, g.w));
     }
 }
 
-// Calls f(tap, rows, valid, shift) for each kernel tap (i * kw + j): its outputs (oh, ow) with oh in
-// rows and ow in valid read the input inside the image, at oh * W + ow + shift when the stride is 1
-// and OW == W.
+// Calls f(TapRow) for each kernel tap and output row of one channel plane.
 template <class F>
-void for_each_tap_span(const WindowGeometry& g, F&& f) {
-    for (std::size_t i = 0; i < g.kernel.h; ++i) {
-        const Span rows = valid_outputs(g.oh, g.stride.h, i, g.padding.h, g.h);
-        for (std::size_t j = 0; j < g.kernel.w; ++j) {
-            const Span cols = valid_outputs(g.ow, g.stride.w, j, g.padding.w, g.w);
-            const auto shift = (static_cast<std::ptrdiff_t>(i) - static_cast<std::ptrdiff_t>(g.padding.h)) * static_cast<std::ptrdiff_t>(g.w) +
-                               static_cast<std::ptrdiff_t>(j) - static_cast<std::ptrdiff_t>(g.padding.w);
-            f(i * g.kernel.w + j, rows, cols, shift);
+void for_each_tap_row(const WindowGeometry& g, F&& f) {
+    for_each_tap(g, [&](std::size_t i, std::size_t j, Span rows, Span cols) {
+        for (std::size_t oh = 0; oh < g.oh; ++oh) {
+            const bool inside = oh >= rows.begin && oh < rows.end && cols.begin < cols.end;
+            const std::size_t in = inside ? (oh * g.stride.h + i - g.padding.h) * g.w + cols.begin * g.stride.w + j - g.padding.w : 0;
+            f(TapRow{i * g.kernel.w + j, oh * g.ow, cols, inside, in});
         }
-    }
+    });
+}
+
+// With stride 1 and OW == W, tap (i, j)'s output at plane index d reads input d + shift.
+std::ptrdiff_t plane_shift(const WindowGeometry& g, std::size_t i, std::size_t j) {
+    return (static_cast<std::ptrdiff_t>(i) - static_cast<std::ptrdiff_t>(g.padding.h)) * static_cast<std::ptrdiff_t>(g.w) +
+           static_cast<std::ptrdiff_t>(j) - static_cast<std::ptrdiff_t>(g.padding.w);
 }
 
 // f(b, c) for every sample b of a chunk of `count` and channel c < channels, in parallel.
@@ -101,8 +97,9 @@ void im2col(const T* x, const WindowGeometry& g, std::size_t n0, std::size_t cou
         T* dst = cols + c * taps * ld + b * g.out_plane();
         const T* src = x + ((n0 + b) * g.c + c) * g.in_plane();
         if (shifted_plane) {
-            for_each_tap_span(g, [&](std::size_t tap, Span rows, Span valid, std::ptrdiff_t shift) {
-                T* out = dst + tap * ld;
+            for_each_tap(g, [&](std::size_t i, std::size_t j, Span rows, Span valid) {
+                const std::ptrdiff_t shift = plane_shift(g, i, j);
+                T* out = dst + (i * g.kernel.w + j) * ld;
                 const auto plane = static_cast<std::ptrdiff_t>(g.in_plane());
                 const auto first = std::max<std::ptrdiff_t>(static_cast<std::ptrdiff_t>(rows.begin * g.ow), -shift);
                 const auto last = std::min<std::ptrdiff_t>(static_cast<std::ptrdiff_t>(rows.end * g.ow), plane - shift);
@@ -150,8 +147,9 @@ void col2im(T* cols, const WindowGeometry& g, std::size_t n0, std::size_t count,
         if (!add) std::fill_n(dst, g.in_plane(), T(0));
         if (shifted_plane) {
             // One long add per tap, once the padding's entries are zero (adding 0 changes nothing).
-            for_each_tap_span(g, [&](std::size_t tap, Span rows, Span valid, std::ptrdiff_t shift) {
-                T* in = src + tap * ld;
+            for_each_tap(g, [&](std::size_t i, std::size_t j, Span rows, Span valid) {
+                const std::ptrdiff_t shift = plane_shift(g, i, j);
+                T* in = src + (i * g.kernel.w + j) * ld;
                 for (std::size_t oh = rows.begin; oh < rows.end; ++oh) {
                     std::fill_n(in + oh * g.ow, valid.begin, T(0));
                     std::fill(in + oh * g.ow + valid.end, in + (oh + 1) * g.ow, T(0));

@@ -171,11 +171,7 @@ std::vector<T> to_nhwc(const ChannelShape& sh, const std::vector<T>& v) {
 
 template <class T>
 std::vector<T> from_nhwc(const ChannelShape& sh, const std::vector<T>& v) {
-    std::vector<T> out(v.size());
-    for (std::size_t n = 0; n < sh.n; ++n)
-        for (std::size_t c = 0; c < sh.c; ++c)
-            for (std::size_t s = 0; s < sh.s; ++s) out[(n * sh.c + c) * sh.s + s] = v[(n * sh.s + s) * sh.c + c];
-    return out;
+    return to_nhwc(ChannelShape{sh.n, sh.s, sh.c}, v);  // (N, S, C) seen as (N, C', S') with C' = S
 }
 
 // The NHWC kernels on b transposed, their tensors transposed back.
