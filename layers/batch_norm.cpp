@@ -8,8 +8,7 @@
 
 #include <xtensor/xbuilder.hpp>
 
-#include "autodiff/channel_reduce.hpp"
-#include "layers/batch_norm_kernel.hpp"
+#include "layers/normalization/normalization_node.hpp"
 
 namespace xgrad {
 
@@ -34,43 +33,6 @@ void check_per_channel(const std::string& where, const char* what, const xt::xar
         throw ShapeError(where + ": " + what + " of shape " + shape_str(v.shape()) + " given for an input with C=" +
                          std::to_string(x_shape[1]) + " channels " + shape_str(x_shape));
     }
-}
-
-template <class T>
-using Grad = std::optional<xt::xarray<T>>;
-
-// An uninitialized gradient for `node` if it wants one.
-template <class T>
-Grad<T> grad_for(const std::shared_ptr<Node<T>>& node) {
-    if (!node || !node->requires_grad) return std::nullopt;
-    return xt::xarray<T>::from_shape(node->value.shape());
-}
-
-template <class T>
-T* data_or_null(Grad<T>& g) {
-    return g ? g->data() : nullptr;
-}
-
-template <class T>
-void pass_on(const std::shared_ptr<Node<T>>& node, Grad<T>& g) {
-    if (g) accumulate_grad(*node, std::move(*g));
-}
-
-// The backward kernels with one signature: beta, which only the fused ReLU's mask needs, is
-// ignored by the others.
-template <class T>
-using BackwardKernel = void (*)(const ChannelShape&, const T* dy, const T* x, const T* gamma, const T* beta,
-                                const BatchNormStats&, T* dx, T* dgamma, T* dbeta);
-
-template <class T>
-BackwardKernel<T> backward_kernel(bool training, bool relu) {
-    if (relu) return training ? batch_norm_relu_backward_train<T> : batch_norm_relu_backward_eval<T>;
-    if (training) {
-        return [](const ChannelShape& sh, const T* dy, const T* x, const T* gamma, const T*, const BatchNormStats& st,
-                  T* dx, T* dgamma, T* dbeta) { batch_norm_backward_train(sh, dy, x, gamma, st, dx, dgamma, dbeta); };
-    }
-    return [](const ChannelShape& sh, const T* dy, const T* x, const T* gamma, const T*, const BatchNormStats& st, T* dx,
-              T* dgamma, T* dbeta) { batch_norm_backward_eval(sh, dy, x, gamma, st, dx, dgamma, dbeta); };
 }
 
 }  // namespace
@@ -99,41 +61,29 @@ Var<T> batch_norm(const Var<T>& x, const BatchNormArgs<T>& args, std::string_vie
                          torch_size(shape));
     }
 
-    const T* gamma = args.weight ? args.weight->value().data() : nullptr;
-    const T* beta = args.bias ? args.bias->value().data() : nullptr;
-    xt::xarray<T> y = xt::xarray<T>::from_shape(shape);
-    BatchNormStats stats;
-    if (args.training) {
-        std::optional<RunningStats<T>> running;
-        if (has_running) running = RunningStats<T>{args.running_mean->data(), args.running_var->data(), args.momentum};
-        const auto forward = args.relu ? batch_norm_relu_forward_train<T> : batch_norm_forward_train<T>;
-        stats = forward(sh, x.value().data(), gamma, beta, args.eps, y.data(), running);
-    } else {
-        const auto forward = args.relu ? batch_norm_relu_forward_eval<T> : batch_norm_forward_eval<T>;
-        stats = forward(sh, x.value().data(), gamma, beta, args.running_mean->data(), args.running_var->data(), args.eps,
-                        y.data());
+    const Grouping grouping = Grouping::per_channel(sh);
+    NormalizeOptions<T> options;
+    options.eps = args.eps;
+    options.gamma = args.weight ? args.weight->value().data() : nullptr;
+    options.beta = args.bias ? args.bias->value().data() : nullptr;
+    if (args.training && has_running) {
+        options.running = RunningStats<T>{args.running_mean->data(), args.running_var->data(), args.momentum};
     }
-
-    using NodePtr = typename Var<T>::NodePtr;
-    const NodePtr xn = x.node();
-    const NodePtr gn = args.weight ? args.weight->node() : nullptr;
-    const NodePtr bn = args.bias ? args.bias->node() : nullptr;
-    std::vector<NodePtr> inputs{xn};
-    if (gn) inputs.push_back(gn);
-    if (bn) inputs.push_back(bn);
-    const auto kernel = backward_kernel<T>(args.training, args.relu);
-    return Var<T>::from_op(std::move(y), args.relu ? "batch_norm_relu" : "batch_norm", std::move(inputs),
-                           [xn, gn, bn, sh, kernel, stats = std::move(stats)](const Node<T>&, const xt::xarray<T>& grad_out) {
-                               Grad<T> dx = grad_for(xn);
-                               Grad<T> dgamma = grad_for(gn);
-                               Grad<T> dbeta = grad_for(bn);
-                               kernel(sh, grad_out.data(), xn->value.data(), gn ? gn->value.data() : nullptr,
-                                      bn ? bn->value.data() : nullptr, stats, data_or_null(dx), data_or_null(dgamma),
-                                      data_or_null(dbeta));
-                               pass_on(xn, dx);
-                               pass_on(gn, dgamma);
-                               pass_on(bn, dbeta);
-                           });
+    const auto run = [&](const auto& epilogue) {
+        xt::xarray<T> y = xt::xarray<T>::from_shape(shape);
+        NormalizedBatch batch;
+        if (args.training) {
+            batch = normalize_batch(grouping, x.value().data(), options, epilogue, y.data());
+        } else {
+            batch.norm = running_normalization(args.running_mean->data(), args.running_var->data(), sh.c, args.eps);
+            normalize_with(grouping, batch.norm, x.value().data(), options, epilogue, y.data());
+        }
+        const GradientThrough through = args.training ? GradientThrough::batch() : GradientThrough::constants();
+        return normalization_node(args.relu ? "batch_norm_relu" : "batch_norm", x, std::move(y), grouping,
+                                  std::move(batch), through, NormalizationParameters<T>{args.weight, args.bias, {}},
+                                  epilogue);
+    };
+    return args.relu ? run(ReluEpilogue{}) : run(NoEpilogue{});
 }
 
 template <class T>

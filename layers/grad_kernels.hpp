@@ -6,7 +6,7 @@
 
 #include <xtensor/xarray.hpp>
 
-#include "autodiff/channel_reduce.hpp"
+#include "layers/normalization/channel_reduce.hpp"
 #include "autodiff/gemm_into_grad.hpp"
 #include "autodiff/node.hpp"
 

@@ -24,7 +24,7 @@
 #include "autodiff/elementwise_ops.hpp"
 #include "layers/activations.hpp"
 #include "layers/batch_norm.hpp"
-#include "layers/batch_norm_kernel.hpp"
+#include "tests/batch_norm_kernels.hpp"
 #include "layers/fold_batch_norm.hpp"
 #include "layers/sequential.hpp"
 #include "tests/batch_norm_state.hpp"
@@ -209,20 +209,21 @@ ReluRun<T> runReluKernels(const xt::xarray<T>& x, const xt::xarray<T>& dy, const
     ReluRun<T> r;
     for (const bool training : {true, false}) {
         xt::xarray<T> y = tensor(), dx = tensor(), dgamma = channels(), dbeta = channels();
-        const auto stats = training ? xgrad::batch_norm_relu_forward_train(sh, x.data(), gamma.data(), beta.data(), 1e-5, y.data())
-                                    : xgrad::batch_norm_relu_forward_eval(sh, x.data(), gamma.data(), beta.data(), rm.data(),
-                                                                          rv.data(), 1e-5, y.data());
-        const auto backward = training ? xgrad::batch_norm_relu_backward_train<T> : xgrad::batch_norm_relu_backward_eval<T>;
-        backward(sh, dy.data(), x.data(), gamma.data(), beta.data(), stats, dx.data(), dgamma.data(), dbeta.data());
-        r.fused.insert(r.fused.end(), {y, dx, dgamma, dbeta});
-
+        // The unfused BN's forward, whose ReLU gives the fused backward's upstream gradient dz.
         xt::xarray<T> z = tensor(), dz = tensor(), udx = tensor(), udgamma = channels(), udbeta = channels();
-        const auto ustats = training ? xgrad::batch_norm_forward_train(sh, x.data(), gamma.data(), beta.data(), 1e-5, z.data())
-                                     : xgrad::batch_norm_forward_eval(sh, x.data(), gamma.data(), beta.data(), rm.data(),
-                                                                      rv.data(), 1e-5, z.data());
+        const auto run = [&](const auto& epilogue, const T* grad, T* out, T* gx, T* gg, T* gb) {
+            if (training) {
+                batch_norm_train<T>(sh, x.data(), gamma.data(), beta.data(), 1e-5, epilogue, grad, out, gx, gg, gb);
+            } else {
+                batch_norm_eval<T>(sh, x.data(), gamma.data(), beta.data(), rm.data(), rv.data(), 1e-5, epilogue, grad,
+                                   out, gx, gg, gb);
+            }
+        };
+        run(xgrad::ReluEpilogue{}, dy.data(), y.data(), dx.data(), dgamma.data(), dbeta.data());
+        r.fused.insert(r.fused.end(), {y, dx, dgamma, dbeta});
+        run(xgrad::NoEpilogue{}, dy.data(), z.data(), udx.data(), udgamma.data(), udbeta.data());
         for (std::size_t i = 0; i < z.size(); ++i) dz.flat(i) = z.flat(i) > T(0) ? dy.flat(i) : T(0);
-        const auto ubackward = training ? xgrad::batch_norm_backward_train<T> : xgrad::batch_norm_backward_eval<T>;
-        ubackward(sh, dz.data(), x.data(), gamma.data(), ustats, udx.data(), udgamma.data(), udbeta.data());
+        run(xgrad::NoEpilogue{}, dz.data(), z.data(), udx.data(), udgamma.data(), udbeta.data());
         r.unfused.insert(r.unfused.end(), {xt::xarray<T>(xt::maximum(z, T(0))), udx, udgamma, udbeta});
     }
     return r;

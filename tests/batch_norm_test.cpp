@@ -23,7 +23,7 @@
 #include <xtensor/xadapt.hpp>
 
 #include "layers/batch_norm.hpp"
-#include "layers/batch_norm_kernel.hpp"
+#include "tests/batch_norm_kernels.hpp"
 #include "tests/batch_norm_state.hpp"
 #include "tests/generators.hpp"
 
@@ -333,13 +333,11 @@ KernelRun<T> runKernels(const xt::xarray<T>& x, const xt::xarray<T>& dy, const x
     KernelRun<T> k;
     for (auto* a : {&k.y, &k.dx, &k.eval_y, &k.eval_dx}) *a = xt::xarray<T>::from_shape(x.shape());
     for (auto* a : {&k.dgamma, &k.dbeta, &k.eval_dgamma, &k.eval_dbeta}) *a = xt::xarray<T>::from_shape({sh.c});
-    const auto stats = xgrad::batch_norm_forward_train<T>(sh, x.data(), gamma.data(), beta.data(), eps, k.y.data());
-    xgrad::batch_norm_backward_train<T>(sh, dy.data(), x.data(), gamma.data(), stats, k.dx.data(), k.dgamma.data(),
-                                        k.dbeta.data());
-    const auto eval_stats = xgrad::batch_norm_forward_eval<T>(sh, x.data(), gamma.data(), beta.data(),
-                                                              running_mean.data(), running_var.data(), eps, k.eval_y.data());
-    xgrad::batch_norm_backward_eval<T>(sh, dy.data(), x.data(), gamma.data(), eval_stats, k.eval_dx.data(),
-                                       k.eval_dgamma.data(), k.eval_dbeta.data());
+    batch_norm_train<T>(sh, x.data(), gamma.data(), beta.data(), eps, xgrad::NoEpilogue{}, dy.data(), k.y.data(),
+                        k.dx.data(), k.dgamma.data(), k.dbeta.data());
+    batch_norm_eval<T>(sh, x.data(), gamma.data(), beta.data(), running_mean.data(), running_var.data(), eps,
+                       xgrad::NoEpilogue{}, dy.data(), k.eval_y.data(), k.eval_dx.data(), k.eval_dgamma.data(),
+                       k.eval_dbeta.data());
     return k;
 }
 

@@ -1,19 +1,24 @@
-// The per-channel reduction: sums against a naive double reference over many (N, C, S) shapes,
-// float and double; bitwise equal results whatever the thread count and schedule; and the
-// two-pass variance of float data with a large mean.
+// The per-channel reduction and the two stages built on it for a per-channel grouping (the
+// statistics, and the backward sums Σdy and Σdy·(x - mean)): sums against a naive double reference
+// over many (N, C, S) shapes, float and double; bitwise equal results whatever the thread count and
+// schedule; and the two-pass variance of float data with a large mean.
 #include <gtest/gtest.h>
 
 #include <array>
 #include <cmath>
 #include <cstring>
 #include <random>
+#include <span>
 #include <string>
 #include <vector>
 
 #include <tbb/global_control.h>
 #include <tbb/task_arena.h>
 
-#include "autodiff/channel_reduce.hpp"
+#include "layers/normalization/backward_sums.hpp"
+#include "layers/normalization/channel_reduce.hpp"
+#include "layers/normalization/epilogue.hpp"
+#include "layers/normalization/statistics.hpp"
 
 namespace {
 
@@ -64,6 +69,33 @@ const std::vector<ChannelShape> accuracy_shapes = {
     {1, 1, 16},     {1, 3000, 64},   {17, 2, 1000},  {4, 1, 1},
 };
 
+// Stage 1 over a per-channel grouping: the mean, then Σ(x - mean)².
+template <class T>
+std::vector<double> channel_mean(const T* x, const ChannelShape& sh) {
+    std::vector<double> sum(sh.c);
+    xgrad::group_sums(xgrad::Grouping::per_channel(sh), x, xgrad::Rows::all(sh.c), std::span<double>(sum));
+    for (double& m : sum) m /= static_cast<double>(sh.per_channel());
+    return sum;
+}
+
+template <class T>
+std::vector<double> channel_centered_sq_sum(const T* x, const ChannelShape& sh, const std::vector<double>& mean) {
+    std::vector<double> out(sh.c);
+    xgrad::group_centered_squares(xgrad::Grouping::per_channel(sh), x, std::span<const double>(mean),
+                                  xgrad::Rows::all(sh.c), std::span<double>(out));
+    return out;
+}
+
+// Stage 4's sums without an epilogue: {Σdy, Σdy·(x - mean)} per channel.
+template <class T>
+std::vector<std::array<double, 2>> channel_sum_and_centered_dot(const T* dy, const T* x, const ChannelShape& sh,
+                                                                const std::vector<double>& mean) {
+    std::vector<std::array<double, 2>> out(sh.c);
+    xgrad::backward_sums<T>(sh, std::span<const double>(mean), nullptr, xgrad::NoEpilogue{}, dy, x,
+                            xgrad::Rows::all(sh.c), std::span(out));
+    return out;
+}
+
 template <class T>
 void check_against_reference(const ChannelShape& sh, unsigned seed) {
     SCOPED_TRACE(name(sh));
@@ -72,14 +104,14 @@ void check_against_reference(const ChannelShape& sh, unsigned seed) {
     const auto sum = ref_sum(x, sh);
     const double count = static_cast<double>(sh.per_channel());
 
-    const auto mean = xgrad::channel_mean(x.data(), sh);
+    const auto mean = channel_mean(x.data(), sh);
     const auto got_sum = xgrad::channel_sum(x.data(), sh);
     ASSERT_EQ(mean.size(), sh.c);
     std::vector<long double> ref_mean(sh.c);
     for (std::size_t c = 0; c < sh.c; ++c) ref_mean[c] = sum[c] / count;
-    const auto sq = xgrad::channel_centered_sq_sum(x.data(), sh, mean);
+    const auto sq = channel_centered_sq_sum(x.data(), sh, mean);
     const auto ref_sq_sum = ref_sq(x, sh, ref_mean);
-    const auto both = xgrad::channel_sum_and_centered_dot(dy.data(), x.data(), sh, mean);
+    const auto both = channel_sum_and_centered_dot(dy.data(), x.data(), sh, mean);
     const auto dy_sum = ref_sum(dy, sh);
 
     // Every sum is compared with a bound proportional to the sum of the magnitudes of its terms.
@@ -189,15 +221,15 @@ void check_thread_independence() {
         tbb::task_arena(1).execute([&] {
             EXPECT_EQ(xgrad::available_threads(), 1);
             one = dot_sums(dy, x, sh);
-            mean1 = xgrad::channel_mean(x.data(), sh);
-            sq1 = xgrad::channel_centered_sq_sum(x.data(), sh, mean1);
+            mean1 = channel_mean(x.data(), sh);
+            sq1 = channel_centered_sq_sum(x.data(), sh, mean1);
         });
         tbb::task_arena(2).execute([&] {
             EXPECT_EQ(xgrad::available_threads(), 2);
             two = dot_sums(dy, x, sh);
             two_again = dot_sums(dy, x, sh);
-            mean2 = xgrad::channel_mean(x.data(), sh);
-            sq2 = xgrad::channel_centered_sq_sum(x.data(), sh, mean2);
+            mean2 = channel_mean(x.data(), sh);
+            sq2 = channel_centered_sq_sum(x.data(), sh, mean2);
         });
         {
             tbb::global_control limit(tbb::global_control::max_allowed_parallelism, 1);
@@ -248,8 +280,8 @@ TEST(ChannelReduce, TwoPassVarianceOfFloatWithLargeMean) {
     for (const ChannelShape sh : {ChannelShape{64, 4, 784}, ChannelShape{4096, 8, 1}, ChannelShape{1, 2, 1 << 20}}) {
         SCOPED_TRACE(name(sh));
         const auto x = random_data<float>(sh.size(), 1e4, 1e-2, 11);
-        const auto mean = xgrad::channel_mean(x.data(), sh);
-        const auto sq = xgrad::channel_centered_sq_sum(x.data(), sh, mean);
+        const auto mean = channel_mean(x.data(), sh);
+        const auto sq = channel_centered_sq_sum(x.data(), sh, mean);
         const auto ref = ref_sum(x, sh);
         std::vector<long double> ref_mean(sh.c);
         for (std::size_t c = 0; c < sh.c; ++c) ref_mean[c] = ref[c] / static_cast<long double>(sh.per_channel());
@@ -276,8 +308,9 @@ TEST(ChannelReduce, ShapesAndErrors) {
 
     const std::vector<float> x(24, 1.0f);
     const std::vector<double> two_means(2, 0.0);
-    EXPECT_THROW(xgrad::channel_centered_sq_sum(x.data(), ChannelShape{2, 3, 4}, two_means), xgrad::ShapeError);
-    EXPECT_THROW(xgrad::channel_mean(x.data(), ChannelShape{0, 3, 4}), std::invalid_argument);
+    EXPECT_THROW(channel_centered_sq_sum(x.data(), ChannelShape{2, 3, 4}, two_means), xgrad::ShapeError);
+    EXPECT_THROW(xgrad::batch_moments(xgrad::Grouping::per_channel(ChannelShape{0, 3, 4}), x.data()),
+                 std::invalid_argument);
     EXPECT_TRUE(xgrad::channel_sum(x.data(), ChannelShape{2, 0, 4}).empty());
     const auto zeros = xgrad::channel_sum(x.data(), ChannelShape{0, 3, 4});
     EXPECT_EQ(zeros, std::vector<double>(3, 0.0));

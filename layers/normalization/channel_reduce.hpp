@@ -1,6 +1,8 @@
-// Per-channel sums with TBB: the one reduction behind BN statistics (mean, then the centred sum of
-// squares), the BN backward sums (Σdy, Σdy·(x - mean)) and bias gradients, where xtensor's
-// reducers would use neither SIMD nor threads.
+// Per-channel sums with TBB: the one reduction behind every normalization's statistics and backward
+// sums (layers/normalization/statistics.hpp, backward_sums.hpp) and the bias gradients, where
+// xtensor's reducers would use neither SIMD nor threads. A grouping other than BN's (per sample
+// and group, per sample) is the same reduction over another (N, C, S) view of the tensor
+// (grouping.hpp): its "channels" are then the groups.
 //
 // A tensor is seen as (N, C, S) row-major: NCHW is (N, C, H*W), (N, C) is (N, C, 1), (N, C, L) is
 // (N, C, L). For every channel c, K quantities are summed over all n and s, in double even for
@@ -31,7 +33,6 @@
 #include <concepts>
 #include <cstddef>
 #include <cstdint>
-#include <span>
 #include <string>
 #include <vector>
 
@@ -290,36 +291,37 @@ void channel_sums_serial(const ChannelShape& sh, std::size_t c0, std::size_t c1,
     for (std::size_t b = 0; b < part.blocks; ++b) channel_detail::block_into<K>(term, sh, part, b, c0, c1, out);
 }
 
-// Conveniences over raw (N, C, S) data, instantiated for float and double in channel_reduce.cpp.
-// `mean` has one value per channel (a ShapeError otherwise).
+// The channels (rows, groups) one call of a stage covers: all of them, the call being parallel
+// over the whole tensor, or a block [begin, end) computed in the calling thread (the cache-blocked
+// path, normalization/blocked.hpp). Both give the same bits.
+struct Rows {
+    std::size_t begin;
+    std::size_t end;
+    bool whole;
 
+    static Rows all(std::size_t count) { return {0, count, true}; }
+    static Rows block(std::size_t begin, std::size_t end) { return {begin, end, false}; }
+};
+
+// store(c, sums) with the K sums of term over channel c, for each channel c of `rows`.
+template <std::size_t K, class F, class Store>
+    requires ChannelTerm<F, K>
+void channel_sums_over(const ChannelShape& sh, const Rows& rows, const F& term, const Store& store) {
+    std::vector<std::array<double, K>> sums;
+    if (rows.whole) {
+        sums = channel_sums<K>(sh, term);
+    } else {
+        sums.assign(rows.end - rows.begin, std::array<double, K>{});
+        channel_sums_serial<K>(sh, rows.begin, rows.end, term, sums.data());
+    }
+    for (std::size_t c = rows.begin; c < rows.end; ++c) store(c, sums[c - rows.begin]);
+}
+
+// Σx per channel of raw (N, C, S) data (a bias gradient), instantiated for float and double.
 template <class T>
 std::vector<double> channel_sum(const T* x, const ChannelShape& shape);
 
-// Throws std::invalid_argument when a channel has no element.
-template <class T>
-std::vector<double> channel_mean(const T* x, const ChannelShape& shape);
-
-// Σ (x - mean_c)², the second pass of a two-pass variance: accurate where Σx² - n·mean² would cancel.
-template <class T>
-std::vector<double> channel_centered_sq_sum(const T* x, const ChannelShape& shape, std::span<const double> mean);
-
-// {Σ dy, Σ dy·(x - mean_c)} in one pass: the two sums of BN backward.
-template <class T>
-std::vector<std::array<double, 2>> channel_sum_and_centered_dot(const T* dy, const T* x, const ChannelShape& shape,
-                                                                std::span<const double> mean);
-
 extern template std::vector<double> channel_sum(const float*, const ChannelShape&);
 extern template std::vector<double> channel_sum(const double*, const ChannelShape&);
-extern template std::vector<double> channel_mean(const float*, const ChannelShape&);
-extern template std::vector<double> channel_mean(const double*, const ChannelShape&);
-extern template std::vector<double> channel_centered_sq_sum(const float*, const ChannelShape&, std::span<const double>);
-extern template std::vector<double> channel_centered_sq_sum(const double*, const ChannelShape&, std::span<const double>);
-extern template std::vector<std::array<double, 2>> channel_sum_and_centered_dot(const float*, const float*,
-                                                                                const ChannelShape&,
-                                                                                std::span<const double>);
-extern template std::vector<std::array<double, 2>> channel_sum_and_centered_dot(const double*, const double*,
-                                                                                const ChannelShape&,
-                                                                                std::span<const double>);
 
 }  // namespace xgrad

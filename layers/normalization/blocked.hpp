@@ -1,0 +1,62 @@
+// The cache-blocked walk of a normalization's stages: when a group's slab fits in a core's cache,
+// a forward or backward runs its sums, its per-group arithmetic and its elementwise pass block of
+// groups by block of groups, so that each tensor is read from memory once. Otherwise each stage runs
+// over the whole tensor in parallel. Both give the same bits: a block's sums are those of the whole
+// tensor (channel_sums_serial), and an elementwise result does not depend on who computes it.
+#pragma once
+
+#include <algorithm>
+#include <cstddef>
+
+#include <tbb/blocked_range.h>
+#include <tbb/parallel_for.h>
+
+#include "autodiff/threads.hpp"
+#include "layers/normalization/grouping.hpp"
+#include "layers/normalization/runs.hpp"
+
+namespace xgrad::normalization_detail {
+
+// A group block's bytes, over all the tensors a kernel reads and writes, that a core's cache (L2)
+// keeps between the kernel's passes over the block.
+inline constexpr std::size_t kCachedBlockBytes = 1 << 20;
+
+// The rows of the groups of `groups`.
+inline Rows rows_of(const Grouping& grouping, const Rows& groups) {
+    const std::size_t k = grouping.rows_per_group();
+    return {groups.begin * k, groups.end * k, groups.whole};
+}
+
+// Runs kernel(Rows groups) over the tensor in one of two ways:
+//  - blocked: group blocks in parallel, each through all the kernel's steps while its slab is in
+//    cache. Taken when a group's elements are whole runs of rows (the reduction's runs layout), a
+//    block of one group fits kCachedBlockBytes, and there are groups enough to keep the threads
+//    balanced;
+//  - whole: the kernel once over all groups, each step parallel over the whole tensor.
+template <class Kernel>
+void for_each_group_block(const Grouping& grouping, std::size_t bytes_per_element, const Kernel& kernel) {
+    const ChannelShape sh = grouping.statistics_view();
+    const std::size_t slab = std::max<std::size_t>(1, sh.per_channel() * bytes_per_element);
+    const auto threads = static_cast<std::size_t>(available_threads());
+    const bool serial = sh.size() < kSerialBelow || threads <= 1;
+    const bool blocked = channel_partition(sh).layout == ChannelLayout::runs && slab <= kCachedBlockBytes &&
+                         (serial || sh.c >= 4 * threads);
+    if (!blocked) {
+        kernel(Rows::all(sh.c));
+        return;
+    }
+    // Groups per block: as many as the cache holds, few enough to balance the threads.
+    std::size_t block = kCachedBlockBytes / slab;
+    if (!serial) block = std::min(block, sh.c / (4 * threads));
+    const auto blocks = [&](std::size_t g0, std::size_t g1) {
+        for (std::size_t g = g0; g < g1; g += block) kernel(Rows::block(g, std::min(g1, g + block)));
+    };
+    if (serial) {
+        blocks(0, sh.c);
+        return;
+    }
+    tbb::parallel_for(tbb::blocked_range<std::size_t>(0, sh.c, block),
+                      [&](const tbb::blocked_range<std::size_t>& r) { blocks(r.begin(), r.end()); });
+}
+
+}  // namespace xgrad::normalization_detail

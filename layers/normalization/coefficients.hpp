@@ -1,0 +1,56 @@
+// The per-row coefficients that stage 2 (fold.hpp) computes in double from the statistics and the
+// parameters, stored in T, so that the elementwise passes (elementwise.hpp) are one multiply-add
+// chain per element:
+//   forward   y  = (x - centre)·scale + shift                      (Affine)
+//   backward  dx = g·alpha + ((x - centre)·k + shift)               (InputGrad)
+// centre is the group's mean rounded to T: x - centre is exact for x near the mean (Sterbenz), so
+// data with a large mean and a small spread (1e4 + N(0, 1e-2) in float) keep their precision, where
+// torch's fold x·alpha + (beta - mean·alpha) adds two large rounded terms.
+#pragma once
+
+#include <algorithm>
+#include <cstddef>
+#include <vector>
+
+#include "layers/normalization/runs.hpp"
+
+namespace xgrad {
+
+// One value per row of a row view, laid out as for_each_run reads it: by row, or, where rows merge,
+// by (row, s) position in a sample (the row's value repeated S times).
+template <class T>
+class RowCoefficients {
+public:
+    explicit RowCoefficients(const ChannelShape& view)
+        : repeat_(normalization_detail::merges_rows(view) ? view.s : 1), values_(view.c * repeat_) {}
+    void set(std::size_t row, double value) {
+        std::fill_n(values_.begin() + static_cast<std::ptrdiff_t>(row * repeat_), repeat_, static_cast<T>(value));
+    }
+    // The run's coefficients, from for_each_run's `first`.
+    const T* from(std::size_t first) const { return values_.data() + first; }
+    T at(std::size_t row) const { return values_[row * repeat_]; }
+    // The row's value, where every element of the row reads it.
+    const T* of_row(std::size_t row) const { return values_.data() + row * repeat_; }
+
+private:
+    std::size_t repeat_;
+    std::vector<T> values_;
+};
+
+// y = (x - centre)·scale + shift, then the epilogue.
+template <class T>
+struct Affine {
+    RowCoefficients<T> centre, scale, shift;
+    explicit Affine(const ChannelShape& view) : centre(view), scale(view), shift(view) {}
+};
+
+// dx = g·alpha + ((x - centre)·k + shift), g the output gradient through the epilogue's derivative.
+// With x_term false (statistics taken as constants: eval), dx = g·alpha, and x is not read for it.
+template <class T>
+struct InputGrad {
+    RowCoefficients<T> alpha, centre, k, shift;
+    bool x_term = true;
+    explicit InputGrad(const ChannelShape& view) : alpha(view), centre(view), k(view), shift(view) {}
+};
+
+}  // namespace xgrad

@@ -1,0 +1,75 @@
+// Stage 3 and the last step of stage 4: the elementwise passes over the row view (grouping.hpp),
+// with the coefficients of fold.hpp and an epilogue (epilogue.hpp) chosen at compile time:
+//   apply_forward    y  = epilogue((x - centre)·scale + shift)
+//   apply_backward   dx = g·alpha + ((x - centre)·k + shift), g = dy through the epilogue's derivative
+// Over all rows in parallel blocks, or over a block of rows in the calling thread.
+#pragma once
+
+#include <cstddef>
+
+#include "layers/normalization/arithmetic.hpp"
+#include "layers/normalization/coefficients.hpp"
+#include "layers/normalization/runs.hpp"
+
+namespace xgrad {
+
+template <class T, class Epilogue>
+void apply_forward(const ChannelShape& view, const Affine<T>& a, const Epilogue& epilogue, const T* x, T* y,
+                   const Rows& rows) {
+    using namespace normalization_detail;
+    for_each_block(view, rows, [&](std::size_t n0, std::size_t n1, std::size_t c0, std::size_t c1) {
+        for_each_run(view, n0, n1, c0, c1, [&](auto per_element, std::size_t off, std::size_t len, std::size_t first) {
+            constexpr std::size_t step = decltype(per_element)::value ? 1 : 0;
+            const T* ce = a.centre.from(first);
+            const T* sc = a.scale.from(first);
+            const T* sf = a.shift.from(first);
+            const auto epi = epilogue.bind_run(per_element, first);
+            const T* src = x + off;
+            T* dst = y + off;
+            for (std::size_t i = 0; i < len; ++i) {
+                dst[i] = epi.forward(affine(src[i], ce[i * step], sc[i * step], sf[i * step]), i);
+            }
+        });
+    });
+}
+
+// `forward` is the forward's coefficients, from which an epilogue whose derivative depends on its
+// input recomputes it; null for an epilogue that does not (Epilogue::gate_reads_value false).
+template <class T, class Epilogue>
+void apply_backward(const ChannelShape& view, const InputGrad<T>& d, const Affine<T>* forward, const Epilogue& epilogue,
+                    const T* dy, const T* x, T* dx, const Rows& rows) {
+    using namespace normalization_detail;
+    for_each_block(view, rows, [&](std::size_t n0, std::size_t n1, std::size_t c0, std::size_t c1) {
+        for_each_run(view, n0, n1, c0, c1, [&](auto per_element, std::size_t off, std::size_t len, std::size_t first) {
+            constexpr std::size_t step = decltype(per_element)::value ? 1 : 0;
+            const T* al = d.alpha.from(first);
+            const T* ce = d.centre.from(first);
+            const T* kk = d.k.from(first);
+            const T* sf = d.shift.from(first);
+            const T* fc = Epilogue::gate_reads_value ? forward->centre.from(first) : nullptr;
+            const T* fs = Epilogue::gate_reads_value ? forward->scale.from(first) : nullptr;
+            const T* fh = Epilogue::gate_reads_value ? forward->shift.from(first) : nullptr;
+            const auto epi = epilogue.bind_run(per_element, first);
+            const T* g = dy + off;
+            const T* src = x + off;
+            T* dst = dx + off;
+            const auto gate = [&](std::size_t i) {
+                if constexpr (Epilogue::gate_reads_value) {
+                    return epi.gate(g[i], affine(src[i], fc[i * step], fs[i * step], fh[i * step]), i);
+                } else {
+                    return epi.gate(g[i], T(0), i);
+                }
+            };
+            if (d.x_term) {
+                for (std::size_t i = 0; i < len; ++i) {
+                    dst[i] = mul_add(gate(i), al[i * step], affine(src[i], ce[i * step], kk[i * step], sf[i * step]));
+                }
+            } else {
+                // x read only for the epilogue's mask: a non-finite x cannot turn a gated 0 into a NaN.
+                for (std::size_t i = 0; i < len; ++i) dst[i] = affine(gate(i), T(0), al[i * step], T(0));
+            }
+        });
+    });
+}
+
+}  // namespace xgrad

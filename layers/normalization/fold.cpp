@@ -1,0 +1,122 @@
+#include "layers/normalization/fold.hpp"
+
+#include <algorithm>
+#include <cmath>
+
+namespace xgrad {
+
+namespace {
+
+template <class T>
+double value_or(const T* values, std::size_t i, double otherwise) {
+    return values ? static_cast<double>(values[i]) : otherwise;
+}
+
+// The mean rounded to T: the passes' centre.
+template <class T>
+double centre_of(double mean) {
+    return static_cast<double>(static_cast<T>(mean));
+}
+
+}  // namespace
+
+double inverse_std(double var, double eps) { return 1.0 / std::sqrt(var + eps); }
+
+template <class T>
+Normalization running_normalization(const T* running_mean, const T* running_var, std::size_t channels, double eps) {
+    Normalization out{std::vector<double>(running_mean, running_mean + channels), std::vector<double>(channels)};
+    for (std::size_t c = 0; c < channels; ++c) out.invstd[c] = inverse_std(static_cast<double>(running_var[c]), eps);
+    return out;
+}
+
+template <class T>
+void renorm_correction(const Normalization& batch, const T* running_mean, const T* running_var, double eps,
+                       const RenormLimits& limits, const Rows& channels, RenormCorrection& out) {
+    const double rmax = limits.rmax;
+    const double dmax = limits.dmax;
+    for (std::size_t c = channels.begin; c < channels.end; ++c) {
+        const double sigma = std::sqrt(static_cast<double>(running_var[c]) + eps);
+        const double sigma_batch = 1.0 / batch.invstd[c];
+        out.r[c] = std::clamp(sigma_batch / sigma, 1.0 / rmax, rmax);
+        out.d[c] = std::clamp((batch.mean[c] - static_cast<double>(running_mean[c])) / sigma, -dmax, dmax);
+    }
+}
+
+template <class T>
+void fold_forward(const Grouping& grouping, const Normalization& norm, const T* gamma, const T* beta,
+                  const RenormCorrection* renorm, const Rows& rows, Affine<T>& out) {
+    for (std::size_t row = rows.begin; row < rows.end; ++row) {
+        const std::size_t g = grouping.group_of_row(row);
+        const std::size_t c = grouping.channel_of_row(row);
+        const double mean = norm.mean[g];
+        const double centre = centre_of<T>(mean);
+        const double gamma_c = value_or(gamma, c, 1.0);
+        const double r = renorm ? renorm->r[c] : 1.0;
+        const double d = renorm ? renorm->d[c] : 0.0;
+        const double scale = gamma_c * norm.invstd[g] * r;
+        out.centre.set(row, centre);
+        out.scale.set(row, scale);
+        const double beta_c = value_or(beta, c, 0.0) + (renorm ? gamma_c * d : 0.0);
+        out.shift.set(row, beta_c - (mean - centre) * scale);
+    }
+}
+
+template <class T, std::size_t K>
+void fold_backward(const Grouping& grouping, const Normalization& norm, const T* gamma, const RenormCorrection* renorm,
+                   GradientThrough through, std::span<const std::array<double, K>> row_sums, const Rows& rows,
+                   InputGrad<T>* dx, std::span<double> row_dgamma, std::span<double> row_dbeta) {
+    const std::size_t per_group = grouping.rows_per_group();
+    const double n = static_cast<double>(grouping.group_size());
+    if (dx) dx->x_term = through.mean || through.variance;
+    for (std::size_t first = rows.begin; first < rows.end; first += per_group) {
+        const std::size_t g = grouping.group_of_row(first);
+        const double invstd = norm.invstd[g];
+        // Σ over the group's rows of w·Σg and w·Σg·(x - mean), w = gamma·r: the sums of the
+        // gradient of x̂ (before r and d), through which the statistics' gradients flow.
+        double weighted_sum = 0.0;
+        double weighted_dot = 0.0;
+        for (std::size_t row = first; row < first + per_group; ++row) {
+            const std::size_t c = grouping.channel_of_row(row);
+            const double r = renorm ? renorm->r[c] : 1.0;
+            const double d = renorm ? renorm->d[c] : 0.0;
+            if (row_sums.empty()) continue;
+            const auto& s = row_sums[row];
+            const double w = value_or(gamma, c, 1.0) * r;
+            weighted_sum += w * s[0];
+            weighted_dot += w * s[1];
+            if (!row_dgamma.empty()) row_dgamma[row] = renorm ? s[1] * invstd * r + s[0] * d : s[1] * invstd;
+            if (!row_dbeta.empty()) row_dbeta[row] = s[0];
+        }
+        if (!dx) continue;
+        const double mean = norm.mean[g];
+        const double centre = centre_of<T>(mean);
+        const double k = through.variance ? -invstd * invstd * invstd * weighted_dot / n : 0.0;
+        const double shift = (through.mean ? -invstd * weighted_sum / n : 0.0) - k * (mean - centre);
+        for (std::size_t row = first; row < first + per_group; ++row) {
+            const std::size_t c = grouping.channel_of_row(row);
+            dx->alpha.set(row, value_or(gamma, c, 1.0) * (renorm ? renorm->r[c] : 1.0) * invstd);
+            dx->centre.set(row, centre);
+            dx->k.set(row, k);
+            dx->shift.set(row, shift);
+        }
+    }
+}
+
+#define XGRAD_NORMALIZATION_FOLD_BACKWARD(T, K)                                                                  \
+    template void fold_backward(const Grouping&, const Normalization&, const T*, const RenormCorrection*,         \
+                                GradientThrough, std::span<const std::array<double, K>>, const Rows&, InputGrad<T>*, \
+                                std::span<double>, std::span<double>);
+#define XGRAD_NORMALIZATION_FOLD(T)                                                                                \
+    template Normalization running_normalization(const T*, const T*, std::size_t, double);                        \
+    template void renorm_correction(const Normalization&, const T*, const T*, double, const RenormLimits&,         \
+                                    const Rows&, RenormCorrection&);                                               \
+    template void fold_forward(const Grouping&, const Normalization&, const T*, const T*, const RenormCorrection*, \
+                               const Rows&, Affine<T>&);                                                           \
+    XGRAD_NORMALIZATION_FOLD_BACKWARD(T, 2)                                                                        \
+    XGRAD_NORMALIZATION_FOLD_BACKWARD(T, 3)
+XGRAD_NORMALIZATION_FOLD(float)
+XGRAD_NORMALIZATION_FOLD(double)
+#undef XGRAD_NORMALIZATION_FOLD
+#undef XGRAD_NORMALIZATION_FOLD_BACKWARD
+
+}  // namespace xgrad

@@ -1,0 +1,60 @@
+// How the elementwise passes and the backward sums walk the row view of a tensor (grouping.hpp):
+// as contiguous runs that share one set of coefficients, in parallel blocks of at least
+// kTaskElems elements, or serially for small tensors and for a block of the cache-blocked path.
+#pragma once
+
+#include <algorithm>
+#include <cstddef>
+#include <type_traits>
+
+#include <tbb/blocked_range2d.h>
+#include <tbb/parallel_for.h>
+
+#include "layers/normalization/channel_reduce.hpp"
+
+namespace xgrad::normalization_detail {
+
+// Rows shorter than this (S) are too short to vectorize alone: where the view has several samples
+// (BN's (N, C, S)), a sample's C·S elements are walked as one run with a coefficient per element.
+inline constexpr std::size_t kShortRun = 16;
+inline constexpr std::size_t kSerialBelow = 1 << 16;  // elements; smaller tensors spawn no task
+inline constexpr std::size_t kTaskElems = 1 << 14;    // elements per parallel task, at least
+
+// Whether runs merge the rows of a sample, and so coefficients are laid out per element of a row.
+inline bool merges_rows(const ChannelShape& view) { return view.s < kShortRun && view.n > 1; }
+
+// Calls run(per_element, offset, length, first) on the contiguous runs that cover samples
+// [n0, n1) of rows [c0, c1): each (n, c) row of S elements, with first = c; or, where rows merge,
+// the rows' part of each sample n, with first = c0·S and per_element = std::true_type (the
+// coefficients of element k of the run are at first + k rather than at first).
+template <class Run>
+void for_each_run(const ChannelShape& sh, std::size_t n0, std::size_t n1, std::size_t c0, std::size_t c1,
+                  const Run& run) {
+    const bool merged = merges_rows(sh);
+    for (std::size_t n = n0; n < n1; ++n) {
+        if (merged) {
+            run(std::true_type{}, (n * sh.c + c0) * sh.s, (c1 - c0) * sh.s, c0 * sh.s);
+        } else {
+            for (std::size_t c = c0; c < c1; ++c) run(std::false_type{}, (n * sh.c + c) * sh.s, sh.s, c);
+        }
+    }
+}
+
+// Calls body(n0, n1, c0, c1) on blocks covering the rows of `rows`: a block of rows as one block;
+// all rows in parallel tasks of at least kTaskElems elements (whole samples when rows merge), or as
+// one block for small tensors.
+template <class Body>
+void for_each_block(const ChannelShape& sh, const Rows& rows, const Body& body) {
+    if (!rows.whole || sh.size() < kSerialBelow) {
+        body(std::size_t{0}, sh.n, rows.begin, rows.end);
+        return;
+    }
+    const std::size_t cgrain = merges_rows(sh) ? sh.c : std::max<std::size_t>(1, kTaskElems / std::max<std::size_t>(sh.s * sh.n, 1));
+    const std::size_t ngrain = std::max<std::size_t>(1, kTaskElems / (cgrain * sh.s));
+    tbb::parallel_for(tbb::blocked_range2d<std::size_t>(0, sh.n, ngrain, 0, sh.c, cgrain),
+                      [&](const tbb::blocked_range2d<std::size_t>& r) {
+                          body(r.rows().begin(), r.rows().end(), r.cols().begin(), r.cols().end());
+                      });
+}
+
+}  // namespace xgrad::normalization_detail
