@@ -572,4 +572,31 @@ TEST(BatchNormState, NamesInitialValuesAndRepr) {
     EXPECT_EQ(bare.describe(), "BatchNorm1d(5, eps=0.001, momentum=None, affine=False, track_running_stats=False)");
 }
 
+// The backward writes into the gradient buffers that zero_grad keeps (no fresh dx, dgamma, dbeta
+// every step), and adds to a gradient that is still live.
+TEST(BatchNormGradientBuffers, ReusedAfterZeroGradAndAddedToWhenLive) {
+    BatchNorm2d<float> bn(3);
+    Var<float> x(xt::xarray<float>(xt::arange<float>(2 * 3 * 4 * 5).reshape({2, 3, 4, 5}) * 0.37f), true);
+    Var<float> gamma = *bn.weight();
+    const auto step = [&] {
+        Var<float> y = bn(x);
+        Var<float> loss = xgrad::sum(y * y);
+        loss.backward();
+    };
+    step();
+    const float* dx = x.grad().data();
+    const float* dgamma = gamma.grad().data();
+    const xt::xarray<float> first_dx = x.grad();
+    const xt::xarray<float> first_dgamma = gamma.grad();
+    x.zero_grad();
+    gamma.zero_grad();
+    step();
+    EXPECT_EQ(x.grad().data(), dx);
+    EXPECT_EQ(gamma.grad().data(), dgamma);
+    EXPECT_EQ(x.grad(), first_dx);
+    step();  // without zero_grad: added
+    EXPECT_TRUE(xt::allclose(x.grad(), 2.0f * first_dx, 1e-5, 1e-6));
+    EXPECT_TRUE(xt::allclose(gamma.grad(), 2.0f * first_dgamma, 1e-5, 1e-6));
+}
+
 }  // namespace
