@@ -34,9 +34,9 @@ struct Step {
 
     Step(const std::string& name, std::size_t batch) {
         Rng rng(0);
-        ModelOptions options;
-        options.name = name;
-        model = make_model(options, rng);
+        ModelConfig config;
+        config.name = name;
+        model = make_model(config, rng);
         if (name == "paper-mlp") {
             optimizer = std::make_unique<SGD<float>>(model->parameters(), SgdOptions{.lr = 0.1});
         } else {

@@ -32,7 +32,7 @@ std::vector<RunResult> convergence_runs(const std::string& dataset, const Experi
     };
     std::vector<RunSpec> specs;
     for (const char* arm : arms) {
-        TrainConfig c = paper_mlp_config(dataset, std::string(arm) == "bn-on");
+        TrainConfig c = paper_mlp_config(dataset, norm_from_bn(std::string(arm) == "bn-on"));
         c.steps = plan.steps;
         c.eval_every = plan.eval_every;
         for (auto& s : seeded_runs(arm, c, plan.seeds, probe)) specs.push_back(std::move(s));

@@ -14,11 +14,11 @@ const std::vector<Driver>& drivers() {
     return all;
 }
 
-TrainConfig paper_mlp_config(const std::string& dataset, bool batch_norm) {
+TrainConfig paper_mlp_config(const std::string& dataset, Norm norm) {
     TrainConfig c;
-    c.model = "paper-mlp";
+    c.model.name = "paper-mlp";
+    c.model.norm = norm;
     c.dataset = dataset;
-    c.batch_norm = batch_norm;
     c.optimizer = "sgd";
     c.lr = 0.1;
     c.batch = 60;

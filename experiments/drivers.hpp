@@ -27,7 +27,7 @@ const std::vector<Driver>& drivers();
 
 // The MLP of the paper's §4.1 as the drivers train it: SGD, learning rate 0.1, batch 60, torch's
 // default initialization.
-TrainConfig paper_mlp_config(const std::string& dataset, bool batch_norm);
+TrainConfig paper_mlp_config(const std::string& dataset, Norm norm);
 
 void run_convergence(const ExperimentOptions& options, std::ostream& out);
 void run_distributions(const ExperimentOptions& options, std::ostream& out);

@@ -32,8 +32,8 @@ void run_init(const ExperimentOptions& options, std::ostream& out) {
     std::vector<RunSpec> specs;
     for (bool bn : {false, true}) {
         for (double sigma : plan.sigmas) {
-            TrainConfig c = paper_mlp_config("fashion-mnist", bn);
-            c.init_sigma = sigma;
+            TrainConfig c = paper_mlp_config("fashion-mnist", norm_from_bn(bn));
+            c.model.init_sigma = sigma;
             c.steps = plan.steps;
             c.eval_every = plan.eval_every;
             for (auto& s : seeded_runs(arm_name(bn, sigma), c, plan.seeds)) specs.push_back(std::move(s));

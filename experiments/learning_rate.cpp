@@ -87,8 +87,8 @@ void run_learning_rate(const ExperimentOptions& options, std::ostream& out) {
         std::vector<RunSpec> specs;
         for (bool bn : {false, true}) {
             for (double m : plan.multipliers) {
-                TrainConfig c = paper_mlp_config("fashion-mnist", bn);
-                c.model = mp.model;
+                TrainConfig c = paper_mlp_config("fashion-mnist", norm_from_bn(bn));
+                c.model.name = mp.model;
                 if (mp.model == "seed-cnn") c.batch = 64;
                 c.lr = mp.base_lr * m;
                 c.momentum = mp.momentum;

@@ -2,10 +2,9 @@
 
 #include <stdexcept>
 
+#include "experiments/norm_activation.hpp"
 #include "layers/activations.hpp"
-#include "layers/batch_norm.hpp"
 #include "layers/conv2d.hpp"
-#include "layers/distribution_noise.hpp"
 #include "layers/dropout.hpp"
 #include "layers/linear.hpp"
 #include "layers/max_pool2d.hpp"
@@ -43,54 +42,31 @@ void add_dropout(Sequential<float>& model, const std::string& name, double p) {
     if (p > 0.0) model.add(name, std::make_shared<Dropout<float>>(p, 0));
 }
 
-// A BN layer named `name` and, for noisy BN, the noise layer after it ("bn2" -> "noise2").
-template <class BatchNorm>
-void add_batch_norm(Sequential<float>& model, const ModelOptions& o, const std::string& name, std::size_t features) {
-    if (!o.batch_norm) return;
-    model.add(name, std::make_shared<BatchNorm>(features));
-    if (o.noisy_bn) model.add("noise" + name.substr(2), std::make_shared<DistributionNoise<float>>(0));
-}
-
-// A BN layer and the ReLU after it; as one BatchNormReLU node when nothing comes between them
-// (no noise layer): the same values and gradients bit for bit, the same state_dict names, one
-// pass over the activations fewer each way.
-template <class BatchNorm, class BatchNormReLU>
-void add_batch_norm_relu(Sequential<float>& model, const ModelOptions& o, const std::string& name, std::size_t features,
-                         const std::string& relu_name) {
-    if (o.batch_norm && !o.noisy_bn) {
-        model.add(name, std::make_shared<BatchNormReLU>(features));
-        return;
-    }
-    add_batch_norm<BatchNorm>(model, o, name, features);
-    model.add(relu_name, std::make_shared<ReLU<float>>());
-}
-
-std::shared_ptr<Sequential<float>> seed_cnn(const ModelOptions& o, std::size_t fc1_in_features, Rng& rng) {
+std::shared_ptr<Sequential<float>> seed_cnn(const ModelConfig& c, std::size_t fc1_in_features, Rng& rng) {
     auto m = std::make_shared<Sequential<float>>();
     m->add("conv1", std::make_shared<Conv2d<float>>(1, 32, 3, 1, 1, true, rng));
-    add_batch_norm_relu<BatchNorm2d<float>, BatchNormReLU2d<float>>(*m, o, "bn1", 32, "relu1");
+    add_norm_activation(*m, c, {"bn1", 32, Dims::d2, Activation::relu, "relu1"});
     m->add("pool1", std::make_shared<MaxPool2d<float>>(2));
     m->add("conv2", std::make_shared<Conv2d<float>>(32, 64, 3, 1, 1, true, rng));
-    add_batch_norm_relu<BatchNorm2d<float>, BatchNormReLU2d<float>>(*m, o, "bn2", 64, "relu2");
+    add_norm_activation(*m, c, {"bn2", 64, Dims::d2, Activation::relu, "relu2"});
     m->add("pool2", std::make_shared<MaxPool2d<float>>(2));
     m->add("flatten", std::make_shared<Flatten<float>>());
     m->add("fc1", std::make_shared<Linear<float>>(fc1_in_features, 128, true, rng));
-    add_batch_norm_relu<BatchNorm1d<float>, BatchNormReLU1d<float>>(*m, o, "bn_fc1", 128, "relu3");
-    add_dropout(*m, "dropout", o.dropout);
+    add_norm_activation(*m, c, {"bn_fc1", 128, Dims::d1, Activation::relu, "relu3"});
+    add_dropout(*m, "dropout", c.dropout);
     m->add("fc2", std::make_shared<Linear<float>>(128, 10, true, rng));
     return m;
 }
 
-std::shared_ptr<Sequential<float>> paper_mlp(const ModelOptions& o, Rng& rng) {
+std::shared_ptr<Sequential<float>> paper_mlp(const ModelConfig& c, Rng& rng) {
     auto m = std::make_shared<Sequential<float>>();
     std::size_t width = 784;
     for (int layer = 1; layer <= 3; ++layer) {
         const std::string i = std::to_string(layer);
-        // With BN the bias is redundant: BN's beta takes its place.
-        m->add("fc" + i, std::make_shared<Linear<float>>(width, 100, !o.batch_norm, rng));
-        add_batch_norm<BatchNorm1d<float>>(*m, o, "bn" + i, 100);
-        m->add("sigmoid" + i, std::make_shared<Sigmoid<float>>());
-        add_dropout(*m, "dropout" + i, o.dropout);
+        // BN subtracts any per-feature constant, so a bias before it is redundant: beta takes its place.
+        m->add("fc" + i, std::make_shared<Linear<float>>(width, 100, c.norm != Norm::batch, rng));
+        add_norm_activation(*m, c, {"bn" + i, 100, Dims::d1, Activation::sigmoid, "sigmoid" + i});
+        add_dropout(*m, "dropout" + i, c.dropout);
         width = 100;
     }
     m->add("fc4", std::make_shared<Linear<float>>(width, 10, true, rng));
@@ -106,23 +82,23 @@ const std::vector<std::string>& model_names() {
 
 bool model_takes_flat_input(const std::string& name) { return name == "paper-mlp"; }
 
-std::shared_ptr<Sequential<float>> make_model(const ModelOptions& options, Rng& rng) {
-    if (options.noisy_bn && !options.batch_norm) {
-        throw std::invalid_argument("noisy BN adds noise after the BN layers, so it needs batch norm on");
+std::shared_ptr<Sequential<float>> make_model(const ModelConfig& config, Rng& rng) {
+    if (config.noisy_bn && config.norm == Norm::none) {
+        throw std::invalid_argument("noisy BN adds noise after the norm layers, so it needs a normalization (--norm none given)");
     }
     std::shared_ptr<Sequential<float>> model;
-    if (options.name == "seed-cnn") {
-        model = seed_cnn(options, 64 * 7 * 7, rng);
-    } else if (options.name == "seed-cnn-verbatim") {
-        model = seed_cnn(options, 64 * 28 * 28, rng);  // as the seed declares it: wrong after two poolings
-    } else if (options.name == "paper-mlp") {
-        model = paper_mlp(options, rng);
+    if (config.name == "seed-cnn") {
+        model = seed_cnn(config, 64 * 7 * 7, rng);
+    } else if (config.name == "seed-cnn-verbatim") {
+        model = seed_cnn(config, 64 * 28 * 28, rng);  // as the seed declares it: wrong after two poolings
+    } else if (config.name == "paper-mlp") {
+        model = paper_mlp(config, rng);
     } else {
         std::string known;
         for (const auto& n : model_names()) known += (known.empty() ? "" : ", ") + n;
-        throw std::invalid_argument("unknown model '" + options.name + "' (known: " + known + ")");
+        throw std::invalid_argument("unknown model '" + config.name + "' (known: " + known + ")");
     }
-    if (options.init_sigma) gaussian_init(*model, *options.init_sigma, rng);
+    if (config.init_sigma) gaussian_init(*model, *config.init_sigma, rng);
     seed_random_layers(*model, rng);
     return model;
 }

@@ -19,9 +19,10 @@ Plan plan_for(Profile p) { return p == Profile::paper ? Plan{10000, 250, 3} : Pl
 
 struct Arm {
     const char* name;
-    bool bn, noisy;
+    Norm norm;
+    bool noisy;
 };
-constexpr Arm arms[] = {{"no-bn", false, false}, {"bn", true, false}, {"noisy-bn", true, true}};
+constexpr Arm arms[] = {{"no-bn", Norm::none, false}, {"bn", Norm::batch, false}, {"noisy-bn", Norm::batch, true}};
 
 // A run's mean of a landscape column over its evaluations.
 double mean_over_training(const RunResult& r, const std::string& column) {
@@ -38,8 +39,8 @@ void run_noisy_bn(const ExperimentOptions& options, std::ostream& out) {
     const auto dir = options.results / "noisy-bn";
     std::vector<RunSpec> specs;
     for (const Arm& arm : arms) {
-        TrainConfig c = paper_mlp_config("fashion-mnist", arm.bn);
-        c.noisy_bn = arm.noisy;
+        TrainConfig c = paper_mlp_config("fashion-mnist", arm.norm);
+        c.model.noisy_bn = arm.noisy;
         c.steps = plan.steps;
         c.eval_every = plan.eval_every;
         const double lr = c.lr;

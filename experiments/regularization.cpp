@@ -37,8 +37,8 @@ void run_regularization(const ExperimentOptions& options, std::ostream& out) {
     std::vector<RunSpec> specs;
     for (bool bn : {false, true}) {
         for (bool dropout : {false, true}) {
-            TrainConfig c = paper_mlp_config("mnist", bn);
-            c.dropout = dropout ? dropout_p : 0.0;
+            TrainConfig c = paper_mlp_config("mnist", norm_from_bn(bn));
+            c.model.dropout = dropout ? dropout_p : 0.0;
             c.steps = plan.steps;
             c.eval_every = plan.eval_every;
             for (auto& s : seeded_runs(arm_name(bn, dropout), c, plan.seeds, probe)) specs.push_back(std::move(s));

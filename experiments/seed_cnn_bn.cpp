@@ -42,9 +42,9 @@ void run_seed_cnn_bn(const SeedCnnBnOptions& options, std::ostream& out) {
     std::string table = line;
     for (const Arm& arm : arms) {
         TrainConfig config;
-        config.model = "seed-cnn";
+        config.model.name = "seed-cnn";
+        config.model.norm = norm_from_bn(arm.bn);
         config.dataset = "fashion-mnist";
-        config.batch_norm = arm.bn;
         config.optimizer = "adam";
         config.lr = 1e-3;
         config.batch = 64;

@@ -3,12 +3,9 @@
 namespace xgrad {
 
 nlohmann::json to_json(const TrainConfig& c) {
-    nlohmann::json json = {
-        {"model", c.model},
+    nlohmann::json json = to_json(c.model);
+    json.update({
         {"dataset", c.dataset},
-        {"bn", c.batch_norm},
-        {"init_sigma", c.init_sigma ? nlohmann::json(*c.init_sigma) : nlohmann::json(nullptr)},
-        {"dropout", c.dropout},
         {"optimizer", c.optimizer},
         {"lr", c.lr},
         {"momentum", c.momentum},
@@ -21,10 +18,16 @@ nlohmann::json to_json(const TrainConfig& c) {
         {"divergence_loss", c.divergence_loss},
         {"seed", c.seed},
         {"threads", c.threads},
-    };
-    // Only when on, so that runs begun before the option existed still resume.
-    if (c.noisy_bn) json["noisy_bn"] = true;
+    });
     return json;
+}
+
+nlohmann::json with_current_keys(nlohmann::json recorded) {
+    if (recorded.contains("bn") && recorded.at("bn").is_boolean() && !recorded.contains("norm")) {
+        recorded["norm"] = norm_name(norm_from_bn(recorded.at("bn").get<bool>()));
+        recorded.erase("bn");
+    }
+    return recorded;
 }
 
 namespace {

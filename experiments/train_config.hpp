@@ -3,21 +3,18 @@
 
 #include <cstddef>
 #include <cstdint>
-#include <filesystem>
 #include <optional>
 #include <string>
 
 #include <nlohmann/json.hpp>
 
+#include "experiments/model_config.hpp"
+
 namespace xgrad {
 
 struct TrainConfig {
-    std::string model = "seed-cnn";
+    ModelConfig model;
     std::string dataset = "fashion-mnist";
-    bool batch_norm = true;
-    std::optional<double> init_sigma;  // N(0, sigma) weights instead of torch's default init
-    double dropout = 0.0;
-    bool noisy_bn = false;  // DistributionNoise after every BN layer
     std::string optimizer = "adam";  // "sgd" or "adam"
     double lr = 1e-3;
     double momentum = 0.0;  // SGD only
@@ -34,9 +31,13 @@ struct TrainConfig {
     std::size_t threads = 2;
 };
 
+// config.json: the model's keys (model_config.hpp) beside the training's.
 nlohmann::json to_json(const TrainConfig& config);
+// A config.json as to_json writes it today: runs begun before `--norm` recorded "bn": true/false,
+// which is "norm": "batch"/"none".
+nlohmann::json with_current_keys(nlohmann::json recorded);
 // The name of the first field whose value differs, if any (threads ignored; a field one side lacks
-// matches false on the other).
+// matches false on the other). Both sides in today's keys (with_current_keys).
 std::optional<std::string> first_difference(const nlohmann::json& a, const nlohmann::json& b);
 
 }  // namespace xgrad

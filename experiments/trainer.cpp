@@ -70,13 +70,9 @@ struct RunFiles {
           summary(dir / "summary.json") {}
 };
 
-// Writes config.json for a new run, or checks that an existing run was started with the same one.
-void claim_directory(const RunFiles& files, const nlohmann::json& config) {
-    if (!fs::exists(files.config)) {
-        write_json_file(files.config, config);
-        return;
-    }
-    const nlohmann::json existing = read_json_file(files.config);
+// Throws unless the run in `files` was started with `config` (config.json in today's keys).
+void check_same_config(const RunFiles& files, const nlohmann::json& config) {
+    const nlohmann::json existing = with_current_keys(read_json_file(files.config));
     if (auto key = first_difference(existing, config)) {
         throw std::runtime_error(files.config.string() + " belongs to a run with another configuration ('" + *key +
                                  "' was " + (existing.contains(*key) ? existing[*key].dump() : "absent") + ", now " +
@@ -85,26 +81,36 @@ void claim_directory(const RunFiles& files, const nlohmann::json& config) {
     }
 }
 
+// Writes config.json for a new run, or checks that an existing run was started with the same one.
+void claim_directory(const RunFiles& files, const nlohmann::json& config) {
+    if (!fs::exists(files.config)) {
+        write_json_file(files.config, config);
+        return;
+    }
+    check_same_config(files, config);
+}
+
 }  // namespace
 
 TrainOutcome train(const TrainConfig& config, const fs::path& dir, const std::string& label, const Probe& probe) {
     const RunFiles files(dir);
+    const nlohmann::json config_json = to_json(config);
     if (fs::exists(files.summary)) {
+        // Reused only for the configuration it was trained with, never for another one.
+        check_same_config(files, config_json);
         nlohmann::json summary = read_json_file(files.summary);
         return {summary.value("status", "finished"), summary, true};
     }
-    fs::create_directories(dir);
-    const nlohmann::json config_json = to_json(config);
-    claim_directory(files, config_json);
-
     tbb::global_control threads(tbb::global_control::max_allowed_parallelism, config.threads);
 
     Rng rng(config.seed);
-    auto model = make_model({.name = config.model, .batch_norm = config.batch_norm, .init_sigma = config.init_sigma,
-                             .dropout = config.dropout, .noisy_bn = config.noisy_bn},
-                            rng);
+    // Before the directory is claimed: a configuration they reject leaves no run directory behind.
+    auto model = make_model(config.model, rng);
     auto optimizer = make_optimizer(config, model->parameters());
-    const bool flat = model_takes_flat_input(config.model);
+    fs::create_directories(dir);
+    claim_directory(files, config_json);
+
+    const bool flat = model_takes_flat_input(config.model.name);
     const DatasetOptions data_options{.synthetic_size = config.synthetic_size, .synthetic_seed = config.seed};
     const Dataset train_set = load_dataset(config.dataset, Split::train, data_options);
     const Dataset test_set = load_dataset(config.dataset, Split::test,

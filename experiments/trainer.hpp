@@ -3,7 +3,8 @@
 // ended, summary.json. Every file is written atomically. A directory with a summary.json is a
 // finished run and is never written again; one with a checkpoint resumes from it and ends with
 // the same weights as a run that was never stopped (the batch order, dropout masks and every
-// reduction are deterministic).
+// reduction are deterministic). Either is taken up only by the configuration it was started
+// with; another one is refused.
 #pragma once
 
 #include <filesystem>

@@ -1,6 +1,8 @@
 // The xgrad command line: train, eval, experiment, report.
 #include <chrono>
 #include <iostream>
+#include <memory>
+#include <string>
 
 #include <CLI/CLI.hpp>
 
@@ -18,11 +20,27 @@ namespace {
 
 using namespace xgrad;
 
-// --bn on|off
-CLI::Option* add_bn_flag(CLI::App* cmd, bool& target) {
-    return cmd->add_option_function<std::string>("--bn", [&target](const std::string& v) { target = v == "on"; },
-                                                 "Batch Normalization layers: on or off (default on)")
+// --norm NAME, and --bn on|off as another spelling of --norm batch|none; given both, they must agree.
+// The subcommand's callback, which runs once both are parsed, sets `target`.
+void add_norm_flags(CLI::App* cmd, Norm& target) {
+    struct Given {
+        std::string norm, bn;  // as given on the command line; empty when absent
+    };
+    auto given = std::make_shared<Given>();
+    cmd->add_option("--norm", given->norm, "Normalization layer after each hidden Linear and Conv2d (default batch)")
+        ->check(CLI::IsMember(norm_names()));
+    cmd->add_option("--bn", given->bn, "Batch Normalization layers: on or off (--norm batch or none)")
         ->check(CLI::IsMember({"on", "off"}));
+    cmd->callback([given, &target] {
+        if (!given->norm.empty()) target = parse_norm(given->norm);
+        if (given->bn.empty()) return;
+        const Norm bn = norm_from_bn(given->bn == "on");
+        if (!given->norm.empty() && bn != target) {
+            throw CLI::ValidationError("--bn " + given->bn + " and --norm " + given->norm +
+                                       " contradict each other (--bn on|off is another spelling of --norm batch|none); give one of them");
+        }
+        target = bn;
+    });
 }
 
 CLI::Option* add_model_flag(CLI::App* cmd, std::string& target) {
@@ -44,12 +62,12 @@ int run_train(const TrainConfig& config, const std::string& out) {
     return outcome.status == "finished" ? 0 : 3;
 }
 
-int run_eval(const std::string& checkpoint, const ModelOptions& model_options, const std::string& dataset) {
+int run_eval(const std::string& checkpoint, const ModelConfig& model_config, const std::string& dataset) {
     Rng rng(0);
-    auto model = make_model(model_options, rng);
+    auto model = make_model(model_config, rng);
     load_checkpoint(checkpoint, *model);
     const Dataset test = load_dataset(dataset, Split::test);
-    const Evaluation e = evaluate(*model, test, model_takes_flat_input(model_options.name));
+    const Evaluation e = evaluate(*model, test, model_takes_flat_input(model_config.name));
     std::printf("test accuracy: %.4f\ntest loss: %.4f\n", e.accuracy, e.loss);
     return 0;
 }
@@ -76,9 +94,9 @@ int main(int argc, char** argv) {
     TrainConfig config;
     std::string out;
     CLI::App* train_cmd = app.add_subcommand("train", "Train a model; writes config.json, metrics.csv, checkpoint.npz, summary.json into --out");
-    add_model_flag(train_cmd, config.model);
+    add_model_flag(train_cmd, config.model.name);
     add_dataset_flag(train_cmd, config.dataset);
-    add_bn_flag(train_cmd, config.batch_norm);
+    add_norm_flags(train_cmd, config.model.norm);
     train_cmd->add_option("--optimizer", config.optimizer, "sgd or adam")->check(CLI::IsMember({"sgd", "adam"}))->capture_default_str();
     train_cmd->add_option("--lr", config.lr, "Learning rate")->capture_default_str();
     train_cmd->add_option("--momentum", config.momentum, "SGD momentum")->capture_default_str();
@@ -88,21 +106,21 @@ int main(int argc, char** argv) {
     train_cmd->add_option("--eval-every", config.eval_every, "Steps between evaluations (and checkpoints)")
         ->check(CLI::PositiveNumber)->capture_default_str();
     train_cmd->add_option("--eval-samples", config.eval_samples, "Test images per evaluation, 0 for all")->capture_default_str();
-    train_cmd->add_option("--init-sigma", config.init_sigma, "Initialize weights from N(0, sigma) instead of torch's default");
-    train_cmd->add_option("--dropout", config.dropout, "Dropout probability after hidden nonlinearities")->capture_default_str();
-    train_cmd->add_flag("--noisy-bn", config.noisy_bn, "Noise after every BN layer (Santurkar et al. 2018)");
+    train_cmd->add_option("--init-sigma", config.model.init_sigma, "Initialize weights from N(0, sigma) instead of torch's default");
+    train_cmd->add_option("--dropout", config.model.dropout, "Dropout probability after hidden nonlinearities")->capture_default_str();
+    train_cmd->add_flag("--noisy-bn", config.model.noisy_bn, "Noise after every norm layer (Santurkar et al. 2018)");
     train_cmd->add_option("--synthetic-size", config.synthetic_size, "Training images of the synthetic data set")->capture_default_str();
     train_cmd->add_option("--seed", config.seed, "Seed of initialization, data order and dropout")->capture_default_str();
     train_cmd->add_option("--threads", config.threads, "Threads (TBB's; OpenBLAS runs single-threaded inside them)")->check(CLI::PositiveNumber)->capture_default_str();
     train_cmd->add_option("--out", out, "Run directory (resumed if it holds an unfinished run with the same configuration)")->required();
 
     std::string checkpoint, eval_dataset = "fashion-mnist";
-    ModelOptions eval_model;
+    ModelConfig eval_model;
     CLI::App* eval_cmd = app.add_subcommand("eval", "Evaluate a checkpoint on a test set");
     eval_cmd->add_option("--checkpoint", checkpoint, "checkpoint.npz of a run")->required()->check(CLI::ExistingFile);
     add_model_flag(eval_cmd, eval_model.name);
     add_dataset_flag(eval_cmd, eval_dataset);
-    add_bn_flag(eval_cmd, eval_model.batch_norm);
+    add_norm_flags(eval_cmd, eval_model.norm);
 
     SeedCnnBnOptions seed_cnn_bn;
     ExperimentOptions experiment_options;

@@ -1,10 +1,12 @@
-// The experiment drivers and what they are built from: metrics.csv's extra columns, the spread
-// over seeds and the verdict rule, the two probes (percentiles of a unit's input; the landscape
-// along the gradient, which must leave the model as it found it), and every driver run in its
-// quick profile through the xgrad command line, its outputs checked for shape and sanity, then
-// `xgrad report`.
+// The experiment drivers and what they are built from: the model description (its norm names,
+// config.json of runs recorded before --norm), the models' layers, metrics.csv's extra columns,
+// the spread over seeds and the verdict rule, the two probes (percentiles of a unit's input; the
+// landscape along the gradient, which must leave the model as it found it), every driver run in
+// its quick profile through the xgrad command line, its outputs checked for shape and sanity, then
+// `xgrad report`, and the committed paper-profile runs found finished by the command that made them.
 #include <unistd.h>
 
+#include <algorithm>
 #include <cmath>
 #include <cstdio>
 #include <cstdlib>
@@ -24,6 +26,7 @@
 #include "experiments/drivers.hpp"
 #include "experiments/experiment.hpp"
 #include "experiments/metrics_log.hpp"
+#include "experiments/models.hpp"
 #include "experiments/npz.hpp"
 #include "experiments/probes.hpp"
 #include "experiments/trainer.hpp"
@@ -32,6 +35,7 @@
 #include "layers/cross_entropy.hpp"
 #include "layers/distribution_noise.hpp"
 #include "layers/linear.hpp"
+#include "tests/run_command.hpp"
 
 namespace {
 
@@ -93,6 +97,98 @@ TEST(TrainConfig, AFlagAbsentFromAnOlderRunMatchesOff) {
     EXPECT_EQ(first_difference(older, {{"model", "paper-mlp"}, {"noisy_bn", true}}), "noisy_bn");
     EXPECT_EQ(first_difference(older, {{"model", "seed-cnn"}}), "model");
     EXPECT_EQ(first_difference(older, {{"model", "paper-mlp"}, {"lr", 0.1}}), "lr") << "only a false flag matches absence";
+}
+
+// Runs begun before --norm recorded "bn": true/false; read in today's keys, each matches the
+// configuration that makes the same choice, and only that one.
+TEST(TrainConfig, ARecordedBnReadsAsNormAndMatchesTheSameChoice) {
+    TrainConfig c = paper_mlp_config("fashion-mnist", Norm::batch);
+    nlohmann::json recorded = to_json(c);
+    recorded.erase("norm");
+    recorded["bn"] = true;
+    EXPECT_EQ(with_current_keys(recorded), to_json(c));
+    c.model.norm = Norm::none;
+    EXPECT_EQ(first_difference(with_current_keys(recorded), to_json(c)), "norm");
+    recorded["bn"] = false;
+    EXPECT_EQ(first_difference(with_current_keys(recorded), to_json(c)), std::nullopt);
+    EXPECT_EQ(with_current_keys(to_json(c)), to_json(c)) << "a config.json with norm is read as it is";
+}
+
+TEST(ModelConfig, EveryNormHasANameThatParsesBackToIt) {
+    EXPECT_EQ(norm_names(), (std::vector<std::string>{"batch", "none"}));
+    for (const auto& name : norm_names()) EXPECT_EQ(norm_name(parse_norm(name)), name);
+    EXPECT_EQ(parse_norm("batch"), Norm::batch);
+    EXPECT_EQ(norm_from_bn(true), Norm::batch);
+    EXPECT_EQ(norm_from_bn(false), Norm::none);
+    try {
+        parse_norm("group");
+        ADD_FAILURE() << "an unknown normalization was parsed";
+    } catch (const std::invalid_argument& e) {
+        EXPECT_STREQ(e.what(), "unknown normalization 'group' (known: batch, none)");
+    }
+}
+
+// Each child of the model as "name Class".
+std::vector<std::string> layers_of(const ModelConfig& config) {
+    Rng rng(0);
+    std::vector<std::string> out;
+    for (const auto& [name, child] : make_model(config, rng)->named_children()) {
+        const std::string description = child->describe();
+        out.push_back(name + " " + description.substr(0, description.find('(')));
+    }
+    return out;
+}
+
+std::vector<std::string> parameter_names(const ModelConfig& config) {
+    Rng rng(0);
+    std::vector<std::string> out;
+    for (const auto& [name, parameter] : make_model(config, rng)->named_parameters()) out.push_back(name);
+    return out;
+}
+
+bool contains(const std::vector<std::string>& names, const std::string& name) {
+    return std::find(names.begin(), names.end(), name) != names.end();
+}
+
+TEST(Models, SeedCnnFusesBnAndReluOnlyWhereNothingComesBetweenThem) {
+    ModelConfig c;
+    EXPECT_EQ(layers_of(c), (std::vector<std::string>{"conv1 Conv2d", "bn1 BatchNormReLU2d", "pool1 MaxPool2d",
+                                                      "conv2 Conv2d", "bn2 BatchNormReLU2d", "pool2 MaxPool2d",
+                                                      "flatten Flatten", "fc1 Linear", "bn_fc1 BatchNormReLU1d",
+                                                      "fc2 Linear"}));
+    c.noisy_bn = true;
+    EXPECT_EQ(layers_of(c), (std::vector<std::string>{
+                                "conv1 Conv2d", "bn1 BatchNorm2d", "noise1 DistributionNoise", "relu1 ReLU",
+                                "pool1 MaxPool2d", "conv2 Conv2d", "bn2 BatchNorm2d", "noise2 DistributionNoise",
+                                "relu2 ReLU", "pool2 MaxPool2d", "flatten Flatten", "fc1 Linear", "bn_fc1 BatchNorm1d",
+                                "noise_fc1 DistributionNoise", "relu3 ReLU", "fc2 Linear"}));
+    c.noisy_bn = false;
+    c.norm = Norm::none;
+    c.dropout = 0.5;
+    EXPECT_EQ(layers_of(c), (std::vector<std::string>{"conv1 Conv2d", "relu1 ReLU", "pool1 MaxPool2d", "conv2 Conv2d",
+                                                      "relu2 ReLU", "pool2 MaxPool2d", "flatten Flatten", "fc1 Linear",
+                                                      "relu3 ReLU", "dropout Dropout", "fc2 Linear"}));
+}
+
+TEST(Models, PaperMlpPutsBnBeforeEachSigmoidInPlaceOfTheBias) {
+    ModelConfig c;
+    c.name = "paper-mlp";
+    EXPECT_EQ(layers_of(c), (std::vector<std::string>{"fc1 Linear", "bn1 BatchNorm1d", "sigmoid1 Sigmoid", "fc2 Linear",
+                                                      "bn2 BatchNorm1d", "sigmoid2 Sigmoid", "fc3 Linear",
+                                                      "bn3 BatchNorm1d", "sigmoid3 Sigmoid", "fc4 Linear"}));
+    EXPECT_FALSE(contains(parameter_names(c), "fc1.bias"));
+    EXPECT_TRUE(contains(parameter_names(c), "fc4.bias"));
+    c.norm = Norm::none;
+    EXPECT_EQ(layers_of(c), (std::vector<std::string>{"fc1 Linear", "sigmoid1 Sigmoid", "fc2 Linear", "sigmoid2 Sigmoid",
+                                                      "fc3 Linear", "sigmoid3 Sigmoid", "fc4 Linear"}));
+    EXPECT_TRUE(contains(parameter_names(c), "fc1.bias"));
+    c.noisy_bn = true;
+    try {
+        layers_of(c);
+        ADD_FAILURE() << "noise after norm layers that do not exist";
+    } catch (const std::invalid_argument& e) {
+        EXPECT_NE(std::string(e.what()).find("needs a normalization (--norm none given)"), std::string::npos) << e.what();
+    }
 }
 
 TEST(Spread, MeanSampleSdMinMax) {
@@ -221,8 +317,8 @@ TEST(Probes, LandscapeLeavesTheModelAsItFoundItAndMatchesDirectLosses) {
 // generators) equals the one without, the training time aside; metrics.csv has its columns.
 TEST(Probes, ARunWithTheLandscapeProbeEndsWithTheSameWeights) {
     const fs::path dir = fresh_dir("probe_run");
-    TrainConfig c = paper_mlp_config("synthetic", true);
-    c.noisy_bn = true;
+    TrainConfig c = paper_mlp_config("synthetic", Norm::batch);
+    c.model.noisy_bn = true;
     c.synthetic_size = 256;
     c.steps = 30;
     c.eval_every = 10;
@@ -250,7 +346,7 @@ TEST(Probes, ARunWithTheLandscapeProbeEndsWithTheSameWeights) {
 // driver sees it as diverged with no rows, and asking for its last row names the run.
 TEST(RunAll, ARunDivergedBeforeItsFirstEvaluationHasNoRows) {
     const fs::path dir = fresh_dir("early_divergence");
-    TrainConfig c = paper_mlp_config("synthetic", false);
+    TrainConfig c = paper_mlp_config("synthetic", Norm::none);
     c.synthetic_size = 128;
     c.steps = 20;
     c.eval_every = 10;
@@ -272,13 +368,8 @@ TEST(RunAll, ARunDivergedBeforeItsFirstEvaluationHasNoRows) {
 }
 
 std::string run_cli(const std::string& args) {
-    const std::string command = std::string(XGRAD_CLI) + " " + args + " 2>&1";
-    FILE* pipe = popen(command.c_str(), "r");
-    if (!pipe) throw std::runtime_error("cannot run " + command);
-    std::string output;
-    char buf[512];
-    while (fgets(buf, sizeof buf, pipe)) output += buf;
-    const int status = pclose(pipe);
+    const std::string command = std::string(XGRAD_CLI) + " " + args;
+    const auto [status, output] = xgrad_test::run_command(command);
     if (status != 0) throw std::runtime_error(command + " failed:\n" + output);
     return output;
 }
@@ -345,6 +436,35 @@ TEST(Drivers, QuickProfilesWriteSaneResultsAndTheReport) {
     const std::string again = run_cli("experiment init --profile quick --results " + results.string());
     EXPECT_NE(again.find("bn-on-sigma1/seed0: finished (earlier)"), std::string::npos) << again;
     EXPECT_EQ(fs::last_write_time(metrics), written) << "a finished run is never written again";
+    fs::remove_all(results);
+}
+
+// Every committed run recorded "bn": true/false (before --norm). Copied as they are, the noisy-bn
+// runs of experiments/results (BN off, on, and on with noise) are found finished by the command
+// that made them, and one of them by `xgrad train` whether it says --bn on or --norm batch; a
+// command asking for another normalization is refused rather than handed that run.
+TEST(CommittedResults, RunsRecordedWithBnAreFoundFinishedByTheCommandThatMadeThem) {
+    const fs::path results = fresh_dir("committed");
+    fs::copy(fs::path(XGRAD_SOURCE_DIR) / "experiments" / "results" / "noisy-bn", results / "noisy-bn",
+             fs::copy_options::recursive);
+    const std::string output = run_cli("experiment noisy-bn --profile paper --results " + results.string());
+    for (const char* arm : {"no-bn", "bn", "noisy-bn"}) {
+        for (int seed = 0; seed < 3; ++seed) {
+            const std::string run = std::string(arm) + "/seed" + std::to_string(seed);
+            EXPECT_NE(output.find("\n" + run + ": finished (earlier)"), std::string::npos) << run << "\n" << output;
+        }
+    }
+
+    const fs::path run = results / "noisy-bn" / "bn" / "seed0";
+    ASSERT_FALSE(read_json(run / "config.json").contains("norm")) << "a run recorded before --norm";
+    const std::string train = "train --model paper-mlp --dataset fashion-mnist --optimizer sgd --lr 0.1 --batch 60 "
+                              "--steps 10000 --eval-every 250 --seed 0 --threads 1 --out " + run.string();
+    for (const char* flag : {"--bn on", "--norm batch"}) {
+        EXPECT_NE(run_cli(train + " " + flag).find("holds a finished run"), std::string::npos) << flag;
+    }
+    const auto [status, refusal] = xgrad_test::run_command(std::string(XGRAD_CLI) + " " + train + " --norm none");
+    EXPECT_NE(status, 0);
+    EXPECT_NE(refusal.find("'norm' was \"batch\", now \"none\""), std::string::npos) << refusal;
     fs::remove_all(results);
 }
 

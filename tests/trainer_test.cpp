@@ -1,6 +1,7 @@
 // The trainer and the xgrad CLI: run directories, never overwriting a finished run, refusing a
 // directory of another configuration, resuming after a SIGKILL to the same final weights, the
-// divergence report, the seed CNN's fc1 error, and agreement with PyTorch on a checkpoint.
+// divergence report, the seed CNN's fc1 error, agreement with PyTorch on a checkpoint, and the
+// --norm flag with --bn as its other spelling.
 #include <fcntl.h>
 #include <signal.h>
 #include <spawn.h>
@@ -13,6 +14,7 @@
 #include <limits>
 #include <string>
 #include <thread>
+#include <utility>
 #include <vector>
 
 #include <gtest/gtest.h>
@@ -20,6 +22,7 @@
 
 #include "experiments/npz.hpp"
 #include "experiments/trainer.hpp"
+#include "tests/run_command.hpp"
 
 extern char** environ;
 
@@ -27,6 +30,7 @@ namespace {
 
 namespace fs = std::filesystem;
 using xgrad::TrainConfig;
+using xgrad_test::run_command;
 
 fs::path fresh_dir(const std::string& name) {
     const fs::path dir = fs::temp_directory_path() / ("xgrad_trainer_test_" + name + "_" + std::to_string(getpid()));
@@ -36,13 +40,13 @@ fs::path fresh_dir(const std::string& name) {
 
 TrainConfig small_mlp_run() {
     TrainConfig c;
-    c.model = "paper-mlp";
+    c.model.name = "paper-mlp";
     c.dataset = "synthetic";
     c.synthetic_size = 512;
     c.optimizer = "sgd";
     c.lr = 0.1;
     c.momentum = 0.9;
-    c.dropout = 0.2;  // so the resumed run must also restore the dropout generators
+    c.model.dropout = 0.2;  // so the resumed run must also restore the dropout generators
     c.batch = 32;
     c.steps = 60;
     c.eval_every = 10;
@@ -50,10 +54,11 @@ TrainConfig small_mlp_run() {
 }
 
 std::vector<std::string> cli_args(const TrainConfig& c, const fs::path& out) {
-    return {XGRAD_CLI,      "train",        "--model",       c.model,
+    return {XGRAD_CLI,      "train",        "--model",       c.model.name,
+            "--norm",       xgrad::norm_name(c.model.norm),
             "--dataset",    c.dataset,      "--synthetic-size", std::to_string(c.synthetic_size),
             "--optimizer",  c.optimizer,    "--lr",          std::to_string(c.lr),
-            "--momentum",   std::to_string(c.momentum), "--dropout", std::to_string(c.dropout),
+            "--momentum",   std::to_string(c.momentum), "--dropout", std::to_string(c.model.dropout),
             "--batch",      std::to_string(c.batch),    "--steps",   std::to_string(c.steps),
             "--eval-every", std::to_string(c.eval_every), "--out",   out.string()};
 }
@@ -172,9 +177,9 @@ TEST(Trainer, OneAndTwoThreadsTrainTheSeedCnnToTheSameBits) {
 
 TEST(Trainer, ADivergedRunNamesTheStepAndTheFirstNonFiniteLayer) {
     TrainConfig c = small_mlp_run();
-    c.model = "seed-cnn";
-    c.batch_norm = false;
-    c.dropout = 0;
+    c.model.name = "seed-cnn";
+    c.model.norm = xgrad::Norm::none;
+    c.model.dropout = 0;
     c.optimizer = "sgd";
     c.lr = 1e6;  // far past any stable step
     c.steps = 50;
@@ -205,12 +210,8 @@ TEST(Cli, TheSeedCnnAsWrittenFailsNamingFc1AndBothSizes) {
 
 // The reading of "test accuracy: X" in a command's output.
 double accuracy_printed_by(const std::string& command) {
-    FILE* pipe = popen(command.c_str(), "r");
-    if (!pipe) throw std::runtime_error("cannot run " + command);
-    std::string output;
-    char buf[256];
-    while (fgets(buf, sizeof buf, pipe)) output += buf;
-    if (pclose(pipe) != 0) throw std::runtime_error(command + " failed:\n" + output);
+    const auto [status, output] = run_command(command);
+    if (status != 0) throw std::runtime_error(command + " failed:\n" + output);
     const auto at = output.find("test accuracy: ");
     if (at == std::string::npos) throw std::runtime_error(command + " printed no accuracy:\n" + output);
     return std::stod(output.substr(at + 15));
@@ -233,6 +234,84 @@ TEST(Cli, PyTorchEvaluatesAnXgradCheckpointToTheSameAccuracy) {
     EXPECT_GT(ours, 0.5);
     EXPECT_NEAR(ours, torch, 0.001) << "xgrad " << ours << ", PyTorch " << torch;
     fs::remove_all(dir);
+}
+
+// A two-step `xgrad train` of `model` on 64 synthetic images with `norm_flags`.
+std::string tiny_train(const std::string& model, const std::string& norm_flags, const fs::path& out) {
+    return std::string(XGRAD_CLI) + " train --model " + model +
+           " --dataset synthetic --synthetic-size 64 --batch 16 --steps 2 --eval-every 2 --threads 1 " + norm_flags +
+           " --out " + out.string();
+}
+
+TEST(Cli, NormOrBnChoosesTheNormalizationAndConfigJsonRecordsItAsNorm) {
+    const std::pair<const char*, const char*> cases[] = {
+        {"--norm batch", "batch"}, {"--norm none", "none"}, {"--bn on", "batch"},           {"--bn off", "none"},
+        {"", "batch"},             {"--bn off --norm none", "none"}, {"--norm batch --bn on", "batch"}};
+    for (const auto& [flags, norm] : cases) {
+        SCOPED_TRACE(flags);
+        const fs::path dir = fresh_dir("norm_flags");
+        const auto [status, output] = run_command(tiny_train("paper-mlp", flags, dir));
+        ASSERT_EQ(status, 0) << output;
+        const auto config = read_json(dir / "config.json");
+        EXPECT_EQ(config.at("norm"), norm);
+        EXPECT_FALSE(config.contains("bn")) << "new runs record the choice once, as norm";
+        EXPECT_EQ(xgrad::load_npz(dir / "checkpoint.npz").find("bn1.weight") != nullptr, std::string(norm) == "batch");
+        fs::remove_all(dir);
+    }
+}
+
+TEST(Cli, BnAndNormThatContradictEachOtherAreAnErrorNamingBoth) {
+    const fs::path dir = fresh_dir("norm_conflict");
+    for (const char* flags : {"--bn on --norm none", "--norm batch --bn off"}) {
+        SCOPED_TRACE(flags);
+        const auto [status, output] = run_command(tiny_train("paper-mlp", flags, dir));
+        EXPECT_NE(status, 0);
+        for (const char* part : {"--bn", "--norm", "contradict"}) EXPECT_NE(output.find(part), std::string::npos) << output;
+        EXPECT_FALSE(fs::exists(dir)) << "nothing is trained";
+    }
+    const std::string eval = std::string(XGRAD_CLI) + " eval --bn off --norm batch --checkpoint " + XGRAD_CLI;
+    const auto [status, output] = run_command(eval);
+    EXPECT_NE(status, 0);
+    EXPECT_NE(output.find("--bn off and --norm batch contradict"), std::string::npos) << output;
+}
+
+TEST(Cli, NoisyBnWithoutANormIsAnErrorThatLeavesNoRunDirectory) {
+    const fs::path dir = fresh_dir("noisy_without_norm");
+    const auto [status, output] = run_command(tiny_train("paper-mlp", "--norm none --noisy-bn", dir));
+    EXPECT_NE(status, 0);
+    EXPECT_NE(output.find("noisy BN adds noise after the norm layers, so it needs a normalization (--norm none given)"),
+              std::string::npos) << output;
+    EXPECT_FALSE(fs::exists(dir / "config.json")) << "the same directory can take the corrected command";
+    fs::remove_all(dir);
+}
+
+TEST(Cli, AnUnknownNormOrBnValueIsAnErrorListingTheValidOnes) {
+    const fs::path dir = fresh_dir("norm_unknown");
+    const std::pair<const char*, std::vector<std::string>> cases[] = {{"--norm group", {"group", "batch", "none"}},
+                                                                      {"--bn yes", {"yes", "on", "off"}}};
+    for (const auto& [flags, parts] : cases) {
+        SCOPED_TRACE(flags);
+        const auto [status, output] = run_command(tiny_train("seed-cnn", flags, dir));
+        EXPECT_NE(status, 0);
+        for (const auto& part : parts) EXPECT_NE(output.find(part), std::string::npos) << output;
+        EXPECT_FALSE(fs::exists(dir));
+    }
+}
+
+// --bn on|off is only another spelling: the same model, trained to the same bits.
+TEST(Cli, NormBatchOrNoneTrainsTheSameBitsAsBnOnOrOff) {
+    for (const char* model : {"seed-cnn", "paper-mlp"}) {
+        for (const auto& [norm, bn] : {std::pair{"batch", "on"}, std::pair{"none", "off"}}) {
+            SCOPED_TRACE(std::string(model) + " --norm " + norm);
+            const fs::path by_norm = fresh_dir("by_norm"), by_bn = fresh_dir("by_bn");
+            ASSERT_EQ(run_command(tiny_train(model, std::string("--norm ") + norm, by_norm)).status, 0);
+            ASSERT_EQ(run_command(tiny_train(model, std::string("--bn ") + bn, by_bn)).status, 0);
+            expect_same_checkpoints(by_norm / "checkpoint.npz", by_bn / "checkpoint.npz");
+            EXPECT_EQ(read_json(by_norm / "config.json"), read_json(by_bn / "config.json"));
+            fs::remove_all(by_norm);
+            fs::remove_all(by_bn);
+        }
+    }
 }
 
 }  // namespace
