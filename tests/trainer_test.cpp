@@ -1,12 +1,14 @@
 // The trainer and the xgrad CLI: run directories, never overwriting a finished run, refusing a
 // directory of another configuration, resuming after a SIGKILL to the same final weights, the
-// divergence report, the seed CNN's fc1 error, and agreement with PyTorch on a checkpoint.
+// divergence report, the seed CNN's fc1 error, agreement with PyTorch on a checkpoint, and
+// `eval --recalibrate` (PreciseBN) against the library on the same batches, and its flag's errors.
 #include <fcntl.h>
 #include <signal.h>
 #include <spawn.h>
 #include <sys/wait.h>
 
 #include <chrono>
+#include <cmath>
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
@@ -18,8 +20,14 @@
 #include <gtest/gtest.h>
 #include <nlohmann/json.hpp>
 
+#include "experiments/batch_loader.hpp"
+#include "experiments/checkpoint.hpp"
+#include "experiments/dataset.hpp"
+#include "experiments/evaluation.hpp"
+#include "experiments/models.hpp"
 #include "experiments/npz.hpp"
 #include "experiments/trainer.hpp"
+#include "layers/normalization/precise_bn.hpp"
 
 extern char** environ;
 
@@ -191,30 +199,47 @@ TEST(Trainer, ADivergedRunNamesTheStepAndTheFirstNonFiniteLayer) {
     fs::remove_all(dir);
 }
 
-TEST(Cli, TheSeedCnnAsWrittenFailsNamingFc1AndBothSizes) {
-    const fs::path dir = fresh_dir("verbatim");
-    const std::string command = std::string(XGRAD_CLI) + " train --model seed-cnn-verbatim --dataset synthetic --steps 1 --out " +
-                                dir.string() + " 2>" + (dir.string() + ".err");
-    EXPECT_NE(std::system(command.c_str()), 0);
-    std::ifstream err(dir.string() + ".err");
-    const std::string message((std::istreambuf_iterator<char>(err)), std::istreambuf_iterator<char>());
-    for (const char* part : {"fc1", "50176", "3136"}) EXPECT_NE(message.find(part), std::string::npos) << message;
-    fs::remove_all(dir);
-    fs::remove(dir.string() + ".err");
+std::string file_contents(const fs::path& path) {
+    std::ifstream in(path, std::ios::binary);
+    return std::string((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
 }
 
-// The reading of "test accuracy: X" in a command's output.
-double accuracy_printed_by(const std::string& command) {
+// What the xgrad command line with `args` writes to stderr; a test failure if it succeeds.
+std::string cli_error(const std::string& args) {
+    const fs::path err = fresh_dir("stderr");
+    const std::string command = std::string(XGRAD_CLI) + " " + args + " >/dev/null 2>" + err.string();
+    EXPECT_NE(std::system(command.c_str()), 0) << command << " succeeded";
+    const std::string message = file_contents(err);
+    fs::remove(err);
+    return message;
+}
+
+TEST(Cli, TheSeedCnnAsWrittenFailsNamingFc1AndBothSizes) {
+    const fs::path dir = fresh_dir("verbatim");
+    const std::string message = cli_error("train --model seed-cnn-verbatim --dataset synthetic --steps 1 --out " + dir.string());
+    for (const char* part : {"fc1", "50176", "3136"}) EXPECT_NE(message.find(part), std::string::npos) << message;
+    fs::remove_all(dir);
+}
+
+// What a command prints to stdout; an exception with it if the command fails.
+std::string output_of(const std::string& command) {
     FILE* pipe = popen(command.c_str(), "r");
     if (!pipe) throw std::runtime_error("cannot run " + command);
     std::string output;
     char buf[256];
     while (fgets(buf, sizeof buf, pipe)) output += buf;
     if (pclose(pipe) != 0) throw std::runtime_error(command + " failed:\n" + output);
-    const auto at = output.find("test accuracy: ");
-    if (at == std::string::npos) throw std::runtime_error(command + " printed no accuracy:\n" + output);
-    return std::stod(output.substr(at + 15));
+    return output;
 }
+
+// The number after the first line of `output` that starts with `label` (e.g. "test accuracy: ").
+double value_printed(const std::string& output, const std::string& label) {
+    const auto at = ("\n" + output).find("\n" + label);
+    if (at == std::string::npos) throw std::runtime_error("no line '" + label + "' in:\n" + output);
+    return std::stod(output.substr(at + label.size()));
+}
+
+double accuracy_printed_by(const std::string& command) { return value_printed(output_of(command), "test accuracy: "); }
 
 TEST(Cli, PyTorchEvaluatesAnXgradCheckpointToTheSameAccuracy) {
     if (std::system("/usr/bin/python3 -c 'import torch' 2>/dev/null") != 0) GTEST_SKIP() << "python3-torch is not installed";
@@ -233,6 +258,59 @@ TEST(Cli, PyTorchEvaluatesAnXgradCheckpointToTheSameAccuracy) {
     EXPECT_GT(ours, 0.5);
     EXPECT_NEAR(ours, torch, 0.001) << "xgrad " << ours << ", PyTorch " << torch;
     fs::remove_all(dir);
+}
+
+// --recalibrate N: the accuracy and loss the command prints after recalibration are those of
+// the checkpoint's model recalibrated here on the batches its help names (the first N of the
+// loader for --batch and --seed, incomplete batches skipped: 4 batches of 600 of the 2,000
+// training images are epoch 0's three and epoch 1's first); the checkpoint is not written.
+TEST(Cli, EvalRecalibratesOnTheRunsTrainingBatchesAndLeavesTheCheckpointAlone) {
+    TrainConfig c;  // the seed CNN with its three BN layers, briefly, on the synthetic data set
+    c.dataset = "synthetic";
+    c.batch = 32;
+    c.steps = 20;
+    c.eval_every = 20;
+    const fs::path dir = fresh_dir("recalibrate");
+    ASSERT_EQ(xgrad::train(c, dir).status, "finished");
+    const fs::path checkpoint = dir / "checkpoint.npz";
+    const std::string bytes = file_contents(checkpoint);
+    const auto written = fs::last_write_time(checkpoint);
+
+    const std::string output = output_of(std::string(XGRAD_CLI) + " eval --model seed-cnn --dataset synthetic --checkpoint " +
+                                         checkpoint.string() + " --recalibrate 4 --batch 600 --seed 4");
+    EXPECT_NE(output.find("recalibrated 3 BatchNorm layers over 4 training batches of 600 (seed 4)\n"), std::string::npos)
+        << output;
+
+    xgrad::Rng rng(0);
+    auto model = xgrad::make_model(xgrad::ModelOptions{}, rng);  // seed-cnn with BN
+    xgrad::load_checkpoint(checkpoint, *model);
+    const xgrad::Dataset train_set = xgrad::load_dataset("synthetic", xgrad::Split::train);
+    const xgrad::Dataset test_set = xgrad::load_dataset("synthetic", xgrad::Split::test);
+    const xgrad::Evaluation before = xgrad::evaluate(*model, test_set, false);
+    xgrad::BatchLoader loader(train_set, {.batch_size = 600, .seed = 4, .drop_last = true});
+    ASSERT_EQ(xgrad::recalibrate_batch_norm<float>(*model, 4, [&loader](std::size_t) { return loader.next().images; }), 3u);
+    const xgrad::Evaluation after = xgrad::evaluate(*model, test_set, false);
+
+    EXPECT_NEAR(value_printed(output, "test accuracy: "), before.accuracy, 5e-5) << output;
+    EXPECT_NEAR(value_printed(output, "test loss: "), before.loss, 5e-5) << output;
+    EXPECT_NEAR(value_printed(output, "recalibrated test accuracy: "), after.accuracy, 5e-5) << output;
+    EXPECT_NEAR(value_printed(output, "recalibrated test loss: "), after.loss, 5e-5) << output;
+    EXPECT_GT(std::abs(after.loss - before.loss), 1e-3) << "recalibration changed nothing the loss shows";
+    EXPECT_EQ(file_contents(checkpoint), bytes);
+    EXPECT_EQ(fs::last_write_time(checkpoint), written);
+    fs::remove_all(dir);
+}
+
+TEST(Cli, EvalRecalibrateTakesAtLeastOneBatch) {
+    const std::string eval = "eval --checkpoint " XGRAD_SOURCE_DIR "/README.md --dataset synthetic ";
+    for (const char* n : {"0", "-2", "many"}) {
+        const std::string message = cli_error(eval + "--recalibrate " + n);
+        EXPECT_NE(message.find("--recalibrate: expected the number of training batches, a whole number >= 1; got " +
+                               std::string(n)),
+                  std::string::npos)
+            << message;
+    }
+    EXPECT_NE(cli_error(eval + "--batch 32").find("--batch requires --recalibrate"), std::string::npos);
 }
 
 }  // namespace
