@@ -1,12 +1,16 @@
 // The xgrad command line: train, eval, experiment, report.
+#include <charconv>
 #include <chrono>
+#include <cstdint>
 #include <iostream>
 #include <memory>
 #include <string>
+#include <system_error>
 
 #include <CLI/CLI.hpp>
 
 #include "autodiff/memory.hpp"
+#include "experiments/batch_loader.hpp"
 #include "experiments/checkpoint.hpp"
 #include "experiments/dataset.hpp"
 #include "experiments/drivers.hpp"
@@ -15,6 +19,7 @@
 #include "experiments/report.hpp"
 #include "experiments/seed_cnn_bn.hpp"
 #include "experiments/trainer.hpp"
+#include "layers/normalization/precise_bn.hpp"
 
 namespace {
 
@@ -43,6 +48,20 @@ void add_norm_flags(CLI::App* cmd, Norm& target) {
     });
 }
 
+// A whole number >= 1, or an error saying so: "--recalibrate: expected the number of training
+// batches, a whole number >= 1; got 0".
+CLI::Validator at_least_one(const std::string& what) {
+    return CLI::Validator(
+        [what](const std::string& input) -> std::string {
+            std::int64_t value = 0;
+            const char* end = input.data() + input.size();
+            const auto [stop, error] = std::from_chars(input.data(), end, value);
+            if (error == std::errc{} && stop == end && value >= 1) return {};
+            return "expected " + what + ", a whole number >= 1; got " + input;
+        },
+        "N >= 1");
+}
+
 CLI::Option* add_model_flag(CLI::App* cmd, std::string& target) {
     return cmd->add_option("--model", target, "Model")->check(CLI::IsMember(model_names()))->capture_default_str();
 }
@@ -62,13 +81,38 @@ int run_train(const TrainConfig& config, const std::string& out) {
     return outcome.status == "finished" ? 0 : 3;
 }
 
-int run_eval(const std::string& checkpoint, const ModelConfig& model_config, const std::string& dataset) {
+// eval --recalibrate: PreciseBN over the first `batches` training batches `xgrad train` would
+// take with this batch size and seed (epoch 0 onwards, an epoch's incomplete last batch skipped).
+struct RecalibrateOptions {
+    std::size_t batches = 0;  // 0: no recalibration
+    std::size_t batch_size = 64;
+    std::uint64_t seed = 0;
+};
+
+int run_eval(const std::string& checkpoint, const ModelConfig& model_config, const std::string& dataset,
+             const RecalibrateOptions& recalibrate) {
     Rng rng(0);
     auto model = make_model(model_config, rng);
     load_checkpoint(checkpoint, *model);
+    const bool flat = model_takes_flat_input(model_config.name);
     const Dataset test = load_dataset(dataset, Split::test);
-    const Evaluation e = evaluate(*model, test, model_takes_flat_input(model_config.name));
+    const Evaluation e = evaluate(*model, test, flat);
     std::printf("test accuracy: %.4f\ntest loss: %.4f\n", e.accuracy, e.loss);
+    if (recalibrate.batches == 0) return 0;
+
+    const Dataset train_set = load_dataset(dataset, Split::train);
+    BatchLoader loader(train_set, {.batch_size = recalibrate.batch_size, .seed = recalibrate.seed, .drop_last = true,
+                                   .flatten = flat});
+    const std::size_t layers = recalibrate_batch_norm<float>(*model, recalibrate.batches,
+                                                             [&loader](std::size_t) { return loader.next().images; });
+    if (layers == 0) {
+        std::printf("no BatchNorm layer with running statistics: nothing to recalibrate\n");
+        return 0;
+    }
+    std::printf("recalibrated %zu BatchNorm layers over %zu training batches of %zu (seed %llu)\n", layers,
+                recalibrate.batches, recalibrate.batch_size, static_cast<unsigned long long>(recalibrate.seed));
+    const Evaluation r = evaluate(*model, test, flat);
+    std::printf("recalibrated test accuracy: %.4f\nrecalibrated test loss: %.4f\n", r.accuracy, r.loss);
     return 0;
 }
 
@@ -121,6 +165,17 @@ int main(int argc, char** argv) {
     add_model_flag(eval_cmd, eval_model.name);
     add_dataset_flag(eval_cmd, eval_dataset);
     add_norm_flags(eval_cmd, eval_model.norm);
+    RecalibrateOptions recalibrate;
+    auto* recalibrate_flag = eval_cmd->add_option("--recalibrate", recalibrate.batches,
+        "PreciseBN: evaluate again with every BN layer's running statistics set to the averages of the means and "
+        "unbiased variances of N training batches, the first N that `xgrad train` takes with --batch and --seed "
+        "(from epoch 0 on, each epoch's incomplete last batch skipped); prints the test accuracy with the "
+        "checkpoint's statistics, then with the recalibrated ones; the checkpoint file is not modified")
+        ->check(at_least_one("the number of training batches"));
+    eval_cmd->add_option("--batch", recalibrate.batch_size, "With --recalibrate: the run's batch size")
+        ->check(CLI::PositiveNumber)->capture_default_str()->needs(recalibrate_flag);
+    eval_cmd->add_option("--seed", recalibrate.seed, "With --recalibrate: the run's seed, which orders the training set")
+        ->capture_default_str()->needs(recalibrate_flag);
 
     SeedCnnBnOptions seed_cnn_bn;
     ExperimentOptions experiment_options;
@@ -149,7 +204,7 @@ int main(int argc, char** argv) {
     CLI11_PARSE(app, argc, argv);
     try {
         if (*train_cmd) return run_train(config, out);
-        if (*eval_cmd) return run_eval(checkpoint, eval_model, eval_dataset);
+        if (*eval_cmd) return run_eval(checkpoint, eval_model, eval_dataset, recalibrate);
         if (*experiment_cmd) {
             experiment_options.profile = parse_profile(profile);
             seed_cnn_bn.results = experiment_options.results;

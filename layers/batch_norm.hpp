@@ -74,6 +74,8 @@ public:
     const xt::xarray<T>* running_mean() const { return running_mean_; }
     const xt::xarray<T>* running_var() const { return running_var_; }
     const std::int64_t* num_batches_tracked() const { return num_batches_tracked_; }
+    // Replaces the momentum (nullopt: a cumulative average); recalibration runs its passes with 1.
+    void set_momentum(std::optional<double> momentum) { options_.momentum = momentum; }
 
 protected:
     // `kind` names the class; `ranks` are the input ranks it accepts, shown as `layout`; `relu`

@@ -1,7 +1,8 @@
 // The trainer and the xgrad CLI: run directories, never overwriting a finished run, refusing a
 // directory of another configuration, resuming after a SIGKILL to the same final weights, the
-// divergence report, the seed CNN's fc1 error, agreement with PyTorch on a checkpoint, and the
-// --norm flag with --bn as its other spelling.
+// divergence report, the seed CNN's fc1 error, agreement with PyTorch on a checkpoint, the --norm
+// flag with --bn as its other spelling, and `eval --recalibrate` (PreciseBN) against the library on
+// the same batches, and its flag's errors.
 #include <fcntl.h>
 #include <signal.h>
 #include <spawn.h>
@@ -20,8 +21,14 @@
 #include <gtest/gtest.h>
 #include <nlohmann/json.hpp>
 
+#include "experiments/batch_loader.hpp"
+#include "experiments/checkpoint.hpp"
+#include "experiments/dataset.hpp"
+#include "experiments/evaluation.hpp"
+#include "experiments/models.hpp"
 #include "experiments/npz.hpp"
 #include "experiments/trainer.hpp"
+#include "layers/normalization/precise_bn.hpp"
 #include "tests/run_command.hpp"
 
 extern char** environ;
@@ -208,14 +215,21 @@ TEST(Cli, TheSeedCnnAsWrittenFailsNamingFc1AndBothSizes) {
     fs::remove(dir.string() + ".err");
 }
 
-// The reading of "test accuracy: X" in a command's output.
-double accuracy_printed_by(const std::string& command) {
+// What a command prints; an exception with it if the command fails.
+std::string output_of(const std::string& command) {
     const auto [status, output] = run_command(command);
     if (status != 0) throw std::runtime_error(command + " failed:\n" + output);
-    const auto at = output.find("test accuracy: ");
-    if (at == std::string::npos) throw std::runtime_error(command + " printed no accuracy:\n" + output);
-    return std::stod(output.substr(at + 15));
+    return output;
 }
+
+// The number after the first line of `output` that starts with `label` (e.g. "test accuracy: ").
+double value_printed(const std::string& output, const std::string& label) {
+    const auto at = ("\n" + output).find("\n" + label);
+    if (at == std::string::npos) throw std::runtime_error("no line '" + label + "' in:\n" + output);
+    return std::stod(output.substr(at + label.size()));
+}
+
+double accuracy_printed_by(const std::string& command) { return value_printed(output_of(command), "test accuracy: "); }
 
 TEST(Cli, PyTorchEvaluatesAnXgradCheckpointToTheSameAccuracy) {
     if (std::system("/usr/bin/python3 -c 'import torch' 2>/dev/null") != 0) GTEST_SKIP() << "python3-torch is not installed";
@@ -312,6 +326,67 @@ TEST(Cli, NormBatchOrNoneTrainsTheSameBitsAsBnOnOrOff) {
             fs::remove_all(by_bn);
         }
     }
+}
+
+std::string file_contents(const fs::path& path) {
+    std::ifstream in(path, std::ios::binary);
+    return std::string((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+}
+
+// --recalibrate N: the accuracy and loss the command prints after recalibration are those of
+// the checkpoint's model recalibrated here on the batches its help names (the first N of the
+// loader for --batch and --seed, incomplete batches skipped: 4 batches of 600 of the 2,000
+// training images are epoch 0's three and epoch 1's first); the checkpoint is not written.
+TEST(Cli, EvalRecalibratesOnTheRunsTrainingBatchesAndLeavesTheCheckpointAlone) {
+    TrainConfig c;  // the seed CNN with its three BN layers, briefly, on the synthetic data set
+    c.dataset = "synthetic";
+    c.batch = 32;
+    c.steps = 20;
+    c.eval_every = 20;
+    const fs::path dir = fresh_dir("recalibrate");
+    ASSERT_EQ(xgrad::train(c, dir).status, "finished");
+    const fs::path checkpoint = dir / "checkpoint.npz";
+    const std::string bytes = file_contents(checkpoint);
+    const auto written = fs::last_write_time(checkpoint);
+
+    const std::string output = output_of(std::string(XGRAD_CLI) + " eval --model seed-cnn --dataset synthetic --checkpoint " +
+                                         checkpoint.string() + " --recalibrate 4 --batch 600 --seed 4");
+    EXPECT_NE(output.find("recalibrated 3 BatchNorm layers over 4 training batches of 600 (seed 4)\n"), std::string::npos)
+        << output;
+
+    xgrad::Rng rng(0);
+    auto model = xgrad::make_model(xgrad::ModelConfig{}, rng);  // seed-cnn with BN
+    xgrad::load_checkpoint(checkpoint, *model);
+    const xgrad::Dataset train_set = xgrad::load_dataset("synthetic", xgrad::Split::train);
+    const xgrad::Dataset test_set = xgrad::load_dataset("synthetic", xgrad::Split::test);
+    const xgrad::Evaluation before = xgrad::evaluate(*model, test_set, false);
+    xgrad::BatchLoader loader(train_set, {.batch_size = 600, .seed = 4, .drop_last = true});
+    ASSERT_EQ(xgrad::recalibrate_batch_norm<float>(*model, 4, [&loader](std::size_t) { return loader.next().images; }), 3u);
+    const xgrad::Evaluation after = xgrad::evaluate(*model, test_set, false);
+
+    EXPECT_NEAR(value_printed(output, "test accuracy: "), before.accuracy, 5e-5) << output;
+    EXPECT_NEAR(value_printed(output, "test loss: "), before.loss, 5e-5) << output;
+    EXPECT_NEAR(value_printed(output, "recalibrated test accuracy: "), after.accuracy, 5e-5) << output;
+    EXPECT_NEAR(value_printed(output, "recalibrated test loss: "), after.loss, 5e-5) << output;
+    EXPECT_GT(std::abs(after.loss - before.loss), 1e-3) << "recalibration changed nothing the loss shows";
+    EXPECT_EQ(file_contents(checkpoint), bytes);
+    EXPECT_EQ(fs::last_write_time(checkpoint), written);
+    fs::remove_all(dir);
+}
+
+TEST(Cli, EvalRecalibrateTakesAtLeastOneBatch) {
+    const std::string eval = std::string(XGRAD_CLI) + " eval --checkpoint " XGRAD_SOURCE_DIR "/README.md --dataset synthetic ";
+    for (const char* n : {"0", "-2", "many"}) {
+        const auto [status, message] = run_command(eval + "--recalibrate " + n);
+        EXPECT_NE(status, 0);
+        EXPECT_NE(message.find("--recalibrate: expected the number of training batches, a whole number >= 1; got " +
+                               std::string(n)),
+                  std::string::npos)
+            << message;
+    }
+    const auto [status, message] = run_command(eval + "--batch 32");
+    EXPECT_NE(status, 0);
+    EXPECT_NE(message.find("--batch requires --recalibrate"), std::string::npos) << message;
 }
 
 }  // namespace
