@@ -1,7 +1,6 @@
 #include "layers/batch_norm.hpp"
 
 #include <algorithm>
-#include <charconv>
 #include <memory>
 #include <stdexcept>
 #include <utility>
@@ -9,6 +8,7 @@
 #include <xtensor/xbuilder.hpp>
 
 #include "layers/normalization/normalization_node.hpp"
+#include "layers/python_repr.hpp"
 
 namespace xgrad {
 
@@ -18,13 +18,6 @@ namespace {
 std::string torch_size(const Shape& shape) {
     const std::string s = shape_str(shape);
     return "[" + s.substr(1, s.size() - 2) + "]";
-}
-
-// Python's repr of a float, as torch's module reprs show eps and momentum: "1e-05", "0.1".
-std::string python_float(double v) {
-    char buf[32];
-    const auto end = std::to_chars(buf, buf + sizeof buf, v).ptr;
-    return std::string(buf, end);
 }
 
 template <class T>
@@ -68,6 +61,10 @@ Var<T> batch_norm(const Var<T>& x, const BatchNormArgs<T>& args, std::string_vie
     options.beta = args.bias ? args.bias->value().data() : nullptr;
     if (args.training && has_running) {
         options.running = RunningStats<T>{args.running_mean->data(), args.running_var->data(), args.momentum};
+    }
+    if (args.training && args.renorm) {
+        if (!has_running) throw std::invalid_argument(who + ": Batch Renorm needs running statistics in training");
+        options.renorm = args.renorm;
     }
     const auto run = [&](const auto& epilogue) {
         xt::xarray<T> y = xt::xarray<T>::from_shape(shape);
@@ -121,18 +118,25 @@ Var<T> BatchNorm<T>::forward(const Var<T>& x) {
                           options_.momentum.value_or(0.0), options_.eps, relu_};
     // Counted only once the batch is accepted: a rejected batch leaves the state as it was.
     const std::int64_t batches = training && num_batches_tracked_ ? *num_batches_tracked_ + 1 : 0;
-    if (batches > 0 && !options_.momentum) args.momentum = 1.0 / static_cast<double>(batches);
+    if (batches > 0) {
+        args.momentum = running_factor(batches);
+        args.renorm = renorm_limits(batches - 1);
+    }
     Var<T> y = batch_norm(x, args, this->where());
     if (batches > 0) *num_batches_tracked_ = batches;
     return y;
 }
 
 template <class T>
+double BatchNorm<T>::running_factor(std::int64_t batches) const {
+    return options_.momentum ? *options_.momentum : 1.0 / static_cast<double>(batches);
+}
+
+template <class T>
 std::string BatchNorm<T>::describe() const {
-    const auto py_bool = [](bool b) { return b ? "True" : "False"; };
     return std::string(kind_) + "(" + std::to_string(num_features_) + ", eps=" + python_float(options_.eps) +
            ", momentum=" + (options_.momentum ? python_float(*options_.momentum) : "None") +
-           ", affine=" + py_bool(options_.affine) + ", track_running_stats=" + py_bool(options_.track_running_stats) +
+           ", affine=" + python_bool(options_.affine) + ", track_running_stats=" + python_bool(options_.track_running_stats) +
            ")";
 }
 

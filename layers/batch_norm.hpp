@@ -17,6 +17,7 @@
 
 #include "autodiff/var.hpp"
 #include "layers/module.hpp"
+#include "layers/normalization/fold.hpp"
 
 namespace xgrad {
 
@@ -37,6 +38,10 @@ struct BatchNormArgs {
     // Followed by a ReLU, fused: y = max(0, BN(x)) in one node, the gradient between the two
     // never a tensor.
     bool relu = false;
+    // Batch Renorm's limits (layers/normalization/batch_renorm.hpp): in training, the batch
+    // statistics corrected by r and d from the running statistics before this batch moves them.
+    // Needs running statistics in training; not read outside training.
+    std::optional<RenormLimits> renorm = std::nullopt;
 };
 
 // torch.nn.functional.batch_norm over x of shape (N, C, ...). Gradients flow to x, weight and
@@ -83,9 +88,23 @@ protected:
     BatchNorm(const char* kind, std::initializer_list<std::size_t> ranks, const char* layout, std::size_t num_features,
               BatchNormOptions options, bool relu = false);
 
-private:
+    // What subclasses that normalize otherwise (Batch Renorm, Ghost Batch Norm) build on.
+    const char* kind() const { return kind_; }
+    // A ShapeError naming this layer unless x has an accepted rank and num_features channels.
     void check_input(const Shape& shape) const;
+    // The Batch Renorm limits of a training forward at `step` (num_batches_tracked before it);
+    // none for BatchNorm itself.
+    virtual std::optional<RenormLimits> renorm_limits(std::int64_t) const { return std::nullopt; }
+    // The factor running statistics move by for the batch that brings num_batches_tracked to
+    // `batches`: the momentum, or 1 / batches for a cumulative average.
+    double running_factor(std::int64_t batches) const;
+    // The running statistics and their counter, for a subclass's forward to move; null without
+    // track_running_stats.
+    xt::xarray<T>* running_mean_buffer() { return running_mean_; }
+    xt::xarray<T>* running_var_buffer() { return running_var_; }
+    std::int64_t* batches_tracked() { return num_batches_tracked_; }
 
+private:
     const char* kind_;
     std::vector<std::size_t> ranks_;
     const char* layout_;

@@ -10,6 +10,8 @@
 
 #include "autodiff/blas.hpp"
 #include "layers/grad_kernels.hpp"
+#include "layers/normalization/weight_standardization.hpp"
+#include "layers/python_repr.hpp"
 
 namespace xgrad {
 
@@ -184,15 +186,33 @@ void swap_leading_axes(const T* src, T* dst, std::size_t a, std::size_t b, std::
 template <class T>
 Conv2d<T>::Conv2d(std::size_t in_channels, std::size_t out_channels, Size2 kernel_size, Size2 stride, Size2 padding,
                   bool bias, Rng& rng)
-    : in_channels_(in_channels), out_channels_(out_channels), kernel_(kernel_size), stride_(stride), padding_(padding) {
+    : Conv2d(in_channels, out_channels, kernel_size, Conv2dOptions{.stride = stride, .padding = padding, .bias = bias},
+             rng) {}
+
+template <class T>
+Conv2d<T>::Conv2d(std::size_t in_channels, std::size_t out_channels, Size2 kernel_size, const Conv2dOptions& options,
+                  Rng& rng)
+    : in_channels_(in_channels),
+      out_channels_(out_channels),
+      kernel_(kernel_size),
+      stride_(options.stride),
+      padding_(options.padding) {
     if (in_channels == 0 || out_channels == 0 || kernel_.h == 0 || kernel_.w == 0 || stride_.h == 0 || stride_.w == 0) {
         throw std::invalid_argument("Conv2d: channels, kernel_size and stride must be positive, got in_channels=" +
                                     std::to_string(in_channels) + ", out_channels=" + std::to_string(out_channels) +
                                     ", kernel_size=" + kernel_.str() + ", stride=" + stride_.str());
     }
+    if (options.weight_standardization) {
+        if (in_channels * kernel_.h * kernel_.w < 2) {
+            throw std::invalid_argument("Conv2d: weight standardization needs more than 1 weight per filter, got "
+                                        "in_channels=" + std::to_string(in_channels) + " and kernel_size=" +
+                                        kernel_.str());
+        }
+        standardization_eps_ = options.weight_standardization_eps;
+    }
     weight_ = &this->register_parameter(
         "weight", Var<T>(xt::xarray<T>::from_shape({out_channels, in_channels, kernel_.h, kernel_.w})));
-    if (bias) bias_ = &this->register_parameter("bias", Var<T>(xt::xarray<T>::from_shape({out_channels})));
+    if (options.bias) bias_ = &this->register_parameter("bias", Var<T>(xt::xarray<T>::from_shape({out_channels})));
     reset_parameters(rng);
 }
 
@@ -205,7 +225,16 @@ template <class T>
 std::string Conv2d<T>::describe() const {
     return "Conv2d(" + std::to_string(in_channels_) + ", " + std::to_string(out_channels_) +
            ", kernel_size=" + kernel_.str() + ", stride=" + stride_.str() +
-           (padding_ == Size2(0) ? "" : ", padding=" + padding_.str()) + (bias_ ? "" : ", bias=False") + ")";
+           (padding_ == Size2(0) ? "" : ", padding=" + padding_.str()) + (bias_ ? "" : ", bias=False") +
+           (standardization_eps_ ? ", weight_standardization=True, weight_standardization_eps=" +
+                                       python_float(*standardization_eps_)
+                                 : "") +
+           ")";
+}
+
+template <class T>
+Var<T> Conv2d<T>::applied_weight() const {
+    return standardization_eps_ ? standardize_weight(*weight_, *standardization_eps_, this->where()) : *weight_;
 }
 
 template <class T>
@@ -218,7 +247,8 @@ Var<T> Conv2d<T>::forward(const Var<T>& x) {
 
     xt::xarray<T> y = xt::xarray<T>::from_shape({g.n, out, g.oh, g.ow});
     auto cols = std::make_unique_for_overwrite<T[]>(rows * chunk * plane);
-    const T* w = weight_->value().data();
+    const Var<T> weight = applied_weight();
+    const T* w = weight.value().data();
     for (std::size_t n0 = 0; n0 < g.n; n0 += chunk) {
         const std::size_t count = std::min(chunk, g.n - n0);
         const std::size_t ld = count * plane;
@@ -232,7 +262,7 @@ Var<T> Conv2d<T>::forward(const Var<T>& x) {
         });
     }
 
-    std::vector<typename Var<T>::NodePtr> inputs{x.node(), weight_->node()};
+    std::vector<typename Var<T>::NodePtr> inputs{x.node(), weight.node()};
     if (bias_) inputs.push_back(bias_->node());
     return Var<T>::from_op(std::move(y), "conv2d", inputs, [inputs, g, out, rows, plane, chunk](const Node<T>&, const xt::xarray<T>& grad_out) {
         Node<T>& xn = *inputs[0];

@@ -23,7 +23,9 @@ std::shared_ptr<Conv2d<T>> fold_batch_norm(const Conv2d<T>& conv, const BatchNor
     Rng unused;
     auto folded = std::make_shared<Conv2d<T>>(conv.in_channels(), out, conv.kernel_size(), conv.stride(),
                                               conv.padding(), true, unused);
-    const xt::xarray<T>& w = conv.weight().value();
+    // The weight conv convolves with: standardized, if conv standardizes it; the folded conv does not.
+    const Var<T> applied = conv.applied_weight();
+    const xt::xarray<T>& w = applied.value();
     xt::xarray<T>& fw = folded->weight().mutable_value();
     xt::xarray<T>& fb = folded->bias()->mutable_value();
     const std::size_t per_channel = w.size() / out;

@@ -2,7 +2,8 @@
 // running statistics is, per output channel o with s = gamma / sqrt(running_var + eps),
 //   y = (W·x + b - running_mean)·s + beta = (W·s)·x + ((b - running_mean)·s + beta),
 // a convolution with W' = W·s and b' = (b - running_mean)·s + beta (b = 0 for a conv without
-// bias): one im2col + gemm, no BN pass over the output.
+// bias): one im2col + gemm, no BN pass over the output. W is the weight conv applies, so a
+// weight-standardized conv folds into a plain one.
 #pragma once
 
 #include <memory>

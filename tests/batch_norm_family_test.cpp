@@ -1,0 +1,984 @@
+// The BatchNorm family beyond BatchNorm, in double unless said otherwise: Batch Renorm, Ghost
+// Batch Norm, Filter Response Norm with its TLU, and weight-standardized Conv2d. Gradients against
+// central differences in training and eval (Batch Renorm with r clipped, d clipped, both and
+// neither: its r and d are constants of the backward, so where they are not clipped its gradients
+// are those of BatchNorm with weight·r and bias + weight·d, which are checked against central
+// differences); shapes drawn now and then large enough for the stages' parallel and cache-blocked
+// paths, checked there by directional differences and for the same bits with one and two threads;
+// the identities (Ghost BN with virtual_batch >= N and Batch Renorm with rmax = 1, dmax = 0 are
+// BatchNorm bit for bit; Ghost BN is BatchNorm over each chunk in turn; the renorm schedule at its
+// knots); running statistics and counters; and the errors for bad input.
+#include <gtest/gtest.h>
+#include <rapidcheck/gtest.h>
+
+#include <algorithm>
+#include <cmath>
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <optional>
+#include <random>
+#include <stdexcept>
+#include <string>
+#include <vector>
+
+#include <tbb/task_arena.h>
+#include <xtensor/xview.hpp>
+
+#include "layers/batch_norm.hpp"
+#include "layers/conv2d.hpp"
+#include "layers/fold_batch_norm.hpp"
+#include "layers/normalization/batch_renorm.hpp"
+#include "layers/normalization/filter_response_norm.hpp"
+#include "layers/normalization/ghost_batch_norm.hpp"
+#include "layers/normalization/weight_standardization.hpp"
+#include "tests/batch_norm_state.hpp"
+#include "tests/generators.hpp"
+
+namespace {
+
+using namespace xgrad_test;
+using Inputs = std::vector<Var<double>>;
+using xgrad::BatchNorm;
+using xgrad::BatchRenorm;
+using xgrad::BatchRenormOptions;
+using xgrad::GhostBatchNorm;
+using xgrad::RenormSchedule;
+
+constexpr double eps = 1e-5;
+
+// ---- shapes ----
+
+// x of shape (N, C, ...) seen as (N, C, S).
+xgrad::ChannelShape layout(const Shape& shape) { return xgrad::channel_shape(shape); }
+
+// Flat indices of channel c's elements, sample by sample.
+template <class F>
+void forEachOfChannel(const xgrad::ChannelShape& l, std::size_t c, F f) {
+    for (std::size_t n = 0; n < l.n; ++n)
+        for (std::size_t s = 0; s < l.s; ++s) f((n * l.c + c) * l.s + s);
+}
+
+// A dimension uniform in [lo, hi].
+std::size_t dimIn(std::size_t lo, std::size_t hi) { return *uniformIn<std::size_t>(lo, hi + 1); }
+
+// Shapes past the stages' thresholds (runs.hpp, blocked.hpp, channel_reduce.hpp): over 2^16
+// elements or a block of channels in cache, for statistics per channel (BatchNorm's):
+//  - many channels of a few thousand values: the cache-blocked walk, serial or in parallel;
+//  - a few long channels: each stage parallel over the whole tensor, channels cut into blocks;
+//  - short rows (S < 16): the rows layout of the reduction, rows merged in the elementwise pass.
+rc::Gen<Shape> genLargePerChannelShape(std::size_t rank) {
+    return rc::gen::exec([rank] {
+        const int kind = *uniformIn(0, 3);
+        if (rank == 2) return Shape{dimIn(3000, 5000), dimIn(16, 24)};
+        if (kind == 0) return rank == 4 ? Shape{dimIn(4, 8), dimIn(16, 24), dimIn(24, 40), dimIn(24, 40)}
+                                        : Shape{dimIn(4, 8), dimIn(16, 24), dimIn(600, 1500)};
+        if (kind == 1) return rank == 4 ? Shape{dimIn(6, 8), dimIn(3, 5), dimIn(64, 96), dimIn(64, 96)}
+                                        : Shape{dimIn(6, 8), dimIn(3, 5), dimIn(4096, 9000)};
+        return rank == 4 ? Shape{dimIn(2000, 3000), dimIn(8, 12), 2, 3} : Shape{dimIn(2000, 3000), dimIn(8, 12), 6};
+    });
+}
+
+// Mostly small shapes of rank 2 to 4 with at least two values per channel; one draw in eight large.
+rc::Gen<Shape> genPerChannelShape() {
+    return rc::gen::exec([] {
+        if (*uniformIn(0, 8) == 0) return *genLargePerChannelShape(*uniformIn<std::size_t>(2, 5));
+        return *rc::gen::suchThat(genShape(2, 4), [](const Shape& s) { return layout(s).per_channel() >= 2; });
+    });
+}
+
+bool isLarge(const Shape& shape) { return xgrad::element_count(shape) > 4096; }
+
+// Values for a tensor of `shape`: distinct ones 1/4 apart for small shapes (every channel's
+// variance at least 1/64), seeded normal values of a spread per channel for large ones.
+rc::Gen<Array> genValues(const Shape& shape) {
+    if (!isLarge(shape)) return genDistinct(shape, 0.25);
+    return rc::gen::map(rc::gen::arbitrary<std::uint32_t>(), [shape](std::uint32_t seed) {
+        std::mt19937 rng(seed);
+        std::normal_distribution<double> normal(0.0, 1.0);
+        Array x = Array::from_shape(shape);
+        const auto l = layout(shape);
+        for (std::size_t c = 0; c < l.c; ++c) {
+            const double centre = 3.0 * normal(rng);
+            const double scale = 0.5 + std::abs(normal(rng));
+            forEachOfChannel(l, c, [&](std::size_t i) { x.flat(i) = centre + scale * normal(rng); });
+        }
+        return x;
+    });
+}
+
+Array perChannelValues(std::size_t channels, Domain domain) { return *genArray({channels}, domain); }
+
+// ---- checks ----
+
+// For inputs too large for gradcheck's one element at a time: along a random direction v of
+// each input, the analytic derivative <grad, v> of <w, f> (w random) against the central
+// difference (<w, f(x + h·v)> - <w, f(x - h·v)>) / 2h. Inputs are perturbed in place.
+void checkDirectionalDerivatives(const std::function<Var<double>(const Inputs&)>& f, const Inputs& inputs,
+                                 const std::string& what) {
+    std::mt19937 rng(*rc::gen::arbitrary<std::uint32_t>());
+    std::uniform_real_distribution<double> uniform(-1.0, 1.0);
+    const auto random_like = [&](const Shape& shape) {
+        Array a = Array::from_shape(shape);
+        for (auto& v : a) v = uniform(rng);
+        return a;
+    };
+    const Var<double> y = f(inputs);
+    const Array w = random_like(y.shape());
+    for (Var<double> in : inputs) in.zero_grad();
+    y.backward(w);
+    const auto projected = [&] { return static_cast<double>(xt::sum(f(inputs).value() * w)()); };
+    for (std::size_t k = 0; k < inputs.size(); ++k) {
+        Var<double> in = inputs[k];
+        const Array v = random_like(in.shape());
+        const Array x0 = in.value();
+        const double analytic = xt::sum(in.grad() * v)();
+        const double h = 6e-6 * std::max(1.0, static_cast<double>(xt::amax(xt::abs(x0))()));
+        in.mutable_value() = x0 + h * v;
+        const double plus = projected();
+        in.mutable_value() = x0 - h * v;
+        const double minus = projected();
+        in.mutable_value() = x0;
+        const double numeric = (plus - minus) / (2.0 * h);
+        const double error = std::abs(analytic - numeric) / std::max({1.0, std::abs(analytic), std::abs(numeric)});
+        if (!(error <= gradcheck_tolerance)) {
+            RC_FAIL(what + ": input " + std::to_string(k) + " of shape " + xgrad::shape_str(in.shape()) +
+                    ": directional derivative " + std::to_string(analytic) + ", central difference " +
+                    std::to_string(numeric));
+        }
+    }
+}
+
+// gradcheck for small inputs, directional differences for large ones.
+void checkLayerGradients(const std::function<Var<double>(const Inputs&)>& f, const Inputs& inputs,
+                         const std::string& what) {
+    if (isLarge(inputs[0].shape())) {
+        checkDirectionalDerivatives(f, inputs, what);
+    } else {
+        checkGradients(f, inputs, what);
+    }
+}
+
+// run() computes some arrays from scratch (a new layer each time); they must be the same bits
+// whether TBB has one thread or two.
+template <class T, class Run>
+void checkSameBitsWithOneAndTwoThreads(const Run& run, const std::string& what) {
+    std::vector<xt::xarray<T>> one, two;
+    tbb::task_arena(1).execute([&] { one = run(); });
+    tbb::task_arena(2).execute([&] { two = run(); });
+    RC_ASSERT(one.size() == two.size());
+    for (std::size_t k = 0; k < one.size(); ++k) {
+        if (!(one[k] == two[k])) RC_FAIL(what + ": result " + std::to_string(k) + " differs with one and two threads");
+    }
+}
+
+template <class T>
+void checkSameBits(const std::vector<xt::xarray<T>>& a, const std::vector<xt::xarray<T>>& b,
+                   const std::vector<std::string>& names) {
+    for (std::size_t k = 0; k < names.size(); ++k) {
+        if (!(a[k] == b[k])) RC_FAIL(names[k] + " differs");
+    }
+}
+
+Array zerosOf(const Shape& shape) { return xt::zeros<double>(shape); }
+xt::xarray<float> floatZerosOf(const Shape& shape) { return xt::zeros<float>(shape); }
+
+template <class F>
+std::string messageOf(F f) {
+    try {
+        f();
+    } catch (const std::exception& e) {
+        return e.what();
+    }
+    return "(no exception)";
+}
+
+// Fails unless `message` contains every part.
+void expectMentions(const std::string& message, const std::vector<std::string>& parts) {
+    for (const std::string& part : parts) {
+        EXPECT_NE(message.find(part), std::string::npos) << "'" << message << "' does not mention '" << part << "'";
+    }
+}
+
+std::int64_t& counter(xgrad::Module<double>& m, const std::string& name) {
+    for (auto& [n, b] : m.named_buffers()) {
+        if (n == name && b.counter) return *b.counter;
+    }
+    throw std::logic_error("no counter " + name);
+}
+
+// Per channel, in long double: the mean and the biased variance over (N, S).
+struct ChannelMoments {
+    std::vector<double> mean, var;
+};
+
+ChannelMoments channelMoments(const Array& x) {
+    const auto l = layout(xgrad::to_shape(x.shape()));
+    ChannelMoments m;
+    for (std::size_t c = 0; c < l.c; ++c) {
+        long double sum = 0, sq = 0;
+        forEachOfChannel(l, c, [&](std::size_t i) { sum += x.flat(i); });
+        const long double mean = sum / static_cast<long double>(l.per_channel());
+        forEachOfChannel(l, c, [&](std::size_t i) { sq += (x.flat(i) - mean) * (x.flat(i) - mean); });
+        m.mean.push_back(static_cast<double>(mean));
+        m.var.push_back(static_cast<double>(sq / static_cast<long double>(l.per_channel())));
+    }
+    return m;
+}
+
+// ---- Batch Renorm ----
+
+template <class T = double>
+std::unique_ptr<BatchRenorm<T>> makeRenorm(std::size_t rank, std::size_t channels, BatchRenormOptions o = {}) {
+    if (rank == 4) return std::make_unique<xgrad::BatchRenorm2d<T>>(channels, o);
+    return std::make_unique<xgrad::BatchRenorm1d<T>>(channels, o);
+}
+
+template <class T = double>
+std::unique_ptr<BatchNorm<T>> makeBatchNorm(std::size_t rank, std::size_t channels, xgrad::BatchNormOptions o = {}) {
+    if (rank == 4) return std::make_unique<xgrad::BatchNorm2d<T>>(channels, o);
+    return std::make_unique<xgrad::BatchNorm1d<T>>(channels, o);
+}
+
+// The same limits at every step.
+RenormSchedule fixedLimits(double rmax, double dmax) {
+    return {.rmax_start = rmax, .dmax_start = dmax, .relax_from = 0, .rmax_final = rmax, .rmax_final_at = 0,
+            .dmax_final = dmax, .dmax_final_at = 0};
+}
+
+// Where a channel's running statistics put r and d: clipped or inside [1/rmax, rmax] and [-dmax, dmax].
+struct Clipping {
+    bool r;
+    bool d;
+};
+
+// r and d for a batch of moments m against running statistics, clipped, in double.
+struct Correction {
+    Array r, d;
+};
+
+Correction renormCorrection(const ChannelMoments& m, const Array& running_mean, const Array& running_var, double rmax,
+                            double dmax) {
+    Correction k{zerosOf({m.mean.size()}), zerosOf({m.mean.size()})};
+    for (std::size_t c = 0; c < m.mean.size(); ++c) {
+        const double sigma = std::sqrt(running_var(c) + eps);
+        k.r(c) = std::clamp(std::sqrt(m.var[c] + eps) / sigma, 1.0 / rmax, rmax);
+        k.d(c) = std::clamp((m.mean[c] - running_mean(c)) / sigma, -dmax, dmax);
+    }
+    return k;
+}
+
+// Running statistics that give each channel of a batch with moments m the wanted clipping, with
+// margins that finite differences do not cross. rmax >= 2.
+struct Running {
+    Array mean, var;
+};
+
+Running genRunningFor(const ChannelMoments& m, const std::vector<Clipping>& clipping, double rmax, double dmax) {
+    Running out{zerosOf({m.mean.size()}), zerosOf({m.mean.size()})};
+    for (std::size_t c = 0; c < m.mean.size(); ++c) {
+        const double sigma_batch = std::sqrt(m.var[c] + eps);
+        const bool above = *rc::gen::arbitrary<bool>();
+        // sigma_B / sigma: beyond a limit by a factor of 1.5 to 3, or within 1/1.2 of both.
+        const double beyond = rmax * (1.5 + 1.5 * *uniformIn(0, 101) / 100.0);
+        const double inside = std::exp(std::log(rmax / 1.2) * (*uniformIn(-100, 101) / 100.0));
+        const double ratio = clipping[c].r ? (above ? beyond : 1.0 / beyond) : inside;
+        const double sigma = sigma_batch / ratio;
+        // (mu_B - running_mean) / sigma: beyond dmax by 1.5 to 3 times, or within dmax / 1.5.
+        const double sign = above ? 1.0 : -1.0;
+        const double offset = clipping[c].d ? sign * (dmax * (1.5 + 1.5 * *uniformIn(0, 101) / 100.0) + 0.5)
+                                            : dmax / 1.5 * (*uniformIn(-100, 101) / 100.0);
+        out.mean(c) = m.mean[c] - offset * sigma;
+        out.var(c) = sigma * sigma - eps;
+    }
+    return out;
+}
+
+RC_GTEST_PROP(BatchRenormGradients, TrainingIsBatchNormWithWeightRAndBiasD, ()) {
+    // Every channel clips r, d, both or neither; r and d are constants of the backward.
+    const Shape shape = *genPerChannelShape();
+    const std::size_t channels = shape[1];
+    const double rmax = 2.0 + *uniformIn(0, 101) / 100.0;
+    const double dmax = 0.5 + *uniformIn(0, 251) / 100.0;
+    std::vector<Clipping> clipping;
+    for (std::size_t c = 0; c < channels; ++c) clipping.push_back({*rc::gen::arbitrary<bool>(), *rc::gen::arbitrary<bool>()});
+    const double momentum = *rc::gen::element(0.01, 0.1, 1.0);
+    auto renorm = makeRenorm(shape.size(), channels, {.momentum = momentum, .schedule = fixedLimits(rmax, dmax)});
+    const Array x = *genValues(shape);
+    const Array gamma = perChannelValues(channels, awayFromZero(0.25, 2));
+    const Array beta = perChannelValues(channels, anywhere(-2, 2));
+    setAffine(*renorm, gamma, beta);
+    const ChannelMoments m = channelMoments(x);
+    const Running before = genRunningFor(m, clipping, rmax, dmax);
+    buffer(*renorm, "running_mean") = before.mean;
+    buffer(*renorm, "running_var") = before.var;
+    const Correction k = renormCorrection(m, before.mean, before.var, rmax, dmax);
+
+    const Array dy = *genValues(shape) / 8.0;
+    Var<double> xv = leaf(x);
+    const Var<double> y = (*renorm)(xv);
+    y.backward(dy);
+
+    // BatchNorm with the batch's statistics, weight gamma·r and bias beta + gamma·d (r, d constants).
+    const Var<double> r(k.r), d(k.d);
+    const auto frozen = [&](const Inputs& in) {
+        return xgrad::batch_norm(in[0], {.weight = Var<double>(in[1] * r), .bias = Var<double>(in[2] + in[1] * d)});
+    };
+    const Inputs in{leaf(x), leaf(gamma), leaf(beta)};
+    const Var<double> expected = frozen(in);
+    expected.backward(dy);
+    checkClose(y.value(), expected.value(), 1e-10, "y");
+    checkClose(xv.grad(), in[0].grad(), 1e-10, "dx");
+    checkClose(renorm->weight()->grad(), in[1].grad(), 1e-10, "dweight");
+    checkClose(renorm->bias()->grad(), in[2].grad(), 1e-10, "dbias");
+    checkLayerGradients(frozen, in, "BatchNorm with weight·r and bias + weight·d");
+
+    // BatchNorm's update of the running statistics, the unbiased variance averaged.
+    const double n = static_cast<double>(layout(shape).per_channel());
+    for (std::size_t c = 0; c < channels; ++c) {
+        RC_ASSERT(std::abs((*renorm->running_mean())(c) - ((1 - momentum) * before.mean(c) + momentum * m.mean[c])) <=
+                  1e-12 * std::max(1.0, std::abs(before.mean(c)) + std::abs(m.mean[c])));
+        const double var = (1 - momentum) * before.var(c) + momentum * m.var[c] * n / (n - 1);
+        RC_ASSERT(std::abs((*renorm->running_var())(c) - var) <= 1e-12 * std::max(1.0, var));
+    }
+    RC_ASSERT(*renorm->num_batches_tracked() == 1);
+}
+
+RC_GTEST_PROP(BatchRenormGradients, ClippedTrainingMatchesCentralDifferences, ()) {
+    // With r and d both clipped in every channel they are constants of x too: the layer's own
+    // gradient is then the derivative of its output.
+    const Shape shape = *genPerChannelShape();
+    const std::size_t channels = shape[1];
+    const double rmax = 2.0 + *uniformIn(0, 101) / 100.0;
+    const double dmax = 0.5 + *uniformIn(0, 251) / 100.0;
+    auto renorm = makeRenorm(shape.size(), channels, {.schedule = fixedLimits(rmax, dmax)});
+    const Array x = *genValues(shape);
+    setAffine(*renorm, perChannelValues(channels, awayFromZero(0.25, 2)), perChannelValues(channels, anywhere(-2, 2)));
+    const Running before = genRunningFor(channelMoments(x), std::vector<Clipping>(channels, {true, true}), rmax, dmax);
+    const Inputs inputs{leaf(x), *renorm->weight(), *renorm->bias()};
+    // Each evaluation starts from the same running statistics.
+    checkLayerGradients(
+        [&](const Inputs& in) {
+            buffer(*renorm, "running_mean") = before.mean;
+            buffer(*renorm, "running_var") = before.var;
+            return (*renorm)(in[0]);
+        },
+        inputs, renorm->describe());
+}
+
+RC_GTEST_PROP(BatchRenormGradients, EvalIsBatchNormEval, ()) {
+    const Shape shape = *genPerChannelShape();
+    const std::size_t channels = shape[1];
+    auto renorm = makeRenorm(shape.size(), channels, {.schedule = fixedLimits(3.0, 5.0)});
+    auto bn = makeBatchNorm(shape.size(), channels, {.momentum = 0.01});
+    const Array gamma = perChannelValues(channels, anywhere(-2, 2));
+    const Array beta = perChannelValues(channels, anywhere(-2, 2));
+    const Array running_mean = perChannelValues(channels, anywhere(-2, 2));
+    const Array running_var = perChannelValues(channels, anywhere(0.25, 4));
+    for (BatchNorm<double>* layer : {static_cast<BatchNorm<double>*>(renorm.get()), bn.get()}) {
+        setAffine(*layer, gamma, beta);
+        buffer(*layer, "running_mean") = running_mean;
+        buffer(*layer, "running_var") = running_var;
+        layer->eval();
+    }
+    const Array x = *genValues(shape);
+    const Array dy = *genValues(shape);
+    const auto run = [&](BatchNorm<double>& layer) {
+        layer.zero_grad();
+        Var<double> xv = leaf(x);
+        const Var<double> y = layer(xv);
+        y.backward(dy);
+        return std::vector<Array>{y.value(), xv.grad(), layer.weight()->grad(), layer.bias()->grad()};
+    };
+    checkSameBits(run(*renorm), run(*bn), {"y", "dx", "dweight", "dbias"});
+    checkLayerGradients([&](const Inputs& in) { return (*renorm)(in[0]); },
+                        {leaf(x), *renorm->weight(), *renorm->bias()}, renorm->describe());
+}
+
+// rmax = 1 and dmax = 0 (the schedule's values before relax_from) make r = 1 and d = 0 exactly:
+// the same arithmetic as BatchNorm's, so the same bits, also over several steps.
+template <class T>
+void checkRenormWithoutCorrectionIsBatchNorm(const Shape& shape) {
+    const std::size_t channels = shape[1];
+    auto renorm = makeRenorm<T>(shape.size(), channels);
+    auto bn = makeBatchNorm<T>(shape.size(), channels, {.momentum = 0.01});
+    const xt::xarray<T> gamma = xt::cast<T>(perChannelValues(channels, anywhere(-2, 2)));
+    const xt::xarray<T> beta = xt::cast<T>(perChannelValues(channels, anywhere(-2, 2)));
+    const xt::xarray<T> running_mean = xt::cast<T>(perChannelValues(channels, anywhere(-2, 2)));
+    const xt::xarray<T> running_var = xt::cast<T>(perChannelValues(channels, anywhere(0.25, 4)));
+    for (BatchNorm<T>* layer : {static_cast<BatchNorm<T>*>(renorm.get()), bn.get()}) {
+        setAffine(*layer, gamma, beta);
+        buffer(*layer, "running_mean") = running_mean;
+        buffer(*layer, "running_var") = running_var;
+    }
+    for (int step = 0; step < 2; ++step) {
+        RC_ASSERT(renorm->limits().rmax == 1.0 && renorm->limits().dmax == 0.0);
+        const xt::xarray<T> x = xt::cast<T>(*genValues(shape));
+        const xt::xarray<T> dy = xt::cast<T>(*genValues(shape));
+        const auto run = [&](BatchNorm<T>& layer) {
+            layer.zero_grad();
+            Var<T> xv(x, true);
+            const Var<T> y = layer(xv);
+            y.backward(dy);
+            return std::vector<xt::xarray<T>>{y.value(), xv.grad(), layer.weight()->grad(), layer.bias()->grad(),
+                                              *layer.running_mean(), *layer.running_var()};
+        };
+        checkSameBits(run(*renorm), run(*bn), {"y", "dx", "dweight", "dbias", "running_mean", "running_var"});
+    }
+    RC_ASSERT(*renorm->num_batches_tracked() == 2);
+}
+
+RC_GTEST_PROP(BatchRenormIdentities, WithRmaxOneAndDmaxZeroIsBatchNormBitForBit, ()) {
+    const Shape shape = *genPerChannelShape();
+    checkRenormWithoutCorrectionIsBatchNorm<double>(shape);
+    checkRenormWithoutCorrectionIsBatchNorm<float>(shape);
+}
+
+TEST(BatchRenormSchedule, ValuesAtTheKnots) {
+    const RenormSchedule paper;
+    const auto expect = [&](std::int64_t step, double rmax, double dmax) {
+        EXPECT_DOUBLE_EQ(paper.at(step).rmax, rmax) << "step " << step;
+        EXPECT_DOUBLE_EQ(paper.at(step).dmax, dmax) << "step " << step;
+    };
+    expect(0, 1.0, 0.0);
+    expect(4999, 1.0, 0.0);
+    expect(5000, 1.0, 0.0);
+    expect(15000, 1.0 + 2.0 * 10000.0 / 35000.0, 2.5);
+    expect(25000, 1.0 + 2.0 * 20000.0 / 35000.0, 5.0);
+    expect(40000, 3.0, 5.0);
+    expect(1000000, 3.0, 5.0);
+    // Every number is the user's.
+    const RenormSchedule own{.rmax_start = 1.5, .dmax_start = 0.5, .relax_from = 10, .rmax_final = 2.5,
+                             .rmax_final_at = 20, .dmax_final = 1.5, .dmax_final_at = 30};
+    EXPECT_DOUBLE_EQ(own.at(9).rmax, 1.5);
+    EXPECT_DOUBLE_EQ(own.at(9).dmax, 0.5);
+    EXPECT_DOUBLE_EQ(own.at(15).rmax, 2.0);
+    EXPECT_DOUBLE_EQ(own.at(20).rmax, 2.5);
+    EXPECT_DOUBLE_EQ(own.at(20).dmax, 1.0);
+    EXPECT_DOUBLE_EQ(own.at(30).dmax, 1.5);
+}
+
+TEST(BatchRenormSchedule, NumBatchesTrackedIsTheStepAndIsInTheState) {
+    xgrad::BatchRenorm2d<double> renorm(2);
+    std::vector<std::string> names;
+    for (const auto& [name, b] : renorm.named_buffers()) names.push_back(name);
+    EXPECT_EQ(names, (std::vector<std::string>{"running_mean", "running_var", "num_batches_tracked"}));
+    std::vector<std::string> params;
+    for (const auto& [name, p] : renorm.named_parameters()) params.push_back(name);
+    EXPECT_EQ(params, (std::vector<std::string>{"weight", "bias"}));
+
+    counter(renorm, "num_batches_tracked") = 24999;
+    EXPECT_DOUBLE_EQ(renorm.limits().dmax, 5.0 * 19999.0 / 20000.0);
+    Array x = zerosOf({3, 2, 2, 2});
+    for (std::size_t i = 0; i < x.size(); ++i) x.flat(i) = static_cast<double>(i % 5) - 2.0;
+    renorm(Var<double>(x));
+    EXPECT_EQ(*renorm.num_batches_tracked(), 25000);
+    EXPECT_DOUBLE_EQ(renorm.limits().dmax, 5.0);
+    renorm.eval();
+    renorm(Var<double>(x));
+    EXPECT_EQ(*renorm.num_batches_tracked(), 25000) << "eval counts no batch";
+}
+
+TEST(BatchRenormSchedule, TheLayerUsesTheLimitsOfItsStep) {
+    // A batch whose r and d would be far outside any limit: the output shows which were used.
+    const auto output_at = [](std::int64_t step) {
+        xgrad::BatchRenorm1d<double> renorm(1);
+        counter(renorm, "num_batches_tracked") = step;
+        buffer(renorm, "running_mean") = fromVector({1}, {-100.0});
+        buffer(renorm, "running_var") = fromVector({1}, {1e4});
+        // mean 0, biased variance 1: r = sqrt(1 + eps) / sqrt(1e4 + eps), d = 100 / sqrt(1e4 + eps).
+        return renorm(Var<double>(fromVector({2, 1}, {-1.0, 1.0}))).value();
+    };
+    const double sigma_batch = std::sqrt(1.0 + eps);
+    const auto expected = [&](double rmax, double dmax) {
+        const double r = std::max(1.0 / rmax, sigma_batch / std::sqrt(1e4 + eps));
+        const double d = std::min(dmax, 100.0 / std::sqrt(1e4 + eps));
+        return fromVector({2, 1}, {-r / sigma_batch + d, r / sigma_batch + d});
+    };
+    checkClose(output_at(0), expected(1.0, 0.0), 1e-14, "step 0");
+    checkClose(output_at(22500), expected(1.0 + 2.0 * 17500.0 / 35000.0, 5.0 * 17500.0 / 20000.0), 1e-14, "step 22500");
+    checkClose(output_at(50000), expected(3.0, 5.0), 1e-14, "step 50000");
+}
+
+TEST(BatchRenormErrors, ScheduleAndInput) {
+    expectMentions(messageOf([] { xgrad::BatchRenorm2d<float>(3, {.schedule = {.rmax_final = 0.5}}); }),
+                   {"BatchRenorm2d", "rmax >= 1", "0.5"});
+    expectMentions(messageOf([] { xgrad::BatchRenorm2d<float>(3, {.schedule = {.dmax_start = -1.0}}); }),
+                   {"BatchRenorm2d", "dmax >= 0", "-1"});
+    expectMentions(messageOf([] { xgrad::BatchRenorm1d<float>(3, {.schedule = {.rmax_final_at = 100}}); }),
+                   {"BatchRenorm1d", "relax_from = 5000", "100"});
+    xgrad::BatchRenorm2d<double> renorm(3);
+    expectMentions(messageOf([&] { renorm(Var<double>(zerosOf({2, 3, 4}))); }),
+                   {renorm.describe(), "(N, C, H, W)", "(2, 3, 4)"});
+    expectMentions(messageOf([&] { renorm(Var<double>(zerosOf({2, 4, 2, 2}))); }),
+                   {renorm.describe(), "C=3", "(2, 4, 2, 2)"});
+    expectMentions(messageOf([&] { renorm(Var<double>(zerosOf({1, 3, 1, 1}))); }),
+                   {renorm.describe(), "Expected more than 1 value per channel", "[1, 3, 1, 1]"});
+}
+
+TEST(BatchRenormState, Describe) {
+    EXPECT_EQ(xgrad::BatchRenorm2d<float>(6).describe(),
+              "BatchRenorm2d(6, eps=1e-05, momentum=0.01, affine=True, rmax=1->3 over steps 5000-40000, "
+              "dmax=0->5 over steps 5000-25000)");
+}
+
+// ---- Ghost Batch Norm ----
+
+template <class T = double>
+std::unique_ptr<GhostBatchNorm<T>> makeGhost(std::size_t rank, std::size_t channels, std::size_t virtual_batch,
+                                             xgrad::GhostBatchNormOptions o = {}) {
+    if (rank == 4) return std::make_unique<xgrad::GhostBatchNorm2d<T>>(channels, virtual_batch, o);
+    return std::make_unique<xgrad::GhostBatchNorm1d<T>>(channels, virtual_batch, o);
+}
+
+// A virtual batch size for `shape` whose every chunk has at least two values per channel.
+rc::Gen<std::size_t> genVirtualBatch(const Shape& shape) {
+    const auto l = layout(shape);
+    return rc::gen::suchThat(uniformIn<std::size_t>(1, l.n + 2), [l](std::size_t vb) {
+        const std::size_t last = l.n % vb == 0 ? std::min(vb, l.n) : l.n % vb;
+        return last * l.s >= 2 && std::min(vb, l.n) * l.s >= 2;
+    });
+}
+
+RC_GTEST_PROP(GhostBatchNormGradients, Training, ()) {
+    const Shape shape = *genPerChannelShape();
+    const std::size_t channels = shape[1];
+    const std::size_t vb = *genVirtualBatch(shape);
+    const bool affine = *rc::gen::arbitrary<bool>();
+    auto ghost = makeGhost(shape.size(), channels, vb, {.affine = affine});
+    Inputs inputs{leaf(*genValues(shape))};
+    if (affine) {
+        setAffine(*ghost, perChannelValues(channels, anywhere(-2, 2)), perChannelValues(channels, anywhere(-2, 2)));
+        inputs.push_back(*ghost->weight());
+        inputs.push_back(*ghost->bias());
+    }
+    checkLayerGradients([&](const Inputs& in) { return (*ghost)(in[0]); }, inputs, ghost->describe());
+}
+
+RC_GTEST_PROP(GhostBatchNormGradients, EvalWithRunningStatistics, ()) {
+    const Shape shape = *genPerChannelShape();
+    const std::size_t channels = shape[1];
+    auto ghost = makeGhost(shape.size(), channels, *uniformIn<std::size_t>(1, 5));
+    ghost->eval();
+    buffer(*ghost, "running_mean") = perChannelValues(channels, anywhere(-2, 2));
+    buffer(*ghost, "running_var") = perChannelValues(channels, anywhere(0.25, 4));
+    setAffine(*ghost, perChannelValues(channels, anywhere(-2, 2)), perChannelValues(channels, anywhere(-2, 2)));
+    checkLayerGradients([&](const Inputs& in) { return (*ghost)(in[0]); },
+                        {leaf(*genValues(shape)), *ghost->weight(), *ghost->bias()}, ghost->describe());
+}
+
+// One training step of a BatchNorm<T> layer on x with output gradient dy: y, dx, dweight, dbias.
+template <class T>
+std::vector<xt::xarray<T>> trainingStep(BatchNorm<T>& layer, const xt::xarray<T>& x, const xt::xarray<T>& dy) {
+    layer.zero_grad();
+    Var<T> xv(x, true);
+    const Var<T> y = layer(xv);
+    y.backward(dy);
+    return {y.value(), xv.grad(), layer.weight()->grad(), layer.bias()->grad()};
+}
+
+template <class T>
+void checkWholeBatchGhostIsBatchNorm(const Shape& shape) {
+    const std::size_t channels = shape[1];
+    const std::optional<double> momentum = *rc::gen::element<std::optional<double>>(0.1, 0.5, std::nullopt);
+    auto ghost = makeGhost<T>(shape.size(), channels, shape[0] + *uniformIn<std::size_t>(0, 3), {.momentum = momentum});
+    auto bn = makeBatchNorm<T>(shape.size(), channels, {.momentum = momentum});
+    const xt::xarray<T> gamma = xt::cast<T>(perChannelValues(channels, anywhere(-2, 2)));
+    const xt::xarray<T> beta = xt::cast<T>(perChannelValues(channels, anywhere(-2, 2)));
+    setAffine(*ghost, gamma, beta);
+    setAffine(*bn, gamma, beta);
+    for (int step = 0; step < 2; ++step) {
+        const xt::xarray<T> x = xt::cast<T>(*genValues(shape));
+        const xt::xarray<T> dy = xt::cast<T>(*genValues(shape));
+        checkSameBits(trainingStep<T>(*ghost, x, dy), trainingStep<T>(*bn, x, dy), {"y", "dx", "dweight", "dbias"});
+        checkSameBits<T>({*ghost->running_mean(), *ghost->running_var()}, {*bn->running_mean(), *bn->running_var()},
+                         {"running_mean", "running_var"});
+    }
+    RC_ASSERT(*ghost->num_batches_tracked() == 2);
+    RC_ASSERT(*bn->num_batches_tracked() == 2);
+}
+
+RC_GTEST_PROP(GhostBatchNormIdentities, VirtualBatchOfAtLeastNIsBatchNormBitForBit, ()) {
+    const Shape shape = *genPerChannelShape();
+    checkWholeBatchGhostIsBatchNorm<double>(shape);
+    checkWholeBatchGhostIsBatchNorm<float>(shape);
+}
+
+RC_GTEST_PROP(GhostBatchNormIdentities, IsBatchNormOverEachChunkInTurn, ()) {
+    // torch.cat([bn(c) for c in x.split(vb)]) with one BatchNorm: outputs, input gradients and
+    // the running statistics bit for bit; dweight and dbias, the chunks' sums added, to rounding.
+    const Shape shape = *genPerChannelShape();
+    const std::size_t channels = shape[1];
+    const std::size_t vb = *genVirtualBatch(shape);
+    const std::optional<double> momentum = *rc::gen::element<std::optional<double>>(0.1, std::nullopt);
+    auto ghost = makeGhost(shape.size(), channels, vb, {.momentum = momentum});
+    auto bn = makeBatchNorm(shape.size(), channels, {.momentum = momentum});
+    const Array gamma = perChannelValues(channels, anywhere(-2, 2));
+    const Array beta = perChannelValues(channels, anywhere(-2, 2));
+    setAffine(*ghost, gamma, beta);
+    setAffine(*bn, gamma, beta);
+    const Array x = *genValues(shape);
+    const Array dy = *genValues(shape);
+    const std::vector<Array> ghost_step = trainingStep(*ghost, x, dy);
+
+    Array y = Array::from_shape(shape), dx = Array::from_shape(shape);
+    Array dgamma = xt::zeros<double>({channels}), dbeta = xt::zeros<double>({channels});
+    std::size_t chunks = 0;
+    for (std::size_t first = 0; first < shape[0]; first += vb, ++chunks) {
+        auto rows = xt::range(first, std::min(shape[0], first + vb));
+        const std::vector<Array> step = trainingStep(*bn, Array(xt::view(x, rows)), Array(xt::view(dy, rows)));
+        xt::view(y, rows) = step[0];
+        xt::view(dx, rows) = step[1];
+        dgamma += step[2];
+        dbeta += step[3];
+    }
+    checkSameBits<double>({ghost_step[0], ghost_step[1], *ghost->running_mean(), *ghost->running_var()},
+                          {y, dx, *bn->running_mean(), *bn->running_var()}, {"y", "dx", "running_mean", "running_var"});
+    checkClose(ghost_step[2], dgamma, 1e-12, "dweight");
+    checkClose(ghost_step[3], dbeta, 1e-12, "dbias");
+    RC_ASSERT(*ghost->num_batches_tracked() == static_cast<std::int64_t>(chunks));
+}
+
+TEST(GhostBatchNormErrors, VirtualBatchZeroAndChunksOfOneValue) {
+    expectMentions(messageOf([] { xgrad::GhostBatchNorm2d<float>(3, 0); }),
+                   {"GhostBatchNorm2d", "virtual_batch >= 1", "got 0"});
+    // 5 samples by 2: chunks of 2, 2 and 1, the last with one value per channel.
+    xgrad::GhostBatchNorm1d<double> ghost(3, 2);
+    const Var<double> x(zerosOf({5, 3}));
+    expectMentions(messageOf([&] { ghost(x); }),
+                   {ghost.describe(), "virtual batch 3 of 3", "samples 4 to 4", "1 value per channel", "(5, 3)",
+                    "virtual_batch=2"});
+    EXPECT_EQ(*ghost.num_batches_tracked(), 0) << "a rejected batch moves nothing";
+    EXPECT_EQ(*ghost.running_mean(), xt::zeros<double>({3}));
+    // With two values per sample the same split is fine, and eval takes any batch.
+    ghost(Var<double>(zerosOf({5, 3, 2})));
+    EXPECT_EQ(*ghost.num_batches_tracked(), 3);
+    ghost.eval();
+    ghost(x);
+    expectMentions(messageOf([&] { ghost(Var<double>(zerosOf({5, 4}))); }), {ghost.describe(), "C=3", "(5, 4)"});
+    ghost.train();
+    expectMentions(messageOf([&] { ghost(Var<double>(zerosOf({0, 3, 2}))); }),
+                   {ghost.describe(), "at least one sample", "(0, 3, 2)"});
+}
+
+TEST(GhostBatchNormState, DescribeAndState) {
+    xgrad::GhostBatchNorm2d<float> ghost(3, 4, {.momentum = std::nullopt});
+    EXPECT_EQ(ghost.describe(), "GhostBatchNorm2d(3, virtual_batch=4, eps=1e-05, momentum=None, affine=True)");
+    std::vector<std::string> names;
+    for (const auto& [name, b] : ghost.named_buffers()) names.push_back(name);
+    EXPECT_EQ(names, (std::vector<std::string>{"running_mean", "running_var", "num_batches_tracked"}));
+}
+
+// ---- Filter Response Norm ----
+
+// Shapes (N, C, H, W) past the thresholds of statistics per (sample, channel): many instances
+// of a few thousand values (cache-blocked), two long instances (parallel over blocks of each),
+// short instances (the rows layout).
+rc::Gen<Shape> genLargeFrnShape() {
+    return rc::gen::exec([] {
+        const int kind = *uniformIn(0, 3);
+        if (kind == 0) return Shape{dimIn(2, 4), dimIn(4, 8), dimIn(48, 64), dimIn(48, 64)};
+        if (kind == 1) return Shape{1, 2, dimIn(200, 260), dimIn(200, 260)};
+        return Shape{dimIn(1500, 2500), dimIn(8, 12), 2, 3};
+    });
+}
+
+// Small shapes (N, C, H, W); one draw in eight large.
+rc::Gen<Shape> genFrnShape() {
+    return rc::gen::exec([] {
+        if (*uniformIn(0, 8) == 0) return *genLargeFrnShape();
+        return Shape{dimIn(1, 3), dimIn(1, 4), dimIn(1, 4), dimIn(1, 4)};
+    });
+}
+
+// y = weight·x / sqrt(mean of x² over (H, W) + eps) + bias, per channel, before the TLU.
+Array frnBeforeTlu(const Array& x, const Array& weight, const Array& bias, double frn_eps) {
+    const auto l = layout(xgrad::to_shape(x.shape()));
+    Array y = Array::from_shape(x.shape());
+    for (std::size_t n = 0; n < l.n; ++n) {
+        for (std::size_t c = 0; c < l.c; ++c) {
+            const std::size_t base = (n * l.c + c) * l.s;
+            long double sq = 0;
+            for (std::size_t s = 0; s < l.s; ++s) sq += x.flat(base + s) * x.flat(base + s);
+            const double scale = static_cast<double>(1.0L / std::sqrt(sq / l.s + frn_eps));
+            for (std::size_t s = 0; s < l.s; ++s) y.flat(base + s) = weight(c) * x.flat(base + s) * scale + bias(c);
+        }
+    }
+    return y;
+}
+
+// tau per channel away from every y of the channel (at least 1e-3): below them all, above them
+// all, or in a gap between two of them.
+Array genTauAwayFrom(const Array& y) {
+    const auto l = layout(xgrad::to_shape(y.shape()));
+    Array tau = zerosOf({l.c});
+    for (std::size_t c = 0; c < l.c; ++c) {
+        std::vector<double> values;
+        forEachOfChannel(l, c, [&](std::size_t i) { values.push_back(y.flat(i)); });
+        std::sort(values.begin(), values.end());
+        std::vector<double> candidates{values.front() - 0.5, values.back() + 0.5};
+        for (std::size_t i = 1; i < values.size(); ++i) {
+            if (values[i] - values[i - 1] >= 2e-3) candidates.push_back(0.5 * (values[i] + values[i - 1]));
+        }
+        tau(c) = candidates[*uniformIn<std::size_t>(0, candidates.size())];
+    }
+    return tau;
+}
+
+struct FrnCase {
+    std::shared_ptr<xgrad::FilterResponseNorm2d<double>> frn;
+    Array x;
+};
+
+FrnCase genFrnCase(const Shape& shape) {
+    FrnCase k{std::make_shared<xgrad::FilterResponseNorm2d<double>>(shape[1]), *genValues(shape)};
+    const Array weight = perChannelValues(shape[1], awayFromZero(0.25, 2));
+    const Array bias = perChannelValues(shape[1], anywhere(-1, 1));
+    Var<double>(k.frn->weight()).mutable_value() = weight;
+    Var<double>(k.frn->bias()).mutable_value() = bias;
+    Var<double>(k.frn->tau()).mutable_value() = genTauAwayFrom(frnBeforeTlu(k.x, weight, bias, k.frn->eps()));
+    return k;
+}
+
+RC_GTEST_PROP(FilterResponseNormGradients, TrainingAndEval, ()) {
+    const FrnCase k = genFrnCase(*genFrnShape());
+    k.frn->train(*rc::gen::arbitrary<bool>());
+    checkLayerGradients([&](const Inputs& in) { return (*k.frn)(in[0]); },
+                        {leaf(k.x), k.frn->weight(), k.frn->bias(), k.frn->tau()}, k.frn->describe());
+}
+
+RC_GTEST_PROP(FilterResponseNormProperties, OutputIsTheTluOfTheNormalizedInput, ()) {
+    const FrnCase k = genFrnCase(*genFrnShape());
+    const Array expected = xt::maximum(frnBeforeTlu(k.x, k.frn->weight().value(), k.frn->bias().value(), k.frn->eps()),
+                                       xt::view(k.frn->tau().value(), xt::newaxis(), xt::all(), xt::newaxis(),
+                                                xt::newaxis()));
+    checkClose((*k.frn)(Var<double>(k.x)).value(), expected, 1e-12, "y");
+}
+
+TEST(FilterResponseNormErrors, ShapesAndArguments) {
+    xgrad::FilterResponseNorm2d<float> frn(4);
+    const auto run = [&](const Shape& shape) {
+        return messageOf([&] { frn(Var<float>(xt::xarray<float>(xt::zeros<float>(shape)))); });
+    };
+    expectMentions(run({2, 4, 5}), {"FilterResponseNorm2d(4, eps=1e-06)", "(N, C, H, W)", "(2, 4, 5)"});
+    expectMentions(run({2, 3, 5, 5}), {"FilterResponseNorm2d(4, eps=1e-06)", "C=4", "(2, 3, 5, 5)"});
+    expectMentions(run({2, 4, 0, 5}), {"FilterResponseNorm2d(4, eps=1e-06)", "H·W >= 1", "(2, 4, 0, 5)"});
+    EXPECT_EQ(frn(Var<float>(floatZerosOf({0, 4, 3, 3}))).shape(), (Shape{0, 4, 3, 3}));
+    expectMentions(messageOf([] { xgrad::FilterResponseNorm2d<float>(4, 0.0); }),
+                   {"FilterResponseNorm2d", "eps > 0", "eps=0"});
+    expectMentions(messageOf([] { xgrad::FilterResponseNorm2d<float>(0); }), {"FilterResponseNorm2d", "num_features >= 1"});
+}
+
+TEST(FilterResponseNormState, ParametersAsTimmNamesThem) {
+    xgrad::FilterResponseNorm2d<float> frn(3);
+    std::vector<std::string> names;
+    for (const auto& [name, p] : frn.named_parameters()) {
+        names.push_back(name);
+        EXPECT_EQ(p.shape(), (Shape{3}));
+    }
+    EXPECT_EQ(names, (std::vector<std::string>{"weight", "bias", "tau"}));
+    EXPECT_TRUE(frn.named_buffers().empty());
+    EXPECT_EQ(frn.weight().value(), xt::ones<float>({3}));
+    EXPECT_EQ(frn.tau().value(), xt::zeros<float>({3}));
+}
+
+// ---- Weight Standardization ----
+
+// Weights (O, C_in, kh, kw) past the thresholds of statistics per filter: many filters of a few
+// hundred values (cache-blocked), a few long filters, filters of 8 values (the rows layout).
+rc::Gen<Shape> genLargeWeightShape() {
+    return rc::gen::exec([] {
+        const int kind = *uniformIn(0, 3);
+        if (kind == 0) return Shape{dimIn(96, 160), dimIn(48, 64), 3, 3};
+        if (kind == 1) return Shape{dimIn(4, 7), dimIn(2000, 3000), 3, 3};
+        return Shape{dimIn(20000, 30000), 2, 2, 2};
+    });
+}
+
+// Small weights of rank 2 to 4 with at least two values per filter; one draw in eight large.
+rc::Gen<Shape> genWeightShape() {
+    return rc::gen::exec([] {
+        if (*uniformIn(0, 8) == 0) return *genLargeWeightShape();
+        return *rc::gen::suchThat(genShape(2, 4), [](const Shape& s) { return xgrad::element_count(s) / s[0] >= 2; });
+    });
+}
+
+// w_hat per filter, in long double.
+Array standardized(const Array& w, double ws_eps) {
+    const std::size_t filters = w.shape()[0];
+    const std::size_t k = w.size() / filters;
+    Array out = Array::from_shape(w.shape());
+    for (std::size_t o = 0; o < filters; ++o) {
+        long double sum = 0, sq = 0;
+        for (std::size_t i = 0; i < k; ++i) sum += w.flat(o * k + i);
+        const long double mean = sum / k;
+        for (std::size_t i = 0; i < k; ++i) sq += (w.flat(o * k + i) - mean) * (w.flat(o * k + i) - mean);
+        const long double invstd = 1.0L / std::sqrt(sq / k + ws_eps);
+        for (std::size_t i = 0; i < k; ++i) out.flat(o * k + i) = static_cast<double>((w.flat(o * k + i) - mean) * invstd);
+    }
+    return out;
+}
+
+RC_GTEST_PROP(WeightStandardizationGradients, StandardizeWeight, ()) {
+    const Shape shape = *genWeightShape();
+    const double ws_eps = *rc::gen::element(1e-6, 1e-3);
+    const Array w = isLarge(shape) ? *genBulkArray(shape, anywhere(-2, 2)) : *genDistinct(shape, 0.25);
+    const Var<double> out = xgrad::standardize_weight(Var<double>(w), ws_eps);
+    checkClose(out.value(), standardized(w, ws_eps), 1e-12, "w_hat");
+    checkLayerGradients([&](const Inputs& in) { return xgrad::standardize_weight(in[0], ws_eps); }, {leaf(w)},
+                        "standardize_weight");
+}
+
+// A small convolution: (N, C_in, H, W) input, out channels, kernel, stride, padding, bias.
+struct ConvCase {
+    Shape x;
+    std::size_t out, kernel, stride, padding;
+    bool bias;
+};
+
+rc::Gen<ConvCase> genConvCase() {
+    return rc::gen::exec([] {
+        ConvCase k{{dimIn(1, 2), dimIn(1, 3), dimIn(3, 5), dimIn(3, 5)}, dimIn(1, 3), dimIn(1, 3), dimIn(1, 2),
+                   dimIn(0, 1), *rc::gen::arbitrary<bool>()};
+        if (k.x[1] * k.kernel * k.kernel < 2) k.kernel = 2;
+        return k;
+    });
+}
+
+xgrad::Conv2d<double> makeConv(const ConvCase& k, bool standardize) {
+    return xgrad::Conv2d<double>(k.x[1], k.out, k.kernel,
+                                 {.stride = k.stride, .padding = k.padding, .bias = k.bias,
+                                  .weight_standardization = standardize});
+}
+
+RC_GTEST_PROP(WeightStandardizationGradients, ConvolutionThroughTheStandardization, ()) {
+    const ConvCase k = *genConvCase();
+    auto conv = makeConv(k, true);
+    conv.weight().mutable_value() = *genDistinct(xgrad::to_shape(conv.weight().value().shape()), 0.25);
+    Inputs inputs{leaf(*genArray(k.x, anywhere(-2, 2))), conv.weight()};
+    if (k.bias) inputs.push_back(*conv.bias());
+    checkGradients([&](const Inputs& in) { return conv(in[0]); }, inputs, conv.describe());
+}
+
+RC_GTEST_PROP(WeightStandardizationProperties, IsTheConvolutionWithTheStandardizedWeight, ()) {
+    const ConvCase k = *genConvCase();
+    auto conv = makeConv(k, true);
+    auto plain = makeConv(k, false);
+    const Array w = *genDistinct(xgrad::to_shape(conv.weight().value().shape()), 0.25);
+    conv.weight().mutable_value() = w;
+    plain.weight().mutable_value() = standardized(w, 1e-6);
+    if (k.bias) plain.bias()->mutable_value() = conv.bias()->value();
+    const Array x = *genArray(k.x, anywhere(-2, 2));
+    checkClose(conv(Var<double>(x)).value(), plain(Var<double>(x)).value(), 1e-12, "y");
+    checkClose(conv.applied_weight().value(), plain.weight().value(), 1e-12, "applied weight");
+}
+
+TEST(WeightStandardization, FoldBatchNormFoldsTheStandardizedWeight) {
+    xgrad::Conv2d<double> conv(3, 4, 3, {.padding = 1, .weight_standardization = true});
+    xgrad::BatchNorm2d<double> bn(4);
+    bn.eval();
+    buffer(bn, "running_mean") = Array{0.5, -1.0, 2.0, 0.0};
+    buffer(bn, "running_var") = Array{1.5, 0.5, 2.0, 1.0};
+    setAffine(bn, Array{1.0, -0.5, 2.0, 0.25}, Array{0.0, 1.0, -1.0, 0.5});
+    Array x = zerosOf({2, 3, 5, 5});
+    for (std::size_t i = 0; i < x.size(); ++i) x.flat(i) = std::sin(static_cast<double>(i));
+    const auto folded = xgrad::fold_batch_norm(conv, bn);
+    EXPECT_FALSE(folded->weight_standardization_eps());
+    const Array expected = bn(conv(Var<double>(x))).value();
+    const Array actual = (*folded)(Var<double>(x)).value();
+    ASSERT_EQ(actual.shape(), expected.shape());
+    for (std::size_t i = 0; i < actual.size(); ++i) EXPECT_NEAR(actual.flat(i), expected.flat(i), 1e-12);
+}
+
+TEST(WeightStandardization, DescribeAndErrors) {
+    const xgrad::Conv2d<float> conv(3, 8, 3, {.padding = 1, .weight_standardization = true});
+    EXPECT_EQ(conv.describe(), "Conv2d(3, 8, kernel_size=(3, 3), stride=(1, 1), padding=(1, 1), "
+                               "weight_standardization=True, weight_standardization_eps=1e-06)");
+    EXPECT_EQ(conv.weight_standardization_eps(), 1e-6);
+    expectMentions(messageOf([] { xgrad::Conv2d<float>(1, 4, 1, {.weight_standardization = true}); }),
+                   {"Conv2d", "more than 1 weight per filter", "in_channels=1", "(1, 1)"});
+    expectMentions(messageOf([] { xgrad::standardize_weight(Var<float>(floatZerosOf({5}))); }),
+                   {"standardize_weight", "(O, ...)", "(5)"});
+    expectMentions(messageOf([] { xgrad::standardize_weight(Var<float>(floatZerosOf({3, 0, 2}))); }),
+                   {"standardize_weight", "(3, 0, 2)"});
+}
+
+// ---- one and two threads, on large shapes ----
+
+template <class T>
+xt::xarray<T> inType(const Array& a) {
+    return xt::cast<T>(a);
+}
+
+template <class T>
+void checkPerChannelLayersAcrossThreads(const Shape& shape, std::size_t vb) {
+    const std::size_t channels = shape[1];
+    const xt::xarray<T> x = inType<T>(*genValues(shape));
+    const xt::xarray<T> dy = inType<T>(*genValues(shape));
+    const xt::xarray<T> gamma = inType<T>(perChannelValues(channels, anywhere(-2, 2)));
+    const xt::xarray<T> beta = inType<T>(perChannelValues(channels, anywhere(-2, 2)));
+    const xt::xarray<T> running_mean = inType<T>(perChannelValues(channels, anywhere(-2, 2)));
+    const xt::xarray<T> running_var = inType<T>(perChannelValues(channels, anywhere(0.25, 4)));
+    const auto step = [&](BatchNorm<T>& layer) {
+        setAffine(layer, gamma, beta);
+        buffer(layer, "running_mean") = running_mean;
+        buffer(layer, "running_var") = running_var;
+        std::vector<xt::xarray<T>> out = trainingStep<T>(layer, x, dy);
+        out.push_back(*layer.running_mean());
+        out.push_back(*layer.running_var());
+        layer.eval();
+        for (const auto& a : trainingStep<T>(layer, x, dy)) out.push_back(a);
+        return out;
+    };
+    checkSameBitsWithOneAndTwoThreads<T>(
+        [&] { return step(*makeRenorm<T>(shape.size(), channels, {.schedule = fixedLimits(1.5, 0.5)})); },
+        "BatchRenorm");
+    checkSameBitsWithOneAndTwoThreads<T>([&] { return step(*makeGhost<T>(shape.size(), channels, vb)); },
+                                         "GhostBatchNorm");
+}
+
+RC_GTEST_PROP(BatchNormFamilyThreads, PerChannelLayersGiveTheSameBits, ()) {
+    const Shape shape = *genLargePerChannelShape(*uniformIn<std::size_t>(2, 5));
+    const std::size_t vb = *genVirtualBatch(shape);
+    checkPerChannelLayersAcrossThreads<double>(shape, vb);
+    checkPerChannelLayersAcrossThreads<float>(shape, vb);
+}
+
+template <class T>
+void checkFrnAndStandardizationAcrossThreads(const Shape& x_shape, const Shape& w_shape) {
+    const FrnCase k = genFrnCase(x_shape);
+    const xt::xarray<T> x = inType<T>(k.x);
+    const xt::xarray<T> dy = inType<T>(*genValues(x_shape));
+    checkSameBitsWithOneAndTwoThreads<T>(
+        [&] {
+            xgrad::FilterResponseNorm2d<T> frn(x_shape[1]);
+            Var<T>(frn.weight()).mutable_value() = inType<T>(k.frn->weight().value());
+            Var<T>(frn.bias()).mutable_value() = inType<T>(k.frn->bias().value());
+            Var<T>(frn.tau()).mutable_value() = inType<T>(k.frn->tau().value());
+            Var<T> xv(x, true);
+            const Var<T> y = frn(xv);
+            y.backward(dy);
+            return std::vector<xt::xarray<T>>{y.value(), xv.grad(), frn.weight().grad(), frn.bias().grad(),
+                                              frn.tau().grad()};
+        },
+        "FilterResponseNorm2d");
+    const xt::xarray<T> w = inType<T>(*genBulkArray(w_shape, anywhere(-2, 2)));
+    const xt::xarray<T> dw = inType<T>(*genBulkArray(w_shape, anywhere(-1, 1)));
+    checkSameBitsWithOneAndTwoThreads<T>(
+        [&] {
+            Var<T> wv(w, true);
+            const Var<T> out = xgrad::standardize_weight(wv);
+            out.backward(dw);
+            return std::vector<xt::xarray<T>>{out.value(), wv.grad()};
+        },
+        "standardize_weight");
+}
+
+RC_GTEST_PROP(BatchNormFamilyThreads, FilterResponseNormAndWeightStandardizationGiveTheSameBits, ()) {
+    const Shape x_shape = *genLargeFrnShape();
+    const Shape w_shape = *genLargeWeightShape();
+    checkFrnAndStandardizationAcrossThreads<double>(x_shape, w_shape);
+    checkFrnAndStandardizationAcrossThreads<float>(x_shape, w_shape);
+}
+
+}  // namespace
