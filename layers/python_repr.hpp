@@ -7,7 +7,8 @@
 
 namespace xgrad {
 
-// The shortest text that reads back as v, as Python's repr of a float prints it.
+// The shortest text that reads back as v: Python's repr for the eps and momentum values reprs
+// show ("1e-05", "0.1"), though an integral value has no ".0" ("1").
 inline std::string python_float(double v) {
     char buf[32];
     const auto end = std::to_chars(buf, buf + sizeof buf, v).ptr;

@@ -27,7 +27,8 @@ std::vector<Chunk> split(std::size_t n, std::size_t size) {
     return chunks;
 }
 
-// A chunk of the (N, C, S) batch, whose data start `offset` elements into the batch's.
+// A chunk of the (N, C, S) batch: BatchNorm's grouping of its (samples, C, S) values, which start
+// offset(batch, chunk) elements into the batch's.
 Grouping chunk_grouping(const ChannelShape& batch, const Chunk& chunk) {
     return Grouping::per_channel(ChannelShape{chunk.samples, batch.c, batch.s});
 }
