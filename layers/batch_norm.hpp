@@ -17,7 +17,7 @@
 
 #include "autodiff/var.hpp"
 #include "layers/module.hpp"
-#include "layers/normalization/fold.hpp"
+#include "layers/normalization/renorm_limits.hpp"
 
 namespace xgrad {
 

@@ -24,7 +24,7 @@
 #include <string>
 
 #include "layers/batch_norm.hpp"
-#include "layers/normalization/fold.hpp"
+#include "layers/normalization/renorm_limits.hpp"
 
 namespace xgrad {
 

@@ -19,6 +19,7 @@
 
 #include "layers/normalization/coefficients.hpp"
 #include "layers/normalization/grouping.hpp"
+#include "layers/normalization/renorm_limits.hpp"
 #include "layers/normalization/statistics.hpp"
 
 namespace xgrad {
@@ -37,10 +38,6 @@ Normalization running_normalization(const T* running_mean, const T* running_var,
 // Batch Renorm (Ioffe 2017), per channel: r = clip(sigma_B/sigma, 1/rmax, rmax) and
 // d = clip((mean_B - running_mean)/sigma, -dmax, dmax), sigma_B = 1/batch.invstd and
 // sigma = sqrt(running_var + eps). Constants of the backward.
-struct RenormLimits {
-    double rmax;
-    double dmax;
-};
 struct RenormCorrection {
     std::vector<double> r;
     std::vector<double> d;
