@@ -28,10 +28,12 @@
 #include "layers/batch_norm.hpp"
 #include "layers/conv2d.hpp"
 #include "layers/fold_batch_norm.hpp"
+#include "layers/sequential.hpp"
 #include "layers/normalization/batch_renorm.hpp"
 #include "layers/normalization/channel_reduce.hpp"
 #include "layers/normalization/filter_response_norm.hpp"
 #include "layers/normalization/ghost_batch_norm.hpp"
+#include "layers/normalization/precise_bn.hpp"
 #include "layers/normalization/weight_standardization.hpp"
 #include "tests/batch_norm_state.hpp"
 #include "tests/generators.hpp"
@@ -302,7 +304,9 @@ RC_GTEST_PROP(BatchRenormGradients, TrainingIsBatchNormWithWeightRAndBiasD, ()) 
     const double rmax = 2.0 + *uniformIn(0, 101) / 100.0;
     const double dmax = 0.5 + *uniformIn(0, 251) / 100.0;
     std::vector<Clipping> clipping;
-    for (std::size_t c = 0; c < channels; ++c) clipping.push_back({*rc::gen::arbitrary<bool>(), *rc::gen::arbitrary<bool>()});
+    for (std::size_t c = 0; c < channels; ++c) {
+        clipping.push_back({*rc::gen::arbitrary<bool>(), *rc::gen::arbitrary<bool>()});
+    }
     const double momentum = *rc::gen::element(0.01, 0.1, 1.0);
     auto renorm = makeRenorm(shape.size(), channels, {.momentum = momentum, .schedule = fixedLimits(rmax, dmax)});
     const Array x = *genValues(shape);
@@ -668,6 +672,60 @@ TEST(GhostBatchNormState, DescribeAndState) {
     std::vector<std::string> names;
     for (const auto& [name, b] : ghost.named_buffers()) names.push_back(name);
     EXPECT_EQ(names, (std::vector<std::string>{"running_mean", "running_var", "num_batches_tracked"}));
+}
+
+// ---- recalibration (PreciseBN) ----
+
+TEST(BatchNormFamilyRecalibration, GhostAveragesItsChunksAndRenormItsBatches) {
+    // Batches of 6 samples in virtual batches of 4 and 2; every layer starts from other statistics.
+    std::mt19937 rng(3);
+    std::normal_distribution<double> normal(0.0, 1.0);
+    std::vector<Array> batches;
+    for (int b = 0; b < 3; ++b) {
+        Array x = Array::from_shape({6, 2, 3});
+        for (auto& v : x) v = 2.0 + 3.0 * normal(rng);
+        batches.push_back(x);
+    }
+    const auto source = [&](std::size_t i) { return batches[i]; };
+    // The average over `parts` of each part's channel means and unbiased variances.
+    const auto average = [](const std::vector<Array>& parts) {
+        Array mean = xt::zeros<double>({2}), var = xt::zeros<double>({2});
+        for (const Array& p : parts) {
+            const ChannelMoments m = channelMoments(p);
+            const double n = static_cast<double>(layout(xgrad::to_shape(p.shape())).per_channel());
+            for (std::size_t c = 0; c < 2; ++c) {
+                mean(c) += m.mean[c] / static_cast<double>(parts.size());
+                var(c) += m.var[c] * n / (n - 1) / static_cast<double>(parts.size());
+            }
+        }
+        return std::make_pair(mean, var);
+    };
+    Array ghost_mean = xt::zeros<double>({2}), ghost_var = xt::zeros<double>({2});
+    for (const Array& x : batches) {
+        const auto [m, v] = average({Array(xt::view(x, xt::range(0, 4))), Array(xt::view(x, xt::range(4, 6)))});
+        ghost_mean += m / 3.0;
+        ghost_var += v / 3.0;
+    }
+    const auto [renorm_mean, renorm_var] = average(batches);
+
+    xgrad::Sequential<double> ghost_model, renorm_model;
+    auto ghost = ghost_model.add("ghost", std::make_shared<xgrad::GhostBatchNorm1d<double>>(2, 4));
+    auto renorm = renorm_model.add("renorm", std::make_shared<xgrad::BatchRenorm1d<double>>(2));
+    for (BatchNorm<double>* layer : std::initializer_list<BatchNorm<double>*>{ghost.get(), renorm.get()}) {
+        buffer(*layer, "running_mean") = fromVector({2}, {5.0, -5.0});
+        buffer(*layer, "running_var") = fromVector({2}, {9.0, 0.1});
+    }
+    counter(*renorm, "num_batches_tracked") = 30000;
+    EXPECT_EQ(xgrad::recalibrate_batch_norm<double>(ghost_model, batches.size(), source), 1u);
+    EXPECT_EQ(xgrad::recalibrate_batch_norm<double>(renorm_model, batches.size(), source), 1u);
+    for (std::size_t c = 0; c < 2; ++c) {
+        EXPECT_NEAR((*ghost->running_mean())(c), ghost_mean(c), 1e-12);
+        EXPECT_NEAR((*ghost->running_var())(c), ghost_var(c), 1e-12);
+        EXPECT_NEAR((*renorm->running_mean())(c), renorm_mean(c), 1e-12);
+        EXPECT_NEAR((*renorm->running_var())(c), renorm_var(c), 1e-12);
+    }
+    EXPECT_EQ(*ghost->num_batches_tracked(), 0);
+    EXPECT_EQ(*renorm->num_batches_tracked(), 30000) << "the schedule's step is left as it was";
 }
 
 // ---- Filter Response Norm ----

@@ -64,9 +64,9 @@ Var<T> GhostBatchNorm<T>::forward(const Var<T>& x) {
             throw ShapeError(this->where() + ": virtual batch " + std::to_string(k + 1) + " of " +
                              std::to_string(chunks.size()) + " (samples " + std::to_string(chunks[k].first) + " to " +
                              std::to_string(chunks[k].first + chunks[k].samples - 1) + ") has " +
-                             std::to_string(values) + (values == 1 ? " value" : " values") + " per channel; expected more than 1 value per channel " +
-                             "when training, got input " + shape_str(shape) +
-                             " split by virtual_batch=" + std::to_string(virtual_batch_));
+                             std::to_string(values) + (values == 1 ? " value" : " values") +
+                             " per channel; expected more than 1 value per channel when training, got input " +
+                             shape_str(shape) + " split by virtual_batch=" + std::to_string(virtual_batch_));
         }
     }
 

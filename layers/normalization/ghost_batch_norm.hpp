@@ -7,9 +7,9 @@
 // BatchNorm exactly.
 //
 // The layer is a BatchNorm<T>, with BatchNorm's parameters, buffers and names, so that its
-// state_dict loads into torch's BatchNorm and PreciseBN recalibrates it; a recalibration forward
-// moves the statistics chunk by chunk, so with momentum 1 each batch contributes its last
-// chunk's statistics.
+// state_dict loads into torch's BatchNorm and recalibrate_batch_norm (precise_bn.hpp) finds it:
+// a recalibration pass, which moves the statistics by the cumulative factor from a zero counter,
+// leaves the average of the batch's chunks' statistics, and recalibration averages those.
 #pragma once
 
 #include <cstddef>
