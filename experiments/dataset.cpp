@@ -20,7 +20,7 @@ constexpr std::size_t classes = 10;
 
 struct Known {
     std::string_view name;
-    Normalization normalization;
+    PixelStandardization standardization;
 };
 constexpr std::array<Known, 3> known{{
     {"fashion-mnist", {0.2860f, 0.3530f}},
@@ -92,7 +92,7 @@ Dataset from_idx(std::string_view name, Split split, std::filesystem::path dir) 
     Dataset data{xt::xarray<float>::from_shape({n, 1, side, side}), xt::xarray<std::int64_t>::from_shape({n}),
                  std::string(name)};
     // (p / 255 - mean) / std as one multiply-add per pixel.
-    const Normalization norm = normalization_of(name);
+    const PixelStandardization norm = pixel_standardization_of(name);
     const float scale = 1.0f / (255.0f * norm.std);
     const float shift = -norm.mean / norm.std;
     std::ranges::transform(set.images.pixels, data.images.data(),
@@ -115,7 +115,7 @@ Dataset make_synthetic(std::size_t n, Split split, std::uint64_t seed) {
 
     Dataset data{xt::xarray<float>::from_shape({n, 1, side, side}), xt::xarray<std::int64_t>::from_shape({n}),
                  "synthetic"};
-    const Normalization norm = normalization_of("synthetic");
+    const PixelStandardization norm = pixel_standardization_of("synthetic");
     float* out = data.images.data();
     for (std::size_t i = 0; i < n; ++i) {
         const std::size_t label = i % classes;
@@ -138,16 +138,16 @@ std::string known_names() {
 
 }  // namespace
 
-Normalization normalization_of(std::string_view name) {
+PixelStandardization pixel_standardization_of(std::string_view name) {
     const auto it = std::ranges::find(known, name, &Known::name);
     if (it == known.end()) {
         throw std::invalid_argument("unknown dataset '" + std::string(name) + "' (known: " + known_names() + ")");
     }
-    return it->normalization;
+    return it->standardization;
 }
 
 Dataset load_dataset(std::string_view name, Split split, const DatasetOptions& options) {
-    normalization_of(name);  // rejects an unknown name before touching any file
+    pixel_standardization_of(name);  // rejects an unknown name before touching any file
     if (name == "synthetic") return make_synthetic(options.synthetic_size, split, options.synthetic_seed);
     // Files do not change while a run reads them: each is decoded once per process and the
     // result copied (an experiment driver starts dozens of runs on the same data). The key holds

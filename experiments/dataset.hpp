@@ -12,7 +12,7 @@
 //                    Train and test share templates and draw different noise.
 //
 // Pixels in [0, 1] are normalized to (x - mean) / std with each set's usual constants (see
-// normalization_of): MNIST 0.1307 / 0.3081 and Fashion-MNIST 0.2860 / 0.3530, as in torchvision
+// pixel_standardization_of): MNIST 0.1307 / 0.3081 and Fashion-MNIST 0.2860 / 0.3530, as in torchvision
 // examples; synthetic 0.4 / 0.2708, the mean and deviation of its generator.
 #pragma once
 
@@ -42,13 +42,14 @@ struct DatasetOptions {
     std::uint64_t synthetic_seed = 0;
 };
 
-struct Normalization {
+// The mean and standard deviation pixels are standardized with.
+struct PixelStandardization {
     float mean;
     float std;
 };
 
 // Throws for a name other than "fashion-mnist", "mnist" or "synthetic".
-Normalization normalization_of(std::string_view name);
+PixelStandardization pixel_standardization_of(std::string_view name);
 
 // Throws with the file, the offset and a hint to fix it when a file is missing or bad.
 Dataset load_dataset(std::string_view name, Split split, const DatasetOptions& options = {});
