@@ -12,7 +12,7 @@
 
 #include <array>
 #include <cstddef>
-#include <type_traits>
+#include <stdexcept>
 #include <vector>
 
 #include "layers/normalization/arithmetic.hpp"
@@ -31,31 +31,28 @@ public:
     ElementwiseAffineEpilogue(const T* gamma, const T* beta, std::size_t columns)
         : gamma_(gamma, gamma + columns), beta_(beta, beta + columns) {}
 
-    // Element k is in column k - origin; or, where a run spans several rows (merged rows, which a
-    // per-sample grouping's row view never has), in column k % columns.
-    template <bool Wrapped>
+    // Element k of the bound run or row is in column k - origin.
     struct Bound {
         const T* gamma;
         const T* beta;
         std::size_t origin;
-        std::size_t columns;
-        std::size_t column(std::size_t k) const { return Wrapped ? k % columns : k - origin; }
         T forward(T v, std::size_t k) const {
-            const std::size_t j = column(k);
-            return normalization_detail::mul_add(v, gamma[j], beta[j]);
+            return normalization_detail::mul_add(v, gamma[k - origin], beta[k - origin]);
         }
-        T gate(T dy, T, std::size_t k) const { return dy * gamma[column(k)]; }
+        T gate(T dy, T, std::size_t k) const { return dy * gamma[k - origin]; }
         std::array<double, 0> extras(T, T, std::size_t) const { return {}; }
     };
-    // A run starts at a row's first element: k is the position in the run.
+    // k is the position in the run, a whole row: the epilogue is for per-sample groupings, whose row
+    // view (1, rows, M) never merges rows into one run (runs.hpp).
     template <class PerElement>
-    Bound<PerElement::value> bind_run(PerElement, std::size_t) const {
-        return {gamma_.data(), beta_.data(), 0, gamma_.size()};
+    Bound bind_run(PerElement, std::size_t) const {
+        if constexpr (PerElement::value) {
+            throw std::logic_error("elementwise affine epilogue: runs across rows; expected a per-sample grouping");
+        }
+        return {gamma_.data(), beta_.data(), 0};
     }
     // k is the element's index in the tensor.
-    Bound<false> bind_row(std::size_t row) const {
-        return {gamma_.data(), beta_.data(), row * gamma_.size(), gamma_.size()};
-    }
+    Bound bind_row(std::size_t row) const { return {gamma_.data(), beta_.data(), row * gamma_.size()}; }
 
 private:
     std::vector<T> gamma_;

@@ -28,8 +28,8 @@ Var<T> InstanceNorm<T>::forward(const Var<T>& x) {
     const std::size_t channel_axis = batched ? 1 : 0;
     if ((!batched && shape.size() != spatial_dims_ + 1) || shape[channel_axis] != num_features_) {
         const std::string c = std::to_string(num_features_);
-        throw ShapeError(this->where() + ": expected input (N, " + c + ", " + spatial_ + ") or (" + c + ", " + spatial_ +
-                         "), got " + shape_str(shape));
+        throw ShapeError(this->where() + ": expected input (N, " + c + ", " + spatial_ + ") or (" + c + ", " +
+                         spatial_ + "), got " + shape_str(shape));
     }
     ChannelShape sh{batched ? shape[0] : 1, num_features_, 1};
     for (std::size_t d = channel_axis + 1; d < shape.size(); ++d) sh.s *= shape[d];
@@ -42,8 +42,8 @@ Var<T> InstanceNorm<T>::forward(const Var<T>& x) {
                          shape_str(shape));
     }
     if (moves_running && sh.n == 0) {
-        throw ShapeError(this->where() + ": expected at least 1 sample to move the running statistics, got input " +
-                         shape_str(shape));
+        throw ShapeError(this->where() + ": expected at least 1 sample to move the running statistics, got " +
+                         "input " + shape_str(shape));
     }
     this->check_state();
 
@@ -59,8 +59,8 @@ Var<T> InstanceNorm<T>::forward(const Var<T>& x) {
         const Grouping grouping = Grouping::per_sample(sh, num_features_);
         if (moves_running) normalize.running = this->moving_running_statistics(*options_.momentum);
         NormalizedBatch batch = normalize_batch(grouping, x.value().data(), normalize, NoEpilogue{}, y.data());
-        return normalization_node("instance_norm", x, std::move(y), grouping, std::move(batch), GradientThrough::batch(),
-                                  params, NoEpilogue{});
+        return normalization_node("instance_norm", x, std::move(y), grouping, std::move(batch),
+                                  GradientThrough::batch(), params, NoEpilogue{});
     }
     // Eval with running statistics: BatchNorm's eval, one normalization per channel.
     const Grouping grouping = Grouping::per_channel(sh);
