@@ -9,6 +9,7 @@
 
 #include <functional>
 #include <memory>
+#include <ostream>
 #include <string>
 
 #include "layers/normalization/group_norm.hpp"
@@ -29,6 +30,8 @@ struct Case {
     bool affine = true;
     bool track = false;  // InstanceNorm's running statistics: fixtures x2, running_*, eval_*
 };
+
+void PrintTo(const Case& c, std::ostream* os) { *os << c.name; }
 
 class GoldenGroupNorms : public testing::TestWithParam<Case> {
 protected:
