@@ -48,7 +48,7 @@ public:
 
 protected:
     // `kind` names the class; inputs have `spatial_dims` spatial dims, named `spatial` in errors
-    // ("L", "H, W"). A std::invalid_argument naming the layer for momentum nullopt.
+    // ("L", "H, W"). A std::invalid_argument naming the layer for momentum nullopt or no feature.
     InstanceNorm(const char* kind, std::size_t spatial_dims, const char* spatial, std::size_t num_features,
                  InstanceNormOptions options);
 
