@@ -6,40 +6,23 @@
 // the worst error of each comparison is printed.
 #include <gtest/gtest.h>
 
-#include <algorithm>
-#include <cmath>
-#include <cstdio>
 #include <string>
-
-#include <xtensor/xnpy.hpp>
 
 #include "layers/conv2d.hpp"
 #include "layers/normalization/batch_renorm.hpp"
 #include "layers/normalization/filter_response_norm.hpp"
 #include "layers/normalization/ghost_batch_norm.hpp"
+#include "tests/golden_compare.hpp"
 
 namespace {
 
 using Array = xt::xarray<float>;
 using xgrad::Var;
 
-constexpr double tolerance = 1e-5;
-
-Array load(const std::string& fixture, const std::string& name) {
-    return xt::load_npy<float>(std::string(XGRAD_GOLDEN_DIR) + "/" + fixture + "_" + name + ".npy");
-}
+Array load(const std::string& fixture, const std::string& name) { return xgrad_test::loadGolden(fixture, name); }
 
 void expectClose(const std::string& fixture, const Array& actual, const std::string& name) {
-    const Array expected = load(fixture, name);
-    ASSERT_EQ(actual.shape(), expected.shape()) << fixture << " " << name;
-    double worst = 0.0;
-    for (std::size_t i = 0; i < actual.size(); ++i) {
-        const double e = expected.data()[i];
-        const double err = std::abs(actual.data()[i] - e) / std::max(1.0, std::abs(e));
-        worst = std::isnan(err) ? INFINITY : std::max(worst, err);
-    }
-    std::printf("%-24s %-20s worst relative error %.2e\n", fixture.c_str(), name.c_str(), worst);
-    EXPECT_LE(worst, tolerance) << fixture << " " << name;
+    xgrad_test::expectCloseToGolden(actual, fixture, name);
 }
 
 // Forward of the fixture's x and backward of sum(y * dy), compared with <prefix>y, <prefix>dx and

@@ -6,25 +6,20 @@
 // of each comparison is printed.
 #include <gtest/gtest.h>
 
-#include <algorithm>
-#include <cmath>
-#include <cstdio>
 #include <memory>
 #include <optional>
 #include <string>
 
-#include <xtensor/xnpy.hpp>
 #include <xtensor/xview.hpp>
 
 #include "layers/batch_norm.hpp"
+#include "tests/golden_compare.hpp"
 
 namespace {
 
 using Array = xt::xarray<float>;
 using xgrad::BatchNorm;
 using xgrad::Var;
-
-constexpr double tolerance = 1e-5;
 
 struct Case {
     const char* name;
@@ -33,9 +28,7 @@ struct Case {
 
 class GoldenBatchNorm : public testing::TestWithParam<Case> {
 protected:
-    Array load(const std::string& name) const {
-        return xt::load_npy<float>(std::string(XGRAD_GOLDEN_DIR) + "/" + GetParam().name + "_" + name + ".npy");
-    }
+    Array load(const std::string& name) const { return xgrad_test::loadGolden(GetParam().name, name); }
 
     std::unique_ptr<BatchNorm<float>> make(std::optional<double> momentum) const {
         const std::size_t channels = load("weight").size();
@@ -53,16 +46,7 @@ protected:
     Array batch(std::size_t step) const { return xt::view(load("x"), step); }
 
     void expectClose(const Array& actual, const std::string& name) const {
-        const Array expected = load(name);
-        ASSERT_EQ(actual.shape(), expected.shape()) << name;
-        double worst = 0.0;
-        for (std::size_t i = 0; i < actual.size(); ++i) {
-            const double e = expected.data()[i];
-            const double err = std::abs(actual.data()[i] - e) / std::max(1.0, std::abs(e));
-            worst = std::isnan(err) ? INFINITY : std::max(worst, err);
-        }
-        std::printf("%-9s %-24s worst relative error %.2e\n", GetParam().name, name.c_str(), worst);
-        EXPECT_LE(worst, tolerance) << GetParam().name << " " << name;
+        xgrad_test::expectCloseToGolden(actual, GetParam().name, name);
     }
 
     // Forward of batch 0 and backward of sum(y * dy), compared with <prefix>y, <prefix>dx, ...

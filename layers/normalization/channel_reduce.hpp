@@ -9,7 +9,9 @@
 // float data. What is summed is a term: term(c, i) -> std::array<double, K>, a pure function of
 // the channel and of the flat index i into the tensor (so one term can read several tensors of
 // the same shape, e.g. x and dy). The primitive owns the loops, so one term definition is
-// vectorized both along a channel's contiguous runs and across channels.
+// vectorized both along a channel's contiguous runs and across channels. A term that also depends
+// on the sample n (per-row data where the channels are columns: LayerNorm's dgamma over an
+// (N, M, 1) view) is term(c, n, i): the loops know n, the term would have to divide i for it.
 //
 // Determinism: the order of every addition depends only on the shape (channel_partition), never
 // on the thread count or on which thread ran what, so 1 and 2 threads give bitwise equal sums.
@@ -68,6 +70,8 @@ ChannelShape channel_shape(const Sh& shape) {
 template <class F, std::size_t K>
 concept ChannelTerm = requires(const F& f, std::size_t c, std::size_t i) {
     { f(c, i) } -> std::convertible_to<std::array<double, K>>;
+} || requires(const F& f, std::size_t c, std::size_t n, std::size_t i) {
+    { f(c, n, i) } -> std::convertible_to<std::array<double, K>>;
 };
 
 enum class ChannelLayout { rows, runs };
@@ -98,6 +102,16 @@ void add_into(Sums<K>& dst, const Sums<K>& p) {
     for (std::size_t k = 0; k < K; ++k) dst[k] += p[k];
 }
 
+// term(c, i) or term(c, n, i), whichever the term takes; element i is in sample n.
+template <std::size_t K, class F>
+Sums<K> evaluate(const F& term, std::size_t c, std::size_t n, std::size_t i) {
+    if constexpr (std::invocable<const F&, std::size_t, std::size_t, std::size_t>) {
+        return term(c, n, i);
+    } else {
+        return term(c, i);
+    }
+}
+
 // Runs layout: the partial of channel c over its flattened (n, s) elements [j0, j1).
 template <std::size_t K, class F>
 Sums<K> run_block(const F& term, const ChannelShape& sh, std::size_t c, std::size_t j0, std::size_t j1) {
@@ -110,12 +124,12 @@ Sums<K> run_block(const F& term, const ChannelShape& sh, std::size_t c, std::siz
         std::size_t r = 0;
         for (; r + kLanes <= len; r += kLanes) {
             for (std::size_t l = 0; l < kLanes; ++l) {
-                const Sums<K> t = term(c, base + r + l);
+                const Sums<K> t = evaluate<K>(term, c, n, base + r + l);
                 for (std::size_t k = 0; k < K; ++k) lanes[k][l] += t[k];
             }
         }
         for (std::size_t l = 0; r + l < len; ++l) {
-            const Sums<K> t = term(c, base + r + l);
+            const Sums<K> t = evaluate<K>(term, c, n, base + r + l);
             for (std::size_t k = 0; k < K; ++k) lanes[k][l] += t[k];
         }
         j += len;
@@ -143,7 +157,7 @@ void rows_chunk(const F& term, const ChannelShape& sh, std::size_t n0, std::size
         for (std::size_t n = n0; n < n1; ++n) {
             const std::size_t base = n * row + a;
             for (std::size_t j = 0; j < width; ++j) {
-                const Sums<K> t = term(a + j, base + j);
+                const Sums<K> t = evaluate<K>(term, a + j, n, base + j);
                 for (std::size_t k = 0; k < K; ++k) acc[k][j] += t[k];
             }
         }
@@ -154,7 +168,7 @@ void rows_chunk(const F& term, const ChannelShape& sh, std::size_t n0, std::size
         for (std::size_t n = n0; n < n1; ++n) {
             const std::size_t base = n * row + a * sh.s;
             for (std::size_t j = 0; j < width; ++j) {
-                const Sums<K> t = term(a + chan[j], base + j);
+                const Sums<K> t = evaluate<K>(term, a + chan[j], n, base + j);
                 for (std::size_t k = 0; k < K; ++k) acc[k][j] += t[k];
             }
         }

@@ -5,6 +5,7 @@
 #include "layers/normalization/backward_sums.hpp"
 #include "layers/normalization/blocked.hpp"
 #include "layers/normalization/elementwise.hpp"
+#include "layers/normalization/elementwise_affine.hpp"
 
 namespace xgrad {
 
@@ -123,6 +124,8 @@ XGRAD_NORMALIZE(float, ReluEpilogue)
 XGRAD_NORMALIZE(double, ReluEpilogue)
 XGRAD_NORMALIZE(float, TluEpilogue<float>)
 XGRAD_NORMALIZE(double, TluEpilogue<double>)
+XGRAD_NORMALIZE(float, ElementwiseAffineEpilogue<float>)
+XGRAD_NORMALIZE(double, ElementwiseAffineEpilogue<double>)
 #undef XGRAD_NORMALIZE
 
 }  // namespace xgrad

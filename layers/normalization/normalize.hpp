@@ -7,7 +7,7 @@
 //   backward  backward sums (backward_sums.hpp) -> fold_backward -> apply_backward
 // walked group block by group block while a block stays in cache (blocked.hpp). T is float or
 // double; everything per group or channel is in double; results do not depend on the thread count.
-// Instantiated for float and double with NoEpilogue, ReluEpilogue and TluEpilogue.
+// Instantiated for float and double with NoEpilogue, ReluEpilogue, TluEpilogue and ElementwiseAffineEpilogue.
 #pragma once
 
 #include <array>

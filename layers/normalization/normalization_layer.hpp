@@ -1,0 +1,52 @@
+// The state a normalization layer may hold, under torch's names (torch's _NormBase): the affine
+// parameters `weight` (1) and `bias` (0), one value per channel or, for LayerNorm, of
+// normalized_shape; and the running statistics `running_mean` (0) and `running_var` (1), one value
+// per channel, with the counter `num_batches_tracked` (0). A layer registers what its options ask
+// for in its constructor, and checks the state before its kernels read it through raw pointers.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <optional>
+
+#include <xtensor/xarray.hpp>
+
+#include "autodiff/var.hpp"
+#include "layers/module.hpp"
+
+namespace xgrad {
+
+template <class T>
+struct RunningStats;  // running_statistics.hpp
+
+template <class T>
+class NormalizationLayer : public Module<T> {
+public:
+    // Absent without affine parameters.
+    const std::optional<Var<T>>& weight() const { return weight_; }
+    const std::optional<Var<T>>& bias() const { return bias_; }
+    // Null without running statistics.
+    const xt::xarray<T>* running_mean() const { return running_mean_; }
+    const xt::xarray<T>* running_var() const { return running_var_; }
+    const std::int64_t* num_batches_tracked() const { return num_batches_tracked_; }
+
+protected:
+    void register_affine(const Shape& shape);
+    void register_running_statistics(std::size_t channels);
+    // A ShapeError naming the layer when a parameter or buffer no longer has the shape it was
+    // registered with (a value replaced through mutable_value()): never a read past its end.
+    void check_state() const;
+    // The running statistics, for a training forward to move by `factor`. Only with them.
+    RunningStats<T> moving_running_statistics(double factor);
+
+private:
+    Shape affine_shape_;
+    Shape running_shape_;
+    std::optional<Var<T>> weight_;
+    std::optional<Var<T>> bias_;
+    xt::xarray<T>* running_mean_ = nullptr;
+    xt::xarray<T>* running_var_ = nullptr;
+    std::int64_t* num_batches_tracked_ = nullptr;
+};
+
+}  // namespace xgrad
