@@ -28,7 +28,7 @@
 #include "autodiff/grad_mode.hpp"
 #include "bench/bn_shapes.hpp"
 #include "bench/copy_floor.hpp"
-#include "layers/batch_norm.hpp"
+#include "layers/normalization/batch_norm.hpp"
 #include "layers/batch_norm_kernel.hpp"
 #include "layers/conv2d.hpp"
 #include "layers/fold_batch_norm.hpp"

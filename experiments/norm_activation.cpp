@@ -4,7 +4,7 @@
 #include <stdexcept>
 
 #include "layers/activations.hpp"
-#include "layers/batch_norm.hpp"
+#include "layers/normalization/batch_norm.hpp"
 #include "layers/distribution_noise.hpp"
 
 namespace xgrad {
