@@ -4,8 +4,8 @@
 #include <stdexcept>
 
 #include "layers/activations.hpp"
-#include "layers/normalization/batch_norm.hpp"
 #include "layers/distribution_noise.hpp"
+#include "layers/normalization/batch_norm.hpp"
 
 namespace xgrad {
 

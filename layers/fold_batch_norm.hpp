@@ -8,8 +8,8 @@
 
 #include <memory>
 
-#include "layers/normalization/batch_norm.hpp"
 #include "layers/conv2d.hpp"
+#include "layers/normalization/batch_norm.hpp"
 
 namespace xgrad {
 

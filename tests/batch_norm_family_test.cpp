@@ -25,17 +25,18 @@
 #include <tbb/task_arena.h>
 #include <xtensor/xview.hpp>
 
-#include "layers/normalization/batch_norm.hpp"
 #include "layers/conv2d.hpp"
 #include "layers/fold_batch_norm.hpp"
-#include "layers/sequential.hpp"
+#include "layers/normalization/batch_norm.hpp"
 #include "layers/normalization/batch_renorm.hpp"
 #include "layers/normalization/channel_reduce.hpp"
 #include "layers/normalization/filter_response_norm.hpp"
 #include "layers/normalization/ghost_batch_norm.hpp"
 #include "layers/normalization/precise_bn.hpp"
 #include "layers/normalization/weight_standardization.hpp"
+#include "layers/sequential.hpp"
 #include "tests/batch_norm_state.hpp"
+#include "tests/error_message.hpp"
 #include "tests/generators.hpp"
 
 namespace {
@@ -185,16 +186,6 @@ void checkSameBits(const std::vector<xt::xarray<T>>& a, const std::vector<xt::xa
 
 Array zerosOf(const Shape& shape) { return xt::zeros<double>(shape); }
 xt::xarray<float> floatZerosOf(const Shape& shape) { return xt::zeros<float>(shape); }
-
-template <class F>
-std::string messageOf(F f) {
-    try {
-        f();
-    } catch (const std::exception& e) {
-        return e.what();
-    }
-    return "(no exception)";
-}
 
 // Fails unless `message` contains every part.
 void expectMentions(const std::string& message, const std::vector<std::string>& parts) {
@@ -506,18 +497,18 @@ TEST(BatchRenormSchedule, TheLayerUsesTheLimitsOfItsStep) {
 }
 
 TEST(BatchRenormErrors, ScheduleAndInput) {
-    expectMentions(messageOf([] { xgrad::BatchRenorm2d<float>(3, {.schedule = {.rmax_final = 0.5}}); }),
+    expectMentions(error_of([] { xgrad::BatchRenorm2d<float>(3, {.schedule = {.rmax_final = 0.5}}); }),
                    {"BatchRenorm2d", "rmax >= 1", "0.5"});
-    expectMentions(messageOf([] { xgrad::BatchRenorm2d<float>(3, {.schedule = {.dmax_start = -1.0}}); }),
+    expectMentions(error_of([] { xgrad::BatchRenorm2d<float>(3, {.schedule = {.dmax_start = -1.0}}); }),
                    {"BatchRenorm2d", "dmax >= 0", "-1"});
-    expectMentions(messageOf([] { xgrad::BatchRenorm1d<float>(3, {.schedule = {.rmax_final_at = 100}}); }),
+    expectMentions(error_of([] { xgrad::BatchRenorm1d<float>(3, {.schedule = {.rmax_final_at = 100}}); }),
                    {"BatchRenorm1d", "relax_from = 5000", "100"});
     xgrad::BatchRenorm2d<double> renorm(3);
-    expectMentions(messageOf([&] { renorm(Var<double>(zerosOf({2, 3, 4}))); }),
+    expectMentions(error_of([&] { renorm(Var<double>(zerosOf({2, 3, 4}))); }),
                    {renorm.describe(), "(N, C, H, W)", "(2, 3, 4)"});
-    expectMentions(messageOf([&] { renorm(Var<double>(zerosOf({2, 4, 2, 2}))); }),
+    expectMentions(error_of([&] { renorm(Var<double>(zerosOf({2, 4, 2, 2}))); }),
                    {renorm.describe(), "C=3", "(2, 4, 2, 2)"});
-    expectMentions(messageOf([&] { renorm(Var<double>(zerosOf({1, 3, 1, 1}))); }),
+    expectMentions(error_of([&] { renorm(Var<double>(zerosOf({1, 3, 1, 1}))); }),
                    {renorm.describe(), "Expected more than 1 value per channel", "[1, 3, 1, 1]"});
 }
 
@@ -645,12 +636,12 @@ RC_GTEST_PROP(GhostBatchNormIdentities, IsBatchNormOverEachChunkInTurn, ()) {
 }
 
 TEST(GhostBatchNormErrors, VirtualBatchZeroAndChunksOfOneValue) {
-    expectMentions(messageOf([] { xgrad::GhostBatchNorm2d<float>(3, 0); }),
+    expectMentions(error_of([] { xgrad::GhostBatchNorm2d<float>(3, 0); }),
                    {"GhostBatchNorm2d", "virtual_batch >= 1", "got 0"});
     // 5 samples by 2: chunks of 2, 2 and 1, the last with one value per channel.
     xgrad::GhostBatchNorm1d<double> ghost(3, 2);
     const Var<double> x(zerosOf({5, 3}));
-    expectMentions(messageOf([&] { ghost(x); }),
+    expectMentions(error_of([&] { ghost(x); }),
                    {ghost.describe(), "virtual batch 3 of 3", "samples 4 to 4", "1 value per channel", "(5, 3)",
                     "virtual_batch=2"});
     EXPECT_EQ(*ghost.num_batches_tracked(), 0) << "a rejected batch moves nothing";
@@ -660,9 +651,9 @@ TEST(GhostBatchNormErrors, VirtualBatchZeroAndChunksOfOneValue) {
     EXPECT_EQ(*ghost.num_batches_tracked(), 3);
     ghost.eval();
     ghost(x);
-    expectMentions(messageOf([&] { ghost(Var<double>(zerosOf({5, 4}))); }), {ghost.describe(), "C=3", "(5, 4)"});
+    expectMentions(error_of([&] { ghost(Var<double>(zerosOf({5, 4}))); }), {ghost.describe(), "C=3", "(5, 4)"});
     ghost.train();
-    expectMentions(messageOf([&] { ghost(Var<double>(zerosOf({0, 3, 2}))); }),
+    expectMentions(error_of([&] { ghost(Var<double>(zerosOf({0, 3, 2}))); }),
                    {ghost.describe(), "at least one sample", "(0, 3, 2)"});
 }
 
@@ -821,15 +812,15 @@ RC_GTEST_PROP(FilterResponseNormProperties, OutputIsTheTluOfTheNormalizedInput, 
 TEST(FilterResponseNormErrors, ShapesAndArguments) {
     xgrad::FilterResponseNorm2d<float> frn(4);
     const auto run = [&](const Shape& shape) {
-        return messageOf([&] { frn(Var<float>(xt::xarray<float>(xt::zeros<float>(shape)))); });
+        return error_of([&] { frn(Var<float>(xt::xarray<float>(xt::zeros<float>(shape)))); });
     };
     expectMentions(run({2, 4, 5}), {"FilterResponseNorm2d(4, eps=1e-06)", "(N, C, H, W)", "(2, 4, 5)"});
     expectMentions(run({2, 3, 5, 5}), {"FilterResponseNorm2d(4, eps=1e-06)", "C=4", "(2, 3, 5, 5)"});
     expectMentions(run({2, 4, 0, 5}), {"FilterResponseNorm2d(4, eps=1e-06)", "H·W >= 1", "(2, 4, 0, 5)"});
     EXPECT_EQ(frn(Var<float>(floatZerosOf({0, 4, 3, 3}))).shape(), (Shape{0, 4, 3, 3}));
-    expectMentions(messageOf([] { xgrad::FilterResponseNorm2d<float>(4, 0.0); }),
+    expectMentions(error_of([] { xgrad::FilterResponseNorm2d<float>(4, 0.0); }),
                    {"FilterResponseNorm2d", "eps > 0", "eps=0"});
-    expectMentions(messageOf([] { xgrad::FilterResponseNorm2d<float>(0); }), {"FilterResponseNorm2d", "num_features >= 1"});
+    expectMentions(error_of([] { xgrad::FilterResponseNorm2d<float>(0); }), {"FilterResponseNorm2d", "num_features >= 1"});
 }
 
 TEST(FilterResponseNormState, ParametersAsTimmNamesThem) {
@@ -958,11 +949,11 @@ TEST(WeightStandardization, DescribeAndErrors) {
     EXPECT_EQ(conv.describe(), "Conv2d(3, 8, kernel_size=(3, 3), stride=(1, 1), padding=(1, 1), "
                                "weight_standardization=True, weight_standardization_eps=1e-06)");
     EXPECT_EQ(conv.weight_standardization_eps(), 1e-6);
-    expectMentions(messageOf([] { xgrad::Conv2d<float>(1, 4, 1, {.weight_standardization = true}); }),
+    expectMentions(error_of([] { xgrad::Conv2d<float>(1, 4, 1, {.weight_standardization = true}); }),
                    {"Conv2d", "more than 1 weight per filter", "in_channels=1", "(1, 1)"});
-    expectMentions(messageOf([] { xgrad::standardize_weight(Var<float>(floatZerosOf({5}))); }),
+    expectMentions(error_of([] { xgrad::standardize_weight(Var<float>(floatZerosOf({5}))); }),
                    {"standardize_weight", "(O, ...)", "(5)"});
-    expectMentions(messageOf([] { xgrad::standardize_weight(Var<float>(floatZerosOf({3, 0, 2}))); }),
+    expectMentions(error_of([] { xgrad::standardize_weight(Var<float>(floatZerosOf({3, 0, 2}))); }),
                    {"standardize_weight", "(3, 0, 2)"});
 }
 

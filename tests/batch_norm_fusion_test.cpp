@@ -23,10 +23,10 @@
 
 #include "autodiff/elementwise_ops.hpp"
 #include "layers/activations.hpp"
-#include "layers/normalization/batch_norm.hpp"
-#include "tests/batch_norm_kernels.hpp"
 #include "layers/fold_batch_norm.hpp"
+#include "layers/normalization/batch_norm.hpp"
 #include "layers/sequential.hpp"
+#include "tests/batch_norm_kernels.hpp"
 #include "tests/batch_norm_state.hpp"
 #include "tests/generators.hpp"
 

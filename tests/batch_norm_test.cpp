@@ -25,6 +25,7 @@
 #include "layers/normalization/batch_norm.hpp"
 #include "tests/batch_norm_kernels.hpp"
 #include "tests/batch_norm_state.hpp"
+#include "tests/error_message.hpp"
 #include "tests/generators.hpp"
 
 namespace {
@@ -144,16 +145,6 @@ struct Holder : xgrad::Module<T> {
     Var<T> forward(const Var<T>& x) override { return (*bn)(x); }
     std::string describe() const override { return "Holder"; }
 };
-
-template <class F>
-std::string errorOf(F f) {
-    try {
-        f();
-    } catch (const xgrad::ShapeError& e) {
-        return e.what();
-    }
-    return "(no ShapeError)";
-}
 
 // ---- gradients ----
 
@@ -505,11 +496,11 @@ TEST(BatchNormRunningStats, NumBatchesTrackedCountsTrainingBatchesOnly) {
 TEST(BatchNormErrors, BatchOfOneInTrainingIsTorchsError) {
     Holder<float> model(std::make_shared<BatchNorm1d<float>>(10));
     const Var<float> x(xt::xarray<float>(xt::ones<float>({1, 10})));
-    EXPECT_EQ(errorOf([&] { model(x); }),
+    EXPECT_EQ(error_of<xgrad::ShapeError>([&] { model(x); }),
               "bn (BatchNorm1d(10, eps=1e-05, momentum=0.1, affine=True, track_running_stats=True)): "
               "Expected more than 1 value per channel when training, got input size [1, 10]");
     auto bn2d = std::make_shared<BatchNorm2d<float>>(3);
-    EXPECT_NE(errorOf([&] { (*bn2d)(Var<float>(xt::xarray<float>(xt::ones<float>({1, 3, 1, 1})))); })
+    EXPECT_NE(error_of<xgrad::ShapeError>([&] { (*bn2d)(Var<float>(xt::xarray<float>(xt::ones<float>({1, 3, 1, 1})))); })
                   .find("Expected more than 1 value per channel when training, got input size [1, 3, 1, 1]"),
               std::string::npos);
     // Without running statistics, eval normalizes with the batch's: the same error.
@@ -535,14 +526,14 @@ TEST(BatchNormErrors, BatchOfOneInEvalUsesTheRunningStatistics) {
 TEST(BatchNormErrors, ShapeErrorsNameTheLayerAndBothShapes) {
     Holder<float> model(std::make_shared<BatchNorm2d<float>>(64));
     const std::string where = "bn (BatchNorm2d(64, eps=1e-05, momentum=0.1, affine=True, track_running_stats=True))";
-    EXPECT_EQ(errorOf([&] { model(Var<float>(xt::xarray<float>::from_shape({64, 32, 14, 14}))); }),
+    EXPECT_EQ(error_of<xgrad::ShapeError>([&] { model(Var<float>(xt::xarray<float>::from_shape({64, 32, 14, 14}))); }),
               where + ": expected C=64 channels, got input (64, 32, 14, 14)");
-    EXPECT_EQ(errorOf([&] { model(Var<float>(xt::xarray<float>::from_shape({8, 64}))); }),
+    EXPECT_EQ(error_of<xgrad::ShapeError>([&] { model(Var<float>(xt::xarray<float>::from_shape({8, 64}))); }),
               where + ": expected input (N, C, H, W), got (8, 64)");
     BatchNorm1d<float> bn1d(4);
-    EXPECT_EQ(errorOf([&] { bn1d(Var<float>(xt::xarray<float>::from_shape({2, 4, 3, 3}))); }),
+    EXPECT_EQ(error_of<xgrad::ShapeError>([&] { bn1d(Var<float>(xt::xarray<float>::from_shape({2, 4, 3, 3}))); }),
               bn1d.describe() + ": expected input (N, C) or (N, C, L), got (2, 4, 3, 3)");
-    EXPECT_NE(errorOf([&] {
+    EXPECT_NE(error_of<xgrad::ShapeError>([&] {
                   xgrad::batch_norm(Var<float>(xt::xarray<float>::from_shape({2, 4})),
                                     {.weight = Var<float>(xt::xarray<float>::from_shape({3}))});
               }).find("batch_norm: weight of shape (3) given for an input with C=4 channels (2, 4)"),

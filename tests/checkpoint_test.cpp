@@ -29,13 +29,16 @@
 #include "experiments/checkpoint.hpp"
 #include "experiments/npz.hpp"
 #include "layers/adam.hpp"
-#include "layers/normalization/batch_norm.hpp"
 #include "layers/init.hpp"
 #include "layers/linear.hpp"
+#include "layers/normalization/batch_norm.hpp"
 #include "layers/sequential.hpp"
 #include "layers/sgd.hpp"
+#include "tests/error_message.hpp"
 
 namespace {
+
+using xgrad_test::error_of;
 
 namespace fs = std::filesystem;
 using xgrad::CheckpointError;
@@ -66,18 +69,6 @@ std::string read_bytes(const fs::path& path) {
 
 void write_bytes(const fs::path& path, const std::string& bytes) {
     std::ofstream(path, std::ios::binary) << bytes;
-}
-
-// The message of the exception `f` throws as E; fails the test if it throws nothing.
-template <class E, class F>
-std::string error_of(F f) {
-    try {
-        f();
-    } catch (const E& e) {
-        return e.what();
-    }
-    ADD_FAILURE() << "no exception";
-    return "";
 }
 
 // ---- .npz ----

@@ -27,6 +27,7 @@
 #include "layers/normalization/layer_norm.hpp"
 #include "tests/generators.hpp"
 #include "tests/large_gradcheck.hpp"
+#include "tests/error_message.hpp"
 
 namespace {
 
@@ -620,51 +621,41 @@ struct Holder : Module<float> {
     std::string describe() const override { return "Holder"; }
 };
 
-template <class E = xgrad::ShapeError, class F>
-std::string errorOf(F f) {
-    try {
-        f();
-    } catch (const E& e) {
-        return e.what();
-    }
-    return "(no exception)";
-}
-
 Var<float> input(const Shape& shape) { return Var<float>(xt::xarray<float>(xt::ones<float>(shape))); }
 
 TEST(NormalizationFamilyErrors, GroupNorm) {
-    EXPECT_EQ(errorOf<std::invalid_argument>([] { GroupNorm<float>(3, 4); }),
+    EXPECT_EQ(error_of<std::invalid_argument>([] { GroupNorm<float>(3, 4); }),
               "GroupNorm(3, 4, eps=1e-05, affine=True): num_channels must be divisible by num_groups, got 4 channels "
               "and 3 groups");
-    EXPECT_NE(errorOf<std::invalid_argument>([] { GroupNorm<float>(0, 4); }).find("got 4 channels and 0 groups"),
+    EXPECT_NE(error_of<std::invalid_argument>([] { GroupNorm<float>(0, 4); }).find("got 4 channels and 0 groups"),
               std::string::npos);
     Holder<GroupNorm<float>> model(std::make_shared<GroupNorm<float>>(2, 4));
     const std::string where = "norm (GroupNorm(2, 4, eps=1e-05, affine=True))";
-    EXPECT_EQ(errorOf([&] { model(input({2, 5, 3})); }), where + ": expected input (N, 4, *), got (2, 5, 3)");
-    EXPECT_EQ(errorOf([&] { model(input({4})); }), where + ": expected input (N, 4, *), got (4)");
+    EXPECT_EQ(error_of<xgrad::ShapeError>([&] { model(input({2, 5, 3})); }), where + ": expected input (N, 4, *), got (2, 5, 3)");
+    EXPECT_EQ(error_of<xgrad::ShapeError>([&] { model(input({4})); }), where + ": expected input (N, 4, *), got (4)");
     GroupNorm<float> per_channel(2, 2);
-    EXPECT_EQ(errorOf([&] { per_channel(input({1, 2})); }),
+    EXPECT_EQ(error_of<xgrad::ShapeError>([&] { per_channel(input({1, 2})); }),
               per_channel.describe() + ": Expected more than 1 value per channel when training, got input (1, 2)");
     EXPECT_NO_THROW(per_channel(input({3, 2})));  // torch accepts one value per group when N > 1
     parameter<float>(*model.norm, "weight")->mutable_value() = xt::ones<float>({3});
-    EXPECT_EQ(errorOf([&] { model(input({2, 4, 3})); }), where + ": weight has shape (3), expected (4)");
+    EXPECT_EQ(error_of<xgrad::ShapeError>([&] { model(input({2, 4, 3})); }), where + ": weight has shape (3), expected (4)");
 }
 
 TEST(NormalizationFamilyErrors, LayerNorm) {
-    EXPECT_NE(errorOf<std::invalid_argument>([] { LayerNorm<float>(Shape{}); })
+    EXPECT_NE(error_of<std::invalid_argument>([] { LayerNorm<float>(Shape{}); })
                   .find("expected normalized_shape to be at least 1-dimensional, got ()"),
               std::string::npos);
     Holder<LayerNorm<float>> model(std::make_shared<LayerNorm<float>>(Shape{4, 5}));
     const std::string where = "norm (LayerNorm((4, 5), eps=1e-05, elementwise_affine=True))";
-    EXPECT_EQ(errorOf([&] { model(input({3, 5, 4})); }), where + ": expected input (*, 4, 5), got (3, 5, 4)");
-    EXPECT_EQ(errorOf([&] { model(input({5})); }), where + ": expected input (*, 4, 5), got (5)");
+    EXPECT_EQ(error_of<xgrad::ShapeError>([&] { model(input({3, 5, 4})); }), where + ": expected input (*, 4, 5), got (3, 5, 4)");
+    EXPECT_EQ(error_of<xgrad::ShapeError>([&] { model(input({5})); }), where + ": expected input (*, 4, 5), got (5)");
     EXPECT_NO_THROW(model(input({4, 5})));  // no leading dims: one row
     parameter<float>(*model.norm, "bias")->mutable_value() = xt::zeros<float>({5, 4});
-    EXPECT_EQ(errorOf([&] { model(input({2, 4, 5})); }), where + ": bias has shape (5, 4), expected (4, 5)");
+    EXPECT_EQ(error_of<xgrad::ShapeError>([&] { model(input({2, 4, 5})); }), where + ": bias has shape (5, 4), expected (4, 5)");
 }
 
 TEST(NormalizationFamilyErrors, InstanceNorm) {
-    EXPECT_NE(errorOf<std::invalid_argument>([] { InstanceNorm1d<float>(4, {.momentum = std::nullopt}); })
+    EXPECT_NE(error_of<std::invalid_argument>([] { InstanceNorm1d<float>(4, {.momentum = std::nullopt}); })
                   .find("InstanceNorm1d(4, eps=1e-05, momentum=None, affine=False, track_running_stats=False): "
                         "momentum=None (a cumulative average) is not supported"),
               std::string::npos);
@@ -674,11 +665,11 @@ TEST(NormalizationFamilyErrors, InstanceNorm) {
     const std::string where =
         "norm (InstanceNorm1d(4, eps=1e-05, momentum=0.1, affine=False, track_running_stats=True))";
     const std::string expected = where + ": expected input (N, 4, L) or (4, L), got ";
-    EXPECT_EQ(errorOf([&] { model(input({2, 4, 3, 3})); }), expected + "(2, 4, 3, 3)");
-    EXPECT_EQ(errorOf([&] { model(input({3, 5, 6})); }), expected + "(3, 5, 6)");
+    EXPECT_EQ(error_of<xgrad::ShapeError>([&] { model(input({2, 4, 3, 3})); }), expected + "(2, 4, 3, 3)");
+    EXPECT_EQ(error_of<xgrad::ShapeError>([&] { model(input({3, 5, 6})); }), expected + "(3, 5, 6)");
     // (3, 4) is an unbatched (C, L) = (3, 4), as in torch.
-    EXPECT_EQ(errorOf([&] { model(input({3, 4})); }), expected + "(3, 4)");
-    EXPECT_EQ(errorOf([&] { model(input({3, 4, 1})); }),
+    EXPECT_EQ(error_of<xgrad::ShapeError>([&] { model(input({3, 4})); }), expected + "(3, 4)");
+    EXPECT_EQ(error_of<xgrad::ShapeError>([&] { model(input({3, 4, 1})); }),
               where + ": Expected more than 1 spatial element when training, got input (3, 4, 1)");
     EXPECT_EQ(*model.norm->running_mean(), xt::xarray<float>(xt::zeros<float>({4})))
         << "a rejected batch moves nothing";
@@ -686,13 +677,13 @@ TEST(NormalizationFamilyErrors, InstanceNorm) {
     EXPECT_NO_THROW(model(input({3, 4, 1})));  // eval with running statistics
     InstanceNorm2d<float> untracked(4);
     untracked.eval();
-    EXPECT_NE(errorOf([&] { untracked(input({2, 4, 1, 1})); }).find("Expected more than 1 spatial element"),
+    EXPECT_NE(error_of<xgrad::ShapeError>([&] { untracked(input({2, 4, 1, 1})); }).find("Expected more than 1 spatial element"),
               std::string::npos);
-    EXPECT_EQ(errorOf([&] { untracked(input({2, 4, 3})); }),
+    EXPECT_EQ(error_of<xgrad::ShapeError>([&] { untracked(input({2, 4, 3})); }),
               untracked.describe() + ": expected input (N, 4, H, W) or (4, H, W), got (2, 4, 3)");
     model.norm->train();
     buffer<float>(*model.norm, "running_var").tensor->resize({2});
-    EXPECT_EQ(errorOf([&] { model(input({3, 4, 5})); }), where + ": running_var has shape (2), expected (4)");
+    EXPECT_EQ(error_of<xgrad::ShapeError>([&] { model(input({3, 4, 5})); }), where + ": running_var has shape (2), expected (4)");
 }
 
 }  // namespace

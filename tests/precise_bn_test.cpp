@@ -26,10 +26,10 @@
 #include <xtensor/xview.hpp>
 
 #include "layers/activations.hpp"
-#include "layers/normalization/batch_norm.hpp"
 #include "layers/conv2d.hpp"
 #include "layers/dropout.hpp"
 #include "layers/linear.hpp"
+#include "layers/normalization/batch_norm.hpp"
 #include "layers/normalization/precise_bn.hpp"
 #include "layers/sequential.hpp"
 #include "tests/batch_norm_state.hpp"

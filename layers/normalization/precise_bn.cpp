@@ -11,8 +11,8 @@
 
 #include "autodiff/grad_mode.hpp"
 #include "autodiff/shape.hpp"
-#include "layers/normalization/batch_norm.hpp"
 #include "layers/init.hpp"
+#include "layers/normalization/batch_norm.hpp"
 
 namespace xgrad {
 
