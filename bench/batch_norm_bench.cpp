@@ -8,13 +8,12 @@
 #include <algorithm>
 #include <cstddef>
 #include <cstring>
-#include <random>
 #include <vector>
 
 #include <benchmark/benchmark.h>
-#include <tbb/global_control.h>
 #include <tbb/parallel_for.h>
 
+#include "bench/bench_tensors.hpp"
 #include "bench/bn_shapes.hpp"
 #include "bench/copy_floor.hpp"
 #include "layers/normalization/epilogue.hpp"
@@ -23,23 +22,9 @@
 namespace {
 
 using xgrad::ChannelShape;
-
-ChannelShape shape_of(const benchmark::State& state) {
-    return {static_cast<std::size_t>(state.range(0)), static_cast<std::size_t>(state.range(1)),
-            static_cast<std::size_t>(state.range(2))};
-}
-
-tbb::global_control threads_of(const benchmark::State& state) {
-    return tbb::global_control(tbb::global_control::max_allowed_parallelism, static_cast<std::size_t>(state.range(3)));
-}
-
-std::vector<float> random_vector(std::size_t n, unsigned seed, float mean) {
-    std::mt19937 rng(seed);
-    std::normal_distribution<float> dist(mean, 1.0f);
-    std::vector<float> v(n);
-    std::generate(v.begin(), v.end(), [&] { return dist(rng); });
-    return v;
-}
+using xgrad_bench::random_vector;
+using xgrad_bench::shape_of;
+using xgrad_bench::threads_of;
 
 // Counters from the kernel's minimal traffic: `tensors` tensors of the shape read or written.
 void set_traffic(benchmark::State& state, const ChannelShape& s, std::size_t tensors) {

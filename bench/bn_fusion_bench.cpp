@@ -17,16 +17,15 @@
 #include <cmath>
 #include <cstddef>
 #include <memory>
-#include <random>
 #include <vector>
 
 #include <benchmark/benchmark.h>
-#include <tbb/global_control.h>
 #include <tbb/parallel_for.h>
 #include <xtensor/xadapt.hpp>
 #include <xtensor/xmath.hpp>
 
 #include "autodiff/grad_mode.hpp"
+#include "bench/bench_tensors.hpp"
 #include "bench/bn_shapes.hpp"
 #include "bench/copy_floor.hpp"
 #include "layers/conv2d.hpp"
@@ -38,26 +37,11 @@
 namespace {
 
 using xgrad::ChannelShape;
+using xgrad_bench::random_vector;
+using xgrad_bench::shape_of;
+using xgrad_bench::threads_of;
 
 constexpr double kEps = 1e-5;
-
-ChannelShape shape_of(const benchmark::State& state) {
-    return {static_cast<std::size_t>(state.range(0)), static_cast<std::size_t>(state.range(1)),
-            static_cast<std::size_t>(state.range(2))};
-}
-
-// The thread count is the last argument: argument 3 of the BN benchmarks, 4 of the conv ones.
-tbb::global_control threads_of(const benchmark::State& state, int index = 3) {
-    return tbb::global_control(tbb::global_control::max_allowed_parallelism, static_cast<std::size_t>(state.range(index)));
-}
-
-std::vector<float> random_vector(std::size_t n, unsigned seed, float mean, float stddev = 1.0f) {
-    std::mt19937 rng(seed);
-    std::normal_distribution<float> dist(mean, stddev);
-    std::vector<float> v(n);
-    std::generate(v.begin(), v.end(), [&] { return dist(rng); });
-    return v;
-}
 
 // Counters from the minimal traffic: `tensors` tensors of the shape read or written.
 void set_traffic(benchmark::State& state, const ChannelShape& s, std::size_t tensors) {

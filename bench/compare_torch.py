@@ -9,10 +9,14 @@ markdown tables of bench/RESULTS.md:
     as installed and with OPENBLAS_CORETYPE=SkylakeX (Debian's OpenBLAS 0.3.21, which PyTorch's
     matmuls call, falls back to SSE3 kernels on CPUs newer than it; xgrad picks the AVX-512 ones);
   - variants: build/bench/bn_variants_bench (BN written other ways), µs and x_copy, var_rel_err;
-  - fusions: build/bench/bn_fusion_bench (BN + ReLU, eval folding, BN folded into Conv2d).
+  - fusions: build/bench/bn_fusion_bench (BN + ReLU, eval folding, BN folded into Conv2d);
+  - family: build/bench/norm_family_bench (GroupNorm, LayerNorm over (C, H, W), InstanceNorm2d,
+    Batch Renorm, Ghost BN) beside nn.GroupNorm, nn.LayerNorm, nn.InstanceNorm2d and, for the two
+    BN-based layers, nn.BatchNorm2d over the whole batch, forward-train and forward-train + backward,
+    at the same shapes and threads, with x_copy and the ratio to PyTorch.
 
 usage: /usr/bin/python3 bench/compare_torch.py [--build build] [--repetitions 5]
-                                               [--part all|bn|steps|variants|fusions]
+                                               [--part all|bn|steps|variants|fusions|family]
 """
 import argparse
 import json
@@ -40,31 +44,39 @@ def onednn_name(kind, n, c, s, t, nhwc):
     return f"BM_onednn_{kind}/N:{n}/C:{c}/S:{s}/threads:{t}/nhwc:{nhwc}/real_time"
 
 
-def torch_medians(n, c, s, threads, channels_last, repetitions):
-    """(forward-train, forward+backward) medians in µs of nn.BatchNorm2d, as Google Benchmark
-    takes them: each repetition times enough iterations for 0.2 s, the median over repetitions."""
+def torch_medians(module, n, c, s, threads, channels_last, repetitions):
+    """(forward-train, forward+backward) medians in µs of the torch module in training mode on an
+    (N, C, H, W) input, as Google Benchmark takes them: each repetition times enough iterations for
+    0.2 s, the median over repetitions."""
     torch.set_num_threads(threads)
-    bn = torch.nn.BatchNorm2d(c).train()
-    h = math.isqrt(s) if math.isqrt(s) ** 2 == s else s  # square images, as onednn_bn_bench
-    x = torch.randn(n, c, h, s // h) + 0.5
-    dy = torch.randn(n, c, h, s // h)
+    module = module.train()
+    h, w = image_size(s)
+    x = torch.randn(n, c, h, w) + 0.5
+    dy = torch.randn(n, c, h, w)
     if channels_last:
         x = x.contiguous(memory_format=torch.channels_last)
         dy = dy.contiguous(memory_format=torch.channels_last)
 
     def forward():
         with torch.no_grad():
-            bn(x)
+            module(x)
 
     xg = x.clone().requires_grad_(True)
 
     def forward_backward():
-        bn(xg).backward(dy)
+        module(xg).backward(dy)
         xg.grad = None
-        bn.weight.grad = None
-        bn.bias.grad = None
+        for p in module.parameters():
+            p.grad = None
 
     return [time_median(forward, repetitions), time_median(forward_backward, repetitions)]
+
+
+def image_size(s):
+    """(H, W) of S = H·W: square images, as onednn_bn_bench, else (S, 1)."""
+    h = math.isqrt(s) if math.isqrt(s) ** 2 == s else s
+    return h, s // h
+
 
 def time_median(step, repetitions, min_seconds=0.2):
     """Median over repetitions of the time per call in µs, each repetition timing enough calls
@@ -183,7 +195,7 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--build", default="build")
     parser.add_argument("--repetitions", type=int, default=5)
-    parser.add_argument("--part", choices=("all", "bn", "steps", "variants", "fusions"), default="all",
+    parser.add_argument("--part", choices=("all", "bn", "steps", "variants", "fusions", "family"), default="all",
                         help="one part of the tables, or all of them")
     parser.add_argument("--torch-steps-only", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -205,13 +217,15 @@ def main():
     if args.part in ("all", "fusions"):
         print_pivot(f"{args.build}/bench/bn_fusion_bench", "BatchNorm fusions, µs (x_copy)", args.repetitions,
                     counter="max_abs_err")
+    if args.part in ("all", "family"):
+        print_family(args.build, args.repetitions)
 
 
 def print_batch_norm(build, repetitions):
     xg = google_benchmark(f"{build}/bench/batch_norm_bench", "BM_(forward_train|forward_backward_train)/",
                           repetitions)
     dn = google_benchmark(f"{build}/bench/onednn_bn_bench", ".", repetitions)
-    pt = {(n, c, s, t, cl): torch_medians(n, c, s, t, cl, repetitions)
+    pt = {(n, c, s, t, cl): torch_medians(torch.nn.BatchNorm2d(c), n, c, s, t, cl, repetitions)
           for t in THREADS for n, c, s in SHAPES for cl in (False, True)}
 
     for title, xkind, dkind, col in (("forward-train", "forward_train", "forward_train", 0),
@@ -228,6 +242,51 @@ def print_batch_norm(build, repetitions):
                 torch_nchw, torch_cl = pt[(n, c, s, t, False)][col], pt[(n, c, s, t, True)][col]
                 print(f"| ({n}, {c}, {s}) | {t} | {ours:.1f} | {nchw:.1f} | {nhwc:.1f} | {torch_nchw:.1f} | "
                       f"{torch_cl:.1f} | {floor:.1f} | {ours / nhwc:.2f} | {ours / torch_nchw:.2f} | {record['x_copy']:.2f} |")
+        print()
+
+
+def group_count(c):
+    """norm_family_bench's GroupNorm groups: 32 where 32 divides C, else C's largest divisor below."""
+    return next(g for g in range(32, 0, -1) if c % g == 0)
+
+
+# norm_family_bench's layers: (name, its extra argument for a shape or None to skip the shape, or
+# {} for none, the PyTorch module it is compared with, that module's label).
+FAMILY = [
+    ("group_norm", lambda n, c, s: {"groups": group_count(c)},
+     lambda n, c, s: torch.nn.GroupNorm(group_count(c), c), "nn.GroupNorm"),
+    ("layer_norm", lambda n, c, s: {}, lambda n, c, s: torch.nn.LayerNorm([c, *image_size(s)]), "nn.LayerNorm"),
+    ("instance_norm", lambda n, c, s: {} if s > 1 else None, lambda n, c, s: torch.nn.InstanceNorm2d(c),
+     "nn.InstanceNorm2d"),
+    ("batch_renorm", lambda n, c, s: {}, lambda n, c, s: torch.nn.BatchNorm2d(c, momentum=0.01), "nn.BatchNorm2d"),
+    ("ghost_batch_norm", lambda n, c, s: {"virtual_batch": n // 4} if n % 4 == 0 else None,
+     lambda n, c, s: torch.nn.BatchNorm2d(c), "nn.BatchNorm2d (whole batch)"),
+]
+
+
+def print_family(build, repetitions):
+    xg = google_benchmark(f"{build}/bench/norm_family_bench", ".", repetitions)
+    rows = []  # (layer, torch label, n, c, s, t, extra, [forward, forward+backward] in torch)
+    for layer, extra_of, module_of, label in FAMILY:
+        for t in THREADS:
+            for n, c, s in SHAPES:
+                extra = extra_of(n, c, s)
+                if extra is not None:
+                    rows.append((layer, label, n, c, s, t, extra,
+                                 torch_medians(module_of(n, c, s), n, c, s, t, False, repetitions)))
+    for title, phase, col in (("forward-train", "forward_train", 0),
+                              ("forward-train + backward", "forward_backward_train", 1)):
+        print(f"### Normalization family, {title} (µs)\n")
+        print("| layer | PyTorch | (N, C, H·W) | threads | xgrad | PyTorch | copy floor | xgrad / copy floor "
+              "| PyTorch / copy floor | xgrad / PyTorch |")
+        print("|---|---|---|---|---|---|---|---|---|---|")
+        for layer, label, n, c, s, t, extra, theirs in rows:
+            args = "".join(f"/{k}:{v}" for k, v in extra.items())
+            record = xg[f"BM_{layer}_{phase}/N:{n}/C:{c}/S:{s}/threads:{t}{args}/real_time"]
+            ours, floor = record["us"], record["us"] / record["x_copy"]
+            shown = layer + "".join(f" ({k} {v})" for k, v in extra.items())
+            print(f"| {shown} | {label} | ({n}, {c}, {s}) | {t} | {ours:.1f} | {theirs[col]:.1f} | {floor:.1f} "
+                  f"| {record['x_copy']:.2f} | {theirs[col] / floor:.2f} | {ours / theirs[col]:.2f} |")
         print()
 
 

@@ -1,0 +1,273 @@
+// The normalization family's kernels timed directly, without the graph, as batch_norm_bench times
+// BatchNorm's, so that the figures compare with its: forward-train and forward-train + backward of
+// GroupNorm, LayerNorm over (C, H, W), InstanceNorm2d, BatchRenorm2d and Ghost BN at the shapes of
+// bench/bn_shapes.hpp, 1 and 2 threads, float. Each layer's kernels are what its forward and its
+// backward node call (layers/normalization/normalize.hpp with the layer's grouping and epilogue,
+// and LayerNorm's column sums for its weight and bias), with PyTorch's default flags:
+//   group_norm        GroupNorm(groups, C), affine; groups = 32 where 32 divides C, else the
+//                     largest divisor of C below 32 (the "groups" argument of the name)
+//   layer_norm        LayerNorm((C, H, W)), elementwise affine
+//   instance_norm     InstanceNorm2d(C): no affine, no running statistics; not run at H·W = 1,
+//                     where an instance has one value (the layer refuses it in training)
+//   batch_renorm      BatchRenorm2d(C) in its relaxed phase (rmax = 3, dmax = 5), momentum 0.01
+//   ghost_batch_norm  GhostBatchNorm2d(C, virtual_batch = N/4, the "virtual_batch" argument): four
+//                     virtual batches; every N of the list is a multiple of 4 (another is skipped)
+// Arguments: N, C, S (= H*W), threads[, groups | virtual_batch]. bytes_per_second counts the
+// minimal traffic (forward: read x, write y; forward + backward: that and read dy and x, write dx;
+// plus LayerNorm's elementwise weight and bias, read in both, and their gradients, written), and
+// x_copy is the time over the copy floor of that traffic (bench/copy_floor.hpp).
+#include <cstddef>
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include <benchmark/benchmark.h>
+
+#include "bench/bench_tensors.hpp"
+#include "bench/bn_shapes.hpp"
+#include "bench/copy_floor.hpp"
+#include "layers/normalization/elementwise_affine.hpp"
+#include "layers/normalization/epilogue.hpp"
+#include "layers/normalization/normalize.hpp"
+
+namespace {
+
+using xgrad::ChannelShape;
+using xgrad::Grouping;
+using xgrad_bench::random_vector;
+
+// x ~ N(0.5, 1), dy ~ N(0, 1), and the outputs, at the state's shape.
+struct Tensors {
+    ChannelShape s;
+    std::vector<float> x, dy, y, dx;
+
+    explicit Tensors(const benchmark::State& state)
+        : s(xgrad_bench::shape_of(state)), x(random_vector(s.size(), 1, 0.5f)), dy(random_vector(s.size(), 2, 0.0f)),
+          y(s.size()), dx(s.size()) {}
+};
+
+// gamma 1, beta 0 and their gradients, `n` values each.
+struct Affine {
+    std::vector<float> gamma, beta, dgamma, dbeta;
+    explicit Affine(std::size_t n) : gamma(n, 1.0f), beta(n, 0.0f), dgamma(n), dbeta(n) {}
+    xgrad::NormalizeGrads<float> grads(float* dx) { return {dx, dgamma.data(), dbeta.data()}; }
+};
+
+// A per-channel layer's running statistics (mean 0, variance 1).
+struct Running {
+    std::vector<float> mean, var;
+    explicit Running(std::size_t c) : mean(c, 0.0f), var(c, 1.0f) {}
+    xgrad::RunningStats<float> moved_by(double factor) { return {mean.data(), var.data(), factor}; }
+};
+
+// The per-sample layers: GroupNorm, and InstanceNorm as GroupNorm with one channel per group and no
+// affine map.
+struct PerSampleKernels {
+    Tensors t;
+    Grouping grouping;
+    std::optional<Affine> affine;
+    static constexpr std::size_t affine_elements = 0;  // per channel: negligible traffic
+
+    PerSampleKernels(const benchmark::State& state, std::size_t groups, bool has_affine)
+        : t(state), grouping(Grouping::per_sample(t.s, groups)) {
+        if (has_affine) affine.emplace(t.s.c);
+    }
+    xgrad::NormalizedBatch forward() {
+        xgrad::NormalizeOptions<float> options;
+        options.gamma = affine ? affine->gamma.data() : nullptr;
+        options.beta = affine ? affine->beta.data() : nullptr;
+        return xgrad::normalize_batch(grouping, t.x.data(), options, xgrad::NoEpilogue{}, t.y.data());
+    }
+    void backward(const xgrad::NormalizedBatch& batch) {
+        xgrad::normalize_backward<float>(
+            grouping, batch, xgrad::GradientThrough::batch(), t.dy.data(), t.x.data(),
+            affine ? affine->gamma.data() : nullptr, affine ? affine->beta.data() : nullptr, xgrad::NoEpilogue{},
+            affine ? affine->grads(t.dx.data()) : xgrad::NormalizeGrads<float>{t.dx.data()});
+    }
+};
+
+struct GroupNormKernels : PerSampleKernels {
+    explicit GroupNormKernels(const benchmark::State& state)
+        : PerSampleKernels(state, static_cast<std::size_t>(state.range(4)), true) {}
+};
+
+struct InstanceNormKernels : PerSampleKernels {
+    explicit InstanceNormKernels(const benchmark::State& state)
+        : PerSampleKernels(state, static_cast<std::size_t>(state.range(1)), false) {}
+};
+
+// LayerNorm over (C, H, W): one group per sample over C·S values, the weight and bias elementwise
+// in the epilogue, their gradients by the column sums.
+struct LayerNormKernels {
+    Tensors t;
+    std::size_t affine_elements;
+    Grouping grouping;
+    Affine affine;
+    xgrad::ElementwiseAffineEpilogue<float> epilogue;
+
+    explicit LayerNormKernels(const benchmark::State& state)
+        : t(state), affine_elements(t.s.c * t.s.s), grouping(Grouping::per_sample({t.s.n, 1, affine_elements}, 1)),
+          affine(affine_elements), epilogue(affine.gamma.data(), affine.beta.data(), affine_elements) {}
+
+    xgrad::NormalizedBatch forward() {
+        return xgrad::normalize_batch(grouping, t.x.data(), xgrad::NormalizeOptions<float>{}, epilogue, t.y.data());
+    }
+    void backward(const xgrad::NormalizedBatch& batch) {
+        xgrad::normalize_backward<float>(grouping, batch, xgrad::GradientThrough::batch(), t.dy.data(), t.x.data(),
+                                         nullptr, nullptr, epilogue, xgrad::NormalizeGrads<float>{t.dx.data()});
+        xgrad::elementwise_affine_backward(grouping.groups(), grouping.group_size(), batch.norm, t.dy.data(),
+                                           t.x.data(), affine.dgamma.data(), affine.dbeta.data());
+    }
+};
+
+// Batch Renorm: BatchNorm's per-channel kernels with the r, d correction from the running
+// statistics, which it moves.
+struct BatchRenormKernels {
+    Tensors t;
+    Affine affine;
+    Running running;
+    static constexpr std::size_t affine_elements = 0;
+
+    explicit BatchRenormKernels(const benchmark::State& state) : t(state), affine(t.s.c), running(t.s.c) {}
+
+    xgrad::NormalizedBatch forward() {
+        xgrad::NormalizeOptions<float> options;
+        options.gamma = affine.gamma.data();
+        options.beta = affine.beta.data();
+        options.running = running.moved_by(0.01);
+        options.renorm = xgrad::RenormLimits{3.0, 5.0};
+        return xgrad::normalize_batch(Grouping::per_channel(t.s), t.x.data(), options, xgrad::NoEpilogue{}, t.y.data());
+    }
+    void backward(const xgrad::NormalizedBatch& batch) {
+        xgrad::normalize_backward(Grouping::per_channel(t.s), batch, xgrad::GradientThrough::batch(), t.dy.data(),
+                                  t.x.data(), affine.gamma.data(), affine.beta.data(), xgrad::NoEpilogue{},
+                                  affine.grads(t.dx.data()));
+    }
+};
+
+// Ghost BN: BatchNorm's per-channel kernels over each virtual batch in turn, the running statistics
+// moved by each, gamma's and beta's gradients added over the virtual batches in double.
+struct GhostBatchNormKernels {
+    Tensors t;
+    Affine affine;
+    Running running;
+    std::size_t virtual_batch;
+    std::vector<float> chunk_dgamma, chunk_dbeta;
+    static constexpr std::size_t affine_elements = 0;
+
+    explicit GhostBatchNormKernels(const benchmark::State& state)
+        : t(state), affine(t.s.c), running(t.s.c), virtual_batch(static_cast<std::size_t>(state.range(4))),
+          chunk_dgamma(t.s.c), chunk_dbeta(t.s.c) {}
+
+    Grouping chunk() const { return Grouping::per_channel({virtual_batch, t.s.c, t.s.s}); }
+    std::size_t chunks() const { return t.s.n / virtual_batch; }
+    std::size_t offset(std::size_t k) const { return k * virtual_batch * t.s.c * t.s.s; }
+
+    std::vector<xgrad::NormalizedBatch> forward() {
+        xgrad::NormalizeOptions<float> options;
+        options.gamma = affine.gamma.data();
+        options.beta = affine.beta.data();
+        options.running = running.moved_by(0.1);
+        std::vector<xgrad::NormalizedBatch> batches;
+        for (std::size_t k = 0; k < chunks(); ++k) {
+            batches.push_back(xgrad::normalize_batch(chunk(), t.x.data() + offset(k), options, xgrad::NoEpilogue{},
+                                                     t.y.data() + offset(k)));
+        }
+        return batches;
+    }
+    void backward(const std::vector<xgrad::NormalizedBatch>& batches) {
+        std::vector<double> sum_dgamma(t.s.c), sum_dbeta(t.s.c);
+        for (std::size_t k = 0; k < chunks(); ++k) {
+            xgrad::normalize_backward(
+                chunk(), batches[k], xgrad::GradientThrough::batch(), t.dy.data() + offset(k), t.x.data() + offset(k),
+                affine.gamma.data(), affine.beta.data(), xgrad::NoEpilogue{},
+                xgrad::NormalizeGrads<float>{t.dx.data() + offset(k), chunk_dgamma.data(), chunk_dbeta.data()});
+            for (std::size_t c = 0; c < t.s.c; ++c) {
+                sum_dgamma[c] += static_cast<double>(chunk_dgamma[c]);
+                sum_dbeta[c] += static_cast<double>(chunk_dbeta[c]);
+            }
+        }
+        for (std::size_t c = 0; c < t.s.c; ++c) {
+            affine.dgamma[c] = static_cast<float>(sum_dgamma[c]);
+            affine.dbeta[c] = static_cast<float>(sum_dbeta[c]);
+        }
+    }
+};
+
+// Counters from the minimal traffic: `tensors` tensors of the shape and `affine` elementwise
+// parameter arrays read or written.
+template <class Kernels>
+void set_traffic(benchmark::State& state, const Kernels& k, std::size_t tensors, std::size_t affine) {
+    const std::size_t elements = tensors * k.t.s.size() + affine * k.affine_elements;
+    xgrad_bench::set_traffic_counters(state, elements * sizeof(float), static_cast<int>(state.range(3)));
+}
+
+template <class Kernels>
+void forward_train(benchmark::State& state) {
+    auto threads = xgrad_bench::threads_of(state);
+    Kernels k(state);
+    for (auto _ : state) {
+        auto batch = k.forward();
+        benchmark::DoNotOptimize(batch);
+        benchmark::DoNotOptimize(k.t.y.data());
+    }
+    set_traffic(state, k, 2, 2);
+}
+
+template <class Kernels>
+void forward_backward_train(benchmark::State& state) {
+    auto threads = xgrad_bench::threads_of(state);
+    Kernels k(state);
+    for (auto _ : state) {
+        k.backward(k.forward());
+        benchmark::DoNotOptimize(k.t.y.data());
+        benchmark::DoNotOptimize(k.t.dx.data());
+    }
+    set_traffic(state, k, 5, 5);
+}
+
+using Extra = std::optional<std::vector<std::int64_t>>;
+
+// 32 where it divides C, else the largest divisor of C below 32.
+std::int64_t group_count(std::int64_t c) {
+    std::int64_t groups = 32;
+    while (c % groups != 0) --groups;
+    return groups;
+}
+
+template <class Kernels, class ExtraOf>
+void register_layer(const std::string& layer, const ExtraOf& extra_of, std::vector<std::string> arg_names) {
+    arg_names.insert(arg_names.begin(), {"N", "C", "S", "threads"});
+    for (auto [phase, run] : {std::pair{"forward_train", &forward_train<Kernels>},
+                              std::pair{"forward_backward_train", &forward_backward_train<Kernels>}}) {
+        auto* b = benchmark::RegisterBenchmark(("BM_" + layer + "_" + phase).c_str(), run);
+        xgrad_bench::bn_shapes_with(b, extra_of);
+        b->ArgNames(arg_names);
+    }
+}
+
+[[maybe_unused]] const bool registered = [] {
+    const auto every_shape = [](std::int64_t, std::int64_t, std::int64_t) {
+        return Extra(std::vector<std::int64_t>{});
+    };
+    register_layer<GroupNormKernels>(
+        "group_norm",
+        [](std::int64_t, std::int64_t c, std::int64_t) { return Extra(std::vector<std::int64_t>{group_count(c)}); },
+        {"groups"});
+    register_layer<LayerNormKernels>("layer_norm", every_shape, {});
+    register_layer<InstanceNormKernels>(
+        "instance_norm",
+        [](std::int64_t, std::int64_t, std::int64_t s) { return s > 1 ? Extra(std::vector<std::int64_t>{}) : Extra(); },
+        {});
+    register_layer<BatchRenormKernels>("batch_renorm", every_shape, {});
+    register_layer<GhostBatchNormKernels>("ghost_batch_norm",
+                                          [](std::int64_t n, std::int64_t, std::int64_t) {
+                                              return n % 4 == 0 ? Extra(std::vector<std::int64_t>{n / 4}) : Extra();
+                                          },
+                                          {"virtual_batch"});
+    return true;
+}();
+
+}  // namespace
