@@ -1,5 +1,6 @@
-// BatchNorm kernels (layers/batch_norm_kernel.hpp) timed directly, without the graph:
-// forward-train, backward-train and both in a row at the shapes of bench/bn_shapes.hpp, and a copy
+// BatchNorm's kernels, the normalization stages composed over Grouping::per_channel
+// (layers/normalization/normalize.hpp), timed directly, without the graph: forward-train,
+// backward-train and both in a row at the shapes of bench/bn_shapes.hpp, and a copy
 // of the same bytes as the bandwidth reference, all in this binary so the ratios come from one
 // run. Arguments: N, C, S (= H*W), threads. bytes_per_second counts each kernel's minimal traffic
 // (forward: read x, write y; backward: read dy and x, write dx), and x_copy is the time over the
@@ -16,7 +17,8 @@
 
 #include "bench/bn_shapes.hpp"
 #include "bench/copy_floor.hpp"
-#include "layers/batch_norm_kernel.hpp"
+#include "layers/normalization/epilogue.hpp"
+#include "layers/normalization/normalize.hpp"
 
 namespace {
 
@@ -73,13 +75,17 @@ struct Layer {
           dx(s.size()), gamma(s.c, 1.0f), beta(s.c, 0.0f), dgamma(s.c), dbeta(s.c), running_mean(s.c, 0.0f),
           running_var(s.c, 1.0f) {}
 
-    xgrad::BatchNormStats forward() {
-        return xgrad::batch_norm_forward_train<float>(s, x.data(), gamma.data(), beta.data(), 1e-5, y.data(),
-                                                      xgrad::RunningStats<float>{running_mean.data(), running_var.data(), 0.1});
+    xgrad::NormalizedBatch forward() {
+        xgrad::NormalizeOptions<float> options;
+        options.gamma = gamma.data();
+        options.beta = beta.data();
+        options.running = xgrad::RunningStats<float>{running_mean.data(), running_var.data(), 0.1};
+        return xgrad::normalize_batch(xgrad::Grouping::per_channel(s), x.data(), options, xgrad::NoEpilogue{}, y.data());
     }
-    void backward(const xgrad::BatchNormStats& stats) {
-        xgrad::batch_norm_backward_train<float>(s, dy.data(), x.data(), gamma.data(), stats, dx.data(), dgamma.data(),
-                                                dbeta.data());
+    void backward(const xgrad::NormalizedBatch& batch) {
+        xgrad::normalize_backward(xgrad::Grouping::per_channel(s), batch, xgrad::GradientThrough::batch(), dy.data(),
+                                  x.data(), gamma.data(), beta.data(), xgrad::NoEpilogue{},
+                                  xgrad::NormalizeGrads<float>{dx.data(), dgamma.data(), dbeta.data()});
     }
 };
 
@@ -87,8 +93,8 @@ void BM_forward_train(benchmark::State& state) {
     auto threads = threads_of(state);
     Layer layer(state);
     for (auto _ : state) {
-        const auto stats = layer.forward();
-        benchmark::DoNotOptimize(stats.mean.data());
+        const auto batch = layer.forward();
+        benchmark::DoNotOptimize(batch.norm.mean.data());
         benchmark::DoNotOptimize(layer.y.data());
     }
     set_traffic(state, layer.s, 2);
@@ -97,9 +103,9 @@ void BM_forward_train(benchmark::State& state) {
 void BM_backward_train(benchmark::State& state) {
     auto threads = threads_of(state);
     Layer layer(state);
-    const auto stats = layer.forward();
+    const auto batch = layer.forward();
     for (auto _ : state) {
-        layer.backward(stats);
+        layer.backward(batch);
         benchmark::DoNotOptimize(layer.dx.data());
     }
     set_traffic(state, layer.s, 3);

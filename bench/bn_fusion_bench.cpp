@@ -1,8 +1,9 @@
 // The BatchNorm fusions against their unfused forms, float, at the shapes of bench/bn_shapes.hpp
 // (arguments N, C, S = H*W, threads):
-//  - BN + ReLU in training, forward and forward+backward: the fused kernels
-//    (batch_norm_relu_*_train) against the BN kernels with a separate ReLU pass (forward: y =
-//    max(0, z); backward: dz = z > 0 ? dy : 0, then the BN backward of dz);
+//  - BN + ReLU in training, forward and forward+backward: the normalization stages with the ReLU
+//    epilogue (layers/normalization/normalize.hpp) against the same without an epilogue and a
+//    separate ReLU pass (forward: y = max(0, z); backward: dz = z > 0 ? dy : 0, then the BN
+//    backward of dz);
 //  - eval forward: the library's folded pass, y = (x - centre)·alpha + shift, against the naive
 //    xtensor expression (x - running_mean) / sqrt(running_var + eps) · gamma + beta;
 // and, at the seed CNN's conv shapes (arguments N, in, out, H = W, threads), Conv2d then
@@ -28,10 +29,11 @@
 #include "autodiff/grad_mode.hpp"
 #include "bench/bn_shapes.hpp"
 #include "bench/copy_floor.hpp"
-#include "layers/batch_norm.hpp"
-#include "layers/batch_norm_kernel.hpp"
 #include "layers/conv2d.hpp"
 #include "layers/fold_batch_norm.hpp"
+#include "layers/normalization/batch_norm.hpp"
+#include "layers/normalization/epilogue.hpp"
+#include "layers/normalization/normalize.hpp"
 
 namespace {
 
@@ -82,22 +84,38 @@ struct Layer {
           z(s.size()), dz(s.size()), dx(s.size()), gamma(s.c, 1.0f), beta(s.c, 0.0f), dgamma(s.c), dbeta(s.c),
           running_mean(s.c, 0.0f), running_var(s.c, 1.0f) {}
 
-    xgrad::RunningStats<float> running() { return {running_mean.data(), running_var.data(), 0.1}; }
+    // The forward in training into out, running statistics moved; `epilogue` follows the BN.
+    template <class Epilogue>
+    xgrad::NormalizedBatch normalize(const Epilogue& epilogue, float* out) {
+        xgrad::NormalizeOptions<float> options;
+        options.eps = kEps;
+        options.gamma = gamma.data();
+        options.beta = beta.data();
+        options.running = xgrad::RunningStats<float>{running_mean.data(), running_var.data(), 0.1};
+        return xgrad::normalize_batch(xgrad::Grouping::per_channel(s), x.data(), options, epilogue, out);
+    }
 
-    xgrad::BatchNormStats forward(bool fused) {
-        if (fused) return xgrad::batch_norm_relu_forward_train<float>(s, x.data(), gamma.data(), beta.data(), kEps, y.data(), running());
+    // Its backward given the gradient `grad` of out.
+    template <class Epilogue>
+    void normalize_backward(const xgrad::NormalizedBatch& batch, const Epilogue& epilogue, const float* grad) {
+        xgrad::normalize_backward(xgrad::Grouping::per_channel(s), batch, xgrad::GradientThrough::batch(), grad,
+                                  x.data(), gamma.data(), beta.data(), epilogue,
+                                  xgrad::NormalizeGrads<float>{dx.data(), dgamma.data(), dbeta.data()});
+    }
+
+    xgrad::NormalizedBatch forward(bool fused) {
+        if (fused) return normalize(xgrad::ReluEpilogue{}, y.data());
         // z = BN(x), kept for the ReLU's backward, then y = max(0, z).
-        auto stats = xgrad::batch_norm_forward_train<float>(s, x.data(), gamma.data(), beta.data(), kEps, z.data(), running());
+        auto batch = normalize(xgrad::NoEpilogue{}, z.data());
         parallel_pieces(s.size(), [in = z.data(), out = y.data()](std::size_t b, std::size_t e) {
             for (std::size_t i = b; i < e; ++i) out[i] = std::max(in[i], 0.0f);
         });
-        return stats;
+        return batch;
     }
 
-    void backward(bool fused, const xgrad::BatchNormStats& stats) {
+    void backward(bool fused, const xgrad::NormalizedBatch& batch) {
         if (fused) {
-            xgrad::batch_norm_relu_backward_train<float>(s, dy.data(), x.data(), gamma.data(), beta.data(), stats, dx.data(),
-                                                         dgamma.data(), dbeta.data());
+            normalize_backward(batch, xgrad::ReluEpilogue{}, dy.data());
             return;
         }
         parallel_pieces(s.size(), [g = dy.data(), in = z.data(), out = dz.data()](std::size_t b, std::size_t e) {
@@ -106,8 +124,7 @@ struct Layer {
                 out[i] = in[i] > 0.0f ? gi : 0.0f;
             }
         });
-        xgrad::batch_norm_backward_train<float>(s, dz.data(), x.data(), gamma.data(), stats, dx.data(), dgamma.data(),
-                                                dbeta.data());
+        normalize_backward(batch, xgrad::NoEpilogue{}, dz.data());
     }
 };
 
@@ -115,8 +132,8 @@ void BM_bn_relu_forward(benchmark::State& state, bool fused) {
     auto threads = threads_of(state);
     Layer layer(state);
     for (auto _ : state) {
-        const auto stats = layer.forward(fused);
-        benchmark::DoNotOptimize(stats.mean.data());
+        const auto batch = layer.forward(fused);
+        benchmark::DoNotOptimize(batch.norm.mean.data());
         benchmark::DoNotOptimize(layer.y.data());
     }
     set_traffic(state, layer.s, 2);
@@ -147,10 +164,15 @@ struct EvalLayer {
 void BM_eval_forward_folded(benchmark::State& state) {
     auto threads = threads_of(state);
     EvalLayer l(state);
+    xgrad::NormalizeOptions<float> options;
+    options.gamma = l.gamma.data();
+    options.beta = l.beta.data();
     for (auto _ : state) {
-        const auto stats = xgrad::batch_norm_forward_eval<float>(l.s, l.x.data(), l.gamma.data(), l.beta.data(),
-                                                                 l.running_mean.data(), l.running_var.data(), kEps, l.y.data());
-        benchmark::DoNotOptimize(stats.invstd.data());
+        // The running statistics' invstd, folded with gamma and beta, then the pass: as BN's eval forward.
+        const auto running = xgrad::running_normalization(l.running_mean.data(), l.running_var.data(), l.s.c, kEps);
+        xgrad::normalize_with(xgrad::Grouping::per_channel(l.s), running, l.x.data(), options, xgrad::NoEpilogue{},
+                              l.y.data());
+        benchmark::DoNotOptimize(running.invstd.data());
         benchmark::DoNotOptimize(l.y.data());
     }
     set_traffic(state, l.s, 2);

@@ -1,6 +1,7 @@
 // BatchNorm kernels written several ways (bench/variants/bn_variants.hpp) side by side with the
-// library's (layers/batch_norm_kernel.hpp), on float data: forward-train, backward-train and eval
-// forward, named BM_<phase>/<variant>/N:/C:/S:/threads:, where <variant> is
+// library's (the normalization stages over Grouping::per_channel, layers/normalization/normalize.hpp),
+// on float data: forward-train, backward-train and eval forward, named
+// BM_<phase>/<variant>/N:/C:/S:/threads:, where <variant> is
 //   xgrad                                        the library's kernel
 //   xtensor                                      xt::mean, xt::variance and xtensor expressions
 //   <algorithm>/acc_<f32|f64>/<schedule>/<code>  an NCHW variant, forward-train
@@ -38,7 +39,8 @@
 #include "bench/bn_shapes.hpp"
 #include "bench/copy_floor.hpp"
 #include "bench/variants/bn_variants.hpp"
-#include "layers/batch_norm_kernel.hpp"
+#include "layers/normalization/epilogue.hpp"
+#include "layers/normalization/normalize.hpp"
 
 namespace {
 
@@ -117,11 +119,11 @@ struct Layer {
 // A forward's statistics, in the two forms the backward kernels take.
 struct Statistics {
     Moments moments;
-    xgrad::BatchNormStats stats;
+    xgrad::NormalizedBatch batch;
 
     explicit Statistics(Moments m) : moments(std::move(m)) {
-        stats.mean = moments.mean;
-        for (const double v : moments.var) stats.invstd.push_back(1.0 / std::sqrt(v + eps));
+        batch.norm.mean = moments.mean;
+        for (const double v : moments.var) batch.norm.invstd.push_back(xgrad::inverse_std(v, eps));
     }
 };
 
@@ -148,11 +150,20 @@ std::string acc_name() {
 
 std::string exec_name(Schedule s, Code code) { return std::string(name(s)) + "/" + std::string(name(code)); }
 
+// The library's options for the layer's gamma and beta.
+xgrad::NormalizeOptions<float> options_of(const Layer& l) {
+    xgrad::NormalizeOptions<float> options;
+    options.eps = eps;
+    options.gamma = l.in.gamma.data();
+    options.beta = l.in.beta.data();
+    return options;
+}
+
 Moments xgrad_forward(Layer& l, const float* x) {
-    const auto stats =
-        xgrad::batch_norm_forward_train<float>(l.s, x, l.in.gamma.data(), l.in.beta.data(), eps, l.y.data());
-    Moments m{stats.mean, {}};
-    for (const double invstd : stats.invstd) m.var.push_back(1.0 / (invstd * invstd) - eps);
+    const auto batch =
+        xgrad::normalize_batch(xgrad::Grouping::per_channel(l.s), x, options_of(l), xgrad::NoEpilogue{}, l.y.data());
+    Moments m{batch.norm.mean, {}};
+    for (const double invstd : batch.norm.invstd) m.var.push_back(1.0 / (invstd * invstd) - eps);
     return m;
 }
 
@@ -251,8 +262,10 @@ std::vector<Variant<BackwardTrain>> backward_train_variants() {
     return {
         {"xgrad",
          [](Layer& l, const Statistics& st) {
-             xgrad::batch_norm_backward_train<float>(l.s, l.in.dy.data(), l.in.x.data(), l.in.gamma.data(), st.stats,
-                                                     l.dx.data(), l.dgamma.data(), l.dbeta.data());
+             xgrad::normalize_backward(xgrad::Grouping::per_channel(l.s), st.batch, xgrad::GradientThrough::batch(),
+                                       l.in.dy.data(), l.in.x.data(), l.in.gamma.data(), l.in.beta.data(),
+                                       xgrad::NoEpilogue{},
+                                       xgrad::NormalizeGrads<float>{l.dx.data(), l.dgamma.data(), l.dbeta.data()});
          },
          true},
         {"xtensor",
@@ -277,8 +290,10 @@ std::vector<Variant<ForwardEval>> forward_eval_variants() {
     return {
         {"xgrad",
          [](Layer& l) {
-             xgrad::batch_norm_forward_eval<float>(l.s, l.in.x.data(), l.in.gamma.data(), l.in.beta.data(),
-                                                   l.in.running_mean.data(), l.in.running_var.data(), eps, l.y.data());
+             const auto running =
+                 xgrad::running_normalization(l.in.running_mean.data(), l.in.running_var.data(), l.s.c, eps);
+             xgrad::normalize_with(xgrad::Grouping::per_channel(l.s), running, l.in.x.data(), options_of(l),
+                                   xgrad::NoEpilogue{}, l.y.data());
          },
          true},
         {"xtensor",

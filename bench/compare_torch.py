@@ -25,24 +25,11 @@ import time
 
 import torch
 
+from google_benchmark import google_benchmark
+
 SHAPES = [(64, 32, 28 * 28), (64, 64, 14 * 14), (32, 64, 56 * 56), (32, 256, 14 * 14),
           (16, 3, 224 * 224), (64, 512, 1), (60, 100, 1), (256, 1024, 1)]
 THREADS = [1, 2]
-
-
-def google_benchmark(binary, pattern, repetitions):
-    """Median records by benchmark name, from a Google Benchmark binary's JSON output, with the
-    time in µs as "us" (counters such as x_copy as the binary reported them)."""
-    out = subprocess.run([binary, f"--benchmark_filter={pattern}", "--benchmark_format=json",
-                          f"--benchmark_repetitions={repetitions}", "--benchmark_report_aggregates_only=true"],
-                         check=True, capture_output=True, text=True).stdout
-    to_us = {"ns": 1e-3, "us": 1.0, "ms": 1e3, "s": 1e6}
-    medians = {}
-    for b in json.loads(out)["benchmarks"]:
-        # With one repetition Google Benchmark reports the run itself, no aggregates.
-        if b.get("aggregate_name") == "median" or (repetitions == 1 and b["run_type"] == "iteration"):
-            medians[b["run_name"]] = {**b, "us": b["real_time"] * to_us[b["time_unit"]]}
-    return medians
 
 
 def xgrad_name(kind, n, c, s, t):

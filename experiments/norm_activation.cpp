@@ -5,7 +5,7 @@
 #include <utility>
 
 #include "layers/activations.hpp"
-#include "layers/batch_norm.hpp"
+#include "layers/normalization/batch_norm.hpp"
 #include "layers/distribution_noise.hpp"
 #include "layers/normalization/batch_renorm.hpp"
 #include "layers/normalization/filter_response_norm.hpp"

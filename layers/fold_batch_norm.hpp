@@ -8,7 +8,7 @@
 
 #include <memory>
 
-#include "layers/batch_norm.hpp"
+#include "layers/normalization/batch_norm.hpp"
 #include "layers/conv2d.hpp"
 
 namespace xgrad {

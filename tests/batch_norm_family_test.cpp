@@ -25,7 +25,7 @@
 #include <tbb/task_arena.h>
 #include <xtensor/xview.hpp>
 
-#include "layers/batch_norm.hpp"
+#include "layers/normalization/batch_norm.hpp"
 #include "layers/conv2d.hpp"
 #include "layers/fold_batch_norm.hpp"
 #include "layers/sequential.hpp"

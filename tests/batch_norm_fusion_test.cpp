@@ -23,7 +23,7 @@
 
 #include "autodiff/elementwise_ops.hpp"
 #include "layers/activations.hpp"
-#include "layers/batch_norm.hpp"
+#include "layers/normalization/batch_norm.hpp"
 #include "tests/batch_norm_kernels.hpp"
 #include "layers/fold_batch_norm.hpp"
 #include "layers/sequential.hpp"

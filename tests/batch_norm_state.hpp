@@ -4,7 +4,7 @@
 #include <stdexcept>
 #include <string>
 
-#include "layers/batch_norm.hpp"
+#include "layers/normalization/batch_norm.hpp"
 
 namespace xgrad_test {
 

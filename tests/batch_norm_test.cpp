@@ -22,7 +22,7 @@
 #include <tbb/task_arena.h>
 #include <xtensor/xadapt.hpp>
 
-#include "layers/batch_norm.hpp"
+#include "layers/normalization/batch_norm.hpp"
 #include "tests/batch_norm_kernels.hpp"
 #include "tests/batch_norm_state.hpp"
 #include "tests/generators.hpp"

@@ -29,7 +29,7 @@
 #include "experiments/checkpoint.hpp"
 #include "experiments/npz.hpp"
 #include "layers/adam.hpp"
-#include "layers/batch_norm.hpp"
+#include "layers/normalization/batch_norm.hpp"
 #include "layers/init.hpp"
 #include "layers/linear.hpp"
 #include "layers/sequential.hpp"

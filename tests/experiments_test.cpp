@@ -32,7 +32,7 @@
 #include "experiments/probes.hpp"
 #include "experiments/trainer.hpp"
 #include "layers/activations.hpp"
-#include "layers/batch_norm.hpp"
+#include "layers/normalization/batch_norm.hpp"
 #include "layers/cross_entropy.hpp"
 #include "layers/distribution_noise.hpp"
 #include "layers/linear.hpp"

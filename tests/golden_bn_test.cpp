@@ -12,7 +12,7 @@
 
 #include <xtensor/xview.hpp>
 
-#include "layers/batch_norm.hpp"
+#include "layers/normalization/batch_norm.hpp"
 #include "tests/golden_compare.hpp"
 
 namespace {

@@ -26,7 +26,7 @@
 #include <xtensor/xview.hpp>
 
 #include "layers/activations.hpp"
-#include "layers/batch_norm.hpp"
+#include "layers/normalization/batch_norm.hpp"
 #include "layers/conv2d.hpp"
 #include "layers/dropout.hpp"
 #include "layers/linear.hpp"

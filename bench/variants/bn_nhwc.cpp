@@ -69,9 +69,9 @@ Moments two_pass(const ChannelShape& sh, const T* x, const Parallel& par) {
 
 template <class T>
 void affine_pass(const ChannelShape& sh, const Parallel& par, const Affine<T>& a, const T* in, T* out) {
-    const T* ce = a.centre.data();
-    const T* sc = a.scale.data();
-    const T* sf = a.shift.data();
+    const T* ce = a.centre.from(0);
+    const T* sc = a.scale.from(0);
+    const T* sf = a.shift.from(0);
     elementwise(sh, par, out, [=](std::size_t c, std::size_t i) { return (in[i] - ce[c]) * sc[c] + sf[c]; });
 }
 
@@ -81,7 +81,7 @@ template <class T, class Acc>
 Moments forward_train(const ChannelShape& shape, const T* x, const T* gamma, const T* beta, double eps, T* y,
                       const Parallel& parallel) {
     Moments m = two_pass<Acc>(shape, x, parallel);
-    affine_pass(shape, parallel, normalization(m, gamma, beta, eps), x, y);
+    affine_pass(shape, parallel, normalization(shape, batch_normalization(m, eps), gamma, beta), x, y);
     return m;
 }
 
@@ -94,11 +94,11 @@ void backward_train(const ChannelShape& shape, const T* dy, const T* x, const T*
         const Acc g = static_cast<Acc>(dy[i]);
         return std::array{g, g * (static_cast<Acc>(x[i]) - ce[c])};
     });
-    const InputGrad<T> g = input_gradient(moments, gamma, eps, sums, shape.per_channel(), dgamma, dbeta);
-    const T* al = g.alpha.data();
-    const T* ce = g.centre.data();
-    const T* k = g.k.data();
-    const T* sf = g.shift.data();
+    const InputGrad<T> g = input_gradient(shape, moments, gamma, eps, sums, dgamma, dbeta);
+    const T* al = g.alpha.from(0);
+    const T* ce = g.centre.from(0);
+    const T* k = g.k.from(0);
+    const T* sf = g.shift.from(0);
     elementwise(shape, parallel, dx,
                 [=](std::size_t c, std::size_t i) { return dy[i] * al[c] + ((x[i] - ce[c]) * k[c] + sf[c]); });
 }
@@ -106,8 +106,8 @@ void backward_train(const ChannelShape& shape, const T* dy, const T* x, const T*
 template <class T>
 void forward_eval(const ChannelShape& shape, const T* x, const T* gamma, const T* beta, const T* running_mean,
                   const T* running_var, double eps, T* y, const Parallel& parallel) {
-    const Moments running = running_moments(shape.c, running_mean, running_var);
-    affine_pass(shape, parallel, normalization(running, gamma, beta, eps), x, y);
+    const auto running = xgrad::running_normalization(running_mean, running_var, shape.c, eps);
+    affine_pass(shape, parallel, normalization(shape, running, gamma, beta), x, y);
 }
 
 #define BN_VARIANTS_NHWC_TRAIN(T, Acc)                                                                              \

@@ -188,7 +188,8 @@ void affine_pass(const ChannelShape& sh, const Affine<T>& a, const T* in, T* out
         using Runs = decltype(runs);
         for_pieces(sh, par, [&](std::size_t n0, std::size_t n1, std::size_t c0, std::size_t c1) {
             for_runs(sh, n0, n1, c0, c1, [&](std::size_t c, std::size_t off) {
-                Runs::map(out + off, sh.s, [p = in + off, ce = a.centre[c], sc = a.scale[c], sf = a.shift[c]](auto at) {
+                Runs::map(out + off, sh.s, [p = in + off, ce = a.centre.at(c), sc = a.scale.at(c),
+                                                      sf = a.shift.at(c)](auto at) {
                     return mul_add(at(p) - ce, sc, sf);
                 });
             });
@@ -205,7 +206,8 @@ void input_grad_pass(const ChannelShape& sh, const InputGrad<T>& g, const T* dy,
         for_pieces(sh, par, [&](std::size_t n0, std::size_t n1, std::size_t c0, std::size_t c1) {
             for_runs(sh, n0, n1, c0, c1, [&](std::size_t c, std::size_t off) {
                 Runs::map(dx + off, sh.s,
-                          [p = dy + off, q = x + off, al = g.alpha[c], ce = g.centre[c], k = g.k[c], sf = g.shift[c]](
+                          [p = dy + off, q = x + off, al = g.alpha.at(c), ce = g.centre.at(c), k = g.k.at(c),
+                           sf = g.shift.at(c)](
                               auto at) { return mul_add(at(p), al, mul_add(at(q) - ce, k, sf)); });
             });
         });
@@ -232,7 +234,7 @@ template <class T, class Acc>
 Moments forward_train(const ChannelShape& shape, const T* x, const T* gamma, const T* beta, double eps, T* y,
                       Algorithm algorithm, Code code, const Parallel& parallel) {
     Moments m = batch_stats<T, Acc>(shape, x, algorithm, code, parallel);
-    affine_pass(shape, normalization(m, gamma, beta, eps), x, y, code, parallel);
+    affine_pass(shape, normalization(shape, batch_normalization(m, eps), gamma, beta), x, y, code, parallel);
     return m;
 }
 
@@ -244,15 +246,15 @@ void backward_train(const ChannelShape& shape, const T* dy, const T* x, const T*
             return grads_and_centred_products(dy + off, x + off, static_cast<Acc>(centre_of<T>(moments.mean[c])));
         });
     });
-    const InputGrad<T> g = input_gradient(moments, gamma, eps, sums, shape.per_channel(), dgamma, dbeta);
+    const InputGrad<T> g = input_gradient(shape, moments, gamma, eps, sums, dgamma, dbeta);
     input_grad_pass(shape, g, dy, x, dx, code, parallel);
 }
 
 template <class T>
 void forward_eval(const ChannelShape& shape, const T* x, const T* gamma, const T* beta, const T* running_mean,
                   const T* running_var, double eps, T* y, Code code, const Parallel& parallel) {
-    const Moments running = running_moments(shape.c, running_mean, running_var);
-    affine_pass(shape, normalization(running, gamma, beta, eps), x, y, code, parallel);
+    const auto running = xgrad::running_normalization(running_mean, running_var, shape.c, eps);
+    affine_pass(shape, normalization(shape, running, gamma, beta), x, y, code, parallel);
 }
 
 #define BN_VARIANTS_TRAIN(T, Acc)                                                                                     \

@@ -1,6 +1,7 @@
 // BatchNorm kernels written several ways, for bench/bn_variants_bench.cpp to time side by side
-// with the library's (layers/batch_norm_kernel.hpp) and tests/bn_variants_test.cpp to check
-// against it. Each function varies one thing at a time over the same per-channel arithmetic:
+// with the library's (layers/normalization/normalize.hpp over Grouping::per_channel) and
+// bench/variants/bn_variants_test.cpp to check against it. Each function varies one thing at a
+// time over the same per-channel arithmetic, the library's fold (coefficients.hpp):
 //   statistics   Algorithm: two-pass, one-pass Σx and Σx², Welford per element, Welford per
 //                chunk with Chan's merges;
 //   accumulation Acc: float or double for float data T (double for double);
@@ -16,25 +17,21 @@
 //   backward train dx = gamma/sqrt(var + eps)/n·(n·dy - Σdy - x̂·Σ(dy·x̂)), dgamma = Σdy·x̂, dbeta = Σdy
 //   forward eval   y as in training with the running mean and variance.
 // The elementwise passes are the same for every statistics algorithm, and subtract the mean
-// rounded to T first, as the library's do: exact for x near the mean, so a float input of large
-// mean and small spread keeps its precision there, and only the statistics differ.
+// rounded to T first, with the library's coefficients: exact for x near the mean, so a float input
+// of large mean and small spread keeps its precision there, and only the statistics differ.
 #pragma once
 
 #include <cstddef>
 #include <string_view>
-#include <vector>
 
-#include "autodiff/channel_reduce.hpp"
+#include "layers/normalization/statistics.hpp"
 
 namespace bn_variants {
 
 using xgrad::ChannelShape;
 
-// Per-channel batch statistics, in double whatever was accumulated.
-struct Moments {
-    std::vector<double> mean;
-    std::vector<double> var;  // biased: Σ(x - mean)² / n
-};
+// Per-channel batch statistics (the library's stage 1 result), in double whatever was accumulated.
+using xgrad::Moments;
 
 enum class Algorithm {
     two_pass,         // the mean, then Σ(x - mean)²

@@ -1,81 +1,71 @@
-// BN's per-channel arithmetic, shared by both layouts: from the statistics and the parameters, in
-// double, the T coefficients that leave one multiply-add chain per element to the elementwise
-// passes. They subtract the centre, the mean rounded to T, first: x - centre is exact for x near
-// the mean, where folding the mean into the shift would add two large rounded terms.
+// BN's per-channel arithmetic, shared by both layouts and taken from the library's stage 2
+// (layers/normalization/fold.hpp): the statistics and the parameters folded, in double, into the T
+// coefficients (xgrad::Affine, xgrad::InputGrad) that leave one multiply-add chain per element to
+// the variants' own elementwise passes. What a variant varies is how it gets the statistics and
+// the sums, and how it walks the tensor; never the formula.
 #pragma once
 
 #include <array>
-#include <cmath>
 #include <cstddef>
+#include <span>
 #include <vector>
 
 #include "bench/variants/bn_variants.hpp"
+#include "layers/normalization/coefficients.hpp"
+#include "layers/normalization/fold.hpp"
 
 namespace bn_variants::detail {
 
-// y = (x - centre)·scale + shift.
-template <class T>
-struct Affine {
-    std::vector<T> centre, scale, shift;
-};
+using xgrad::Affine;
+using xgrad::InputGrad;
 
-// dx = dy·alpha + ((x - centre)·k + shift).
-template <class T>
-struct InputGrad {
-    std::vector<T> alpha, centre, k, shift;
-};
+// The channels of a (N, C, S) tensor seen as (1, C, N·S): BN's groups and group sizes, whose
+// coefficients are stored once per channel whatever S, as the variants' loops read them: .at(c)
+// for one channel, .from(0) for the C channels side by side.
+inline ChannelShape channel_view(const ChannelShape& sh) { return {1, sh.c, sh.per_channel()}; }
 
+// The mean rounded to T: the centre the elementwise passes and the backward sums subtract first.
 template <class T>
 double centre_of(double mean) {
     return static_cast<double>(static_cast<T>(mean));
 }
 
-// y = gamma·(x - mean)/sqrt(var + eps) + beta.
+// y = gamma·(x - mean)·invstd + beta.
 template <class T>
-Affine<T> normalization(const Moments& m, const T* gamma, const T* beta, double eps) {
-    const std::size_t channels = m.mean.size();
-    Affine<T> a{std::vector<T>(channels), std::vector<T>(channels), std::vector<T>(channels)};
-    for (std::size_t c = 0; c < channels; ++c) {
-        const double centre = centre_of<T>(m.mean[c]);
-        const double scale = static_cast<double>(gamma[c]) / std::sqrt(m.var[c] + eps);
-        a.centre[c] = static_cast<T>(centre);
-        a.scale[c] = static_cast<T>(scale);
-        a.shift[c] = static_cast<T>(static_cast<double>(beta[c]) - (m.mean[c] - centre) * scale);
-    }
+Affine<T> normalization(const ChannelShape& sh, const xgrad::Normalization& norm, const T* gamma, const T* beta) {
+    const ChannelShape view = channel_view(sh);
+    Affine<T> a(view);
+    xgrad::fold_forward(xgrad::Grouping::per_channel(view), norm, gamma, beta, nullptr, xgrad::Rows::all(sh.c), a);
     return a;
 }
 
-// The running statistics, as the Moments eval normalizes with.
-template <class T>
-Moments running_moments(std::size_t channels, const T* running_mean, const T* running_var) {
-    return {std::vector<double>(running_mean, running_mean + channels),
-            std::vector<double>(running_var, running_var + channels)};
+// The batch's moments as what a forward normalizes with: the mean and 1/sqrt(var + eps).
+inline xgrad::Normalization batch_normalization(const Moments& m, double eps) {
+    xgrad::Normalization norm{m.mean, std::vector<double>(m.var.size())};
+    for (std::size_t c = 0; c < m.var.size(); ++c) norm.invstd[c] = xgrad::inverse_std(m.var[c], eps);
+    return norm;
 }
 
-// Training backward from the per-channel sums {Σdy, Σdy·(x - centre)} over n values each: writes
-// dgamma and dbeta, returns dx's coefficients. With x̂ = (x - mean)·invstd and alpha = gamma·invstd,
-// dx = alpha·(dy - Σdy/n - x̂·Σ(dy·x̂)/n), regrouped around the centre.
+// Training backward from the per-channel sums {Σdy, Σdy·(x - centre)}: writes dgamma and dbeta,
+// returns dx's coefficients (fold_backward, through the batch statistics).
 template <class T, class Acc>
-InputGrad<T> input_gradient(const Moments& m, const T* gamma, double eps, const std::vector<std::array<Acc, 2>>& sums,
-                            std::size_t n, T* dgamma, T* dbeta) {
-    const std::size_t channels = m.mean.size();
-    const double count = static_cast<double>(n);
-    InputGrad<T> g{std::vector<T>(channels), std::vector<T>(channels), std::vector<T>(channels),
-                   std::vector<T>(channels)};
-    for (std::size_t c = 0; c < channels; ++c) {
-        const double centre = centre_of<T>(m.mean[c]);
+InputGrad<T> input_gradient(const ChannelShape& sh, const Moments& m, const T* gamma, double eps,
+                            const std::vector<std::array<Acc, 2>>& sums, T* dgamma, T* dbeta) {
+    const ChannelShape view = channel_view(sh);
+    // fold_backward takes Σdy·(x - mean) = Σdy·(x - centre) - Σdy·(mean - centre).
+    std::vector<std::array<double, 2>> about_mean(sh.c);
+    for (std::size_t c = 0; c < sh.c; ++c) {
         const double sum_dy = static_cast<double>(sums[c][0]);
-        // Σdy·(x - mean) = Σdy·(x - centre) - Σdy·(mean - centre)
-        const double sum_dy_xc = static_cast<double>(sums[c][1]) - sum_dy * (m.mean[c] - centre);
-        const double invstd = 1.0 / std::sqrt(m.var[c] + eps);
-        const double alpha = static_cast<double>(gamma[c]) * invstd;
-        const double k = -alpha * invstd * invstd * sum_dy_xc / count;
-        dgamma[c] = static_cast<T>(sum_dy_xc * invstd);
-        dbeta[c] = static_cast<T>(sum_dy);
-        g.alpha[c] = static_cast<T>(alpha);
-        g.centre[c] = static_cast<T>(centre);
-        g.k[c] = static_cast<T>(k);
-        g.shift[c] = static_cast<T>(-alpha * sum_dy / count - k * (m.mean[c] - centre));
+        about_mean[c] = {sum_dy, static_cast<double>(sums[c][1]) - sum_dy * (m.mean[c] - centre_of<T>(m.mean[c]))};
+    }
+    std::vector<double> dgamma_sums(sh.c), dbeta_sums(sh.c);
+    InputGrad<T> g(view);
+    xgrad::fold_backward<T, 2>(xgrad::Grouping::per_channel(view), batch_normalization(m, eps), gamma, nullptr,
+                               xgrad::GradientThrough::batch(), std::span<const std::array<double, 2>>(about_mean),
+                               xgrad::Rows::all(sh.c), &g, dgamma_sums, dbeta_sums);
+    for (std::size_t c = 0; c < sh.c; ++c) {
+        dgamma[c] = static_cast<T>(dgamma_sums[c]);
+        dbeta[c] = static_cast<T>(dbeta_sums[c]);
     }
     return g;
 }

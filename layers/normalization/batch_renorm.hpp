@@ -23,7 +23,7 @@
 #include <optional>
 #include <string>
 
-#include "layers/batch_norm.hpp"
+#include "layers/normalization/batch_norm.hpp"
 #include "layers/normalization/renorm_limits.hpp"
 
 namespace xgrad {

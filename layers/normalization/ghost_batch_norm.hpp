@@ -17,7 +17,7 @@
 #include <optional>
 #include <string>
 
-#include "layers/batch_norm.hpp"
+#include "layers/normalization/batch_norm.hpp"
 
 namespace xgrad {
 

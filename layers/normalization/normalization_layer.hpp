@@ -38,6 +38,10 @@ protected:
     void check_state() const;
     // The running statistics, for a training forward to move by `factor`. Only with them.
     RunningStats<T> moving_running_statistics(double factor);
+    // The running statistics and their counter, for a forward to read and move; null without them.
+    xt::xarray<T>* running_mean_buffer() { return running_mean_; }
+    xt::xarray<T>* running_var_buffer() { return running_var_; }
+    std::int64_t* batches_tracked() { return num_batches_tracked_; }
 
 private:
     Shape affine_shape_;

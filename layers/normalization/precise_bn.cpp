@@ -11,7 +11,7 @@
 
 #include "autodiff/grad_mode.hpp"
 #include "autodiff/shape.hpp"
-#include "layers/batch_norm.hpp"
+#include "layers/normalization/batch_norm.hpp"
 #include "layers/init.hpp"
 
 namespace xgrad {

@@ -1,11 +1,12 @@
-// The BatchNorm kernel variants of bench/variants against the library's kernels
-// (layers/batch_norm_kernel.hpp): every statistics algorithm, code and schedule, and the xtensor
-// composition, in forward-train (mean, var, y), backward-train (dx, dgamma, dbeta) and eval
-// forward, in double to a tight tolerance and in float (accumulating in float or in double) to a
-// float one; over_channels bitwise equal to serial; the NHWC kernels against the NCHW ones on
+// The BatchNorm kernel variants of bench/variants against the library's kernels (the normalization
+// stages composed over Grouping::per_channel): every statistics algorithm, code and schedule, and
+// the xtensor composition, in forward-train (mean, var, y), backward-train (dx, dgamma, dbeta) and
+// eval forward, in double to a tight tolerance and in float (accumulating in float or in double)
+// to a float one; over_channels bitwise equal to serial; the NHWC kernels against the NCHW ones on
 // transposed data; and the variance's accuracy on a float input of large mean, where one-pass
-// sums in float lose every digit and two-pass sums keep them. Shapes stay small (ASan), and the
-// parallel schedules get small tasks, so that several blocks are merged.
+// sums in float lose every digit and two-pass sums keep them. Shapes stay small (ASan), but for a
+// few large ones in double that take the library's parallel paths, and the parallel schedules get
+// small tasks, so that several blocks are merged.
 #include <gtest/gtest.h>
 #include <rapidcheck/gtest.h>
 
@@ -19,7 +20,8 @@
 #include <vector>
 
 #include "bench/variants/bn_variants.hpp"
-#include "layers/batch_norm_kernel.hpp"
+#include "layers/normalization/epilogue.hpp"
+#include "layers/normalization/normalize.hpp"
 #include "tests/generators.hpp"
 
 namespace {
@@ -49,12 +51,29 @@ struct Spread {
     double max_scale;
 };
 
+// Small shapes; with sometimes_large, one draw in 20 has at least 2^16 elements, which the
+// library's passes and sums split over threads: short rows (the reduction's rows layout) or long
+// ones (the cache-blocked walk).
+rc::Gen<ChannelShape> genShape(bool sometimes_large) {
+    return rc::gen::exec([sometimes_large] {
+        if (sometimes_large && *uniformIn(0, 20) == 0) {
+            if (*rc::gen::arbitrary<bool>()) {
+                return ChannelShape{*uniformIn<std::size_t>(4096, 8193), *uniformIn<std::size_t>(16, 33), 1};
+            }
+            return ChannelShape{*uniformIn<std::size_t>(4, 9), *uniformIn<std::size_t>(8, 17),
+                                *uniformIn<std::size_t>(2048, 4097)};
+        }
+        ChannelShape sh{*uniformIn<std::size_t>(1, 7), *uniformIn<std::size_t>(1, 5), *uniformIn<std::size_t>(1, 41)};
+        if (sh.per_channel() < 2) sh.s = 2;
+        return sh;
+    });
+}
+
 template <class T>
-rc::Gen<Batch<T>> genBatch(Spread spread) {
-    return rc::gen::exec([spread] {
+rc::Gen<Batch<T>> genBatch(Spread spread, bool sometimes_large = false) {
+    return rc::gen::exec([spread, sometimes_large] {
         Batch<T> b;
-        b.shape = {*uniformIn<std::size_t>(1, 7), *uniformIn<std::size_t>(1, 5), *uniformIn<std::size_t>(1, 41)};
-        if (b.shape.per_channel() < 2) b.shape.s = 2;
+        b.shape = *genShape(sometimes_large);
         const ChannelShape& sh = b.shape;
         std::mt19937 rng(*rc::gen::arbitrary<std::uint32_t>());
         const auto uniform = [&](double lo, double hi) { return std::uniform_real_distribution<double>(lo, hi)(rng); };
@@ -109,21 +128,29 @@ Results run(const Batch<T>& b, const Forward& forward, const Backward& backward,
             convert<double>(eval_y)};
 }
 
+// BatchNorm as the library composes it: normalize_batch, its backward through the batch
+// statistics, and normalize_with the running statistics.
 Results library(const Batch<double>& b) {
-    const ChannelShape& sh = b.shape;
-    xgrad::BatchNormStats stats;
+    const auto grouping = xgrad::Grouping::per_channel(b.shape);
+    xgrad::NormalizeOptions<double> options;
+    options.eps = eps;
+    options.gamma = b.gamma.data();
+    options.beta = b.beta.data();
+    const xgrad::NoEpilogue none;
+    xgrad::NormalizedBatch batch;
     const auto forward = [&](double* y) {
-        stats = xgrad::batch_norm_forward_train<double>(sh, b.x.data(), b.gamma.data(), b.beta.data(), eps, y);
-        Moments m{stats.mean, {}};
-        for (const double invstd : stats.invstd) m.var.push_back(1.0 / (invstd * invstd) - eps);
+        batch = xgrad::normalize_batch(grouping, b.x.data(), options, none, y);
+        Moments m{batch.norm.mean, {}};
+        for (const double invstd : batch.norm.invstd) m.var.push_back(1.0 / (invstd * invstd) - eps);
         return m;
     };
     const auto backward = [&](const Moments&, double* dx, double* dgamma, double* dbeta) {
-        xgrad::batch_norm_backward_train<double>(sh, b.dy.data(), b.x.data(), b.gamma.data(), stats, dx, dgamma, dbeta);
+        xgrad::normalize_backward(grouping, batch, xgrad::GradientThrough::batch(), b.dy.data(), b.x.data(),
+                                  b.gamma.data(), b.beta.data(), none, xgrad::NormalizeGrads<double>{dx, dgamma, dbeta});
     };
     const auto eval = [&](double* y) {
-        xgrad::batch_norm_forward_eval<double>(sh, b.x.data(), b.gamma.data(), b.beta.data(), b.running_mean.data(),
-                                               b.running_var.data(), eps, y);
+        const auto running = xgrad::running_normalization(b.running_mean.data(), b.running_var.data(), b.shape.c, eps);
+        xgrad::normalize_with(grouping, running, b.x.data(), options, none, y);
     };
     return run(b, forward, backward, eval);
 }
@@ -259,7 +286,7 @@ constexpr double double_tolerance = 1e-10;
 constexpr double float_tolerance = 1e-4;
 
 RC_GTEST_PROP(BnVariants, DoubleVariantsMatchTheLibraryKernels, ()) {
-    const Batch<double> b = *genBatch<double>({4.0, 0.25, 4.0});
+    const Batch<double> b = *genBatch<double>({4.0, 0.25, 4.0}, true);
     const Results expected = library(b);
     check_nchw_variants<double, double>(b, expected, double_tolerance);
     check_results(composed_of_xtensor(b), expected, b, double_tolerance, "xtensor");

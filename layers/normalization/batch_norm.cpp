@@ -1,4 +1,4 @@
-#include "layers/batch_norm.hpp"
+#include "layers/normalization/batch_norm.hpp"
 
 #include <algorithm>
 #include <memory>
@@ -87,16 +87,8 @@ template <class T>
 BatchNorm<T>::BatchNorm(const char* kind, std::initializer_list<std::size_t> ranks, const char* layout,
                         std::size_t num_features, BatchNormOptions options, bool relu)
     : kind_(kind), ranks_(ranks), layout_(layout), num_features_(num_features), options_(options), relu_(relu) {
-    const std::vector<std::size_t> c{num_features};
-    if (options.affine) {
-        weight_ = this->register_parameter("weight", Var<T>(xt::xarray<T>(xt::ones<T>(c))));
-        bias_ = this->register_parameter("bias", Var<T>(xt::xarray<T>(xt::zeros<T>(c))));
-    }
-    if (options.track_running_stats) {
-        running_mean_ = &this->register_buffer("running_mean", xt::zeros<T>(c));
-        running_var_ = &this->register_buffer("running_var", xt::ones<T>(c));
-        num_batches_tracked_ = &this->register_counter("num_batches_tracked", 0);
-    }
+    if (options.affine) this->register_affine({num_features});
+    if (options.track_running_stats) this->register_running_statistics(num_features);
 }
 
 template <class T>
@@ -113,17 +105,20 @@ void BatchNorm<T>::check_input(const Shape& shape) const {
 template <class T>
 Var<T> BatchNorm<T>::forward(const Var<T>& x) {
     check_input(x.shape());
+    this->check_state();
     const bool training = this->is_training();
-    BatchNormArgs<T> args{weight_, bias_, running_mean_, running_var_, training || !running_mean_,
-                          options_.momentum.value_or(0.0), options_.eps, relu_};
+    xt::xarray<T>* running_mean = this->running_mean_buffer();
+    std::int64_t* tracked = this->batches_tracked();
+    BatchNormArgs<T> args{this->weight(), this->bias(), running_mean, this->running_var_buffer(),
+                          training || !running_mean, options_.momentum.value_or(0.0), options_.eps, relu_};
     // Counted only once the batch is accepted: a rejected batch leaves the state as it was.
-    const std::int64_t batches = training && num_batches_tracked_ ? *num_batches_tracked_ + 1 : 0;
+    const std::int64_t batches = training && tracked ? *tracked + 1 : 0;
     if (batches > 0) {
         args.momentum = running_factor(batches);
         args.renorm = renorm_limits(batches - 1);
     }
     Var<T> y = batch_norm(x, args, this->where());
-    if (batches > 0) *num_batches_tracked_ = batches;
+    if (batches > 0) *tracked = batches;
     return y;
 }
 

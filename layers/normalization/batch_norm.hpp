@@ -16,7 +16,7 @@
 #include <xtensor/xarray.hpp>
 
 #include "autodiff/var.hpp"
-#include "layers/module.hpp"
+#include "layers/normalization/normalization_layer.hpp"
 #include "layers/normalization/renorm_limits.hpp"
 
 namespace xgrad {
@@ -64,7 +64,7 @@ struct BatchNormOptions {
 // moves the running ones; eval normalizes with the running ones, or, without them, with the
 // batch's (as torch does).
 template <class T>
-class BatchNorm : public Module<T> {
+class BatchNorm : public NormalizationLayer<T> {
 public:
     Var<T> forward(const Var<T>& x) override;
     // torch's repr: "BatchNorm2d(64, eps=1e-05, momentum=0.1, affine=True, track_running_stats=True)".
@@ -72,13 +72,6 @@ public:
 
     std::size_t num_features() const { return num_features_; }
     const BatchNormOptions& options() const { return options_; }
-    // Absent without affine.
-    const std::optional<Var<T>>& weight() const { return weight_; }
-    const std::optional<Var<T>>& bias() const { return bias_; }
-    // Null without track_running_stats.
-    const xt::xarray<T>* running_mean() const { return running_mean_; }
-    const xt::xarray<T>* running_var() const { return running_var_; }
-    const std::int64_t* num_batches_tracked() const { return num_batches_tracked_; }
     // Replaces the momentum (nullopt: a cumulative average); recalibration runs its passes with 1.
     void set_momentum(std::optional<double> momentum) { options_.momentum = momentum; }
 
@@ -98,11 +91,6 @@ protected:
     // The factor running statistics move by for the batch that brings num_batches_tracked to
     // `batches`: the momentum, or 1 / batches for a cumulative average.
     double running_factor(std::int64_t batches) const;
-    // The running statistics and their counter, for a subclass's forward to move; null without
-    // track_running_stats.
-    xt::xarray<T>* running_mean_buffer() { return running_mean_; }
-    xt::xarray<T>* running_var_buffer() { return running_var_; }
-    std::int64_t* batches_tracked() { return num_batches_tracked_; }
 
 private:
     const char* kind_;
@@ -111,11 +99,6 @@ private:
     std::size_t num_features_;
     BatchNormOptions options_;
     bool relu_;
-    std::optional<Var<T>> weight_;
-    std::optional<Var<T>> bias_;
-    xt::xarray<T>* running_mean_ = nullptr;
-    xt::xarray<T>* running_var_ = nullptr;
-    std::int64_t* num_batches_tracked_ = nullptr;
 };
 
 // Over (N, C), statistics per feature, or over (N, C, L), per channel.
