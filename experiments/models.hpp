@@ -6,9 +6,11 @@
 //                      the norm layer before each hidden nonlinearity (no bias where the norm
 //                      removes it: batch, batch-renorm, ghost)
 // The block after each hidden layer (norm, noise of noisy BN, nonlinearity; BN and ReLU fused
-// where nothing comes between them) is experiments/norm_activation.hpp's. The norms defined over
-// spatial positions only (instance, frn) leave the seed CNN's bn_fc1 out, its ReLU alone, and are
-// an error for paper-mlp, whose every norm layer follows a Linear.
+// where nothing comes between them) is experiments/norm_activation.hpp's: every norm layer with
+// its weight and bias (InstanceNorm2d with affine, without running statistics), LayerNorm over
+// (C, H, W) after a Conv2d, FRN's TLU in place of the ReLU. The norms defined over spatial
+// positions only (instance, frn) leave the seed CNN's bn_fc1 out, its ReLU alone, and are an error
+// for paper-mlp, whose every norm layer follows a Linear.
 // Parameter and buffer names are those of the matching PyTorch module's state_dict.
 #pragma once
 

@@ -139,13 +139,11 @@ def model_choice(checkpoint: Path, state: dict, norm, groups) -> tuple:
         sys.exit(f"{config_path}: cannot read the run's configuration: {e}")
     if "norm" not in config and isinstance(config.get("bn"), bool):  # recorded before --norm
         config["norm"] = "batch" if config["bn"] else "none"
-    for key in ("model", "norm", "dataset"):
+    for key in ("model", "norm"):
         if key not in config:
             sys.exit(f"{config_path}: no key '{key}'")
     if config["model"] != "seed-cnn":
         sys.exit(f"{config_path}: a {config['model']} run; this script builds seed-cnn only")
-    if config["dataset"] != "fashion-mnist":
-        sys.exit(f"{config_path}: trained on {config['dataset']}; this script evaluates on Fashion-MNIST only")
     recorded = (config["norm"], config.get("norm_groups"))
     for flag, given, value in (("--norm", norm, recorded[0]), ("--norm-groups", groups, recorded[1])):
         if given is not None and given != value:
