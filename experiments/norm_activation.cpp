@@ -37,7 +37,7 @@ std::string divisors_of(std::size_t n) {
 
 std::shared_ptr<Module<float>> make_group_norm(const ModelConfig& config, const NormActivation& block) {
     const std::size_t channels = block.sample_shape.at(0);
-    if (channels % config.norm_groups != 0) {
+    if (config.norm_groups == 0 || channels % config.norm_groups != 0) {
         throw std::invalid_argument(config.name + "'s " + block.norm_name + " (GroupNorm): --norm-groups " +
                                     std::to_string(config.norm_groups) + " does not divide its " +
                                     std::to_string(channels) + " channels (divisors of " + std::to_string(channels) +
