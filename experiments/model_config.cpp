@@ -1,11 +1,15 @@
 #include "experiments/model_config.hpp"
 
+#include <cmath>
 #include <stdexcept>
+
+#include "layers/python_repr.hpp"
 
 namespace xgrad {
 
 const std::vector<std::string>& norm_names() {
-    static const std::vector<std::string> names{"batch", "none"};
+    static const std::vector<std::string> names{"batch", "batch-renorm", "ghost", "group",
+                                                "layer", "instance",     "frn",   "none"};
     return names;
 }
 
@@ -23,6 +27,54 @@ Norm parse_norm(const std::string& name) {
 
 Norm norm_from_bn(bool on) { return on ? Norm::batch : Norm::none; }
 
+BatchRenormOptions RenormSettings::options() const {
+    RenormSchedule schedule;
+    schedule.relax_from = warmup;
+    schedule.rmax_final = rmax;
+    schedule.rmax_final_at = rmax_at;
+    schedule.dmax_final = dmax;
+    schedule.dmax_final_at = dmax_at;
+    return {.momentum = momentum, .schedule = schedule};
+}
+
+namespace {
+
+[[noreturn]] void reject(const std::string& flag, const std::string& expected, const std::string& given) {
+    throw std::invalid_argument(flag + ": expected " + expected + "; got " + given);
+}
+
+void check_renorm(const RenormSettings& r) {
+    if (!(r.rmax >= 1.0) || !std::isfinite(r.rmax)) reject("--renorm-rmax", "a finite number >= 1", python_float(r.rmax));
+    if (!(r.dmax >= 0.0) || !std::isfinite(r.dmax)) reject("--renorm-dmax", "a finite number >= 0", python_float(r.dmax));
+    if (r.warmup < 0) reject("--renorm-warmup", "a whole number of steps >= 0", std::to_string(r.warmup));
+    const std::string after_warmup = "a step >= --renorm-warmup (" + std::to_string(r.warmup) + ")";
+    if (r.rmax_at < r.warmup) reject("--renorm-rmax-at", after_warmup, std::to_string(r.rmax_at));
+    if (r.dmax_at < r.warmup) reject("--renorm-dmax-at", after_warmup, std::to_string(r.dmax_at));
+    if (!(r.momentum > 0.0 && r.momentum <= 1.0)) {
+        reject("--renorm-momentum", "a number in (0, 1]", python_float(r.momentum));
+    }
+}
+
+}  // namespace
+
+void check_norm_settings(const ModelConfig& c) {
+    switch (c.norm) {
+        case Norm::group:
+            if (c.norm_groups < 1) reject("--norm-groups", "a whole number >= 1", std::to_string(c.norm_groups));
+            return;
+        case Norm::ghost:
+            // Both models have a norm layer after a Linear, where a virtual batch of one sample
+            // would have one value per feature.
+            if (c.ghost_batch == 0) {
+                throw std::invalid_argument("--norm ghost needs --ghost-batch B, the samples of each virtual batch (>= 2)");
+            }
+            if (c.ghost_batch < 2) reject("--ghost-batch", "a whole number >= 2", std::to_string(c.ghost_batch));
+            return;
+        case Norm::batch_renorm: check_renorm(c.renorm); return;
+        default: return;
+    }
+}
+
 nlohmann::json to_json(const ModelConfig& c) {
     nlohmann::json json = {
         {"model", c.name},
@@ -30,8 +82,59 @@ nlohmann::json to_json(const ModelConfig& c) {
         {"init_sigma", c.init_sigma ? nlohmann::json(*c.init_sigma) : nlohmann::json(nullptr)},
         {"dropout", c.dropout},
     };
+    if (c.norm == Norm::group) json["norm_groups"] = c.norm_groups;
+    if (c.norm == Norm::ghost) json["ghost_batch"] = c.ghost_batch;
+    if (c.norm == Norm::batch_renorm) {
+        json.update({{"renorm_rmax", c.renorm.rmax},
+                     {"renorm_dmax", c.renorm.dmax},
+                     {"renorm_warmup", c.renorm.warmup},
+                     {"renorm_rmax_at", c.renorm.rmax_at},
+                     {"renorm_dmax_at", c.renorm.dmax_at},
+                     {"renorm_momentum", c.renorm.momentum}});
+    }
     if (c.noisy_bn) json["noisy_bn"] = true;
     return json;
+}
+
+namespace {
+
+template <class Value>
+void read(const nlohmann::json& json, const char* key, Value& target) {
+    if (!json.contains(key)) throw std::invalid_argument(std::string("no key '") + key + "'");
+    try {
+        target = json.at(key).get<Value>();
+    } catch (const nlohmann::json::exception&) {
+        throw std::invalid_argument(std::string("'") + key + "' is " + json.at(key).dump() + ", not a value of its type");
+    }
+}
+
+}  // namespace
+
+ModelConfig model_config_from_json(const nlohmann::json& json) {
+    ModelConfig c;
+    std::string norm;
+    read(json, "model", c.name);
+    read(json, "norm", norm);
+    c.norm = parse_norm(norm);
+    if (!json.contains("init_sigma")) throw std::invalid_argument("no key 'init_sigma'");
+    if (!json.at("init_sigma").is_null()) {  // null: torch's default init
+        double sigma = 0;
+        read(json, "init_sigma", sigma);
+        c.init_sigma = sigma;
+    }
+    read(json, "dropout", c.dropout);
+    if (json.contains("noisy_bn")) read(json, "noisy_bn", c.noisy_bn);
+    if (c.norm == Norm::group) read(json, "norm_groups", c.norm_groups);
+    if (c.norm == Norm::ghost) read(json, "ghost_batch", c.ghost_batch);
+    if (c.norm == Norm::batch_renorm) {
+        read(json, "renorm_rmax", c.renorm.rmax);
+        read(json, "renorm_dmax", c.renorm.dmax);
+        read(json, "renorm_warmup", c.renorm.warmup);
+        read(json, "renorm_rmax_at", c.renorm.rmax_at);
+        read(json, "renorm_dmax_at", c.renorm.dmax_at);
+        read(json, "renorm_momentum", c.renorm.momentum);
+    }
+    return c;
 }
 
 }  // namespace xgrad

@@ -1,19 +1,24 @@
-// The description of a run's model: which network, its normalization, and what the drivers vary
-// around it (initialization, dropout, noise after the norm layers). make_model builds from it,
-// TrainConfig holds it, and config.json records its fields under the keys of to_json below.
+// The description of a run's model: which network, its normalization and that normalization's
+// settings, and what the drivers vary around it (initialization, dropout, noise after the norm
+// layers). make_model builds from it, TrainConfig holds it, and config.json records its fields
+// under the keys of to_json below, which are the `xgrad train` flags' names.
 #pragma once
 
+#include <cstddef>
+#include <cstdint>
 #include <optional>
 #include <string>
 #include <vector>
 
 #include <nlohmann/json.hpp>
 
+#include "layers/normalization/batch_renorm.hpp"
+
 namespace xgrad {
 
 // The normalization layer after each hidden Linear or Conv2d. A new one is a value here, its name
 // in norm_names(), and its case in make_norm_layer (experiments/norm_activation.cpp).
-enum class Norm { batch, none };
+enum class Norm { batch, batch_renorm, ghost, group, layer, instance, frn, none };
 
 // Every Norm's name, in the enum's order: what `--norm` takes and config.json records.
 const std::vector<std::string>& norm_names();
@@ -23,9 +28,30 @@ Norm parse_norm(const std::string& name);
 // The `--bn on|off` spelling, and the BN-on/off arms of the drivers: batch when on, none when off.
 Norm norm_from_bn(bool on);
 
+// Batch Renorm's schedule as the flags set it: rmax and dmax start at 1 and 0 (BatchNorm), stay
+// there for `warmup` steps, then rise linearly to `rmax` at step `rmax_at` and to `dmax` at step
+// `dmax_at`; the running statistics move by `momentum`. Defaults are the paper's.
+struct RenormSettings {
+    double rmax = RenormSchedule{}.rmax_final;
+    double dmax = RenormSchedule{}.dmax_final;
+    std::int64_t warmup = RenormSchedule{}.relax_from;
+    std::int64_t rmax_at = RenormSchedule{}.rmax_final_at;
+    std::int64_t dmax_at = RenormSchedule{}.dmax_final_at;
+    double momentum = BatchRenormOptions{}.momentum;
+
+    BatchRenormOptions options() const;
+};
+
 struct ModelConfig {
     std::string name = "seed-cnn";  // experiments/models.hpp lists the models
     Norm norm = Norm::batch;
+    // Norm::group: the groups of every GroupNorm layer (Wu & He's 32). A layer whose channels it
+    // does not divide is an error, never another G.
+    std::size_t norm_groups = 32;
+    // Norm::ghost: the samples of each virtual batch; 0, not given, is an error for Norm::ghost.
+    std::size_t ghost_batch = 0;
+    // Norm::batch_renorm.
+    RenormSettings renorm;
     // Weights from N(0, sigma) instead of torch's default init (biases then start at 0).
     std::optional<double> init_sigma;
     // Dropout probability after each hidden nonlinearity; 0 adds no Dropout layer.
@@ -34,8 +60,18 @@ struct ModelConfig {
     bool noisy_bn = false;
 };
 
-// The keys config.json records: model, norm, init_sigma, dropout, and noisy_bn only when on (runs
-// begun before that flag existed lack it).
+// A std::invalid_argument naming the flag and its valid range ("--norm-groups: expected a whole
+// number >= 1; got 0") when a setting of config.norm is out of it; settings of other norms are
+// not read. Each position's own constraints (G dividing its channels) are make_model's.
+void check_norm_settings(const ModelConfig& config);
+
+// The keys config.json records: model, norm, the settings of that norm only (norm_groups;
+// ghost_batch; renorm_rmax, renorm_dmax, renorm_warmup, renorm_rmax_at, renorm_dmax_at,
+// renorm_momentum), init_sigma, dropout, and noisy_bn only when on. Runs begun before a key
+// existed lack it and still match (train_config.hpp's first_difference).
 nlohmann::json to_json(const ModelConfig& config);
+// The ModelConfig whose to_json is `json` (in today's keys: train_config.hpp's with_current_keys);
+// a std::invalid_argument naming the key that is missing or of the wrong type.
+ModelConfig model_config_from_json(const nlohmann::json& json);
 
 }  // namespace xgrad

@@ -14,7 +14,7 @@ namespace xgrad {
 namespace {
 
 // Re-draws every Linear and Conv2d weight from N(0, sigma) and zeroes their biases, for the
-// initialization experiments; BN keeps gamma = 1, beta = 0.
+// initialization experiments; norm layers keep their own init (gamma = 1, beta = 0).
 template <class Layer>
 bool gaussian_init_if(Module<float>& module, double sigma, Rng& rng) {
     auto* layer = dynamic_cast<Layer*>(&module);
@@ -45,27 +45,33 @@ void add_dropout(Sequential<float>& model, const std::string& name, double p) {
 std::shared_ptr<Sequential<float>> seed_cnn(const ModelConfig& c, std::size_t fc1_in_features, Rng& rng) {
     auto m = std::make_shared<Sequential<float>>();
     m->add("conv1", std::make_shared<Conv2d<float>>(1, 32, 3, 1, 1, true, rng));
-    add_norm_activation(*m, c, {"bn1", 32, Dims::d2, Activation::relu, "relu1"});
+    add_norm_activation(*m, c, {"bn1", {32, 28, 28}, Activation::relu, "relu1"});
     m->add("pool1", std::make_shared<MaxPool2d<float>>(2));
     m->add("conv2", std::make_shared<Conv2d<float>>(32, 64, 3, 1, 1, true, rng));
-    add_norm_activation(*m, c, {"bn2", 64, Dims::d2, Activation::relu, "relu2"});
+    add_norm_activation(*m, c, {"bn2", {64, 14, 14}, Activation::relu, "relu2"});
     m->add("pool2", std::make_shared<MaxPool2d<float>>(2));
     m->add("flatten", std::make_shared<Flatten<float>>());
     m->add("fc1", std::make_shared<Linear<float>>(fc1_in_features, 128, true, rng));
-    add_norm_activation(*m, c, {"bn_fc1", 128, Dims::d1, Activation::relu, "relu3"});
+    add_norm_activation(*m, c, {"bn_fc1", {128}, Activation::relu, "relu3"});
     add_dropout(*m, "dropout", c.dropout);
     m->add("fc2", std::make_shared<Linear<float>>(128, 10, true, rng));
     return m;
 }
 
 std::shared_ptr<Sequential<float>> paper_mlp(const ModelConfig& c, Rng& rng) {
+    if (auto why = why_no_norm_after_linear(c.norm)) {
+        throw std::invalid_argument("paper-mlp has its norm layers after Linear layers only, which --norm " + norm_name(c.norm) +
+                                    " does not normalize: " + *why);
+    }
     auto m = std::make_shared<Sequential<float>>();
     std::size_t width = 784;
     for (int layer = 1; layer <= 3; ++layer) {
         const std::string i = std::to_string(layer);
-        // BN subtracts any per-feature constant, so a bias before it is redundant: beta takes its place.
-        m->add("fc" + i, std::make_shared<Linear<float>>(width, 100, c.norm != Norm::batch, rng));
-        add_norm_activation(*m, c, {"bn" + i, 100, Dims::d1, Activation::sigmoid, "sigmoid" + i});
+        // A norm that subtracts any per-feature constant makes a bias before it redundant: its beta
+        // takes the bias's place. GroupNorm and LayerNorm leave the features' differences, so the
+        // bias stays.
+        m->add("fc" + i, std::make_shared<Linear<float>>(width, 100, !removes_channel_constant(c.norm), rng));
+        add_norm_activation(*m, c, {"bn" + i, {100}, Activation::sigmoid, "sigmoid" + i});
         add_dropout(*m, "dropout" + i, c.dropout);
         width = 100;
     }
@@ -86,6 +92,11 @@ std::shared_ptr<Sequential<float>> make_model(const ModelConfig& config, Rng& rn
     if (config.noisy_bn && config.norm == Norm::none) {
         throw std::invalid_argument("noisy BN adds noise after the norm layers, so it needs a normalization (--norm none given)");
     }
+    if (config.noisy_bn && config.norm == Norm::frn) {
+        throw std::invalid_argument("noisy BN adds noise between the norm layer and its nonlinearity, and FRN's layer ends in its "
+                                    "nonlinearity, the TLU (--norm frn given)");
+    }
+    check_norm_settings(config);
     std::shared_ptr<Sequential<float>> model;
     if (config.name == "seed-cnn") {
         model = seed_cnn(config, 64 * 7 * 7, rng);

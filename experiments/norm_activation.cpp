@@ -2,33 +2,74 @@
 
 #include <memory>
 #include <stdexcept>
+#include <utility>
 
 #include "layers/activations.hpp"
 #include "layers/distribution_noise.hpp"
 #include "layers/normalization/batch_norm.hpp"
+#include "layers/normalization/batch_renorm.hpp"
+#include "layers/normalization/filter_response_norm.hpp"
+#include "layers/normalization/ghost_batch_norm.hpp"
+#include "layers/normalization/group_norm.hpp"
+#include "layers/normalization/instance_norm.hpp"
+#include "layers/normalization/layer_norm.hpp"
 
 namespace xgrad {
 
 namespace {
 
-template <class Layer1d, class Layer2d>
-std::shared_ptr<Module<float>> for_dims(Dims dims, std::size_t features) {
-    if (dims == Dims::d1) return std::make_shared<Layer1d>(features);
-    return std::make_shared<Layer2d>(features);
+bool after_linear(const NormActivation& block) { return block.sample_shape.size() == 1; }
+
+template <class Layer1d, class Layer2d, class... Args>
+std::shared_ptr<Module<float>> for_position(const NormActivation& block, Args&&... args) {
+    const std::size_t channels = block.sample_shape.at(0);
+    if (after_linear(block)) return std::make_shared<Layer1d>(channels, std::forward<Args>(args)...);
+    return std::make_shared<Layer2d>(channels, std::forward<Args>(args)...);
 }
 
-// The layer of `norm`, or null for Norm::none.
-std::shared_ptr<Module<float>> make_norm_layer(Norm norm, std::size_t features, Dims dims) {
-    switch (norm) {
-        case Norm::batch: return for_dims<BatchNorm1d<float>, BatchNorm2d<float>>(dims, features);
+std::string divisors_of(std::size_t n) {
+    std::string out;
+    for (std::size_t d = 1; d <= n; ++d) {
+        if (n % d == 0) out += (out.empty() ? "" : ", ") + std::to_string(d);
+    }
+    return out;
+}
+
+std::shared_ptr<Module<float>> make_group_norm(const ModelConfig& config, const NormActivation& block) {
+    const std::size_t channels = block.sample_shape.at(0);
+    if (config.norm_groups == 0 || channels % config.norm_groups != 0) {
+        throw std::invalid_argument(config.name + "'s " + block.norm_name + " (GroupNorm): --norm-groups " +
+                                    std::to_string(config.norm_groups) + " does not divide its " +
+                                    std::to_string(channels) + " channels (divisors of " + std::to_string(channels) +
+                                    ": " + divisors_of(channels) + ")");
+    }
+    return std::make_shared<GroupNorm<float>>(config.norm_groups, channels);
+}
+
+// The layer of config.norm at `block`, or null for Norm::none and where the norm has no layer.
+// InstanceNorm has weight and bias (affine), as every other norm here does, so that the norms
+// differ in their statistics only; it normalizes by each instance's own statistics in eval too
+// (no running statistics), as GroupNorm does.
+std::shared_ptr<Module<float>> make_norm_layer(const ModelConfig& config, const NormActivation& block) {
+    if (after_linear(block) && why_no_norm_after_linear(config.norm)) return nullptr;
+    switch (config.norm) {
+        case Norm::batch: return for_position<BatchNorm1d<float>, BatchNorm2d<float>>(block);
+        case Norm::batch_renorm:
+            return for_position<BatchRenorm1d<float>, BatchRenorm2d<float>>(block, config.renorm.options());
+        case Norm::ghost: return for_position<GhostBatchNorm1d<float>, GhostBatchNorm2d<float>>(block, config.ghost_batch);
+        case Norm::group: return make_group_norm(config, block);
+        case Norm::layer: return std::make_shared<LayerNorm<float>>(block.sample_shape);
+        case Norm::instance:
+            return std::make_shared<InstanceNorm2d<float>>(block.sample_shape.at(0), InstanceNormOptions{.affine = true});
+        case Norm::frn: return std::make_shared<FilterResponseNorm2d<float>>(block.sample_shape.at(0));
         case Norm::none: return nullptr;
     }
-    throw std::invalid_argument("make_norm_layer: no Norm has the value " + std::to_string(static_cast<int>(norm)));
+    throw std::invalid_argument("make_norm_layer: no Norm has the value " + std::to_string(static_cast<int>(config.norm)));
 }
 
 // The layer of `norm` followed by a ReLU in one node, or null when `norm` has no such form.
-std::shared_ptr<Module<float>> make_norm_relu_layer(Norm norm, std::size_t features, Dims dims) {
-    if (norm == Norm::batch) return for_dims<BatchNormReLU1d<float>, BatchNormReLU2d<float>>(dims, features);
+std::shared_ptr<Module<float>> make_norm_relu_layer(Norm norm, const NormActivation& block) {
+    if (norm == Norm::batch) return for_position<BatchNormReLU1d<float>, BatchNormReLU2d<float>>(block);
     return nullptr;
 }
 
@@ -42,19 +83,40 @@ std::shared_ptr<Module<float>> make_activation(Activation activation) {
 
 }  // namespace
 
+std::optional<std::string> why_no_norm_after_linear(Norm norm) {
+    switch (norm) {
+        case Norm::instance:
+            return "InstanceNorm normalizes each (sample, channel) over its spatial positions, and a Linear's output has "
+                   "one per feature: every output would be its bias";
+        case Norm::frn: return "FilterResponseNorm2d normalizes over (H, W), which a Linear's output does not have";
+        default: return std::nullopt;
+    }
+}
+
+bool removes_channel_constant(Norm norm) {
+    return norm == Norm::batch || norm == Norm::batch_renorm || norm == Norm::ghost;
+}
+
 void add_norm_activation(Sequential<float>& model, const ModelConfig& config, const NormActivation& block) {
     if (block.activation == Activation::relu && !config.noisy_bn) {
-        if (auto fused = make_norm_relu_layer(config.norm, block.features, block.dims)) {
+        if (auto fused = make_norm_relu_layer(config.norm, block)) {
             model.add(block.norm_name, fused);
             return;
         }
     }
-    if (auto norm = make_norm_layer(config.norm, block.features, block.dims)) {
+    auto norm = make_norm_layer(config, block);
+    // FRN's layer ends in its TLU, which is the block's nonlinearity.
+    const bool ends_in_activation = norm && config.norm == Norm::frn;
+    if (ends_in_activation && block.activation != Activation::relu) {
+        throw std::invalid_argument(config.name + "'s " + block.norm_name +
+                                    ": FRN's TLU takes the place of a ReLU, and this layer is followed by another nonlinearity");
+    }
+    if (norm) {
         model.add(block.norm_name, norm);
         // The generator is seeded by make_model once every initialization draw is done.
         if (config.noisy_bn) model.add("noise" + block.norm_name.substr(2), std::make_shared<DistributionNoise<float>>(0));
     }
-    model.add(block.activation_name, make_activation(block.activation));
+    if (!ends_in_activation) model.add(block.activation_name, make_activation(block.activation));
 }
 
 }  // namespace xgrad

@@ -1,35 +1,48 @@
 // The block that follows each hidden Linear or Conv2d of the experiments' models: the model's norm
 // layer, the noise layer of noisy BN after it, and the nonlinearity. Where a Norm becomes a layer,
-// and where BN and ReLU become one BatchNormReLU layer when nothing comes between them.
+// where BN and ReLU become one BatchNormReLU layer when nothing comes between them, and what each
+// Norm means after a Linear.
 #pragma once
 
-#include <cstddef>
+#include <optional>
 #include <string>
 
+#include "autodiff/shape.hpp"
 #include "experiments/model_config.hpp"
 #include "layers/sequential.hpp"
 
 namespace xgrad {
 
-// What the norm layer normalizes: d1 the (N, features) output of a Linear, d2 the
-// (N, features, H, W) output of a Conv2d.
-enum class Dims { d1, d2 };
-
 enum class Activation { relu, sigmoid };
 
 struct NormActivation {
-    // The norm layer's name, "bn<suffix>"; the noise layer after it is "noise<suffix>".
+    // The norm layer's name, "bn<suffix>" whatever the Norm; the noise layer after it is "noise<suffix>".
     std::string norm_name;
-    std::size_t features = 0;
-    Dims dims = Dims::d1;
+    // What the norm layer sees of one sample: {features} after a Linear, {channels, H, W} after a
+    // Conv2d (LayerNorm normalizes all of it, with weight and bias of this shape, as torch's
+    // LayerNorm([C, H, W]) does).
+    Shape sample_shape;
     Activation activation = Activation::relu;
     std::string activation_name;
 };
 
+// Why `norm` has no layer after a Linear, whose output has one value per sample and feature, or
+// nullopt where it has one: InstanceNorm would normalize each such value by itself, and FRN is
+// defined over (H, W) only. At such a position the block is the nonlinearity alone.
+std::optional<std::string> why_no_norm_after_linear(Norm norm);
+
+// Whether `norm` removes a constant added to each feature or channel before it, as the batch
+// statistics per channel of BatchNorm, Batch Renorm and Ghost BN do: a bias before such a layer
+// gets no gradient and changes no output. Statistics over several features (group, layer) remove
+// only the constants' mean over them.
+bool removes_channel_constant(Norm norm);
+
 // Appends to `model`, as `config` says: the norm layer (none for Norm::none), DistributionNoise
-// after it when config.noisy_bn, then the activation. A norm with a fused ReLU form and a ReLU with
-// nothing between them are that one layer, named as the norm layer: the same values, gradients
-// and state_dict, one pass over the activations fewer each way.
+// after it when config.noisy_bn, then the activation. A norm with a fused ReLU form (BN only) and
+// a ReLU with nothing between them are that one layer, named as the norm layer: the same values,
+// gradients and state_dict, one pass over the activations fewer each way. FRN's layer ends in its
+// TLU, which takes the place of a ReLU. A std::invalid_argument naming the model, the layer and
+// both numbers when config.norm_groups does not divide the layer's channels.
 void add_norm_activation(Sequential<float>& model, const ModelConfig& config, const NormActivation& block);
 
 }  // namespace xgrad

@@ -1,13 +1,21 @@
 #!/usr/bin/python3
 """Evaluates an xgrad checkpoint of `seed-cnn` with PyTorch: the seed document's CNN (fc1
-corrected to 64*7*7 inputs; without its BN layers when the checkpoint has none) is loaded from the
-.npz with load_state_dict(strict=True) and run in eval mode on the Fashion-MNIST test set, so its
-accuracy can be compared with `xgrad eval`'s.
+corrected to 64*7*7 inputs) with the normalization the run used is loaded from the .npz with
+load_state_dict(strict=True) and run in eval mode on the Fashion-MNIST test set, so its accuracy
+can be compared with `xgrad eval`'s.
+
+The model is the one config.json beside the checkpoint records (a run directory); elsewhere,
+--norm and --norm-groups say it (--norm defaults to batch when the checkpoint has bn1.running_mean,
+none when it has no bn1 key). Each norm is torch's layer under xgrad's state_dict names: BatchNorm
+for batch, batch-renorm and ghost (whose eval is BatchNorm's, with the running statistics),
+GroupNorm, LayerNorm over (C, H, W) after a convolution, InstanceNorm2d(affine=True), and timm's
+FilterResponseNormTlu2d for frn, whose TLU takes the place of the ReLU.
 
     /usr/bin/python3 experiments/torch_eval.py --checkpoint results/run/checkpoint.npz
 """
 import argparse
 import gzip
+import json
 import sys
 import zipfile
 from pathlib import Path
@@ -20,27 +28,65 @@ import torch.nn as nn
 MEAN, STD = 0.2860, 0.3530
 # Keys under these prefixes hold xgrad's optimizer and trainer state, which torch does not load.
 RESUME_PREFIXES = ("optimizer/", "trainer/")
+NORMS = ("batch", "batch-renorm", "ghost", "group", "layer", "instance", "frn", "none")
+# The seed CNN's norm positions, as experiments/models.cpp names them, with what one sample is there.
+POSITIONS = (("bn1", (32, 28, 28)), ("bn2", (64, 14, 14)), ("bn_fc1", (128,)))
+
+
+class FilterResponseNormTlu2d(nn.Module):
+    """timm's FilterResponseNormTlu2d (Singh & Krishnan 2019) with xgrad's eps, the paper's 1e-6:
+    y = weight * x / sqrt(mean over (H, W) of x^2 + eps) + bias, then max(y, tau)."""
+
+    def __init__(self, num_features: int, eps: float = 1e-6):
+        super().__init__()
+        self.eps = eps
+        self.weight = nn.Parameter(torch.ones(num_features))
+        self.bias = nn.Parameter(torch.zeros(num_features))
+        self.tau = nn.Parameter(torch.zeros(num_features))
+
+    def forward(self, x):
+        shape = (1, -1, 1, 1)
+        nu2 = x.square().mean(dim=(2, 3), keepdim=True)
+        y = x * torch.rsqrt(nu2 + self.eps) * self.weight.view(shape) + self.bias.view(shape)
+        return torch.maximum(y, self.tau.view(shape))
+
+
+def norm_layer(norm: str, groups: int, shape: tuple) -> nn.Module:
+    """The layer xgrad's make_model puts where one sample has `shape`: (C,) after a Linear, (C, H, W)
+    after a Conv2d; Identity where it puts none."""
+    channels, spatial = shape[0], len(shape) == 3
+    if norm in ("batch", "batch-renorm", "ghost"):
+        return (nn.BatchNorm2d if spatial else nn.BatchNorm1d)(channels)
+    if norm == "group":
+        return nn.GroupNorm(groups, channels)
+    if norm == "layer":
+        return nn.LayerNorm(list(shape))
+    if norm == "instance" and spatial:
+        return nn.InstanceNorm2d(channels, affine=True)
+    if norm == "frn" and spatial:
+        return FilterResponseNormTlu2d(channels)
+    return nn.Identity()  # none, and instance and frn after a Linear
 
 
 class SeedCNN(nn.Module):
-    def __init__(self, batch_norm: bool):
+    def __init__(self, norm: str, groups: int):
         super().__init__()
         self.conv1 = nn.Conv2d(1, 32, kernel_size=3, padding=1)
         self.conv2 = nn.Conv2d(32, 64, kernel_size=3, padding=1)
         self.fc1 = nn.Linear(64 * 7 * 7, 128)
         self.fc2 = nn.Linear(128, 10)
-        if batch_norm:
-            self.bn1 = nn.BatchNorm2d(32)
-            self.bn2 = nn.BatchNorm2d(64)
-            self.bn_fc1 = nn.BatchNorm1d(128)
-        else:
-            self.bn1 = self.bn2 = self.bn_fc1 = nn.Identity()
+        for name, shape in POSITIONS:
+            setattr(self, name, norm_layer(norm, groups, shape))
+        # FRN's layer ends in its TLU: no ReLU after it.
+        self.act1, self.act2, self.act3 = (
+            nn.Identity() if isinstance(getattr(self, name), FilterResponseNormTlu2d) else nn.ReLU()
+            for name, _ in POSITIONS)
 
     def forward(self, x):
-        x = torch.max_pool2d(torch.relu(self.bn1(self.conv1(x))), kernel_size=2, stride=2)
-        x = torch.max_pool2d(torch.relu(self.bn2(self.conv2(x))), kernel_size=2, stride=2)
+        x = torch.max_pool2d(self.act1(self.bn1(self.conv1(x))), kernel_size=2, stride=2)
+        x = torch.max_pool2d(self.act2(self.bn2(self.conv2(x))), kernel_size=2, stride=2)
         x = x.view(x.size(0), -1)
-        x = torch.relu(self.bn_fc1(self.fc1(x)))
+        x = self.act3(self.bn_fc1(self.fc1(x)))
         return self.fc2(x)
 
 
@@ -69,34 +115,73 @@ def load_test_set(data_dir: Path):
     return torch.from_numpy(x[:, None, :, :]), torch.from_numpy(labels.astype(np.int64))
 
 
-def load_model(checkpoint: Path) -> SeedCNN:
+def read_state(checkpoint: Path) -> dict:
     try:
         with np.load(checkpoint) as npz:
-            state = {k: torch.from_numpy(npz[k]) for k in npz.files if not k.startswith(RESUME_PREFIXES)}
+            return {k: torch.from_numpy(npz[k]) for k in npz.files if not k.startswith(RESUME_PREFIXES)}
     except (OSError, ValueError, zipfile.BadZipFile) as e:
         sys.exit(f"{checkpoint}: cannot read the checkpoint: {e}")
-    model = SeedCNN(batch_norm=any(k.startswith("bn1.") for k in state))
+
+
+def model_choice(checkpoint: Path, state: dict, norm, groups) -> tuple:
+    """(norm, groups) from config.json beside the checkpoint, which the flags given must agree
+    with, or from the flags."""
+    config_path = checkpoint.parent / "config.json"
+    if not config_path.exists():
+        if norm is None:
+            norm = "batch" if "bn1.running_mean" in state else "none"
+        if groups is not None and norm != "group":
+            sys.exit(f"--norm-groups applies to --norm group only, not to --norm {norm}")
+        return norm, 32 if groups is None else groups
+    try:
+        config = json.loads(config_path.read_text())
+    except (OSError, ValueError) as e:
+        sys.exit(f"{config_path}: cannot read the run's configuration: {e}")
+    if "norm" not in config and isinstance(config.get("bn"), bool):  # recorded before --norm
+        config["norm"] = "batch" if config["bn"] else "none"
+    for key in ("model", "norm"):
+        if key not in config:
+            sys.exit(f"{config_path}: no key '{key}'")
+    if config["model"] != "seed-cnn":
+        sys.exit(f"{config_path}: a {config['model']} run; this script builds seed-cnn only")
+    recorded = (config["norm"], config.get("norm_groups"))
+    for flag, given, value in (("--norm", norm, recorded[0]), ("--norm-groups", groups, recorded[1])):
+        if given is not None and given != value:
+            sys.exit(f"{flag} {given} contradicts {config_path}, which records {json.dumps(value)}")
+    return recorded[0], recorded[1] or 32
+
+
+def load_model(checkpoint: Path, norm, groups) -> SeedCNN:
+    state = read_state(checkpoint)
+    norm, groups = model_choice(checkpoint, state, norm, groups)
+    if norm not in NORMS:
+        sys.exit(f"{checkpoint}: unknown normalization '{norm}' (known: {', '.join(NORMS)})")
+    model = SeedCNN(norm, groups)
     try:
         model.load_state_dict(state, strict=True)
     except RuntimeError as e:
-        sys.exit(f"{checkpoint}: not a seed-cnn checkpoint: {e}")
+        sys.exit(f"{checkpoint}: not a seed-cnn checkpoint with --norm {norm}: {e}")
     return model.eval()
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--checkpoint", type=Path, required=True, help="checkpoint.npz written by xgrad")
+    parser.add_argument("--norm", choices=NORMS, help="the run's --norm, where no config.json is beside the checkpoint")
+    parser.add_argument("--norm-groups", type=int, help="the run's --norm-groups (GroupNorm), likewise; default 32")
     parser.add_argument("--data-dir", type=Path, default=Path("/usr/share/datasets/fashion-mnist"),
                         help="directory with t10k-images-idx3-ubyte.gz and t10k-labels-idx1-ubyte.gz")
     parser.add_argument("--batch", type=int, default=1000, help="evaluation batch size")
     args = parser.parse_args()
     if args.batch < 1:
         parser.error("--batch must be positive")
+    if args.norm_groups is not None and args.norm_groups < 1:
+        parser.error("--norm-groups must be positive")
     for path in (args.checkpoint, args.data_dir):
         if not path.exists():
             sys.exit(f"{path}: no such file or directory")
 
-    model = load_model(args.checkpoint)
+    model = load_model(args.checkpoint, args.norm, args.norm_groups)
     x, y = load_test_set(args.data_dir)
     correct = 0
     with torch.no_grad():

@@ -63,6 +63,26 @@ std::string first_nonfinite_layer(Sequential<float>& model, const xt::xarray<flo
     return "none (every layer's output is finite; the loss itself overflowed)";
 }
 
+// Ghost BN's virtual batch against the batches of an epoch of `samples`: below the batch size (at
+// it or above, every batch is one virtual batch, which is --norm batch), and never leaving a last
+// virtual batch of one sample, which has one value per feature after a Linear.
+void check_virtual_batches(const TrainConfig& c, std::size_t samples) {
+    const std::size_t b = c.model.ghost_batch;
+    const std::string flag = "--ghost-batch " + std::to_string(b);
+    if (b >= c.batch) {
+        throw std::invalid_argument(flag + " is not below --batch " + std::to_string(c.batch) +
+                                    ": every batch would be one virtual batch, which is --norm batch");
+    }
+    const auto check = [&](std::size_t batch, const std::string& which) {
+        if (batch % b != 1) return;
+        throw std::invalid_argument(flag + " splits " + which + " of " + std::to_string(batch) +
+                                    " samples into virtual batches whose last has one sample, which has one value per "
+                                    "feature after a Linear; choose a virtual batch that leaves none of one");
+    };
+    check(c.batch, "each batch (--batch)");
+    if (samples % c.batch != 0) check(samples % c.batch, "an epoch's last batch");
+}
+
 struct RunFiles {
     fs::path config, metrics, checkpoint, summary;
     explicit RunFiles(const fs::path& dir)
@@ -104,18 +124,20 @@ TrainOutcome train(const TrainConfig& config, const fs::path& dir, const std::st
     tbb::global_control threads(tbb::global_control::max_allowed_parallelism, config.threads);
 
     Rng rng(config.seed);
-    // Before the directory is claimed: a configuration they reject leaves no run directory behind.
+    // Before the directory is claimed: a configuration they reject, or data that do not load, leave
+    // no run directory behind.
     auto model = make_model(config.model, rng);
     auto optimizer = make_optimizer(config, model->parameters());
-    fs::create_directories(dir);
-    claim_directory(files, config_json);
-
     const bool flat = model_takes_flat_input(config.model.name);
     const DatasetOptions data_options{.synthetic_size = config.synthetic_size, .synthetic_seed = config.seed};
     const Dataset train_set = load_dataset(config.dataset, Split::train, data_options);
     const Dataset test_set = load_dataset(config.dataset, Split::test,
                                           {.synthetic_size = std::max<std::size_t>(config.synthetic_size / 4, 1),
                                            .synthetic_seed = config.seed});
+    if (config.model.norm == Norm::ghost) check_virtual_batches(config, train_set.labels.size());
+    fs::create_directories(dir);
+    claim_directory(files, config_json);
+
     BatchLoader loader(train_set, {.batch_size = config.batch, .seed = config.seed, .flatten = flat});
     const std::size_t total_steps = config.steps ? config.steps : config.epochs * loader.batches_per_epoch();
     if (total_steps == 0 || config.eval_every == 0) {

@@ -1,11 +1,15 @@
 // The xgrad command line: train, eval, experiment, report.
+#include <algorithm>
 #include <charconv>
 #include <chrono>
 #include <cstdint>
+#include <filesystem>
 #include <iostream>
 #include <memory>
 #include <string>
 #include <system_error>
+#include <utility>
+#include <vector>
 
 #include <CLI/CLI.hpp>
 
@@ -15,6 +19,7 @@
 #include "experiments/dataset.hpp"
 #include "experiments/drivers.hpp"
 #include "experiments/evaluation.hpp"
+#include "experiments/json_file.hpp"
 #include "experiments/models.hpp"
 #include "experiments/report.hpp"
 #include "experiments/seed_cnn_bn.hpp"
@@ -25,41 +30,79 @@ namespace {
 
 using namespace xgrad;
 
-// --norm NAME, and --bn on|off as another spelling of --norm batch|none; given both, they must agree.
-// The subcommand's callback, which runs once both are parsed, sets `target`.
-void add_norm_flags(CLI::App* cmd, Norm& target) {
+// A whole number >= `min`, or an error saying so: "--recalibrate: expected the number of training
+// batches, a whole number >= 1; got 0" (`what` names the value; may be empty). It checks the text,
+// before an unsigned option would convert -2 to 2^64 - 2.
+CLI::Validator whole_number_at_least(std::int64_t min, const std::string& what = "") {
+    return CLI::Validator(
+        [min, what](const std::string& input) -> std::string {
+            std::int64_t value = 0;
+            const char* end = input.data() + input.size();
+            const auto [stop, error] = std::from_chars(input.data(), end, value);
+            if (error == std::errc{} && stop == end && value >= min) return {};
+            return "expected " + (what.empty() ? "" : what + ", ") + "a whole number >= " + std::to_string(min) + "; got " + input;
+        },
+        "N >= " + std::to_string(min));
+}
+
+// The normalization flags: --norm NAME; --bn on|off, another spelling of --norm batch|none (given
+// both, they must agree); and the settings of the norms that have them, each an error naming both
+// with another norm. Their ranges are make_model's to check (check_norm_settings), but for the
+// unsigned ones, checked here before conversion. The subcommand's callback, which runs once all
+// are parsed, sets model.norm. Returns the options, for eval's check against a run.
+std::vector<CLI::Option*> add_norm_flags(CLI::App* cmd, ModelConfig& model) {
     struct Given {
         std::string norm, bn;  // as given on the command line; empty when absent
     };
     auto given = std::make_shared<Given>();
-    cmd->add_option("--norm", given->norm, "Normalization layer after each hidden Linear and Conv2d (default batch)")
-        ->check(CLI::IsMember(norm_names()));
-    cmd->add_option("--bn", given->bn, "Batch Normalization layers: on or off (--norm batch or none)")
-        ->check(CLI::IsMember({"on", "off"}));
-    cmd->callback([given, &target] {
-        if (!given->norm.empty()) target = parse_norm(given->norm);
-        if (given->bn.empty()) return;
-        const Norm bn = norm_from_bn(given->bn == "on");
-        if (!given->norm.empty() && bn != target) {
-            throw CLI::ValidationError("--bn " + given->bn + " and --norm " + given->norm +
-                                       " contradict each other (--bn on|off is another spelling of --norm batch|none); give one of them");
+    std::vector<CLI::Option*> options{
+        cmd->add_option("--norm", given->norm,
+                        "Normalization layer after each hidden Linear and Conv2d (default batch); instance and frn "
+                        "normalize over spatial positions, so the seed CNN has none after fc1 with them and "
+                        "paper-mlp refuses them")
+            ->check(CLI::IsMember(norm_names())),
+        cmd->add_option("--bn", given->bn, "Batch Normalization layers: on or off (--norm batch or none)")
+            ->check(CLI::IsMember({"on", "off"}))};
+    const auto with_default = [cmd](const std::string& flag, auto& target, const std::string& help) {
+        return cmd->add_option(flag, target, help)->capture_default_str();
+    };
+    const std::vector<std::pair<CLI::Option*, Norm>> settings{
+        {with_default("--norm-groups", model.norm_groups, "group: the groups of every GroupNorm layer; must divide each layer's channels")
+             ->check(whole_number_at_least(1)),
+         Norm::group},
+        {cmd->add_option("--ghost-batch", model.ghost_batch, "ghost (required): the samples of each virtual batch, below --batch")
+             ->check(whole_number_at_least(2)),
+         Norm::ghost},
+        {with_default("--renorm-rmax", model.renorm.rmax, "batch-renorm: rmax's final value (>= 1)"), Norm::batch_renorm},
+        {with_default("--renorm-dmax", model.renorm.dmax, "batch-renorm: dmax's final value (>= 0)"), Norm::batch_renorm},
+        {with_default("--renorm-warmup", model.renorm.warmup,
+                      "batch-renorm: the steps with rmax = 1 and dmax = 0 (BatchNorm) before both rise linearly"),
+         Norm::batch_renorm},
+        {with_default("--renorm-rmax-at", model.renorm.rmax_at, "batch-renorm: the step at which rmax reaches its final value"),
+         Norm::batch_renorm},
+        {with_default("--renorm-dmax-at", model.renorm.dmax_at, "batch-renorm: the step at which dmax reaches its final value"),
+         Norm::batch_renorm},
+        {with_default("--renorm-momentum", model.renorm.momentum, "batch-renorm: the momentum of the running statistics, in (0, 1]"),
+         Norm::batch_renorm}};
+    for (const auto& setting : settings) options.push_back(setting.first);
+    cmd->callback([given, settings, &model] {
+        if (!given->norm.empty()) model.norm = parse_norm(given->norm);
+        if (!given->bn.empty()) {
+            const Norm bn = norm_from_bn(given->bn == "on");
+            if (!given->norm.empty() && bn != model.norm) {
+                throw CLI::ValidationError("--bn " + given->bn + " and --norm " + given->norm +
+                                           " contradict each other (--bn on|off is another spelling of --norm batch|none); give one of them");
+            }
+            model.norm = bn;
         }
-        target = bn;
+        for (const auto& [option, norm] : settings) {
+            if (option->count() > 0 && norm != model.norm) {
+                throw CLI::ValidationError(option->get_name() + " applies to --norm " + norm_name(norm) + " only, not to --norm " +
+                                           norm_name(model.norm));
+            }
+        }
     });
-}
-
-// A whole number >= 1, or an error saying so: "--recalibrate: expected the number of training
-// batches, a whole number >= 1; got 0".
-CLI::Validator at_least_one(const std::string& what) {
-    return CLI::Validator(
-        [what](const std::string& input) -> std::string {
-            std::int64_t value = 0;
-            const char* end = input.data() + input.size();
-            const auto [stop, error] = std::from_chars(input.data(), end, value);
-            if (error == std::errc{} && stop == end && value >= 1) return {};
-            return "expected " + what + ", a whole number >= 1; got " + input;
-        },
-        "N >= 1");
+    return options;
 }
 
 CLI::Option* add_model_flag(CLI::App* cmd, std::string& target) {
@@ -70,6 +113,36 @@ CLI::Option* add_dataset_flag(CLI::App* cmd, std::string& target) {
     return cmd->add_option("--dataset", target, "Data set")
         ->check(CLI::IsMember({"fashion-mnist", "mnist", "synthetic"}))
         ->capture_default_str();
+}
+
+// What eval builds: the model that config.json beside the checkpoint records, in a run directory,
+// with which every model flag given must agree (config.json's keys are the flags' names);
+// elsewhere, the flags' model.
+ModelConfig model_to_evaluate(const std::filesystem::path& checkpoint, const ModelConfig& from_flags,
+                              const std::vector<CLI::Option*>& model_flags) {
+    const std::filesystem::path config = checkpoint.parent_path() / "config.json";
+    if (!std::filesystem::exists(config)) return from_flags;
+    const nlohmann::json recorded = with_current_keys(read_json_file(config));
+    ModelConfig model;
+    try {
+        model = model_config_from_json(recorded);
+    } catch (const std::invalid_argument& e) {
+        throw std::runtime_error(config.string() + ": " + e.what());
+    }
+    const nlohmann::json ours = to_json(from_flags), theirs = to_json(model);
+    for (CLI::Option* option : model_flags) {
+        if (option->count() == 0) continue;
+        const std::string flag = option->get_name();
+        std::string key = flag == "--bn" ? "norm" : flag.substr(2);
+        std::replace(key.begin(), key.end(), '-', '_');
+        const auto value = [&key](const nlohmann::json& json) { return json.contains(key) ? json.at(key) : nlohmann::json(); };
+        if (value(ours) != value(theirs)) {
+            throw std::invalid_argument(flag + " " + option->as<std::string>() + " contradicts " + config.string() +
+                                        ", which records " + key + " " + value(theirs).dump() +
+                                        " (without the flag, eval builds the model the run recorded)");
+        }
+    }
+    return model;
 }
 
 int run_train(const TrainConfig& config, const std::string& out) {
@@ -140,7 +213,7 @@ int main(int argc, char** argv) {
     CLI::App* train_cmd = app.add_subcommand("train", "Train a model; writes config.json, metrics.csv, checkpoint.npz, summary.json into --out");
     add_model_flag(train_cmd, config.model.name);
     add_dataset_flag(train_cmd, config.dataset);
-    add_norm_flags(train_cmd, config.model.norm);
+    add_norm_flags(train_cmd, config.model);
     train_cmd->add_option("--optimizer", config.optimizer, "sgd or adam")->check(CLI::IsMember({"sgd", "adam"}))->capture_default_str();
     train_cmd->add_option("--lr", config.lr, "Learning rate")->capture_default_str();
     train_cmd->add_option("--momentum", config.momentum, "SGD momentum")->capture_default_str();
@@ -161,17 +234,20 @@ int main(int argc, char** argv) {
     std::string checkpoint, eval_dataset = "fashion-mnist";
     ModelConfig eval_model;
     CLI::App* eval_cmd = app.add_subcommand("eval", "Evaluate a checkpoint on a test set");
-    eval_cmd->add_option("--checkpoint", checkpoint, "checkpoint.npz of a run")->required()->check(CLI::ExistingFile);
-    add_model_flag(eval_cmd, eval_model.name);
+    eval_cmd->add_option("--checkpoint", checkpoint,
+                         "checkpoint.npz of a run; the model is the one config.json beside it records, if there is one, "
+                         "and the model flags below must agree with it")
+        ->required()->check(CLI::ExistingFile);
+    std::vector<CLI::Option*> eval_model_flags = add_norm_flags(eval_cmd, eval_model);
+    eval_model_flags.push_back(add_model_flag(eval_cmd, eval_model.name));
     add_dataset_flag(eval_cmd, eval_dataset);
-    add_norm_flags(eval_cmd, eval_model.norm);
     RecalibrateOptions recalibrate;
     auto* recalibrate_flag = eval_cmd->add_option("--recalibrate", recalibrate.batches,
         "PreciseBN: evaluate again with every BN layer's running statistics set to the averages of the means and "
         "unbiased variances of N training batches, the first N that `xgrad train` takes with --batch and --seed "
         "(from epoch 0 on, each epoch's incomplete last batch skipped); prints the test accuracy with the "
         "checkpoint's statistics, then with the recalibrated ones; the checkpoint file is not modified")
-        ->check(at_least_one("the number of training batches"));
+        ->check(whole_number_at_least(1, "the number of training batches"));
     eval_cmd->add_option("--batch", recalibrate.batch_size, "With --recalibrate: the run's batch size")
         ->check(CLI::PositiveNumber)->capture_default_str()->needs(recalibrate_flag);
     eval_cmd->add_option("--seed", recalibrate.seed, "With --recalibrate: the run's seed, which orders the training set")
@@ -204,7 +280,9 @@ int main(int argc, char** argv) {
     CLI11_PARSE(app, argc, argv);
     try {
         if (*train_cmd) return run_train(config, out);
-        if (*eval_cmd) return run_eval(checkpoint, eval_model, eval_dataset, recalibrate);
+        if (*eval_cmd) {
+            return run_eval(checkpoint, model_to_evaluate(checkpoint, eval_model, eval_model_flags), eval_dataset, recalibrate);
+        }
         if (*experiment_cmd) {
             experiment_options.profile = parse_profile(profile);
             seed_cnn_bn.results = experiment_options.results;

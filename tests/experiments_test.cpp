@@ -13,6 +13,7 @@
 #include <filesystem>
 #include <fstream>
 #include <iostream>
+#include <limits>
 #include <set>
 #include <sstream>
 #include <string>
@@ -115,16 +116,126 @@ TEST(TrainConfig, ARecordedBnReadsAsNormAndMatchesTheSameChoice) {
 }
 
 TEST(ModelConfig, EveryNormHasANameThatParsesBackToIt) {
-    EXPECT_EQ(norm_names(), (std::vector<std::string>{"batch", "none"}));
+    EXPECT_EQ(norm_names(),
+              (std::vector<std::string>{"batch", "batch-renorm", "ghost", "group", "layer", "instance", "frn", "none"}));
     for (const auto& name : norm_names()) EXPECT_EQ(norm_name(parse_norm(name)), name);
     EXPECT_EQ(parse_norm("batch"), Norm::batch);
+    EXPECT_EQ(parse_norm("batch-renorm"), Norm::batch_renorm);
     EXPECT_EQ(norm_from_bn(true), Norm::batch);
     EXPECT_EQ(norm_from_bn(false), Norm::none);
     try {
-        parse_norm("group");
+        parse_norm("batchnorm");
         ADD_FAILURE() << "an unknown normalization was parsed";
     } catch (const std::invalid_argument& e) {
-        EXPECT_STREQ(e.what(), "unknown normalization 'group' (known: batch, none)");
+        EXPECT_STREQ(e.what(),
+                     "unknown normalization 'batchnorm' (known: batch, batch-renorm, ghost, group, layer, instance, frn, none)");
+    }
+}
+
+// Every norm in a ModelConfig whose settings differ from the defaults.
+ModelConfig with_settings(Norm norm) {
+    ModelConfig c;
+    c.norm = norm;
+    c.norm_groups = 8;
+    c.ghost_batch = 4;
+    c.renorm = {.rmax = 2.5, .dmax = 1.5, .warmup = 7, .rmax_at = 70, .dmax_at = 30, .momentum = 0.05};
+    c.init_sigma = 0.1;
+    return c;
+}
+
+std::set<std::string> keys_of(const nlohmann::json& json) {
+    std::set<std::string> keys;
+    for (const auto& [key, value] : json.items()) keys.insert(key);
+    return keys;
+}
+
+// config.json gets a norm's settings only with that norm, so that the runs recorded before them
+// still match; and reads back to the same model.
+TEST(ModelConfig, ConfigJsonRecordsANormsSettingsOnlyWithItAndReadsBack) {
+    const std::set<std::string> common{"model", "norm", "init_sigma", "dropout"};
+    const std::set<std::string> renorm{"renorm_rmax", "renorm_dmax", "renorm_warmup",
+                                       "renorm_rmax_at", "renorm_dmax_at", "renorm_momentum"};
+    for (const auto& name : norm_names()) {
+        SCOPED_TRACE(name);
+        ModelConfig c = with_settings(parse_norm(name));
+        c.dropout = 0.25;
+        const nlohmann::json json = to_json(c);
+        std::set<std::string> expected = common;
+        if (name == "group") expected.insert("norm_groups");
+        if (name == "ghost") expected.insert("ghost_batch");
+        if (name == "batch-renorm") expected.insert(renorm.begin(), renorm.end());
+        EXPECT_EQ(keys_of(json), expected);
+        EXPECT_EQ(to_json(model_config_from_json(json)), json);
+    }
+    const nlohmann::json renorm_json = to_json(with_settings(Norm::batch_renorm));
+    EXPECT_EQ(renorm_json.at("renorm_rmax_at"), 70);
+    EXPECT_EQ(renorm_json.at("renorm_momentum"), 0.05);
+    const BatchRenormOptions options = with_settings(Norm::batch_renorm).renorm.options();
+    EXPECT_EQ(options.momentum, 0.05);
+    EXPECT_EQ(options.schedule.rmax_start, 1.0) << "the paper's start, BatchNorm";
+    EXPECT_EQ(options.schedule.dmax_start, 0.0);
+    EXPECT_EQ(options.schedule.relax_from, 7);
+    EXPECT_EQ(options.schedule.at(70).rmax, 2.5);
+    EXPECT_EQ(options.schedule.at(30).dmax, 1.5);
+    EXPECT_EQ(RenormSettings{}.options().schedule.at(40000).rmax, RenormSchedule{}.at(40000).rmax) << "the paper's defaults";
+
+    nlohmann::json no_groups = to_json(with_settings(Norm::group));
+    no_groups.erase("norm_groups");
+    try {
+        model_config_from_json(no_groups);
+        ADD_FAILURE() << "a group run without its groups was read";
+    } catch (const std::invalid_argument& e) {
+        EXPECT_STREQ(e.what(), "no key 'norm_groups'");
+    }
+    nlohmann::json wrong_type = to_json(with_settings(Norm::ghost));
+    wrong_type["ghost_batch"] = "four";
+    EXPECT_THROW(model_config_from_json(wrong_type), std::invalid_argument);
+}
+
+// The message check_norm_settings gives for `config`, or "" when it accepts it.
+std::string settings_error(const ModelConfig& config) {
+    try {
+        check_norm_settings(config);
+        return "";
+    } catch (const std::invalid_argument& e) {
+        return e.what();
+    }
+}
+
+TEST(ModelConfig, ANormSettingOutOfRangeIsAnErrorNamingTheFlagAndTheRange) {
+    ModelConfig c = with_settings(Norm::group);
+    EXPECT_EQ(settings_error(c), "");
+    c.norm_groups = 0;
+    EXPECT_EQ(settings_error(c), "--norm-groups: expected a whole number >= 1; got 0");
+    c.norm = Norm::layer;
+    EXPECT_EQ(settings_error(c), "") << "settings of another norm are not read";
+
+    c = with_settings(Norm::ghost);
+    EXPECT_EQ(settings_error(c), "");
+    c.ghost_batch = 1;
+    EXPECT_EQ(settings_error(c), "--ghost-batch: expected a whole number >= 2; got 1");
+    c.ghost_batch = 0;
+    EXPECT_EQ(settings_error(c), "--norm ghost needs --ghost-batch B, the samples of each virtual batch (>= 2)");
+
+    const std::pair<void (*)(RenormSettings&), const char*> renorm_cases[] = {
+        {[](RenormSettings& r) { r.rmax = 0.5; }, "--renorm-rmax: expected a finite number >= 1; got 0.5"},
+        {[](RenormSettings& r) { r.rmax = std::numeric_limits<double>::infinity(); },
+         "--renorm-rmax: expected a finite number >= 1; got inf"},
+        {[](RenormSettings& r) { r.dmax = -1; }, "--renorm-dmax: expected a finite number >= 0; got -1"},
+        {[](RenormSettings& r) { r.dmax = std::nan(""); }, "--renorm-dmax: expected a finite number >= 0; got nan"},
+        {[](RenormSettings& r) { r.warmup = -3; }, "--renorm-warmup: expected a whole number of steps >= 0; got -3"},
+        {[](RenormSettings& r) { r.rmax_at = 6; }, "--renorm-rmax-at: expected a step >= --renorm-warmup (7); got 6"},
+        {[](RenormSettings& r) { r.dmax_at = 0; }, "--renorm-dmax-at: expected a step >= --renorm-warmup (7); got 0"},
+        {[](RenormSettings& r) { r.momentum = 0; }, "--renorm-momentum: expected a number in (0, 1]; got 0"},
+        {[](RenormSettings& r) { r.momentum = 1.5; }, "--renorm-momentum: expected a number in (0, 1]; got 1.5"},
+    };
+    EXPECT_EQ(settings_error(with_settings(Norm::batch_renorm)), "");
+    for (const auto& [change, message] : renorm_cases) {
+        c = with_settings(Norm::batch_renorm);
+        change(c.renorm);
+        EXPECT_EQ(settings_error(c), message);
+        Rng rng(0);
+        EXPECT_THROW(make_model(c, rng), std::invalid_argument) << "make_model checks them too";
     }
 }
 
@@ -189,6 +300,111 @@ TEST(Models, PaperMlpPutsBnBeforeEachSigmoidInPlaceOfTheBias) {
     } catch (const std::invalid_argument& e) {
         EXPECT_NE(std::string(e.what()).find("needs a normalization (--norm none given)"), std::string::npos) << e.what();
     }
+}
+
+// The shape of the named parameter of the model `config` describes.
+Shape parameter_shape(const ModelConfig& config, const std::string& name) {
+    Rng rng(0);
+    for (const auto& [n, parameter] : make_model(config, rng)->named_parameters()) {
+        if (n == name) return parameter.shape();
+    }
+    return {};
+}
+
+// The message make_model gives for `config`, or "" when it builds it.
+std::string model_error(const ModelConfig& config) {
+    try {
+        Rng rng(0);
+        make_model(config, rng);
+        return "";
+    } catch (const std::invalid_argument& e) {
+        return e.what();
+    }
+}
+
+TEST(Models, SeedCnnTakesEveryNormWithNoneAfterFc1ForTheSpatialOnes) {
+    const std::vector<std::string> none{"conv1 Conv2d", "relu1 ReLU",      "pool1 MaxPool2d", "conv2 Conv2d",
+                                        "relu2 ReLU",   "pool2 MaxPool2d", "flatten Flatten", "fc1 Linear",
+                                        "relu3 ReLU",   "fc2 Linear"};
+    // Each norm's layers at the three positions, inserted before relu1, relu2 and relu3.
+    const std::pair<Norm, std::vector<std::string>> cases[] = {
+        {Norm::batch_renorm, {"bn1 BatchRenorm2d", "bn2 BatchRenorm2d", "bn_fc1 BatchRenorm1d"}},
+        {Norm::ghost, {"bn1 GhostBatchNorm2d", "bn2 GhostBatchNorm2d", "bn_fc1 GhostBatchNorm1d"}},
+        {Norm::group, {"bn1 GroupNorm", "bn2 GroupNorm", "bn_fc1 GroupNorm"}},
+        {Norm::layer, {"bn1 LayerNorm", "bn2 LayerNorm", "bn_fc1 LayerNorm"}},
+        {Norm::instance, {"bn1 InstanceNorm2d", "bn2 InstanceNorm2d"}},
+    };
+    for (const auto& [norm, norms] : cases) {
+        SCOPED_TRACE(norm_name(norm));
+        std::vector<std::string> expected = none;
+        for (std::size_t i = 0; i < norms.size(); ++i) {
+            const auto relu = std::find(expected.begin(), expected.end(), "relu" + std::to_string(i + 1) + " ReLU");
+            expected.insert(relu, norms[i]);
+        }
+        EXPECT_EQ(layers_of(with_settings(norm)), expected);
+    }
+    EXPECT_EQ(layers_of(with_settings(Norm::frn)),
+              (std::vector<std::string>{"conv1 Conv2d", "bn1 FilterResponseNorm2d", "pool1 MaxPool2d", "conv2 Conv2d",
+                                        "bn2 FilterResponseNorm2d", "pool2 MaxPool2d", "flatten Flatten", "fc1 Linear",
+                                        "relu3 ReLU", "fc2 Linear"}))
+        << "FRN's TLU in place of the ReLU";
+
+    ModelConfig c = with_settings(Norm::group);
+    Rng rng(0);
+    auto model = make_model(c, rng);
+    EXPECT_NE(model->named_children()[1].second->describe().find("GroupNorm(8, 32"), std::string::npos)
+        << "--norm-groups at every GroupNorm";
+    EXPECT_EQ(parameter_shape(with_settings(Norm::layer), "bn1.weight"), (Shape{32, 28, 28})) << "LayerNorm over (C, H, W)";
+    EXPECT_EQ(parameter_shape(with_settings(Norm::layer), "bn_fc1.bias"), (Shape{128}));
+    EXPECT_EQ(parameter_shape(with_settings(Norm::instance), "bn2.weight"), (Shape{64})) << "InstanceNorm with affine";
+    EXPECT_EQ(parameter_shape(with_settings(Norm::frn), "bn2.tau"), (Shape{64}));
+    c.dropout = 0.5;
+    c.noisy_bn = true;
+    EXPECT_EQ(layers_of(c)[1], "bn1 GroupNorm");
+    EXPECT_EQ(layers_of(c)[2], "noise1 DistributionNoise") << "noise after any norm layer";
+}
+
+TEST(Models, GroupNormGroupsThatDoNotDivideALayersChannelsAreAnErrorNamingBoth) {
+    ModelConfig c = with_settings(Norm::group);
+    c.norm_groups = 3;
+    EXPECT_EQ(model_error(c), "seed-cnn's bn1 (GroupNorm): --norm-groups 3 does not divide its 32 channels "
+                              "(divisors of 32: 1, 2, 4, 8, 16, 32)");
+    c.norm_groups = 64;
+    EXPECT_EQ(model_error(c), "seed-cnn's bn1 (GroupNorm): --norm-groups 64 does not divide its 32 channels "
+                              "(divisors of 32: 1, 2, 4, 8, 16, 32)");
+    c.name = "paper-mlp";
+    c.norm_groups = 32;
+    EXPECT_EQ(model_error(c), "paper-mlp's bn1 (GroupNorm): --norm-groups 32 does not divide its 100 channels "
+                              "(divisors of 100: 1, 2, 4, 5, 10, 20, 25, 50, 100)");
+    c.norm_groups = 20;
+    EXPECT_EQ(model_error(c), "");
+}
+
+TEST(Models, PaperMlpKeepsTheBiasWhereTheNormLeavesTheFeaturesDifferencesAndRefusesTheSpatialNorms) {
+    for (const auto& name : norm_names()) {
+        SCOPED_TRACE(name);
+        ModelConfig c = with_settings(parse_norm(name));
+        c.name = "paper-mlp";
+        c.norm_groups = 10;
+        if (name == "instance" || name == "frn") {
+            EXPECT_NE(model_error(c).find("paper-mlp has its norm layers after Linear layers only, which --norm " + name +
+                                          " does not normalize: "),
+                      std::string::npos)
+                << model_error(c);
+            continue;
+        }
+        const bool removed = name == "batch" || name == "batch-renorm" || name == "ghost";
+        EXPECT_EQ(contains(parameter_names(c), "fc1.bias"), !removed);
+        EXPECT_EQ(contains(parameter_names(c), "fc3.bias"), !removed);
+        EXPECT_TRUE(contains(parameter_names(c), "fc4.bias"));
+    }
+}
+
+TEST(Models, NoisyBnCannotComeBetweenFrnAndItsTlu) {
+    ModelConfig c = with_settings(Norm::frn);
+    c.noisy_bn = true;
+    EXPECT_EQ(model_error(c), "noisy BN adds noise between the norm layer and its nonlinearity, and FRN's layer ends in "
+                              "its nonlinearity, the TLU (--norm frn given)");
 }
 
 TEST(Spread, MeanSampleSdMinMax) {

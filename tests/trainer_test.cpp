@@ -1,14 +1,18 @@
 // The trainer and the xgrad CLI: run directories, never overwriting a finished run, refusing a
-// directory of another configuration, resuming after a SIGKILL to the same final weights, the
-// divergence report, the seed CNN's fc1 error, agreement with PyTorch on a checkpoint, the --norm
-// flag with --bn as its other spelling, and `eval --recalibrate` (PreciseBN) against the library on
-// the same batches, and its flag's errors.
+// directory of another configuration, resuming after a SIGKILL to the same final weights (Batch
+// Renorm's step counter included), the divergence report, the seed CNN's fc1 error, agreement with
+// PyTorch on a checkpoint of each norm, the --norm flag with --bn as its other spelling, every
+// norm trained through the command line, the norm settings' errors and their record in
+// config.json, eval's model from config.json, and `eval --recalibrate` (PreciseBN) against the
+// library on the same batches, and its flag's errors.
 #include <fcntl.h>
 #include <signal.h>
 #include <spawn.h>
 #include <sys/wait.h>
 
+#include <algorithm>
 #include <chrono>
+#include <cstdint>
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
@@ -16,6 +20,7 @@
 #include <string>
 #include <thread>
 #include <utility>
+#include <variant>
 #include <vector>
 
 #include <gtest/gtest.h>
@@ -60,14 +65,23 @@ TrainConfig small_mlp_run() {
     return c;
 }
 
+// The command line of `c`; its norm's settings as the flags named by their config.json keys.
 std::vector<std::string> cli_args(const TrainConfig& c, const fs::path& out) {
-    return {XGRAD_CLI,      "train",        "--model",       c.model.name,
-            "--norm",       xgrad::norm_name(c.model.norm),
-            "--dataset",    c.dataset,      "--synthetic-size", std::to_string(c.synthetic_size),
-            "--optimizer",  c.optimizer,    "--lr",          std::to_string(c.lr),
-            "--momentum",   std::to_string(c.momentum), "--dropout", std::to_string(c.model.dropout),
-            "--batch",      std::to_string(c.batch),    "--steps",   std::to_string(c.steps),
-            "--eval-every", std::to_string(c.eval_every), "--out",   out.string()};
+    std::vector<std::string> args{XGRAD_CLI,      "train",        "--model",       c.model.name,
+                                  "--norm",       xgrad::norm_name(c.model.norm),
+                                  "--dataset",    c.dataset,      "--synthetic-size", std::to_string(c.synthetic_size),
+                                  "--optimizer",  c.optimizer,    "--lr",          std::to_string(c.lr),
+                                  "--momentum",   std::to_string(c.momentum), "--dropout", std::to_string(c.model.dropout),
+                                  "--batch",      std::to_string(c.batch),    "--steps",   std::to_string(c.steps),
+                                  "--eval-every", std::to_string(c.eval_every), "--out",   out.string()};
+    const nlohmann::json model = xgrad::to_json(c.model);
+    for (const auto& [key, value] : model.items()) {
+        if (key != "norm_groups" && key != "ghost_batch" && key.rfind("renorm_", 0) != 0) continue;
+        std::string flag = "--" + key;
+        std::replace(flag.begin(), flag.end(), '_', '-');
+        args.insert(args.end(), {flag, value.dump()});
+    }
+    return args;
 }
 
 pid_t spawn(const std::vector<std::string>& args) {
@@ -109,6 +123,14 @@ void expect_same_checkpoints(const fs::path& a, const fs::path& b) {
     }
 }
 
+// The value of the int64 counter `key` (num_batches_tracked) in a checkpoint.
+std::int64_t counter_in(const fs::path& checkpoint, const std::string& key) {
+    const xgrad::Npz npz = xgrad::load_npz(checkpoint);
+    const auto* value = std::get_if<xt::xarray<std::int64_t>>(npz.find(key));
+    if (!value) throw std::runtime_error(checkpoint.string() + " has no int64 '" + key + "'");
+    return (*value)();
+}
+
 TEST(Trainer, WritesTheRunFilesAndNeverOverwritesAFinishedRun) {
     const fs::path dir = fresh_dir("finished");
     const auto first = xgrad::train(small_mlp_run(), dir);
@@ -141,11 +163,12 @@ TEST(Trainer, RefusesADirectoryOfAnotherConfiguration) {
     fs::remove_all(dir);
 }
 
-TEST(Trainer, ResumesAfterSigkillToTheSameWeights) {
-    TrainConfig c = small_mlp_run();
-    c.steps = 600;
-    const fs::path straight = fresh_dir("straight"), killed = fresh_dir("killed");
-    ASSERT_EQ(xgrad::train(c, straight).status, "finished");
+// Trains `c` straight through in the library and, through the command line, killed at its first
+// checkpoint and run again; both end with the same checkpoint and accuracy. Returns the killed
+// run's directory, for the caller to look into and remove.
+fs::path expect_resume_after_sigkill_matches(const TrainConfig& c, const std::string& name) {
+    const fs::path straight = fresh_dir(name + "_straight"), killed = fresh_dir(name + "_killed");
+    EXPECT_EQ(xgrad::train(c, straight).status, "finished");
 
     const pid_t pid = spawn(cli_args(c, killed));
     const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(120);
@@ -154,13 +177,35 @@ TEST(Trainer, ResumesAfterSigkillToTheSameWeights) {
     }
     kill(pid, SIGKILL);
     wait_for(pid);
-    ASSERT_TRUE(fs::exists(killed / "checkpoint.npz"));
-    ASSERT_FALSE(fs::exists(killed / "summary.json")) << "the run ended before it could be killed";
+    EXPECT_TRUE(fs::exists(killed / "checkpoint.npz"));
+    EXPECT_FALSE(fs::exists(killed / "summary.json")) << "the run ended before it could be killed";
 
-    ASSERT_EQ(wait_for(spawn(cli_args(c, killed))), 0);
+    EXPECT_EQ(wait_for(spawn(cli_args(c, killed))), 0);
     expect_same_checkpoints(straight / "checkpoint.npz", killed / "checkpoint.npz");
     EXPECT_EQ(read_json(straight / "summary.json").at("final_test_acc"), read_json(killed / "summary.json").at("final_test_acc"));
     fs::remove_all(straight);
+    return killed;
+}
+
+TEST(Trainer, ResumesAfterSigkillToTheSameWeights) {
+    TrainConfig c = small_mlp_run();
+    c.steps = 600;
+    fs::remove_all(expect_resume_after_sigkill_matches(c, "bn"));
+}
+
+// Batch Renorm's schedule reads the layers' step counter (num_batches_tracked), which the
+// checkpoint must bring back: relaxed within the run, the limits of a counter restarted at 0
+// would give other weights.
+TEST(Trainer, BatchRenormResumesAfterSigkillToTheSameWeightsAndStepCounter) {
+    TrainConfig c = small_mlp_run();
+    c.model.norm = xgrad::Norm::batch_renorm;
+    c.model.renorm = {.rmax = 2.0, .dmax = 1.0, .warmup = 20, .rmax_at = 300, .dmax_at = 200, .momentum = 0.05};
+    c.steps = 600;
+    const fs::path killed = expect_resume_after_sigkill_matches(c, "renorm");
+    for (const char* counter : {"bn1.num_batches_tracked", "bn3.num_batches_tracked"}) {
+        EXPECT_EQ(counter_in(killed / "checkpoint.npz", counter), 600) << counter;
+    }
+    EXPECT_EQ(read_json(killed / "config.json").at("renorm_rmax_at"), 300);
     fs::remove_all(killed);
 }
 
@@ -231,23 +276,38 @@ double value_printed(const std::string& output, const std::string& label) {
 
 double accuracy_printed_by(const std::string& command) { return value_printed(output_of(command), "test accuracy: "); }
 
+// torch's layers under xgrad's state_dict names: each norm of the seed CNN, trained briefly on
+// Fashion-MNIST, evaluates in torch (experiments/torch_eval.py, which reads the run's config.json)
+// to the accuracy `xgrad eval` gives.
 TEST(Cli, PyTorchEvaluatesAnXgradCheckpointToTheSameAccuracy) {
     if (std::system("/usr/bin/python3 -c 'import torch' 2>/dev/null") != 0) GTEST_SKIP() << "python3-torch is not installed";
     if (!fs::exists("/usr/share/datasets/fashion-mnist/t10k-images-idx3-ubyte.gz")) {
         GTEST_SKIP() << "dataset-fashion-mnist is not installed";
     }
-    TrainConfig c;  // seed-cnn with BN on Fashion-MNIST, briefly
-    c.steps = 30;
-    c.eval_every = 30;
-    c.eval_samples = 500;
-    const fs::path dir = fresh_dir("torch_eval");
-    ASSERT_EQ(xgrad::train(c, dir).status, "finished");
-    const std::string checkpoint = (dir / "checkpoint.npz").string();
-    const double ours = accuracy_printed_by(std::string(XGRAD_CLI) + " eval --model seed-cnn --dataset fashion-mnist --checkpoint " + checkpoint);
-    const double torch = accuracy_printed_by("/usr/bin/python3 " XGRAD_SOURCE_DIR "/experiments/torch_eval.py --checkpoint " + checkpoint);
-    EXPECT_GT(ours, 0.5);
-    EXPECT_NEAR(ours, torch, 0.001) << "xgrad " << ours << ", PyTorch " << torch;
-    fs::remove_all(dir);
+    const std::pair<xgrad::Norm, std::string> cases[] = {
+        {xgrad::Norm::batch, "--norm batch"},       {xgrad::Norm::group, "--norm group --norm-groups 8"},
+        {xgrad::Norm::layer, "--norm layer"},       {xgrad::Norm::instance, "--norm instance"},
+        {xgrad::Norm::frn, "--norm frn"},           {xgrad::Norm::batch_renorm, "--norm batch-renorm"},
+        {xgrad::Norm::ghost, "--norm ghost --ghost-batch 16"}};
+    for (const auto& [norm, flags] : cases) {
+        SCOPED_TRACE(flags);
+        TrainConfig c;  // seed-cnn on Fashion-MNIST, briefly
+        c.model.norm = norm;
+        c.model.norm_groups = 8;
+        c.model.ghost_batch = 16;
+        c.steps = 30;
+        c.eval_every = 30;
+        c.eval_samples = 500;
+        const fs::path dir = fresh_dir("torch_eval");
+        ASSERT_EQ(xgrad::train(c, dir).status, "finished");
+        const std::string checkpoint = (dir / "checkpoint.npz").string();
+        const std::string eval = std::string(XGRAD_CLI) + " eval --dataset fashion-mnist --checkpoint " + checkpoint;
+        const double ours = accuracy_printed_by(eval + " --model seed-cnn " + flags);
+        const double torch = accuracy_printed_by("/usr/bin/python3 " XGRAD_SOURCE_DIR "/experiments/torch_eval.py --checkpoint " + checkpoint);
+        EXPECT_GT(ours, 0.5);
+        EXPECT_NEAR(ours, torch, 0.001) << "xgrad " << ours << ", PyTorch " << torch;
+        fs::remove_all(dir);
+    }
 }
 
 // A two-step `xgrad train` of `model` on 64 synthetic images with `norm_flags`.
@@ -301,7 +361,7 @@ TEST(Cli, NoisyBnWithoutANormIsAnErrorThatLeavesNoRunDirectory) {
 
 TEST(Cli, AnUnknownNormOrBnValueIsAnErrorListingTheValidOnes) {
     const fs::path dir = fresh_dir("norm_unknown");
-    const std::pair<const char*, std::vector<std::string>> cases[] = {{"--norm group", {"group", "batch", "none"}},
+    const std::pair<const char*, std::vector<std::string>> cases[] = {{"--norm batchnorm", {"batchnorm", "batch-renorm", "frn", "none"}},
                                                                       {"--bn yes", {"yes", "on", "off"}}};
     for (const auto& [flags, parts] : cases) {
         SCOPED_TRACE(flags);
@@ -326,6 +386,127 @@ TEST(Cli, NormBatchOrNoneTrainsTheSameBitsAsBnOnOrOff) {
             fs::remove_all(by_bn);
         }
     }
+}
+
+// What each norm needs to train the model in tiny_train (16 samples a batch).
+std::string settings_for(const std::string& norm, const std::string& model) {
+    if (norm == "group") return model == "paper-mlp" ? " --norm-groups 10" : " --norm-groups 8";
+    if (norm == "ghost") return " --ghost-batch 8";
+    if (norm == "batch-renorm") return " --renorm-warmup 0 --renorm-rmax-at 2 --renorm-dmax-at 2";
+    return "";
+}
+
+// Two steps of each model with each norm, through the command line; paper-mlp, whose norm layers
+// all follow a Linear, refuses the spatial norms, naming itself and the norm.
+TEST(Cli, EveryNormTrainsTheSeedCnnAndPaperMlp) {
+    for (const std::string model : {"seed-cnn", "paper-mlp"}) {
+        for (const auto& norm : xgrad::norm_names()) {
+            SCOPED_TRACE(model + " --norm " + norm);
+            const fs::path dir = fresh_dir("every_norm");
+            const auto [status, output] = run_command(tiny_train(model, "--norm " + norm + settings_for(norm, model), dir));
+            if (model == "paper-mlp" && (norm == "instance" || norm == "frn")) {
+                EXPECT_NE(status, 0);
+                EXPECT_NE(output.find("paper-mlp has its norm layers after Linear layers only, which --norm " + norm +
+                                      " does not normalize"),
+                          std::string::npos) << output;
+                EXPECT_FALSE(fs::exists(dir));
+                continue;
+            }
+            ASSERT_EQ(status, 0) << output;
+            EXPECT_EQ(read_json(dir / "summary.json").at("status"), "finished");
+            const auto config = read_json(dir / "config.json");
+            EXPECT_EQ(config.at("norm"), norm);
+            EXPECT_EQ(config.contains("norm_groups"), norm == "group");
+            EXPECT_EQ(config.contains("ghost_batch"), norm == "ghost");
+            EXPECT_EQ(config.contains("renorm_rmax_at"), norm == "batch-renorm");
+            const xgrad::Npz checkpoint = xgrad::load_npz(dir / "checkpoint.npz");
+            EXPECT_EQ(checkpoint.find("bn1.weight") != nullptr, norm != "none");
+            EXPECT_EQ(checkpoint.find("bn1.tau") != nullptr, norm == "frn");
+            if (norm == "batch-renorm") {
+                EXPECT_EQ(counter_in(dir / "checkpoint.npz", "bn1.num_batches_tracked"), 2);
+            }
+            if (norm == "ghost") {
+                EXPECT_EQ(counter_in(dir / "checkpoint.npz", "bn1.num_batches_tracked"), 4) << "2 chunks a step";
+            }
+            fs::remove_all(dir);
+        }
+    }
+}
+
+// Each norm setting: with another norm, an error naming both; out of its range, an error naming
+// the flag and the range; and nothing trained.
+TEST(Cli, NormSettingsOutOfPlaceOrRangeAreErrorsNamingTheFlag) {
+    const std::pair<std::string, std::string> cases[] = {
+        {"--norm layer --norm-groups 8", "--norm-groups applies to --norm group only, not to --norm layer"},
+        {"--ghost-batch 4", "--ghost-batch applies to --norm ghost only, not to --norm batch"},
+        {"--bn off --renorm-momentum 0.1", "--renorm-momentum applies to --norm batch-renorm only, not to --norm none"},
+        {"--norm ghost --ghost-batch 4 --renorm-rmax 2", "--renorm-rmax applies to --norm batch-renorm only, not to --norm ghost"},
+        {"--norm group --norm-groups 0", "--norm-groups: expected a whole number >= 1; got 0"},
+        {"--norm group --norm-groups -2", "--norm-groups: expected a whole number >= 1; got -2"},
+        {"--norm group --norm-groups 3", "seed-cnn's bn1 (GroupNorm): --norm-groups 3 does not divide its 32 channels"},
+        {"--norm ghost", "--norm ghost needs --ghost-batch B, the samples of each virtual batch (>= 2)"},
+        {"--norm ghost --ghost-batch 1", "--ghost-batch: expected a whole number >= 2; got 1"},
+        {"--norm ghost --ghost-batch -2", "--ghost-batch: expected a whole number >= 2; got -2"},
+        {"--norm ghost --ghost-batch 16", "--ghost-batch 16 is not below --batch 16: every batch would be one virtual batch"},
+        {"--norm ghost --ghost-batch 5", "--ghost-batch 5 splits each batch (--batch) of 16 samples into virtual batches "
+                                         "whose last has one sample"},
+        {"--norm batch-renorm --renorm-rmax 0.5", "--renorm-rmax: expected a finite number >= 1; got 0.5"},
+        {"--norm batch-renorm --renorm-dmax -1", "--renorm-dmax: expected a finite number >= 0; got -1"},
+        {"--norm batch-renorm --renorm-warmup -3", "--renorm-warmup: expected a whole number of steps >= 0; got -3"},
+        {"--norm batch-renorm --renorm-warmup 100 --renorm-rmax-at 50",
+         "--renorm-rmax-at: expected a step >= --renorm-warmup (100); got 50"},
+        {"--norm batch-renorm --renorm-dmax-at 10", "--renorm-dmax-at: expected a step >= --renorm-warmup (5000); got 10"},
+        {"--norm batch-renorm --renorm-momentum 0", "--renorm-momentum: expected a number in (0, 1]; got 0"},
+        {"--norm frn --noisy-bn", "FRN's layer ends in its nonlinearity, the TLU (--norm frn given)"}};
+    const fs::path dir = fresh_dir("norm_settings");
+    for (const auto& [flags, message] : cases) {
+        SCOPED_TRACE(flags);
+        const auto [status, output] = run_command(tiny_train("seed-cnn", flags, dir));
+        EXPECT_NE(status, 0);
+        EXPECT_NE(output.find(message), std::string::npos) << output;
+        EXPECT_FALSE(fs::exists(dir / "config.json")) << "the same directory can take the corrected command";
+    }
+    // 69 samples in batches of 16 end with one of 5, whose virtual batches of 4 end with one of 1.
+    const auto [status, output] = run_command(std::string(XGRAD_CLI) +
+        " train --dataset synthetic --synthetic-size 69 --batch 16 --steps 1 --norm ghost --ghost-batch 4 --out " + dir.string());
+    EXPECT_NE(status, 0);
+    EXPECT_NE(output.find("--ghost-batch 4 splits an epoch's last batch of 5 samples"), std::string::npos) << output;
+    EXPECT_FALSE(fs::exists(dir / "config.json"));
+    fs::remove_all(dir);
+}
+
+// A run records its norm's settings, and a directory is taken up only with the same ones.
+TEST(Cli, ARunIsResumedOnlyWithTheSameNormSettings) {
+    const fs::path dir = fresh_dir("norm_settings_resume");
+    ASSERT_EQ(run_command(tiny_train("seed-cnn", "--norm group --norm-groups 8", dir)).status, 0);
+    EXPECT_EQ(read_json(dir / "config.json").at("norm_groups"), 8);
+    EXPECT_NE(output_of(tiny_train("seed-cnn", "--norm group --norm-groups 8", dir)).find("holds a finished run"), std::string::npos);
+    const auto [status, output] = run_command(tiny_train("seed-cnn", "--norm group --norm-groups 16", dir));
+    EXPECT_NE(status, 0);
+    EXPECT_NE(output.find("'norm_groups' was 8, now 16"), std::string::npos) << output;
+    fs::remove_all(dir);
+}
+
+// eval builds the model a run recorded, without model flags; one that says otherwise is an error
+// naming it.
+TEST(Cli, EvalBuildsTheModelOfTheRunsConfigJsonAndRefusesFlagsThatContradictIt) {
+    const fs::path dir = fresh_dir("eval_contradiction");
+    ASSERT_EQ(run_command(tiny_train("seed-cnn", "--norm group --norm-groups 8", dir)).status, 0);
+    const std::string eval = std::string(XGRAD_CLI) + " eval --dataset synthetic --checkpoint " + (dir / "checkpoint.npz").string();
+    const std::pair<const char*, std::string> cases[] = {
+        {"--norm layer", "--norm layer contradicts " + (dir / "config.json").string() + ", which records norm \"group\""},
+        {"--norm group --norm-groups 16", "--norm-groups 16 contradicts " + (dir / "config.json").string() + ", which records norm_groups 8"},
+        {"--bn on", "--bn on contradicts " + (dir / "config.json").string() + ", which records norm \"group\""},
+        {"--model paper-mlp", "--model paper-mlp contradicts " + (dir / "config.json").string() + ", which records model \"seed-cnn\""}};
+    for (const auto& [flags, message] : cases) {
+        SCOPED_TRACE(flags);
+        const auto [status, output] = run_command(eval + " " + flags);
+        EXPECT_NE(status, 0);
+        EXPECT_NE(output.find(message), std::string::npos) << output;
+    }
+    const std::string output = output_of(eval + " --norm group --norm-groups 8 --model seed-cnn");
+    EXPECT_EQ(output_of(eval), output) << "the model config.json records";
+    fs::remove_all(dir);
 }
 
 std::string file_contents(const fs::path& path) {
