@@ -24,6 +24,10 @@ public:
     explicit RowCoefficients(const ChannelShape& view)
         : repeat_(normalization_detail::merges_rows(view) ? view.s : 1), values_(view.c * repeat_) {}
     void set(std::size_t row, double value) {
+        if (repeat_ == 1) {  // a plain store: fill_n of a run-time count costs more than the fold's arithmetic
+            values_[row] = static_cast<T>(value);
+            return;
+        }
         std::fill_n(values_.begin() + static_cast<std::ptrdiff_t>(row * repeat_), repeat_, static_cast<T>(value));
     }
     // The run's coefficients, from for_each_run's `first`.

@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <type_traits>
 
 namespace xgrad {
 
@@ -16,6 +17,30 @@ double value_or(const T* values, std::size_t i, double otherwise) {
 template <class T>
 double centre_of(double mean) {
     return static_cast<double>(static_cast<T>(mean));
+}
+
+// Calls f(group, first row, channel of the first row, rows per group) for the groups whose rows
+// `rows` covers. Per channel, a row is its own group and channel, and the count of rows the
+// constant 1, so that the fold compiles to one straight loop over the channels (a loop of run-time
+// length per group doubled the fold's time, a tenth of BN's backward at S = 1); otherwise groups
+// and channels are counted along rather than divided out row by row.
+template <class F>
+void for_each_group(const Grouping& grouping, const Rows& rows, const F& f) {
+    if (grouping.is_per_channel()) {
+        constexpr std::integral_constant<std::size_t, 1> one_row;
+        for (std::size_t row = rows.begin; row < rows.end; ++row) f(row, row, row, one_row);
+        return;
+    }
+    if (rows.begin >= rows.end) return;  // nothing to count from (and C may be 0)
+    const std::size_t per_group = grouping.rows_per_group();
+    const std::size_t channels = grouping.shape().c;
+    std::size_t g = grouping.group_of_row(rows.begin);
+    std::size_t c = grouping.channel_of_row(rows.begin);
+    for (std::size_t first = rows.begin; first < rows.end; first += per_group, ++g) {
+        f(g, first, c, per_group);
+        c += per_group;  // a group's channels never straddle two samples: per_group divides C
+        if (c == channels) c = 0;
+    }
 }
 
 }  // namespace
@@ -45,38 +70,39 @@ void renorm_correction(const Normalization& batch, const T* running_mean, const 
 template <class T>
 void fold_forward(const Grouping& grouping, const Normalization& norm, const T* gamma, const T* beta,
                   const RenormCorrection* renorm, const Rows& rows, Affine<T>& out) {
-    for (std::size_t row = rows.begin; row < rows.end; ++row) {
-        const std::size_t g = grouping.group_of_row(row);
-        const std::size_t c = grouping.channel_of_row(row);
+    for_each_group(grouping, rows, [&](std::size_t g, std::size_t first, std::size_t first_channel, auto per_group) {
         const double mean = norm.mean[g];
         const double centre = centre_of<T>(mean);
-        const double gamma_c = value_or(gamma, c, 1.0);
-        const double r = renorm ? renorm->r[c] : 1.0;
-        const double d = renorm ? renorm->d[c] : 0.0;
-        const double scale = gamma_c * norm.invstd[g] * r;
-        out.centre.set(row, centre);
-        out.scale.set(row, scale);
-        const double beta_c = value_or(beta, c, 0.0) + (renorm ? gamma_c * d : 0.0);
-        out.shift.set(row, beta_c - (mean - centre) * scale);
-    }
+        for (std::size_t i = 0; i < per_group; ++i) {
+            const std::size_t row = first + i;
+            const std::size_t c = first_channel + i;
+            const double gamma_c = value_or(gamma, c, 1.0);
+            const double r = renorm ? renorm->r[c] : 1.0;
+            const double d = renorm ? renorm->d[c] : 0.0;
+            const double scale = gamma_c * norm.invstd[g] * r;
+            out.centre.set(row, centre);
+            out.scale.set(row, scale);
+            const double beta_c = value_or(beta, c, 0.0) + (renorm ? gamma_c * d : 0.0);
+            out.shift.set(row, beta_c - (mean - centre) * scale);
+        }
+    });
 }
 
 template <class T, std::size_t K>
 void fold_backward(const Grouping& grouping, const Normalization& norm, const T* gamma, const RenormCorrection* renorm,
                    GradientThrough through, std::span<const std::array<double, K>> row_sums, const Rows& rows,
                    InputGrad<T>* dx, std::span<double> row_dgamma, std::span<double> row_dbeta) {
-    const std::size_t per_group = grouping.rows_per_group();
     const double n = static_cast<double>(grouping.group_size());
     if (dx) dx->x_term = through.mean || through.variance;
-    for (std::size_t first = rows.begin; first < rows.end; first += per_group) {
-        const std::size_t g = grouping.group_of_row(first);
+    for_each_group(grouping, rows, [&](std::size_t g, std::size_t first, std::size_t first_channel, auto per_group) {
         const double invstd = norm.invstd[g];
         // Σ over the group's rows of w·Σg and w·Σg·(x - mean), w = gamma·r: the sums of the
         // gradient of x̂ (before r and d), through which the statistics' gradients flow.
         double weighted_sum = 0.0;
         double weighted_dot = 0.0;
-        for (std::size_t row = first; row < first + per_group; ++row) {
-            const std::size_t c = grouping.channel_of_row(row);
+        for (std::size_t i = 0; i < per_group; ++i) {
+            const std::size_t row = first + i;
+            const std::size_t c = first_channel + i;
             const double r = renorm ? renorm->r[c] : 1.0;
             const double d = renorm ? renorm->d[c] : 0.0;
             if (row_sums.empty()) continue;
@@ -87,19 +113,20 @@ void fold_backward(const Grouping& grouping, const Normalization& norm, const T*
             if (!row_dgamma.empty()) row_dgamma[row] = renorm ? s[1] * invstd * r + s[0] * d : s[1] * invstd;
             if (!row_dbeta.empty()) row_dbeta[row] = s[0];
         }
-        if (!dx) continue;
+        if (!dx) return;
         const double mean = norm.mean[g];
         const double centre = centre_of<T>(mean);
         const double k = through.variance ? -invstd * invstd * invstd * weighted_dot / n : 0.0;
         const double shift = (through.mean ? -invstd * weighted_sum / n : 0.0) - k * (mean - centre);
-        for (std::size_t row = first; row < first + per_group; ++row) {
-            const std::size_t c = grouping.channel_of_row(row);
+        for (std::size_t i = 0; i < per_group; ++i) {
+            const std::size_t row = first + i;
+            const std::size_t c = first_channel + i;
             dx->alpha.set(row, value_or(gamma, c, 1.0) * (renorm ? renorm->r[c] : 1.0) * invstd);
             dx->centre.set(row, centre);
             dx->k.set(row, k);
             dx->shift.set(row, shift);
         }
-    }
+    });
 }
 
 #define XGRAD_NORMALIZATION_FOLD_BACKWARD(T, K)                                                                  \
