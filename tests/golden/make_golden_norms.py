@@ -1,5 +1,5 @@
 """Writes the fixtures of the normalization family (BatchNorm's are make_golden_bn.py's) that
-tests/golden_norms_test.cpp compares xgrad against.
+tests/golden_group_norms_test.cpp and tests/golden_bn_family_test.cpp compare xgrad against.
 
 Run with Debian's interpreter (it has python3-torch): /usr/bin/python3 tests/golden/make_golden_norms.py
 
