@@ -277,7 +277,7 @@ RC_GTEST_PROP(BatchNormProperties, EqualsBatchNormComposedOfPrimitiveOps, ()) {
 
 // ---- float precision ----
 
-// 1e4 + N(0, 1e-2) in float: the two-pass statistics and the centred passes keep the output
+// 1e4 + N(0, 1e-2) in float: the shifted statistics and the centred passes keep the output
 // and dx as accurate as float allows (torch's fold x·alpha + shift would be off by ~0.05).
 RC_GTEST_PROP(BatchNormPrecision, FloatInputWithLargeMeanAndSmallSpread, ()) {
     const Shape shape{*uniformIn<std::size_t>(2, 17), *uniformIn<std::size_t>(1, 5), *uniformIn<std::size_t>(1, 9),

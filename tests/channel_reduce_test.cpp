@@ -1,7 +1,7 @@
 // The per-channel reduction and the two stages built on it for a per-channel grouping (the
 // statistics, and the backward sums Σdy and Σdy·(x - mean)): sums against a naive double reference
 // over many (N, C, S) shapes, float and double; bitwise equal results whatever the thread count and
-// schedule; and the two-pass variance of float data with a large mean.
+// schedule; and the variance of float data with a large mean, and with an outlier first.
 #include <gtest/gtest.h>
 
 #include <array>
@@ -69,21 +69,10 @@ const std::vector<ChannelShape> accuracy_shapes = {
     {1, 1, 16},     {1, 3000, 64},   {17, 2, 1000},  {4, 1, 1},
 };
 
-// Stage 1 over a per-channel grouping: the mean, then Σ(x - mean)².
+// Stage 1 over a per-channel grouping: the mean and the biased variance.
 template <class T>
-std::vector<double> channel_mean(const T* x, const ChannelShape& sh) {
-    std::vector<double> sum(sh.c);
-    xgrad::group_sums(xgrad::Grouping::per_channel(sh), x, xgrad::Rows::all(sh.c), std::span<double>(sum));
-    for (double& m : sum) m /= static_cast<double>(sh.per_channel());
-    return sum;
-}
-
-template <class T>
-std::vector<double> channel_centered_sq_sum(const T* x, const ChannelShape& sh, const std::vector<double>& mean) {
-    std::vector<double> out(sh.c);
-    xgrad::group_centered_squares(xgrad::Grouping::per_channel(sh), x, std::span<const double>(mean),
-                                  xgrad::Rows::all(sh.c), std::span<double>(out));
-    return out;
+xgrad::Moments channel_moments(const T* x, const ChannelShape& sh) {
+    return xgrad::batch_moments(xgrad::Grouping::per_channel(sh), x);
 }
 
 // Stage 4's sums without an epilogue: {Σdy, Σdy·(x - mean)} per channel.
@@ -104,12 +93,11 @@ void check_against_reference(const ChannelShape& sh, unsigned seed) {
     const auto sum = ref_sum(x, sh);
     const double count = static_cast<double>(sh.per_channel());
 
-    const auto mean = channel_mean(x.data(), sh);
+    const auto [mean, var] = channel_moments(x.data(), sh);
     const auto got_sum = xgrad::channel_sum(x.data(), sh);
     ASSERT_EQ(mean.size(), sh.c);
     std::vector<long double> ref_mean(sh.c);
     for (std::size_t c = 0; c < sh.c; ++c) ref_mean[c] = sum[c] / count;
-    const auto sq = channel_centered_sq_sum(x.data(), sh, mean);
     const auto ref_sq_sum = ref_sq(x, sh, ref_mean);
     const auto both = channel_sum_and_centered_dot(dy.data(), x.data(), sh, mean);
     const auto dy_sum = ref_sum(dy, sh);
@@ -130,7 +118,7 @@ void check_against_reference(const ChannelShape& sh, unsigned seed) {
     for (std::size_t c = 0; c < sh.c; ++c) {
         EXPECT_NEAR(got_sum[c], static_cast<double>(sum[c]), rel * static_cast<double>(x_abs[c])) << "c = " << c;
         EXPECT_NEAR(mean[c], static_cast<double>(ref_mean[c]), rel * static_cast<double>(x_abs[c]) / count);
-        EXPECT_NEAR(sq[c], static_cast<double>(ref_sq_sum[c]), rel * static_cast<double>(ref_sq_sum[c]) + 1e-300);
+        EXPECT_NEAR(var[c] * count, static_cast<double>(ref_sq_sum[c]), rel * static_cast<double>(ref_sq_sum[c]) + 1e-300);
         EXPECT_NEAR(both[c][0], static_cast<double>(dy_sum[c]), rel * static_cast<double>(dy_abs[c]));
         EXPECT_NEAR(both[c][1], static_cast<double>(dot_ref[c]), rel * static_cast<double>(dot_abs[c]));
     }
@@ -217,19 +205,17 @@ void check_thread_independence() {
         const auto x = random_data<T>(sh.size(), 3.0, 7.0, 5);
         const auto dy = random_data<T>(sh.size(), 0.0, 1.0, 6);
         std::vector<std::array<double, 2>> one, two, two_again, limited;
-        std::vector<double> mean1, mean2, sq1, sq2;
+        xgrad::Moments moments1, moments2;
         tbb::task_arena(1).execute([&] {
             EXPECT_EQ(xgrad::available_threads(), 1);
             one = dot_sums(dy, x, sh);
-            mean1 = channel_mean(x.data(), sh);
-            sq1 = channel_centered_sq_sum(x.data(), sh, mean1);
+            moments1 = channel_moments(x.data(), sh);
         });
         tbb::task_arena(2).execute([&] {
             EXPECT_EQ(xgrad::available_threads(), 2);
             two = dot_sums(dy, x, sh);
             two_again = dot_sums(dy, x, sh);
-            mean2 = channel_mean(x.data(), sh);
-            sq2 = channel_centered_sq_sum(x.data(), sh, mean2);
+            moments2 = channel_moments(x.data(), sh);
         });
         {
             tbb::global_control limit(tbb::global_control::max_allowed_parallelism, 1);
@@ -239,8 +225,8 @@ void check_thread_independence() {
         EXPECT_TRUE(bitwise_equal(one, two));
         EXPECT_TRUE(bitwise_equal(two, two_again));
         EXPECT_TRUE(bitwise_equal(one, limited));
-        EXPECT_TRUE(bitwise_equal(mean1, mean2));
-        EXPECT_TRUE(bitwise_equal(sq1, sq2));
+        EXPECT_TRUE(bitwise_equal(moments1.mean, moments2.mean));
+        EXPECT_TRUE(bitwise_equal(moments1.var, moments2.var));
         // Every schedule, whatever the arena, gives the same bits.
         tbb::task_arena(2).execute([&] {
             for (auto schedule : {ChannelSchedule::serial, ChannelSchedule::over_channels, ChannelSchedule::over_blocks}) {
@@ -275,26 +261,60 @@ TEST(ChannelReduce, SerialSumsOfChannelBlocksAreBitwiseEqual) {
     }
 }
 
-// 1e4 + N(0, 1e-2) in float: Σx² - n·mean² would lose every digit; the two-pass variance keeps them.
-TEST(ChannelReduce, TwoPassVarianceOfFloatWithLargeMean) {
+// The reference variance of channel c, in long double, two passes.
+template <class T>
+long double ref_variance(const std::vector<T>& x, const ChannelShape& sh, std::size_t c, long double* mean) {
+    const auto sums = ref_sum(x, sh);
+    std::vector<long double> means(sh.c);
+    for (std::size_t k = 0; k < sh.c; ++k) means[k] = sums[k] / static_cast<long double>(sh.per_channel());
+    *mean = means[c];
+    return ref_sq(x, sh, means)[c] / static_cast<long double>(sh.per_channel());
+}
+
+// 1e4 + N(0, 1e-2) in float: Σx² - n·mean² would lose every digit; the shifted sums keep them.
+TEST(ChannelReduce, VarianceOfFloatWithLargeMean) {
     for (const ChannelShape sh : {ChannelShape{64, 4, 784}, ChannelShape{4096, 8, 1}, ChannelShape{1, 2, 1 << 20}}) {
         SCOPED_TRACE(name(sh));
         const auto x = random_data<float>(sh.size(), 1e4, 1e-2, 11);
-        const auto mean = channel_mean(x.data(), sh);
-        const auto sq = channel_centered_sq_sum(x.data(), sh, mean);
-        const auto ref = ref_sum(x, sh);
-        std::vector<long double> ref_mean(sh.c);
-        for (std::size_t c = 0; c < sh.c; ++c) ref_mean[c] = ref[c] / static_cast<long double>(sh.per_channel());
-        const auto ref_sq_sum = ref_sq(x, sh, ref_mean);
+        const auto [mean, var] = channel_moments(x.data(), sh);
         for (std::size_t c = 0; c < sh.c; ++c) {
-            const double var = sq[c] / static_cast<double>(sh.per_channel());
-            const double ref_var = static_cast<double>(ref_sq_sum[c] / static_cast<long double>(sh.per_channel()));
-            EXPECT_NEAR(mean[c], static_cast<double>(ref_mean[c]), 1e-9);
-            EXPECT_NEAR(var, ref_var, 1e-9 * ref_var);
+            long double ref_mean = 0;
+            const double ref_var = static_cast<double>(ref_variance(x, sh, c, &ref_mean));
+            EXPECT_NEAR(mean[c], static_cast<double>(ref_mean), 1e-9);
+            EXPECT_NEAR(var[c], ref_var, 1e-9 * ref_var);
             // The data's own variance: float rounding near 1e4 (steps of 2^-10) adds about 2^-20 / 12.
-            EXPECT_NEAR(var, 1e-4, 2e-5);
+            EXPECT_NEAR(var[c], 1e-4, 2e-5);
         }
     }
+}
+
+// The one-pass statistics shift by a channel's first element; where that element is far from the
+// mean (an outlier first, on a large mean), the cancellation is bounded by the group size, as the
+// header argues: the variance stays within n·2^-53 or so of a two-pass reference, in float and double.
+template <class T>
+void check_variance_with_outlier_first(double outlier) {
+    for (const ChannelShape sh : {ChannelShape{64, 3, 784}, ChannelShape{5000, 4, 1}, ChannelShape{2, 2, 3}}) {
+        SCOPED_TRACE(name(sh) + ", outlier " + std::to_string(outlier));
+        auto x = random_data<T>(sh.size(), 1e4, 1e-2, 13);
+        for (std::size_t c = 0; c < sh.c; ++c) x[c * sh.s] = static_cast<T>(1e4 + outlier);
+        const auto [mean, var] = channel_moments(x.data(), sh);
+        for (std::size_t c = 0; c < sh.c; ++c) {
+            long double ref_mean = 0;
+            const double ref_var = static_cast<double>(ref_variance(x, sh, c, &ref_mean));
+            const double n = static_cast<double>(sh.per_channel());
+            // The rounding of a sum of n terms, on the mean of the data's magnitudes.
+            const double mean_abs = (1e4 * (n - 1) + std::fabs(1e4 + outlier)) / n;
+            EXPECT_NEAR(mean[c], static_cast<double>(ref_mean), 4 * n * 0x1p-53 * mean_abs);
+            EXPECT_NEAR(var[c], ref_var, 4 * n * 0x1p-53 * ref_var) << "c = " << c;
+        }
+    }
+}
+
+TEST(ChannelReduce, VarianceWithAnOutlierFirstFloat) {
+    for (double outlier : {1.0, 1e3, -3e4}) check_variance_with_outlier_first<float>(outlier);
+}
+TEST(ChannelReduce, VarianceWithAnOutlierFirstDouble) {
+    for (double outlier : {1.0, 1e3, 1e8}) check_variance_with_outlier_first<double>(outlier);
 }
 
 TEST(ChannelReduce, ShapesAndErrors) {
@@ -307,8 +327,10 @@ TEST(ChannelReduce, ShapesAndErrors) {
     EXPECT_THROW(xgrad::channel_shape(std::vector<std::size_t>{5}), xgrad::ShapeError);
 
     const std::vector<float> x(24, 1.0f);
-    const std::vector<double> two_means(2, 0.0);
-    EXPECT_THROW(channel_centered_sq_sum(x.data(), ChannelShape{2, 3, 4}, two_means), xgrad::ShapeError);
+    xgrad::Moments two{std::vector<double>(2), std::vector<double>(2)};
+    EXPECT_THROW(xgrad::group_moments(xgrad::Grouping::per_channel(ChannelShape{2, 3, 4}), x.data(),
+                                      xgrad::Rows::all(3), two),
+                 xgrad::ShapeError);
     EXPECT_THROW(xgrad::batch_moments(xgrad::Grouping::per_channel(ChannelShape{0, 3, 4}), x.data()),
                  std::invalid_argument);
     EXPECT_TRUE(xgrad::channel_sum(x.data(), ChannelShape{2, 0, 4}).empty());

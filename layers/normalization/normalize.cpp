@@ -30,15 +30,12 @@ NormalizedBatch normalize_batch(const Grouping& grouping, const T* x, const Norm
     Affine<T> coefficients(view);
     for_each_group_block(grouping, 2 * sizeof(T), [&](const Rows& block) {
         if (options.centring == Centring::mean) {
-            group_sums(grouping, x, block, std::span<double>(moments.mean));
-            for (std::size_t g = block.begin; g < block.end; ++g) moments.mean[g] /= n;
-            group_centered_squares(grouping, x, std::span<const double>(moments.mean), block,
-                                   std::span<double>(moments.var));
+            group_moments(grouping, x, block, moments);
         } else {
             group_squares(grouping, x, block, std::span<double>(moments.var));
+            for (std::size_t g = block.begin; g < block.end; ++g) moments.var[g] /= n;
         }
         for (std::size_t g = block.begin; g < block.end; ++g) {
-            moments.var[g] /= n;
             out.norm.mean[g] = moments.mean[g];
             out.norm.invstd[g] = inverse_std(moments.var[g], options.eps);
         }

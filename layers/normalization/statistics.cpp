@@ -1,51 +1,67 @@
 #include "layers/normalization/statistics.hpp"
 
+#include <algorithm>
 #include <array>
 #include <stdexcept>
+#include <vector>
 
 namespace xgrad {
 
 namespace {
 
-// out[g] = Σ term over group g, for the groups of `groups`.
-template <class Term>
-void sum_groups(const Grouping& grouping, const Rows& groups, const Term& term, std::span<double> out) {
+// The cancellation factor Σ(x - k)² / Σ(x - mean)² = 1 + (mean - k)²/var above which a group's
+// one-pass variance is taken again from its centred squares.
+constexpr double kMaxCancellation = 8.0;
+
+}  // namespace
+
+template <class T>
+void group_moments(const Grouping& grouping, const T* x, const Rows& groups, Moments& out) {
+    const ChannelShape view = grouping.statistics_view();
+    if (out.mean.size() != view.c || out.var.size() != view.c) {
+        throw ShapeError("normalization statistics: expected " + std::to_string(view.c) + " means and variances, got " +
+                         std::to_string(out.mean.size()) + " and " + std::to_string(out.var.size()));
+    }
+    const double n = static_cast<double>(view.per_channel());
+    const std::size_t first_stride = view.s;  // group g's first element is x[g·S] in the statistics view
+    const auto shift = [x, first_stride](std::size_t g) { return static_cast<double>(x[g * first_stride]); };
+    std::vector<std::size_t> cancelled;
+    channel_sums_over<2>(view, groups, [x, shift](std::size_t g, std::size_t i) {
+        const double d = static_cast<double>(x[i]) - shift(g);
+        return std::array<double, 2>{d, d * d};
+    }, [&](std::size_t g, const std::array<double, 2>& s) {
+        const double centred = s[1] - s[0] * (s[0] / n);
+        out.mean[g] = shift(g) + s[0] / n;
+        out.var[g] = std::max(0.0, centred / n);
+        if (!(s[1] <= kMaxCancellation * centred)) cancelled.push_back(g);
+    });
+    // Such a group's statistics again in two passes, Σx/n and then Σ(x - mean)²/n (k, far from its
+    // mean, would also cost the mean's rounding): from the group's own data alone, so the same bits
+    // whether `groups` is a block of the cache-blocked path or the whole tensor.
+    for (std::size_t g : cancelled) {
+        const Rows group = Rows::block(g, g + 1);
+        channel_sums_over<1>(view, group, [x](std::size_t, std::size_t i) {
+            return std::array<double, 1>{static_cast<double>(x[i])};
+        }, [&](std::size_t h, const std::array<double, 1>& s) { out.mean[h] = s[0] / n; });
+        const double mean = out.mean[g];
+        channel_sums_over<1>(view, group, [x, mean](std::size_t, std::size_t i) {
+            const double d = static_cast<double>(x[i]) - mean;
+            return std::array<double, 1>{d * d};
+        }, [&](std::size_t h, const std::array<double, 1>& s) { out.var[h] = s[0] / n; });
+    }
+}
+
+template <class T>
+void group_squares(const Grouping& grouping, const T* x, const Rows& groups, std::span<double> out) {
     const ChannelShape view = grouping.statistics_view();
     if (out.size() != view.c) {
         throw ShapeError("normalization statistics: expected " + std::to_string(view.c) + " outputs, got " +
                          std::to_string(out.size()));
     }
-    channel_sums_over<1>(view, groups, term, [out](std::size_t g, const std::array<double, 1>& s) { out[g] = s[0]; });
-}
-
-}  // namespace
-
-template <class T>
-void group_sums(const Grouping& grouping, const T* x, const Rows& groups, std::span<double> sum) {
-    sum_groups(grouping, groups, [x](std::size_t, std::size_t i) { return std::array<double, 1>{static_cast<double>(x[i])}; },
-               sum);
-}
-
-template <class T>
-void group_centered_squares(const Grouping& grouping, const T* x, std::span<const double> mean, const Rows& groups,
-                            std::span<double> out) {
-    if (mean.size() != grouping.groups()) {
-        throw ShapeError("normalization statistics: expected " + std::to_string(grouping.groups()) + " means, got " +
-                         std::to_string(mean.size()));
-    }
-    const double* m = mean.data();
-    sum_groups(grouping, groups, [x, m](std::size_t g, std::size_t i) {
-        const double d = static_cast<double>(x[i]) - m[g];
-        return std::array<double, 1>{d * d};
-    }, out);
-}
-
-template <class T>
-void group_squares(const Grouping& grouping, const T* x, const Rows& groups, std::span<double> out) {
-    sum_groups(grouping, groups, [x](std::size_t, std::size_t i) {
+    channel_sums_over<1>(view, groups, [x](std::size_t, std::size_t i) {
         const double v = static_cast<double>(x[i]);
         return std::array<double, 1>{v * v};
-    }, out);
+    }, [out](std::size_t g, const std::array<double, 1>& s) { out[g] = s[0]; });
 }
 
 template <class T>
@@ -56,19 +72,13 @@ Moments batch_moments(const Grouping& grouping, const T* x) {
                                     shape_str(std::array{grouping.shape().n, grouping.shape().c, grouping.shape().s}) +
                                     " have no elements");
     }
-    const double n = static_cast<double>(grouping.group_size());
     Moments m{std::vector<double>(groups), std::vector<double>(groups)};
-    group_sums(grouping, x, Rows::all(groups), std::span<double>(m.mean));
-    for (double& v : m.mean) v /= n;
-    group_centered_squares(grouping, x, std::span<const double>(m.mean), Rows::all(groups), std::span<double>(m.var));
-    for (double& v : m.var) v /= n;
+    group_moments(grouping, x, Rows::all(groups), m);
     return m;
 }
 
 #define XGRAD_NORMALIZATION_STATISTICS(T)                                                                        \
-    template void group_sums(const Grouping&, const T*, const Rows&, std::span<double>);                         \
-    template void group_centered_squares(const Grouping&, const T*, std::span<const double>, const Rows&,        \
-                                         std::span<double>);                                                     \
+    template void group_moments(const Grouping&, const T*, const Rows&, Moments&);                               \
     template void group_squares(const Grouping&, const T*, const Rows&, std::span<double>);                      \
     template Moments batch_moments(const Grouping&, const T*);
 XGRAD_NORMALIZATION_STATISTICS(float)

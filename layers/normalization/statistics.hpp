@@ -1,11 +1,15 @@
 // Stage 1 of every normalization: statistics per group (grouping.hpp), accumulated in double by
 // the per-channel reduction over the grouping's statistics view, so that the bits do not depend on
-// the thread count. The sums are separate calls from the elementwise passes so that a cross-process
-// all-reduce can sit between them (SyncBatchNorm): the mean of the global batch is the reduced Σx
-// over the reduced count, and its variance the reduced Σ(x - mean)².
+// the thread count. The statistics are separate calls from the elementwise passes so that a
+// cross-process all-reduce can sit between them (SyncBatchNorm).
 //
-// Two passes, the mean and then the centred sum of squares: Σ(x - mean)² does not cancel where
-// Σx² - n·mean² would, so data with a large mean and a small spread keep their variance.
+// One pass over shifted data: with k a group's first element, Σ(x - k) and Σ(x - k)² give
+// mean = k + Σ(x - k)/n and var = (Σ(x - k)² - (Σ(x - k))²/n)/n, in one read of the data rather
+// than the two of mean-then-centred-squares. Σx² - n·mean² would lose the variance of data with a
+// large mean and a small spread; the shift removes the mean. What is left cancels by the factor
+// Σ(x - k)²/Σ(x - mean)² = 1 + (mean - k)²/var, which multiplies the rounding of the sums: where
+// it passes 8 (k an outlier of its group), that group's statistics are taken again in two passes,
+// so that no group's are less accurate than two passes' by more than that factor.
 #pragma once
 
 #include <cstddef>
@@ -22,20 +26,16 @@ struct Moments {
     std::vector<double> var;  // biased: Σ(x - mean)² / group_size
 };
 
-// The stages in units of groups: `groups` is all of them or a block; out has one entry per group.
+// The stages in units of groups: `groups` is all of them or a block; outputs have one entry per
+// group, of which those of `groups` are written.
 template <class T>
-void group_sums(const Grouping& grouping, const T* x, const Rows& groups, std::span<double> sum);
-
-template <class T>
-void group_centered_squares(const Grouping& grouping, const T* x, std::span<const double> mean, const Rows& groups,
-                            std::span<double> out);
+void group_moments(const Grouping& grouping, const T* x, const Rows& groups, Moments& out);
 
 // Σx², for statistics about zero (FilterResponseNorm's ν²).
 template <class T>
 void group_squares(const Grouping& grouping, const T* x, const Rows& groups, std::span<double> out);
 
-// The two passes over every group: the mean and the biased variance. A std::invalid_argument when
-// a group has no element.
+// group_moments over every group. A std::invalid_argument when a group has no element.
 template <class T>
 Moments batch_moments(const Grouping& grouping, const T* x);
 
