@@ -216,14 +216,14 @@ Case drawGroupNorm(bool large) {
 
 // normalized_shape the last k dims of the input. Large: rows in cache blocks, in parallel; a row
 // past the cache block; rows of 4 elements and more than 2^14 of them (the column reduction in
-// blocks of rows).
+// blocks of rows); rows of one element, which the elementwise passes merge into one run.
 Case drawLayerNorm(bool large) {
     Shape shape;
     std::size_t dims = 1;
     if (large) {
-        const std::size_t pick = *uniformIn<std::size_t>(0, 4);
-        shape = grown(std::vector<Shape>{{16, 3, 40, 40}, {2, 70000}, {20000, 4}, {64, 32, 32}}[pick]);
-        dims = std::vector<std::size_t>{3, 1, 1, 2}[pick];
+        const std::size_t pick = *uniformIn<std::size_t>(0, 5);
+        shape = grown(std::vector<Shape>{{16, 3, 40, 40}, {2, 70000}, {20000, 4}, {64, 32, 32}, {70000, 1}}[pick]);
+        dims = std::vector<std::size_t>{3, 1, 1, 2, 1}[pick];
     } else {
         shape = *genShape(1, 4);
         dims = *uniformIn<std::size_t>(1, shape.size() + 1);

@@ -12,7 +12,6 @@
 
 #include <array>
 #include <cstddef>
-#include <stdexcept>
 #include <vector>
 
 #include "layers/normalization/arithmetic.hpp"
@@ -31,28 +30,26 @@ public:
     ElementwiseAffineEpilogue(const T* gamma, const T* beta, std::size_t columns)
         : gamma_(gamma, gamma + columns), beta_(beta, beta + columns) {}
 
-    // Element k of the bound run or row is in column k - origin.
+    // Element k of the bound run or row is in column (k - origin)·step.
     struct Bound {
         const T* gamma;
         const T* beta;
         std::size_t origin;
+        std::size_t step;
         T forward(T v, std::size_t k) const {
-            return normalization_detail::mul_add(v, gamma[k - origin], beta[k - origin]);
+            return normalization_detail::mul_add(v, gamma[(k - origin) * step], beta[(k - origin) * step]);
         }
-        T gate(T dy, T, std::size_t k) const { return dy * gamma[k - origin]; }
+        T gate(T dy, T, std::size_t k) const { return dy * gamma[(k - origin) * step]; }
         std::array<double, 0> extras(T, T, std::size_t) const { return {}; }
     };
-    // k is the position in the run, a whole row: the epilogue is for per-sample groupings, whose row
-    // view (1, rows, M) never merges rows into one run (runs.hpp).
+    // k is the position in the run: a whole row, or, where the rows of the per-sample view
+    // (1, rows, M) merge (runs.hpp: only at M = 1), rows of one column each.
     template <class PerElement>
     Bound bind_run(PerElement, std::size_t) const {
-        if constexpr (PerElement::value) {
-            throw std::logic_error("elementwise affine epilogue: runs across rows; expected a per-sample grouping");
-        }
-        return {gamma_.data(), beta_.data(), 0};
+        return {gamma_.data(), beta_.data(), 0, PerElement::value ? 0u : 1u};
     }
     // k is the element's index in the tensor.
-    Bound bind_row(std::size_t row) const { return {gamma_.data(), beta_.data(), row * gamma_.size()}; }
+    Bound bind_row(std::size_t row) const { return {gamma_.data(), beta_.data(), row * gamma_.size(), 1}; }
 
 private:
     std::vector<T> gamma_;

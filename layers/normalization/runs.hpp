@@ -21,7 +21,9 @@ inline constexpr std::size_t kSerialBelow = 1 << 16;  // elements; smaller tenso
 inline constexpr std::size_t kTaskElems = 1 << 14;    // elements per parallel task, at least
 
 // Whether runs merge the rows of a sample, and so coefficients are laid out per element of a row.
-inline bool merges_rows(const ChannelShape& view) { return view.s < kShortRun && view.n > 1; }
+// A per-sample row view (1, rows, S) merges its rows only at S = 1, where per-row coefficients are
+// per element already; at other short S it would need coefficient arrays as large as the tensor.
+inline bool merges_rows(const ChannelShape& view) { return view.s < kShortRun && (view.n > 1 || view.s == 1); }
 
 // Calls run(per_element, offset, length, first) on the contiguous runs that cover samples
 // [n0, n1) of rows [c0, c1): each (n, c) row of S elements, with first = c; or, where rows merge,
@@ -41,15 +43,17 @@ void for_each_run(const ChannelShape& sh, std::size_t n0, std::size_t n1, std::s
 }
 
 // Calls body(n0, n1, c0, c1) on blocks covering the rows of `rows`: a block of rows as one block;
-// all rows in parallel tasks of at least kTaskElems elements (whole samples when rows merge), or as
-// one block for small tensors.
+// all rows in parallel tasks of at least kTaskElems elements (whole samples when rows merge and
+// there are several), or as one block for small tensors.
 template <class Body>
 void for_each_block(const ChannelShape& sh, const Rows& rows, const Body& body) {
     if (!rows.whole || sh.size() < kSerialBelow) {
         body(std::size_t{0}, sh.n, rows.begin, rows.end);
         return;
     }
-    const std::size_t cgrain = merges_rows(sh) ? sh.c : std::max<std::size_t>(1, kTaskElems / std::max<std::size_t>(sh.s * sh.n, 1));
+    const std::size_t cgrain = merges_rows(sh) && sh.n > 1
+                                   ? sh.c
+                                   : std::max<std::size_t>(1, kTaskElems / std::max<std::size_t>(sh.s * sh.n, 1));
     const std::size_t ngrain = std::max<std::size_t>(1, kTaskElems / (cgrain * sh.s));
     tbb::parallel_for(tbb::blocked_range2d<std::size_t>(0, sh.n, ngrain, 0, sh.c, cgrain),
                       [&](const tbb::blocked_range2d<std::size_t>& r) {
