@@ -12,7 +12,8 @@ markdown tables of bench/RESULTS.md:
   - fusions: build/bench/bn_fusion_bench (BN + ReLU, eval folding, BN folded into Conv2d);
   - family: build/bench/norm_family_bench (GroupNorm, LayerNorm over (C, H, W), InstanceNorm2d,
     Batch Renorm, Ghost BN) beside nn.GroupNorm, nn.LayerNorm, nn.InstanceNorm2d and, for the two
-    BN-based layers, nn.BatchNorm2d over the whole batch, forward-train and forward-train + backward,
+    BN-based layers, nn.BatchNorm2d over the whole batch, and oneDNN's layer normalization
+    (build/bench/onednn_layer_norm_bench) beside LayerNorm, forward-train and forward-train + backward,
     at the same shapes and threads, with x_copy and the ratio to PyTorch.
 
 usage: /usr/bin/python3 bench/compare_torch.py [--build build] [--repetitions 5]
@@ -266,6 +267,8 @@ FAMILY = [
 
 def print_family(build, repetitions):
     xg = google_benchmark(f"{build}/bench/norm_family_bench", ".", repetitions)
+    # oneDNN 2.6 has layer normalization, not group or instance normalization.
+    dn = google_benchmark(f"{build}/bench/onednn_layer_norm_bench", ".", repetitions)
     rows = []  # (layer, torch label, n, c, s, t, extra, [forward, forward+backward] in torch)
     for layer, extra_of, module_of, label in FAMILY:
         for t in THREADS:
@@ -277,15 +280,18 @@ def print_family(build, repetitions):
     for title, phase, col in (("forward-train", "forward_train", 0),
                               ("forward-train + backward", "forward_backward_train", 1)):
         print(f"### Normalization family, {title} (µs)\n")
-        print("| layer | PyTorch | (N, C, H·W) | threads | xgrad | PyTorch | copy floor | xgrad / copy floor "
-              "| PyTorch / copy floor | xgrad / PyTorch |")
-        print("|---|---|---|---|---|---|---|---|---|---|")
+        print("| layer | PyTorch | (N, C, H·W) | threads | xgrad | PyTorch | oneDNN | copy floor "
+              "| xgrad / copy floor | PyTorch / copy floor | xgrad / PyTorch |")
+        print("|---|---|---|---|---|---|---|---|---|---|---|")
         for layer, label, n, c, s, t, extra, theirs in rows:
             args = "".join(f"/{k}:{v}" for k, v in extra.items())
             record = xg[f"BM_{layer}_{phase}/N:{n}/C:{c}/S:{s}/threads:{t}{args}/real_time"]
             ours, floor = record["us"], record["us"] / record["x_copy"]
+            onednn = dn.get(f"BM_onednn_{layer}_{phase}/N:{n}/C:{c}/S:{s}/threads:{t}/real_time")
+            onednn_us = f"{onednn['us']:.1f}" if onednn else ""
             shown = layer + "".join(f" ({k} {v})" for k, v in extra.items())
-            print(f"| {shown} | {label} | ({n}, {c}, {s}) | {t} | {ours:.1f} | {theirs[col]:.1f} | {floor:.1f} "
+            print(f"| {shown} | {label} | ({n}, {c}, {s}) | {t} | {ours:.1f} | {theirs[col]:.1f} "
+                  f"| {onednn_us} | {floor:.1f} "
                   f"| {record['x_copy']:.2f} | {theirs[col] / floor:.2f} | {ours / theirs[col]:.2f} |")
         print()
 
