@@ -85,6 +85,7 @@ void BM_onednn_layer_norm_forward_backward_train(benchmark::State& state) {
                                                         {DNNL_ARG_DIFF_DST, p.filled(p.data, 0.0f, 2)},
                                                         {DNNL_ARG_SCALE, scale},
                                                         {DNNL_ARG_DIFF_SRC, memory(p.data, p.engine)},
+                                                        {DNNL_ARG_SHIFT, shift},
                                                         {DNNL_ARG_DIFF_SCALE, memory(p.row, p.engine)},
                                                         {DNNL_ARG_DIFF_SHIFT, memory(p.row, p.engine)}};
     for (auto _ : state) {
