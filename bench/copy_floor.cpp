@@ -3,9 +3,6 @@
 #include <algorithm>
 #include <chrono>
 #include <cstring>
-#include <map>
-#include <mutex>
-#include <utility>
 #include <vector>
 
 #include <tbb/global_control.h>
@@ -51,14 +48,7 @@ double measure_copy(std::size_t bytes, int threads) {
 
 }  // namespace
 
-double copy_seconds(std::size_t bytes, int threads) {
-    static std::mutex mutex;
-    static std::map<std::pair<std::size_t, int>, double> measured;
-    const std::lock_guard lock(mutex);
-    const auto key = std::make_pair(bytes, threads);
-    if (const auto it = measured.find(key); it != measured.end()) return it->second;
-    return measured[key] = measure_copy(bytes, threads);
-}
+double copy_seconds(std::size_t bytes, int threads) { return measure_copy(bytes, threads); }
 
 void set_traffic_counters(benchmark::State& state, std::size_t traffic_bytes, int threads) {
     state.SetBytesProcessed(static_cast<std::int64_t>(state.iterations()) * static_cast<std::int64_t>(traffic_bytes));

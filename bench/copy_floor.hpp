@@ -12,7 +12,8 @@
 namespace xgrad_bench {
 
 // Seconds a threaded memcpy of `bytes` takes with `threads` threads (64 KiB pieces over TBB):
-// the median of several timed repetitions, measured once per (bytes, threads) in this process.
+// the median of several timed repetitions, measured anew at each call, so that a kernel's x_copy
+// compares its time with a floor measured under the same load, right after it.
 double copy_seconds(std::size_t bytes, int threads);
 
 // Sets the kernel's counters from its minimal traffic per iteration (bytes read + written):

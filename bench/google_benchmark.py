@@ -6,10 +6,14 @@ import subprocess
 
 def google_benchmark(binary, pattern, repetitions):
     """Median records by benchmark name, from a Google Benchmark binary's JSON output, with the
-    time in µs as "us" (counters such as x_copy as the binary reported them) and, with several
+    time in µs as "us" (counters such as x_copy as the binary reported them, medians over the
+    repetitions as the time is) and, with several
     repetitions, the coefficient of variation of the time and of each counter as "cv"."""
+    # Repetitions interleaved at random over the run, so that a burst of load from elsewhere on the
+    # machine spoils one repetition of several benchmarks rather than every repetition of one.
     out = subprocess.run([binary, f"--benchmark_filter={pattern}", "--benchmark_format=json",
-                          f"--benchmark_repetitions={repetitions}", "--benchmark_report_aggregates_only=true"],
+                          f"--benchmark_repetitions={repetitions}", "--benchmark_report_aggregates_only=true",
+                          "--benchmark_enable_random_interleaving=true"],
                          check=True, capture_output=True, text=True).stdout
     to_us = {"ns": 1e-3, "us": 1.0, "ms": 1e3, "s": 1e6}
     medians, cvs = {}, {}
