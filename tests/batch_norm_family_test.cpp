@@ -788,8 +788,8 @@ FrnCase genFrnCase(const Shape& shape) {
     for (double& v : k.x) v = v == 0.0 ? 0.125 : v;
     const Array weight = perChannelValues(shape[1], awayFromZero(0.25, 2));
     const Array bias = perChannelValues(shape[1], anywhere(-1, 1));
-    Var<double>(k.frn->weight()).mutable_value() = weight;
-    Var<double>(k.frn->bias()).mutable_value() = bias;
+    Var<double>(*k.frn->weight()).mutable_value() = weight;
+    Var<double>(*k.frn->bias()).mutable_value() = bias;
     Var<double>(k.frn->tau()).mutable_value() = genTauAwayFrom(frnBeforeTlu(k.x, weight, bias, k.frn->eps()));
     return k;
 }
@@ -798,12 +798,12 @@ RC_GTEST_PROP(FilterResponseNormGradients, TrainingAndEval, ()) {
     const FrnCase k = genFrnCase(*genFrnShape());
     k.frn->train(*rc::gen::arbitrary<bool>());
     checkLayerGradients([&](const Inputs& in) { return (*k.frn)(in[0]); },
-                        {leaf(k.x), k.frn->weight(), k.frn->bias(), k.frn->tau()}, k.frn->describe());
+                        {leaf(k.x), *k.frn->weight(), *k.frn->bias(), k.frn->tau()}, k.frn->describe());
 }
 
 RC_GTEST_PROP(FilterResponseNormProperties, OutputIsTheTluOfTheNormalizedInput, ()) {
     const FrnCase k = genFrnCase(*genFrnShape());
-    const Array expected = xt::maximum(frnBeforeTlu(k.x, k.frn->weight().value(), k.frn->bias().value(), k.frn->eps()),
+    const Array expected = xt::maximum(frnBeforeTlu(k.x, k.frn->weight()->value(), k.frn->bias()->value(), k.frn->eps()),
                                        xt::view(k.frn->tau().value(), xt::newaxis(), xt::all(), xt::newaxis(),
                                                 xt::newaxis()));
     checkClose((*k.frn)(Var<double>(k.x)).value(), expected, 1e-12, "y");
@@ -823,6 +823,19 @@ TEST(FilterResponseNormErrors, ShapesAndArguments) {
     expectMentions(error_of([] { xgrad::FilterResponseNorm2d<float>(0); }), {"FilterResponseNorm2d", "num_features >= 1"});
 }
 
+// A parameter replaced with another shape is refused before the kernel reads it.
+TEST(FilterResponseNormErrors, ReplacedParameters) {
+    const Var<float> x(xt::xarray<float>(xt::ones<float>({2, 4, 3, 3})));
+    for (const char* name : {"weight", "bias", "tau"}) {
+        xgrad::FilterResponseNorm2d<float> frn(4);
+        for (auto& [n, p] : frn.named_parameters()) {
+            if (n == name) p.mutable_value() = xt::ones<float>({3});
+        }
+        EXPECT_EQ(error_of([&] { frn(x); }), "FilterResponseNorm2d(4, eps=1e-06): " + std::string(name) +
+                                                 " has shape (3), expected (4)");
+    }
+}
+
 TEST(FilterResponseNormState, ParametersAsTimmNamesThem) {
     xgrad::FilterResponseNorm2d<float> frn(3);
     std::vector<std::string> names;
@@ -832,7 +845,7 @@ TEST(FilterResponseNormState, ParametersAsTimmNamesThem) {
     }
     EXPECT_EQ(names, (std::vector<std::string>{"weight", "bias", "tau"}));
     EXPECT_TRUE(frn.named_buffers().empty());
-    EXPECT_EQ(frn.weight().value(), xt::ones<float>({3}));
+    EXPECT_EQ(frn.weight()->value(), xt::ones<float>({3}));
     EXPECT_EQ(frn.tau().value(), xt::zeros<float>({3}));
 }
 
@@ -1006,13 +1019,13 @@ void checkFrnAndStandardizationAcrossThreads(const Shape& x_shape, const Shape& 
     checkSameBitsWithOneAndTwoThreads<T>(
         [&] {
             xgrad::FilterResponseNorm2d<T> frn(x_shape[1]);
-            Var<T>(frn.weight()).mutable_value() = inType<T>(k.frn->weight().value());
-            Var<T>(frn.bias()).mutable_value() = inType<T>(k.frn->bias().value());
+            Var<T>(*frn.weight()).mutable_value() = inType<T>(k.frn->weight()->value());
+            Var<T>(*frn.bias()).mutable_value() = inType<T>(k.frn->bias()->value());
             Var<T>(frn.tau()).mutable_value() = inType<T>(k.frn->tau().value());
             Var<T> xv(x, true);
             const Var<T> y = frn(xv);
             y.backward(dy);
-            return std::vector<xt::xarray<T>>{y.value(), xv.grad(), frn.weight().grad(), frn.bias().grad(),
+            return std::vector<xt::xarray<T>>{y.value(), xv.grad(), frn.weight()->grad(), frn.bias()->grad(),
                                               frn.tau().grad()};
         },
         "FilterResponseNorm2d");

@@ -3,8 +3,6 @@
 #include <stdexcept>
 #include <utility>
 
-#include <xtensor/xbuilder.hpp>
-
 #include "layers/normalization/normalization_node.hpp"
 #include "layers/python_repr.hpp"
 
@@ -17,10 +15,8 @@ FilterResponseNorm2d<T>::FilterResponseNorm2d(std::size_t num_features, double e
         throw std::invalid_argument("FilterResponseNorm2d: expected num_features >= 1 and eps > 0, got " +
                                     std::to_string(num_features) + " and eps=" + python_float(eps));
     }
-    const std::vector<std::size_t> c{num_features};
-    weight_ = &this->register_parameter("weight", Var<T>(xt::xarray<T>(xt::ones<T>(c))));
-    bias_ = &this->register_parameter("bias", Var<T>(xt::xarray<T>(xt::zeros<T>(c))));
-    tau_ = &this->register_parameter("tau", Var<T>(xt::xarray<T>(xt::zeros<T>(c))));
+    this->register_affine({num_features});
+    tau_ = &this->register_like_affine("tau", T(0));
 }
 
 template <class T>
@@ -35,19 +31,22 @@ Var<T> FilterResponseNorm2d<T>::forward(const Var<T>& x) {
         throw ShapeError(this->where() + ": expected H·W >= 1 values per instance to normalize, got input " +
                          shape_str(shape));
     }
+    this->check_state();
     const ChannelShape sh = channel_shape(shape);
     // One group per (sample, channel): nu² over the instance's H·W values.
     const Grouping grouping = Grouping::per_sample(sh, sh.c);
     NormalizeOptions<T> options;
     options.eps = eps_;
-    options.gamma = weight_->value().data();
-    options.beta = bias_->value().data();
+    const Var<T>& weight = *this->weight();
+    const Var<T>& bias = *this->bias();
+    options.gamma = weight.value().data();
+    options.beta = bias.value().data();
     options.centring = Centring::none;
     TluEpilogue<T> tlu(grouping.row_view(), sh.c, tau_->value().data());
     xt::xarray<T> y = xt::xarray<T>::from_shape(shape);
     NormalizedBatch batch = normalize_batch(grouping, x.value().data(), options, tlu, y.data());
     return normalization_node("filter_response_norm", x, std::move(y), grouping, std::move(batch),
-                              GradientThrough::mean_square(), NormalizationParameters<T>{*weight_, *bias_, *tau_},
+                              GradientThrough::mean_square(), NormalizationParameters<T>{weight, bias, *tau_},
                               std::move(tlu));
 }
 

@@ -1,6 +1,7 @@
 #include "layers/normalization/normalization_layer.hpp"
 
 #include <string>
+#include <utility>
 
 #include <xtensor/xbuilder.hpp>
 
@@ -11,7 +12,7 @@ namespace xgrad {
 namespace {
 
 template <class T>
-void check_shape(const std::string& where, const char* name, const xt::xarray<T>& value, const Shape& expected) {
+void check_shape(const std::string& where, const std::string& name, const xt::xarray<T>& value, const Shape& expected) {
     if (to_shape(value.shape()) != expected) {
         throw ShapeError(where + ": " + name + " has shape " + shape_str(value.shape()) + ", expected " +
                          shape_str(expected));
@@ -28,6 +29,15 @@ void NormalizationLayer<T>::register_affine(const Shape& shape) {
 }
 
 template <class T>
+Var<T>& NormalizationLayer<T>::register_like_affine(const std::string& name, T initial) {
+    auto values = xt::xarray<T>::from_shape(affine_shape_);
+    values.fill(initial);
+    Var<T>& v = this->register_parameter(name, Var<T>(std::move(values)));
+    like_affine_.emplace_back(name, v);
+    return v;
+}
+
+template <class T>
 void NormalizationLayer<T>::register_running_statistics(std::size_t channels) {
     running_shape_ = {channels};
     running_mean_ = &this->register_buffer("running_mean", xt::zeros<T>(running_shape_));
@@ -39,6 +49,7 @@ template <class T>
 void NormalizationLayer<T>::check_state() const {
     if (weight_) check_shape(this->where(), "weight", weight_->value(), affine_shape_);
     if (bias_) check_shape(this->where(), "bias", bias_->value(), affine_shape_);
+    for (const auto& [name, v] : like_affine_) check_shape(this->where(), name, v.value(), affine_shape_);
     if (running_mean_) check_shape(this->where(), "running_mean", *running_mean_, running_shape_);
     if (running_var_) check_shape(this->where(), "running_var", *running_var_, running_shape_);
 }
