@@ -11,7 +11,7 @@ The benchmarks run one set of arguments (a shape and a thread count) at a time, 
 binary in turn, the first of the two alternating, so that both meet the same load; each process
 measures its own copy floor (bench/copy_floor.hpp), which x_copy divides by.
 
-usage: /usr/bin/python3 bench/compare_builds.py OLD_BUILD NEW_BUILD [--repetitions 5]
+usage: /usr/bin/python3 bench/compare_builds.py OLD_BUILD NEW_BUILD [--repetitions 5] [--statistic median|min]
                                                 [--binaries batch_norm_bench bn_fusion_bench]
                                                 [--arguments REGEX]
 """
@@ -22,7 +22,7 @@ import os
 import re
 import subprocess
 
-from google_benchmark import google_benchmark
+from google_benchmark import STATISTICS, google_benchmark
 
 
 def provenance(build):
@@ -47,7 +47,7 @@ def argument_sets(binary):
     return groups
 
 
-def measure(old_binary, new_binary, repetitions, selected):
+def measure(old_binary, new_binary, repetitions, statistic, selected):
     """{name: (old record, new record)} for the benchmarks of the new binary whose arguments match
     the regular expression `selected`."""
     pairs = {}
@@ -55,7 +55,7 @@ def measure(old_binary, new_binary, repetitions, selected):
     for k, arguments in enumerate(chosen):
         pattern = f"/{arguments}/"
         order = [("old", old_binary), ("new", new_binary)]
-        runs = dict((which, google_benchmark(binary, pattern, repetitions))
+        runs = dict((which, google_benchmark(binary, pattern, repetitions, statistic))
                     for which, binary in (order if k % 2 == 0 else order[::-1]))
         for name, record in runs["new"].items():
             pairs[name] = (runs["old"].get(name), record)
@@ -88,6 +88,8 @@ def main():
     parser.add_argument("old_build")
     parser.add_argument("new_build")
     parser.add_argument("--repetitions", type=int, default=5)
+    parser.add_argument("--statistic", choices=tuple(STATISTICS), default="median",
+                        help="each figure as the median of its repetitions or their minimum (a noisy shared host)")
     parser.add_argument("--binaries", nargs="+", default=["batch_norm_bench", "bn_fusion_bench"])
     parser.add_argument("--arguments", default="", help="only the argument sets this regular expression finds")
     args = parser.parse_args()
@@ -95,11 +97,11 @@ def main():
     with open("/proc/cpuinfo") as f:
         cpu = next((line.split(":", 1)[1].strip() for line in f if line.startswith("model name")), "unknown CPU")
     print(f"{datetime.date.today()}, {cpu} ({os.cpu_count()} logical CPUs): old {provenance(args.old_build)} "
-          f"({args.old_build}), new {provenance(args.new_build)} ({args.new_build}); medians of {args.repetitions} "
+          f"({args.old_build}), new {provenance(args.new_build)} ({args.new_build}); {args.statistic} of {args.repetitions} "
           f"repetitions; new / old of the time.\n")
     for binary in args.binaries:
         pairs = measure(os.path.join(args.old_build, "bench", binary), os.path.join(args.new_build, "bench", binary),
-                        args.repetitions, args.arguments)
+                        args.repetitions, args.statistic, args.arguments)
         print_table(binary, pairs)
 
 

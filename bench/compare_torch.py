@@ -16,7 +16,7 @@ markdown tables of bench/RESULTS.md:
     (build/bench/onednn_layer_norm_bench) beside LayerNorm, forward-train and forward-train + backward,
     at the same shapes and threads, with x_copy and the ratio to PyTorch.
 
-usage: /usr/bin/python3 bench/compare_torch.py [--build build] [--repetitions 5]
+usage: /usr/bin/python3 bench/compare_torch.py [--build build] [--repetitions 5] [--statistic median|min]
                                                [--part all|bn|steps|variants|fusions|family]
 """
 import argparse
@@ -30,11 +30,13 @@ import time
 
 import torch
 
-from google_benchmark import google_benchmark
+from google_benchmark import STATISTICS, google_benchmark
 
 SHAPES = [(64, 32, 28 * 28), (64, 64, 14 * 14), (32, 64, 56 * 56), (32, 256, 14 * 14),
           (16, 3, 224 * 224), (64, 512, 1), (60, 100, 1), (256, 1024, 1)]
 THREADS = [1, 2]
+# How repetitions become a figure, for xgrad's binaries and PyTorch alike (google_benchmark.py).
+STATISTIC = "median"
 
 
 def xgrad_name(kind, n, c, s, t):
@@ -46,9 +48,9 @@ def onednn_name(kind, n, c, s, t, nhwc):
 
 
 def torch_medians(module, n, c, s, threads, channels_last, repetitions):
-    """(forward-train, forward+backward) medians in µs of the torch module in training mode on an
+    """(forward-train, forward+backward) times in µs of the torch module in training mode on an
     (N, C, H, W) input, as Google Benchmark takes them: each repetition times enough iterations for
-    0.2 s, the median over repetitions."""
+    0.2 s, STATISTIC over repetitions."""
     torch.set_num_threads(threads)
     module = module.train()
     h, w = image_size(s)
@@ -70,7 +72,7 @@ def torch_medians(module, n, c, s, threads, channels_last, repetitions):
         for p in module.parameters():
             p.grad = None
 
-    return [time_median(forward, repetitions), time_median(forward_backward, repetitions)]
+    return [time_per_call(forward, repetitions), time_per_call(forward_backward, repetitions)]
 
 
 def image_size(s):
@@ -79,8 +81,8 @@ def image_size(s):
     return h, s // h
 
 
-def time_median(step, repetitions, min_seconds=0.2):
-    """Median over repetitions of the time per call in µs, each repetition timing enough calls
+def time_per_call(step, repetitions, min_seconds=0.2):
+    """The time per call in µs, STATISTIC over repetitions, each repetition timing enough calls
     for min_seconds, after one warm-up call: as Google Benchmark takes its figures."""
     step()
     times = []
@@ -92,7 +94,7 @@ def time_median(step, repetitions, min_seconds=0.2):
             iterations += 1
             elapsed = time.perf_counter() - start
         times.append(elapsed / iterations * 1e6)
-    return statistics.median(times)
+    return STATISTICS[STATISTIC](times)
 
 
 def torch_model(name):
@@ -134,20 +136,21 @@ def torch_train_steps(repetitions):
 
             for _ in range(3):
                 step()
-            out[f"{name}/{threads}"] = time_median(step, repetitions, 1.0)
+            out[f"{name}/{threads}"] = time_per_call(step, repetitions, 1.0)
     return out
 
 
 def torch_train_steps_in_child(repetitions, env_extra):
     """torch_train_steps in a fresh interpreter whose environment adds env_extra (OpenBLAS reads
     OPENBLAS_CORETYPE once, when PyTorch loads it)."""
-    out = subprocess.run(["/usr/bin/python3", __file__, "--torch-steps-only", "--repetitions", str(repetitions)],
+    out = subprocess.run(["/usr/bin/python3", __file__, "--torch-steps-only", "--repetitions", str(repetitions),
+                          "--statistic", STATISTIC],
                          check=True, capture_output=True, text=True, env={**os.environ, **env_extra}).stdout
     return json.loads(out)
 
 
 def print_train_steps(build, repetitions):
-    xg = google_benchmark(f"{build}/bench/train_step_bench", ".", repetitions)
+    xg = google_benchmark(f"{build}/bench/train_step_bench", ".", repetitions, STATISTIC)
     as_installed = torch_train_steps_in_child(repetitions, {})
     avx512 = torch_train_steps_in_child(repetitions, {"OPENBLAS_CORETYPE": "SkylakeX"})
     print("### Training step\n")
@@ -169,7 +172,7 @@ def print_pivot(binary, title, repetitions, counter=None):
     name up to the arguments) and thread count, a column per shape, cells "µs (x_copy)"; with
     `counter`, that counter's first value on the row in a last column."""
     tables = {}  # argument names -> {(benchmark, threads): {shape: record}}
-    for name, record in google_benchmark(binary, ".", repetitions).items():
+    for name, record in google_benchmark(binary, ".", repetitions, STATISTIC).items():
         parts = [p for p in name.split("/") if p != "real_time"]
         first_arg = next((i for i, part in enumerate(parts) if ":" in part), len(parts))
         args = [p for p in parts[first_arg:] if not p.startswith("threads:")]
@@ -198,8 +201,12 @@ def main():
     parser.add_argument("--repetitions", type=int, default=5)
     parser.add_argument("--part", choices=("all", "bn", "steps", "variants", "fusions", "family"), default="all",
                         help="one part of the tables, or all of them")
+    parser.add_argument("--statistic", choices=tuple(STATISTICS), default="median",
+                        help="each figure as the median of its repetitions or their minimum (a noisy shared host)")
     parser.add_argument("--torch-steps-only", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
+    global STATISTIC
+    STATISTIC = args.statistic
     if args.torch_steps_only:
         print(json.dumps(torch_train_steps(args.repetitions)))
         return
@@ -207,7 +214,7 @@ def main():
     cpu = subprocess.run(["sh", "-c", "grep -m1 'model name' /proc/cpuinfo | cut -d: -f2"],
                          capture_output=True, text=True).stdout.strip()
     print(f"Machine: {cpu} ({platform.machine()}, {os.cpu_count()} logical CPUs); PyTorch {torch.__version__}; "
-          f"medians of {args.repetitions} repetitions.\n")
+          f"{'medians' if STATISTIC == 'median' else 'minima'} of {args.repetitions} repetitions.\n")
     if args.part in ("all", "bn"):
         print_batch_norm(args.build, args.repetitions)
     if args.part in ("all", "steps"):
@@ -224,8 +231,8 @@ def main():
 
 def print_batch_norm(build, repetitions):
     xg = google_benchmark(f"{build}/bench/batch_norm_bench", "BM_(forward_train|forward_backward_train)/",
-                          repetitions)
-    dn = google_benchmark(f"{build}/bench/onednn_bn_bench", ".", repetitions)
+                          repetitions, STATISTIC)
+    dn = google_benchmark(f"{build}/bench/onednn_bn_bench", ".", repetitions, STATISTIC)
     pt = {(n, c, s, t, cl): torch_medians(torch.nn.BatchNorm2d(c), n, c, s, t, cl, repetitions)
           for t in THREADS for n, c, s in SHAPES for cl in (False, True)}
 
@@ -266,9 +273,9 @@ FAMILY = [
 
 
 def print_family(build, repetitions):
-    xg = google_benchmark(f"{build}/bench/norm_family_bench", ".", repetitions)
+    xg = google_benchmark(f"{build}/bench/norm_family_bench", ".", repetitions, STATISTIC)
     # oneDNN 2.6 has layer normalization, not group or instance normalization.
-    dn = google_benchmark(f"{build}/bench/onednn_layer_norm_bench", ".", repetitions)
+    dn = google_benchmark(f"{build}/bench/onednn_layer_norm_bench", ".", repetitions, STATISTIC)
     rows = []  # (layer, torch label, n, c, s, t, extra, [forward, forward+backward] in torch)
     for layer, extra_of, module_of, label in FAMILY:
         for t in THREADS:

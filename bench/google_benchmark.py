@@ -1,29 +1,41 @@
 """Running a Google Benchmark binary from the comparison scripts (compare_torch.py,
-compare_builds.py): its median records by benchmark name."""
+compare_builds.py): its records by benchmark name, reduced over the repetitions."""
 import json
+import statistics
 import subprocess
 
+# How the repetitions of a benchmark become its figure: the median, or the minimum. On a shared
+# host, other tenants' memory traffic only ever slows a memory-bound kernel down, in bursts that a
+# median of a few repetitions does not always outvote; the minimum is then the steadier estimate of
+# what the code itself costs.
+STATISTICS = {"median": statistics.median, "min": min}
 
-def google_benchmark(binary, pattern, repetitions):
-    """Median records by benchmark name, from a Google Benchmark binary's JSON output, with the
-    time in µs as "us" (counters such as x_copy as the binary reported them, medians over the
-    repetitions as the time is) and, with several
-    repetitions, the coefficient of variation of the time and of each counter as "cv"."""
+
+def google_benchmark(binary, pattern, repetitions, statistic="median"):
+    """Records by benchmark name from a Google Benchmark binary's JSON output, with the time in µs
+    as "us" and each counter (such as x_copy) reduced over the repetitions by `statistic`, and the
+    coefficient of variation of the time and of each counter as "cv"."""
     # Repetitions interleaved at random over the run, so that a burst of load from elsewhere on the
     # machine spoils one repetition of several benchmarks rather than every repetition of one.
     out = subprocess.run([binary, f"--benchmark_filter={pattern}", "--benchmark_format=json",
-                          f"--benchmark_repetitions={repetitions}", "--benchmark_report_aggregates_only=true",
-                          "--benchmark_enable_random_interleaving=true"],
+                          f"--benchmark_repetitions={repetitions}", "--benchmark_enable_random_interleaving=true"],
                          check=True, capture_output=True, text=True).stdout
     to_us = {"ns": 1e-3, "us": 1.0, "ms": 1e3, "s": 1e6}
-    medians, cvs = {}, {}
+    runs = {}
     for b in json.loads(out)["benchmarks"]:
-        # With one repetition Google Benchmark reports the run itself, no aggregates.
-        if b.get("aggregate_name") == "median" or (repetitions == 1 and b["run_type"] == "iteration"):
-            medians[b["run_name"]] = {**b, "us": b["real_time"] * to_us[b["time_unit"]]}
-        elif b.get("aggregate_name") == "cv":
-            cvs[b["run_name"]] = b
-    for name, record in medians.items():
-        if name in cvs:
-            record["cv"] = cvs[name]
-    return medians
+        if b["run_type"] == "iteration":
+            runs.setdefault(b["run_name"], []).append({**b, "us": b["real_time"] * to_us[b["time_unit"]]})
+    reduce = STATISTICS[statistic]
+    records = {}
+    for name, reps in runs.items():
+        record = dict(reps[0])
+        numeric = [k for k, v in record.items() if isinstance(v, (int, float)) and not isinstance(v, bool)]
+        record["cv"] = {}
+        for key in numeric:
+            values = [r[key] for r in reps]
+            record[key] = reduce(values)
+            mean = statistics.fmean(values)
+            record["cv"][key] = statistics.pstdev(values) / mean if len(values) > 1 and mean else 0.0
+        record["cv"]["real_time"] = record["cv"]["us"]
+        records[name] = record
+    return records
