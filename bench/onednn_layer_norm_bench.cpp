@@ -5,15 +5,13 @@
 // bytes_per_second counts the same minimal traffic as norm_family_bench.
 #include <omp.h>
 
-#include <algorithm>
 #include <cstdint>
-#include <random>
-#include <unordered_map>
 
 #include <benchmark/benchmark.h>
 #include <oneapi/dnnl/dnnl.hpp>
 
 #include "bench/bn_shapes.hpp"
+#include "bench/onednn_normalization.hpp"
 
 namespace {
 
@@ -36,15 +34,6 @@ struct Problem {
         row = memory::desc({m}, memory::data_type::f32, memory::format_tag::a);
         elements = n * m;
     }
-
-    memory filled(const memory::desc& desc, float mean, unsigned seed) const {
-        memory m(desc, engine);
-        auto* p = static_cast<float*>(m.get_data_handle());
-        std::mt19937 rng(seed);
-        std::normal_distribution<float> dist(mean, 1.0f);
-        std::generate(p, p + desc.get_size() / sizeof(float), [&] { return dist(rng); });
-        return m;
-    }
 };
 
 void BM_onednn_layer_norm_forward_train(benchmark::State& state) {
@@ -52,12 +41,7 @@ void BM_onednn_layer_norm_forward_train(benchmark::State& state) {
     const dnnl::layer_normalization_forward::primitive_desc pd(
         {dnnl::prop_kind::forward_training, p.data, epsilon, flags}, p.engine);
     const dnnl::layer_normalization_forward forward(pd);
-    const std::unordered_map<int, memory> args{{DNNL_ARG_SRC, p.filled(p.data, 0.5f, 1)},
-                                               {DNNL_ARG_DST, memory(p.data, p.engine)},
-                                               {DNNL_ARG_MEAN, memory(pd.mean_desc(), p.engine)},
-                                               {DNNL_ARG_VARIANCE, memory(pd.variance_desc(), p.engine)},
-                                               {DNNL_ARG_SCALE, p.filled(p.row, 1.0f, 3)},
-                                               {DNNL_ARG_SHIFT, p.filled(p.row, 0.0f, 4)}};
+    const auto args = xgrad_bench::normalization_tensors(pd, p.data, p.row, p.engine).forward_args();
     for (auto _ : state) {
         forward.execute(p.stream, args);
         p.stream.wait();
@@ -73,21 +57,9 @@ void BM_onednn_layer_norm_forward_backward_train(benchmark::State& state) {
         {dnnl::prop_kind::backward, p.data, p.data, epsilon, flags}, p.engine, forward_pd);
     const dnnl::layer_normalization_forward forward(forward_pd);
     const dnnl::layer_normalization_backward backward(backward_pd);
-    const memory src = p.filled(p.data, 0.5f, 1), mean(forward_pd.mean_desc(), p.engine),
-                 variance(forward_pd.variance_desc(), p.engine), scale = p.filled(p.row, 1.0f, 3),
-                 shift = p.filled(p.row, 0.0f, 4);
-    const std::unordered_map<int, memory> forward_args{{DNNL_ARG_SRC, src},     {DNNL_ARG_DST, memory(p.data, p.engine)},
-                                                       {DNNL_ARG_MEAN, mean},   {DNNL_ARG_VARIANCE, variance},
-                                                       {DNNL_ARG_SCALE, scale}, {DNNL_ARG_SHIFT, shift}};
-    const std::unordered_map<int, memory> backward_args{{DNNL_ARG_SRC, src},
-                                                        {DNNL_ARG_MEAN, mean},
-                                                        {DNNL_ARG_VARIANCE, variance},
-                                                        {DNNL_ARG_DIFF_DST, p.filled(p.data, 0.0f, 2)},
-                                                        {DNNL_ARG_SCALE, scale},
-                                                        {DNNL_ARG_DIFF_SRC, memory(p.data, p.engine)},
-                                                        {DNNL_ARG_SHIFT, shift},
-                                                        {DNNL_ARG_DIFF_SCALE, memory(p.row, p.engine)},
-                                                        {DNNL_ARG_DIFF_SHIFT, memory(p.row, p.engine)}};
+    const auto tensors = xgrad_bench::normalization_tensors(forward_pd, p.data, p.row, p.engine);
+    const auto forward_args = tensors.forward_args();
+    const auto backward_args = tensors.backward_args();
     for (auto _ : state) {
         forward.execute(p.stream, forward_args);
         backward.execute(p.stream, backward_args);
