@@ -1,14 +1,31 @@
 // What oneDNN's batch and layer normalization benchmarks share: inputs filled with normal
-// values, and the argument maps of a training forward and its backward with scale and shift.
+// values, the argument maps of a training forward and its backward with scale and shift, and the
+// timed loops over them.
 #pragma once
 
 #include <algorithm>
+#include <cstdint>
 #include <random>
 #include <unordered_map>
 
+#include <benchmark/benchmark.h>
 #include <oneapi/dnnl/dnnl.hpp>
 
 namespace xgrad_bench {
+
+// The engine and stream, the data's memory descriptor and that of the scale and shift.
+struct NormalizationProblem {
+    dnnl::engine engine{dnnl::engine::kind::cpu, 0};
+    dnnl::stream stream{engine};
+    dnnl::memory::desc data;
+    dnnl::memory::desc params;
+    std::int64_t elements = 0;
+
+    // bytes_per_second of `tensors` tensors of the data's size per iteration.
+    void set_bytes(benchmark::State& state, std::int64_t tensors) const {
+        state.SetBytesProcessed(state.iterations() * tensors * elements * static_cast<std::int64_t>(sizeof(float)));
+    }
+};
 
 // A memory of `desc` filled with N(mean, 1) values from `seed`.
 inline dnnl::memory filled(const dnnl::memory::desc& desc, const dnnl::engine& engine, float mean, unsigned seed) {
@@ -52,6 +69,44 @@ NormalizationTensors normalization_tensors(const ForwardPd& pd, const dnnl::memo
             dnnl::memory(data, engine),
             dnnl::memory(params, engine),
             dnnl::memory(params, engine)};
+}
+
+inline constexpr float kEpsilon = 1e-5f;
+inline const auto kScaleShift = dnnl::normalization_flags::use_scale | dnnl::normalization_flags::use_shift;
+
+// Times a training forward (Forward: dnnl::batch_normalization_forward or
+// dnnl::layer_normalization_forward) over `data` with scale and shift of `params`.
+template <class Forward>
+void time_forward(benchmark::State& state, NormalizationProblem& p) {
+    const typename Forward::primitive_desc pd({dnnl::prop_kind::forward_training, p.data, kEpsilon, kScaleShift},
+                                              p.engine);
+    const Forward forward(pd);
+    const auto args = normalization_tensors(pd, p.data, p.params, p.engine).forward_args();
+    for (auto _ : state) {
+        forward.execute(p.stream, args);
+        p.stream.wait();
+    }
+    p.set_bytes(state, 2);
+}
+
+// Times the training forward and then its backward (Backward, the matching primitive).
+template <class Forward, class Backward>
+void time_forward_backward(benchmark::State& state, NormalizationProblem& p) {
+    const typename Forward::primitive_desc forward_pd(
+        {dnnl::prop_kind::forward_training, p.data, kEpsilon, kScaleShift}, p.engine);
+    const typename Backward::primitive_desc backward_pd(
+        {dnnl::prop_kind::backward, p.data, p.data, kEpsilon, kScaleShift}, p.engine, forward_pd);
+    const Forward forward(forward_pd);
+    const Backward backward(backward_pd);
+    const auto tensors = normalization_tensors(forward_pd, p.data, p.params, p.engine);
+    const auto forward_args = tensors.forward_args();
+    const auto backward_args = tensors.backward_args();
+    for (auto _ : state) {
+        forward.execute(p.stream, forward_args);
+        backward.execute(p.stream, backward_args);
+        p.stream.wait();
+    }
+    p.set_bytes(state, 5);
 }
 
 }  // namespace xgrad_bench
