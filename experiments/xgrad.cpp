@@ -45,6 +45,13 @@ CLI::Validator whole_number_at_least(std::int64_t min, const std::string& what =
         "N >= " + std::to_string(min));
 }
 
+// --threads, the same check for every command that takes it: TBB aborts on a limit of 0.
+CLI::Option* add_threads_option(CLI::App* cmd, std::size_t& threads, const std::string& help) {
+    return cmd->add_option("--threads", threads, help)
+        ->check(whole_number_at_least(1, "the number of threads"))
+        ->capture_default_str();
+}
+
 // The normalization flags: --norm NAME; --bn on|off, another spelling of --norm batch|none (given
 // both, they must agree); and the settings of the norms that have them, each an error naming both
 // with another norm. Their ranges are make_model's to check (check_norm_settings), but for the
@@ -228,7 +235,7 @@ int main(int argc, char** argv) {
     train_cmd->add_flag("--noisy-bn", config.model.noisy_bn, "Noise after every norm layer (Santurkar et al. 2018)");
     train_cmd->add_option("--synthetic-size", config.synthetic_size, "Training images of the synthetic data set")->capture_default_str();
     train_cmd->add_option("--seed", config.seed, "Seed of initialization, data order and dropout")->capture_default_str();
-    train_cmd->add_option("--threads", config.threads, "Threads (TBB's; OpenBLAS runs single-threaded inside them)")->check(CLI::PositiveNumber)->capture_default_str();
+    add_threads_option(train_cmd, config.threads, "Threads (TBB's; OpenBLAS runs single-threaded inside them)");
     train_cmd->add_option("--out", out, "Run directory (resumed if it holds an unfinished run with the same configuration)")->required();
 
     std::string checkpoint, eval_dataset = "fashion-mnist";
@@ -269,8 +276,9 @@ int main(int argc, char** argv) {
     experiment_cmd->add_option("--profile", profile, "quick (seconds, for tests) or paper (the reproduction)")
         ->check(CLI::IsMember({"quick", "paper"}))->capture_default_str();
     experiment_cmd->add_option("--jobs", experiment_options.jobs, "Runs trained at once, one thread each")
-        ->check(CLI::PositiveNumber)->capture_default_str();
-    experiment_cmd->add_option("--threads", seed_cnn_bn.threads, "seed-cnn-bn: threads (TBB's; OpenBLAS runs single-threaded inside them)")->capture_default_str();
+        ->check(whole_number_at_least(1, "the number of runs trained at once"))->capture_default_str();
+    add_threads_option(experiment_cmd, seed_cnn_bn.threads,
+                       "seed-cnn-bn: threads (TBB's; OpenBLAS runs single-threaded inside them)");
 
     std::string report_results = "results", report_out = "experiments/REPORT.md";
     CLI::App* report_cmd = app.add_subcommand("report", "Regenerate REPORT.md from the experiments' claims.json files");

@@ -433,6 +433,31 @@ TEST(Cli, EveryNormTrainsTheSeedCnnAndPaperMlp) {
     }
 }
 
+// --threads and --jobs below 1, in every command that takes them: an error naming the flag and its
+// range, before anything runs (TBB aborts the process on a limit of 0).
+TEST(Cli, ThreadAndJobCountsBelowOneAreErrorsNamingTheFlag) {
+    const fs::path dir = fresh_dir("thread_counts");
+    const std::string cli = std::string(XGRAD_CLI);
+    const std::pair<std::string, std::string> cases[] = {
+        {cli + " experiment seed-cnn-bn --threads 0 --results " + dir.string(),
+         "--threads: expected the number of threads, a whole number >= 1; got 0"},
+        {cli + " experiment seed-cnn-bn --threads -1 --results " + dir.string(),
+         "--threads: expected the number of threads, a whole number >= 1; got -1"},
+        {cli + " experiment convergence --jobs 0 --results " + dir.string(),
+         "--jobs: expected the number of runs trained at once, a whole number >= 1; got 0"},
+        {cli + " train --model paper-mlp --dataset synthetic --synthetic-size 64 --batch 16 --steps 2 --threads 0 --out " +
+             (dir / "run").string(),
+         "--threads: expected the number of threads, a whole number >= 1; got 0"}};
+    for (const auto& [command, message] : cases) {
+        SCOPED_TRACE(command);
+        const auto [status, output] = run_command(command);
+        EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) != 0) << "status " << status;
+        EXPECT_NE(output.find(message), std::string::npos) << output;
+        EXPECT_TRUE(!fs::exists(dir) || fs::is_empty(dir)) << "nothing written";
+    }
+    fs::remove_all(dir);
+}
+
 // Each norm setting: with another norm, an error naming both; out of its range, an error naming
 // the flag and the range; and nothing trained.
 TEST(Cli, NormSettingsOutOfPlaceOrRangeAreErrorsNamingTheFlag) {
