@@ -1,11 +1,10 @@
 #!/usr/bin/python3
 """Two builds of xgrad's benchmark binaries side by side, measured in one run: the no-regression
-check of a kernel rewrite (bench/RESULTS.md). For every benchmark, the median time and x_copy of
-the old and of the new build, and new over old of the time, with the larger of the two builds'
+check of a kernel rewrite (bench/RESULTS.md). For every benchmark, the time and x_copy (the median
+or the minimum of the repetitions, --statistic) of the old and of the new build, and new over old of the time, with the larger of the two builds'
 coefficients of variation of the time over the repetitions. The time is what the ratio compares:
 old and new run each shape in alternation, under the same load, whereas x_copy depends on how each
-build measures its floor (since the floor is measured at every run, it is no longer one
-measurement per process).
+build measures its floor (older builds measured it once per process).
 
 The benchmarks run one set of arguments (a shape and a thread count) at a time, old binary and new
 binary in turn, the first of the two alternating, so that both meet the same load; each process

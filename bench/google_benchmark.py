@@ -8,14 +8,14 @@ import subprocess
 # host, other tenants' memory traffic only ever slows a memory-bound kernel down, in bursts that a
 # median of a few repetitions does not always outvote; the minimum is then the steadier estimate of
 # what the code itself costs.
-STATISTICS = {"median": statistics.median, "min": min}
+STATISTICS = {"median": statistics.median_low, "min": min}
 
 
 def google_benchmark(binary, pattern, repetitions, statistic="median"):
     """Records by benchmark name from a Google Benchmark binary's JSON output, with the time in µs
-    as "us" and each counter reduced over the repetitions by `statistic` (x_copy as the reduced time
-    over the reduced floor), and the coefficient of variation of the time and of each counter as
-    "cv"."""
+    as "us" and the counters of the repetition whose time is `statistic` of the repetitions' times
+    (x_copy, though, as that time over the same statistic of the floors), and the coefficient of
+    variation of the time and of each counter as "cv"."""
     # Repetitions interleaved at random over the run, so that a burst of load from elsewhere on the
     # machine spoils one repetition of several benchmarks rather than every repetition of one.
     out = subprocess.run([binary, f"--benchmark_filter={pattern}", "--benchmark_format=json",
@@ -29,18 +29,20 @@ def google_benchmark(binary, pattern, repetitions, statistic="median"):
     reduce = STATISTICS[statistic]
     records = {}
     for name, reps in runs.items():
-        record = dict(reps[0])
+        # The repetition whose time is the statistic (median_low: one of them), with its own rates,
+        # so that bytes_per_second and the time agree.
+        us = reduce([r["us"] for r in reps])
+        record = dict(next(r for r in reps if r["us"] == us))
         numeric = [k for k, v in record.items() if isinstance(v, (int, float)) and not isinstance(v, bool)]
         record["cv"] = {}
         for key in numeric:
             values = [r[key] for r in reps]
-            record[key] = reduce(values)
             mean = statistics.fmean(values)
             record["cv"][key] = statistics.pstdev(values) / mean if len(values) > 1 and mean else 0.0
         record["cv"]["real_time"] = record["cv"]["us"]
         if "x_copy" in record:
             # The time over the floor, each reduced on its own: the ratio's own minimum would pick a
             # repetition whose floor, not whose kernel, met the load.
-            record["x_copy"] = record["us"] / reduce([r["us"] / r["x_copy"] for r in reps])
+            record["x_copy"] = us / reduce([r["us"] / r["x_copy"] for r in reps])
         records[name] = record
     return records

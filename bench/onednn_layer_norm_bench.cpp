@@ -2,7 +2,8 @@
 // (C, H, W): the (N, C, S) tensor as N rows of C·S elements, normalized along the row, with an
 // elementwise scale and shift of C·S values each, f32; forward-train and forward-train + backward
 // at the shapes of bench/bn_shapes.hpp, 1 and 2 OpenMP threads. Arguments: N, C, S, threads.
-// bytes_per_second counts the same minimal traffic as norm_family_bench.
+// bytes_per_second counts the data tensors (x and y; with the backward also dy, dx and x again),
+// not the scale and shift that norm_family_bench's LayerNorm counts besides.
 #include <omp.h>
 
 #include <cstdint>

@@ -289,8 +289,10 @@ TEST(ChannelReduce, VarianceOfFloatWithLargeMean) {
 }
 
 // The one-pass statistics shift by a channel's first element; where that element is far from the
-// mean (an outlier first, on a large mean), the cancellation is bounded by the group size, as the
-// header argues: the variance stays within n·2^-53 or so of a two-pass reference, in float and double.
+// mean (an outlier first, on a large mean), the cancellation passes the factor 8 past which
+// statistics.hpp takes the group again in two passes: mean and variance stay within the rounding
+// of a sum of n terms of a two-pass reference, in float and double. An outlier of 2.5 spreads
+// (a factor of about 7) stays on the one-pass path.
 template <class T>
 void check_variance_with_outlier_first(double outlier) {
     for (const ChannelShape sh : {ChannelShape{64, 3, 784}, ChannelShape{5000, 4, 1}, ChannelShape{2, 2, 3}}) {
@@ -311,10 +313,10 @@ void check_variance_with_outlier_first(double outlier) {
 }
 
 TEST(ChannelReduce, VarianceWithAnOutlierFirstFloat) {
-    for (double outlier : {1.0, 1e3, -3e4}) check_variance_with_outlier_first<float>(outlier);
+    for (double outlier : {0.025, 1.0, 1e3, -3e4}) check_variance_with_outlier_first<float>(outlier);
 }
 TEST(ChannelReduce, VarianceWithAnOutlierFirstDouble) {
-    for (double outlier : {1.0, 1e3, 1e8}) check_variance_with_outlier_first<double>(outlier);
+    for (double outlier : {0.025, 1.0, 1e3, 1e8}) check_variance_with_outlier_first<double>(outlier);
 }
 
 TEST(ChannelReduce, ShapesAndErrors) {

@@ -639,6 +639,9 @@ TEST(NormalizationFamilyErrors, GroupNorm) {
     EXPECT_NO_THROW(per_channel(input({3, 2})));  // torch accepts one value per group when N > 1
     parameter<float>(*model.norm, "weight")->mutable_value() = xt::ones<float>({3});
     EXPECT_EQ(error_of<xgrad::ShapeError>([&] { model(input({2, 4, 3})); }), where + ": weight has shape (3), expected (4)");
+    // Groups of no element (H·W = 0): an empty output, nothing read.
+    GroupNorm<float> empty_groups(2, 4);
+    EXPECT_EQ(empty_groups(input({2, 4, 0})).shape(), (Shape{2, 4, 0}));
 }
 
 TEST(NormalizationFamilyErrors, LayerNorm) {

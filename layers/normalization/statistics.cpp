@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <array>
+#include <cmath>
 #include <stdexcept>
 #include <vector>
 
@@ -23,6 +24,10 @@ void group_moments(const Grouping& grouping, const T* x, const Rows& groups, Mom
                          std::to_string(out.mean.size()) + " and " + std::to_string(out.var.size()));
     }
     const double n = static_cast<double>(view.per_channel());
+    if (view.per_channel() == 0) {  // no element to shift by, nor to read: the statistics of nothing
+        for (std::size_t g = groups.begin; g < groups.end; ++g) out.mean[g] = out.var[g] = std::nan("");
+        return;
+    }
     const std::size_t first_stride = view.s;  // group g's first element is x[g·S] in the statistics view
     const auto shift = [x, first_stride](std::size_t g) { return static_cast<double>(x[g * first_stride]); };
     std::vector<std::size_t> cancelled;

@@ -1,8 +1,8 @@
 // Stage 1 of every normalization: statistics per group (grouping.hpp), accumulated in double by
 // the per-channel reduction over the grouping's statistics view, so that the bits do not depend on
 // the thread count. The statistics are separate calls from the elementwise passes so that a
-// cross-process reduction can sit between them (SyncBatchNorm): each process's (count, mean, var)
-// combine into the global batch's as Chan et al.'s pairwise update does.
+// cross-process reduction can sit between them (a SyncBatchNorm would combine each process's
+// (count, mean, var) into the global batch's with Chan et al.'s pairwise update).
 //
 // One pass over shifted data: with k a group's first element, Σ(x - k) and Σ(x - k)² give
 // mean = k + Σ(x - k)/n and var = (Σ(x - k)² - (Σ(x - k))²/n)/n, in one read of the data rather
