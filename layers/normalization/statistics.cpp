@@ -11,7 +11,7 @@ namespace xgrad {
 namespace {
 
 // The cancellation factor Σ(x - k)² / Σ(x - mean)² = 1 + (mean - k)²/var above which a group's
-// one-pass variance is taken again from its centred squares.
+// statistics are taken again in two passes, the mean and then the centred squares.
 constexpr double kMaxCancellation = 8.0;
 
 }  // namespace
