@@ -186,6 +186,7 @@ const std::vector<BranchCase> branch_cases = {
     {{30001, 100, 1}, ChannelLayout::rows, ChannelSchedule::over_blocks},     // (N, C), many rows
     {{30001, 5, 3}, ChannelLayout::rows, ChannelSchedule::over_blocks},       // (N, C, L), short L
     {{20001, 70, 7}, ChannelLayout::rows, ChannelSchedule::over_blocks},      // (N, C, L), wide rows
+    {{20001, 10, 7}, ChannelLayout::rows, ChannelSchedule::over_blocks},      // (N, C, L), rows in register tiles
 };
 
 TEST(ChannelReduce, SchedulesCoverEveryBranch) {

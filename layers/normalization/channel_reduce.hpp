@@ -91,6 +91,9 @@ inline constexpr std::size_t kLanes = 16;              // independent accumulato
 inline constexpr std::size_t kBlockElems = 1 << 14;    // a channel's elements per block, about
 inline constexpr std::size_t kRowsBelowS = 16;         // S below this uses the rows layout
 inline constexpr std::size_t kRowChunk = 1024;         // rows layout: accumulators per quantity (L1)
+inline constexpr std::size_t kTile = 16;               // rows layout: accumulators per quantity in registers
+inline constexpr std::size_t kRowPassBytes = 1 << 15;  // rows layout: a pass's rows at 8 bytes a position (L1)
+inline constexpr std::size_t kMinTileRows = 16;        // rows layout: fewer rows in a pass, no register tiles
 inline constexpr std::size_t kSerialBelow = 1 << 16;   // fewer elements than this: no tasks
 inline constexpr std::size_t kTaskElems = 1 << 14;     // elements per task, at least
 
@@ -145,30 +148,53 @@ Sums<K> run_block(const F& term, const ChannelShape& sh, std::size_t c, std::siz
 }
 
 // Rows layout: adds the partials of channels [a, e) over rows [n0, n1) to out[0, e - a).
-// (e - a) * S <= kRowChunk.
+// (e - a) * S <= kRowChunk. Each (c, s) position of a row has its own accumulator, in memory. The
+// rows are taken a few at a time, as many as stay in L1 (kRowPassBytes), and where those are
+// many (narrow rows) the accumulators of kTile positions at a time sit in registers over them;
+// positions past the last whole tile, and all of them in wide rows, are added in memory directly. Every position adds its rows in row order either way, and the
+// build contracts no multiply-add on its own (-ffp-contract=off), so its sum has the same bits
+// whether a split of the channels put it in a tile or not.
 template <std::size_t K, bool UnitS, class F>
 void rows_chunk(const F& term, const ChannelShape& sh, std::size_t n0, std::size_t n1, std::size_t a,
                 std::size_t e, Sums<K>* out) {
     const std::size_t width = (e - a) * sh.s;
+    const std::size_t row = sh.c * sh.s;
+    const std::size_t first = a * sh.s;  // of position 0 in a row
     alignas(64) double acc[K][kRowChunk];
     for (std::size_t k = 0; k < K; ++k) std::fill_n(acc[k], width, 0.0);
-    const std::size_t row = sh.c * sh.s;
-    if constexpr (UnitS) {
-        for (std::size_t n = n0; n < n1; ++n) {
-            const std::size_t base = n * row + a;
-            for (std::size_t j = 0; j < width; ++j) {
-                const Sums<K> t = evaluate<K>(term, a + j, n, base + j);
-                for (std::size_t k = 0; k < K; ++k) acc[k][j] += t[k];
-            }
-        }
-    } else {
-        // The channel of each accumulator, relative to a: no division in the inner loop.
-        std::uint32_t chan[kRowChunk];
+    // The channel of each position, relative to a: no division in the inner loop.
+    std::uint32_t chan[UnitS ? 1 : kRowChunk];
+    if constexpr (!UnitS) {
         for (std::size_t j = 0; j < width; ++j) chan[j] = static_cast<std::uint32_t>(j / sh.s);
-        for (std::size_t n = n0; n < n1; ++n) {
-            const std::size_t base = n * row + a * sh.s;
-            for (std::size_t j = 0; j < width; ++j) {
-                const Sums<K> t = evaluate<K>(term, a + chan[j], n, base + j);
+    }
+    const auto channel = [&](std::size_t j) -> std::size_t {
+        if constexpr (UnitS) {
+            return a + j;
+        } else {
+            return a + chan[j];
+        }
+    };
+    const std::size_t rows_per_pass = std::max<std::size_t>(1, kRowPassBytes / (width * sizeof(double)));
+    // A tile's loads and stores pay off over enough rows; wide rows stream through memory instead.
+    const std::size_t tiled = rows_per_pass >= kMinTileRows ? width - width % kTile : 0;
+    for (std::size_t p0 = n0; p0 < n1; p0 += rows_per_pass) {
+        const std::size_t p1 = std::min(n1, p0 + rows_per_pass);
+        for (std::size_t j0 = 0; j0 < tiled; j0 += kTile) {
+            double tile[K][kTile];
+            for (std::size_t k = 0; k < K; ++k) std::copy_n(acc[k] + j0, kTile, tile[k]);
+            for (std::size_t n = p0; n < p1; ++n) {
+                const std::size_t base = n * row + first + j0;
+                for (std::size_t l = 0; l < kTile; ++l) {
+                    const Sums<K> t = evaluate<K>(term, channel(j0 + l), n, base + l);
+                    for (std::size_t k = 0; k < K; ++k) tile[k][l] += t[k];
+                }
+            }
+            for (std::size_t k = 0; k < K; ++k) std::copy_n(tile[k], kTile, acc[k] + j0);
+        }
+        for (std::size_t n = p0; n < p1; ++n) {
+            const std::size_t base = n * row + first;
+            for (std::size_t j = tiled; j < width; ++j) {
+                const Sums<K> t = evaluate<K>(term, channel(j), n, base + j);
                 for (std::size_t k = 0; k < K; ++k) acc[k][j] += t[k];
             }
         }

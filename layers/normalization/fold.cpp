@@ -45,8 +45,6 @@ void for_each_group(const Grouping& grouping, const Rows& rows, const F& f) {
 
 }  // namespace
 
-double inverse_std(double var, double eps) { return 1.0 / std::sqrt(var + eps); }
-
 template <class T>
 Normalization running_normalization(const T* running_mean, const T* running_var, std::size_t channels, double eps) {
     Normalization out{std::vector<double>(running_mean, running_mean + channels), std::vector<double>(channels)};

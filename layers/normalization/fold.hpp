@@ -13,6 +13,7 @@
 #pragma once
 
 #include <array>
+#include <cmath>
 #include <cstddef>
 #include <span>
 #include <vector>
@@ -30,8 +31,8 @@ struct Normalization {
     std::vector<double> invstd;
 };
 
-// 1/sqrt(var + eps).
-double inverse_std(double var, double eps);
+// 1/sqrt(var + eps); inline, so that a loop over groups vectorizes it.
+inline double inverse_std(double var, double eps) { return 1.0 / std::sqrt(var + eps); }
 template <class T>
 Normalization running_normalization(const T* running_mean, const T* running_var, std::size_t channels, double eps);
 
