@@ -440,14 +440,14 @@ TEST(Cli, ThreadAndJobCountsBelowOneAreErrorsNamingTheFlag) {
     const std::string cli = std::string(XGRAD_CLI);
     const std::pair<std::string, std::string> cases[] = {
         {cli + " experiment seed-cnn-bn --threads 0 --results " + dir.string(),
-         "--threads: expected the number of threads, a whole number >= 1; got 0"},
+         "--threads: expected the number of threads, a whole number from 1 to 1024; got 0"},
         {cli + " experiment seed-cnn-bn --threads -1 --results " + dir.string(),
-         "--threads: expected the number of threads, a whole number >= 1; got -1"},
+         "--threads: expected the number of threads, a whole number from 1 to 1024; got -1"},
         {cli + " experiment convergence --jobs 0 --results " + dir.string(),
-         "--jobs: expected the number of runs trained at once, a whole number >= 1; got 0"},
+         "--jobs: expected the number of runs trained at once, a whole number from 1 to 64; got 0"},
         {cli + " train --model paper-mlp --dataset synthetic --synthetic-size 64 --batch 16 --steps 2 --threads 0 --out " +
              (dir / "run").string(),
-         "--threads: expected the number of threads, a whole number >= 1; got 0"}};
+         "--threads: expected the number of threads, a whole number from 1 to 1024; got 0"}};
     for (const auto& [command, message] : cases) {
         SCOPED_TRACE(command);
         const auto [status, output] = run_command(command);
@@ -585,7 +585,7 @@ TEST(Cli, EvalRecalibrateTakesAtLeastOneBatch) {
     for (const char* n : {"0", "-2", "many"}) {
         const auto [status, message] = run_command(eval + "--recalibrate " + n);
         EXPECT_NE(status, 0);
-        EXPECT_NE(message.find("--recalibrate: expected the number of training batches, a whole number >= 1; got " +
+        EXPECT_NE(message.find("--recalibrate: expected the number of training batches, a whole number from 1 to 1000000; got " +
                                std::string(n)),
                   std::string::npos)
             << message;
