@@ -63,8 +63,9 @@ CLI::Option* add_threads_option(CLI::App* cmd, std::size_t& threads, const std::
 // The normalization flags: --norm NAME; --bn on|off, another spelling of --norm batch|none (given
 // both, they must agree); and the settings of the norms that have them, each an error naming both
 // with another norm. Their ranges (model_config.hpp's) are checked here before conversion, and
-// again by make_model (check_norm_settings) with what depends on the other flags. The subcommand's callback, which runs once all
-// are parsed, sets model.norm. Returns the options, for eval's check against a run.
+// again by make_model (check_norm_settings) with what depends on the other flags. The
+// subcommand's callback, which runs once all are parsed, sets model.norm. Returns the options,
+// for eval's check against a run.
 std::vector<CLI::Option*> add_norm_flags(CLI::App* cmd, ModelConfig& model) {
     struct Given {
         std::string norm, bn;  // as given on the command line; empty when absent
@@ -89,9 +90,11 @@ std::vector<CLI::Option*> add_norm_flags(CLI::App* cmd, ModelConfig& model) {
              ->check(in_range(model_range::ghost_batch)),
          Norm::ghost},
         {with_default("--renorm-rmax", model.renorm.rmax, "batch-renorm: rmax's final value (>= 1)")
-             ->check(in_range(model_range::renorm_rmax)), Norm::batch_renorm},
+             ->check(in_range(model_range::renorm_rmax)),
+         Norm::batch_renorm},
         {with_default("--renorm-dmax", model.renorm.dmax, "batch-renorm: dmax's final value (>= 0)")
-             ->check(in_range(model_range::renorm_dmax)), Norm::batch_renorm},
+             ->check(in_range(model_range::renorm_dmax)),
+         Norm::batch_renorm},
         {with_default("--renorm-warmup", model.renorm.warmup,
                       "batch-renorm: the steps with rmax = 1 and dmax = 0 (BatchNorm) before both rise linearly"),
          Norm::batch_renorm},
@@ -175,12 +178,13 @@ int run_train(const TrainConfig& config, const std::string& out) {
 
 // eval --recalibrate: PreciseBN over the first `batches` training batches `xgrad train` would
 // take with this batch size and seed (epoch 0 onwards, an epoch's incomplete last batch skipped).
-constexpr WholeRange recalibrate_batches{1, 1'000'000};
 struct RecalibrateOptions {
     std::size_t batches = 0;  // 0: no recalibration
     std::size_t batch_size = 64;
     std::uint64_t seed = 0;
 };
+// --recalibrate N: a million batches is far beyond what PreciseBN's averages need.
+constexpr WholeRange recalibrate_batches{1, 1'000'000};
 
 int run_eval(const std::string& checkpoint, const ModelConfig& model_config, const std::string& dataset,
              const RecalibrateOptions& recalibrate) {
