@@ -1,11 +1,13 @@
 #include "experiments/metrics_log.hpp"
 
+#include <algorithm>
 #include <cmath>
 #include <cstdio>
 #include <cstdlib>
-#include <fstream>
 #include <sstream>
 #include <stdexcept>
+
+#include "experiments/regular_file.hpp"
 
 namespace xgrad {
 
@@ -17,6 +19,20 @@ std::vector<std::string> split_commas(const std::string& line) {
     for (std::string field; std::getline(in, field, ',');) fields.push_back(field);
     if (!line.empty() && line.back() == ',') fields.emplace_back();
     return fields;
+}
+
+// The lines of a text file without their ends, "\n" or "\r\n" (a file edited on Windows); a
+// last line without an end counts, an empty text has none.
+std::vector<std::string> text_lines(std::string_view text) {
+    std::vector<std::string> lines;
+    while (!text.empty()) {
+        const std::size_t end = std::min(text.find('\n'), text.size());
+        std::string_view line = text.substr(0, end);
+        if (line.ends_with('\r')) line.remove_suffix(1);
+        lines.emplace_back(line);
+        text.remove_prefix(std::min(end + 1, text.size()));
+    }
+    return lines;
 }
 
 std::string extra_names(const MetricsRow& row) {
@@ -60,20 +76,18 @@ std::string metrics_csv(const std::vector<MetricsRow>& rows) {
     return out;
 }
 
-std::vector<MetricsRow> read_metrics_csv(const std::filesystem::path& path) {
-    std::ifstream in(path);
-    if (!in) throw std::runtime_error("cannot open " + path.string());
-    std::string line;
-    std::getline(in, line);
+std::vector<MetricsRow> parse_metrics_csv(std::string_view bytes, const std::string& source) {
+    const std::vector<std::string> lines = text_lines(bytes);
+    const std::string line = lines.empty() ? "" : lines.front();
     const std::string standard = metrics_header;
     if (line.compare(0, standard.size(), standard) != 0 || (line.size() > standard.size() && line[standard.size()] != ',')) {
-        throw std::runtime_error(path.string() + ": line 1 does not start with the header '" + standard + "'");
+        throw std::runtime_error(source + ": line 1 does not start with the header '" + standard + "'");
     }
     const std::vector<std::string> names = split_commas(line);
     constexpr std::size_t standard_columns = 8;
     std::vector<MetricsRow> rows;
-    for (std::size_t number = 2; std::getline(in, line); ++number) {
-        const std::vector<std::string> fields = split_commas(line);
+    for (std::size_t index = 1; index < lines.size(); ++index) {
+        const std::vector<std::string> fields = split_commas(lines[index]);
         std::vector<double> values;
         for (const auto& f : fields) {
             char* end = nullptr;
@@ -83,8 +97,8 @@ std::vector<MetricsRow> read_metrics_csv(const std::filesystem::path& path) {
         }
         const auto counter = [](double v) { return v >= 0 && v < 1e15 && v == std::floor(v); };
         if (fields.size() != names.size() || values.size() != names.size() || !counter(values[0]) || !counter(values[1])) {
-            throw std::runtime_error(path.string() + ": line " + std::to_string(number) + " is not a metrics row of " +
-                                     std::to_string(names.size()) + " numbers (step and epoch whole): '" + line + "'");
+            throw std::runtime_error(source + ": line " + std::to_string(index + 1) + " is not a metrics row of " +
+                                     std::to_string(names.size()) + " numbers (step and epoch whole): '" + lines[index] + "'");
         }
         MetricsRow r;
         r.step = static_cast<std::size_t>(values[0]);
@@ -99,6 +113,10 @@ std::vector<MetricsRow> read_metrics_csv(const std::filesystem::path& path) {
         rows.push_back(std::move(r));
     }
     return rows;
+}
+
+std::vector<MetricsRow> read_metrics_csv(const std::filesystem::path& path) {
+    return parse_metrics_csv(read_regular_file(path), path.string());
 }
 
 }  // namespace xgrad

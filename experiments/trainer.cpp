@@ -150,9 +150,14 @@ TrainOutcome train(const TrainConfig& config, const fs::path& dir, const std::st
     if (fs::exists(files.checkpoint)) {
         TrainerState state;
         load_checkpoint(files.checkpoint, *model, optimizer.get(), &state);
-        step = static_cast<std::size_t>(state.get_int("step"));
-        seconds_before = state.get_real("seconds");
-        loader.seek(static_cast<std::size_t>(state.get_int("epoch")), static_cast<std::size_t>(state.get_int("batch")));
+        // Checked against this configuration: each step reads one batch, so the loader's place
+        // follows from the step.
+        step = state.get_count("step", 0, total_steps, "the run's steps");
+        seconds_before = state.get_real_at_least("seconds", 0);
+        const std::size_t per_epoch = loader.batches_per_epoch();
+        const std::string place = "step " + std::to_string(step) + " at " + std::to_string(per_epoch) + " batches per epoch";
+        const std::size_t epoch = state.get_count("epoch", step / per_epoch, step / per_epoch, place);
+        loader.seek(epoch, state.get_count("batch", step % per_epoch, step % per_epoch, place));
         for (auto& [name, generator] : run_generators(*model)) state.restore_rng(name, *generator);
         if (fs::exists(files.metrics)) {
             rows = read_metrics_csv(files.metrics);
