@@ -284,6 +284,8 @@ int main(int argc, char** argv) {
     CLI::App* report_cmd = app.add_subcommand("report", "Regenerate REPORT.md from the experiments' claims.json files");
     report_cmd->add_option("--results", report_results, "Root of the results directories")->capture_default_str();
     report_cmd->add_option("--out", report_out, "The report to write")->capture_default_str();
+    bool report_force = false;
+    report_cmd->add_flag("--force", report_force, "Replace a report of more claims than the results give");
 
     CLI11_PARSE(app, argc, argv);
     try {
@@ -298,7 +300,7 @@ int main(int argc, char** argv) {
             return 0;
         }
         if (*report_cmd) {
-            const std::size_t claims = write_report(report_results, report_out);
+            const std::size_t claims = write_report(report_results, report_out, report_force);
             std::cout << report_out << ": " << claims << " claims\n";
             return 0;
         }

@@ -655,6 +655,57 @@ TEST(Drivers, QuickProfilesWriteSaneResultsAndTheReport) {
     fs::remove_all(results);
 }
 
+// One driver's claims.json with `claims` claims, as a driver writes it.
+void write_claims_json(const fs::path& results, const std::string& driver, std::size_t claims) {
+    nlohmann::json j = {{"profile", "quick"}, {"title", "a title"}, {"setup", "a setup"},
+                        {"tables", nlohmann::json::array()}, {"plots", nlohmann::json::array()}, {"claims", nlohmann::json::array()}};
+    for (std::size_t k = 0; k < claims; ++k) {
+        j["claims"].push_back({{"claim", "claim " + std::to_string(k)}, {"source", "s"}, {"paper", "p"},
+                               {"measured", "m"}, {"verdict", "partly"}, {"rule", "r"}});
+    }
+    fs::create_directories(results / driver);
+    std::ofstream(results / driver / "claims.json") << j.dump();
+}
+
+// A report over no results is an error that leaves the report there alone; so is one of fewer
+// claims than the report it would replace, unless --force.
+TEST(Report, NoResultsOrFewerClaimsLeaveTheReportAsItWas) {
+    const fs::path dir = fresh_dir("report_guard");
+    const fs::path out = dir / "REPORT.md";
+    const std::string report = std::string(XGRAD_CLI) + " report --out " + out.string();
+    write_claims_json(dir / "two", drivers()[0].name, 2);
+    ASSERT_NE(run_cli("report --results " + (dir / "two").string() + " --out " + out.string()).find("2 claims"), std::string::npos);
+    const std::string before = read_file(out);
+
+    fs::create_directories(dir / "empty");
+    const std::pair<std::string, std::string> refused[] = {
+        {report + " --results " + (dir / "missing").string(), "no results directory '" + (dir / "missing").string() + "'"},
+        {"cd " + dir.string() + " && " + report, "no results directory 'results'"},
+        {report + " --results " + (dir / "empty").string(),
+         "no experiment results under '" + (dir / "empty").string() + "': no <experiment>/claims.json for any of " + drivers()[0].name}};
+    for (const auto& [command, message] : refused) {
+        SCOPED_TRACE(command);
+        const auto [status, output] = xgrad_test::run_command(command);
+        EXPECT_NE(status, 0) << output;
+        EXPECT_NE(output.find(message), std::string::npos) << output;
+        EXPECT_EQ(read_file(out), before);
+    }
+
+    write_claims_json(dir / "one", drivers()[1].name, 1);
+    const std::string smaller = report + " --results " + (dir / "one").string();
+    const auto [status, output] = xgrad_test::run_command(smaller);
+    EXPECT_NE(status, 0) << output;
+    EXPECT_NE(output.find(out.string() + " reports 2 claims and the results under '" + (dir / "one").string() +
+                          "' give 1: not replaced by the smaller report (--force replaces it)"),
+              std::string::npos)
+        << output;
+    EXPECT_EQ(read_file(out), before);
+    EXPECT_NE(run_cli("report --force --results " + (dir / "one").string() + " --out " + out.string()).find("1 claims"),
+              std::string::npos);
+    EXPECT_NE(read_file(out).find("claim 0"), std::string::npos);
+    fs::remove_all(dir);
+}
+
 // Every committed run recorded "bn": true/false (before --norm). Copied as they are, the noisy-bn
 // runs of experiments/results (BN off, on, and on with noise) are found finished by the command
 // that made them, and one of them by `xgrad train` whether it says --bn on or --norm batch; a
