@@ -248,6 +248,22 @@ TEST(Trainer, ADivergedRunNamesTheStepAndTheFirstNonFiniteLayer) {
     fs::remove_all(dir);
 }
 
+// A run killed after its last checkpoint but before summary.json is finished by the next
+// command from metrics.csv: its summary holds the values the uninterrupted run wrote, to the bit.
+TEST(Trainer, AResumedFinishedRunWritesTheSameSummaryAsTheUninterruptedOne) {
+    const fs::path dir = fresh_dir("summary_precision");
+    TrainConfig c = small_mlp_run();
+    ASSERT_EQ(xgrad::train(c, dir).status, "finished");
+    const auto straight = read_json(dir / "summary.json");
+    fs::remove(dir / "summary.json");
+    const auto resumed = xgrad::train(c, dir);
+    EXPECT_FALSE(resumed.was_already_finished);
+    for (const char* key : {"final_test_acc", "final_test_loss", "best_test_acc"}) {
+        EXPECT_EQ(straight.at(key).get<double>(), read_json(dir / "summary.json").at(key).get<double>()) << key;
+    }
+    fs::remove_all(dir);
+}
+
 TEST(Cli, TheSeedCnnAsWrittenFailsNamingFc1AndBothSizes) {
     const fs::path dir = fresh_dir("verbatim");
     const std::string command = std::string(XGRAD_CLI) + " train --model seed-cnn-verbatim --dataset synthetic --steps 1 --out " +
