@@ -177,6 +177,7 @@ int run_eval(const std::string& checkpoint, const ModelConfig& model_config, con
     const bool flat = model_takes_flat_input(model_config.name);
     const Dataset test = load_dataset(dataset, Split::test);
     const Evaluation e = evaluate(*model, test, flat);
+    if (e.nonfinite) throw std::runtime_error(checkpoint + ": " + *e.nonfinite);
     std::printf("test accuracy: %.4f\ntest loss: %.4f\n", e.accuracy, e.loss);
     if (recalibrate.batches == 0) return 0;
 

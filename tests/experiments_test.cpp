@@ -583,6 +583,26 @@ TEST(RunAll, ARunDivergedBeforeItsFirstEvaluationHasNoRows) {
     fs::remove_all(dir);
 }
 
+// A driver asking for a run that finished with another configuration gets an error naming the
+// run and the field, not the stale run's results.
+TEST(RunAll, AFinishedRunOfAnotherConfigurationIsAnErrorNotAResult) {
+    const fs::path dir = fresh_dir("stale_run");
+    TrainConfig c = paper_mlp_config("synthetic", Norm::batch);
+    c.synthetic_size = 128;
+    c.steps = 2;
+    c.eval_every = 2;
+    ASSERT_EQ(run_all({{"arm/seed0", c, {}}}, dir, ExperimentOptions{}, std::cout).at(0).outcome.status, "finished");
+    c.lr = 0.2;
+    try {
+        run_all({{"arm/seed0", c, {}}}, dir, ExperimentOptions{}, std::cout);
+        ADD_FAILURE() << "a finished run of another configuration was reused";
+    } catch (const std::runtime_error& e) {
+        EXPECT_NE(std::string(e.what()).find("arm/seed0: "), std::string::npos) << e.what();
+        EXPECT_NE(std::string(e.what()).find("('lr' was 0.1, now 0.2)"), std::string::npos) << e.what();
+    }
+    fs::remove_all(dir);
+}
+
 std::string run_cli(const std::string& args) {
     const std::string command = std::string(XGRAD_CLI) + " " + args;
     const auto [status, output] = xgrad_test::run_command(command);
