@@ -1,6 +1,7 @@
 #include "experiments/metrics_log.hpp"
 
 #include <algorithm>
+#include <charconv>
 #include <cmath>
 #include <cstdio>
 #include <cstdlib>
@@ -41,6 +42,14 @@ std::string extra_names(const MetricsRow& row) {
     return names;
 }
 
+// The shortest text that reads back as the same double: a run resumed from the file computes its
+// summary from the values the uninterrupted run held.
+std::string exact(double value) {
+    char text[32];
+    const auto result = std::to_chars(text, text + sizeof text, value);
+    return std::string(text, result.ptr);
+}
+
 }  // namespace
 
 double MetricsRow::at(const std::string& name) const {
@@ -62,14 +71,14 @@ std::string metrics_csv(const std::vector<MetricsRow>& rows) {
         std::snprintf(field, sizeof field, "%zu,%zu,", r.step, r.epoch);
         out += field;
         for (double v : {r.train_loss, r.train_acc, r.test_loss, r.test_acc, r.lr}) {
-            std::snprintf(field, sizeof field, "%.6g,", v);
-            out += field;
+            out += exact(v);
+            out += ',';
         }
         std::snprintf(field, sizeof field, "%.3f", r.seconds);
         out += field;
         for (const auto& [name, value] : r.extra) {
-            std::snprintf(field, sizeof field, ",%.6g", value);
-            out += field;
+            out += ',';
+            out += exact(value);
         }
         out += "\n";
     }

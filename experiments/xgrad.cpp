@@ -194,6 +194,7 @@ int run_eval(const std::string& checkpoint, const ModelConfig& model_config, con
     const bool flat = model_takes_flat_input(model_config.name);
     const Dataset test = load_dataset(dataset, Split::test);
     const Evaluation e = evaluate(*model, test, flat);
+    if (e.nonfinite) throw std::runtime_error(checkpoint + ": " + *e.nonfinite);
     std::printf("test accuracy: %.4f\ntest loss: %.4f\n", e.accuracy, e.loss);
     if (recalibrate.batches == 0) return 0;
 
@@ -325,6 +326,8 @@ int main(int argc, char** argv) {
     report_cmd->add_option("--results", report_results, "Root of the results directories")
         ->check(path_of("the results directory"))->capture_default_str();
     report_cmd->add_option("--out", report_out, "The report to write")->check(path_of("the report"))->capture_default_str();
+    bool report_force = false;
+    report_cmd->add_flag("--force", report_force, "Replace a report of more claims than the results give");
 
     try {
         require_known_command(app, argc, argv);
@@ -344,7 +347,7 @@ int main(int argc, char** argv) {
             return 0;
         }
         if (*report_cmd) {
-            const std::size_t claims = write_report(report_results, report_out);
+            const std::size_t claims = write_report(report_results, report_out, report_force);
             std::cout << report_out << ": " << claims << " claims\n";
             return 0;
         }
