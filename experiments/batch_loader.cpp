@@ -14,9 +14,14 @@ BatchLoader::BatchLoader(const Dataset& data, BatchLoaderOptions options)
         throw std::invalid_argument("dataset '" + data.name + "': images and labels do not hold the same samples");
     }
     if (batches_per_epoch() == 0) {
+        std::string rule;
+        if (options.drop_last) {
+            rule = " with drop_last";
+        } else if (options.smallest_batch > 1) {
+            rule = " nor a smaller one of at least " + std::to_string(options.smallest_batch) + " samples";
+        }
         throw std::invalid_argument("dataset '" + data.name + "' has " + std::to_string(samples_) +
-                                    " samples: no batch of size " + std::to_string(options.batch_size) +
-                                    (options.drop_last ? " with drop_last" : ""));
+                                    " samples: no batch of size " + std::to_string(options.batch_size) + rule);
     }
     seek(0, 0);
 }
@@ -26,7 +31,14 @@ std::size_t BatchLoader::batches_per_epoch() const {
     if (b == 0) {
         return 0;
     }
-    return options_.drop_last ? samples_ / b : (samples_ + b - 1) / b;
+    const std::size_t rest = samples_ % b;
+    const bool last_taken = rest > 0 && !options_.drop_last && rest >= options_.smallest_batch;
+    return samples_ / b + (last_taken ? 1 : 0);
+}
+
+std::size_t BatchLoader::last_batch_size() const {
+    const std::size_t rest = samples_ - (batches_per_epoch() - 1) * options_.batch_size;
+    return std::min(rest, options_.batch_size);
 }
 
 void BatchLoader::seek(std::size_t epoch, std::size_t batch) {

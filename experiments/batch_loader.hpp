@@ -22,6 +22,9 @@ struct BatchLoaderOptions {
     std::uint64_t seed = 0;
     bool shuffle = true;     // false: the data set's own order every epoch, as for evaluation
     bool drop_last = false;  // skip an epoch's last batch when it is smaller than batch_size
+    // Skip an epoch's last batch when it has fewer samples than this: 2 for a model normalizing
+    // over the batch, which cannot train on a single sample (one value per channel after a Linear).
+    std::size_t smallest_batch = 1;
     bool flatten = false;    // images as (B, C * H * W), for MLPs
 };
 
@@ -32,6 +35,9 @@ public:
     BatchLoader(const Dataset&& data, BatchLoaderOptions options) = delete;
 
     std::size_t batches_per_epoch() const;
+    // The samples of an epoch's last batch (batch_size when the epoch divides evenly or its
+    // incomplete last batch is skipped).
+    std::size_t last_batch_size() const;
     // Where the next batch comes from.
     std::size_t epoch() const { return epoch_; }
     std::size_t batch() const { return batch_; }

@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <bit>
+#include <cmath>
 #include <functional>
 #include <optional>
 #include <random>
@@ -111,6 +112,11 @@ public:
         return *array;
     }
 
+    // A count (batches tracked, optimizer steps) must not be negative.
+    void check_count(const std::string& key, std::int64_t value) const {
+        if (value < 0) fail("'" + key + "' is " + std::to_string(value) + ", expected a count of at least 0");
+    }
+
     // Every key not yet taken whose name `belongs` is an error: the checkpoint has state the
     // model or optimizer lacks.
     template <class Pred>
@@ -142,6 +148,7 @@ void load_model_state(Loader& loader, Module<float>& model) {
             loader.then([tensor = ref.tensor, &value] { *tensor = value; });
         } else {
             const auto& value = loader.take<std::int64_t>(name, {}, "the model");
+            loader.check_count(name, value());
             loader.then([counter = ref.counter, &value] { *counter = value(); });
         }
     }
@@ -168,7 +175,9 @@ void load_optimizer_state(Loader& loader, const Module<float>& model, Optimizer<
         }
     } else if (auto* adam = dynamic_cast<Adam<float>*>(&optimizer)) {
         for (std::size_t i = 0; i < names.size(); ++i) {
-            const std::int64_t step = loader.take<std::int64_t>(optimizer_key(names[i], "step"), {}, "the optimizer")();
+            const std::string step_key = optimizer_key(names[i], "step");
+            const std::int64_t step = loader.take<std::int64_t>(step_key, {}, "the optimizer")();
+            loader.check_count(step_key, step);
             AdamState<float> state{step, {}, {}};
             if (step > 0) {
                 state.exp_avg = loader.take<float>(optimizer_key(names[i], "exp_avg"), params[i].shape(), "the optimizer");
@@ -201,23 +210,66 @@ TrainerState load_trainer_state(const Npz& npz, const std::string& source) {
     return trainer;
 }
 
-[[noreturn]] void trainer_key_error(const TrainerState& state, const std::string& name, const std::string& what) {
+// Built by appending: GCC 12 reports a false -Wrestrict for "'" + std::string(...).
+std::string trainer_key(const std::string& name) {
+    std::string key(1, '\'');
+    key.append(trainer_prefix).append(name).push_back('\'');
+    return key;
+}
+
+[[noreturn]] void trainer_error(const TrainerState& state, const std::string& what) {
     const std::string where = state.source.empty() ? "trainer state" : "checkpoint " + state.source;
-    throw CheckpointError(where + ": " + what + " '" + std::string(trainer_prefix) + name + "'");
+    throw CheckpointError(where + ": " + what);
+}
+
+// The arrays of T's dtype under `name`; an error saying so when the key is stored with the other
+// dtype (a forged or foreign checkpoint), rather than calling it missing.
+template <class T, class Other>
+const xt::xarray<T>& trainer_array(const TrainerState& state, const std::map<std::string, xt::xarray<T>>& arrays,
+                                   const std::map<std::string, xt::xarray<Other>>& others, const std::string& name) {
+    const auto it = arrays.find(name);
+    if (it != arrays.end()) return it->second;
+    if (others.contains(name)) {
+        trainer_error(state, trainer_key(name) + " has dtype " + std::string(dtype_name(xt::xarray<Other>())) + ", expected " +
+                                 std::string(dtype_name(xt::xarray<T>())));
+    }
+    trainer_error(state, "missing key " + trainer_key(name));
 }
 
 template <class T>
-T single_value(const TrainerState& state, const std::map<std::string, xt::xarray<T>>& arrays, const std::string& name) {
-    const auto it = arrays.find(name);
-    if (it == arrays.end()) trainer_key_error(state, name, "missing key");
-    if (it->second.size() != 1) trainer_key_error(state, name, "more than one value in");
-    return it->second.flat(0);
+T single_value(const TrainerState& state, const xt::xarray<T>& array, const std::string& name) {
+    if (array.size() != 1) trainer_error(state, "more than one value in " + trainer_key(name));
+    return array.flat(0);
 }
 
 }  // namespace
 
-std::int64_t TrainerState::get_int(const std::string& name) const { return single_value(*this, ints, name); }
-double TrainerState::get_real(const std::string& name) const { return single_value(*this, reals, name); }
+std::int64_t TrainerState::get_int(const std::string& name) const {
+    return single_value(*this, trainer_array(*this, ints, reals, name), name);
+}
+
+double TrainerState::get_real(const std::string& name) const {
+    return single_value(*this, trainer_array(*this, reals, ints, name), name);
+}
+
+std::size_t TrainerState::get_count(const std::string& name, std::size_t low, std::size_t high, const std::string& why) const {
+    const std::int64_t value = get_int(name);
+    if (value < 0 || static_cast<std::uint64_t>(value) < low || static_cast<std::uint64_t>(value) > high) {
+        const std::string range = low == high ? std::to_string(low) : std::to_string(low) + " to " + std::to_string(high);
+        trainer_error(*this, trainer_key(name) + " is " + std::to_string(value) + ", expected " + range + " (" + why + ")");
+    }
+    return static_cast<std::size_t>(value);
+}
+
+double TrainerState::get_real_at_least(const std::string& name, double low) const {
+    const double value = get_real(name);
+    if (!std::isfinite(value) || value < low) {
+        std::ostringstream text;
+        text << trainer_key(name) << " is " << value << ", expected a finite number of at least " << low;
+        trainer_error(*this, text.str());
+    }
+    return value;
+}
 
 void TrainerState::set_rng(const std::string& name, Rng& rng) {
     // The standard library's text form of the engine is its full state, as unsigned words.
@@ -230,13 +282,11 @@ void TrainerState::set_rng(const std::string& name, Rng& rng) {
 }
 
 void TrainerState::restore_rng(const std::string& name, Rng& rng) const {
-    const auto it = ints.find(name);
-    if (it == ints.end()) trainer_key_error(*this, name, "missing key");
     std::stringstream text;
-    for (std::int64_t word : it->second) text << std::bit_cast<std::uint64_t>(word) << ' ';
+    for (std::int64_t word : trainer_array(*this, ints, reals, name)) text << std::bit_cast<std::uint64_t>(word) << ' ';
     std::mt19937_64 engine;
     text >> engine;
-    if (!text || (text >> std::ws, !text.eof())) trainer_key_error(*this, name, "not a random generator state in");
+    if (!text || (text >> std::ws, !text.eof())) trainer_error(*this, "not a random generator state in " + trainer_key(name));
     rng.engine() = engine;
 }
 
@@ -259,12 +309,16 @@ void save_checkpoint(const std::filesystem::path& path, const Module<float>& mod
 }
 
 void load_checkpoint(const std::filesystem::path& path, Module<float>& model, Optimizer<float>* optimizer, TrainerState* trainer) {
-    const Npz npz = load_npz(path);
-    Loader loader(npz, path.string());
+    load_checkpoint(load_npz(path), path.string(), model, optimizer, trainer);
+}
+
+void load_checkpoint(const Npz& npz, const std::string& source, Module<float>& model, Optimizer<float>* optimizer,
+                     TrainerState* trainer) {
+    Loader loader(npz, source);
     load_model_state(loader, model);
     if (optimizer) load_optimizer_state(loader, model, *optimizer);
     // Built aside and moved in last, like the loader's changes, so a failed load changes nothing.
-    TrainerState loaded_trainer = trainer ? load_trainer_state(npz, path.string()) : TrainerState{};
+    TrainerState loaded_trainer = trainer ? load_trainer_state(npz, source) : TrainerState{};
     loader.apply();
     if (trainer) *trainer = std::move(loaded_trainer);
 }

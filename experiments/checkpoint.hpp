@@ -4,6 +4,7 @@
 // state under "optimizer/" and the trainer's under "trainer/", prefixes no torch module has.
 #pragma once
 
+#include <cstddef>
 #include <cstdint>
 #include <filesystem>
 #include <map>
@@ -12,6 +13,7 @@
 
 #include <xtensor/xarray.hpp>
 
+#include "experiments/npz.hpp"
 #include "layers/init.hpp"
 #include "layers/module.hpp"
 #include "layers/optimizer.hpp"
@@ -37,9 +39,14 @@ struct TrainerState {
     // The generator's state (its engine's words; uint64 stored as int64 bit patterns).
     void set_rng(const std::string& name, Rng& rng);
 
-    // A CheckpointError naming the key if absent or not a single value.
+    // A CheckpointError naming the key if absent, of the other dtype or not a single value.
     std::int64_t get_int(const std::string& name) const;
     double get_real(const std::string& name) const;
+    // The same, also a CheckpointError naming the key, the value and the range unless the value is
+    // in [low, high] ("'trainer/step' is -1, expected 0 to 300 (the run's steps)"; `why` says
+    // where the range comes from), or finite and at least `low`.
+    std::size_t get_count(const std::string& name, std::size_t low, std::size_t high, const std::string& why) const;
+    double get_real_at_least(const std::string& name, double low) const;
     // Puts `rng` back in the saved state; a CheckpointError if absent or not a generator state.
     void restore_rng(const std::string& name, Rng& rng) const;
 };
@@ -52,12 +59,16 @@ void save_checkpoint(const std::filesystem::path& path, const Module<float>& mod
                      const TrainerState* trainer = nullptr);
 
 // Loads what save_checkpoint wrote, checking first that every key is present with the shape and
-// dtype expected, and that the file has no key the model lacks, so a failed load changes nothing.
+// dtype expected, counts (batches tracked, Adam's steps) not negative, and that the file has no key
+// the model lacks, so a failed load changes nothing. The file must be a regular file.
 // Errors (CheckpointError, or NpzError for a corrupt file) read
 //   "checkpoint run/checkpoint.npz: missing key 'bn1.running_var'"
 //   "checkpoint run/checkpoint.npz: 'fc1.weight' has shape (128, 50176), the model expects (128, 3136)".
 // Optimizer and trainer keys are read only when an optimizer or trainer state is given.
 void load_checkpoint(const std::filesystem::path& path, Module<float>& model, Optimizer<float>* optimizer = nullptr,
+                     TrainerState* trainer = nullptr);
+// The same from an .npz already parsed; `source` names it in errors.
+void load_checkpoint(const Npz& npz, const std::string& source, Module<float>& model, Optimizer<float>* optimizer = nullptr,
                      TrainerState* trainer = nullptr);
 
 }  // namespace xgrad

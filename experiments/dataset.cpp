@@ -75,6 +75,11 @@ Dataset from_idx(std::string_view name, Split split, std::filesystem::path dir) 
     }
 
     const IdxLabelledImages set = read_idx_labelled(images_path, labels_path);
+    if (set.images.count == 0) {
+        // Refused here rather than at the first evaluation or the first batch of a run.
+        throw std::runtime_error(images_path.string() + ": the header at byte offset 4 says 0 images; a " +
+                                 std::string(name) + " split needs at least one");
+    }
     if (set.images.rows != side || set.images.cols != side) {
         throw std::runtime_error(images_path.string() + ": images are " + std::to_string(set.images.rows) + "x" +
                                  std::to_string(set.images.cols) + ", expected 28x28");
@@ -105,6 +110,7 @@ Dataset from_idx(std::string_view name, Split split, std::filesystem::path dir) 
 float unit(std::mt19937_64& rng) { return static_cast<float>(rng() >> 40) * 0x1p-24f; }
 
 Dataset make_synthetic(std::size_t n, Split split, std::uint64_t seed) {
+    if (n == 0) throw std::invalid_argument("synthetic: a split of 0 images; it needs at least one");
     constexpr std::size_t pixels = side * side;
     std::mt19937_64 rng(seed);
     std::vector<float> templates(classes * pixels);

@@ -2,6 +2,8 @@
 #pragma once
 
 #include <cstddef>
+#include <optional>
+#include <string>
 
 #include "experiments/dataset.hpp"
 #include "layers/module.hpp"
@@ -11,6 +13,10 @@ namespace xgrad {
 struct Evaluation {
     double loss = 0;      // mean cross-entropy
     double accuracy = 0;  // fraction of arg-max predictions equal to the label
+    // Set when the figures above are not to be trusted: a parameter or buffer that is not finite
+    // (experiments/nonfinite.hpp's first_nonfinite_state), else a batch whose loss is not, with
+    // the first layer whose output on it is not finite.
+    std::optional<std::string> nonfinite;
 };
 
 // Over the first `samples` images of `data` (all when 0), in batches; the model's train/eval

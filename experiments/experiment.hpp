@@ -17,6 +17,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include "experiments/flag_range.hpp"
 #include "experiments/metrics_log.hpp"
 #include "experiments/plot.hpp"
 #include "experiments/trainer.hpp"
@@ -36,6 +37,11 @@ struct ExperimentOptions {
     // runs side by side use 2 cores better than one run on two threads.
     std::size_t jobs = 2;
 };
+
+namespace experiment_range {
+// More runs at once than the machine has cores only slows each of them down.
+inline constexpr WholeRange jobs{1, 64};
+}  // namespace experiment_range
 
 struct RunSpec {
     std::string name;  // the run's directory under the experiment's

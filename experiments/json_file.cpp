@@ -1,20 +1,28 @@
 #include "experiments/json_file.hpp"
 
-#include <fstream>
 #include <stdexcept>
+#include <string>
 
 #include "experiments/atomic_file.hpp"
+#include "experiments/regular_file.hpp"
 
 namespace xgrad {
 
-nlohmann::json read_json_file(const std::filesystem::path& path) {
-    std::ifstream in(path);
-    if (!in) throw std::runtime_error("cannot open " + path.string());
+nlohmann::json parse_json_object(std::string_view bytes, const std::string& source) {
+    nlohmann::json value;
     try {
-        return nlohmann::json::parse(in);
+        value = nlohmann::json::parse(bytes);
     } catch (const nlohmann::json::parse_error& e) {
-        throw std::runtime_error(path.string() + ": not valid JSON: " + e.what());
+        throw std::runtime_error(source + ": not valid JSON: " + e.what());
     }
+    if (!value.is_object()) {
+        throw std::runtime_error(source + ": expected a JSON object ({...}), found " + std::string(value.type_name()));
+    }
+    return value;
+}
+
+nlohmann::json read_json_file(const std::filesystem::path& path) {
+    return parse_json_object(read_regular_file(path), path.string());
 }
 
 void write_json_file(const std::filesystem::path& path, const nlohmann::json& value) {

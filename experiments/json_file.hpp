@@ -1,13 +1,19 @@
-// JSON files of run directories and experiments (config.json, summary.json, claims.json).
+// JSON files of run directories and experiments (config.json, summary.json, claims.json); each
+// holds one JSON object.
 #pragma once
 
 #include <filesystem>
+#include <string>
+#include <string_view>
 
 #include <nlohmann/json.hpp>
 
 namespace xgrad {
 
-// std::runtime_error naming the file when it cannot be opened or is not valid JSON.
+// The object `bytes` hold; a std::runtime_error naming `source` when they are not valid JSON or
+// hold another type ("<source>: expected a JSON object ({...}), found array").
+nlohmann::json parse_json_object(std::string_view bytes, const std::string& source);
+// The same for a regular file (an UnreadableFile otherwise).
 nlohmann::json read_json_file(const std::filesystem::path& path);
 // Indented, written atomically (write_file_atomically).
 void write_json_file(const std::filesystem::path& path, const nlohmann::json& value);

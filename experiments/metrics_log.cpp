@@ -1,11 +1,14 @@
 #include "experiments/metrics_log.hpp"
 
+#include <algorithm>
+#include <charconv>
 #include <cmath>
 #include <cstdio>
 #include <cstdlib>
-#include <fstream>
 #include <sstream>
 #include <stdexcept>
+
+#include "experiments/regular_file.hpp"
 
 namespace xgrad {
 
@@ -19,10 +22,32 @@ std::vector<std::string> split_commas(const std::string& line) {
     return fields;
 }
 
+// The lines of a text file without their ends, "\n" or "\r\n" (a file edited on Windows); a
+// last line without an end counts, an empty text has none.
+std::vector<std::string> text_lines(std::string_view text) {
+    std::vector<std::string> lines;
+    while (!text.empty()) {
+        const std::size_t end = std::min(text.find('\n'), text.size());
+        std::string_view line = text.substr(0, end);
+        if (line.ends_with('\r')) line.remove_suffix(1);
+        lines.emplace_back(line);
+        text.remove_prefix(std::min(end + 1, text.size()));
+    }
+    return lines;
+}
+
 std::string extra_names(const MetricsRow& row) {
     std::string names;
     for (const auto& [name, value] : row.extra) names += "," + name;
     return names;
+}
+
+// The shortest text that reads back as the same double: a run resumed from the file computes its
+// summary from the values the uninterrupted run held.
+std::string exact(double value) {
+    char text[32];
+    const auto result = std::to_chars(text, text + sizeof text, value);
+    return std::string(text, result.ptr);
 }
 
 }  // namespace
@@ -46,34 +71,32 @@ std::string metrics_csv(const std::vector<MetricsRow>& rows) {
         std::snprintf(field, sizeof field, "%zu,%zu,", r.step, r.epoch);
         out += field;
         for (double v : {r.train_loss, r.train_acc, r.test_loss, r.test_acc, r.lr}) {
-            std::snprintf(field, sizeof field, "%.6g,", v);
-            out += field;
+            out += exact(v);
+            out += ',';
         }
         std::snprintf(field, sizeof field, "%.3f", r.seconds);
         out += field;
         for (const auto& [name, value] : r.extra) {
-            std::snprintf(field, sizeof field, ",%.6g", value);
-            out += field;
+            out += ',';
+            out += exact(value);
         }
         out += "\n";
     }
     return out;
 }
 
-std::vector<MetricsRow> read_metrics_csv(const std::filesystem::path& path) {
-    std::ifstream in(path);
-    if (!in) throw std::runtime_error("cannot open " + path.string());
-    std::string line;
-    std::getline(in, line);
+std::vector<MetricsRow> parse_metrics_csv(std::string_view bytes, const std::string& source) {
+    const std::vector<std::string> lines = text_lines(bytes);
+    const std::string line = lines.empty() ? "" : lines.front();
     const std::string standard = metrics_header;
     if (line.compare(0, standard.size(), standard) != 0 || (line.size() > standard.size() && line[standard.size()] != ',')) {
-        throw std::runtime_error(path.string() + ": line 1 does not start with the header '" + standard + "'");
+        throw std::runtime_error(source + ": line 1 does not start with the header '" + standard + "'");
     }
     const std::vector<std::string> names = split_commas(line);
     constexpr std::size_t standard_columns = 8;
     std::vector<MetricsRow> rows;
-    for (std::size_t number = 2; std::getline(in, line); ++number) {
-        const std::vector<std::string> fields = split_commas(line);
+    for (std::size_t index = 1; index < lines.size(); ++index) {
+        const std::vector<std::string> fields = split_commas(lines[index]);
         std::vector<double> values;
         for (const auto& f : fields) {
             char* end = nullptr;
@@ -83,8 +106,8 @@ std::vector<MetricsRow> read_metrics_csv(const std::filesystem::path& path) {
         }
         const auto counter = [](double v) { return v >= 0 && v < 1e15 && v == std::floor(v); };
         if (fields.size() != names.size() || values.size() != names.size() || !counter(values[0]) || !counter(values[1])) {
-            throw std::runtime_error(path.string() + ": line " + std::to_string(number) + " is not a metrics row of " +
-                                     std::to_string(names.size()) + " numbers (step and epoch whole): '" + line + "'");
+            throw std::runtime_error(source + ": line " + std::to_string(index + 1) + " is not a metrics row of " +
+                                     std::to_string(names.size()) + " numbers (step and epoch whole): '" + lines[index] + "'");
         }
         MetricsRow r;
         r.step = static_cast<std::size_t>(values[0]);
@@ -99,6 +122,10 @@ std::vector<MetricsRow> read_metrics_csv(const std::filesystem::path& path) {
         rows.push_back(std::move(r));
     }
     return rows;
+}
+
+std::vector<MetricsRow> read_metrics_csv(const std::filesystem::path& path) {
+    return parse_metrics_csv(read_regular_file(path), path.string());
 }
 
 }  // namespace xgrad

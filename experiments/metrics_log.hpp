@@ -5,6 +5,7 @@
 #include <cstddef>
 #include <filesystem>
 #include <string>
+#include <string_view>
 #include <utility>
 #include <vector>
 
@@ -31,7 +32,10 @@ inline constexpr const char* metrics_header = "step,epoch,train_loss,train_acc,t
 
 // std::invalid_argument if the rows' extra columns differ.
 std::string metrics_csv(const std::vector<MetricsRow>& rows);
-// Throws std::runtime_error naming the file and line for a row that does not parse.
+// The rows of a metrics.csv, whose lines may end in "\n" or "\r\n"; a std::runtime_error naming
+// `source` and the line for a row that does not parse.
+std::vector<MetricsRow> parse_metrics_csv(std::string_view bytes, const std::string& source);
+// The same for a regular file (an UnreadableFile otherwise).
 std::vector<MetricsRow> read_metrics_csv(const std::filesystem::path& path);
 
 }  // namespace xgrad

@@ -1,9 +1,6 @@
 #include "experiments/model_config.hpp"
 
-#include <cmath>
 #include <stdexcept>
-
-#include "layers/python_repr.hpp"
 
 namespace xgrad {
 
@@ -39,40 +36,38 @@ BatchRenormOptions RenormSettings::options() const {
 
 namespace {
 
-[[noreturn]] void reject(const std::string& flag, const std::string& expected, const std::string& given) {
-    throw std::invalid_argument(flag + ": expected " + expected + "; got " + given);
-}
-
 void check_renorm(const RenormSettings& r) {
-    if (!(r.rmax >= 1.0) || !std::isfinite(r.rmax)) reject("--renorm-rmax", "a finite number >= 1", python_float(r.rmax));
-    if (!(r.dmax >= 0.0) || !std::isfinite(r.dmax)) reject("--renorm-dmax", "a finite number >= 0", python_float(r.dmax));
-    if (r.warmup < 0) reject("--renorm-warmup", "a whole number of steps >= 0", std::to_string(r.warmup));
+    model_range::renorm_rmax.check("--renorm-rmax", r.rmax);
+    model_range::renorm_dmax.check("--renorm-dmax", r.dmax);
+    if (r.warmup < 0) reject_flag("--renorm-warmup", "a whole number of steps >= 0", std::to_string(r.warmup));
     const std::string after_warmup = "a step >= --renorm-warmup (" + std::to_string(r.warmup) + ")";
-    if (r.rmax_at < r.warmup) reject("--renorm-rmax-at", after_warmup, std::to_string(r.rmax_at));
-    if (r.dmax_at < r.warmup) reject("--renorm-dmax-at", after_warmup, std::to_string(r.dmax_at));
-    if (!(r.momentum > 0.0 && r.momentum <= 1.0)) {
-        reject("--renorm-momentum", "a number in (0, 1]", python_float(r.momentum));
-    }
+    if (r.rmax_at < r.warmup) reject_flag("--renorm-rmax-at", after_warmup, std::to_string(r.rmax_at));
+    if (r.dmax_at < r.warmup) reject_flag("--renorm-dmax-at", after_warmup, std::to_string(r.dmax_at));
+    model_range::renorm_momentum.check("--renorm-momentum", r.momentum);
 }
 
 }  // namespace
 
 void check_norm_settings(const ModelConfig& c) {
     switch (c.norm) {
-        case Norm::group:
-            if (c.norm_groups < 1) reject("--norm-groups", "a whole number >= 1", std::to_string(c.norm_groups));
-            return;
+        case Norm::group: model_range::norm_groups.check("--norm-groups", c.norm_groups); return;
         case Norm::ghost:
             // Both models have a norm layer after a Linear, where a virtual batch of one sample
             // would have one value per feature.
             if (c.ghost_batch == 0) {
                 throw std::invalid_argument("--norm ghost needs --ghost-batch B, the samples of each virtual batch (>= 2)");
             }
-            if (c.ghost_batch < 2) reject("--ghost-batch", "a whole number >= 2", std::to_string(c.ghost_batch));
+            model_range::ghost_batch.check("--ghost-batch", c.ghost_batch);
             return;
         case Norm::batch_renorm: check_renorm(c.renorm); return;
         default: return;
     }
+}
+
+void check_model_config(const ModelConfig& c) {
+    if (c.init_sigma) model_range::init_sigma.check("--init-sigma", *c.init_sigma);
+    model_range::dropout.check("--dropout", c.dropout);
+    check_norm_settings(c);
 }
 
 nlohmann::json to_json(const ModelConfig& c) {

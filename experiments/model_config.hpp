@@ -12,6 +12,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include "experiments/flag_range.hpp"
 #include "layers/normalization/batch_renorm.hpp"
 
 namespace xgrad {
@@ -64,6 +65,23 @@ struct ModelConfig {
 // number >= 1; got 0") when a setting of config.norm is out of it; settings of other norms are
 // not read. Each position's own constraints (G dividing its channels) are make_model's.
 void check_norm_settings(const ModelConfig& config);
+
+// The valid ranges of the model's numeric flags. Dropout of every unit (p = 1) would leave the
+// layers after it nothing to learn from; the groups' and the virtual batch's upper bounds are the
+// layers' channels and --batch, checked where those are known.
+namespace model_range {
+inline constexpr RealRange init_sigma = RealRange::above(0);
+inline constexpr RealRange dropout = RealRange::closed_open(0, 1);
+inline constexpr WholeRange norm_groups = WholeRange::at_least(1);
+inline constexpr WholeRange ghost_batch = WholeRange::at_least(2);
+inline constexpr RealRange renorm_rmax = RealRange::at_least(1);
+inline constexpr RealRange renorm_dmax = RealRange::at_least(0);
+inline constexpr RealRange renorm_momentum = RealRange::open_closed(0, 1);
+}  // namespace model_range
+
+// check_norm_settings, and --init-sigma and --dropout against their ranges: the same
+// std::invalid_argument naming the flag and its range.
+void check_model_config(const ModelConfig& config);
 
 // The keys config.json records: model, norm, the settings of that norm only (norm_groups;
 // ghost_batch; renorm_rmax, renorm_dmax, renorm_warmup, renorm_rmax_at, renorm_dmax_at,

@@ -1,12 +1,8 @@
 #include "experiments/npz.hpp"
 
-#include <fcntl.h>
-#include <unistd.h>
-#include <zlib.h>
 
 #include <algorithm>
 #include <bit>
-#include <cerrno>
 #include <cstddef>
 #include <cstdio>
 #include <cstring>
@@ -15,6 +11,8 @@
 
 #include "autodiff/shape.hpp"
 #include "experiments/atomic_file.hpp"
+#include "experiments/gzip.hpp"
+#include "experiments/regular_file.hpp"
 
 namespace xgrad {
 
@@ -56,11 +54,6 @@ constexpr std::uint16_t dos_time = 0;
 
 constexpr std::string_view npy_magic = "\x93NUMPY";
 constexpr std::size_t npy_alignment = 64;
-
-std::uint32_t crc_of(std::string_view bytes) {
-    return static_cast<std::uint32_t>(
-        crc32_z(crc32_z(0, nullptr, 0), reinterpret_cast<const Bytef*>(bytes.data()), bytes.size()));
-}
 
 // ---------------------------------------------------------------------------------------------
 // Writing
@@ -390,7 +383,7 @@ std::string npz_bytes(const Npz& npz) {
         const auto name_length = checked_zip_field<std::uint16_t>(entry_name.size(), "an entry name");
         const auto size = checked_zip_field<std::uint32_t>(data.size(), "an array");
         const auto offset = checked_zip_field<std::uint32_t>(out.size(), "the archive");
-        const std::uint32_t crc = crc_of(data);
+        const std::uint32_t crc = crc32_of(data);
 
         put(out, local_header_signature);
         put_common_fields(out, crc, size, name_length);
@@ -486,7 +479,7 @@ Npz parse_npz(std::string_view bytes, const std::string& source) {
         }
         const std::size_t data_offset = local_offset + local_header_size + local_name_length + local_extra_length;
         const std::string_view data = reader.slice(data_offset, size, "the entry's data");
-        if (const std::uint32_t computed = crc_of(data); computed != crc) {
+        if (const std::uint32_t computed = crc32_of(data); computed != crc) {
             reader.fail(data_offset, "CRC mismatch (the archive says " + Reader::hex(crc) + ", the data has " +
                                          Reader::hex(computed) + "): the file is corrupt");
         }
@@ -499,25 +492,12 @@ Npz parse_npz(std::string_view bytes, const std::string& source) {
 }
 
 Npz load_npz(const std::filesystem::path& path) {
-    const auto fail = [&](const char* what, int error) {
-        throw NpzError("npz " + path.string() + ": cannot " + what + ": " + std::strerror(error));
-    };
-    const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
-    if (fd < 0) fail("open", errno);
     std::string bytes;
-    char buffer[1 << 16];
-    for (;;) {
-        const ssize_t n = ::read(fd, buffer, sizeof buffer);
-        if (n == 0) break;
-        if (n < 0) {
-            if (errno == EINTR) continue;
-            const int error = errno;
-            ::close(fd);
-            fail("read", error);
-        }
-        bytes.append(buffer, static_cast<std::size_t>(n));
+    try {
+        bytes = read_regular_file(path);
+    } catch (const UnreadableFile& e) {
+        throw NpzError("npz " + path.string() + ": cannot read: " + e.reason());
     }
-    ::close(fd);
     return parse_npz(bytes, path.string());
 }
 

@@ -1,6 +1,8 @@
 #include "experiments/report.hpp"
 
+#include <cctype>
 #include <cstdio>
+#include <fstream>
 #include <stdexcept>
 
 #include <nlohmann/json.hpp>
@@ -25,6 +27,13 @@ double training_seconds(const fs::path& dir) {
     return total;
 }
 
+// "convergence, distributions, ...": every driver's name.
+std::string driver_names() {
+    std::string names;
+    for (const Driver& driver : drivers()) names += (names.empty() ? "" : ", ") + driver.name;
+    return names;
+}
+
 // A table cell: no line breaks or pipes.
 std::string cell(const std::string& s) {
     std::string out;
@@ -41,12 +50,14 @@ struct Report {
     std::string summary = "| # | claim | source | paper | xgrad | verdict |\n|---|---|---|---|---|---|\n";
     std::string sections;
     std::size_t count = 0;
+    std::size_t experiments = 0;  // with a claims.json
     std::string profiles;
 };
 
 // One experiment's section and its rows of the summary, from its claims.json `j` in `dir`.
 void append_experiment(Report& r, const nlohmann::json& j, const fs::path& dir, const fs::path& out_dir,
                        const std::string& name) {
+    ++r.experiments;
     const std::string profile = j.at("profile");
     if (r.profiles.find(profile) == std::string::npos) r.profiles += (r.profiles.empty() ? "" : ", ") + profile;
     r.sections += "## " + name + ": " + j.at("title").get<std::string>() + "\n\n";
@@ -73,9 +84,23 @@ void append_experiment(Report& r, const nlohmann::json& j, const fs::path& dir, 
     }
 }
 
+// The claims of the report in `path`: the rows "| k | ..." of its summary table.
+std::size_t claims_in_report(const fs::path& path) {
+    std::ifstream in(path);
+    std::size_t claims = 0;
+    for (std::string line; std::getline(in, line);) {
+        claims += line.size() > 2 && line.compare(0, 2, "| ") == 0 && std::isdigit(static_cast<unsigned char>(line[2]));
+    }
+    return claims;
+}
+
 }  // namespace
 
-std::size_t write_report(const fs::path& results, const fs::path& out) {
+std::size_t write_report(const fs::path& results, const fs::path& out, bool force) {
+    if (!fs::is_directory(results)) {
+        throw std::runtime_error("no results directory '" + results.string() + "' (" + out.string() +
+                                 " left as it is): give --results the directory `xgrad experiment` wrote into");
+    }
     const fs::path out_dir = fs::absolute(out).parent_path();
     Report r;
     for (const Driver& driver : drivers()) {
@@ -90,6 +115,17 @@ std::size_t write_report(const fs::path& results, const fs::path& out) {
             append_experiment(r, read_json_file(claims_path), dir, out_dir, driver.name);
         } catch (const nlohmann::json::exception& e) {
             throw std::runtime_error(claims_path.string() + ": not a claims file: " + e.what());
+        }
+    }
+    if (r.experiments == 0) {
+        throw std::runtime_error("no experiment results under '" + results.string() + "': no <experiment>/claims.json for any of " +
+                                 driver_names() + " (" + out.string() + " left as it is)");
+    }
+    if (!force && fs::exists(out)) {
+        if (const std::size_t before = claims_in_report(out); before > r.count) {
+            throw std::runtime_error(out.string() + " reports " + std::to_string(before) + " claims and the results under '" +
+                                     results.string() + "' give " + std::to_string(r.count) +
+                                     ": not replaced by the smaller report (--force replaces it)");
         }
     }
     const std::string report =

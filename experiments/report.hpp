@@ -11,6 +11,8 @@ namespace xgrad {
 // experiment with its setup, tables, plots (linked relative to `out`), verdict rules and the
 // training time of its runs. A driver without results is listed as not run. Returns the
 // number of claims.
-std::size_t write_report(const std::filesystem::path& results, const std::filesystem::path& out);
+// Throws, leaving `out` as it was, when `results` is not a directory or holds no driver's
+// claims.json, and, unless `force`, when `out` is a report of more claims than the new one.
+std::size_t write_report(const std::filesystem::path& results, const std::filesystem::path& out, bool force = false);
 
 }  // namespace xgrad

@@ -1,5 +1,9 @@
 #include "experiments/train_config.hpp"
 
+#include <stdexcept>
+
+#include "layers/python_repr.hpp"
+
 namespace xgrad {
 
 nlohmann::json to_json(const TrainConfig& c) {
@@ -20,6 +24,24 @@ nlohmann::json to_json(const TrainConfig& c) {
         {"threads", c.threads},
     });
     return json;
+}
+
+void check_train_config(const TrainConfig& c) {
+    check_model_config(c.model);
+    train_range::lr.check("--lr", c.lr);
+    train_range::momentum.check("--momentum", c.momentum);
+    if (c.momentum != 0.0 && c.optimizer != "sgd") {
+        throw std::invalid_argument("--momentum " + python_float(c.momentum) + " applies to --optimizer sgd only, not to --optimizer " +
+                                    c.optimizer);
+    }
+    train_range::batch.check("--batch", c.batch);
+    train_range::epochs.check("--epochs", c.epochs);
+    if (c.steps != 0) train_range::steps.check("--steps", c.steps);  // 0: the run's length is --epochs
+    train_range::eval_every.check("--eval-every", c.eval_every);
+    train_range::eval_samples.check("--eval-samples", c.eval_samples);
+    train_range::synthetic_size.check("--synthetic-size", c.synthetic_size);
+    train_range::seed.check("--seed", c.seed);
+    train_range::threads.check("--threads", c.threads);
 }
 
 nlohmann::json with_current_keys(nlohmann::json recorded) {

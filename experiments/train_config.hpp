@@ -8,6 +8,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include "experiments/flag_range.hpp"
 #include "experiments/model_config.hpp"
 
 namespace xgrad {
@@ -30,6 +31,26 @@ struct TrainConfig {
     // Speed only: no sum depends on the thread count, so the weights come out bitwise the same.
     std::size_t threads = 2;
 };
+
+// The valid ranges of the training flags and of TrainConfig's fields: wide enough for any run of
+// these models, narrow enough that a typo is not a run that never ends or allocates terabytes.
+namespace train_range {
+inline constexpr WholeRange batch{1, 1'000'000};
+inline constexpr WholeRange epochs{1, 1'000'000};
+inline constexpr WholeRange steps{1, 100'000'000};
+inline constexpr WholeRange eval_every{1, 100'000'000};
+inline constexpr WholeRange eval_samples{0, 1'000'000};  // 0: the whole test set
+inline constexpr WholeRange synthetic_size{1, 1'000'000};  // 3 GB of images at most
+inline constexpr WholeRange seed{0, 4'294'967'295};  // numpy's and torch's DataLoader's seeds are 32 bits
+inline constexpr WholeRange threads{1, 1024};
+inline constexpr RealRange lr = RealRange::above(0);
+inline constexpr RealRange momentum = RealRange::closed_open(0, 1);
+}  // namespace train_range
+
+// A std::invalid_argument naming the flag and its valid range for the first field of `config` out
+// of it (the model's settings as check_model_config checks them), or --momentum with another
+// optimizer than SGD; the run's directory is not touched before this passes.
+void check_train_config(const TrainConfig& config);
 
 // config.json: the model's keys (model_config.hpp) beside the training's.
 nlohmann::json to_json(const TrainConfig& config);

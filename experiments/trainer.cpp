@@ -2,11 +2,13 @@
 
 #include <chrono>
 #include <cmath>
+#include <cstdio>
 #include <memory>
 #include <stdexcept>
 #include <vector>
 
 #include <tbb/global_control.h>
+#include <xtensor/xbuilder.hpp>
 
 #include "autodiff/blas.hpp"
 #include "autodiff/grad_mode.hpp"
@@ -18,7 +20,9 @@
 #include "experiments/json_file.hpp"
 #include "experiments/metrics_log.hpp"
 #include "experiments/models.hpp"
+#include "experiments/nonfinite.hpp"
 #include "experiments/progress.hpp"
+#include "experiments/run_lock.hpp"
 #include "layers/adam.hpp"
 #include "layers/cross_entropy.hpp"
 #include "layers/sgd.hpp"
@@ -44,29 +48,38 @@ std::vector<std::pair<std::string, Rng*>> run_generators(Sequential<float>& mode
     return out;
 }
 
-bool all_finite(const xt::xarray<float>& a) {
-    for (float v : a) {
-        if (!std::isfinite(v)) return false;
-    }
-    return true;
+// A loss or threshold in a message: 4.5e+07, 1000, nan.
+std::string number(double value) {
+    char text[32];
+    std::snprintf(text, sizeof text, "%g", value);
+    return text;
 }
 
-// Replays the batch layer by layer to name the first layer whose output is not finite.
-std::string first_nonfinite_layer(Sequential<float>& model, const xt::xarray<float>& images) {
-    if (!all_finite(images)) return "the input batch";
-    NoGrad no_grad;
-    Var<float> x(images);
-    for (auto& [name, child] : model.named_children()) {
-        x = child->forward(x);
-        if (!all_finite(x.value())) return child->where();
+// summary.json's "divergence" for a training loss that is not finite or above `threshold`: the
+// loss, the cause in words and, for a non-finite loss, the first layer with a non-finite output.
+nlohmann::json loss_divergence(Sequential<float>& model, const xt::xarray<float>& images, double loss, double threshold) {
+    if (std::isfinite(loss)) {
+        return {{"loss", loss},
+                {"cause", "the training loss " + number(loss) + " is above divergence_loss " + number(threshold)}};
     }
-    return "none (every layer's output is finite; the loss itself overflowed)";
+    const auto layer = first_nonfinite_layer(model, images);
+    nlohmann::json divergence = {
+        {"loss", "non-finite"},
+        {"cause", "the training loss is " + number(loss) + "; " +
+                      (layer ? "the first layer with a non-finite output is " + *layer
+                             : "every layer's output is finite, so the loss itself overflowed")}};
+    if (layer) divergence["first_nonfinite_layer"] = *layer;
+    return divergence;
 }
 
-// Ghost BN's virtual batch against the batches of an epoch of `samples`: below the batch size (at
+// The models whose norm layers take their statistics over the batch, which has one value per
+// feature after a Linear when the batch has one sample.
+bool normalizes_over_the_batch(Norm norm) { return norm == Norm::batch || norm == Norm::batch_renorm || norm == Norm::ghost; }
+
+// Ghost BN's virtual batch against the batches of `loader`'s epochs: below the batch size (at
 // it or above, every batch is one virtual batch, which is --norm batch), and never leaving a last
 // virtual batch of one sample, which has one value per feature after a Linear.
-void check_virtual_batches(const TrainConfig& c, std::size_t samples) {
+void check_virtual_batches(const TrainConfig& c, const BatchLoader& loader) {
     const std::size_t b = c.model.ghost_batch;
     const std::string flag = "--ghost-batch " + std::to_string(b);
     if (b >= c.batch) {
@@ -80,7 +93,30 @@ void check_virtual_batches(const TrainConfig& c, std::size_t samples) {
                                     "feature after a Linear; choose a virtual batch that leaves none of one");
     };
     check(c.batch, "each batch (--batch)");
-    if (samples % c.batch != 0) check(samples % c.batch, "an epoch's last batch");
+    if (loader.last_batch_size() != c.batch) check(loader.last_batch_size(), "an epoch's last batch");
+}
+
+// One forward pass in training mode, on a model of its own, for each size of batch the run will
+// take, so that a configuration the model cannot train on (a norm given one value per channel, a
+// layer given the wrong shape) is refused before anything is written, not at some later step.
+void check_batches_train(const TrainConfig& c, const BatchLoader& loader, const Dataset& data, bool flat) {
+    Rng rng(c.seed);
+    auto model = make_model(c.model, rng);
+    model->train();
+    NoGrad no_grad;
+    std::vector<std::size_t> sizes{loader.batches_per_epoch() > 1 ? c.batch : loader.last_batch_size()};
+    if (loader.last_batch_size() != sizes.front()) sizes.push_back(loader.last_batch_size());
+    for (std::size_t size : sizes) {
+        std::vector<std::size_t> shape(data.images.shape().begin(), data.images.shape().end());
+        shape[0] = size;
+        if (flat) shape = {size, data.images.size() / data.labels.size()};
+        try {
+            (void)(*model)(Var<float>(xt::xarray<float>(xt::zeros<float>(shape))));
+        } catch (const std::exception& e) {
+            throw std::invalid_argument("the model cannot train on a batch of " + std::to_string(size) + " samples (" +
+                                        (size == c.batch ? "--batch" : "an epoch's last batch") + "): " + e.what());
+        }
+    }
 }
 
 struct RunFiles {
@@ -101,6 +137,14 @@ void check_same_config(const RunFiles& files, const nlohmann::json& config) {
     }
 }
 
+// The outcome of the run in `files` if it has finished; it must have been started with `config`.
+std::optional<TrainOutcome> finished_run(const RunFiles& files, const nlohmann::json& config) {
+    if (!fs::exists(files.summary)) return std::nullopt;
+    check_same_config(files, config);
+    nlohmann::json summary = read_json_file(files.summary);
+    return TrainOutcome{summary.value("status", "finished"), summary, true};
+}
+
 // Writes config.json for a new run, or checks that an existing run was started with the same one.
 void claim_directory(const RunFiles& files, const nlohmann::json& config) {
     if (!fs::exists(files.config)) {
@@ -115,12 +159,7 @@ void claim_directory(const RunFiles& files, const nlohmann::json& config) {
 TrainOutcome train(const TrainConfig& config, const fs::path& dir, const std::string& label, const Probe& probe) {
     const RunFiles files(dir);
     const nlohmann::json config_json = to_json(config);
-    if (fs::exists(files.summary)) {
-        // Reused only for the configuration it was trained with, never for another one.
-        check_same_config(files, config_json);
-        nlohmann::json summary = read_json_file(files.summary);
-        return {summary.value("status", "finished"), summary, true};
-    }
+    if (auto finished = finished_run(files, config_json)) return *finished;
     tbb::global_control threads(tbb::global_control::max_allowed_parallelism, config.threads);
 
     Rng rng(config.seed);
@@ -134,15 +173,22 @@ TrainOutcome train(const TrainConfig& config, const fs::path& dir, const std::st
     const Dataset test_set = load_dataset(config.dataset, Split::test,
                                           {.synthetic_size = std::max<std::size_t>(config.synthetic_size / 4, 1),
                                            .synthetic_seed = config.seed});
-    if (config.model.norm == Norm::ghost) check_virtual_batches(config, train_set.labels.size());
-    fs::create_directories(dir);
-    claim_directory(files, config_json);
-
-    BatchLoader loader(train_set, {.batch_size = config.batch, .seed = config.seed, .flatten = flat});
+    // An epoch's last batch of one sample is skipped where the norm needs more (README).
+    BatchLoader loader(train_set, {.batch_size = config.batch,
+                                   .seed = config.seed,
+                                   .smallest_batch = normalizes_over_the_batch(config.model.norm) ? 2u : 1u,
+                                   .flatten = flat});
     const std::size_t total_steps = config.steps ? config.steps : config.epochs * loader.batches_per_epoch();
     if (total_steps == 0 || config.eval_every == 0) {
         throw std::invalid_argument("a run needs at least one step and eval_every >= 1");
     }
+    if (config.model.norm == Norm::ghost) check_virtual_batches(config, loader);
+    check_batches_train(config, loader, train_set, flat);
+    fs::create_directories(dir);
+    const RunLock lock(dir);
+    // Finished by the trainer that held the lock before this one.
+    if (auto finished = finished_run(files, config_json)) return *finished;
+    claim_directory(files, config_json);
 
     std::size_t step = 0;
     double seconds_before = 0;  // training time of earlier sessions of this run
@@ -150,9 +196,14 @@ TrainOutcome train(const TrainConfig& config, const fs::path& dir, const std::st
     if (fs::exists(files.checkpoint)) {
         TrainerState state;
         load_checkpoint(files.checkpoint, *model, optimizer.get(), &state);
-        step = static_cast<std::size_t>(state.get_int("step"));
-        seconds_before = state.get_real("seconds");
-        loader.seek(static_cast<std::size_t>(state.get_int("epoch")), static_cast<std::size_t>(state.get_int("batch")));
+        // Checked against this configuration: each step reads one batch, so the loader's place
+        // follows from the step.
+        step = state.get_count("step", 0, total_steps, "the run's steps");
+        seconds_before = state.get_real_at_least("seconds", 0);
+        const std::size_t per_epoch = loader.batches_per_epoch();
+        const std::string place = "step " + std::to_string(step) + " at " + std::to_string(per_epoch) + " batches per epoch";
+        const std::size_t epoch = state.get_count("epoch", step / per_epoch, step / per_epoch, place);
+        loader.seek(epoch, state.get_count("batch", step % per_epoch, step % per_epoch, place));
         for (auto& [name, generator] : run_generators(*model)) state.restore_rng(name, *generator);
         if (fs::exists(files.metrics)) {
             rows = read_metrics_csv(files.metrics);
@@ -180,11 +231,7 @@ TrainOutcome train(const TrainConfig& config, const fs::path& dir, const std::st
         const Var<float> loss = cross_entropy(logits, batch.labels);
         const double loss_value = loss.value()();
         if (!std::isfinite(loss_value) || loss_value > config.divergence_loss) {
-            status = "diverged";
-            divergence = {{"step", step}, {"loss", std::isfinite(loss_value) ? nlohmann::json(loss_value) : nlohmann::json("non-finite")},
-                          {"first_nonfinite_layer", first_nonfinite_layer(*model, batch.images)}};
-            progress.report(label + ": diverged at step " + std::to_string(step) + " (loss " + std::to_string(loss_value) +
-                            "); first layer with a non-finite output: " + divergence["first_nonfinite_layer"].get<std::string>());
+            divergence = loss_divergence(*model, batch.images, loss_value, config.divergence_loss);
             break;
         }
         loss.backward();
@@ -197,6 +244,10 @@ TrainOutcome train(const TrainConfig& config, const fs::path& dir, const std::st
 
         if (step % config.eval_every == 0 || step == total_steps) {
             const Evaluation test = evaluate(*model, test_set, flat, config.eval_samples);
+            if (test.nonfinite) {
+                divergence = {{"cause", "at the evaluation: " + *test.nonfinite}};
+                break;
+            }
             rows.push_back({step, epoch, loss_sum / static_cast<double>(batches),
                             static_cast<double>(right) / static_cast<double>(seen), test.loss, test.accuracy,
                             optimizer->lr(), elapsed(), probe ? probe(*model, batch) : std::vector<std::pair<std::string, double>>{}});
@@ -217,6 +268,11 @@ TrainOutcome train(const TrainConfig& config, const fs::path& dir, const std::st
             for (auto& [name, generator] : run_generators(*model)) state.set_rng(name, *generator);
             save_checkpoint(files.checkpoint, *model, optimizer.get(), &state);
         }
+    }
+    if (!divergence.is_null()) {
+        status = "diverged";
+        divergence["step"] = step;
+        progress.report(label + ": diverged at step " + std::to_string(step) + ": " + divergence["cause"].get<std::string>());
     }
     progress.finish();
     // Once more at the end: a run that diverged before its first evaluation gets its (empty)

@@ -4,7 +4,8 @@
 // finished run and is never written again; one with a checkpoint resumes from it and ends with
 // the same weights as a run that was never stopped (the batch order, dropout masks and every
 // reduction are deterministic). Either is taken up only by the configuration it was started
-// with; another one is refused.
+// with; another one is refused. While a trainer works in a directory it holds its lock
+// (run_lock.hpp), so a second one is refused too.
 #pragma once
 
 #include <filesystem>
@@ -23,7 +24,9 @@
 namespace xgrad {
 
 struct TrainOutcome {
-    // "finished", or "diverged" when the loss went non-finite or above config.divergence_loss.
+    // "finished", or "diverged" when the training loss went non-finite or above
+    // config.divergence_loss, or an evaluation found a non-finite loss, parameter or buffer;
+    // summary["divergence"]["cause"] says which, and where.
     std::string status;
     // The summary.json of the run; for a run found already finished, the one it holds.
     nlohmann::json summary;

@@ -1,13 +1,12 @@
 // The xgrad command line: train, eval, experiment, report.
 #include <algorithm>
-#include <charconv>
 #include <chrono>
 #include <cstdint>
 #include <filesystem>
 #include <iostream>
 #include <memory>
 #include <string>
-#include <system_error>
+#include <string_view>
 #include <utility>
 #include <vector>
 
@@ -30,33 +29,43 @@ namespace {
 
 using namespace xgrad;
 
-// A whole number >= `min`, or an error saying so: "--recalibrate: expected the number of training
-// batches, a whole number >= 1; got 0" (`what` names the value; may be empty). It checks the text,
-// before an unsigned option would convert -2 to 2^64 - 2.
-CLI::Validator whole_number_at_least(std::int64_t min, const std::string& what = "") {
+// A flag's text against its range, before conversion, since an unsigned option would take -2 as
+// 2^64 - 2: "--recalibrate: expected the number of training batches, a whole number from 1 to
+// 1000000; got 0" (`what` names the value; may be empty). CLI11 prefixes the flag's name.
+template <class Range>
+CLI::Validator in_range(const Range& range, const std::string& what = "") {
     return CLI::Validator(
-        [min, what](const std::string& input) -> std::string {
-            std::int64_t value = 0;
-            const char* end = input.data() + input.size();
-            const auto [stop, error] = std::from_chars(input.data(), end, value);
-            if (error == std::errc{} && stop == end && value >= min) return {};
-            return "expected " + (what.empty() ? "" : what + ", ") + "a whole number >= " + std::to_string(min) + "; got " + input;
+        [range, what](const std::string& input) -> std::string {
+            if (range.admits(input)) return {};
+            // CLI11 takes the argument after a flag as its value even when it is the next flag.
+            const std::string given = input.starts_with("--") ? input + ", the next flag (the value is missing)" : input;
+            return "expected " + (what.empty() ? "" : what + ", ") + range.words() + "; got " + given;
         },
-        "N >= " + std::to_string(min));
+        range.words());
+}
+
+// A file or directory: an empty path would put the files into the working directory.
+CLI::Validator path_of(const std::string& what) {
+    return CLI::Validator(
+        [what](const std::string& input) -> std::string {
+            return input.empty() ? "expected the path of " + what + "; got an empty one" : "";
+        },
+        "PATH");
 }
 
 // --threads, the same check for every command that takes it: TBB aborts on a limit of 0.
 CLI::Option* add_threads_option(CLI::App* cmd, std::size_t& threads, const std::string& help) {
     return cmd->add_option("--threads", threads, help)
-        ->check(whole_number_at_least(1, "the number of threads"))
+        ->check(in_range(train_range::threads, "the number of threads"))
         ->capture_default_str();
 }
 
 // The normalization flags: --norm NAME; --bn on|off, another spelling of --norm batch|none (given
 // both, they must agree); and the settings of the norms that have them, each an error naming both
-// with another norm. Their ranges are make_model's to check (check_norm_settings), but for the
-// unsigned ones, checked here before conversion. The subcommand's callback, which runs once all
-// are parsed, sets model.norm. Returns the options, for eval's check against a run.
+// with another norm. Their ranges (model_config.hpp's) are checked here before conversion, and
+// again by make_model (check_norm_settings) with what depends on the other flags. The
+// subcommand's callback, which runs once all are parsed, sets model.norm. Returns the options,
+// for eval's check against a run.
 std::vector<CLI::Option*> add_norm_flags(CLI::App* cmd, ModelConfig& model) {
     struct Given {
         std::string norm, bn;  // as given on the command line; empty when absent
@@ -75,13 +84,17 @@ std::vector<CLI::Option*> add_norm_flags(CLI::App* cmd, ModelConfig& model) {
     };
     const std::vector<std::pair<CLI::Option*, Norm>> settings{
         {with_default("--norm-groups", model.norm_groups, "group: the groups of every GroupNorm layer; must divide each layer's channels")
-             ->check(whole_number_at_least(1)),
+             ->check(in_range(model_range::norm_groups)),
          Norm::group},
         {cmd->add_option("--ghost-batch", model.ghost_batch, "ghost (required): the samples of each virtual batch, below --batch")
-             ->check(whole_number_at_least(2)),
+             ->check(in_range(model_range::ghost_batch)),
          Norm::ghost},
-        {with_default("--renorm-rmax", model.renorm.rmax, "batch-renorm: rmax's final value (>= 1)"), Norm::batch_renorm},
-        {with_default("--renorm-dmax", model.renorm.dmax, "batch-renorm: dmax's final value (>= 0)"), Norm::batch_renorm},
+        {with_default("--renorm-rmax", model.renorm.rmax, "batch-renorm: rmax's final value (>= 1)")
+             ->check(in_range(model_range::renorm_rmax)),
+         Norm::batch_renorm},
+        {with_default("--renorm-dmax", model.renorm.dmax, "batch-renorm: dmax's final value (>= 0)")
+             ->check(in_range(model_range::renorm_dmax)),
+         Norm::batch_renorm},
         {with_default("--renorm-warmup", model.renorm.warmup,
                       "batch-renorm: the steps with rmax = 1 and dmax = 0 (BatchNorm) before both rise linearly"),
          Norm::batch_renorm},
@@ -89,7 +102,8 @@ std::vector<CLI::Option*> add_norm_flags(CLI::App* cmd, ModelConfig& model) {
          Norm::batch_renorm},
         {with_default("--renorm-dmax-at", model.renorm.dmax_at, "batch-renorm: the step at which dmax reaches its final value"),
          Norm::batch_renorm},
-        {with_default("--renorm-momentum", model.renorm.momentum, "batch-renorm: the momentum of the running statistics, in (0, 1]"),
+        {with_default("--renorm-momentum", model.renorm.momentum, "batch-renorm: the momentum of the running statistics, in (0, 1]")
+             ->check(in_range(model_range::renorm_momentum)),
          Norm::batch_renorm}};
     for (const auto& setting : settings) options.push_back(setting.first);
     cmd->callback([given, settings, &model] {
@@ -153,6 +167,7 @@ ModelConfig model_to_evaluate(const std::filesystem::path& checkpoint, const Mod
 }
 
 int run_train(const TrainConfig& config, const std::string& out) {
+    check_train_config(config);  // --momentum with Adam; nothing is written before it passes
     const TrainOutcome outcome = train(config, out);
     if (outcome.was_already_finished) {
         std::cout << out << " holds a finished run; it is not overwritten. Its summary:\n";
@@ -168,6 +183,8 @@ struct RecalibrateOptions {
     std::size_t batch_size = 64;
     std::uint64_t seed = 0;
 };
+// --recalibrate N: a million batches is far beyond what PreciseBN's averages need.
+constexpr WholeRange recalibrate_batches{1, 1'000'000};
 
 int run_eval(const std::string& checkpoint, const ModelConfig& model_config, const std::string& dataset,
              const RecalibrateOptions& recalibrate) {
@@ -177,6 +194,7 @@ int run_eval(const std::string& checkpoint, const ModelConfig& model_config, con
     const bool flat = model_takes_flat_input(model_config.name);
     const Dataset test = load_dataset(dataset, Split::test);
     const Evaluation e = evaluate(*model, test, flat);
+    if (e.nonfinite) throw std::runtime_error(checkpoint + ": " + *e.nonfinite);
     std::printf("test accuracy: %.4f\ntest loss: %.4f\n", e.accuracy, e.loss);
     if (recalibrate.batches == 0) return 0;
 
@@ -208,6 +226,19 @@ void run_experiment(const std::string& name, const ExperimentOptions& options, c
     }
 }
 
+// The command, argv[1], named when it is missing or unknown: CLI11's own message for both is "A
+// subcommand is required". A flag there (--help) is CLI11's.
+void require_known_command(const CLI::App& app, int argc, char** argv) {
+    if (argc >= 2 && std::string_view(argv[1]).starts_with("-")) return;
+    const std::string given = argc >= 2 ? argv[1] : "";
+    std::string known;
+    for (const CLI::App* cmd : app.get_subcommands([](const CLI::App*) { return true; })) {
+        if (cmd->check_name(given)) return;
+        known += (known.empty() ? "" : ", ") + cmd->get_name();
+    }
+    throw CLI::ValidationError((given.empty() ? "no command given" : "unknown command '" + given + "'") + "; the commands are " + known);
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -222,21 +253,30 @@ int main(int argc, char** argv) {
     add_dataset_flag(train_cmd, config.dataset);
     add_norm_flags(train_cmd, config.model);
     train_cmd->add_option("--optimizer", config.optimizer, "sgd or adam")->check(CLI::IsMember({"sgd", "adam"}))->capture_default_str();
-    train_cmd->add_option("--lr", config.lr, "Learning rate")->capture_default_str();
-    train_cmd->add_option("--momentum", config.momentum, "SGD momentum")->capture_default_str();
-    train_cmd->add_option("--batch", config.batch, "Batch size")->check(CLI::PositiveNumber)->capture_default_str();
-    auto* epochs = train_cmd->add_option("--epochs", config.epochs, "Epochs to train")->capture_default_str();
-    train_cmd->add_option("--steps", config.steps, "Steps to train (instead of --epochs)")->excludes(epochs);
+    train_cmd->add_option("--lr", config.lr, "Learning rate")->check(in_range(train_range::lr))->capture_default_str();
+    train_cmd->add_option("--momentum", config.momentum, "SGD momentum (--optimizer sgd only)")
+        ->check(in_range(train_range::momentum))->capture_default_str();
+    train_cmd->add_option("--batch", config.batch, "Batch size")->check(in_range(train_range::batch))->capture_default_str();
+    auto* epochs = train_cmd->add_option("--epochs", config.epochs, "Epochs to train")
+        ->check(in_range(train_range::epochs))->capture_default_str();
+    train_cmd->add_option("--steps", config.steps, "Steps to train (instead of --epochs)")
+        ->check(in_range(train_range::steps))->excludes(epochs);
     train_cmd->add_option("--eval-every", config.eval_every, "Steps between evaluations (and checkpoints)")
-        ->check(CLI::PositiveNumber)->capture_default_str();
-    train_cmd->add_option("--eval-samples", config.eval_samples, "Test images per evaluation, 0 for all")->capture_default_str();
-    train_cmd->add_option("--init-sigma", config.model.init_sigma, "Initialize weights from N(0, sigma) instead of torch's default");
-    train_cmd->add_option("--dropout", config.model.dropout, "Dropout probability after hidden nonlinearities")->capture_default_str();
+        ->check(in_range(train_range::eval_every))->capture_default_str();
+    train_cmd->add_option("--eval-samples", config.eval_samples, "Test images per evaluation, 0 for all")
+        ->check(in_range(train_range::eval_samples))->capture_default_str();
+    train_cmd->add_option("--init-sigma", config.model.init_sigma, "Initialize weights from N(0, sigma) instead of torch's default")
+        ->check(in_range(model_range::init_sigma));
+    train_cmd->add_option("--dropout", config.model.dropout, "Dropout probability after hidden nonlinearities")
+        ->check(in_range(model_range::dropout))->capture_default_str();
     train_cmd->add_flag("--noisy-bn", config.model.noisy_bn, "Noise after every norm layer (Santurkar et al. 2018)");
-    train_cmd->add_option("--synthetic-size", config.synthetic_size, "Training images of the synthetic data set")->capture_default_str();
-    train_cmd->add_option("--seed", config.seed, "Seed of initialization, data order and dropout")->capture_default_str();
+    train_cmd->add_option("--synthetic-size", config.synthetic_size, "Training images of the synthetic data set")
+        ->check(in_range(train_range::synthetic_size))->capture_default_str();
+    train_cmd->add_option("--seed", config.seed, "Seed of initialization, data order and dropout")
+        ->check(in_range(train_range::seed))->capture_default_str();
     add_threads_option(train_cmd, config.threads, "Threads (TBB's; OpenBLAS runs single-threaded inside them)");
-    train_cmd->add_option("--out", out, "Run directory (resumed if it holds an unfinished run with the same configuration)")->required();
+    train_cmd->add_option("--out", out, "Run directory (resumed if it holds an unfinished run with the same configuration)")
+        ->required()->check(path_of("the run directory"));
 
     std::string checkpoint, eval_dataset = "fashion-mnist";
     ModelConfig eval_model;
@@ -254,11 +294,11 @@ int main(int argc, char** argv) {
         "unbiased variances of N training batches, the first N that `xgrad train` takes with --batch and --seed "
         "(from epoch 0 on, each epoch's incomplete last batch skipped); prints the test accuracy with the "
         "checkpoint's statistics, then with the recalibrated ones; the checkpoint file is not modified")
-        ->check(whole_number_at_least(1, "the number of training batches"));
+        ->check(in_range(recalibrate_batches, "the number of training batches"));
     eval_cmd->add_option("--batch", recalibrate.batch_size, "With --recalibrate: the run's batch size")
-        ->check(CLI::PositiveNumber)->capture_default_str()->needs(recalibrate_flag);
+        ->check(in_range(train_range::batch))->capture_default_str()->needs(recalibrate_flag);
     eval_cmd->add_option("--seed", recalibrate.seed, "With --recalibrate: the run's seed, which orders the training set")
-        ->capture_default_str()->needs(recalibrate_flag);
+        ->check(in_range(train_range::seed))->capture_default_str()->needs(recalibrate_flag);
 
     SeedCnnBnOptions seed_cnn_bn;
     ExperimentOptions experiment_options;
@@ -272,20 +312,29 @@ int main(int argc, char** argv) {
     experiment_help += "\nall: every driver but seed-cnn-bn, in this order";
     CLI::App* experiment_cmd = app.add_subcommand("experiment", "Run an experiment driver");
     experiment_cmd->add_option("name", experiment, experiment_help)->required()->check(CLI::IsMember(experiment_names));
-    experiment_cmd->add_option("--results", experiment_options.results, "Root of the results directories")->capture_default_str();
+    experiment_cmd->add_option("--results", experiment_options.results, "Root of the results directories")
+        ->check(path_of("the results directory"))->capture_default_str();
     experiment_cmd->add_option("--profile", profile, "quick (seconds, for tests) or paper (the reproduction)")
         ->check(CLI::IsMember({"quick", "paper"}))->capture_default_str();
     experiment_cmd->add_option("--jobs", experiment_options.jobs, "Runs trained at once, one thread each")
-        ->check(whole_number_at_least(1, "the number of runs trained at once"))->capture_default_str();
+        ->check(in_range(experiment_range::jobs, "the number of runs trained at once"))->capture_default_str();
     add_threads_option(experiment_cmd, seed_cnn_bn.threads,
                        "seed-cnn-bn: threads (TBB's; OpenBLAS runs single-threaded inside them)");
 
     std::string report_results = "results", report_out = "experiments/REPORT.md";
     CLI::App* report_cmd = app.add_subcommand("report", "Regenerate REPORT.md from the experiments' claims.json files");
-    report_cmd->add_option("--results", report_results, "Root of the results directories")->capture_default_str();
-    report_cmd->add_option("--out", report_out, "The report to write")->capture_default_str();
+    report_cmd->add_option("--results", report_results, "Root of the results directories")
+        ->check(path_of("the results directory"))->capture_default_str();
+    report_cmd->add_option("--out", report_out, "The report to write")->check(path_of("the report"))->capture_default_str();
+    bool report_force = false;
+    report_cmd->add_flag("--force", report_force, "Replace a report of more claims than the results give");
 
-    CLI11_PARSE(app, argc, argv);
+    try {
+        require_known_command(app, argc, argv);
+        app.parse(argc, argv);
+    } catch (const CLI::ParseError& e) {
+        return app.exit(e);
+    }
     try {
         if (*train_cmd) return run_train(config, out);
         if (*eval_cmd) {
@@ -298,7 +347,7 @@ int main(int argc, char** argv) {
             return 0;
         }
         if (*report_cmd) {
-            const std::size_t claims = write_report(report_results, report_out);
+            const std::size_t claims = write_report(report_results, report_out, report_force);
             std::cout << report_out << ": " << claims << " claims\n";
             return 0;
         }

@@ -245,7 +245,7 @@ protected:
 
 TEST_F(CorruptNpz, MissingFile) {
     EXPECT_EQ(error_of<NpzError>([&] { xgrad::load_npz(path("none.npz")); }),
-              "npz " + path("none.npz").string() + ": cannot open: No such file or directory");
+              "npz " + path("none.npz").string() + ": cannot read: No such file or directory");
 }
 
 TEST_F(CorruptNpz, BadSignature) {
@@ -511,6 +511,29 @@ TEST_F(Checkpoint, OptimizerStateOfAnotherKindIsRejected) {
     EXPECT_NO_THROW(xgrad::load_checkpoint(path("adam.npz"), *model));
 }
 
+// A forged count (Adam's steps of a parameter, a BN layer's batches) below zero is refused, naming
+// the key, before anything changes.
+TEST_F(Checkpoint, NegativeCountsAreRejectedNamingTheKeyAndChangeNothing) {
+    auto model = small_model(1);
+    auto optimizer = adam(*model);
+    train_step(*model, *optimizer, 0);
+    xgrad::save_checkpoint(path("c.npz"), *model, optimizer.get());
+    const Npz saved = xgrad::load_npz(path("c.npz"));
+    for (const std::string key : {"optimizer/fc2.bias/step", "bn1.num_batches_tracked"}) {
+        Npz forged;
+        for (const auto& [name, array] : saved.entries()) {
+            forged.add(name, name == key ? xgrad::NpyArray(xt::xarray<std::int64_t>(-1)) : array);
+        }
+        auto fresh = small_model(2);
+        auto fresh_optimizer = adam(*fresh);
+        const auto before = tensors(*fresh);
+        EXPECT_EQ(error_of<CheckpointError>([&] { xgrad::load_checkpoint(forged, "forged", *fresh, fresh_optimizer.get()); }),
+                  "checkpoint forged: '" + key + "' is -1, expected a count of at least 0");
+        EXPECT_EQ(tensors(*fresh), before);
+        EXPECT_EQ(batches_tracked(*fresh), 0);
+    }
+}
+
 TEST_F(Checkpoint, OptimizerOfOtherParametersIsRejected) {
     auto model = small_model(1);
     auto stranger = small_model(2);
@@ -546,6 +569,14 @@ TEST_F(Checkpoint, TrainerStateRoundTripsIncludingGenerators) {
     EXPECT_EQ(error_of<CheckpointError>([&] { loaded.get_int("order"); }), file + ": more than one value in 'trainer/order'");
     EXPECT_EQ(error_of<CheckpointError>([&] { loaded.restore_rng("order", restored); }),
               file + ": not a random generator state in 'trainer/order'");
+    // A key of the other dtype (a forged file) is not "missing": its dtype is what is wrong.
+    EXPECT_EQ(error_of<CheckpointError>([&] { loaded.get_int("lr"); }), file + ": 'trainer/lr' has dtype float64, expected int64");
+    EXPECT_EQ(error_of<CheckpointError>([&] { loaded.get_real("step"); }), file + ": 'trainer/step' has dtype int64, expected float64");
+    EXPECT_EQ(loaded.get_count("epoch", 0, 2, "the test's range"), 2u);
+    EXPECT_EQ(error_of<CheckpointError>([&] { loaded.get_count("step", 0, 1000, "the run's steps"); }),
+              file + ": 'trainer/step' is 1234, expected 0 to 1000 (the run's steps)");
+    EXPECT_EQ(error_of<CheckpointError>([&] { loaded.get_count("epoch", 3, 3, "step 9"); }),
+              file + ": 'trainer/epoch' is 2, expected 3 (step 9)");
 }
 
 // ---- atomic writes ----

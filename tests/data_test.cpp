@@ -1,5 +1,6 @@
 // The IDX reader, the data sets and the batch loader. Small IDX files, good and broken (wrong
-// magic, truncated header, payload or gzip stream, trailing data, corrupt gzip, mismatched counts),
+// magic, truncated header, payload or gzip stream, gzip files cut anywhere or with any bit flipped,
+// a CRC-32 or length mismatch, trailing data, mismatched counts, a split of no samples),
 // are written into a fresh temporary directory by each test; every error must name the file and
 // the byte offset. The real Fashion-MNIST (Debian package) and MNIST (setup.sh's cache) are
 // checked when present and skipped otherwise.
@@ -31,6 +32,7 @@
 #include "experiments/batch_loader.hpp"
 #include "experiments/dataset.hpp"
 #include "experiments/idx_file.hpp"
+#include "tests/temp_dir.hpp"
 
 namespace {
 
@@ -110,17 +112,7 @@ void expect_contains(const std::string& message, std::initializer_list<std::stri
     }
 }
 
-class TempDir : public testing::Test {
-protected:
-    void SetUp() override {
-        std::string pattern_path = (fs::temp_directory_path() / "xgrad-data-test-XXXXXX").string();
-        ASSERT_NE(mkdtemp(pattern_path.data()), nullptr);
-        dir = pattern_path;
-    }
-    void TearDown() override { fs::remove_all(dir); }
-
-    fs::path dir;
-};
+using xgrad_test::TempDir;
 
 // ---- IDX files ----
 
@@ -146,12 +138,12 @@ TEST_F(IdxFile, PlainAndGzipRoundTrip) {
 TEST_F(IdxFile, MissingFile) {
     const fs::path path = dir / "absent.gz";
     expect_contains(error_of([&] { xgrad::read_idx_images(path); }),
-                    {"cannot open " + path.string() + ": No such file or directory"});
+                    {"cannot read " + path.string() + ": No such file or directory"});
 }
 
 TEST_F(IdxFile, DirectoryInsteadOfFile) {
     expect_contains(error_of([&] { xgrad::read_idx_labels(dir); }),
-                    {"cannot read " + dir.string() + ": Is a directory"});
+                    {"cannot read " + dir.string() + ": not a regular file (a directory)"});
 }
 
 TEST_F(IdxFile, WrongMagic) {
@@ -187,9 +179,8 @@ TEST_F(IdxFile, TruncatedGzipStream) {
     gz.resize(gz.size() / 2);
     write_plain(dir / "labels.gz", gz);
     expect_contains(error_of([&] { xgrad::read_idx_labels(dir / "labels.gz"); }),
-                    {(dir / "labels.gz").string() +
-                         ": truncated: expected 5008 bytes (an 8-byte header and 5000 labels)",
-                     "of the decompressed data (the gzip stream is cut short)"});
+                    {(dir / "labels.gz").string() + ": truncated: the file ends inside the compressed data (gzip member 1, "
+                                                    "byte offset " + std::to_string(gz.size()) + " of the file)"});
 }
 
 TEST_F(IdxFile, TrailingData) {
@@ -207,22 +198,71 @@ TEST_F(IdxFile, CorruptGzip) {
         const char* what;
         std::size_t byte;  // of the gzip file
         std::uint8_t value;
-        const char* zlib_message;
+        std::string message;
     };
-    // The compression method in the gzip header, the first deflate block's type, the CRC trailer.
-    for (const Corruption& c : {Corruption{"method", 2, 7, "unknown compression method"},
-                                Corruption{"block type", 10, 7, "invalid block type"},
-                                Corruption{"crc", good.size() - 8, static_cast<std::uint8_t>(~good[good.size() - 8]),
-                                           "incorrect data check"}}) {
+    // The compression method in the gzip header, the first deflate block's type, the CRC-32 and the
+    // length in the trailer.
+    const std::size_t crc = good.size() - 8, length = good.size() - 4;
+    for (const Corruption& c :
+         {Corruption{"method", 2, 7, "unknown compression method 7 (gzip member 1, byte offset 2 of the file)"},
+          Corruption{"block type", 10, 7, "corrupt deflate data: invalid block type (gzip member 1, byte offset "},
+          Corruption{"crc", crc, static_cast<std::uint8_t>(~good[crc]),
+                     "CRC-32 mismatch: the trailer says 0x"},
+          Corruption{"length", length, static_cast<std::uint8_t>(good[length] ^ 1),
+                     "length mismatch: the trailer says 309 bytes, the data decompressed has 308 (modulo 2^32) "
+                     "(gzip member 1, byte offset " + std::to_string(length) + " of the file)"}}) {
         SCOPED_TRACE(c.what);
         Bytes bad = good;
         bad[c.byte] = c.value;
         write_plain(dir / "labels.gz", bad);
         const std::string message = error_of([&] { xgrad::read_idx_labels(dir / "labels.gz"); });
-        expect_contains(message, {(dir / "labels.gz").string() + ": corrupt gzip data: " + c.zlib_message +
-                                  " (read up to byte offset "});
+        expect_contains(message, {(dir / "labels.gz").string() + ": " + c.message});
         EXPECT_EQ(message.find((dir / "labels.gz").string(), 1), std::string::npos) << "file named twice: " << message;
     }
+}
+
+// The trailer's CRC-32 and length are what tell a gzip file cut at its end from a whole one.
+TEST_F(IdxFile, EveryCutOfAGzipFileIsAnErrorNamingTheFile) {
+    const Bytes good = gz_bytes(dir / "good.gz", idx_labels(pattern(300)));
+    for (std::size_t cut = 1; cut < good.size(); ++cut) {
+        SCOPED_TRACE("cut " + std::to_string(cut));
+        write_plain(dir / "labels.gz", Bytes(good.begin(), good.end() - static_cast<std::ptrdiff_t>(cut)));
+        const std::string message = error_of([&] { xgrad::read_idx_labels(dir / "labels.gz"); });
+        expect_contains(message, {(dir / "labels.gz").string() + ": truncated: "});
+        if (cut <= 8) expect_contains(message, {"the trailer (CRC-32 and length) needs 8 bytes"});
+    }
+}
+
+TEST_F(IdxFile, EveryFlippedBitOfAGzipFileIsAnErrorOrChangesNothing) {
+    const Bytes labels = pattern(300);
+    const Bytes good = gz_bytes(dir / "good.gz", idx_labels(labels));
+    for (std::size_t bit = 0; bit < 8 * good.size(); ++bit) {
+        Bytes bad = good;
+        bad[bit / 8] = static_cast<std::uint8_t>(bad[bit / 8] ^ (1u << bit % 8));
+        write_plain(dir / "labels.gz", bad);
+        try {
+            EXPECT_EQ(xgrad::read_idx_labels(dir / "labels.gz"), labels) << "bit " << bit << " flipped";
+        } catch (const std::runtime_error& e) {
+            expect_contains(e.what(), {(dir / "labels.gz").string() + ": "});
+        }
+    }
+}
+
+TEST_F(IdxFile, GzipMembersAreConcatenatedAndNothingMayFollowThem) {
+    const Bytes whole = idx_labels(pattern(300));
+    const std::size_t half = whole.size() / 2;
+    Bytes two = gz_bytes(dir / "first.gz", Bytes(whole.begin(), whole.begin() + static_cast<std::ptrdiff_t>(half)));
+    const Bytes second = gz_bytes(dir / "second.gz", Bytes(whole.begin() + static_cast<std::ptrdiff_t>(half), whole.end()));
+    two.insert(two.end(), second.begin(), second.end());
+    write_plain(dir / "labels.gz", two);
+    EXPECT_EQ(xgrad::read_idx_labels(dir / "labels.gz"), pattern(300));
+
+    const std::size_t end = two.size();
+    two.push_back(0);
+    write_plain(dir / "labels.gz", two);
+    expect_contains(error_of([&] { xgrad::read_idx_labels(dir / "labels.gz"); }),
+                    {(dir / "labels.gz").string() + ": truncated: the header needs 10 bytes, the file has 1 left (gzip member 3, "
+                                                    "byte offset " + std::to_string(end) + " of the file)"});
 }
 
 TEST_F(IdxFile, ImpossibleHeaderIsAnErrorNotAnAllocation) {
@@ -293,6 +333,15 @@ TEST_F(DatasetFiles, BadFilesNameFileAndOffset) {
     write_split(dir, "train", idx_images(2, 28, 28, Bytes(2 * 784, 0)), idx_labels({1}));
     expect_contains(error_of([&] { xgrad::load_dataset("mnist", Split::train, {.dir = dir}); }),
                     {"image and label counts differ", "has 2 images", "has 1 labels"});
+}
+
+TEST_F(DatasetFiles, ASplitOfNoSamplesIsRefusedWhenItLoads) {
+    write_split(dir, "t10k", idx_images(0, 28, 28, {}), idx_labels({}));
+    expect_contains(error_of([&] { xgrad::load_dataset("mnist", Split::test, {.dir = dir}); }),
+                    {(dir / "t10k-images-idx3-ubyte.gz").string() +
+                     ": the header at byte offset 4 says 0 images; a mnist split needs at least one"});
+    expect_contains(error_of([] { xgrad::load_dataset("synthetic", Split::test, {.synthetic_size = 0}); }),
+                    {"synthetic: a split of 0 images; it needs at least one"});
 }
 
 TEST(Dataset, UnknownNameListsTheKnownOnes) {

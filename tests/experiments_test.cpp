@@ -36,6 +36,7 @@
 #include "layers/distribution_noise.hpp"
 #include "layers/linear.hpp"
 #include "layers/normalization/batch_norm.hpp"
+#include "tests/error_message.hpp"
 #include "tests/run_command.hpp"
 
 namespace {
@@ -558,14 +559,20 @@ TEST(Probes, ARunWithTheLandscapeProbeEndsWithTheSameWeights) {
     fs::remove_all(dir);
 }
 
+// paper-mlp as the drivers train it, on 128 synthetic images.
+TrainConfig short_paper_mlp_run(Norm norm, std::size_t steps, std::size_t eval_every) {
+    TrainConfig c = paper_mlp_config("synthetic", norm);
+    c.synthetic_size = 128;
+    c.steps = steps;
+    c.eval_every = eval_every;
+    return c;
+}
+
 // A run that diverges before its first evaluation still has a (header-only) metrics.csv; a
 // driver sees it as diverged with no rows, and asking for its last row names the run.
 TEST(RunAll, ARunDivergedBeforeItsFirstEvaluationHasNoRows) {
     const fs::path dir = fresh_dir("early_divergence");
-    TrainConfig c = paper_mlp_config("synthetic", Norm::none);
-    c.synthetic_size = 128;
-    c.steps = 20;
-    c.eval_every = 10;
+    TrainConfig c = short_paper_mlp_run(Norm::none, 20, 10);
     c.divergence_loss = 1e-3;  // the first loss, about log(10), is above it
     const auto results = run_all({{"early", c, {}}}, dir, ExperimentOptions{}, std::cout);
     ASSERT_EQ(results.size(), 1u);
@@ -580,6 +587,20 @@ TEST(RunAll, ARunDivergedBeforeItsFirstEvaluationHasNoRows) {
     } catch (const std::runtime_error& e) {
         EXPECT_NE(std::string(e.what()).find("early: the run has no evaluation (diverged"), std::string::npos) << e.what();
     }
+    fs::remove_all(dir);
+}
+
+// A driver asking for a run that finished with another configuration gets an error naming the
+// run and the field, not the stale run's results.
+TEST(RunAll, AFinishedRunOfAnotherConfigurationIsAnErrorNotAResult) {
+    const fs::path dir = fresh_dir("stale_run");
+    TrainConfig c = short_paper_mlp_run(Norm::batch, 2, 2);
+    ASSERT_EQ(run_all({{"arm/seed0", c, {}}}, dir, ExperimentOptions{}, std::cout).at(0).outcome.status, "finished");
+    c.lr = 0.2;
+    const std::string message =
+        xgrad_test::error_of<std::runtime_error>([&] { run_all({{"arm/seed0", c, {}}}, dir, ExperimentOptions{}, std::cout); });
+    EXPECT_NE(message.find("arm/seed0: "), std::string::npos) << message;
+    EXPECT_NE(message.find("('lr' was 0.1, now 0.2)"), std::string::npos) << message;
     fs::remove_all(dir);
 }
 
@@ -653,6 +674,57 @@ TEST(Drivers, QuickProfilesWriteSaneResultsAndTheReport) {
     EXPECT_NE(again.find("bn-on-sigma1/seed0: finished (earlier)"), std::string::npos) << again;
     EXPECT_EQ(fs::last_write_time(metrics), written) << "a finished run is never written again";
     fs::remove_all(results);
+}
+
+// One driver's claims.json with `claims` claims, as a driver writes it.
+void write_claims_json(const fs::path& results, const std::string& driver, std::size_t claims) {
+    nlohmann::json j = {{"profile", "quick"}, {"title", "a title"}, {"setup", "a setup"},
+                        {"tables", nlohmann::json::array()}, {"plots", nlohmann::json::array()}, {"claims", nlohmann::json::array()}};
+    for (std::size_t k = 0; k < claims; ++k) {
+        j["claims"].push_back({{"claim", "claim " + std::to_string(k)}, {"source", "s"}, {"paper", "p"},
+                               {"measured", "m"}, {"verdict", "partly"}, {"rule", "r"}});
+    }
+    fs::create_directories(results / driver);
+    std::ofstream(results / driver / "claims.json") << j.dump();
+}
+
+// A report over no results is an error that leaves the report there alone; so is one of fewer
+// claims than the report it would replace, unless --force.
+TEST(Report, NoResultsOrFewerClaimsLeaveTheReportAsItWas) {
+    const fs::path dir = fresh_dir("report_guard");
+    const fs::path out = dir / "REPORT.md";
+    const std::string report = std::string(XGRAD_CLI) + " report --out " + out.string();
+    write_claims_json(dir / "two", drivers()[0].name, 2);
+    ASSERT_NE(run_cli("report --results " + (dir / "two").string() + " --out " + out.string()).find("2 claims"), std::string::npos);
+    const std::string before = read_file(out);
+
+    fs::create_directories(dir / "empty");
+    const std::pair<std::string, std::string> refused[] = {
+        {report + " --results " + (dir / "missing").string(), "no results directory '" + (dir / "missing").string() + "'"},
+        {"cd " + dir.string() + " && " + report, "no results directory 'results'"},
+        {report + " --results " + (dir / "empty").string(),
+         "no experiment results under '" + (dir / "empty").string() + "': no <experiment>/claims.json for any of " + drivers()[0].name}};
+    for (const auto& [command, message] : refused) {
+        SCOPED_TRACE(command);
+        const auto [status, output] = xgrad_test::run_command(command);
+        EXPECT_NE(status, 0) << output;
+        EXPECT_NE(output.find(message), std::string::npos) << output;
+        EXPECT_EQ(read_file(out), before);
+    }
+
+    write_claims_json(dir / "one", drivers()[1].name, 1);
+    const std::string smaller = report + " --results " + (dir / "one").string();
+    const auto [status, output] = xgrad_test::run_command(smaller);
+    EXPECT_NE(status, 0) << output;
+    EXPECT_NE(output.find(out.string() + " reports 2 claims and the results under '" + (dir / "one").string() +
+                          "' give 1: not replaced by the smaller report (--force replaces it)"),
+              std::string::npos)
+        << output;
+    EXPECT_EQ(read_file(out), before);
+    EXPECT_NE(run_cli("report --force --results " + (dir / "one").string() + " --out " + out.string()).find("1 claims"),
+              std::string::npos);
+    EXPECT_NE(read_file(out).find("claim 0"), std::string::npos);
+    fs::remove_all(dir);
 }
 
 // Every committed run recorded "bn": true/false (before --norm). Copied as they are, the noisy-bn

@@ -13,6 +13,7 @@
 #include <algorithm>
 #include <chrono>
 #include <cstdint>
+#include <cstdio>
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
@@ -30,6 +31,7 @@
 #include "experiments/checkpoint.hpp"
 #include "experiments/dataset.hpp"
 #include "experiments/evaluation.hpp"
+#include "experiments/metrics_log.hpp"
 #include "experiments/models.hpp"
 #include "experiments/npz.hpp"
 #include "experiments/trainer.hpp"
@@ -248,6 +250,146 @@ TEST(Trainer, ADivergedRunNamesTheStepAndTheFirstNonFiniteLayer) {
     fs::remove_all(dir);
 }
 
+// A run killed after its last checkpoint but before summary.json is finished by the next
+// command from metrics.csv: its summary holds the values the uninterrupted run wrote, to the bit.
+TEST(Trainer, AResumedFinishedRunWritesTheSameSummaryAsTheUninterruptedOne) {
+    const fs::path dir = fresh_dir("summary_precision");
+    TrainConfig c = small_mlp_run();
+    ASSERT_EQ(xgrad::train(c, dir).status, "finished");
+    const auto straight = read_json(dir / "summary.json");
+    fs::remove(dir / "summary.json");
+    const auto resumed = xgrad::train(c, dir);
+    EXPECT_FALSE(resumed.was_already_finished);
+    for (const char* key : {"final_test_acc", "final_test_loss", "best_test_acc"}) {
+        EXPECT_EQ(straight.at(key).get<double>(), read_json(dir / "summary.json").at(key).get<double>()) << key;
+    }
+    fs::remove_all(dir);
+}
+
+// A finite loss above divergence_loss is said to be one: the value and the threshold, not an overflow.
+TEST(Trainer, ALossAboveTheThresholdIsReportedWithItsValueAndTheThreshold) {
+    TrainConfig c = small_mlp_run();
+    c.divergence_loss = 1e-3;  // the first loss, about log(10), is above it
+    const fs::path dir = fresh_dir("loss_above");
+    const auto outcome = xgrad::train(c, dir);
+    ASSERT_EQ(outcome.status, "diverged");
+    const auto& d = outcome.summary.at("divergence");
+    const double loss = d.at("loss").get<double>();
+    EXPECT_GT(loss, 1.0);
+    char loss_text[32];
+    std::snprintf(loss_text, sizeof loss_text, "%g", loss);
+    const std::string cause = d.at("cause").get<std::string>();
+    EXPECT_NE(cause.find("the training loss " + std::string(loss_text) + " is above divergence_loss 0.001"), std::string::npos)
+        << cause;
+    EXPECT_EQ(cause.find("overflow"), std::string::npos) << cause;
+    EXPECT_FALSE(d.contains("first_nonfinite_layer")) << d.dump();
+    fs::remove_all(dir);
+}
+
+// `c` trained for c.steps into `dir`, then made an unfinished run of `steps` steps whose
+// checkpoint holds a NaN in bn1's running variance, as a damaged or foreign checkpoint would.
+void make_run_with_nan_running_var(TrainConfig c, std::size_t steps, const fs::path& dir) {
+    ASSERT_EQ(xgrad::train(c, dir).status, "finished");
+    fs::remove(dir / "summary.json");
+    c.steps = steps;
+    std::ofstream(dir / "config.json") << xgrad::to_json(c).dump();
+    xgrad::Npz poisoned;
+    const xgrad::Npz trained = xgrad::load_npz(dir / "checkpoint.npz");
+    for (const auto& [key, value] : trained.entries()) {
+        xgrad::NpyArray copy = value;
+        if (key == "bn1.running_var") std::get<xt::xarray<float>>(copy)(3) = std::numeric_limits<float>::quiet_NaN();
+        poisoned.add(key, std::move(copy));
+    }
+    xgrad::save_npz(dir / "checkpoint.npz", poisoned);
+}
+
+// BN's running statistics are used only by evaluations: one holding a NaN makes every test loss
+// NaN, which ends the run as diverged, naming the layer and the buffer, rather than as finished.
+TEST(Trainer, ANonFiniteBufferAtAnEvaluationIsADivergenceNamingTheLayerAndBuffer) {
+    TrainConfig c = small_mlp_run();
+    c.steps = 10;
+    const fs::path dir = fresh_dir("nan_buffer");
+    make_run_with_nan_running_var(c, 30, dir);
+    c.steps = 30;
+    const auto outcome = xgrad::train(c, dir);
+    EXPECT_EQ(outcome.status, "diverged");
+    const auto& d = outcome.summary.at("divergence");
+    EXPECT_EQ(d.at("step"), 20);
+    const std::string cause = d.at("cause").get<std::string>();
+    EXPECT_NE(cause.find("bn1 (BatchNorm1d"), std::string::npos) << cause;
+    EXPECT_NE(cause.find("buffer running_var holds nan at element 3 of 100"), std::string::npos) << cause;
+    EXPECT_EQ(xgrad::read_metrics_csv(dir / "metrics.csv").size(), 1u) << "no row with a NaN test loss";
+    fs::remove_all(dir);
+}
+
+TEST(Cli, EvalOfACheckpointWithANonFiniteBufferIsAnErrorNamingTheLayerAndBuffer) {
+    TrainConfig c = small_mlp_run();
+    c.steps = 10;
+    const fs::path dir = fresh_dir("eval_nan_buffer");
+    make_run_with_nan_running_var(c, 30, dir);
+    const fs::path checkpoint = dir / "checkpoint.npz";
+    const auto [status, output] =
+        run_command(std::string(XGRAD_CLI) + " eval --dataset synthetic --checkpoint " + checkpoint.string());
+    EXPECT_NE(status, 0) << output;
+    EXPECT_NE(output.find(checkpoint.string() + ": bn1 (BatchNorm1d"), std::string::npos) << output;
+    EXPECT_NE(output.find("buffer running_var holds nan at element 3 of 100"), std::string::npos) << output;
+    EXPECT_EQ(output.find("test accuracy"), std::string::npos) << output;
+    fs::remove_all(dir);
+}
+
+// An epoch of 129 samples in batches of 64 ends with a batch of one, on which BatchNorm cannot
+// train: with a norm over the batch it is skipped (2 steps an epoch), without one it is taken (3).
+TEST(Cli, AnEpochsLastBatchOfOneSampleIsSkippedOnlyByNormsOverTheBatch) {
+    for (const auto& [norm, steps_per_epoch] : {std::pair{"batch", 2}, {"ghost --ghost-batch 16", 2}, {"none", 3}}) {
+        SCOPED_TRACE(norm);
+        const fs::path dir = fresh_dir("last_batch_of_one");
+        const auto [status, output] = run_command(std::string(XGRAD_CLI) +
+                                                  " train --model paper-mlp --dataset synthetic --synthetic-size 129 --batch 64 "
+                                                  "--epochs 3 --eval-every 100 --threads 1 --norm " + norm + " --out " + dir.string());
+        ASSERT_EQ(status, 0) << output;
+        EXPECT_EQ(read_json(dir / "summary.json").at("steps"), 3 * steps_per_epoch);
+        fs::remove_all(dir);
+    }
+}
+
+// A batch the model cannot train on is found before step 1, and before anything is written.
+TEST(Cli, ABatchTheModelCannotTrainOnIsRefusedBeforeAnythingIsWritten) {
+    const fs::path dir = fresh_dir("batch_of_one");
+    const auto [status, output] = run_command(std::string(XGRAD_CLI) +
+                                              " train --model paper-mlp --dataset synthetic --synthetic-size 64 --batch 1 "
+                                              "--steps 5 --threads 1 --out " + dir.string());
+    EXPECT_NE(status, 0);
+    EXPECT_NE(output.find("the model cannot train on a batch of 1 samples (--batch): bn1 (BatchNorm1d"), std::string::npos)
+        << output;
+    EXPECT_NE(output.find("Expected more than 1 value per channel"), std::string::npos) << output;
+    EXPECT_FALSE(fs::exists(dir)) << "a run directory was left";
+}
+
+// Two trainers into one directory: the second is refused, naming the process of the first,
+// which goes on.
+TEST(Cli, ASecondTrainerIntoADirectoryInUseIsRefusedNamingTheFirstsProcess) {
+    TrainConfig c = small_mlp_run();
+    c.steps = 100000;  // far longer than the test
+    const fs::path dir = fresh_dir("in_use");
+    const pid_t first = spawn(cli_args(c, dir));
+    const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(120);
+    while (!fs::exists(dir / "config.json") && std::chrono::steady_clock::now() < deadline) {
+        std::this_thread::sleep_for(std::chrono::milliseconds(2));
+    }
+    ASSERT_TRUE(fs::exists(dir / "config.json"));
+    std::string command;
+    for (const auto& arg : cli_args(c, dir)) command += arg + " ";
+    const auto [status, output] = run_command(command);
+    EXPECT_NE(status, 0) << output;
+    EXPECT_NE(output.find("run directory '" + dir.string() + "' is in use by process " + std::to_string(first)),
+              std::string::npos)
+        << output;
+    EXPECT_EQ(waitpid(first, nullptr, WNOHANG), 0) << "the first trainer stopped";
+    kill(first, SIGKILL);
+    wait_for(first);
+    fs::remove_all(dir);
+}
+
 TEST(Cli, TheSeedCnnAsWrittenFailsNamingFc1AndBothSizes) {
     const fs::path dir = fresh_dir("verbatim");
     const std::string command = std::string(XGRAD_CLI) + " train --model seed-cnn-verbatim --dataset synthetic --steps 1 --out " +
@@ -440,14 +582,14 @@ TEST(Cli, ThreadAndJobCountsBelowOneAreErrorsNamingTheFlag) {
     const std::string cli = std::string(XGRAD_CLI);
     const std::pair<std::string, std::string> cases[] = {
         {cli + " experiment seed-cnn-bn --threads 0 --results " + dir.string(),
-         "--threads: expected the number of threads, a whole number >= 1; got 0"},
+         "--threads: expected the number of threads, a whole number from 1 to 1024; got 0"},
         {cli + " experiment seed-cnn-bn --threads -1 --results " + dir.string(),
-         "--threads: expected the number of threads, a whole number >= 1; got -1"},
+         "--threads: expected the number of threads, a whole number from 1 to 1024; got -1"},
         {cli + " experiment convergence --jobs 0 --results " + dir.string(),
-         "--jobs: expected the number of runs trained at once, a whole number >= 1; got 0"},
+         "--jobs: expected the number of runs trained at once, a whole number from 1 to 64; got 0"},
         {cli + " train --model paper-mlp --dataset synthetic --synthetic-size 64 --batch 16 --steps 2 --threads 0 --out " +
              (dir / "run").string(),
-         "--threads: expected the number of threads, a whole number >= 1; got 0"}};
+         "--threads: expected the number of threads, a whole number from 1 to 1024; got 0"}};
     for (const auto& [command, message] : cases) {
         SCOPED_TRACE(command);
         const auto [status, output] = run_command(command);
@@ -497,6 +639,17 @@ TEST(Cli, NormSettingsOutOfPlaceOrRangeAreErrorsNamingTheFlag) {
     EXPECT_NE(status, 0);
     EXPECT_NE(output.find("--ghost-batch 4 splits an epoch's last batch of 5 samples"), std::string::npos) << output;
     EXPECT_FALSE(fs::exists(dir / "config.json"));
+    fs::remove_all(dir);
+}
+
+// A finished run is handed back only to the command that made it: another model is refused.
+TEST(Cli, AFinishedRunIsRefusedToACommandOfAnotherModel) {
+    const fs::path dir = fresh_dir("finished_other_model");
+    ASSERT_EQ(run_command(tiny_train("paper-mlp", "", dir)).status, 0);
+    const auto [status, output] = run_command(tiny_train("seed-cnn", "", dir));
+    EXPECT_NE(status, 0) << output;
+    EXPECT_NE(output.find("'model' was \"paper-mlp\", now \"seed-cnn\""), std::string::npos) << output;
+    EXPECT_EQ(output.find("holds a finished run"), std::string::npos) << output;
     fs::remove_all(dir);
 }
 
@@ -585,7 +738,7 @@ TEST(Cli, EvalRecalibrateTakesAtLeastOneBatch) {
     for (const char* n : {"0", "-2", "many"}) {
         const auto [status, message] = run_command(eval + "--recalibrate " + n);
         EXPECT_NE(status, 0);
-        EXPECT_NE(message.find("--recalibrate: expected the number of training batches, a whole number >= 1; got " +
+        EXPECT_NE(message.find("--recalibrate: expected the number of training batches, a whole number from 1 to 1000000; got " +
                                std::string(n)),
                   std::string::npos)
             << message;
