@@ -137,12 +137,33 @@ void check_same_config(const RunFiles& files, const nlohmann::json& config) {
     }
 }
 
+// Throws, naming the file and the key, unless `summary` has the keys and types this file writes: a
+// status "finished" or "diverged", whole steps, seconds and accuracies as numbers (null: a NaN).
+void check_summary(const nlohmann::json& summary, const fs::path& path) {
+    const auto fail = [&](const std::string& key, const std::string& expected) {
+        throw std::runtime_error(path.string() + ": key '" + key + "' must be " + expected + ", found " +
+                                 (summary.contains(key) ? summary[key].dump() : "nothing"));
+    };
+    const auto status = summary.find("status");
+    if (status == summary.end() || !status->is_string() || (*status != "finished" && *status != "diverged")) {
+        fail("status", "\"finished\" or \"diverged\"");
+    }
+    if (!summary.contains("steps") || !summary["steps"].is_number_unsigned()) fail("steps", "a whole number");
+    if (!summary.contains("seconds") || !summary["seconds"].is_number() || summary["seconds"] < 0) {
+        fail("seconds", "a number of seconds");
+    }
+    for (const char* key : {"final_test_acc", "final_test_loss", "best_test_acc"}) {
+        if (summary.contains(key) && !summary[key].is_number() && !summary[key].is_null()) fail(key, "a number");
+    }
+}
+
 // The outcome of the run in `files` if it has finished; it must have been started with `config`.
 std::optional<TrainOutcome> finished_run(const RunFiles& files, const nlohmann::json& config) {
     if (!fs::exists(files.summary)) return std::nullopt;
     check_same_config(files, config);
     nlohmann::json summary = read_json_file(files.summary);
-    return TrainOutcome{summary.value("status", "finished"), summary, true};
+    check_summary(summary, files.summary);
+    return TrainOutcome{summary.at("status").get<std::string>(), summary, true};
 }
 
 // Writes config.json for a new run, or checks that an existing run was started with the same one.

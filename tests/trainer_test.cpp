@@ -653,6 +653,26 @@ TEST(Cli, AFinishedRunIsRefusedToACommandOfAnotherModel) {
     fs::remove_all(dir);
 }
 
+// A finished run's summary.json of the wrong types is an error naming the file and the key, not a
+// JSON library's message or a summary printed as if it were sound.
+TEST(Cli, AFinishedRunsSummaryOfTheWrongTypesIsAnErrorNamingTheKey) {
+    const fs::path dir = fresh_dir("summary_types");
+    ASSERT_EQ(run_command(tiny_train("paper-mlp", "", dir)).status, 0);
+    const nlohmann::json sound = read_json(dir / "summary.json");
+    const std::pair<const char*, nlohmann::json> cases[] = {
+        {"status", 5}, {"status", "done"}, {"steps", -3}, {"steps", "12"}, {"seconds", "fast"}, {"final_test_acc", "x"}};
+    for (const auto& [key, value] : cases) {
+        nlohmann::json forged = sound;
+        forged[key] = value;
+        std::ofstream(dir / "summary.json") << forged.dump();
+        const auto [status, output] = run_command(tiny_train("paper-mlp", "", dir));
+        EXPECT_NE(status, 0) << key << ": " << output;
+        EXPECT_NE(output.find((dir / "summary.json").string() + ": key '" + key + "' must be"), std::string::npos)
+            << output;
+    }
+    fs::remove_all(dir);
+}
+
 // A run records its norm's settings, and a directory is taken up only with the same ones.
 TEST(Cli, ARunIsResumedOnlyWithTheSameNormSettings) {
     const fs::path dir = fresh_dir("norm_settings_resume");
