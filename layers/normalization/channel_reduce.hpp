@@ -93,7 +93,7 @@ inline constexpr std::size_t kRowsBelowS = 16;         // S below this uses the 
 inline constexpr std::size_t kRowChunk = 1024;         // rows layout: accumulators per quantity (L1)
 inline constexpr std::size_t kTile = 16;               // rows layout: accumulators per quantity in registers
 inline constexpr std::size_t kRowPassBytes = 1 << 15;  // rows layout: a pass's rows at 8 bytes a position (L1)
-inline constexpr std::size_t kMinTileRows = 16;        // rows layout: fewer rows in a pass, no register tiles
+inline constexpr std::size_t kMinTileRows = 16;        // rows layout: register tiles where a pass has this many whole rows
 inline constexpr std::size_t kSerialBelow = 1 << 16;   // fewer elements than this: no tasks
 inline constexpr std::size_t kTaskElems = 1 << 14;     // elements per task, at least
 
@@ -149,9 +149,9 @@ Sums<K> run_block(const F& term, const ChannelShape& sh, std::size_t c, std::siz
 
 // Rows layout: adds the partials of channels [a, e) over rows [n0, n1) to out[0, e - a).
 // (e - a) * S <= kRowChunk. Each (c, s) position of a row has its own accumulator, in memory. The
-// rows are taken a few at a time, as many as stay in L1 (kRowPassBytes), and where those are
-// many (narrow rows) the accumulators of kTile positions at a time sit in registers over them;
-// positions past the last whole tile, and all of them in wide rows, are added in memory directly. Every position adds its rows in row order either way, and the
+// rows are taken a few at a time, as many as stay in L1 (kRowPassBytes), and where rows are short
+// the accumulators of kTile positions at a time sit in registers over them; positions past the
+// last whole tile, and all of them in long rows, are added in memory directly. Every position adds its rows in row order either way, and the
 // build contracts no multiply-add on its own (-ffp-contract=off), so its sum has the same bits
 // whether a split of the channels put it in a tile or not.
 template <std::size_t K, bool UnitS, class F>
@@ -175,8 +175,11 @@ void rows_chunk(const F& term, const ChannelShape& sh, std::size_t n0, std::size
         }
     };
     const std::size_t rows_per_pass = std::max<std::size_t>(1, kRowPassBytes / (width * sizeof(double)));
-    // A tile's loads and stores pay off over enough rows; wide rows stream through memory instead.
-    const std::size_t tiled = rows_per_pass >= kMinTileRows ? width - width % kTile : 0;
+    // A tile's loads and stores pay off over many rows, and a tile walks down the rows: where they
+    // are long (whatever part of them this chunk has), that walk strides past the prefetchers, and
+    // the rows stream through memory instead.
+    const bool short_rows = kRowPassBytes / (row * sizeof(double)) >= kMinTileRows;
+    const std::size_t tiled = short_rows ? width - width % kTile : 0;
     for (std::size_t p0 = n0; p0 < n1; p0 += rows_per_pass) {
         const std::size_t p1 = std::min(n1, p0 + rows_per_pass);
         for (std::size_t j0 = 0; j0 < tiled; j0 += kTile) {
