@@ -322,13 +322,18 @@ NpyArray parse_npy(const Reader& reader, std::size_t offset, std::size_t length)
     } else {
         reader.fail(header_offset, "unsupported dtype '" + header.descr + "' (xgrad reads '<f4', '<f8' and '<i8')");
     }
-    std::size_t count = 1;
+    // The nonzero dimensions' product must be addressable even when another dimension is 0: xtensor
+    // computes the strides from it in signed arithmetic (and numpy refuses such a shape too).
+    std::size_t nonzero_product = 1;
     for (std::size_t d : header.shape) {
-        if (d != 0 && count > std::numeric_limits<std::size_t>::max() / d / itemsize) {
+        if (d == 0) continue;
+        if (nonzero_product > static_cast<std::size_t>(std::numeric_limits<std::ptrdiff_t>::max()) / d / itemsize) {
             reader.fail(header_offset, "shape " + shape_str(header.shape) + " is too large");
         }
-        count *= d;
+        nonzero_product *= d;
     }
+    const bool empty = std::find(header.shape.begin(), header.shape.end(), std::size_t{0}) != header.shape.end();
+    const std::size_t count = empty ? 0 : nonzero_product;
     const std::size_t data_offset = header_start + header_length;
     const std::size_t data_bytes = length - data_offset;
     if (data_bytes != count * itemsize) {
