@@ -4,6 +4,8 @@
 #   bash setup.sh test       install, build, run every test; ends with "N passed, N failed"
 #   bash setup.sh sanitize   the same suite under ASan + UBSan in build-asan/
 #   bash setup.sh build      install and build only
+#   bash setup.sh fuzz       the libFuzzer harnesses of fuzz/ (clang, ASan + UBSan) in build-fuzz/,
+#                            each for XGRAD_FUZZ_SECONDS seconds (60) from a copy of fuzz/corpus/
 # Safe to run again: it installs only what is missing and rebuilds only what changed.
 set -euo pipefail
 cd "$(dirname "$0")"
@@ -100,14 +102,58 @@ EOF
   return "$rc"
 }
 
+# run_fuzzers SECONDS: runs each harness of build-fuzz/fuzz/ for SECONDS from a copy of its seed
+# corpus (fuzz/corpus/ stays as committed), prints its runs and result, and ends with
+# "N passed, N failed"; a harness that found a crash, leak, timeout or allocation beyond the limits
+# fails, its input kept in build-fuzz/fuzz-findings/<harness>/.
+run_fuzzers() {
+  local seconds=$1 passed=0 failed=0 name
+  for name in npz idx metrics_csv json checkpoint; do
+    local corpus=build-fuzz/fuzz-corpus/$name findings=build-fuzz/fuzz-findings/$name log=build-fuzz/fuzz-$name.log
+    rm -rf "$corpus"
+    mkdir -p "$corpus" "$findings"
+    cp fuzz/corpus/"$name"/* "$corpus"/
+    # -max_len above the largest seed (the checkpoint); -malloc_limit_mb so that an allocation
+    # a header claims, beyond what the bytes present could fill, is a finding.
+    local rc=0
+    build-fuzz/fuzz/"$name" -max_total_time="$seconds" -max_len=32768 -rss_limit_mb=512 -malloc_limit_mb=256 \
+      -timeout=10 -print_final_stats=1 -artifact_prefix="$findings/" "$corpus" >"$log" 2>&1 || rc=$?
+    local runs rate
+    runs=$(sed -n 's/^stat::number_of_executed_units: *//p' "$log")
+    rate=$(sed -n 's/^stat::average_exec_per_sec: *//p' "$log")
+    if ((rc == 0)); then
+      echo "fuzz $name: ${runs:-?} runs in ${seconds} s (${rate:-?}/s): passed"
+      ((passed += 1))
+    else
+      echo "fuzz $name: ${runs:-?} runs (${rate:-?}/s): FAILED (exit $rc); log $log"
+      grep -E '^(==[0-9]+==ERROR|SUMMARY|.*runtime error)' "$log" | head -n 3 || true
+      sed -n 's/.*Test unit written to \(.*\)/  input kept: \1/p' "$log"
+      ((failed += 1))
+    fi
+  done
+  echo "$passed passed, $failed failed"
+  ((failed == 0))
+}
+
 job=${1:-}
 case "$job" in
-  main|test|sanitize|build) ;;
-  *) echo "usage: bash setup.sh main|test|sanitize|build" >&2; exit 2 ;;
+  main|test|sanitize|build|fuzz) ;;
+  *) echo "usage: bash setup.sh main|test|sanitize|build|fuzz" >&2; exit 2 ;;
 esac
 
+# Debian's clang 14 and its runtime libraries, libFuzzer's among them (libclang-rt-14-dev).
+[[ "$job" != fuzz ]] || packages+=(clang-14 libclang-rt-14-dev)
 install_missing
 fetch_mnist
+if [[ "$job" == fuzz ]]; then
+  # Coverage instrumentation and the sanitizers on every library the harnesses link; a UBSan
+  # report stops the harness like a crash. -O1 as in the sanitizer run.
+  CXX=clang++-14 configure build-fuzz -Dfuzz=true -Dbench=false -Dnative=false -Db_sanitize=address,undefined \
+    -Dbuildtype=debug -Doptimization=1 "-Dcpp_args=['-fsanitize=fuzzer-no-link','-fno-sanitize-recover=all']"
+  ninja -C build-fuzz fuzzers
+  run_fuzzers "${XGRAD_FUZZ_SECONDS:-60}"
+  exit
+fi
 if [[ "$job" == sanitize ]]; then
   # -O1: sanitizer builds of heavy templates at -O3 take many times longer to compile.
   configure build-asan -Db_sanitize=address,undefined -Dnative=false -Dbuildtype=debug -Doptimization=1 -Dbench=false

@@ -12,7 +12,7 @@ nlohmann::json parse_json_object(std::string_view bytes, const std::string& sour
     nlohmann::json value;
     try {
         value = nlohmann::json::parse(bytes);
-    } catch (const nlohmann::json::parse_error& e) {
+    } catch (const nlohmann::json::exception& e) {  // parse_error, and out_of_range for a number beyond double
         throw std::runtime_error(source + ": not valid JSON: " + e.what());
     }
     if (!value.is_object()) {

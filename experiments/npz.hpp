@@ -48,10 +48,14 @@ std::string npz_bytes(const Npz& npz);
 // Writes the file atomically (write_file_atomically).
 void save_npz(const std::filesystem::path& path, const Npz& npz);
 
+// Whether parse_npz checks each entry's CRC-32. Only the fuzzer (fuzz/npz.cpp) skips it, so that
+// its mutations of an entry reach the .npy parser instead of stopping at the checksum.
+enum class NpzCrc { verify, skip };
+
 // Parses the bytes of an .npz; `source` names the file in errors. Throws NpzError for anything
 // that is not such a file: a bad signature, a truncated archive or entry, a compressed entry, a
 // CRC mismatch, an unsupported dtype or Fortran order, a data size that does not fit the shape.
-Npz parse_npz(std::string_view bytes, const std::string& source);
+Npz parse_npz(std::string_view bytes, const std::string& source, NpzCrc crc = NpzCrc::verify);
 // Reads and parses the file; a file that cannot be read is an NpzError too.
 Npz load_npz(const std::filesystem::path& path);
 

@@ -22,6 +22,7 @@
 
 #include <xtensor/xarray.hpp>
 
+#include "autodiff/shape.hpp"
 #include "experiments/checkpoint.hpp"
 #include "experiments/idx_file.hpp"
 #include "experiments/json_file.hpp"
@@ -245,6 +246,40 @@ TEST_F(TrainerStateOnResume, ResumingChecksEveryValueAgainstTheConfigurationNami
         EXPECT_NE(output.find(expected), std::string::npos) << output;
         EXPECT_FALSE(fs::exists(run / "summary.json")) << output;
     }
+}
+
+// ---- inputs the fuzzers of fuzz/ found ----
+
+// An .npz of one empty float32 array whose header claims `shape` instead of (0,), written over the
+// header's padding; its CRC no longer matches, so it is parsed with NpzCrc::skip as the fuzzer does.
+std::string npz_claiming_shape(const std::string& shape) {
+    xgrad::Npz npz;
+    npz.add("a", xt::xarray<float>::from_shape({0}));
+    std::string bytes = xgrad::npz_bytes(npz);
+    const std::string claim = "'shape': " + shape + ", }";
+    bytes.replace(bytes.find("'shape': (0,), }"), claim.size(), claim);
+    return bytes;
+}
+
+TEST(FuzzFindings, AnEmptyNpyArrayWithHugeOtherDimensionsIsRefused) {
+    // 0 elements, but strides of 2^64: xtensor's signed stride arithmetic overflowed.
+    const std::string error = error_of<xgrad::NpzError>([] {
+        xgrad::parse_npz(npz_claiming_shape("(0, 4294967296, 4294967296)"), "claims.npz", xgrad::NpzCrc::skip);
+    });
+    EXPECT_NE(error.find("npz claims.npz: entry 'a.npy' at byte "), std::string::npos) << error;
+    EXPECT_NE(error.find("shape (0, 4294967296, 4294967296) is too large"), std::string::npos) << error;
+    // The same dimensions that fit stay readable.
+    const xgrad::Npz npz = xgrad::parse_npz(npz_claiming_shape("(0, 65536, 65536)"), "fits.npz", xgrad::NpzCrc::skip);
+    EXPECT_EQ(xgrad::shape_str(std::get<xt::xarray<float>>(npz.entries().at(0).second).shape()), "(0, 65536, 65536)");
+}
+
+TEST(FuzzFindings, AJsonNumberBeyondDoubleIsInvalidJsonNamingTheFile) {
+    // nlohmann throws out_of_range, not parse_error, for it: it escaped as a raw nlohmann error.
+    const std::string error = error_of<std::runtime_error>([] {
+        xgrad::parse_json_object("{\"dataset\": 6e99999, \"batch\": 65}", "run/config.json");
+    });
+    EXPECT_EQ(error.rfind("run/config.json: not valid JSON: ", 0), 0u) << error;
+    EXPECT_NE(error.find("6e99999"), std::string::npos) << error;
 }
 
 }  // namespace
