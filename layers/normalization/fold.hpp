@@ -70,7 +70,8 @@ struct GradientThrough {
 // (double, one entry per row; empty: not wanted) and, if dx is not null, dx's
 // coefficients: dx = alpha·(g - Σg/n - x̂·Σ(g·x̂)/n) for batch statistics, where x̂ = (x - mean)·invstd
 // and alpha = gamma·invstd·r (the sums over a group weighted by its channels' gamma·r), regrouped
-// around the centre; alpha·g alone for constants.
+// around the centre; alpha·g alone for constants (k and shift 0; dx->x_term, whether x is read
+// at all, is the caller's to set once for all the rows).
 template <class T, std::size_t K>
 void fold_backward(const Grouping& grouping, const Normalization& norm, const T* gamma, const RenormCorrection* renorm,
                    GradientThrough through, std::span<const std::array<double, K>> row_sums, const Rows& rows,

@@ -83,7 +83,11 @@ std::vector<std::array<double, Epilogue::extra_sums>> normalize_backward(
     std::optional<Affine<T>> forward;
     if (Epilogue::gate_reads_value) forward.emplace(view);
     std::optional<InputGrad<T>> input_grad;
-    if (grads.dx) input_grad.emplace(view);
+    if (grads.dx) {
+        input_grad.emplace(view);
+        // Here, not in fold_backward: the blocks below run in parallel and all read it.
+        input_grad->x_term = through.mean || through.variance;
+    }
     const RenormCorrection* renorm = batch.renorm ? &*batch.renorm : nullptr;
 
     for_each_group_block(grouping, 3 * sizeof(T), [&](const Rows& block) {
