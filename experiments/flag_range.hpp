@@ -38,7 +38,10 @@ struct WholeRange {
     }
 
     // Whether `text` spells a whole number in the range (one too large for std::int64_t is not).
+    // Decimal only: CLI11 would read a leading 0 as octal ("010" as 8), so it is not admitted.
     bool admits(const std::string& text) const {
+        const std::size_t digits_from = !text.empty() && text[0] == '-' ? 1 : 0;
+        if (text.size() > digits_from + 1 && text[digits_from] == '0') return false;
         std::int64_t n = 0;
         const char* end = text.data() + text.size();
         const auto [stop, error] = std::from_chars(text.data(), end, n);

@@ -113,8 +113,9 @@ void check_batches_train(const TrainConfig& c, const BatchLoader& loader, const 
         try {
             (void)(*model)(Var<float>(xt::xarray<float>(xt::zeros<float>(shape))));
         } catch (const std::exception& e) {
-            throw std::invalid_argument("the model cannot train on a batch of " + std::to_string(size) + " samples (" +
-                                        (size == c.batch ? "--batch" : "an epoch's last batch") + "): " + e.what());
+            throw std::invalid_argument("the model's forward fails on a training batch of " + std::to_string(size) +
+                                        " samples (" + (size == c.batch ? "--batch" : "an epoch's last batch") +
+                                        "): " + e.what());
         }
     }
 }
@@ -178,6 +179,7 @@ void claim_directory(const RunFiles& files, const nlohmann::json& config) {
 }  // namespace
 
 TrainOutcome train(const TrainConfig& config, const fs::path& dir, const std::string& label, const Probe& probe) {
+    check_train_config(config);  // every caller's configuration, the drivers' too; nothing written before it
     const RunFiles files(dir);
     const nlohmann::json config_json = to_json(config);
     if (auto finished = finished_run(files, config_json)) return *finished;

@@ -167,7 +167,6 @@ ModelConfig model_to_evaluate(const std::filesystem::path& checkpoint, const Mod
 }
 
 int run_train(const TrainConfig& config, const std::string& out) {
-    check_train_config(config);  // --momentum with Adam; nothing is written before it passes
     const TrainOutcome outcome = train(config, out);
     if (outcome.was_already_finished) {
         std::cout << out << " holds a finished run; it is not overwritten. Its summary:\n";
@@ -210,6 +209,7 @@ int run_eval(const std::string& checkpoint, const ModelConfig& model_config, con
     std::printf("recalibrated %zu BatchNorm layers over %zu training batches of %zu (seed %llu)\n", layers,
                 recalibrate.batches, recalibrate.batch_size, static_cast<unsigned long long>(recalibrate.seed));
     const Evaluation r = evaluate(*model, test, flat);
+    if (r.nonfinite) throw std::runtime_error(checkpoint + ", recalibrated: " + *r.nonfinite);
     std::printf("recalibrated test accuracy: %.4f\nrecalibrated test loss: %.4f\n", r.accuracy, r.loss);
     return 0;
 }

@@ -9,8 +9,9 @@
 #include "layers/adam.hpp"
 
 extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size) {
-    static const auto model = xgrad_fuzz::tiny_model();
-    static xgrad::Adam<float> optimizer(model->parameters());
+    // A fresh model per input, so that an input's outcome never depends on the inputs before it.
+    const auto model = xgrad_fuzz::tiny_model();
+    xgrad::Adam<float> optimizer(model->parameters());
     const std::string source = "fuzz/checkpoint.npz";
     try {
         const xgrad::Npz npz = xgrad::parse_npz(xgrad_fuzz::input_bytes(data, size), source, xgrad::NpzCrc::skip);

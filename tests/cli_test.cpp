@@ -68,6 +68,8 @@ TEST(Cli, CountFlagsOutOfRangeAreErrorsNamingTheFlagAndItsRange) {
         {{tiny_train("--epochs -1", run), "--epochs: expected a whole number from 1 to 1000000; got -1"},
          {tiny_train("--epochs 0", run), "--epochs: expected a whole number from 1 to 1000000; got 0"},
          {tiny_train("--epochs 1000001", run), "--epochs: expected a whole number from 1 to 1000000; got 1000001"},
+         // CLI11 reads a leading 0 as octal: 010 would have passed as 10 and trained 8 epochs.
+         {tiny_train("--epochs 010", run), "--epochs: expected a whole number from 1 to 1000000; got 010"},
          {tiny_train("--steps -5", run), "--steps: expected a whole number from 1 to 100000000; got -5"},
          {tiny_train("--batch 0", run), "--batch: expected a whole number from 1 to 1000000; got 0"},
          {tiny_train("--batch 18446744073709551615", run),

@@ -359,7 +359,7 @@ TEST(Cli, ABatchTheModelCannotTrainOnIsRefusedBeforeAnythingIsWritten) {
                                               " train --model paper-mlp --dataset synthetic --synthetic-size 64 --batch 1 "
                                               "--steps 5 --threads 1 --out " + dir.string());
     EXPECT_NE(status, 0);
-    EXPECT_NE(output.find("the model cannot train on a batch of 1 samples (--batch): bn1 (BatchNorm1d"), std::string::npos)
+    EXPECT_NE(output.find("the model's forward fails on a training batch of 1 samples (--batch): bn1 (BatchNorm1d"), std::string::npos)
         << output;
     EXPECT_NE(output.find("Expected more than 1 value per channel"), std::string::npos) << output;
     EXPECT_FALSE(fs::exists(dir)) << "a run directory was left";
@@ -377,7 +377,7 @@ TEST(Cli, ASecondTrainerIntoADirectoryInUseIsRefusedNamingTheFirstsProcess) {
         std::this_thread::sleep_for(std::chrono::milliseconds(2));
     }
     ASSERT_TRUE(fs::exists(dir / "config.json"));
-    std::string command;
+    std::string command = "timeout 60 ";  // without the lock, the second would train as long as the first
     for (const auto& arg : cli_args(c, dir)) command += arg + " ";
     const auto [status, output] = run_command(command);
     EXPECT_NE(status, 0) << output;

@@ -93,7 +93,7 @@ inline constexpr std::size_t kRowsBelowS = 16;         // S below this uses the 
 inline constexpr std::size_t kRowChunk = 1024;         // rows layout: accumulators per quantity (L1)
 inline constexpr std::size_t kTile = 16;               // rows layout: accumulators per quantity in registers
 inline constexpr std::size_t kRowPassBytes = 1 << 15;  // rows layout: a pass's rows at 8 bytes a position (L1)
-inline constexpr std::size_t kMinTileRows = 16;        // rows layout: register tiles where a pass has this many whole rows
+inline constexpr std::size_t kMinTileRows = 16;        // rows layout: register tiles where this many whole rows fill a pass
 inline constexpr std::size_t kSerialBelow = 1 << 16;   // fewer elements than this: no tasks
 inline constexpr std::size_t kTaskElems = 1 << 14;     // elements per task, at least
 
