@@ -14,6 +14,7 @@ namespace xgrad_test {
 class TempDir : public ::testing::Test {
 protected:
     void SetUp() override {
+        // mkdtemp replaces the six X of its template with a unique suffix.
         std::string pattern = (std::filesystem::temp_directory_path() / "xgrad-test-XXXXXX").string();
         ASSERT_NE(mkdtemp(pattern.data()), nullptr);
         dir = pattern;
