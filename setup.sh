@@ -2,11 +2,12 @@
 # The one set-up script: installs missing Debian packages, configures and builds, then runs a job.
 #   bash setup.sh main       install, build, run the main job (build/experiments/xgrad experiment seed-cnn-bn)
 #   bash setup.sh test       install, build, run every test; ends with "N passed, N failed"
-#   bash setup.sh sanitize   the same suite under ASan + UBSan in build-asan/
+#   bash setup.sh sanitize   the same suite under ASan + UBSan in build-asan/ (clang), then each
+#                            libFuzzer harness of fuzz/ for XGRAD_FUZZ_SECONDS seconds (60)
 #   bash setup.sh tsan       the suites that use TBB under ThreadSanitizer in build-tsan/
 #   bash setup.sh build      install and build only
-#   bash setup.sh fuzz       the libFuzzer harnesses of fuzz/ (clang, ASan + UBSan) in build-fuzz/,
-#                            each for XGRAD_FUZZ_SECONDS seconds (60) from a copy of fuzz/corpus/
+#   bash setup.sh fuzz       the libFuzzer harnesses alone, in build-asan/, from a copy of
+#                            fuzz/corpus/ (XGRAD_FUZZ_SECONDS=3600 for an hour each)
 # Safe to run again: it installs only what is missing and rebuilds only what changed.
 set -euo pipefail
 cd "$(dirname "$0")"
@@ -70,7 +71,8 @@ run_suite() {
   rm -f "$dir"/*.xml "$dir"/meson-logs/testlog.*
   local rc=0
   meson test -C "$dir" --num-processes 2 --print-errorlogs "$@" || rc=$?
-  /usr/bin/python3 - "$dir" <<'EOF' || rc=1
+  local line
+  line=$(/usr/bin/python3 - "$dir" <<'EOF'
 import json, os, sys, xml.etree.ElementTree as ET
 build = sys.argv[1]
 if not os.path.exists(f"{build}/meson-logs/testlog.junit.xml"):
@@ -101,40 +103,74 @@ if npass + nfail == 0:
 print(f"{npass} passed, {nfail} failed")
 sys.exit(1 if nfail else 0)
 EOF
+  ) || rc=1
+  echo "$line"
+  # The counts, for a job that adds more to its line.
+  read -r suite_passed _ suite_failed _ <<<"$line"
   return "$rc"
 }
 
-# run_fuzzers SECONDS: runs each harness of build-fuzz/fuzz/ for SECONDS from a copy of its seed
-# corpus (fuzz/corpus/ stays as committed), prints its runs and result, and ends with
-# "N passed, N failed"; a harness that found a crash, leak, timeout or allocation beyond the limits
-# fails, its input kept in build-fuzz/fuzz-findings/<harness>/.
+# fuzz_one NAME SECONDS: runs harness NAME for SECONDS from a fresh copy of its seed corpus
+# (fuzz/corpus/ stays as committed), its log in build-asan/fuzz-NAME.log and its exit status in
+# build-asan/fuzz-NAME.rc; an input that crashed, leaked, timed out or allocated beyond the limits
+# is kept in build-asan/fuzz-findings/NAME/.
+fuzz_one() {
+  local name=$1 seconds=$2
+  local corpus=build-asan/fuzz-corpus/$name findings=build-asan/fuzz-findings/$name
+  rm -rf "$corpus"
+  mkdir -p "$corpus" "$findings"
+  cp fuzz/corpus/"$name"/* "$corpus"/
+  # -max_len above the largest seed (the checkpoint); -malloc_limit_mb so that an allocation
+  # a header claims, beyond what the bytes present could fill, is a finding.
+  local rc=0
+  build-asan/fuzz/"$name" -max_total_time="$seconds" -max_len=32768 -rss_limit_mb=512 -malloc_limit_mb=256 \
+    -timeout=10 -print_final_stats=1 -artifact_prefix="$findings/" "$corpus" >"build-asan/fuzz-$name.log" 2>&1 || rc=$?
+  echo "$rc" >"build-asan/fuzz-$name.rc"
+}
+
+# run_fuzzers SECONDS: every harness for SECONDS, two at a time (one per core); prints each one's
+# runs and result, then "N passed, N failed" over the harnesses (kept in fuzz_passed, fuzz_failed).
 run_fuzzers() {
-  local seconds=$1 passed=0 failed=0 name
-  for name in npz idx metrics_csv json checkpoint; do
-    local corpus=build-fuzz/fuzz-corpus/$name findings=build-fuzz/fuzz-findings/$name log=build-fuzz/fuzz-$name.log
-    rm -rf "$corpus"
-    mkdir -p "$corpus" "$findings"
-    cp fuzz/corpus/"$name"/* "$corpus"/
-    # -max_len above the largest seed (the checkpoint); -malloc_limit_mb so that an allocation
-    # a header claims, beyond what the bytes present could fill, is a finding.
-    local rc=0
-    build-fuzz/fuzz/"$name" -max_total_time="$seconds" -max_len=32768 -rss_limit_mb=512 -malloc_limit_mb=256 \
-      -timeout=10 -print_final_stats=1 -artifact_prefix="$findings/" "$corpus" >"$log" 2>&1 || rc=$?
-    local runs rate
+  local seconds=$1 name
+  local harnesses=(npz idx metrics_csv json checkpoint)
+  fuzz_passed=0 fuzz_failed=0
+  for name in "${harnesses[@]}"; do
+    rm -f "build-asan/fuzz-$name.rc"
+    while (($(jobs -rp | wc -l) >= 2)); do wait -n || true; done
+    fuzz_one "$name" "$seconds" &
+  done
+  wait
+  for name in "${harnesses[@]}"; do
+    local log=build-asan/fuzz-$name.log rc runs rate
+    rc=$(cat "build-asan/fuzz-$name.rc" 2>/dev/null || echo none)
     runs=$(sed -n 's/^stat::number_of_executed_units: *//p' "$log")
     rate=$(sed -n 's/^stat::average_exec_per_sec: *//p' "$log")
-    if ((rc == 0)); then
+    if [[ "$rc" == 0 ]]; then
       echo "fuzz $name: ${runs:-?} runs in ${seconds} s (${rate:-?}/s): passed"
-      ((passed += 1))
+      ((fuzz_passed += 1))
     else
       echo "fuzz $name: ${runs:-?} runs (${rate:-?}/s): FAILED (exit $rc); log $log"
       grep -E '^(==[0-9]+==ERROR|SUMMARY|.*runtime error)' "$log" | head -n 3 || true
       sed -n 's/.*Test unit written to \(.*\)/  input kept: \1/p' "$log"
-      ((failed += 1))
+      ((fuzz_failed += 1))
     fi
   done
-  echo "$passed passed, $failed failed"
-  ((failed == 0))
+  echo "$fuzz_passed passed, $fuzz_failed failed"
+  ((fuzz_failed == 0))
+}
+
+# The sanitizer tree, build-asan/: clang 14, ASan + UBSan (a UBSan report stops a program like a
+# crash) at -O1, and libFuzzer's coverage instrumentation, so that one build serves the suite and
+# the harnesses. -O1: sanitizer builds of heavy templates at -O3 take many times longer to compile.
+configure_asan() {
+  # meson cannot change a tree's compiler: a tree set up with another one is set up again.
+  if [[ -f build-asan/meson-info/intro-compilers.json ]] &&
+     ! grep -q '"id": "clang"' build-asan/meson-info/intro-compilers.json; then
+    echo "setup: build-asan/ was set up with another compiler than clang; setting it up again"
+    rm -rf build-asan
+  fi
+  CXX=clang++-14 configure build-asan -Dfuzz=true -Dbench=false -Dnative=false -Db_sanitize=address,undefined \
+    -Dbuildtype=debug -Doptimization=1 "-Dcpp_args=['-fsanitize=fuzzer-no-link','-fno-sanitize-recover=all']"
 }
 
 # Debian's libtbb is not built with ThreadSanitizer: TSan cannot see the synchronization inside
@@ -179,29 +215,34 @@ esac
 
 [[ "$job" != tsan ]] || packages+=(cmake dpkg-dev)
 # Debian's clang 14 and its runtime libraries, libFuzzer's among them (libclang-rt-14-dev).
-[[ "$job" != fuzz ]] || packages+=(clang-14 libclang-rt-14-dev)
+[[ "$job" != sanitize && "$job" != fuzz ]] || packages+=(clang-14 libclang-rt-14-dev)
 install_missing
 fetch_mnist
+fuzz_seconds=${XGRAD_FUZZ_SECONDS:-60}
 if [[ "$job" == fuzz ]]; then
-  # Coverage instrumentation and the sanitizers on every library the harnesses link; a UBSan
-  # report stops the harness like a crash. -O1 as in the sanitizer run.
-  CXX=clang++-14 configure build-fuzz -Dfuzz=true -Dbench=false -Dnative=false -Db_sanitize=address,undefined \
-    -Dbuildtype=debug -Doptimization=1 "-Dcpp_args=['-fsanitize=fuzzer-no-link','-fno-sanitize-recover=all']"
-  ninja -C build-fuzz fuzzers
-  run_fuzzers "${XGRAD_FUZZ_SECONDS:-60}"
+  configure_asan
+  ninja -C build-asan fuzzers
+  run_fuzzers "$fuzz_seconds"
   exit
 fi
 if [[ "$job" == sanitize ]]; then
-  # -O1: sanitizer builds of heavy templates at -O3 take many times longer to compile.
-  configure build-asan -Db_sanitize=address,undefined -Dnative=false -Dbuildtype=debug -Doptimization=1 -Dbench=false
+  configure_asan
   # Any ASan or UBSan report ends the test with an error, with a stack to read.
   export ASAN_OPTIONS=halt_on_error=1:abort_on_error=0:detect_leaks=1:print_stacktrace=1
   export UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1
-  # A quarter of the property cases: the plain job runs them all, and CI has an hour for four jobs.
+  # A quarter of the property cases: the plain job runs them all, and CI has an hour for three jobs.
   export RC_PARAMS=${RC_PARAMS:-max_success=25}
   ninja -C build-asan
-  run_suite build-asan --timeout-multiplier 4
-  exit
+  status=0
+  # Cli.PyTorchEvaluatesAnXgradCheckpointToTheSameAccuracy compares numbers with PyTorch over the
+  # whole Fashion-MNIST test set, seven times (10 minutes under ASan); its code paths, train and
+  # eval of every norm, run under ASan in the other Cli cases. The plain job runs it.
+  run_suite build-asan --timeout-multiplier 4 \
+    --test-args=--gtest_filter=-Cli.PyTorchEvaluatesAnXgradCheckpointToTheSameAccuracy || status=1
+  run_fuzzers "$fuzz_seconds" || status=1
+  # The job's line: the suite's cases and the harnesses together.
+  echo "$((suite_passed + fuzz_passed)) passed, $((suite_failed + fuzz_failed)) failed"
+  exit "$status"
 fi
 if [[ "$job" == tsan ]]; then
   # The suites whose code runs in TBB's threads: the channel reductions, the normalization

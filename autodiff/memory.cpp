@@ -4,10 +4,12 @@
 
 #include <stdexcept>
 
+#include "autodiff/address_sanitizer.hpp"
+
 namespace xgrad {
 
 void retain_freed_memory() {
-#if defined(__SANITIZE_ADDRESS__)
+#if defined(XGRAD_ADDRESS_SANITIZER)
     return;  // AddressSanitizer's allocator replaces glibc's, and its mallopt refuses every setting
 #endif
     // No mmap'd blocks: large blocks come from the heap and return to it. The heap's freed top is

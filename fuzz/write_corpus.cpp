@@ -1,6 +1,6 @@
 // Writes the seed corpora of the harnesses (fuzz/corpus/<harness>/) with the project's own
 // writers: small valid files of every kind the readers take, a few kilobytes each.
-//   build-fuzz/fuzz/write_corpus fuzz/corpus
+//   build-asan/fuzz/write_corpus fuzz/corpus
 #include <zlib.h>
 
 #include <cstdint>

@@ -13,6 +13,7 @@
 #include <string>
 #include <vector>
 
+#include "autodiff/address_sanitizer.hpp"
 #include "tests/generators.hpp"
 
 namespace {
@@ -212,7 +213,7 @@ TEST(Graph, AnRvalueGradientIsMovedIn) {
 // retain_freed_memory: a large block, freed and allocated again, comes back without faulting in
 // fresh pages (64 MiB of them would be 16,384 minor faults).
 TEST(Memory, RetainedFreedMemoryIsReusedWithoutPageFaults) {
-#if defined(__SANITIZE_ADDRESS__)
+#if defined(XGRAD_ADDRESS_SANITIZER)
     GTEST_SKIP() << "AddressSanitizer's allocator replaces glibc's, which the policy configures";
 #else
     xgrad::retain_freed_memory();

@@ -22,6 +22,7 @@
 
 #include <xtensor/xarray.hpp>
 
+#include "autodiff/address_sanitizer.hpp"
 #include "autodiff/shape.hpp"
 #include "experiments/checkpoint.hpp"
 #include "experiments/idx_file.hpp"
@@ -55,7 +56,7 @@ std::string error_in_child(const std::function<void()>& read) {
     const pid_t child = fork();
     if (child == 0) {
         close(channel[0]);
-#ifndef __SANITIZE_ADDRESS__
+#ifndef XGRAD_ADDRESS_SANITIZER
         long pages = 0;
         std::ifstream("/proc/self/statm") >> pages;
         const auto limit = static_cast<rlim_t>(pages * sysconf(_SC_PAGESIZE)) + (rlim_t{512} << 20);
@@ -128,7 +129,7 @@ TEST_F(SpecialFiles, EvalOfADeviceOrAFifoIsAClearError) {
     for (const auto& [path, kind] : {std::pair{fs::path("/dev/zero"), "a character device"}, std::pair{fifo, "a FIFO"}}) {
         // Bounded in time and, outside AddressSanitizer (whose shadow memory alone is terabytes of
         // address space), in memory, so that a reader without the check fails rather than hangs.
-#ifdef __SANITIZE_ADDRESS__
+#ifdef XGRAD_ADDRESS_SANITIZER
         const std::string memory_cap;
 #else
         const std::string memory_cap = "ulimit -v 4000000; ";
