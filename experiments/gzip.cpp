@@ -5,9 +5,10 @@
 #include <algorithm>
 #include <climits>
 #include <cstdint>
-#include <cstdio>
 #include <new>
 #include <stdexcept>
+
+#include "experiments/hex.hpp"
 
 namespace xgrad {
 namespace {
@@ -19,12 +20,6 @@ constexpr unsigned deflate_method = 8;
 // FLG bits: FHCRC, FEXTRA, FNAME, FCOMMENT; the top three are reserved and must be zero.
 constexpr unsigned flag_header_crc = 0x02, flag_extra = 0x04, flag_name = 0x08, flag_comment = 0x10;
 constexpr unsigned reserved_flags = 0xe0;
-
-std::string hex32(std::uint32_t v) {
-    char text[16];
-    std::snprintf(text, sizeof text, "0x%08x", v);
-    return text;
-}
 
 // One gzip file being decoded; its errors name the file, the member and the byte offset.
 class GzipReader {

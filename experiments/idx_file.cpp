@@ -1,12 +1,11 @@
 #include "experiments/idx_file.hpp"
 
-#include <array>
-#include <cstdio>
 #include <stdexcept>
 #include <string>
 #include <utility>
 
 #include "experiments/gzip.hpp"
+#include "experiments/hex.hpp"
 #include "experiments/regular_file.hpp"
 
 namespace xgrad {
@@ -15,12 +14,6 @@ namespace {
 // The third byte says "unsigned bytes", the fourth the number of dimensions.
 constexpr std::uint32_t images_magic = 0x00000803;
 constexpr std::uint32_t labels_magic = 0x00000801;
-
-std::string hex32(std::uint32_t v) {
-    std::array<char, 11> text{};
-    std::snprintf(text.data(), text.size(), "0x%08x", v);
-    return text.data();
-}
 
 // The IDX data of a file, decompressed if it was gzip; errors name the file and the offset.
 class IdxData {
