@@ -11,6 +11,7 @@
 #pragma once
 
 #include <algorithm>
+#include <array>
 #include <cstddef>
 #include <tuple>
 #include <vector>
@@ -18,7 +19,6 @@
 #include <tbb/blocked_range.h>
 #include <tbb/parallel_for.h>
 #include <xtensor/xarray.hpp>
-#include <xtensor/xreducer.hpp>
 #include <xtensor/xtensor.hpp>
 
 #include "autodiff/expression.hpp"
@@ -32,28 +32,19 @@ namespace detail {
 // leaves, their gradients and the output gradient stay in L2 across the per-leaf loops.
 inline constexpr std::size_t fused_block = 4096;
 
-// The axes along which a gradient of shape `from` must be summed to get shape `to`
-// (numpy broadcasting in reverse).
-inline std::vector<std::size_t> broadcast_axes(const Shape& from, const Shape& to) {
-    std::vector<std::size_t> axes;
-    const std::size_t lead = from.size() - to.size();
-    for (std::size_t i = 0; i < from.size(); ++i) {
-        if (i < lead || (to[i - lead] == 1 && from[i] != 1)) axes.push_back(i);
-    }
-    return axes;
-}
+// Adds `full`, a gradient of the output's shape, to the leaf's gradient, summed over the axes
+// along which the leaf was broadcast. Compiled once per T, in fused_node.cpp.
+template <class T>
+void accumulate_summed(Node<T>& leaf, xt::xarray<T>&& full, const Shape& out_shape);
+extern template void accumulate_summed(Node<float>&, xt::xarray<float>&&, const Shape&);
+extern template void accumulate_summed(Node<double>&, xt::xarray<double>&&, const Shape&);
 
-// The whole-array path: broadcasting allowed, gradient summed back to the leaf's shape.
+// The whole-array path: broadcasting allowed, gradient summed back to the leaf's shape. The
+// adjoint is evaluated into an array first, so that each expression instantiates one xtensor
+// assignment and the reduction is compiled once per T.
 template <class T, class E>
 void accumulate_broadcast(Node<T>& leaf, const E& expr, const Shape& out_shape) {
-    const Shape leaf_shape = to_shape(leaf.value.shape());
-    if (leaf_shape == out_shape) {
-        accumulate_grad(leaf, expr);
-        return;
-    }
-    xt::xarray<T> summed = xt::sum(expr, broadcast_axes(out_shape, leaf_shape));
-    summed.reshape(leaf_shape);
-    accumulate_grad(leaf, std::move(summed));
+    accumulate_summed(leaf, xt::xarray<T>(expr), out_shape);
 }
 
 // Writes (or adds) expr[i] for i in [begin, end) into grad, with xsimd batches. Valid only when
