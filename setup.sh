@@ -162,6 +162,8 @@ run_fuzzers() {
 # The sanitizer tree, build-asan/: clang 14, ASan + UBSan (a UBSan report stops a program like a
 # crash) at -O1, and libFuzzer's coverage instrumentation, so that one build serves the suite and
 # the harnesses. -O1: sanitizer builds of heavy templates at -O3 take many times longer to compile.
+# The test programs at -O0 (the libraries they test stay at -O1): compiling them was 59% of the
+# build's compiler time at -O1 and 39% at -O0, saving 12 CPU-minutes for 7 more running them.
 configure_asan() {
   # meson cannot change a tree's compiler: a tree set up with another one is set up again.
   if [[ -f build-asan/meson-info/intro-compilers.json ]] &&
@@ -170,7 +172,8 @@ configure_asan() {
     rm -rf build-asan
   fi
   CXX=clang++-14 configure build-asan -Dfuzz=true -Dbench=false -Dnative=false -Db_sanitize=address,undefined \
-    -Dbuildtype=debug -Doptimization=1 "-Dcpp_args=['-fsanitize=fuzzer-no-link','-fno-sanitize-recover=all']"
+    -Dbuildtype=debug -Doptimization=1 -Dtest_optimization=0 \
+    "-Dcpp_args=['-fsanitize=fuzzer-no-link','-fno-sanitize-recover=all']"
 }
 
 # Debian's libtbb is not built with ThreadSanitizer: TSan cannot see the synchronization inside
@@ -265,7 +268,9 @@ if [[ "$job" == tsan ]]; then
   exit
 fi
 
-configure build
+# The test programs at -O1: at -O3 they were half the build's compiler time; the libraries they
+# test stay at -O3.
+configure build -Dtest_optimization=1
 case "$job" in
   main)
     # Only what the main job runs: the tests and benchmarks would double the build time.
