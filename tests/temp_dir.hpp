@@ -20,6 +20,7 @@ protected:
         dir = pattern;
     }
     void TearDown() override { std::filesystem::remove_all(dir); }
+    std::filesystem::path path(const std::string& name) const { return dir / name; }
 
     std::filesystem::path dir;
 };
