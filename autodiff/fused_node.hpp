@@ -44,7 +44,11 @@ extern template void accumulate_summed(Node<double>&, xt::xarray<double>&&, cons
 // assignment and the reduction is compiled once per T.
 template <class T, class E>
 void accumulate_broadcast(Node<T>& leaf, const E& expr, const Shape& out_shape) {
-    accumulate_summed(leaf, xt::xarray<T>(expr), out_shape);
+    // Into the buffer zero_grad kept, when the leaf holds no live gradient: no fresh pages.
+    xt::xarray<T> full;
+    if (!leaf.has_grad) full = std::move(leaf.grad);
+    xt::noalias(full) = expr;
+    accumulate_summed(leaf, std::move(full), out_shape);
 }
 
 // Writes (or adds) expr[i] for i in [begin, end) into grad, with xsimd batches. Valid only when

@@ -169,10 +169,15 @@ def retain_freed_memory() -> None:
     """As xgrad's retain_freed_memory: large blocks from the heap, kept after they are freed.
     Otherwise every batch's activations are mmap'd afresh and each 4 KiB costs a page fault:
     12 s instead of 6.6 s for the seed CNN over the test set, half of it in the kernel."""
-    libc = ctypes.CDLL(None)
-    m_trim_threshold, m_mmap_max = -1, -4  # <malloc.h>
-    if libc.mallopt(m_mmap_max, 0) != 1 or libc.mallopt(m_trim_threshold, 1 << 30) != 1:
-        sys.exit("torch_eval.py: mallopt refused M_MMAP_MAX=0 or M_TRIM_THRESHOLD")
+    m_trim_threshold, m_mmap_max = -1, -4  # glibc's <malloc.h>
+    try:
+        libc = ctypes.CDLL(None)
+        kept = libc.mallopt(m_mmap_max, 0) == 1 and libc.mallopt(m_trim_threshold, 1 << 30) == 1
+    except (AttributeError, OSError, TypeError):
+        kept = False
+    if not kept:  # only slower: say so and go on
+        print("torch_eval.py: mallopt unavailable or refused; freed memory goes back to the system",
+              file=sys.stderr)
 
 
 def main() -> None:

@@ -174,7 +174,7 @@ TEST(Graph, SecondBackwardThroughFreedGraphThrows) {
 }
 
 // zero_grad forgets the gradient: grad() then throws, and the next backward writes afresh, into
-// the same buffer (through the separate nodes and through one fused node alike).
+// the same buffer (through the separate nodes and through one fused node alike, broadcasting or not).
 RC_GTEST_PROP(Graph, ZeroGradForgets, ()) {
     const Case k = *genCase();
     const Var<double> a = leaf(k.a), b = leaf(k.b);
@@ -194,6 +194,11 @@ RC_GTEST_PROP(Graph, ZeroGradForgets, ()) {
     a_handle.zero_grad();
     Var<double>(relu(a * b + 1.0)).backward(k.seed);
     checkClose(a.grad(), xt::where(k.a * k.b + 1.0 > 0.0, k.seed * k.b, 0.0), 1e-12, "fused da after zero_grad");
+    RC_ASSERT(a.grad().data() == buffer);
+    a_handle.zero_grad();
+    const Var<double> scale = leaf(Array(2.0));  // 0-d: a fused node on the broadcasting path
+    Var<double>(a * scale).backward(k.seed);
+    checkClose(a.grad(), 2.0 * k.seed, 1e-12, "broadcast da after zero_grad");
     RC_ASSERT(a.grad().data() == buffer);
 }
 
