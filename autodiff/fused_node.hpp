@@ -33,11 +33,9 @@ namespace detail {
 inline constexpr std::size_t fused_block = 4096;
 
 // Adds `full`, a gradient of the output's shape, to the leaf's gradient, summed over the axes
-// along which the leaf was broadcast. Compiled once per T, in fused_node.cpp.
+// along which the leaf was broadcast. Defined, for float and double, in fused_node.cpp.
 template <class T>
 void accumulate_summed(Node<T>& leaf, xt::xarray<T>&& full, const Shape& out_shape);
-extern template void accumulate_summed(Node<float>&, xt::xarray<float>&&, const Shape&);
-extern template void accumulate_summed(Node<double>&, xt::xarray<double>&&, const Shape&);
 
 // The whole-array path: broadcasting allowed, gradient summed back to the leaf's shape. The
 // adjoint is evaluated into an array first, so that each expression instantiates one xtensor
