@@ -234,7 +234,7 @@ if [[ "$job" == sanitize ]]; then
   # Any ASan or UBSan report ends the test with an error, with a stack to read.
   export ASAN_OPTIONS=halt_on_error=1:abort_on_error=0:detect_leaks=1:print_stacktrace=1
   export UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1
-  # A quarter of the property cases: the plain job runs them all, and CI has an hour for both jobs.
+  # A quarter of the property cases: the plain job runs them all, and CI has an hour for all three jobs.
   export RC_PARAMS=${RC_PARAMS:-max_success=25}
   ninja -C build-asan
   status=0
