@@ -5,13 +5,10 @@
 // run. Arguments: N, C, S (= H*W), threads. bytes_per_second counts each kernel's minimal traffic
 // (forward: read x, write y; backward: read dy and x, write dx), and x_copy is the time over the
 // copy floor of that traffic (bench/copy_floor.hpp).
-#include <algorithm>
 #include <cstddef>
-#include <cstring>
 #include <vector>
 
 #include <benchmark/benchmark.h>
-#include <tbb/parallel_for.h>
 
 #include "bench/bench_tensors.hpp"
 #include "bench/bn_shapes.hpp"
@@ -31,18 +28,14 @@ void set_traffic(benchmark::State& state, const ChannelShape& s, std::size_t ten
     xgrad_bench::set_traffic_counters(state, tensors * s.size() * sizeof(float), static_cast<int>(state.range(3)));
 }
 
-// A copy of x into y in 64 KiB pieces spread over the threads: the bandwidth floor.
+// A copy of x into y spread over the threads (bench/copy_floor.hpp): the bandwidth floor.
 void BM_copy(benchmark::State& state) {
     const ChannelShape s = shape_of(state);
     auto threads = threads_of(state);
     const std::vector<float> src = random_vector(s.size(), 1, 0.0f);
     std::vector<float> dst(s.size());
-    constexpr std::size_t piece = 16384;
     for (auto _ : state) {
-        tbb::parallel_for(std::size_t{0}, (src.size() + piece - 1) / piece, [&](std::size_t p) {
-            const std::size_t begin = p * piece, count = std::min(piece, src.size() - begin);
-            std::memcpy(dst.data() + begin, src.data() + begin, count * sizeof(float));
-        });
+        xgrad_bench::vector_copy(src.data(), dst.data(), s.size() * sizeof(float));
         benchmark::DoNotOptimize(dst.data());
         benchmark::ClobberMemory();
     }
