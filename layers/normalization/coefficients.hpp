@@ -30,6 +30,9 @@ public:
         }
         std::fill_n(values_.begin() + static_cast<std::ptrdiff_t>(row * repeat_), repeat_, static_cast<T>(value));
     }
+    // The values as one per row, where that is the layout (null otherwise): for a loop that writes
+    // many rows with plain stores.
+    T* one_per_row() { return repeat_ == 1 ? values_.data() : nullptr; }
     // The run's coefficients, from for_each_run's `first`.
     const T* from(std::size_t first) const { return values_.data() + first; }
     T at(std::size_t row) const { return values_[row * repeat_]; }

@@ -1,6 +1,7 @@
 #include "layers/normalization/fold.hpp"
 
 #include <algorithm>
+#include <array>
 #include <cmath>
 #include <type_traits>
 
@@ -68,22 +69,46 @@ void renorm_correction(const Normalization& batch, const T* running_mean, const 
 template <class T>
 void fold_forward(const Grouping& grouping, const Normalization& norm, const T* gamma, const T* beta,
                   const RenormCorrection* renorm, const Rows& rows, Affine<T>& out) {
-    for_each_group(grouping, rows, [&](std::size_t g, std::size_t first, std::size_t first_channel, auto per_group) {
-        const double mean = norm.mean[g];
-        const double centre = centre_of<T>(mean);
-        for (std::size_t i = 0; i < per_group; ++i) {
-            const std::size_t row = first + i;
-            const std::size_t c = first_channel + i;
-            const double gamma_c = value_or(gamma, c, 1.0);
-            const double r = renorm ? renorm->r[c] : 1.0;
-            const double d = renorm ? renorm->d[c] : 0.0;
-            const double scale = gamma_c * norm.invstd[g] * r;
-            out.centre.set(row, centre);
-            out.scale.set(row, scale);
-            const double beta_c = value_or(beta, c, 0.0) + (renorm ? gamma_c * d : 0.0);
-            out.shift.set(row, beta_c - (mean - centre) * scale);
-        }
-    });
+    // Renormed or not as a type, and plain stores where each row has one value, so that the rows'
+    // loop has no branch of its own and vectorizes where groups have many rows (GroupNorm at S = 1,
+    // a row per element).
+    T* const centre_rows = out.centre.one_per_row();
+    T* const scale_rows = out.scale.one_per_row();
+    T* const shift_rows = out.shift.one_per_row();
+    const auto fold = [&](auto renormed) {
+        for_each_group(grouping, rows, [&](std::size_t g, std::size_t first, std::size_t first_channel, auto per_group) {
+            const double mean = norm.mean[g];
+            const double centre = centre_of<T>(mean);
+            const double invstd = norm.invstd[g];
+            // {scale, shift} of channel c.
+            const auto coefficients = [&](std::size_t c) {
+                const double gamma_c = value_or(gamma, c, 1.0);
+                double scale = gamma_c * invstd;
+                double beta_c = value_or(beta, c, 0.0);
+                if constexpr (renormed) {
+                    scale *= renorm->r[c];
+                    beta_c += gamma_c * renorm->d[c];
+                }
+                return std::array<double, 2>{scale, beta_c - (mean - centre) * scale};
+            };
+            if (centre_rows) {
+                for (std::size_t i = 0; i < per_group; ++i) {
+                    const auto [scale, shift] = coefficients(first_channel + i);
+                    centre_rows[first + i] = static_cast<T>(centre);
+                    scale_rows[first + i] = static_cast<T>(scale);
+                    shift_rows[first + i] = static_cast<T>(shift);
+                }
+                return;
+            }
+            for (std::size_t i = 0; i < per_group; ++i) {
+                const auto [scale, shift] = coefficients(first_channel + i);
+                out.centre.set(first + i, centre);
+                out.scale.set(first + i, scale);
+                out.shift.set(first + i, shift);
+            }
+        });
+    };
+    renorm ? fold(std::true_type{}) : fold(std::false_type{});
 }
 
 template <class T, std::size_t K>
@@ -91,6 +116,10 @@ void fold_backward(const Grouping& grouping, const Normalization& norm, const T*
                    GradientThrough through, std::span<const std::array<double, K>> row_sums, const Rows& rows,
                    InputGrad<T>* dx, std::span<double> row_dgamma, std::span<double> row_dbeta) {
     const double n = static_cast<double>(grouping.group_size());
+    T* const alpha_rows = dx ? dx->alpha.one_per_row() : nullptr;
+    T* const centre_rows = dx ? dx->centre.one_per_row() : nullptr;
+    T* const k_rows = dx ? dx->k.one_per_row() : nullptr;
+    T* const shift_rows = dx ? dx->shift.one_per_row() : nullptr;
     for_each_group(grouping, rows, [&](std::size_t g, std::size_t first, std::size_t first_channel, auto per_group) {
         const double invstd = norm.invstd[g];
         // Σ over the group's rows of w·Σg and w·Σg·(x - mean), w = gamma·r: the sums of the
@@ -115,13 +144,21 @@ void fold_backward(const Grouping& grouping, const Normalization& norm, const T*
         const double centre = centre_of<T>(mean);
         const double k = through.variance ? -invstd * invstd * invstd * weighted_dot / n : 0.0;
         const double shift = (through.mean ? -invstd * weighted_sum / n : 0.0) - k * (mean - centre);
+        const auto alpha = [&](std::size_t c) { return value_or(gamma, c, 1.0) * (renorm ? renorm->r[c] : 1.0) * invstd; };
+        if (alpha_rows) {  // plain stores, as in fold_forward
+            for (std::size_t i = 0; i < per_group; ++i) {
+                alpha_rows[first + i] = static_cast<T>(alpha(first_channel + i));
+                centre_rows[first + i] = static_cast<T>(centre);
+                k_rows[first + i] = static_cast<T>(k);
+                shift_rows[first + i] = static_cast<T>(shift);
+            }
+            return;
+        }
         for (std::size_t i = 0; i < per_group; ++i) {
-            const std::size_t row = first + i;
-            const std::size_t c = first_channel + i;
-            dx->alpha.set(row, value_or(gamma, c, 1.0) * (renorm ? renorm->r[c] : 1.0) * invstd);
-            dx->centre.set(row, centre);
-            dx->k.set(row, k);
-            dx->shift.set(row, shift);
+            dx->alpha.set(first + i, alpha(first_channel + i));
+            dx->centre.set(first + i, centre);
+            dx->k.set(first + i, k);
+            dx->shift.set(first + i, shift);
         }
     });
 }
