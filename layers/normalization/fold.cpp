@@ -69,46 +69,38 @@ void renorm_correction(const Normalization& batch, const T* running_mean, const 
 template <class T>
 void fold_forward(const Grouping& grouping, const Normalization& norm, const T* gamma, const T* beta,
                   const RenormCorrection* renorm, const Rows& rows, Affine<T>& out) {
-    // Renormed or not as a type, and plain stores where each row has one value, so that the rows'
-    // loop has no branch of its own and vectorizes where groups have many rows (GroupNorm at S = 1,
-    // a row per element).
+    // Plain stores where each row has one value: the rows' loop then vectorizes where groups have
+    // many rows (GroupNorm at S = 1, a row per element).
     T* const centre_rows = out.centre.one_per_row();
     T* const scale_rows = out.scale.one_per_row();
     T* const shift_rows = out.shift.one_per_row();
-    const auto fold = [&](auto renormed) {
-        for_each_group(grouping, rows, [&](std::size_t g, std::size_t first, std::size_t first_channel, auto per_group) {
-            const double mean = norm.mean[g];
-            const double centre = centre_of<T>(mean);
-            const double invstd = norm.invstd[g];
-            // {scale, shift} of channel c.
-            const auto coefficients = [&](std::size_t c) {
-                const double gamma_c = value_or(gamma, c, 1.0);
-                double scale = gamma_c * invstd;
-                double beta_c = value_or(beta, c, 0.0);
-                if constexpr (renormed) {
-                    scale *= renorm->r[c];
-                    beta_c += gamma_c * renorm->d[c];
-                }
-                return std::array<double, 2>{scale, beta_c - (mean - centre) * scale};
-            };
-            if (centre_rows) {
-                for (std::size_t i = 0; i < per_group; ++i) {
-                    const auto [scale, shift] = coefficients(first_channel + i);
-                    centre_rows[first + i] = static_cast<T>(centre);
-                    scale_rows[first + i] = static_cast<T>(scale);
-                    shift_rows[first + i] = static_cast<T>(shift);
-                }
-                return;
-            }
+    for_each_group(grouping, rows, [&](std::size_t g, std::size_t first, std::size_t first_channel, auto per_group) {
+        const double mean = norm.mean[g];
+        const double centre = centre_of<T>(mean);
+        const double invstd = norm.invstd[g];
+        // {scale, shift} of channel c.
+        const auto coefficients = [&](std::size_t c) {
+            const double gamma_c = value_or(gamma, c, 1.0);
+            const double scale = gamma_c * invstd * (renorm ? renorm->r[c] : 1.0);
+            const double beta_c = value_or(beta, c, 0.0) + (renorm ? gamma_c * renorm->d[c] : 0.0);
+            return std::array<double, 2>{scale, beta_c - (mean - centre) * scale};
+        };
+        if (centre_rows) {
             for (std::size_t i = 0; i < per_group; ++i) {
                 const auto [scale, shift] = coefficients(first_channel + i);
-                out.centre.set(first + i, centre);
-                out.scale.set(first + i, scale);
-                out.shift.set(first + i, shift);
+                centre_rows[first + i] = static_cast<T>(centre);
+                scale_rows[first + i] = static_cast<T>(scale);
+                shift_rows[first + i] = static_cast<T>(shift);
             }
-        });
-    };
-    renorm ? fold(std::true_type{}) : fold(std::false_type{});
+            return;
+        }
+        for (std::size_t i = 0; i < per_group; ++i) {
+            const auto [scale, shift] = coefficients(first_channel + i);
+            out.centre.set(first + i, centre);
+            out.scale.set(first + i, scale);
+            out.shift.set(first + i, shift);
+        }
+    });
 }
 
 template <class T, std::size_t K>
