@@ -38,6 +38,7 @@
 #include "tests/batch_norm_state.hpp"
 #include "tests/error_message.hpp"
 #include "tests/generators.hpp"
+#include "tests/large_gradcheck.hpp"
 
 namespace {
 
@@ -115,49 +116,11 @@ Array perChannelValues(std::size_t channels, Domain domain) { return *genArray({
 
 // ---- checks ----
 
-// For inputs too large for gradcheck's one element at a time: along a random direction v of
-// each input, the analytic derivative <grad, v> of <w, f> (w random) against the central
-// difference (<w, f(x + h·v)> - <w, f(x - h·v)>) / 2h. Inputs are perturbed in place.
-void checkDirectionalDerivatives(const std::function<Var<double>(const Inputs&)>& f, const Inputs& inputs,
-                                 const std::string& what) {
-    std::mt19937 rng(*rc::gen::arbitrary<std::uint32_t>());
-    std::uniform_real_distribution<double> uniform(-1.0, 1.0);
-    const auto random_like = [&](const Shape& shape) {
-        Array a = Array::from_shape(shape);
-        for (auto& v : a) v = uniform(rng);
-        return a;
-    };
-    const Var<double> y = f(inputs);
-    const Array w = random_like(y.shape());
-    for (Var<double> in : inputs) in.zero_grad();
-    y.backward(w);
-    const auto projected = [&] { return static_cast<double>(xt::sum(f(inputs).value() * w)()); };
-    for (std::size_t k = 0; k < inputs.size(); ++k) {
-        Var<double> in = inputs[k];
-        const Array v = random_like(in.shape());
-        const Array x0 = in.value();
-        const double analytic = xt::sum(in.grad() * v)();
-        const double h = 6e-6 * std::max(1.0, static_cast<double>(xt::amax(xt::abs(x0))()));
-        in.mutable_value() = x0 + h * v;
-        const double plus = projected();
-        in.mutable_value() = x0 - h * v;
-        const double minus = projected();
-        in.mutable_value() = x0;
-        const double numeric = (plus - minus) / (2.0 * h);
-        const double error = std::abs(analytic - numeric) / std::max({1.0, std::abs(analytic), std::abs(numeric)});
-        if (!(error <= gradcheck_tolerance)) {
-            RC_FAIL(what + ": input " + std::to_string(k) + " of shape " + xgrad::shape_str(in.shape()) +
-                    ": directional derivative " + std::to_string(analytic) + ", central difference " +
-                    std::to_string(numeric));
-        }
-    }
-}
-
 // gradcheck for small inputs, directional differences for large ones.
 void checkLayerGradients(const std::function<Var<double>(const Inputs&)>& f, const Inputs& inputs,
                          const std::string& what) {
     if (isLarge(inputs[0].shape())) {
-        checkDirectionalDerivatives(f, inputs, what);
+        checkLargeGradients(f, inputs, *rc::gen::arbitrary<std::uint32_t>(), what);
     } else {
         checkGradients(f, inputs, what);
     }
