@@ -20,7 +20,8 @@
 //    the lanes pairwise; the channel's result is 0 + its block partials in block order.
 //  - S < kRowsBelowS, the "rows" layout: a block is a range of whole rows n. Each row's C*S
 //    contiguous elements are added elementwise into per-(c, s) accumulators, which vectorizes
-//    across channels (runs of S would be too short), and folded over s at the end of the block.
+//    across channels (runs of S would be too short), four rows summed pairwise at a time from the
+//    block's first row, the last few rows alone; folded over s at the end of the block.
 //  - Otherwise the "runs" layout: a block is a range of the channel's flattened (n, s) index,
 //    walked as contiguous runs of at most S elements: element r of a run goes to lane r % kLanes,
 //    except the last len % kLanes, which go to lanes 0, 1, ...; lanes carry on across the runs.
@@ -94,6 +95,7 @@ inline constexpr std::size_t kRowChunk = 1024;         // rows layout: accumulat
 inline constexpr std::size_t kTile = 16;               // rows layout: accumulators per quantity in registers
 inline constexpr std::size_t kRowPassBytes = 1 << 15;  // rows layout: a pass's rows at 8 bytes a position (L1)
 inline constexpr std::size_t kMinTileRows = 16;        // rows layout: register tiles where this many whole rows fill a pass
+inline constexpr std::size_t kRowGroup = 4;            // rows layout: rows summed before they meet an accumulator
 inline constexpr std::size_t kSerialBelow = 1 << 16;   // fewer elements than this: no tasks
 inline constexpr std::size_t kTaskElems = 1 << 14;     // elements per task, at least
 
@@ -151,9 +153,11 @@ Sums<K> run_block(const F& term, const ChannelShape& sh, std::size_t c, std::siz
 // (e - a) * S <= kRowChunk. Each (c, s) position of a row has its own accumulator, in memory. The
 // rows are taken a few at a time, as many as stay in L1 (kRowPassBytes), and where rows are short
 // the accumulators of kTile positions at a time sit in registers over them; positions past the
-// last whole tile, and all of them in long rows, are added in memory directly. Every position adds its rows in row order either way, and the
-// build contracts no multiply-add on its own (-ffp-contract=off), so its sum has the same bits
-// whether a split of the channels put it in a tile or not.
+// last whole tile, and all of them in long rows, are added in memory directly. Either way a
+// position adds the terms of its row groups n0 + kRowGroup·m, each group's summed pairwise (so that
+// long rows store each accumulator once per group), in order, then the last rows alone, and
+// the build contracts no multiply-add on its own (-ffp-contract=off), so its sum has the same bits
+// whether a split of the channels put it in a tile or not, and whatever the pass boundaries.
 template <std::size_t K, bool UnitS, class F>
 void rows_chunk(const F& term, const ChannelShape& sh, std::size_t n0, std::size_t n1, std::size_t a,
                 std::size_t e, Sums<K>* out) {
@@ -174,33 +178,48 @@ void rows_chunk(const F& term, const ChannelShape& sh, std::size_t n0, std::size
             return a + chan[j];
         }
     };
-    const std::size_t rows_per_pass = std::max<std::size_t>(1, kRowPassBytes / (width * sizeof(double)));
+    // Whole row groups per pass, so that a pass ends inside a group only at n1.
+    const std::size_t rows_per_pass =
+        std::max<std::size_t>(1, kRowPassBytes / (width * sizeof(double) * kRowGroup)) * kRowGroup;
     // A tile's loads and stores pay off over many rows, and a tile walks down the rows: where they
     // are long (whatever part of them this chunk has), that walk strides past the prefetchers, and
     // the rows stream through memory instead.
     const bool short_rows = kRowPassBytes / (row * sizeof(double)) >= kMinTileRows;
     const std::size_t tiled = short_rows ? width - width % kTile : 0;
+    // Positions [j0, j1) over rows [p0, p1) into acc[k][j0 + ...] or into a tile, both through `into`.
+    const auto add_rows = [&](std::size_t j0, std::size_t j1, std::size_t p0, std::size_t p1, auto&& into) {
+        std::size_t n = p0;
+        static_assert(kRowGroup == 4);
+        for (; n + kRowGroup <= p1; n += kRowGroup) {
+            const std::size_t base = n * row + first;
+            for (std::size_t j = j0; j < j1; ++j) {
+                const std::size_t c = channel(j);
+                Sums<K> t = evaluate<K>(term, c, n, base + j);
+                Sums<K> u = evaluate<K>(term, c, n + 2, base + 2 * row + j);
+                add_into(t, evaluate<K>(term, c, n + 1, base + row + j));
+                add_into(u, evaluate<K>(term, c, n + 3, base + 3 * row + j));
+                add_into(t, u);
+                into(j, t);
+            }
+        }
+        for (; n < p1; ++n) {
+            const std::size_t base = n * row + first;
+            for (std::size_t j = j0; j < j1; ++j) into(j, evaluate<K>(term, channel(j), n, base + j));
+        }
+    };
     for (std::size_t p0 = n0; p0 < n1; p0 += rows_per_pass) {
         const std::size_t p1 = std::min(n1, p0 + rows_per_pass);
         for (std::size_t j0 = 0; j0 < tiled; j0 += kTile) {
             double tile[K][kTile];
             for (std::size_t k = 0; k < K; ++k) std::copy_n(acc[k] + j0, kTile, tile[k]);
-            for (std::size_t n = p0; n < p1; ++n) {
-                const std::size_t base = n * row + first + j0;
-                for (std::size_t l = 0; l < kTile; ++l) {
-                    const Sums<K> t = evaluate<K>(term, channel(j0 + l), n, base + l);
-                    for (std::size_t k = 0; k < K; ++k) tile[k][l] += t[k];
-                }
-            }
+            add_rows(j0, j0 + kTile, p0, p1, [&](std::size_t j, const Sums<K>& t) {
+                for (std::size_t k = 0; k < K; ++k) tile[k][j - j0] += t[k];
+            });
             for (std::size_t k = 0; k < K; ++k) std::copy_n(tile[k], kTile, acc[k] + j0);
         }
-        for (std::size_t n = p0; n < p1; ++n) {
-            const std::size_t base = n * row + first;
-            for (std::size_t j = tiled; j < width; ++j) {
-                const Sums<K> t = evaluate<K>(term, channel(j), n, base + j);
-                for (std::size_t k = 0; k < K; ++k) acc[k][j] += t[k];
-            }
-        }
+        add_rows(tiled, width, p0, p1, [&](std::size_t j, const Sums<K>& t) {
+            for (std::size_t k = 0; k < K; ++k) acc[k][j] += t[k];
+        });
     }
     for (std::size_t c = 0; c < e - a; ++c) {
         Sums<K> p{};

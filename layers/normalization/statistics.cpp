@@ -14,6 +14,11 @@ namespace {
 // statistics are taken again in two passes, the mean and then the centred squares.
 constexpr double kMaxCancellation = 8.0;
 
+// Elements averaged into a group's shift: one draw of a group lies more than 2.6 standard
+// deviations from the mean (cancellation past 8) for about 1% of the groups of normal data, the
+// mean of four draws for almost none, which spares those groups the two-pass reread.
+constexpr std::size_t kShiftElements = 4;
+
 }  // namespace
 
 template <class T>
@@ -28,15 +33,24 @@ void group_moments(const Grouping& grouping, const T* x, const Rows& groups, Mom
         for (std::size_t g = groups.begin; g < groups.end; ++g) out.mean[g] = out.var[g] = std::nan("");
         return;
     }
-    const std::size_t first_stride = view.s;  // group g's first element is x[g·S] in the statistics view
-    const auto shift = [x, first_stride](std::size_t g) { return static_cast<double>(x[g * first_stride]); };
+    // The shift of group g, kept in out.mean[g] until its statistics replace it: the mean of the
+    // group's first kShiftElements elements in (n, s) order, (n·C + g)·S + s in the statistics view.
+    const std::size_t shift_count = std::min(kShiftElements, view.per_channel());
+    for (std::size_t g = groups.begin; g < groups.end; ++g) {
+        double first = 0.0;
+        for (std::size_t j = 0; j < shift_count; ++j) {
+            first += static_cast<double>(x[((j / view.s) * view.c + g) * view.s + j % view.s]);
+        }
+        out.mean[g] = first / static_cast<double>(shift_count);
+    }
+    const double* const shift = out.mean.data();
     std::vector<std::size_t> cancelled;
     channel_sums_over<2>(view, groups, [x, shift](std::size_t g, std::size_t i) {
-        const double d = static_cast<double>(x[i]) - shift(g);
+        const double d = static_cast<double>(x[i]) - shift[g];
         return std::array<double, 2>{d, d * d};
     }, [&](std::size_t g, const std::array<double, 2>& s) {
         const double centred = s[1] - s[0] * (s[0] / n);
-        out.mean[g] = shift(g) + s[0] / n;
+        out.mean[g] = shift[g] + s[0] / n;
         out.var[g] = std::max(0.0, centred / n);
         if (!(s[1] <= kMaxCancellation * centred)) cancelled.push_back(g);
     });

@@ -4,12 +4,12 @@
 // cross-process reduction can sit between them (a SyncBatchNorm would combine each process's
 // (count, mean, var) into the global batch's with Chan et al.'s pairwise update).
 //
-// One pass over shifted data: with k a group's first element, Σ(x - k) and Σ(x - k)² give
-// mean = k + Σ(x - k)/n and var = (Σ(x - k)² - (Σ(x - k))²/n)/n, in one read of the data rather
+// One pass over shifted data: with k the mean of a group's first four elements, Σ(x - k) and
+// Σ(x - k)² give mean = k + Σ(x - k)/n and var = (Σ(x - k)² - (Σ(x - k))²/n)/n, in one read rather
 // than the two of mean-then-centred-squares. Σx² - n·mean² would lose the variance of data with a
 // large mean and a small spread; the shift removes the mean. What is left cancels by the factor
 // Σ(x - k)²/Σ(x - mean)² = 1 + (mean - k)²/var, which multiplies the rounding of the sums: where
-// it passes 8 (k an outlier of its group), that group's statistics are taken again in two passes,
+// it passes 8 (k far out in its group), that group's statistics are taken again in two passes,
 // so that no group's are less accurate than two passes' by more than that factor.
 #pragma once
 
