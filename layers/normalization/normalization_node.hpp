@@ -1,8 +1,11 @@
 // The graph node of every normalization layer: the output its forward computed (normalize.hpp),
-// and a backward that runs normalize_backward into the gradients of x, gamma, beta and the
-// epilogue's parameter (TLU's tau), each written or added by the one rule of GradWrite.
+// and a backward that runs the backward stages into the gradients of x, gamma, beta and the
+// epilogue's parameter (TLU's tau), each written or added by the one rule of GradWrite. The stages
+// are normalize_backward's, or a layer's own composition of them (SyncBatchNorm's, with an
+// all-reduce between the sums and the input gradient).
 #pragma once
 
+#include <array>
 #include <cstddef>
 #include <memory>
 #include <optional>
@@ -24,11 +27,23 @@ struct NormalizationParameters {
     std::optional<Var<T>> epilogue;   // the epilogue's parameter, one per channel (TLU's tau)
 };
 
-// y is the forward's output for x, normalized as `batch` says over `grouping`.
-template <class T, class Epilogue>
+// normalize_backward as a callable: the backward of every layer that normalizes in one process.
+struct LocalBackward {
+    template <class T, class Epilogue>
+    std::vector<std::array<double, Epilogue::extra_sums>> operator()(const Grouping& grouping, const NormalizedBatch& batch,
+                                                                     GradientThrough through, const T* dy, const T* x,
+                                                                     const T* gamma, const T* beta, const Epilogue& epilogue,
+                                                                     const NormalizeGrads<T>& grads) const {
+        return normalize_backward(grouping, batch, through, dy, x, gamma, beta, epilogue, grads);
+    }
+};
+
+// y is the forward's output for x, normalized as `batch` says over `grouping`; `backward` takes
+// normalize_backward's arguments.
+template <class T, class Epilogue, class Backward = LocalBackward>
 Var<T> normalization_node(const char* op, const Var<T>& x, xt::xarray<T> y, const Grouping& grouping,
                           NormalizedBatch batch, GradientThrough through, const NormalizationParameters<T>& params,
-                          Epilogue epilogue) {
+                          Epilogue epilogue, Backward backward = {}) {
     using NodePtr = typename Var<T>::NodePtr;
     const NodePtr xn = x.node();
     const NodePtr gn = params.weight ? params.weight->node() : nullptr;
@@ -40,12 +55,12 @@ Var<T> normalization_node(const char* op, const Var<T>& x, xt::xarray<T> y, cons
     }
     return Var<T>::from_op(
         std::move(y), op, std::move(inputs),
-        [xn, gn, bn, en, grouping, batch = std::move(batch), through, epilogue = std::move(epilogue)](
-            const Node<T>&, const xt::xarray<T>& grad_out) {
+        [xn, gn, bn, en, grouping, batch = std::move(batch), through, epilogue = std::move(epilogue),
+         backward = std::move(backward)](const Node<T>&, const xt::xarray<T>& grad_out) {
             GradWrite<T> dx(xn), dgamma(gn), dbeta(bn);
-            const auto extras = normalize_backward(grouping, batch, through, grad_out.data(), xn->value.data(),
-                                                   gn ? gn->value.data() : nullptr, bn ? bn->value.data() : nullptr,
-                                                   epilogue, NormalizeGrads<T>{dx.data(), dgamma.data(), dbeta.data()});
+            const auto extras = backward(grouping, batch, through, grad_out.data(), xn->value.data(),
+                                         gn ? gn->value.data() : nullptr, bn ? bn->value.data() : nullptr, epilogue,
+                                         NormalizeGrads<T>{dx.data(), dgamma.data(), dbeta.data()});
             dx.commit();
             dgamma.commit();
             dbeta.commit();

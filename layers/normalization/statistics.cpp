@@ -38,8 +38,12 @@ void group_moments(const Grouping& grouping, const T* x, const Rows& groups, Mom
     const std::size_t shift_count = std::min(kShiftElements, view.per_channel());
     for (std::size_t g = groups.begin; g < groups.end; ++g) {
         double first = 0.0;
-        for (std::size_t j = 0; j < shift_count; ++j) {
-            first += static_cast<double>(x[((j / view.s) * view.c + g) * view.s + j % view.s]);
+        for (std::size_t j = 0, n = 0, s = 0; j < shift_count; ++j) {  // j = n·S + s, counted: no division
+            first += static_cast<double>(x[(n * view.c + g) * view.s + s]);
+            if (++s == view.s) {
+                s = 0;
+                ++n;
+            }
         }
         out.mean[g] = first / static_cast<double>(shift_count);
     }

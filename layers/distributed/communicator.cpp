@@ -1,0 +1,54 @@
+#include "layers/distributed/communicator.hpp"
+
+#include <algorithm>
+#include <cstdlib>
+#include <stdexcept>
+#include <vector>
+
+namespace xgrad {
+
+namespace {
+
+class SingleProcess final : public Communicator {
+public:
+    int rank() const override { return 0; }
+    int size() const override { return 1; }
+    void all_gather(std::span<const double> local, std::span<double> out) override {
+        if (out.size() != local.size()) throw std::invalid_argument("all_gather: the output must hold one rank's values");
+        std::copy(local.begin(), local.end(), out.begin());
+    }
+    void broadcast(std::span<std::byte>, int root) override {
+        if (root != 0) throw std::invalid_argument("broadcast: root " + std::to_string(root) + " of a single process");
+    }
+    void barrier() override {}
+};
+
+}  // namespace
+
+std::string Communicator::describe() const {
+    return "rank " + std::to_string(rank()) + " of " + std::to_string(size());
+}
+
+void all_reduce_sum(Communicator& communicator, std::span<double> values) {
+    const std::size_t ranks = static_cast<std::size_t>(communicator.size());
+    if (ranks == 1) return;
+    std::vector<double> every(ranks * values.size());
+    communicator.all_gather(values, every);
+    for (std::size_t i = 0; i < values.size(); ++i) {
+        double sum = every[i];
+        for (std::size_t r = 1; r < ranks; ++r) sum += every[r * values.size() + i];
+        values[i] = sum;
+    }
+}
+
+bool launched_by_mpirun() {
+    return std::getenv("OMPI_COMM_WORLD_SIZE") != nullptr || std::getenv("PMIX_RANK") != nullptr ||
+           std::getenv("PMI_RANK") != nullptr;
+}
+
+std::shared_ptr<Communicator> single_process() {
+    static const std::shared_ptr<Communicator> one = std::make_shared<SingleProcess>();
+    return one;
+}
+
+}  // namespace xgrad

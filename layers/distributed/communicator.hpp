@@ -1,0 +1,53 @@
+// The processes of a data-parallel job as the library sees them: the few collectives that
+// SyncBatchNorm and data-parallel training need, behind one small interface, so that no layer or
+// trainer includes MPI and the library builds without it. Two implementations: a single process
+// (here) and MPI's world (mpi_world.cpp, built where MPI is found).
+//
+// Every collective is called by every rank, in the same order, with the same counts. Sums are
+// added in rank order 0, 1, ..., W - 1 on every rank, after an all-gather, rather than in whatever
+// order a reduction algorithm picks: every rank holds the same bits, and a run with W ranks
+// repeats its bits, whichever rank arrives first. The price is W times the traffic of a
+// reduce-scatter, which is nothing beside a step for the few ranks of one machine.
+#pragma once
+
+#include <cstddef>
+#include <memory>
+#include <span>
+#include <string>
+
+namespace xgrad {
+
+class Communicator {
+public:
+    virtual ~Communicator() = default;
+    virtual int rank() const = 0;
+    virtual int size() const = 0;
+    // out[r·n + i] = local[i] of rank r, on every rank, n = local.size() (the same on every rank);
+    // out.size() = size()·n.
+    virtual void all_gather(std::span<const double> local, std::span<double> out) = 0;
+    // root's bytes to every rank.
+    virtual void broadcast(std::span<std::byte> data, int root) = 0;
+    virtual void barrier() = 0;
+    // "rank 1 of 2", for messages.
+    std::string describe() const;
+};
+
+// values := the sum over ranks of every rank's values, added in rank order (see above).
+void all_reduce_sum(Communicator& communicator, std::span<double> values);
+
+// The job of one process: rank 0 of 1; every collective returns what it was given.
+std::shared_ptr<Communicator> single_process();
+
+// This process's job: under mpirun, and where xgrad was built with MPI, every rank of
+// MPI_COMM_WORLD (MPI initialized on the first call, finalized at exit); otherwise
+// single_process(). The same object on every call.
+std::shared_ptr<Communicator> world();
+
+// Whether world() can span processes: xgrad was built with MPI.
+bool built_with_mpi();
+
+// Whether this process was started by mpirun (or another MPI launcher): its environment says so.
+// A plain run never initializes MPI.
+bool launched_by_mpirun();
+
+}  // namespace xgrad

@@ -1,0 +1,72 @@
+// world() where xgrad is built with MPI: MPI_COMM_WORLD when launched by mpirun. MPI's default
+// error handler stays: a failed collective ends the whole job with MPI's message rather than
+// leaving the other ranks waiting, and mpirun ends the job, naming the rank, when one exits
+// early or nonzero.
+// MPI's C interface only: OpenMPI's C++ bindings (deprecated since MPI 2.2) do not compile warning-free.
+#define OMPI_SKIP_MPICXX 1
+#define MPICH_SKIP_MPICXX 1
+#include <mpi.h>
+
+#include <climits>
+#include <stdexcept>
+
+#include "layers/distributed/communicator.hpp"
+
+namespace xgrad {
+
+namespace {
+
+int count_of(std::size_t n, const char* what) {
+    if (n > static_cast<std::size_t>(INT_MAX)) {
+        throw std::length_error(std::string(what) + ": " + std::to_string(n) + " elements are more than MPI counts");
+    }
+    return static_cast<int>(n);
+}
+
+class MpiWorld final : public Communicator {
+public:
+    MpiWorld() {
+        int provided = 0;
+        // Only the thread that called world() makes MPI calls; TBB's workers never do.
+        MPI_Init_thread(nullptr, nullptr, MPI_THREAD_FUNNELED, &provided);
+        MPI_Comm_rank(MPI_COMM_WORLD, &rank_);
+        MPI_Comm_size(MPI_COMM_WORLD, &size_);
+    }
+    ~MpiWorld() override {
+        int finalized = 0;
+        MPI_Finalized(&finalized);
+        if (!finalized) MPI_Finalize();
+    }
+    MpiWorld(const MpiWorld&) = delete;
+    MpiWorld& operator=(const MpiWorld&) = delete;
+
+    int rank() const override { return rank_; }
+    int size() const override { return size_; }
+    void all_gather(std::span<const double> local, std::span<double> out) override {
+        if (out.size() != local.size() * static_cast<std::size_t>(size_)) {
+            throw std::invalid_argument("all_gather: the output must hold every rank's values");
+        }
+        const int n = count_of(local.size(), "all_gather");
+        MPI_Allgather(local.data(), n, MPI_DOUBLE, out.data(), n, MPI_DOUBLE, MPI_COMM_WORLD);
+    }
+    void broadcast(std::span<std::byte> data, int root) override {
+        MPI_Bcast(data.data(), count_of(data.size(), "broadcast"), MPI_BYTE, root, MPI_COMM_WORLD);
+    }
+    void barrier() override { MPI_Barrier(MPI_COMM_WORLD); }
+
+private:
+    int rank_ = 0;
+    int size_ = 1;
+};
+
+}  // namespace
+
+std::shared_ptr<Communicator> world() {
+    static const std::shared_ptr<Communicator> job =
+        launched_by_mpirun() ? std::shared_ptr<Communicator>(std::make_shared<MpiWorld>()) : single_process();
+    return job;
+}
+
+bool built_with_mpi() { return true; }
+
+}  // namespace xgrad

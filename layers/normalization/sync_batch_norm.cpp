@@ -1,0 +1,186 @@
+#include "layers/normalization/sync_batch_norm.hpp"
+
+#include <array>
+#include <optional>
+#include <stdexcept>
+#include <utility>
+#include <vector>
+
+#include "layers/normalization/backward_sums.hpp"
+#include "layers/normalization/elementwise.hpp"
+#include "layers/normalization/normalization_node.hpp"
+
+namespace xgrad {
+
+namespace {
+
+// Per rank: N, C, S of its input.
+constexpr std::size_t kHeader = 3;
+
+// Every rank's (N, C, S), gathered; a ShapeError on every rank alike unless C and S agree.
+std::vector<ChannelShape> gather_shapes(Communicator& communicator, const ChannelShape& local, const std::string& where) {
+    const std::size_t ranks = static_cast<std::size_t>(communicator.size());
+    const std::array<double, kHeader> mine{static_cast<double>(local.n), static_cast<double>(local.c),
+                                           static_cast<double>(local.s)};
+    std::vector<double> every(ranks * kHeader);
+    communicator.all_gather(mine, every);
+    std::vector<ChannelShape> shapes;
+    for (std::size_t r = 0; r < ranks; ++r) {
+        shapes.push_back({static_cast<std::size_t>(every[r * kHeader]), static_cast<std::size_t>(every[r * kHeader + 1]),
+                          static_cast<std::size_t>(every[r * kHeader + 2])});
+    }
+    for (std::size_t r = 1; r < ranks; ++r) {
+        if (shapes[r].c != shapes[0].c || shapes[r].s != shapes[0].s) {
+            throw ShapeError(where + ": ranks disagree on the input's channels or spatial size: rank 0 has (N, C, S) = " +
+                             shape_str(std::array{shapes[0].n, shapes[0].c, shapes[0].s}) + ", rank " +
+                             std::to_string(r) + " has " + shape_str(std::array{shapes[r].n, shapes[r].c, shapes[r].s}));
+        }
+    }
+    return shapes;
+}
+
+// The moments of the global batch from every rank's, combined in rank order by Chan et al.'s
+// pairwise update: with counts a and b, mean = mean_a + δ·b/(a + b) and
+// var·(a + b) = var_a·a + var_b·b + δ²·a·b/(a + b), δ = mean_b - mean_a. A rank with no element
+// adds nothing; the first rank with elements is taken as it is, so one rank gives its own bits.
+Moments combine(const std::vector<ChannelShape>& shapes, const std::vector<double>& every, std::size_t channels) {
+    Moments out{std::vector<double>(channels, 0.0), std::vector<double>(channels, 0.0)};
+    double count = 0.0;
+    for (std::size_t r = 0; r < shapes.size(); ++r) {
+        const double b = static_cast<double>(shapes[r].per_channel());
+        if (b == 0.0) continue;
+        const double* mean_b = every.data() + r * 2 * channels;
+        const double* var_b = mean_b + channels;
+        const double a = count;
+        count += b;
+        for (std::size_t c = 0; c < channels; ++c) {
+            if (a == 0.0) {
+                out.mean[c] = mean_b[c];
+                out.var[c] = var_b[c];
+                continue;
+            }
+            const double delta = mean_b[c] - out.mean[c];
+            out.mean[c] += delta * (b / count);
+            out.var[c] = (out.var[c] * a + var_b[c] * b + delta * delta * (a * b / count)) / count;
+        }
+    }
+    return out;
+}
+
+// The backward stages with the all-reduce of the sums between them (see the header).
+struct SyncBackward {
+    std::shared_ptr<Communicator> communicator;
+    Grouping global;  // the global batch's (N, C, S): its group size is the count the statistics came from
+
+    template <class T, class Epilogue>
+    std::vector<std::array<double, Epilogue::extra_sums>> operator()(const Grouping& local, const NormalizedBatch& batch,
+                                                                     GradientThrough through, const T* dy, const T* x,
+                                                                     const T* gamma, const T* beta, const Epilogue& epilogue,
+                                                                     const NormalizeGrads<T>& grads) const {
+        constexpr std::size_t K = 2 + Epilogue::extra_sums;
+        const ChannelShape view = local.row_view();
+        const std::size_t channels = view.c;
+        const Rows all = Rows::all(channels);
+        std::optional<Affine<T>> forward;
+        if constexpr (Epilogue::gate_reads_value) {
+            forward.emplace(view);
+            fold_forward(local, batch.norm, gamma, beta, nullptr, all, *forward);
+        }
+        const Affine<T>* fwd = forward ? &*forward : nullptr;
+        std::vector<RowSums<Epilogue>> sums(channels, RowSums<Epilogue>{});
+        if (view.size() > 0) backward_sums(view, std::span<const double>(batch.norm.mean), fwd, epilogue, dy, x, all, std::span(sums));
+        std::vector<double> dgamma(grads.dgamma ? channels : 0), dbeta(grads.dbeta ? channels : 0);
+        fold_backward<T, K>(local, batch.norm, gamma, nullptr, through, std::span<const RowSums<Epilogue>>(sums), all,
+                            nullptr, dgamma, dbeta);
+        for (std::size_t c = 0; c < dgamma.size(); ++c) grads.dgamma[c] = static_cast<T>(dgamma[c]);
+        for (std::size_t c = 0; c < dbeta.size(); ++c) grads.dbeta[c] = static_cast<T>(dbeta[c]);
+        // Every rank, whether or not it wants dx: the all-reduce is collective.
+        std::vector<double> flat(channels * K);
+        for (std::size_t c = 0; c < channels; ++c) std::copy(sums[c].begin(), sums[c].end(), flat.begin() + c * K);
+        all_reduce_sum(*communicator, flat);
+        for (std::size_t c = 0; c < channels; ++c) std::copy_n(flat.begin() + c * K, K, sums[c].begin());
+        if (grads.dx && view.size() > 0) {
+            InputGrad<T> input_grad(view);
+            input_grad.x_term = through.mean || through.variance;
+            fold_backward<T, K>(global, batch.norm, gamma, nullptr, through, std::span<const RowSums<Epilogue>>(sums),
+                                all, &input_grad, {}, {});
+            apply_backward(view, input_grad, fwd, epilogue, dy, x, grads.dx, all);
+        }
+        return std::vector<std::array<double, Epilogue::extra_sums>>(channels);
+    }
+};
+
+}  // namespace
+
+template <class T>
+SyncBatchNorm<T>::SyncBatchNorm(const char* kind, std::initializer_list<std::size_t> ranks, const char* layout,
+                                std::size_t num_features, BatchNormOptions options, bool relu,
+                                std::shared_ptr<Communicator> communicator)
+    : BatchNorm<T>(kind, ranks, layout, num_features, options, relu), communicator_(std::move(communicator)) {
+    if (!communicator_) throw std::invalid_argument(std::string(kind) + ": no communicator given");
+}
+
+template <class T>
+Var<T> SyncBatchNorm<T>::forward(const Var<T>& x) {
+    // As torch's: the global batch's statistics in training only.
+    if (!this->is_training()) return BatchNorm<T>::forward(x);
+    const Shape shape = x.shape();
+    this->check_input(shape);
+    this->check_state();
+    const std::string where = this->where();
+    const ChannelShape local = channel_shape(shape);
+    Communicator& communicator = *communicator_;
+    const std::vector<ChannelShape> shapes = gather_shapes(communicator, local, where);
+    ChannelShape total{0, local.c, local.s};
+    for (const ChannelShape& s : shapes) total.n += s.n;
+    if (total.per_channel() <= 1) {
+        throw ShapeError(where + ": expected more than 1 value per channel over the " + std::to_string(shapes.size()) +
+                         " ranks' batches in training, got " + std::to_string(total.per_channel()) +
+                         " (this rank's input " + shape_str(shape) + ")");
+    }
+
+    const Grouping grouping = Grouping::per_channel(local);
+    const Grouping global = Grouping::per_channel(total);
+    const std::size_t channels = local.c;
+    std::vector<double> mine(2 * channels, 0.0);
+    if (local.per_channel() > 0) {
+        const Moments m = batch_moments(grouping, x.value().data());
+        std::copy(m.mean.begin(), m.mean.end(), mine.begin());
+        std::copy(m.var.begin(), m.var.end(), mine.begin() + static_cast<std::ptrdiff_t>(channels));
+    }
+    std::vector<double> every(shapes.size() * 2 * channels);
+    communicator.all_gather(mine, every);
+    const Moments moments = combine(shapes, every, channels);
+
+    NormalizedBatch batch{{moments.mean, std::vector<double>(channels)}, std::nullopt};
+    for (std::size_t c = 0; c < channels; ++c) batch.norm.invstd[c] = inverse_std(moments.var[c], this->options().eps);
+    const T* gamma = this->weight() ? this->weight()->value().data() : nullptr;
+    const T* beta = this->bias() ? this->bias()->value().data() : nullptr;
+    // Moved by the global batch, counted once the batch is accepted, as BatchNorm's.
+    if (std::int64_t* tracked = this->batches_tracked()) {
+        const std::int64_t batches = *tracked + 1;
+        move_running_statistics(global, moments, Rows::all(channels),
+                                RunningStats<T>{this->running_mean_buffer()->data(), this->running_var_buffer()->data(),
+                                                this->running_factor(batches)});
+        *tracked = batches;
+    }
+    const auto run = [&](const auto& epilogue) {
+        xt::xarray<T> y = xt::xarray<T>::from_shape(shape);
+        if (local.per_channel() > 0) {
+            const ChannelShape view = grouping.row_view();
+            Affine<T> coefficients(view);
+            fold_forward(grouping, batch.norm, gamma, beta, nullptr, Rows::all(channels), coefficients);
+            apply_forward(view, coefficients, epilogue, x.value().data(), y.data(), Rows::all(channels));
+        }
+        return normalization_node(this->fused_relu() ? "sync_batch_norm_relu" : "sync_batch_norm", x, std::move(y),
+                                  grouping, std::move(batch), GradientThrough::batch(),
+                                  NormalizationParameters<T>{this->weight(), this->bias(), {}}, epilogue,
+                                  SyncBackward{communicator_, global});
+    };
+    return this->fused_relu() ? run(ReluEpilogue{}) : run(NoEpilogue{});
+}
+
+template class SyncBatchNorm<float>;
+template class SyncBatchNorm<double>;
+
+}  // namespace xgrad
