@@ -4,8 +4,8 @@
 // one process's BatchNorm gives over the whole batch: outputs, dx, running statistics, and the sum
 // over ranks of dγ and dβ. Shares are even, uneven and empty. Gradients against central differences
 // of the projection summed over every rank, with rapidcheck drawing the same cases on every rank
-// (main broadcasts rank 0's seed). Every check's numbers are sums over ranks in rank order, the
-// same bits everywhere, so that every rank reaches the same verdict and shrinks alike.
+// (tests/mpi_test_main.cpp). Every check's numbers are sums over ranks in rank order, the same bits
+// everywhere, so that every rank reaches the same verdict and shrinks alike.
 #include <gtest/gtest.h>
 #include <rapidcheck/gtest.h>
 
@@ -13,13 +13,10 @@
 #include <cmath>
 #include <cstddef>
 #include <cstdint>
-#include <cstdlib>
 #include <memory>
 #include <optional>
 #include <random>
-#include <span>
 #include <string>
-#include <string_view>
 #include <vector>
 
 #include <xtensor/xview.hpp>
@@ -30,6 +27,7 @@
 #include "tests/batch_norm_state.hpp"
 #include "tests/error_message.hpp"
 #include "tests/generators.hpp"
+#include "tests/ranks.hpp"
 
 namespace {
 
@@ -38,25 +36,12 @@ using xgrad::Communicator;
 using xgrad::Shape;
 using xgrad::Var;
 using xgrad_test::buffer;
+using xgrad_test::job;
+using xgrad_test::ranks;
+using xgrad_test::share_of;
+using xgrad_test::shares;
 using xgrad_test::setAffine;
-
-Communicator& job() { return *xgrad::world(); }
-std::size_t ranks() { return static_cast<std::size_t>(job().size()); }
-std::size_t this_rank() { return static_cast<std::size_t>(job().rank()); }
-
-// The first sample of each rank's share, and one past the last: sizes[r] samples for rank r.
-std::size_t share_begin(const std::vector<std::size_t>& sizes) {
-    std::size_t begin = 0;
-    for (std::size_t r = 0; r < this_rank(); ++r) begin += sizes[r];
-    return begin;
-}
-
-// This rank's samples of a global batch.
-template <class T>
-xt::xarray<T> share_of(const xt::xarray<T>& global, const std::vector<std::size_t>& sizes) {
-    const std::size_t begin = share_begin(sizes);
-    return xt::view(global, xt::range(begin, begin + sizes[this_rank()]));
-}
+using xgrad_test::this_rank;
 
 // Values of channel c about a mean of its own (up to ±6) and a spread of its own, from `seed`.
 template <class T>
@@ -152,21 +137,6 @@ struct Case {
     bool relu = false;
     BatchNormOptions options = {};
 };
-
-// `total` samples over the ranks: as even as can be, or the first rank's share given and the rest
-// spread over the others (0 empties it).
-std::vector<std::size_t> shares(std::size_t total, std::optional<std::size_t> first = std::nullopt) {
-    const std::size_t w = ranks();
-    std::vector<std::size_t> sizes(w, 0);
-    std::size_t rest = total, from = 0;
-    if (first && w > 1) {
-        sizes[0] = *first;
-        rest -= *first;
-        from = 1;
-    }
-    for (std::size_t r = from; r < w; ++r) sizes[r] = rest / (w - from) + (r - from < rest % (w - from) ? 1 : 0);
-    return sizes;
-}
 
 // Two training steps of SyncBatchNorm on this rank's share against one process's BatchNorm on
 // the whole batch, then an eval forward.
@@ -343,26 +313,3 @@ RC_GTEST_PROP(SyncBatchNormGradients, MatchCentralDifferencesOfTheProjectionOver
 }
 
 }  // namespace
-
-// Every rank runs the same rapidcheck cases: rank 0's seed, unless RC_PARAMS names one. Only rank 0
-// writes the XML report meson reads (every rank would write the same file).
-int main(int argc, char** argv) {
-    Communicator& communicator = job();
-    // gtest sets up its report while it reads the flags: the other ranks must not see the flag.
-    if (communicator.rank() != 0) {
-        argc = static_cast<int>(std::remove_if(argv + 1, argv + argc, [](const char* arg) {
-                                    return std::string_view(arg).starts_with("--gtest_output");
-                                }) - argv);
-    }
-    testing::InitGoogleTest(&argc, argv);
-    const char* given = std::getenv("RC_PARAMS");
-    std::string params = given ? given : "";
-    if (params.find("seed=") == std::string::npos) {
-        std::uint64_t seed = std::random_device{}();
-        seed = (seed << 32) ^ std::random_device{}();
-        communicator.broadcast(std::as_writable_bytes(std::span(&seed, 1)), 0);
-        params += " seed=" + std::to_string(seed);
-        setenv("RC_PARAMS", params.c_str(), 1);
-    }
-    return RUN_ALL_TESTS();
-}

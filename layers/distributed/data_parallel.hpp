@@ -1,0 +1,50 @@
+// Data-parallel training's collectives over a model (torch's DistributedDataParallel): before the
+// first step every rank takes rank 0's parameters and buffers; after each backward every rank
+// takes the same gradient, the sum over ranks of theirs, so that the optimizers, stepping alike,
+// keep the replicas equal. Each rank's backward starts from its share of the global loss: with the
+// mean loss over the global batch of N samples, rank r's own mean loss times n_r/N. The sum is then
+// the gradient of the global mean loss whatever the ranks' numbers of samples, through
+// SyncBatchNorm too, whose backward mixes every rank's output gradients (torch's DDP averages the
+// ranks' gradients instead, which is that only for equal numbers).
+//
+// Gradients travel in buckets of at most `bucket_bytes` (as doubles), the parameters taken in the
+// reverse of their registration order (the order backward finishes them, as DDP's reducer), each
+// bucket summed in rank order (all_reduce_sum): every rank holds the same bits, and a run repeats
+// them for a given number of ranks. The buckets are reduced after backward, one after the other.
+#pragma once
+
+#include <cstddef>
+#include <memory>
+#include <vector>
+
+#include "autodiff/var.hpp"
+#include "layers/distributed/communicator.hpp"
+#include "layers/module.hpp"
+
+namespace xgrad {
+
+template <class T>
+class DataParallel {
+public:
+    DataParallel(Module<T>& model, std::shared_ptr<Communicator> communicator, std::size_t bucket_bytes = 1 << 20);
+
+    // root's parameters' values and buffers (running statistics and their counters) on every rank.
+    void broadcast_state(int root = 0);
+    // Every parameter's gradient := the sum over ranks of its gradient (a rank without a gradient
+    // for it adds 0; a parameter no rank has a gradient for keeps none).
+    void reduce_gradients();
+
+    std::size_t bucket_count() const { return buckets_.size(); }
+    Communicator& communicator() const { return *communicator_; }
+
+private:
+    Module<T>& model_;
+    std::shared_ptr<Communicator> communicator_;
+    std::vector<Var<T>> parameters_;                   // reverse registration order
+    std::vector<std::vector<std::size_t>> buckets_;    // indices into parameters_
+};
+
+extern template class DataParallel<float>;
+extern template class DataParallel<double>;
+
+}  // namespace xgrad

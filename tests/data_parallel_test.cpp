@@ -1,0 +1,186 @@
+// DataParallel on every rank of the job this test runs in (alone, or 2 and 3 ranks under mpirun):
+// the gradient buckets (the sum over ranks in rank order, the same bits on every rank and
+// for any bucket size; parameters without a gradient), the broadcast of rank 0's state, and
+// training steps on shares of a global batch against one process on the whole batch: with
+// SyncBatchNorm, one process's BatchNorm (shares uneven and empty included); with each rank's own
+// BatchNorm, one process's GhostBatchNorm with the shares as its virtual batches.
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <cstddef>
+#include <cstdint>
+#include <memory>
+#include <random>
+#include <string>
+#include <vector>
+
+#include "layers/activations.hpp"
+#include "layers/cross_entropy.hpp"
+#include "layers/distributed/data_parallel.hpp"
+#include "layers/init.hpp"
+#include "layers/linear.hpp"
+#include "layers/normalization/batch_norm.hpp"
+#include "layers/normalization/ghost_batch_norm.hpp"
+#include "layers/normalization/sync_batch_norm.hpp"
+#include "layers/sequential.hpp"
+#include "layers/sgd.hpp"
+#include "tests/ranks.hpp"
+
+namespace {
+
+using xgrad::DataParallel;
+using xgrad::Sequential;
+using xgrad::Var;
+using xgrad_test::job;
+using xgrad_test::ranks;
+using xgrad_test::share_of;
+using xgrad_test::shares;
+using xgrad_test::this_rank;
+
+constexpr std::size_t kFeatures = 6, kHidden = 16, kClasses = 4;
+
+// Linear -> norm (+ ReLU) -> Linear, the norm made by `norm`, weights from `seed`.
+template <class Norm>
+std::shared_ptr<Sequential<float>> mlp(std::uint64_t seed, const Norm& norm) {
+    xgrad::Rng rng(seed);
+    auto model = std::make_shared<Sequential<float>>();
+    model->add("fc1", std::make_shared<xgrad::Linear<float>>(kFeatures, kHidden, true, rng));
+    model->add("bn", norm());
+    model->add("fc2", std::make_shared<xgrad::Linear<float>>(kHidden, kClasses, true, rng));
+    return model;
+}
+
+// Values from a seed, one generator per (rank, parameter).
+template <class Sh>
+xt::xarray<float> noise(const Sh& shape, std::uint64_t seed) {
+    std::mt19937_64 rng(seed);
+    std::normal_distribution<float> normal(0.0f, 1.0f);
+    xt::xarray<float> a = xt::xarray<float>::from_shape(shape);
+    for (float& v : a) v = normal(rng);
+    return a;
+}
+
+// Rank r's gradients: parameter 0 none on any rank, parameter 1 on rank 0 only, the others on all.
+void set_rank_gradients(Sequential<float>& model, std::size_t rank) {
+    const auto params = model.parameters();
+    for (std::size_t p = 0; p < params.size(); ++p) {
+        auto& node = *params[p].node();
+        if (p == 0 || (p == 1 && rank != 0)) {
+            node.has_grad = false;
+            continue;
+        }
+        node.grad = noise(node.value.shape(), 1000 * rank + p);
+        node.has_grad = true;
+    }
+}
+
+auto plain_bn() {
+    return [] { return std::make_shared<xgrad::BatchNormReLU1d<float>>(kHidden); };
+}
+
+TEST(DataParallel, GradientsAreTheSumOverRanksInRankOrder) {
+    for (const std::size_t bucket_bytes : {std::size_t{16}, std::size_t{200}, std::size_t{1} << 20}) {
+        auto model = mlp(1, plain_bn());
+        DataParallel<float> parallel(*model, xgrad::world(), bucket_bytes);
+        set_rank_gradients(*model, this_rank());
+        parallel.reduce_gradients();
+        const auto params = model->parameters();
+        EXPECT_FALSE(params[0].has_grad()) << "a parameter no rank has a gradient for keeps none";
+        for (std::size_t p = 1; p < params.size(); ++p) {
+            ASSERT_TRUE(params[p].has_grad());
+            const std::size_t n = params[p].value().size();
+            for (std::size_t i = 0; i < n; ++i) {
+                double sum = 0.0;
+                for (std::size_t r = 0; r < ranks(); ++r) {
+                    if (p == 1 && r != 0) continue;
+                    sum += static_cast<double>(noise(params[p].value().shape(), 1000 * r + p).flat(i));
+                }
+                ASSERT_EQ(params[p].grad().flat(i), static_cast<float>(sum)) << "parameter " << p << ", element " << i;
+            }
+        }
+        EXPECT_EQ(parallel.bucket_count() > 1, bucket_bytes < 1000) << bucket_bytes << " bytes a bucket";
+    }
+}
+
+TEST(DataParallel, BroadcastGivesEveryRankRootsParametersAndBuffers) {
+    auto model = mlp(100 + this_rank(), plain_bn());  // different weights on every rank
+    auto& bn = dynamic_cast<xgrad::BatchNorm<float>&>(*model->named_children()[1].second);
+    for (auto& [name, buffer] : bn.named_buffers()) {
+        if (buffer.tensor) buffer.tensor->fill(static_cast<float>(this_rank()));
+        if (buffer.counter) *buffer.counter = static_cast<std::int64_t>(this_rank());
+    }
+    DataParallel<float>(*model, xgrad::world()).broadcast_state();
+    const auto root = mlp(100, plain_bn());  // rank 0's
+    const auto mine = model->named_parameters(), theirs = root->named_parameters();
+    for (std::size_t p = 0; p < mine.size(); ++p) {
+        EXPECT_EQ(mine[p].second.value(), theirs[p].second.value()) << mine[p].first;
+    }
+    for (auto& [name, buffer] : bn.named_buffers()) {
+        if (buffer.tensor) {
+            EXPECT_EQ(*buffer.tensor, xt::zeros_like(*buffer.tensor)) << name;
+        }
+        if (buffer.counter) {
+            EXPECT_EQ(*buffer.counter, 0) << name;
+        }
+    }
+}
+
+// One SGD step of `model` on (x, labels): the gradient of `weight` times the mean loss over the
+// samples, summed over ranks by `parallel` (none: one process). A share of no samples still runs
+// forward and backward (with a zero gradient), for the collectives of a SyncBatchNorm.
+void sgd_step(Sequential<float>& model, xgrad::SGD<float>& sgd, DataParallel<float>* parallel, const xt::xarray<float>& x,
+              const xt::xarray<std::int64_t>& labels, double weight) {
+    sgd.zero_grad();
+    const Var<float> logits = model(Var<float>(x));
+    if (labels.size() > 0) {
+        xgrad::cross_entropy(logits, labels).backward(xt::xarray<float>(static_cast<float>(weight)));
+    } else {
+        logits.backward(xt::zeros_like(logits.value()));
+    }
+    if (parallel) parallel->reduce_gradients();
+    sgd.step();
+}
+
+// Five steps on shares of global batches of `total` samples, against one process on each whole
+// batch with the reference model `whole`: the parameters must agree within float rounding.
+template <class Norm, class WholeNorm>
+void check_training(const std::vector<std::size_t>& sizes, const Norm& norm, const WholeNorm& whole_norm) {
+    std::size_t total = 0;
+    for (std::size_t s : sizes) total += s;
+    auto model = mlp(7, norm);
+    auto whole = mlp(7, whole_norm);
+    DataParallel<float> parallel(*model, xgrad::world(), 256);
+    parallel.broadcast_state();
+    xgrad::SGD<float> sgd(model->parameters(), {.lr = 0.1, .momentum = 0.9});
+    xgrad::SGD<float> whole_sgd(whole->parameters(), {.lr = 0.1, .momentum = 0.9});
+    const double weight = static_cast<double>(sizes[this_rank()]) / static_cast<double>(total);
+    for (std::uint64_t step = 0; step < 5; ++step) {
+        const xt::xarray<float> x = noise(xgrad::Shape{total, kFeatures}, 50 + step) + 1.5f;
+        xt::xarray<std::int64_t> labels = xt::xarray<std::int64_t>::from_shape({total});
+        for (std::size_t i = 0; i < total; ++i) labels(i) = static_cast<std::int64_t>((i * 7 + step) % kClasses);
+        sgd_step(*model, sgd, &parallel, share_of(x, sizes), share_of(labels, sizes), weight);
+        sgd_step(*whole, whole_sgd, nullptr, x, labels, 1.0);
+    }
+    const auto mine = model->named_parameters(), theirs = whole->named_parameters();
+    for (std::size_t p = 0; p < mine.size(); ++p) {
+        const double scale = std::max(1.0, static_cast<double>(xt::amax(xt::abs(theirs[p].second.value()))()));
+        const double worst = xt::amax(xt::abs(mine[p].second.value() - theirs[p].second.value()))();
+        EXPECT_LE(worst, 2e-5 * scale) << mine[p].first << " after 5 steps, on " << job().describe() << " with "
+                                       << sizes[this_rank()] << " of " << total << " samples";
+    }
+}
+
+TEST(DataParallelTraining, SyncBatchNormStepsEqualOneProcessOverTheWholeBatch) {
+    const auto sync = [] { return std::make_shared<xgrad::SyncBatchNormReLU1d<float>>(kHidden); };
+    for (const auto& sizes : {shares(8 * ranks()), shares(6 * ranks() + 1, 3), shares(4 * ranks() + 2, 0)}) {
+        check_training(sizes, sync, plain_bn());
+    }
+}
+
+TEST(DataParallelTraining, EachRanksOwnBatchNormIsGhostBatchNormOverTheShares) {
+    const auto ghost = [] { return std::make_shared<xgrad::GhostBatchNorm1d<float>>(kHidden, 8); };
+    const auto local = [] { return std::make_shared<xgrad::BatchNorm1d<float>>(kHidden); };
+    check_training(shares(8 * ranks()), local, ghost);
+}
+
+}  // namespace
