@@ -49,6 +49,10 @@ void check_renorm(const RenormSettings& r) {
 }  // namespace
 
 void check_norm_settings(const ModelConfig& c) {
+    if (c.sync_bn && c.norm != Norm::batch) {
+        throw std::invalid_argument("--sync-bn synchronizes BatchNorm's statistics over the ranks, and --norm " +
+                                    norm_name(c.norm) + " has no BatchNorm layer");
+    }
     switch (c.norm) {
         case Norm::group: model_range::norm_groups.check("--norm-groups", c.norm_groups); return;
         case Norm::ghost:
@@ -88,6 +92,7 @@ nlohmann::json to_json(const ModelConfig& c) {
                      {"renorm_momentum", c.renorm.momentum}});
     }
     if (c.noisy_bn) json["noisy_bn"] = true;
+    if (c.sync_bn) json["sync_bn"] = true;
     return json;
 }
 
@@ -119,6 +124,7 @@ ModelConfig model_config_from_json(const nlohmann::json& json) {
     }
     read(json, "dropout", c.dropout);
     if (json.contains("noisy_bn")) read(json, "noisy_bn", c.noisy_bn);
+    if (json.contains("sync_bn")) read(json, "sync_bn", c.sync_bn);
     if (c.norm == Norm::group) read(json, "norm_groups", c.norm_groups);
     if (c.norm == Norm::ghost) read(json, "ghost_batch", c.ghost_batch);
     if (c.norm == Norm::batch_renorm) {

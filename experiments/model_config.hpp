@@ -59,6 +59,9 @@ struct ModelConfig {
     double dropout = 0.0;
     // A DistributionNoise layer after each norm layer (Santurkar et al.'s "noisy BN"); needs a norm.
     bool noisy_bn = false;
+    // Norm::batch: SyncBatchNorm layers, whose training statistics are those of every rank's batch
+    // in a data-parallel run (layers/normalization/sync_batch_norm.hpp); in one process, BatchNorm.
+    bool sync_bn = false;
 };
 
 // A std::invalid_argument naming the flag and its valid range ("--norm-groups: expected a whole
@@ -85,7 +88,7 @@ void check_model_config(const ModelConfig& config);
 
 // The keys config.json records: model, norm, the settings of that norm only (norm_groups;
 // ghost_batch; renorm_rmax, renorm_dmax, renorm_warmup, renorm_rmax_at, renorm_dmax_at,
-// renorm_momentum), init_sigma, dropout, and noisy_bn only when on. Runs begun before a key
+// renorm_momentum), init_sigma, dropout, and noisy_bn and sync_bn only when on. Runs begun before a key
 // existed lack it and still match (train_config.hpp's first_difference).
 nlohmann::json to_json(const ModelConfig& config);
 // The ModelConfig whose to_json is `json` (in today's keys: train_config.hpp's with_current_keys);

@@ -13,6 +13,7 @@
 #include "layers/normalization/group_norm.hpp"
 #include "layers/normalization/instance_norm.hpp"
 #include "layers/normalization/layer_norm.hpp"
+#include "layers/normalization/sync_batch_norm.hpp"
 
 namespace xgrad {
 
@@ -53,7 +54,9 @@ std::shared_ptr<Module<float>> make_group_norm(const ModelConfig& config, const 
 std::shared_ptr<Module<float>> make_norm_layer(const ModelConfig& config, const NormActivation& block) {
     if (after_linear(block) && why_no_norm_after_linear(config.norm)) return nullptr;
     switch (config.norm) {
-        case Norm::batch: return for_position<BatchNorm1d<float>, BatchNorm2d<float>>(block);
+        case Norm::batch:
+            if (config.sync_bn) return for_position<SyncBatchNorm1d<float>, SyncBatchNorm2d<float>>(block);
+            return for_position<BatchNorm1d<float>, BatchNorm2d<float>>(block);
         case Norm::batch_renorm:
             return for_position<BatchRenorm1d<float>, BatchRenorm2d<float>>(block, config.renorm.options());
         case Norm::ghost: return for_position<GhostBatchNorm1d<float>, GhostBatchNorm2d<float>>(block, config.ghost_batch);
@@ -67,10 +70,11 @@ std::shared_ptr<Module<float>> make_norm_layer(const ModelConfig& config, const 
     throw std::invalid_argument("make_norm_layer: no Norm has the value " + std::to_string(static_cast<int>(config.norm)));
 }
 
-// The layer of `norm` followed by a ReLU in one node, or null when `norm` has no such form.
-std::shared_ptr<Module<float>> make_norm_relu_layer(Norm norm, const NormActivation& block) {
-    if (norm == Norm::batch) return for_position<BatchNormReLU1d<float>, BatchNormReLU2d<float>>(block);
-    return nullptr;
+// The layer of config.norm followed by a ReLU in one node, or null when it has no such form.
+std::shared_ptr<Module<float>> make_norm_relu_layer(const ModelConfig& config, const NormActivation& block) {
+    if (config.norm != Norm::batch) return nullptr;
+    if (config.sync_bn) return for_position<SyncBatchNormReLU1d<float>, SyncBatchNormReLU2d<float>>(block);
+    return for_position<BatchNormReLU1d<float>, BatchNormReLU2d<float>>(block);
 }
 
 std::shared_ptr<Module<float>> make_activation(Activation activation) {
@@ -99,7 +103,7 @@ bool removes_channel_constant(Norm norm) {
 
 void add_norm_activation(Sequential<float>& model, const ModelConfig& config, const NormActivation& block) {
     if (block.activation == Activation::relu && !config.noisy_bn) {
-        if (auto fused = make_norm_relu_layer(config.norm, block)) {
+        if (auto fused = make_norm_relu_layer(config, block)) {
             model.add(block.norm_name, fused);
             return;
         }

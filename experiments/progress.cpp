@@ -21,7 +21,7 @@ std::string clock_time(double seconds) {
 
 Progress::Progress(std::string label, std::size_t total, std::size_t first_step, std::FILE* out)
     : label_(std::move(label)), total_(total), first_step_(first_step), out_(out),
-      terminal_(isatty(fileno(out)) != 0), start_(std::chrono::steady_clock::now()), last_draw_() {}
+      terminal_(out != nullptr && isatty(fileno(out)) != 0), start_(std::chrono::steady_clock::now()), last_draw_() {}
 
 std::string Progress::status(std::size_t step, double loss, double accuracy) const {
     const double elapsed = std::chrono::duration<double>(std::chrono::steady_clock::now() - start_).count();
@@ -44,6 +44,7 @@ void Progress::update(std::size_t step, double loss, double accuracy) {
 }
 
 void Progress::report(const std::string& line) {
+    if (!out_) return;
     if (terminal_) {
         std::fprintf(out_, "\r\033[K%s\n%s", line.c_str(), last_status_.c_str());
     } else {
@@ -53,6 +54,7 @@ void Progress::report(const std::string& line) {
 }
 
 void Progress::finish() {
+    if (!out_) return;
     if (terminal_ && !last_status_.empty()) std::fprintf(out_, "\n");
     std::fflush(out_);
 }

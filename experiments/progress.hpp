@@ -11,7 +11,8 @@ namespace xgrad {
 
 class Progress {
 public:
-    // `total` steps; `label` starts every line (e.g. the run's name).
+    // `total` steps; `label` starts every line (e.g. the run's name). A null `out` prints nothing
+    // (the other ranks of a data-parallel run, whose lines rank 0 prints).
     Progress(std::string label, std::size_t total, std::size_t first_step = 0, std::FILE* out = stderr);
 
     // Redraws the terminal line (at most ~10 times a second).

@@ -3,7 +3,12 @@
 #include <chrono>
 #include <cmath>
 #include <cstdio>
+#include <array>
+#include <cstddef>
+#include <functional>
 #include <memory>
+#include <optional>
+#include <span>
 #include <stdexcept>
 #include <vector>
 
@@ -25,6 +30,7 @@
 #include "experiments/run_lock.hpp"
 #include "layers/adam.hpp"
 #include "layers/cross_entropy.hpp"
+#include "layers/distributed/data_parallel.hpp"
 #include "layers/sgd.hpp"
 
 namespace xgrad {
@@ -96,10 +102,59 @@ void check_virtual_batches(const TrainConfig& c, const BatchLoader& loader) {
     if (loader.last_batch_size() != c.batch) check(loader.last_batch_size(), "an epoch's last batch");
 }
 
+// This rank's share of a global batch, as torch's DistributedSampler deals an epoch's samples:
+// samples rank, rank + W, rank + 2W, ... (none when the batch has fewer than rank + 1).
+// Samples of a batch of n in rank's share.
+std::size_t rank_share_size(std::size_t n, std::size_t rank, std::size_t ranks) {
+    return n > rank ? (n - rank + ranks - 1) / ranks : 0;
+}
+
+Batch rank_share(const Batch& batch, std::size_t rank, std::size_t ranks) {
+    const std::size_t n = batch.labels.size();
+    const std::size_t mine = rank_share_size(n, rank, ranks);
+    auto shape = batch.images.shape();
+    const std::size_t per_sample = n > 0 ? batch.images.size() / n : 0;
+    shape[0] = mine;
+    Batch out{xt::xarray<float>::from_shape(shape), xt::xarray<std::int64_t>::from_shape({mine})};
+    for (std::size_t k = 0; k < mine; ++k) {
+        const std::size_t i = rank + k * ranks;
+        std::copy_n(batch.images.data() + i * per_sample, per_sample, out.images.data() + k * per_sample);
+        out.labels(k) = batch.labels(i);
+    }
+    return out;
+}
+
+std::size_t smallest_share(std::size_t n, std::size_t ranks) { return n / ranks; }
+
+// Throws on every rank unless every rank was started with the same configuration.
+void check_same_config_on_every_rank(Communicator& job, const nlohmann::json& config) {
+    if (job.size() == 1) return;
+    const std::uint64_t hash = std::hash<std::string>{}(config.dump());
+    const std::array<double, 2> mine{static_cast<double>(hash >> 32), static_cast<double>(hash & 0xffffffffu)};
+    std::vector<double> every(2 * static_cast<std::size_t>(job.size()));
+    job.all_gather(mine, every);
+    for (int r = 1; r < job.size(); ++r) {
+        if (every[2 * r] != every[0] || every[2 * r + 1] != every[1]) {
+            throw std::invalid_argument("rank " + std::to_string(r) + " of " + std::to_string(job.size()) +
+                                        " was started with another configuration than rank 0; every rank of a "
+                                        "data-parallel run takes the same flags");
+        }
+    }
+}
+
 // One forward pass in training mode, on a model of its own, for each size of batch the run will
 // take, so that a configuration the model cannot train on (a norm given one value per channel, a
-// layer given the wrong shape) is refused before anything is written, not at some later step.
-void check_batches_train(const TrainConfig& c, const BatchLoader& loader, const Dataset& data, bool flat) {
+// layer given the wrong shape) is refused before anything is written, not at some later step. Over
+// several ranks each takes the smallest share of the batch (its own with SyncBatchNorm, whose
+// statistics are the whole batch's), so that every rank reaches the same verdict.
+void check_batches_train(const TrainConfig& c, const BatchLoader& loader, const Dataset& data, bool flat,
+                         Communicator& job) {
+    const std::size_t ranks = static_cast<std::size_t>(job.size());
+    const auto share = [&](std::size_t n) {
+        if (ranks == 1) return n;
+        if (c.model.sync_bn) return rank_share_size(n, static_cast<std::size_t>(job.rank()), ranks);
+        return smallest_share(n, ranks);
+    };
     Rng rng(c.seed);
     auto model = make_model(c.model, rng);
     model->train();
@@ -107,14 +162,17 @@ void check_batches_train(const TrainConfig& c, const BatchLoader& loader, const 
     std::vector<std::size_t> sizes{loader.batches_per_epoch() > 1 ? c.batch : loader.last_batch_size()};
     if (loader.last_batch_size() != sizes.front()) sizes.push_back(loader.last_batch_size());
     for (std::size_t size : sizes) {
+        const std::size_t local = share(size);
         std::vector<std::size_t> shape(data.images.shape().begin(), data.images.shape().end());
-        shape[0] = size;
-        if (flat) shape = {size, data.images.size() / data.labels.size()};
+        shape[0] = local;
+        if (flat) shape = {local, data.images.size() / data.labels.size()};
         try {
             (void)(*model)(Var<float>(xt::xarray<float>(xt::zeros<float>(shape))));
         } catch (const std::exception& e) {
+            const std::string over = ranks == 1 ? "" : " over " + std::to_string(ranks) + " ranks, a share of " +
+                                                           std::to_string(local);
             throw std::invalid_argument("the model's forward fails on a training batch of " + std::to_string(size) +
-                                        " samples (" + (size == c.batch ? "--batch" : "an epoch's last batch") +
+                                        " samples (" + (size == c.batch ? "--batch" : "an epoch's last batch") + over +
                                         "): " + e.what());
         }
     }
@@ -182,6 +240,17 @@ TrainOutcome train(const TrainConfig& config, const fs::path& dir, const std::st
     check_train_config(config);  // every caller's configuration, the drivers' too; nothing written before it
     const RunFiles files(dir);
     const nlohmann::json config_json = to_json(config);
+    // Data-parallel under mpirun: every rank trains the same model on its share of each batch;
+    // rank 0 alone writes the run's files (README, "Distributed").
+    if (launched_by_mpirun() && !built_with_mpi()) {
+        throw std::invalid_argument("started by mpirun, but xgrad was built without MPI (meson option mpi): each "
+                                    "process would train alone");
+    }
+    Communicator& job = *world();
+    const std::size_t ranks = static_cast<std::size_t>(job.size());
+    const std::size_t rank = static_cast<std::size_t>(job.rank());
+    const bool writes = rank == 0;
+    check_same_config_on_every_rank(job, config_json);
     if (auto finished = finished_run(files, config_json)) return *finished;
     tbb::global_control threads(tbb::global_control::max_allowed_parallelism, config.threads);
 
@@ -206,12 +275,19 @@ TrainOutcome train(const TrainConfig& config, const fs::path& dir, const std::st
         throw std::invalid_argument("a run needs at least one step and eval_every >= 1");
     }
     if (config.model.norm == Norm::ghost) check_virtual_batches(config, loader);
-    check_batches_train(config, loader, train_set, flat);
-    fs::create_directories(dir);
-    const RunLock lock(dir);
-    // Finished by the trainer that held the lock before this one.
-    if (auto finished = finished_run(files, config_json)) return *finished;
-    claim_directory(files, config_json);
+    check_batches_train(config, loader, train_set, flat, job);
+    std::optional<RunLock> lock;
+    std::byte finished_meanwhile{0};
+    if (writes) {
+        fs::create_directories(dir);
+        lock.emplace(dir);
+        // Finished by the trainer that held the lock before this one.
+        if (finished_run(files, config_json)) finished_meanwhile = std::byte{1};
+        if (finished_meanwhile == std::byte{0}) claim_directory(files, config_json);
+    }
+    job.broadcast(std::span(&finished_meanwhile, 1), 0);  // the other ranks wait for rank 0's claim
+    if (finished_meanwhile != std::byte{0}) return *finished_run(files, config_json);
+    DataParallel<float> parallel(*model, world());
 
     std::size_t step = 0;
     double seconds_before = 0;  // training time of earlier sessions of this run
@@ -222,6 +298,13 @@ TrainOutcome train(const TrainConfig& config, const fs::path& dir, const std::st
         // Checked against this configuration: each step reads one batch, so the loader's place
         // follows from the step.
         step = state.get_count("step", 0, total_steps, "the run's steps");
+        // A data-parallel run's steps depend on its ranks: local BatchNorm normalizes each share.
+        const std::size_t saved_ranks = state.ints.contains("world_size") ? static_cast<std::size_t>(state.get_int("world_size")) : 1;
+        if (saved_ranks != ranks) {
+            throw std::runtime_error(files.checkpoint.string() + " was written by a run over " + std::to_string(saved_ranks) +
+                                     " rank(s), and this one has " + std::to_string(ranks) + ": resume it with mpirun -np " +
+                                     std::to_string(saved_ranks) + " (or without mpirun for 1), or use another output directory");
+        }
         seconds_before = state.get_real_at_least("seconds", 0);
         const std::size_t per_epoch = loader.batches_per_epoch();
         const std::string place = "step " + std::to_string(step) + " at " + std::to_string(per_epoch) + " batches per epoch";
@@ -234,7 +317,8 @@ TrainOutcome train(const TrainConfig& config, const fs::path& dir, const std::st
         }
     }
 
-    Progress progress(label, total_steps, step);
+    if (ranks > 1) parallel.broadcast_state();  // equal already (same seed, same checkpoint): made sure
+    Progress progress(label, total_steps, step, writes ? stderr : nullptr);
     if (step > 0) progress.report(label + ": resuming at step " + std::to_string(step) + " from " + files.checkpoint.string());
     const auto session_start = std::chrono::steady_clock::now();
     auto elapsed = [&] {
@@ -248,24 +332,45 @@ TrainOutcome train(const TrainConfig& config, const fs::path& dir, const std::st
     while (step < total_steps) {
         const std::size_t epoch = loader.epoch();
         const Batch batch = loader.next();
+        const Batch local = ranks > 1 ? rank_share(batch, rank, ranks) : Batch{};
+        const Batch& mine = ranks > 1 ? local : batch;
         ++step;
         optimizer->zero_grad();
-        const Var<float> logits = (*model)(Var<float>(batch.images));
-        const Var<float> loss = cross_entropy(logits, batch.labels);
-        const double loss_value = loss.value()();
+        const Var<float> logits = (*model)(Var<float>(mine.images));
+        const std::size_t n_mine = mine.labels.size(), n_all = batch.labels.size();
+        std::optional<Var<float>> loss;
+        if (n_mine > 0) loss = cross_entropy(logits, mine.labels);
+        // The global batch's mean loss and correct answers: the same on every rank.
+        std::vector<double> sums{loss ? loss->value()() * static_cast<double>(n_mine) : 0.0,
+                                 static_cast<double>(count_correct(logits.value(), mine.labels))};
+        all_reduce_sum(job, sums);
+        const double loss_value = ranks > 1 ? sums[0] / static_cast<double>(n_all) : loss->value()();
         if (!std::isfinite(loss_value) || loss_value > config.divergence_loss) {
-            divergence = loss_divergence(*model, batch.images, loss_value, config.divergence_loss);
+            divergence = loss_divergence(*model, mine.images, loss_value, config.divergence_loss);
             break;
         }
-        loss.backward();
+        if (ranks == 1) {
+            loss->backward();
+        } else {
+            // From this rank's share of the global mean loss, so that the sum over ranks is its
+            // gradient (layers/distributed/data_parallel.hpp); a rank with no sample still joins.
+            if (loss) {
+                loss->backward(xt::xarray<float>(static_cast<float>(static_cast<double>(n_mine) / static_cast<double>(n_all))));
+            } else {
+                logits.backward(xt::zeros_like(logits.value()));
+            }
+            parallel.reduce_gradients();
+        }
         optimizer->step();
         loss_sum += loss_value;
-        right += count_correct(logits.value(), batch.labels);
-        seen += batch.labels.size();
+        right += static_cast<std::size_t>(sums[1]);
+        seen += n_all;
         ++batches;
         progress.update(step, loss_sum / static_cast<double>(batches), static_cast<double>(right) / static_cast<double>(seen));
 
         if (step % config.eval_every == 0 || step == total_steps) {
+            // Each rank's BatchNorm moved its own running statistics; rank 0's are the run's.
+            if (ranks > 1) parallel.broadcast_buffers();
             const Evaluation test = evaluate(*model, test_set, flat, config.eval_samples);
             if (test.nonfinite) {
                 divergence = {{"cause", "at the evaluation: " + *test.nonfinite}};
@@ -280,6 +385,7 @@ TrainOutcome train(const TrainConfig& config, const fs::path& dir, const std::st
             std::snprintf(line, sizeof line, "%s: step %zu  train_loss %.4f  train_acc %.4f  test_loss %.4f  test_acc %.4f",
                           label.c_str(), step, rows.back().train_loss, rows.back().train_acc, test.loss, test.accuracy);
             progress.report(line);
+            if (!writes) continue;
             // Metrics before the checkpoint: a kill between the two leaves rows past the
             // checkpoint, which the resumed run drops and writes again.
             write_file_atomically(files.metrics, metrics_csv(rows));
@@ -288,6 +394,7 @@ TrainOutcome train(const TrainConfig& config, const fs::path& dir, const std::st
             state.set_int("epoch", static_cast<std::int64_t>(loader.epoch()));
             state.set_int("batch", static_cast<std::int64_t>(loader.batch()));
             state.set_real("seconds", elapsed());
+            if (ranks > 1) state.set_int("world_size", static_cast<std::int64_t>(ranks));
             for (auto& [name, generator] : run_generators(*model)) state.set_rng(name, *generator);
             save_checkpoint(files.checkpoint, *model, optimizer.get(), &state);
         }
@@ -300,7 +407,7 @@ TrainOutcome train(const TrainConfig& config, const fs::path& dir, const std::st
     progress.finish();
     // Once more at the end: a run that diverged before its first evaluation gets its (empty)
     // metrics.csv, and one resumed past rows written after its checkpoint loses them.
-    write_file_atomically(files.metrics, metrics_csv(rows));
+    if (writes) write_file_atomically(files.metrics, metrics_csv(rows));
 
     nlohmann::json summary = {{"status", status}, {"steps", step}, {"seconds", elapsed()}, {"config", config_json}};
     if (!rows.empty()) {
@@ -311,7 +418,8 @@ TrainOutcome train(const TrainConfig& config, const fs::path& dir, const std::st
         summary["best_test_acc"] = best;
     }
     if (status == "diverged") summary["divergence"] = divergence;
-    write_json_file(files.summary, summary);
+    if (ranks > 1) summary["world_size"] = ranks;
+    if (writes) write_json_file(files.summary, summary);
     return {status, summary, false};
 }
 

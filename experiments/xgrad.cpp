@@ -23,6 +23,7 @@
 #include "experiments/report.hpp"
 #include "experiments/seed_cnn_bn.hpp"
 #include "experiments/trainer.hpp"
+#include "layers/distributed/communicator.hpp"
 #include "layers/normalization/precise_bn.hpp"
 
 namespace {
@@ -270,6 +271,8 @@ int main(int argc, char** argv) {
     train_cmd->add_option("--dropout", config.model.dropout, "Dropout probability after hidden nonlinearities")
         ->check(in_range(model_range::dropout))->capture_default_str();
     train_cmd->add_flag("--noisy-bn", config.model.noisy_bn, "Noise after every norm layer (Santurkar et al. 2018)");
+    train_cmd->add_flag("--sync-bn", config.model.sync_bn,
+                        "batch: SyncBatchNorm, statistics over every rank's batch under mpirun (without it, each rank's own)");
     train_cmd->add_option("--synthetic-size", config.synthetic_size, "Training images of the synthetic data set")
         ->check(in_range(train_range::synthetic_size))->capture_default_str();
     train_cmd->add_option("--seed", config.seed, "Seed of initialization, data order and dropout")
@@ -352,8 +355,14 @@ int main(int argc, char** argv) {
             return 0;
         }
     } catch (const std::exception& e) {
-        std::cerr << "xgrad: error: " << e.what() << "\n";
-        return 1;
+        Communicator& job = *world();
+        if (job.size() == 1) {
+            std::cerr << "xgrad: error: " << e.what() << "\n";
+            return 1;
+        }
+        // The other ranks may wait in a collective this one will never join: end them all.
+        std::cerr << "xgrad: error on " << job.describe() << ": " << e.what() << "\n";
+        job.abort(1);
     }
     return 0;
 }

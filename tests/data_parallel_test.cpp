@@ -102,6 +102,26 @@ TEST(DataParallel, GradientsAreTheSumOverRanksInRankOrder) {
     }
 }
 
+// A layer registered twice (tied weights) lists its parameters twice; they are summed once.
+TEST(DataParallel, ASharedParameterIsSummedOnce) {
+    xgrad::Rng rng(3);
+    const auto shared = std::make_shared<xgrad::Linear<float>>(4, 4, true, rng);
+    Sequential<float> model;
+    model.add("first", shared);
+    model.add("again", shared);
+    ASSERT_EQ(model.parameters().size(), 4u);
+    DataParallel<float> parallel(model, xgrad::world(), 64);  // a bucket per parameter
+    auto& node = *shared->parameters()[0].node();
+    node.grad = noise(node.value.shape(), 77 + this_rank());
+    node.has_grad = true;
+    parallel.reduce_gradients();
+    for (std::size_t i = 0; i < node.value.size(); ++i) {
+        double sum = 0.0;
+        for (std::size_t r = 0; r < ranks(); ++r) sum += static_cast<double>(noise(node.value.shape(), 77 + r).flat(i));
+        ASSERT_EQ(node.grad.flat(i), static_cast<float>(sum)) << "element " << i;
+    }
+}
+
 TEST(DataParallel, BroadcastGivesEveryRankRootsParametersAndBuffers) {
     auto model = mlp(100 + this_rank(), plain_bn());  // different weights on every rank
     auto& bn = dynamic_cast<xgrad::BatchNorm<float>&>(*model->named_children()[1].second);

@@ -190,8 +190,12 @@ std::vector<Case> cases() {
     out.push_back({{6, 5, 1}, shares(6, 0), false, {.momentum = 0.5}});
     // Without running statistics.
     out.push_back({{2 * w + 3, 4, 3, 2}, shares(2 * w + 3), false, {.track_running_stats = false}});
-    // Past the kernels' thread and cache-block thresholds: parallel reductions, blocked passes.
+    // Past the reduction's thresholds: more than kSerialBelow values per rank (parallel sums), more
+    // than kBlockElems per channel (several blocks, the over_blocks schedule), in the runs layout
+    // and in the rows layout (S < 16).
     out.push_back({{8 * w, 16, 40, 40}, shares(8 * w, 5)});
+    out.push_back({{8 * w, 4, 64, 64}, shares(8 * w, 3)});
+    out.push_back({{5000 * w + 3, 16}, shares(5000 * w + 3, 7)});
     return out;
 }
 
@@ -249,6 +253,21 @@ TEST(SyncBatchNormErrors, RanksThatDisagreeOnTheSpatialSizeAreRefusedOnEveryRank
     EXPECT_EQ(*sync->num_batches_tracked(), 0);
 }
 
+// A rank whose input does not fit refuses it, and the others do too, rather than wait for it.
+TEST(SyncBatchNormErrors, AnInputOneRankRefusesIsRefusedOnEveryRank) {
+    if (ranks() == 1) GTEST_SKIP() << "needs two ranks";
+    const auto sync = make_sync<float>(4, 3, false, {});
+    const xt::xarray<float> x = batch<float>({2, this_rank() == 1 ? std::size_t{4} : std::size_t{3}, 2, 2}, 1);
+    const std::string message = xgrad_test::error_of<xgrad::ShapeError>([&] { (void)(*sync)(Var<float>(x)); });
+    const std::string expected = this_rank() == 1 ? "expected C=3 channels, got input (2, 4, 2, 2)"
+                                                  : "SyncBatchNorm2d(3, eps=1e-05, momentum=0.1, affine=True, "
+                                                    "track_running_stats=True): rank 1 of " + std::to_string(ranks()) +
+                                                        " refused its input";
+    EXPECT_NE(message.find(expected), std::string::npos) << message;
+    // Every rank goes on to the same next collective: a forward that fits everywhere works.
+    EXPECT_NO_THROW((void)(*sync)(Var<float>(batch<float>({2, 3, 2, 2}, 2))));
+}
+
 TEST(SyncBatchNormErrors, AGlobalBatchOfOneValuePerChannelIsRefusedOnEveryRank) {
     const auto sync = make_sync<float>(2, 4, false, {});
     const std::vector<std::size_t> sizes = shares(1, 1);
@@ -270,14 +289,14 @@ double projected_over_ranks(const xt::xarray<double>& y, const xt::xarray<double
 }
 
 // Shapes of a few values per rank, and now and then (1 in 10) of more than kSerialBelow values per
-// rank, where the statistics and the backward sums run in parallel and the passes in blocks.
+// rank (2·16·46·46 at least), where the statistics and the backward sums run in parallel.
 RC_GTEST_PROP(SyncBatchNormGradients, MatchCentralDifferencesOfTheProjectionOverRanks, ()) {
     const bool large = *rc::gen::weightedElement<bool>({{9, false}, {1, true}});
     const std::size_t channels = large ? 16 : *xgrad_test::uniformIn<std::size_t>(1, 5);
     const std::size_t rank = large ? 4 : *rc::gen::element<std::size_t>(2, 3, 4);
     Shape global{0, channels};
     for (std::size_t d = 2; d < rank; ++d) {
-        global.push_back(large ? *xgrad_test::uniformIn<std::size_t>(40, 61) : *xgrad_test::uniformIn<std::size_t>(1, 4));
+        global.push_back(large ? *xgrad_test::uniformIn<std::size_t>(46, 61) : *xgrad_test::uniformIn<std::size_t>(1, 4));
     }
     std::vector<std::size_t> sizes;
     for (std::size_t r = 0; r < ranks(); ++r) sizes.push_back(*xgrad_test::uniformIn<std::size_t>(large ? 2 : 0, 4));
@@ -299,6 +318,14 @@ RC_GTEST_PROP(SyncBatchNormGradients, MatchCentralDifferencesOfTheProjectionOver
     const xt::xarray<double> vb = xt::flatten(batch<double>({1, channels}, seed + 6, true));
 
     const Step<double> s = training_step(*sync, x, w);
+    if (relu) {  // a central difference across the ReLU's kink is no derivative: no output near it
+        const auto plain = make_sync<double>(rank, channels, false, {});
+        setAffine(*plain, xt::xarray<double>(xt::flatten(gamma)), xt::xarray<double>(xt::flatten(beta)));
+        const xt::xarray<double> z = (*plain)(Var<double>(x)).value();
+        std::vector<double> near{z.size() > 0 && xt::amin(xt::abs(z))() < 1e-4 ? 1.0 : 0.0};
+        xgrad::all_reduce_sum(job(), near);
+        RC_PRE(near[0] == 0.0);
+    }
     // <gradient, direction>: dx is this rank's; dγ and dβ are shares whose sum is the gradient.
     std::vector<double> analytic{xt::sum(s.dx * vx)() + xt::sum(s.dgamma * vg)() + xt::sum(s.dbeta * vb)()};
     xgrad::all_reduce_sum(job(), analytic);

@@ -28,6 +28,9 @@ public:
     // root's bytes to every rank.
     virtual void broadcast(std::span<std::byte> data, int root) = 0;
     virtual void barrier() = 0;
+    // Ends every rank of the job with `code`, for an error one rank met alone: the others may be
+    // waiting in a collective it will never join (MPI_Abort; a single process exits).
+    [[noreturn]] virtual void abort(int code) = 0;
     // "rank 1 of 2", for messages.
     std::string describe() const;
 };
@@ -39,8 +42,8 @@ void all_reduce_sum(Communicator& communicator, std::span<double> values);
 std::shared_ptr<Communicator> single_process();
 
 // This process's job: under mpirun, and where xgrad was built with MPI, every rank of
-// MPI_COMM_WORLD (MPI initialized on the first call, finalized at exit); otherwise
-// single_process(). The same object on every call.
+// MPI_COMM_WORLD (MPI initialized on the first call unless the program did, and then finalized at
+// exit); otherwise single_process(). The same object on every call.
 std::shared_ptr<Communicator> world();
 
 // Whether world() can span processes: xgrad was built with MPI.

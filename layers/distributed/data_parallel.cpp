@@ -20,7 +20,12 @@ template <class T>
 DataParallel<T>::DataParallel(Module<T>& model, std::shared_ptr<Communicator> communicator, std::size_t bucket_bytes)
     : model_(model), communicator_(std::move(communicator)) {
     if (!communicator_) throw std::invalid_argument("DataParallel: no communicator given");
-    parameters_ = model.parameters();
+    // Each parameter once, also one that several layers share: summed twice, it would count twice.
+    for (Var<T>& p : model.parameters()) {
+        const bool seen = std::any_of(parameters_.begin(), parameters_.end(),
+                                      [&](const Var<T>& q) { return q.node() == p.node(); });
+        if (!seen) parameters_.push_back(p);
+    }
     std::reverse(parameters_.begin(), parameters_.end());
     const std::size_t bucket_elements = std::max<std::size_t>(bucket_bytes / sizeof(double), 1);
     std::size_t filled = 0;
@@ -39,6 +44,12 @@ template <class T>
 void DataParallel<T>::broadcast_state(int root) {
     Communicator& c = *communicator_;
     for (Var<T>& p : parameters_) c.broadcast(bytes_of(p.node()->value), root);
+    broadcast_buffers(root);
+}
+
+template <class T>
+void DataParallel<T>::broadcast_buffers(int root) {
+    Communicator& c = *communicator_;
     for (auto& [name, buffer] : model_.named_buffers()) {
         if (buffer.tensor) c.broadcast(bytes_of(*buffer.tensor), root);
         if (buffer.counter) c.broadcast(std::as_writable_bytes(std::span(buffer.counter, 1)), root);

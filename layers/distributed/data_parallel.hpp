@@ -7,7 +7,8 @@
 // SyncBatchNorm too, whose backward mixes every rank's output gradients (torch's DDP averages the
 // ranks' gradients instead, which is that only for equal numbers).
 //
-// Gradients travel in buckets of at most `bucket_bytes` (as doubles), the parameters taken in the
+// Gradients travel in buckets of about `bucket_bytes` (as doubles; a larger parameter has one of its
+// own), each parameter once even if layers share it, the parameters taken in the
 // reverse of their registration order (the order backward finishes them, as DDP's reducer), each
 // bucket summed in rank order (all_reduce_sum): every rank holds the same bits, and a run repeats
 // them for a given number of ranks. The buckets are reduced after backward, one after the other.
@@ -30,6 +31,10 @@ public:
 
     // root's parameters' values and buffers (running statistics and their counters) on every rank.
     void broadcast_state(int root = 0);
+    // root's buffers alone: where each rank's BatchNorm moved its own running statistics, rank 0's
+    // become everyone's (torch's DDP does this before every forward; a trainer, before it
+    // evaluates or saves).
+    void broadcast_buffers(int root = 0);
     // Every parameter's gradient := the sum over ranks of its gradient (a rank without a gradient
     // for it adds 0; a parameter no rank has a gradient for keeps none).
     void reduce_gradients();

@@ -8,6 +8,7 @@
 #include <mpi.h>
 
 #include <climits>
+#include <cstdlib>
 #include <stdexcept>
 
 #include "layers/distributed/communicator.hpp"
@@ -26,16 +27,26 @@ int count_of(std::size_t n, const char* what) {
 class MpiWorld final : public Communicator {
 public:
     MpiWorld() {
-        int provided = 0;
-        // Only the thread that called world() makes MPI calls; TBB's workers never do.
-        MPI_Init_thread(nullptr, nullptr, MPI_THREAD_FUNNELED, &provided);
+        int initialized = 0;
+        MPI_Initialized(&initialized);
+        if (!initialized) {  // a program that initialized MPI itself keeps it, and finalizes it
+            int provided = 0;
+            // Collectives come from one thread at a time (the training loop's), never from TBB's workers.
+            MPI_Init_thread(nullptr, nullptr, MPI_THREAD_SERIALIZED, &provided);
+            owns_ = true;
+            if (provided < MPI_THREAD_SERIALIZED) {
+                MPI_Finalize();
+                throw std::runtime_error("MPI: this MPI library does not allow calls from more than one thread "
+                                         "(MPI_THREAD_SERIALIZED)");
+            }
+        }
         MPI_Comm_rank(MPI_COMM_WORLD, &rank_);
         MPI_Comm_size(MPI_COMM_WORLD, &size_);
     }
     ~MpiWorld() override {
         int finalized = 0;
         MPI_Finalized(&finalized);
-        if (!finalized) MPI_Finalize();
+        if (owns_ && !finalized) MPI_Finalize();
     }
     MpiWorld(const MpiWorld&) = delete;
     MpiWorld& operator=(const MpiWorld&) = delete;
@@ -53,10 +64,15 @@ public:
         MPI_Bcast(data.data(), count_of(data.size(), "broadcast"), MPI_BYTE, root, MPI_COMM_WORLD);
     }
     void barrier() override { MPI_Barrier(MPI_COMM_WORLD); }
+    [[noreturn]] void abort(int code) override {
+        MPI_Abort(MPI_COMM_WORLD, code);
+        std::exit(code);  // MPI_Abort does not return; the compiler cannot know it
+    }
 
 private:
     int rank_ = 0;
     int size_ = 1;
+    bool owns_ = false;
 };
 
 }  // namespace

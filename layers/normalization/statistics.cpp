@@ -37,15 +37,16 @@ void group_moments(const Grouping& grouping, const T* x, const Rows& groups, Mom
     // group's first kShiftElements elements in (n, s) order, (n·C + g)·S + s in the statistics view.
     const std::size_t shift_count = std::min(kShiftElements, view.per_channel());
     for (std::size_t g = groups.begin; g < groups.end; ++g) {
+        // Each element divided first: four values near the largest double do not overflow their sum.
         double first = 0.0;
-        for (std::size_t j = 0, n = 0, s = 0; j < shift_count; ++j) {  // j = n·S + s, counted: no division
-            first += static_cast<double>(x[(n * view.c + g) * view.s + s]);
+        for (std::size_t j = 0, sample = 0, s = 0; j < shift_count; ++j) {  // j = sample·S + s: no division
+            first += static_cast<double>(x[(sample * view.c + g) * view.s + s]) / static_cast<double>(shift_count);
             if (++s == view.s) {
                 s = 0;
-                ++n;
+                ++sample;
             }
         }
-        out.mean[g] = first / static_cast<double>(shift_count);
+        out.mean[g] = first;
     }
     const double* const shift = out.mean.data();
     std::vector<std::size_t> cancelled;

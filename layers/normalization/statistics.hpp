@@ -1,7 +1,7 @@
 // Stage 1 of every normalization: statistics per group (grouping.hpp), accumulated in double by
 // the per-channel reduction over the grouping's statistics view, so that the bits do not depend on
 // the thread count. The statistics are separate calls from the elementwise passes so that a
-// cross-process reduction can sit between them (a SyncBatchNorm would combine each process's
+// cross-process reduction can sit between them (SyncBatchNorm combines each process's
 // (count, mean, var) into the global batch's with Chan et al.'s pairwise update).
 //
 // One pass over shifted data: with k the mean of a group's first four elements, Σ(x - k) and

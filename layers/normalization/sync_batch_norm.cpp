@@ -14,20 +14,29 @@ namespace xgrad {
 
 namespace {
 
-// Per rank: N, C, S of its input.
-constexpr std::size_t kHeader = 3;
+// Per rank: whether its input passed the layer's own checks, and its N, C, S.
+constexpr std::size_t kHeader = 4;
 
-// Every rank's (N, C, S), gathered; a ShapeError on every rank alike unless C and S agree.
-std::vector<ChannelShape> gather_shapes(Communicator& communicator, const ChannelShape& local, const std::string& where) {
+// Every rank's (N, C, S), gathered with whether its input passed the layer's checks (`refused`
+// holds this rank's message if not): a ShapeError on every rank alike, rather than on one rank
+// while the others wait in the next collective, when some rank's input was refused or C and S
+// disagree.
+std::vector<ChannelShape> gather_shapes(Communicator& communicator, const ChannelShape& local, const std::string& refused,
+                                        const std::string& where) {
     const std::size_t ranks = static_cast<std::size_t>(communicator.size());
-    const std::array<double, kHeader> mine{static_cast<double>(local.n), static_cast<double>(local.c),
-                                           static_cast<double>(local.s)};
+    const std::array<double, kHeader> mine{refused.empty() ? 1.0 : 0.0, static_cast<double>(local.n),
+                                           static_cast<double>(local.c), static_cast<double>(local.s)};
     std::vector<double> every(ranks * kHeader);
     communicator.all_gather(mine, every);
+    if (!refused.empty()) throw ShapeError(refused);
     std::vector<ChannelShape> shapes;
     for (std::size_t r = 0; r < ranks; ++r) {
-        shapes.push_back({static_cast<std::size_t>(every[r * kHeader]), static_cast<std::size_t>(every[r * kHeader + 1]),
-                          static_cast<std::size_t>(every[r * kHeader + 2])});
+        const double* h = every.data() + r * kHeader;
+        if (h[0] == 0.0) {
+            throw ShapeError(where + ": rank " + std::to_string(r) + " of " + std::to_string(ranks) +
+                             " refused its input (its own message says why)");
+        }
+        shapes.push_back({static_cast<std::size_t>(h[1]), static_cast<std::size_t>(h[2]), static_cast<std::size_t>(h[3])});
     }
     for (std::size_t r = 1; r < ranks; ++r) {
         if (shapes[r].c != shapes[0].c || shapes[r].s != shapes[0].s) {
@@ -77,7 +86,8 @@ struct SyncBackward {
                                                                      GradientThrough through, const T* dy, const T* x,
                                                                      const T* gamma, const T* beta, const Epilogue& epilogue,
                                                                      const NormalizeGrads<T>& grads) const {
-        constexpr std::size_t K = 2 + Epilogue::extra_sums;
+        static_assert(Epilogue::extra_sums == 0, "an epilogue's own sums would need their all-reduce too");
+        constexpr std::size_t K = 2;
         const ChannelShape view = local.row_view();
         const std::size_t channels = view.c;
         const Rows all = Rows::all(channels);
@@ -125,12 +135,18 @@ Var<T> SyncBatchNorm<T>::forward(const Var<T>& x) {
     // As torch's: the global batch's statistics in training only.
     if (!this->is_training()) return BatchNorm<T>::forward(x);
     const Shape shape = x.shape();
-    this->check_input(shape);
-    this->check_state();
     const std::string where = this->where();
-    const ChannelShape local = channel_shape(shape);
+    std::string refused;
+    ChannelShape local;
+    try {
+        this->check_input(shape);
+        this->check_state();
+        local = channel_shape(shape);
+    } catch (const ShapeError& e) {
+        refused = e.what();
+    }
     Communicator& communicator = *communicator_;
-    const std::vector<ChannelShape> shapes = gather_shapes(communicator, local, where);
+    const std::vector<ChannelShape> shapes = gather_shapes(communicator, local, refused, where);
     ChannelShape total{0, local.c, local.s};
     for (const ChannelShape& s : shapes) total.n += s.n;
     if (total.per_channel() <= 1) {

@@ -6,16 +6,18 @@
 // Built from the normalization stages, with collectives between them:
 //   forward   every rank's (N, C, S) gathered (C and S must agree; N may differ, and may be 0: such
 //             a rank still joins every collective) -> local per-channel moments -> every rank's
-//             (mean, var) gathered and combined in rank order (Chan et al.'s pairwise update, exact
-//             for any counts) -> fold and apply on the local batch; the running statistics move by
+//             (mean, var) gathered and combined in rank order (Chan et al.'s pairwise update, any
+//             counts) -> fold and apply on the local batch; the running statistics move by
 //             the global batch's moments, with torch's unbiased rule over the global count.
 //   backward  local Σg and Σg·(x - mean) per channel -> this rank's dγ and dβ from them (a data-
-//             parallel trainer averages parameter gradients over ranks, as torch's DDP does) ->
-//             the sums all-reduced in rank order -> dx from the global sums over the global count.
+//             parallel trainer sums the ranks' parameter gradients: layers/distributed/data_parallel.hpp)
+//             -> the sums all-reduced in rank order -> dx from the global sums over the global count.
 // So W ranks with local batches B_r give each rank the outputs, dx and running statistics one
 // process gives for the concatenated batch, and Σ over ranks of dγ, dβ are its dγ, dβ (float
 // rounding apart). In eval, or when the communicator has one rank, it is BatchNorm. The same
-// state_dict as BatchNorm1d/2d; every rank must make the same calls in the same order.
+// state_dict as BatchNorm1d/2d. Every rank must make the same calls in the same order, backward
+// included: a rank whose loss does not reach the layer (no samples, say) must still run a backward
+// through it, from a zero output gradient, or the others wait for it in the all-reduce.
 #pragma once
 
 #include <cstddef>
@@ -31,8 +33,9 @@ namespace xgrad {
 template <class T>
 class SyncBatchNorm : public BatchNorm<T> {
 public:
-    // Training: a ShapeError naming the layer, on every rank alike, when ranks disagree on C or on
-    // the spatial size, or when the global batch has a single value per channel.
+    // Training: a ShapeError naming the layer, on every rank alike, when some rank's input does not
+    // fit the layer, when ranks disagree on the spatial size, or when the global batch has a single
+    // value per channel.
     Var<T> forward(const Var<T>& x) override;
     std::shared_ptr<Communicator> communicator() const { return communicator_; }
 

@@ -1,0 +1,121 @@
+// `xgrad train` under mpirun, through the command line: the seed CNN trained with SyncBatchNorm
+// over 2 and 3 ranks (the global batch of 64 split 32 + 32, and 22 + 21 + 21) ends with the
+// weights one process gets on the whole batch, within float rounding; a run is refused with a
+// clear message when resumed with another number of ranks; a rank killed with SIGKILL ends the
+// whole job with mpirun naming it, and the same command run again resumes to the bits of a run
+// that was never stopped. Skipped where xgrad was built without MPI.
+#include <gtest/gtest.h>
+
+#include <algorithm>
+#include <cmath>
+#include <filesystem>
+#include <string>
+#include <variant>
+
+#include "experiments/npz.hpp"
+#include "layers/distributed/communicator.hpp"
+#include "tests/run_command.hpp"
+#include "tests/temp_dir.hpp"
+
+namespace {
+
+namespace fs = std::filesystem;
+using xgrad_test::run_command;
+
+class DistributedTrain : public xgrad_test::TempDir {
+protected:
+    void SetUp() override {
+        if (!xgrad::built_with_mpi()) GTEST_SKIP() << "xgrad was built without MPI";
+        TempDir::SetUp();
+    }
+};
+
+// The seed CNN on 256 synthetic images, 20 steps of SGD with momentum (Adam would turn the
+// rounding-level gradients of the biases before each BatchNorm into whole steps of lr).
+std::string train(const fs::path& out, const std::string& more = "") {
+    return std::string(XGRAD_CLI) +
+           " train --model seed-cnn --dataset synthetic --synthetic-size 256 --batch 64 --eval-every 10"
+           " --eval-samples 100 --optimizer sgd --lr 0.05 --momentum 0.9 --threads 1 --sync-bn --out " +
+           out.string() + " " + more;
+}
+
+// mpirun bounded in time: a job that hangs fails the test instead of the suite.
+std::string on_ranks(int ranks, const std::string& command) {
+    return "timeout 240 mpirun --allow-run-as-root --oversubscribe -np " + std::to_string(ranks) + " " + command;
+}
+
+// The largest difference between two checkpoints' model arrays over the largest magnitude;
+// trainer/seconds skipped, and (bitwise) true when every array is equal.
+double relative_difference(const fs::path& a, const fs::path& b, bool* bitwise = nullptr) {
+    const xgrad::Npz x = xgrad::load_npz(a), y = xgrad::load_npz(b);
+    double worst = 0.0;
+    if (bitwise) *bitwise = x.entries().size() == y.entries().size();
+    for (const auto& [key, value] : x.entries()) {
+        if (key == "trainer/seconds") continue;
+        const xgrad::NpyArray* other = y.find(key);
+        if (!other) {
+            ADD_FAILURE() << b << " has no " << key;
+            return INFINITY;
+        }
+        if (bitwise && !(value == *other)) *bitwise = false;
+        const auto* p = std::get_if<xt::xarray<float>>(&value);
+        const auto* q = std::get_if<xt::xarray<float>>(other);
+        if (!p || !q || p->size() == 0) continue;
+        const double scale = std::max(1.0, static_cast<double>(xt::amax(xt::abs(*q))()));
+        worst = std::max(worst, static_cast<double>(xt::amax(xt::abs(*p - *q))()) / scale);
+    }
+    return worst;
+}
+
+TEST_F(DistributedTrain, SyncBatchNormOverRanksEndsWithOneProcessWeights) {
+    const auto one = run_command(train(path("one")));
+    ASSERT_EQ(one.status, 0) << one.output;
+    for (const int ranks : {2, 3}) {
+        const fs::path out = path("ranks" + std::to_string(ranks));
+        const auto many = run_command(on_ranks(ranks, train(out)));
+        ASSERT_EQ(many.status, 0) << many.output;
+        EXPECT_LE(relative_difference(path("one") / "checkpoint.npz", out / "checkpoint.npz"), 1e-4)
+            << ranks << " ranks against one process";
+        EXPECT_NE(many.output.find("\"world_size\": " + std::to_string(ranks)), std::string::npos) << many.output;
+    }
+}
+
+TEST_F(DistributedTrain, ResumingWithAnotherNumberOfRanksIsRefused) {
+    const fs::path out = path("run");
+    ASSERT_EQ(run_command(on_ranks(2, train(out, "--steps 20"))).status, 0);
+    fs::remove(out / "summary.json");  // as if stopped after its last checkpoint
+    const auto alone = run_command(train(out, "--steps 20"));
+    EXPECT_NE(alone.status, 0);
+    EXPECT_NE(alone.output.find("checkpoint.npz was written by a run over 2 rank(s), and this one has 1: resume it "
+                                "with mpirun -np 2"),
+              std::string::npos)
+        << alone.output;
+    const auto three = run_command(on_ranks(3, train(out, "--steps 20")));
+    EXPECT_NE(three.status, 0);
+    EXPECT_NE(three.output.find("error on rank 0 of 3"), std::string::npos) << three.output;
+    EXPECT_EQ(run_command(on_ranks(2, train(out, "--steps 20"))).status, 0) << "the right number of ranks resumes";
+}
+
+TEST_F(DistributedTrain, AKilledRankEndsTheJobAndTheRerunResumesToTheSameBits) {
+    const fs::path straight = path("straight"), killed = path("killed");
+    ASSERT_EQ(run_command(on_ranks(2, train(straight, "--steps 80"))).status, 0);
+    // Rank processes are the ones whose command line starts with the binary (mpirun's starts with
+    // mpirun): one of them is killed once the first checkpoint is written.
+    const std::string rank_pattern = "^" + std::string(XGRAD_CLI) + " train .*--out " + killed.string() + " ";
+    const auto stopped = run_command(
+        "(" + on_ranks(2, train(killed, "--steps 80")) + " 2>&1) & job=$!; " +
+        "for i in $(seq 600); do [ -f " + (killed / "checkpoint.npz").string() + " ] && break; sleep 0.05; done; " +
+        "kill -9 $(pgrep -f '" + rank_pattern + "' | tail -n 1); wait $job");
+    EXPECT_NE(stopped.status, 0) << stopped.output;
+    EXPECT_NE(stopped.output.find("exited on signal 9"), std::string::npos) << stopped.output;
+    ASSERT_TRUE(fs::exists(killed / "checkpoint.npz"));
+    ASSERT_FALSE(fs::exists(killed / "summary.json")) << "the run ended before a rank was killed";
+    const auto rerun = run_command(on_ranks(2, train(killed, "--steps 80")));
+    ASSERT_EQ(rerun.status, 0) << rerun.output;
+    EXPECT_NE(rerun.output.find("resuming at step"), std::string::npos) << rerun.output;
+    bool bitwise = false;
+    (void)relative_difference(straight / "checkpoint.npz", killed / "checkpoint.npz", &bitwise);
+    EXPECT_TRUE(bitwise) << "the resumed run's checkpoint differs from the uninterrupted run's";
+}
+
+}  // namespace
