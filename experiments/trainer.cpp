@@ -1,10 +1,10 @@
 #include "experiments/trainer.hpp"
 
+#include <array>
 #include <chrono>
 #include <cmath>
-#include <cstdio>
-#include <array>
 #include <cstddef>
+#include <cstdio>
 #include <functional>
 #include <memory>
 #include <optional>
@@ -102,13 +102,13 @@ void check_virtual_batches(const TrainConfig& c, const BatchLoader& loader) {
     if (loader.last_batch_size() != c.batch) check(loader.last_batch_size(), "an epoch's last batch");
 }
 
-// This rank's share of a global batch, as torch's DistributedSampler deals an epoch's samples:
-// samples rank, rank + W, rank + 2W, ... (none when the batch has fewer than rank + 1).
-// Samples of a batch of n in rank's share.
+// The samples of a batch of n in rank's share (rank_share).
 std::size_t rank_share_size(std::size_t n, std::size_t rank, std::size_t ranks) {
     return n > rank ? (n - rank + ranks - 1) / ranks : 0;
 }
 
+// This rank's share of a global batch, as torch's DistributedSampler deals an epoch's samples:
+// samples rank, rank + W, rank + 2W, ... (none when the batch has fewer than rank + 1).
 Batch rank_share(const Batch& batch, std::size_t rank, std::size_t ranks) {
     const std::size_t n = batch.labels.size();
     const std::size_t mine = rank_share_size(n, rank, ranks);
@@ -124,6 +124,7 @@ Batch rank_share(const Batch& batch, std::size_t rank, std::size_t ranks) {
     return out;
 }
 
+// The smallest of the shares of a batch of n (the last ranks').
 std::size_t smallest_share(std::size_t n, std::size_t ranks) { return n / ranks; }
 
 // Throws on every rank unless every rank was started with the same configuration.
