@@ -344,6 +344,10 @@ int main(int argc, char** argv) {
             return run_eval(checkpoint, model_to_evaluate(checkpoint, eval_model, eval_model_flags), eval_dataset, recalibrate);
         }
         if (*experiment_cmd) {
+            if (world()->size() > 1) {
+                throw std::invalid_argument("xgrad experiment does not spread its runs over mpirun's ranks yet: every "
+                                            "rank would train every run and write the same report; run it without mpirun");
+            }
             experiment_options.profile = parse_profile(profile);
             seed_cnn_bn.results = experiment_options.results;
             run_experiment(experiment, experiment_options, seed_cnn_bn);

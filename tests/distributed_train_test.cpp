@@ -3,7 +3,8 @@
 // weights one process gets on the whole batch, within float rounding; a run is refused with a
 // clear message when resumed with another number of ranks; a rank killed with SIGKILL ends the
 // whole job with mpirun naming it, and the same command run again resumes to the bits of a run
-// that was never stopped. Skipped where xgrad was built without MPI.
+// that was never stopped; `xgrad experiment` under mpirun is refused. Skipped where xgrad was
+// built without MPI.
 #include <gtest/gtest.h>
 
 #include <algorithm>
@@ -94,6 +95,19 @@ TEST_F(DistributedTrain, ResumingWithAnotherNumberOfRanksIsRefused) {
     EXPECT_NE(three.status, 0);
     EXPECT_NE(three.output.find("error on rank 0 of 3"), std::string::npos) << three.output;
     EXPECT_EQ(run_command(on_ranks(2, train(out, "--steps 20"))).status, 0) << "the right number of ranks resumes";
+}
+
+// Until the drivers deal their runs out to the ranks, an experiment under mpirun is refused on every
+// rank before anything is written, rather than run by every rank into the same report.
+TEST_F(DistributedTrain, AnExperimentUnderMpirunIsRefused) {
+    const auto refused = run_command(on_ranks(2, std::string(XGRAD_CLI) + " experiment seed-cnn-bn --profile quick --results " +
+                                                     path("results").string()));
+    EXPECT_NE(refused.status, 0);
+    EXPECT_NE(refused.output.find("error on rank 1 of 2: xgrad experiment does not spread its runs over mpirun's ranks "
+                                  "yet"),
+              std::string::npos)
+        << refused.output;
+    EXPECT_FALSE(fs::exists(path("results")));
 }
 
 TEST_F(DistributedTrain, AKilledRankEndsTheJobAndTheRerunResumesToTheSameBits) {
