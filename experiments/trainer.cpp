@@ -179,6 +179,20 @@ void check_batches_train(const TrainConfig& c, const BatchLoader& loader, const 
     }
 }
 
+// The evaluation of the model every rank holds: rank 0's, given to the others (the same model, so
+// the others would only repeat it; evaluation in eval mode runs no collective).
+Evaluation evaluate_once(Communicator& job, Module<float>& model, const Dataset& data, bool flat, std::size_t samples) {
+    Evaluation e;
+    if (job.rank() == 0) e = evaluate(model, data, flat, samples);
+    if (job.size() == 1) return e;
+    std::array<double, 3> figures{e.loss, e.accuracy, e.nonfinite ? 1.0 : 0.0};
+    job.broadcast(std::as_writable_bytes(std::span(figures)), 0);
+    e.loss = figures[0];
+    e.accuracy = figures[1];
+    if (figures[2] != 0.0 && !e.nonfinite) e.nonfinite = "rank 0's evaluation found a non-finite value (its summary.json says where)";
+    return e;
+}
+
 struct RunFiles {
     fs::path config, metrics, checkpoint, summary;
     explicit RunFiles(const fs::path& dir)
@@ -372,7 +386,7 @@ TrainOutcome train(const TrainConfig& config, const fs::path& dir, const std::st
         if (step % config.eval_every == 0 || step == total_steps) {
             // Each rank's BatchNorm moved its own running statistics; rank 0's are the run's.
             if (ranks > 1) parallel.broadcast_buffers();
-            const Evaluation test = evaluate(*model, test_set, flat, config.eval_samples);
+            const Evaluation test = evaluate_once(job, *model, test_set, flat, config.eval_samples);
             if (test.nonfinite) {
                 divergence = {{"cause", "at the evaluation: " + *test.nonfinite}};
                 break;
