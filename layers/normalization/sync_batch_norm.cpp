@@ -170,8 +170,9 @@ Var<T> SyncBatchNorm<T>::forward(const Var<T>& x) {
 
     NormalizedBatch batch{{moments.mean, std::vector<double>(channels)}, std::nullopt};
     for (std::size_t c = 0; c < channels; ++c) batch.norm.invstd[c] = inverse_std(moments.var[c], this->options().eps);
-    const T* gamma = this->weight() ? this->weight()->value().data() : nullptr;
-    const T* beta = this->bias() ? this->bias()->value().data() : nullptr;
+    NormalizeOptions<T> affine;  // gamma and beta: normalize_with reads no other option
+    affine.gamma = this->weight() ? this->weight()->value().data() : nullptr;
+    affine.beta = this->bias() ? this->bias()->value().data() : nullptr;
     // Moved by the global batch, counted once the batch is accepted, as BatchNorm's.
     if (std::int64_t* tracked = this->batches_tracked()) {
         const std::int64_t batches = *tracked + 1;
@@ -182,12 +183,7 @@ Var<T> SyncBatchNorm<T>::forward(const Var<T>& x) {
     }
     const auto run = [&](const auto& epilogue) {
         xt::xarray<T> y = xt::xarray<T>::from_shape(shape);
-        if (local.per_channel() > 0) {
-            const ChannelShape view = grouping.row_view();
-            Affine<T> coefficients(view);
-            fold_forward(grouping, batch.norm, gamma, beta, nullptr, Rows::all(channels), coefficients);
-            apply_forward(view, coefficients, epilogue, x.value().data(), y.data(), Rows::all(channels));
-        }
+        if (local.per_channel() > 0) normalize_with(grouping, batch.norm, x.value().data(), affine, epilogue, y.data());
         return normalization_node(this->fused_relu() ? "sync_batch_norm_relu" : "sync_batch_norm", x, std::move(y),
                                   grouping, std::move(batch), GradientThrough::batch(),
                                   NormalizationParameters<T>{this->weight(), this->bias(), {}}, epilogue,
