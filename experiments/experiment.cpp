@@ -6,6 +6,7 @@
 #include <cstdio>
 #include <exception>
 #include <mutex>
+#include <span>
 #include <stdexcept>
 #include <thread>
 
@@ -21,29 +22,58 @@ Profile parse_profile(const std::string& name) {
 
 const char* profile_name(Profile profile) { return profile == Profile::quick ? "quick" : "paper"; }
 
+namespace {
+
+// The result of a run trained (or found finished) into `dir`, with its rows.
+RunResult result_of(const RunSpec& spec, const std::filesystem::path& dir, TrainOutcome outcome) {
+    RunResult r{spec.name, dir / spec.name, std::move(outcome), {}};
+    // A run that diverged before its first evaluation has no rows.
+    if (std::filesystem::exists(r.dir / "metrics.csv")) r.rows = read_metrics_csv(r.dir / "metrics.csv");
+    return r;
+}
+
+// Throws on every rank when a run failed on any: the rank that met the error rethrows it, the
+// others name that rank.
+void agree_on_failures(Communicator& ranks, const std::exception_ptr& error) {
+    const double failed = error ? 1.0 : 0.0;
+    std::vector<double> every(static_cast<std::size_t>(ranks.size()));
+    ranks.all_gather(std::span(&failed, 1), every);
+    if (error) std::rethrow_exception(error);
+    for (std::size_t r = 0; r < every.size(); ++r) {
+        if (every[r] != 0.0) {
+            throw std::runtime_error("a run failed on rank " + std::to_string(r) + " of " + std::to_string(every.size()) +
+                                     " (its error names it)");
+        }
+    }
+}
+
+}  // namespace
+
 std::vector<RunResult> run_all(const std::vector<RunSpec>& specs, const std::filesystem::path& dir,
                                const ExperimentOptions& options, std::ostream& log) {
+    Communicator& ranks = *options.ranks;
+    const std::size_t rank_count = static_cast<std::size_t>(ranks.size()), rank = static_cast<std::size_t>(ranks.rank());
+    std::vector<std::size_t> mine;  // this rank's runs
+    for (std::size_t k = rank; k < specs.size(); k += rank_count) mine.push_back(k);
     std::vector<RunResult> results(specs.size());
     std::atomic<std::size_t> next{0};
     std::mutex log_mutex;
     std::exception_ptr first_error;
     auto worker = [&] {
-        for (std::size_t k; (k = next++) < specs.size();) {
-            const RunSpec& spec = specs[k];
+        for (std::size_t i; (i = next++) < mine.size();) {
+            const RunSpec& spec = specs[mine[i]];
             TrainConfig config = spec.config;
-            config.threads = options.jobs > 1 ? 1 : config.threads;
+            if (options.jobs > 1 || rank_count > 1) config.threads = 1;
             try {
-                RunResult r{spec.name, dir / spec.name, train(config, dir / spec.name, spec.name, spec.probe), {}};
-                // A run that diverged before its first evaluation has no rows.
-                if (std::filesystem::exists(r.dir / "metrics.csv")) r.rows = read_metrics_csv(r.dir / "metrics.csv");
+                RunResult r = result_of(spec, dir, train(config, dir / spec.name, spec.name, spec.probe, single_process()));
                 std::lock_guard lock(log_mutex);
                 log << spec.name << ": " << r.outcome.status << (r.outcome.was_already_finished ? " (earlier)" : "")
                     << ", final test accuracy " << final_test_acc(r) << std::endl;  // a line at a time, also into a log file
-                results[k] = std::move(r);
+                results[mine[i]] = std::move(r);
             } catch (const std::exception& e) {
                 std::lock_guard lock(log_mutex);
                 if (!first_error) first_error = std::make_exception_ptr(std::runtime_error(spec.name + ": " + e.what()));
-                next = specs.size();  // stop handing out runs
+                next = mine.size();  // stop handing out runs
             }
         }
     };
@@ -51,7 +81,24 @@ std::vector<RunResult> run_all(const std::vector<RunSpec>& specs, const std::fil
     for (std::size_t j = 1; j < std::max<std::size_t>(options.jobs, 1); ++j) threads.emplace_back(worker);
     worker();
     for (auto& t : threads) t.join();
-    if (first_error) std::rethrow_exception(first_error);
+    if (rank_count == 1) {
+        if (first_error) std::rethrow_exception(first_error);
+        return results;
+    }
+    agree_on_failures(ranks, first_error);  // also the point after which every run has finished
+    for (std::size_t k = 0; k < specs.size(); ++k) {
+        if (k % rank_count == rank) continue;
+        const RunSpec& spec = specs[k];
+        auto outcome = finished_outcome(spec.config, dir / spec.name);
+        if (!outcome) {
+            throw std::runtime_error(spec.name + ": rank " + std::to_string(k % rank_count) + " trained it, but " +
+                                     (dir / spec.name).string() + " holds no finished run on rank " + std::to_string(rank) +
+                                     ": every rank must see the same results directory");
+        }
+        results[k] = result_of(spec, dir, std::move(*outcome));
+        log << spec.name << ": " << results[k].outcome.status << " on rank " << k % rank_count << ", final test accuracy "
+            << final_test_acc(results[k]) << std::endl;
+    }
     return results;
 }
 

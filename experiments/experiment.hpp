@@ -10,6 +10,7 @@
 #include <cstddef>
 #include <filesystem>
 #include <functional>
+#include <memory>
 #include <optional>
 #include <ostream>
 #include <string>
@@ -21,6 +22,7 @@
 #include "experiments/metrics_log.hpp"
 #include "experiments/plot.hpp"
 #include "experiments/trainer.hpp"
+#include "layers/distributed/communicator.hpp"
 
 namespace xgrad {
 
@@ -33,9 +35,13 @@ const char* profile_name(Profile profile);
 struct ExperimentOptions {
     std::filesystem::path results = "results";
     Profile profile = Profile::quick;
-    // Runs trained at once, each on one thread: for these small models two
+    // Runs trained at once by each process, each on one thread: for these small models two
     // runs side by side use 2 cores better than one run on two threads.
     std::size_t jobs = 2;
+    // The processes a sweep is spread over (under mpirun, world()): run_all deals whole runs out to
+    // them, and rank 0 alone prints the summary and writes the plots and claims.
+    std::shared_ptr<Communicator> ranks = single_process();
+    bool writes_report() const { return ranks->rank() == 0; }
 };
 
 namespace experiment_range {
@@ -62,7 +68,11 @@ struct RunResult {
 
 // Trains every run (or resumes it, or reuses it when finished) under `dir`, options.jobs at a
 // time, and returns them in the order given. The first error of any run is rethrown once all
-// have stopped.
+// have stopped. Over W ranks, rank r trains the runs k with k mod W = r, each on one thread, and
+// then reads the others' finished runs from `dir` (a directory every rank sees): every rank
+// returns the same results, those of one process training them all, since a run's bits depend
+// neither on its threads nor on who trains it. A run with SyncBatchNorm is refused there (its
+// rank has no other ranks to share statistics with: train it with `xgrad train` under mpirun).
 std::vector<RunResult> run_all(const std::vector<RunSpec>& specs, const std::filesystem::path& dir,
                                const ExperimentOptions& options, std::ostream& log);
 

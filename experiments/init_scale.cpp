@@ -69,7 +69,7 @@ void run_init(const ExperimentOptions& options, std::ostream& out) {
         range[bn] = spread_of(per_seed);
         spec.curves.push_back(std::move(curve));
     }
-    plot(spec, dir / "final_accuracy_by_sigma.png");
+    if (options.writes_report()) plot(spec, dir / "final_accuracy_by_sigma.png");
     const Claim claim{"BN reduces the sensitivity to the initial weights' scale", "seed document §2, claim 4",
                       "(no figure; the seed states it)",
                       "range of final test accuracy over sigma: no BN " + format_spread(range[0]) + ", BN " +
@@ -84,8 +84,10 @@ void run_init(const ExperimentOptions& options, std::ostream& out) {
                   "paper-mlp, SGD lr 0.1, batch 60, %zu steps, seeds 0..%zu; every Linear weight from N(0, sigma), "
                   "biases 0, BN's gamma 1 and beta 0.",
                   plan.steps, plan.seeds - 1);
-    write_claims(dir, "init", "Less sensitivity to initialization with BN (seed claim 4)", options.profile, {claim},
-                 {table}, {"final_accuracy_by_sigma.png"}, setup);
+    if (options.writes_report()) {
+        write_claims(dir, "init", "Less sensitivity to initialization with BN (seed claim 4)", options.profile, {claim},
+                     {table}, {"final_accuracy_by_sigma.png"}, setup);
+    }
 }
 
 }  // namespace xgrad

@@ -123,7 +123,7 @@ void run_learning_rate(const ExperimentOptions& options, std::ostream& out) {
         }
         tables.push_back(table);
         const std::string png = "best_accuracy_" + mp.model + ".png";
-        plot(spec, dir / png);
+        if (options.writes_report()) plot(spec, dir / png);
         plots.push_back(png);
 
         const double bn_high = highest_training(results, true, plan), plain_high = highest_training(results, false, plan);
@@ -159,8 +159,10 @@ void run_learning_rate(const ExperimentOptions& options, std::ostream& out) {
                  " steps, test accuracy every " + std::to_string(mp.eval_every) + " steps on " +
                  (mp.eval_samples ? std::to_string(mp.eval_samples) + " test images." : std::string("the test set."));
     }
-    write_claims(dir, "learning-rate", "Higher learning rates with BN (paper §4.2)", options.profile, claims, tables,
-                 plots, setup);
+    if (options.writes_report()) {
+        write_claims(dir, "learning-rate", "Higher learning rates with BN (paper §4.2)", options.profile, claims, tables,
+                     plots, setup);
+    }
 }
 
 }  // namespace xgrad

@@ -63,7 +63,7 @@ void run_noisy_bn(const ExperimentOptions& options, std::ostream& out) {
     for (const Arm& arm : arms) {
         accuracy.curves.push_back(mean_curve(arm.name, runs_of(results, arm.name), [](const MetricsRow& r) { return r.test_acc; }));
     }
-    plot(accuracy, dir / "test_accuracy.png");
+    if (options.writes_report()) plot(accuracy, dir / "test_accuracy.png");
     plots.push_back("test_accuracy.png");
     std::string table = "| arm | final test acc. | loss range | beta-smoothness | gradient change |\n|---|---|---|---|---|\n";
     Spread final_acc[3], landscape[3][3];
@@ -85,7 +85,7 @@ void run_noisy_bn(const ExperimentOptions& options, std::ostream& out) {
             spec.curves.push_back(mean_curve(arm.name, runs_of(results, arm.name), [column](const MetricsRow& r) { return r.at(column); }));
         }
         const std::string png = std::string(m.column) + ".png";
-        plot(spec, dir / png);
+        if (options.writes_report()) plot(spec, dir / png);
         plots.push_back(png);
     }
     const double gap_to_bn = std::abs(final_acc[2].mean - final_acc[1].mean);
@@ -120,8 +120,10 @@ void run_noisy_bn(const ExperimentOptions& options, std::ostream& out) {
                   "unit and step mu ~ U(-0.5, 0.5), sigma ~ U(1, 1.25); per sample m ~ U(mu - 0.1, mu + 0.1), "
                   "s ~ N(sigma, 0.1); a <- s a + m. Landscape every %zu steps on that step's batch.",
                   plan.steps, plan.seeds - 1, plan.eval_every);
-    write_claims(dir, "noisy-bn", "Noisy BN and the loss landscape (Santurkar et al. 2018)", options.profile, claims,
-                 {table}, plots, setup);
+    if (options.writes_report()) {
+        write_claims(dir, "noisy-bn", "Noisy BN and the loss landscape (Santurkar et al. 2018)", options.profile, claims,
+                     {table}, plots, setup);
+    }
 }
 
 }  // namespace xgrad

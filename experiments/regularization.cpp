@@ -63,7 +63,7 @@ void run_regularization(const ExperimentOptions& options, std::ostream& out) {
                      format_spread(gap[bn][dropout]) + diverged_note(runs) + " |\n";
         }
     }
-    plot(spec, dir / "train_test_gap.png");
+    if (options.writes_report()) plot(spec, dir / "train_test_gap.png");
     const std::string rule = "reproduced when the first exceeds the second by more than their two sds together; partly "
                              "when it is larger at all";
     const std::vector<Claim> claims{
@@ -83,8 +83,10 @@ void run_regularization(const ExperimentOptions& options, std::ostream& out) {
                   "paper-mlp on mnist (7,996 train / 2,004 test), SGD lr 0.1, batch 60, %zu steps, seeds 0..%zu; "
                   "Dropout p = 0.2 after each hidden sigmoid; train accuracy over the whole training set in eval mode.",
                   plan.steps, plan.seeds - 1);
-    write_claims(dir, "regularization", "BN as a regularizer (seed claim 3, paper §4.2.1)", options.profile, claims,
-                 {table}, {"train_test_gap.png"}, setup);
+    if (options.writes_report()) {
+        write_claims(dir, "regularization", "BN as a regularizer (seed claim 3, paper §4.2.1)", options.profile, claims,
+                     {table}, {"train_test_gap.png"}, setup);
+    }
 }
 
 }  // namespace xgrad

@@ -4,6 +4,7 @@
 #include <optional>
 #include <string>
 
+#include "experiments/experiment.hpp"
 #include "experiments/metrics_log.hpp"
 #include "experiments/plot.hpp"
 #include "experiments/trainer.hpp"
@@ -40,6 +41,7 @@ void run_seed_cnn_bn(const SeedCnnBnOptions& options, std::ostream& out) {
     std::snprintf(line, sizeof line, "%-8s %12s %12s %12s %8s %10s\n", "run", "acc@100", "acc@300", "final acc", "steps",
                   "seconds");
     std::string table = line;
+    std::vector<RunSpec> specs;
     for (const Arm& arm : arms) {
         TrainConfig config;
         config.model.name = "seed-cnn";
@@ -52,16 +54,19 @@ void run_seed_cnn_bn(const SeedCnnBnOptions& options, std::ostream& out) {
         config.eval_every = options.eval_every;
         config.seed = 0;
         config.threads = options.threads;
-        const auto dir = root / arm.name;
-        const TrainOutcome outcome = train(config, dir, arm.name);
-        if (outcome.was_already_finished) out << arm.name << ": finished earlier in " << dir.string() << ", reused\n";
-        const auto rows = read_metrics_csv(dir / "metrics.csv");
-        std::snprintf(line, sizeof line, "%-8s %12s %12s %12s %8zu %10.1f\n", arm.name,
-                      percent(test_acc_at(rows, 100)).c_str(), percent(test_acc_at(rows, 300)).c_str(),
-                      percent(outcome.summary.value("final_test_acc", 0.0)).c_str(),
-                      outcome.summary.value("steps", std::size_t{0}), outcome.summary.value("seconds", 0.0));
+        specs.push_back({arm.name, config, {}});
+    }
+    // One run after the other on options.threads; under mpirun one arm per rank.
+    const auto results = run_all(specs, root, {.results = options.results, .jobs = 1, .ranks = options.ranks}, out);
+    if (options.ranks->rank() != 0) return;
+    for (std::size_t k = 0; k < results.size(); ++k) {
+        const RunResult& r = results[k];
+        std::snprintf(line, sizeof line, "%-8s %12s %12s %12s %8zu %10.1f\n", arms[k].name,
+                      percent(test_acc_at(r.rows, 100)).c_str(), percent(test_acc_at(r.rows, 300)).c_str(),
+                      percent(r.outcome.summary.value("final_test_acc", 0.0)).c_str(),
+                      r.outcome.summary.value("steps", std::size_t{0}), r.outcome.summary.value("seconds", 0.0));
         table += line;
-        series.push_back({std::string("seed-cnn, BN ") + (arm.bn ? "on" : "off"), dir / "metrics.csv"});
+        series.push_back({std::string("seed-cnn, BN ") + (arms[k].bn ? "on" : "off"), r.dir / "metrics.csv"});
     }
     out << "\nseed-cnn on Fashion-MNIST, " << options.epochs << " epoch(s), Adam lr 1e-3, batch 64, seed 0\n" << table;
     const auto png = root / "test_accuracy.png";

@@ -6,7 +6,10 @@
 
 #include <cstddef>
 #include <filesystem>
+#include <memory>
 #include <ostream>
+
+#include "layers/distributed/communicator.hpp"
 
 namespace xgrad {
 
@@ -15,6 +18,9 @@ struct SeedCnnBnOptions {
     std::size_t threads = 2;
     std::size_t epochs = 1;
     std::size_t eval_every = 100;
+    // Under mpirun (world()), the two runs are trained side by side, one per rank; rank 0 prints
+    // and plots.
+    std::shared_ptr<Communicator> ranks = single_process();
 };
 
 // Runs (or resumes, or reuses) both runs under results/seed-cnn-bn/ and prints the table.

@@ -251,7 +251,13 @@ void claim_directory(const RunFiles& files, const nlohmann::json& config) {
 
 }  // namespace
 
-TrainOutcome train(const TrainConfig& config, const fs::path& dir, const std::string& label, const Probe& probe) {
+std::optional<TrainOutcome> finished_outcome(const TrainConfig& config, const fs::path& dir) {
+    check_train_config(config);
+    return finished_run(RunFiles(dir), to_json(config));
+}
+
+TrainOutcome train(const TrainConfig& config, const fs::path& dir, const std::string& label, const Probe& probe,
+                   const std::shared_ptr<Communicator>& communicator) {
     check_train_config(config);  // every caller's configuration, the drivers' too; nothing written before it
     const RunFiles files(dir);
     const nlohmann::json config_json = to_json(config);
@@ -261,7 +267,14 @@ TrainOutcome train(const TrainConfig& config, const fs::path& dir, const std::st
         throw std::invalid_argument("started by mpirun, but xgrad was built without MPI (meson option mpi): each "
                                     "process would train alone");
     }
-    Communicator& job = *world();
+    Communicator& job = *communicator;
+    if (config.model.sync_bn && job.size() != world()->size()) {
+        throw std::invalid_argument("--sync-bn: SyncBatchNorm's statistics span every rank of the job (" +
+                                    std::to_string(world()->size()) + "), but this run trains on " +
+                                    std::to_string(job.size()) +
+                                    " (a sweep under mpirun trains each run on one rank): train it with xgrad train "
+                                    "under mpirun");
+    }
     const std::size_t ranks = static_cast<std::size_t>(job.size());
     const std::size_t rank = static_cast<std::size_t>(job.rank());
     const bool writes = rank == 0;
@@ -302,7 +315,7 @@ TrainOutcome train(const TrainConfig& config, const fs::path& dir, const std::st
     }
     job.broadcast(std::span(&finished_meanwhile, 1), 0);  // the other ranks wait for rank 0's claim
     if (finished_meanwhile != std::byte{0}) return *finished_run(files, config_json);
-    DataParallel<float> parallel(*model, world());
+    DataParallel<float> parallel(*model, communicator);
 
     std::size_t step = 0;
     double seconds_before = 0;  // training time of earlier sessions of this run

@@ -10,6 +10,7 @@
 
 #include <filesystem>
 #include <functional>
+#include <memory>
 #include <optional>
 #include <string>
 #include <utility>
@@ -19,6 +20,7 @@
 
 #include "experiments/batch_loader.hpp"
 #include "experiments/train_config.hpp"
+#include "layers/distributed/communicator.hpp"
 #include "layers/sequential.hpp"
 
 namespace xgrad {
@@ -39,9 +41,13 @@ struct TrainOutcome {
 // generators), so that a resumed run stays bitwise the uninterrupted one.
 using Probe = std::function<std::vector<std::pair<std::string, double>>(Sequential<float>& model, const Batch& batch)>;
 
-// Trains as `config` says into `dir`. A diverged run is an outcome, not an error; bad
-// configurations, data or checkpoints throw with a message naming what is wrong.
+// Trains as `config` says into `dir`, data-parallel over the ranks of `job` (README,
+// "Distributed"). A diverged run is an outcome, not an error; bad configurations, data or
+// checkpoints throw with a message naming what is wrong.
 TrainOutcome train(const TrainConfig& config, const std::filesystem::path& dir, const std::string& label = "train",
-                   const Probe& probe = {});
+                   const Probe& probe = {}, const std::shared_ptr<Communicator>& job = world());
+
+// The outcome of the run in `dir` if it has finished; it must have been started with `config`.
+std::optional<TrainOutcome> finished_outcome(const TrainConfig& config, const std::filesystem::path& dir);
 
 }  // namespace xgrad

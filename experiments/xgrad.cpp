@@ -215,15 +215,18 @@ int run_eval(const std::string& checkpoint, const ModelConfig& model_config, con
     return 0;
 }
 
+// Under mpirun every rank runs the drivers (each trains its share of the runs); rank 0 alone prints.
 void run_experiment(const std::string& name, const ExperimentOptions& options, const SeedCnnBnOptions& seed_cnn_bn) {
-    if (name == "seed-cnn-bn") return run_seed_cnn_bn(seed_cnn_bn, std::cout);
+    std::ostream silent(nullptr);
+    std::ostream& out = options.writes_report() ? std::cout : silent;
+    if (name == "seed-cnn-bn") return run_seed_cnn_bn(seed_cnn_bn, out);
     for (const Driver& d : drivers()) {
         if (name != d.name && name != "all") continue;
         const auto start = std::chrono::steady_clock::now();
-        std::cout << "== " << d.name << " (profile " << profile_name(options.profile) << ")\n";
-        d.run(options, std::cout);
-        std::cout << "== " << d.name << ": "
-                  << std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count() << " s\n";
+        out << "== " << d.name << " (profile " << profile_name(options.profile) << ")\n";
+        d.run(options, out);
+        out << "== " << d.name << ": " << std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count()
+            << " s" << std::endl;
     }
 }
 
@@ -319,7 +322,7 @@ int main(int argc, char** argv) {
         ->check(path_of("the results directory"))->capture_default_str();
     experiment_cmd->add_option("--profile", profile, "quick (seconds, for tests) or paper (the reproduction)")
         ->check(CLI::IsMember({"quick", "paper"}))->capture_default_str();
-    experiment_cmd->add_option("--jobs", experiment_options.jobs, "Runs trained at once, one thread each")
+    experiment_cmd->add_option("--jobs", experiment_options.jobs, "Runs trained at once, one thread each (by each rank under mpirun; there 1 unless given)")
         ->check(in_range(experiment_range::jobs, "the number of runs trained at once"))->capture_default_str();
     add_threads_option(experiment_cmd, seed_cnn_bn.threads,
                        "seed-cnn-bn: threads (TBB's; OpenBLAS runs single-threaded inside them)");
@@ -344,12 +347,12 @@ int main(int argc, char** argv) {
             return run_eval(checkpoint, model_to_evaluate(checkpoint, eval_model, eval_model_flags), eval_dataset, recalibrate);
         }
         if (*experiment_cmd) {
-            if (world()->size() > 1) {
-                throw std::invalid_argument("xgrad experiment does not spread its runs over mpirun's ranks yet: every "
-                                            "rank would train every run and write the same report; run it without mpirun");
-            }
             experiment_options.profile = parse_profile(profile);
+            experiment_options.ranks = world();
+            // A rank per core: each trains one run at a time unless told otherwise.
+            if (world()->size() > 1 && experiment_cmd->count("--jobs") == 0) experiment_options.jobs = 1;
             seed_cnn_bn.results = experiment_options.results;
+            seed_cnn_bn.ranks = world();
             run_experiment(experiment, experiment_options, seed_cnn_bn);
             return 0;
         }
@@ -365,7 +368,8 @@ int main(int argc, char** argv) {
             return 1;
         }
         // The other ranks may wait in a collective this one will never join: end them all.
-        std::cerr << "xgrad: error on " << job.describe() << ": " << e.what() << "\n";
+        // One write, so that mpirun does not interleave it with another rank's.
+        std::cerr << "xgrad: error on " + job.describe() + ": " + e.what() + "\n" << std::flush;
         job.abort(1);
     }
     return 0;
