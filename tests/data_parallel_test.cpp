@@ -3,7 +3,8 @@
 // for any bucket size; parameters without a gradient), the broadcast of rank 0's state, and
 // training steps on shares of a global batch against one process on the whole batch: with
 // SyncBatchNorm, one process's BatchNorm (shares uneven and empty included); with each rank's own
-// BatchNorm, one process's GhostBatchNorm with the shares as its virtual batches.
+// BatchNorm, one process's GhostBatchNorm with the shares as its virtual batches (for the seed CNN
+// too, 32 samples a rank).
 #include <gtest/gtest.h>
 
 #include <cmath>
@@ -14,6 +15,7 @@
 #include <string>
 #include <vector>
 
+#include "experiments/models.hpp"
 #include "layers/activations.hpp"
 #include "layers/cross_entropy.hpp"
 #include "layers/distributed/data_parallel.hpp"
@@ -161,46 +163,73 @@ void sgd_step(Sequential<float>& model, xgrad::SGD<float>& sgd, DataParallel<flo
     sgd.step();
 }
 
-// Five steps on shares of global batches of `total` samples, against one process on each whole
-// batch with the reference model `whole`: the parameters must agree within float rounding.
-template <class Norm, class WholeNorm>
-void check_training(const std::vector<std::size_t>& sizes, const Norm& norm, const WholeNorm& whole_norm) {
+// `steps` steps on shares of global batches of samples of `sample` shape, against one process on
+// each whole batch with the reference model make_whole(): the parameters must agree within
+// `tolerance` of their largest magnitude.
+template <class Make, class MakeWhole>
+void check_training(const std::vector<std::size_t>& sizes, const xgrad::Shape& sample, std::size_t steps,
+                    const Make& make, const MakeWhole& make_whole, double tolerance) {
     std::size_t total = 0;
     for (std::size_t s : sizes) total += s;
-    auto model = mlp(7, norm);
-    auto whole = mlp(7, whole_norm);
+    auto model = make();
+    auto whole = make_whole();
     DataParallel<float> parallel(*model, xgrad::world(), 256);
     parallel.broadcast_state();
-    xgrad::SGD<float> sgd(model->parameters(), {.lr = 0.1, .momentum = 0.9});
-    xgrad::SGD<float> whole_sgd(whole->parameters(), {.lr = 0.1, .momentum = 0.9});
+    xgrad::SGD<float> sgd(model->parameters(), {.lr = 0.05, .momentum = 0.9});
+    xgrad::SGD<float> whole_sgd(whole->parameters(), {.lr = 0.05, .momentum = 0.9});
     const double weight = static_cast<double>(sizes[this_rank()]) / static_cast<double>(total);
-    for (std::uint64_t step = 0; step < 5; ++step) {
-        const xt::xarray<float> x = noise(xgrad::Shape{total, kFeatures}, 50 + step) + 1.5f;
+    xgrad::Shape batch{total};
+    batch.insert(batch.end(), sample.begin(), sample.end());
+    for (std::uint64_t step = 0; step < steps; ++step) {
+        const xt::xarray<float> x = noise(batch, 50 + step) + 1.5f;
         xt::xarray<std::int64_t> labels = xt::xarray<std::int64_t>::from_shape({total});
         for (std::size_t i = 0; i < total; ++i) labels(i) = static_cast<std::int64_t>((i * 7 + step) % kClasses);
         sgd_step(*model, sgd, &parallel, share_of(x, sizes), share_of(labels, sizes), weight);
         sgd_step(*whole, whole_sgd, nullptr, x, labels, 1.0);
     }
     const auto mine = model->named_parameters(), theirs = whole->named_parameters();
+    ASSERT_EQ(mine.size(), theirs.size());
     for (std::size_t p = 0; p < mine.size(); ++p) {
         const double scale = std::max(1.0, static_cast<double>(xt::amax(xt::abs(theirs[p].second.value()))()));
         const double worst = xt::amax(xt::abs(mine[p].second.value() - theirs[p].second.value()))();
-        EXPECT_LE(worst, 2e-5 * scale) << mine[p].first << " after 5 steps, on " << job().describe() << " with "
-                                       << sizes[this_rank()] << " of " << total << " samples";
+        EXPECT_LE(worst, tolerance * scale) << mine[p].first << " after " << steps << " steps, on " << job().describe()
+                                            << " with " << sizes[this_rank()] << " of " << total << " samples";
     }
+}
+
+// The MLP above with the norm made by `norm`.
+template <class Norm>
+auto mlp_with(const Norm& norm) {
+    return [norm] { return mlp(7, norm); };
 }
 
 TEST(DataParallelTraining, SyncBatchNormStepsEqualOneProcessOverTheWholeBatch) {
     const auto sync = [] { return std::make_shared<xgrad::SyncBatchNormReLU1d<float>>(kHidden); };
     for (const auto& sizes : {shares(8 * ranks()), shares(6 * ranks() + 1, 3), shares(4 * ranks() + 2, 0)}) {
-        check_training(sizes, sync, plain_bn());
+        check_training(sizes, {kFeatures}, 5, mlp_with(sync), mlp_with(plain_bn()), 2e-5);
     }
 }
 
 TEST(DataParallelTraining, EachRanksOwnBatchNormIsGhostBatchNormOverTheShares) {
     const auto ghost = [] { return std::make_shared<xgrad::GhostBatchNorm1d<float>>(kHidden, 8); };
     const auto local = [] { return std::make_shared<xgrad::BatchNorm1d<float>>(kHidden); };
-    check_training(shares(8 * ranks()), local, ghost);
+    check_training(shares(8 * ranks()), {kFeatures}, 5, mlp_with(local), mlp_with(ghost), 2e-5);
+}
+
+// The seed CNN (experiments/models.hpp) with plain BatchNorm over W ranks of 32 samples each,
+// against one process with GhostBatchNorm(virtual_batch = 32) on the 32·W: 20 SGD steps.
+TEST(DataParallelTraining, TheSeedCnnWithoutSyncBatchNormIsGhostBatchNormOf32) {
+    const auto seed_cnn = [](xgrad::Norm norm) {
+        return [norm] {
+            xgrad::ModelConfig config;
+            config.name = "seed-cnn";
+            config.norm = norm;
+            config.ghost_batch = norm == xgrad::Norm::ghost ? 32 : 0;
+            xgrad::Rng rng(3);
+            return xgrad::make_model(config, rng);
+        };
+    };
+    check_training(shares(32 * ranks()), {1, 28, 28}, 20, seed_cnn(xgrad::Norm::batch), seed_cnn(xgrad::Norm::ghost), 1e-4);
 }
 
 }  // namespace
