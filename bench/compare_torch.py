@@ -10,6 +10,11 @@ markdown tables of bench/RESULTS.md:
     matmuls call, falls back to SSE3 kernels on CPUs newer than it; xgrad picks the AVX-512 ones);
   - variants: build/bench/bn_variants_bench (BN written other ways), µs and x_copy, var_rel_err;
   - fusions: build/bench/bn_fusion_bench (BN + ReLU, eval folding, BN folded into Conv2d);
+  - distributed: build/bench/data_parallel_bench alone and under `mpirun -np 2` (one thread a rank):
+    images/s of seed-cnn and paper-mlp steps against one process on 1 and 2 threads, the all-reduce's
+    share of a step, SyncBatchNorm's cost over each rank's own BatchNorm, beside PyTorch's
+    DistributedDataParallel over gloo on 2 processes of one thread (same models, global batch and
+    optimizers; PyTorch's SyncBatchNorm runs on GPUs only);
   - family: build/bench/norm_family_bench (GroupNorm, LayerNorm over (C, H, W), InstanceNorm2d,
     Batch Renorm, Ghost BN) beside nn.GroupNorm, nn.LayerNorm, nn.InstanceNorm2d and, for the two
     BN-based layers, nn.BatchNorm2d over the whole batch, and oneDNN's layer normalization
@@ -17,13 +22,14 @@ markdown tables of bench/RESULTS.md:
     at the same shapes and threads, with x_copy and the ratio to PyTorch.
 
 usage: /usr/bin/python3 bench/compare_torch.py [--build build] [--repetitions 5] [--statistic median|min]
-                                               [--part all|bn|steps|variants|fusions|family]
+                                               [--part all|bn|steps|distributed|variants|fusions|family]
 """
 import argparse
 import json
 import math
 import os
 import platform
+import socket
 import statistics
 import subprocess
 import time
@@ -167,6 +173,102 @@ def print_train_steps(build, repetitions):
     print()
 
 
+# Iterations a repetition of a data-parallel step times, as bench/data_parallel_bench.cpp: every
+# rank must take as many steps, or one waits for the other's all-reduce forever.
+DDP_ITERATIONS = {"seed-cnn": 30, "paper-mlp": 1000}
+MPIRUN = ["mpirun", "--allow-run-as-root", "--timeout", "1800", "-np", "2"]
+
+
+def torch_ddp_rank(rank, port, repetitions):
+    """One of the two ranks of PyTorch's DistributedDataParallel over gloo on loopback, one thread:
+    each model's step on the rank's share of the global batch (samples rank, rank + 2, ..., as
+    DistributedSampler deals them); rank 0 prints {model: µs per step} as JSON."""
+    import torch.distributed as dist
+    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
+    dist.init_process_group("gloo", rank=rank, world_size=2)
+    torch.set_num_threads(1)
+    out = {}
+    for name, (batch, image) in STEPS.items():
+        torch.manual_seed(0)
+        model = torch.nn.parallel.DistributedDataParallel(torch_model(name).train())
+        if name == "seed-cnn":
+            optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
+        else:
+            optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
+        images, labels = torch.randn(batch, *image)[rank::2], torch.randint(0, 10, (batch,))[rank::2]
+
+        def step():
+            optimizer.zero_grad()
+            torch.nn.functional.cross_entropy(model(images), labels).backward()
+            optimizer.step()
+
+        for _ in range(3):
+            step()
+        times = []
+        for _ in range(repetitions):
+            dist.barrier()
+            start = time.perf_counter()
+            for _ in range(DDP_ITERATIONS[name]):
+                step()
+            times.append((time.perf_counter() - start) / DDP_ITERATIONS[name] * 1e6)
+        out[name] = STATISTICS[STATISTIC](times)
+    dist.destroy_process_group()
+    if rank == 0:
+        print(json.dumps(out))
+
+
+def torch_ddp_steps(repetitions):
+    """{model: µs per step} of torch_ddp_rank's two ranks, started as two interpreters."""
+    with socket.socket() as s:  # a free port for the rendezvous
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    ranks = [subprocess.Popen(["/usr/bin/python3", __file__, "--ddp-rank", str(r), "--ddp-port", str(port),
+                               "--repetitions", str(repetitions), "--statistic", STATISTIC],
+                              stdout=subprocess.PIPE, text=True) for r in (0, 1)]
+    outputs = [p.communicate(timeout=1800)[0] for p in ranks]
+    if any(p.returncode != 0 for p in ranks):
+        raise RuntimeError("PyTorch DDP over gloo failed")
+    return json.loads(outputs[0])
+
+
+def only(records, prefix):
+    """The one record whose benchmark name starts with prefix."""
+    [record] = [r for name, r in records.items() if name.startswith(prefix)]
+    return record
+
+
+def print_distributed(build, repetitions):
+    binary = f"{build}/bench/data_parallel_bench"
+    alone = google_benchmark(binary, ".", repetitions, STATISTIC)
+    two = google_benchmark(binary, "threads:1|reduce", repetitions, STATISTIC, launcher=MPIRUN)
+    ddp = torch_ddp_steps(repetitions)
+    torch_alone = torch_train_steps_in_child(repetitions, {})
+    print("### Data-parallel training step (images/s)\n")
+    print("| model | global batch | BatchNorm | xgrad 1 rank | xgrad 1 process, 2 threads | xgrad 2 ranks "
+          "| 2 ranks / 1 rank | all-reduce share of the 2-rank step | PyTorch 1 process | PyTorch DDP gloo, 2 ranks "
+          "| xgrad 2 ranks / PyTorch DDP |")
+    print("|---|---|---|---|---|---|---|---|---|---|---|")
+    for name, (batch, _) in STEPS.items():
+        bench = "BM_data_parallel_step_" + name.replace("-", "_")
+        reduce_us = only(two, f"BM_reduce_gradients_{name.replace('-', '_')}/")["us"]
+        for sync in (0, 1):
+            one_rank, two_threads, two_ranks = (only(records, f"{bench}/sync:{sync}/threads:{t}/")["us"]
+                                                for records, t in ((alone, 1), (alone, 2), (two, 1)))
+            rate = lambda step_us: batch / step_us * 1e6
+            torch_cells = (f"{rate(torch_alone[f'{name}/1']):.0f} | {rate(ddp[name]):.0f} | {ddp[name] / two_ranks:.2f}"
+                           if not sync else "- | - (SyncBatchNorm on GPUs only) | -")
+            print(f"| {name} | {batch} | {'SyncBatchNorm' if sync else 'each rank its own'} | {rate(one_rank):.0f} "
+                  f"| {rate(two_threads):.0f} | {rate(two_ranks):.0f} | {one_rank / two_ranks:.2f} "
+                  f"| {reduce_us / two_ranks:.3f} | {torch_cells} |")
+    print()
+    for name in STEPS:
+        bench = "BM_data_parallel_step_" + name.replace("-", "_")
+        steps = [only(two, f"{bench}/sync:{sync}/threads:1/")["us"] for sync in (0, 1)]
+        print(f"SyncBatchNorm's cost over each rank's own BatchNorm, {name}, 2 ranks: {steps[1] / steps[0] - 1:+.1%} "
+              "of a step.")
+    print()
+
+
 def print_pivot(binary, title, repetitions, counter=None):
     """One Google Benchmark binary as tables, one per kind of arguments: a row per benchmark (its
     name up to the arguments) and thread count, a column per shape, cells "µs (x_copy)"; with
@@ -199,16 +301,22 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--build", default="build")
     parser.add_argument("--repetitions", type=int, default=5)
-    parser.add_argument("--part", choices=("all", "bn", "steps", "variants", "fusions", "family"), default="all",
+    parser.add_argument("--part", choices=("all", "bn", "steps", "distributed", "variants", "fusions", "family"),
+                        default="all",
                         help="one part of the tables, or all of them")
     parser.add_argument("--statistic", choices=tuple(STATISTICS), default="median",
                         help="each figure as the median of its repetitions or their minimum (a noisy shared host)")
     parser.add_argument("--torch-steps-only", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--ddp-rank", type=int, help=argparse.SUPPRESS)
+    parser.add_argument("--ddp-port", type=int, help=argparse.SUPPRESS)
     args = parser.parse_args()
     global STATISTIC
     STATISTIC = args.statistic
     if args.torch_steps_only:
         print(json.dumps(torch_train_steps(args.repetitions)))
+        return
+    if args.ddp_rank is not None:
+        torch_ddp_rank(args.ddp_rank, args.ddp_port, args.repetitions)
         return
 
     cpu = subprocess.run(["sh", "-c", "grep -m1 'model name' /proc/cpuinfo | cut -d: -f2"],
@@ -219,6 +327,8 @@ def main():
         print_batch_norm(args.build, args.repetitions)
     if args.part in ("all", "steps"):
         print_train_steps(args.build, args.repetitions)
+    if args.part in ("all", "distributed"):
+        print_distributed(args.build, args.repetitions)
     if args.part in ("all", "variants"):
         print_pivot(f"{args.build}/bench/bn_variants_bench", "BatchNorm variants, µs (x_copy)", args.repetitions,
                     counter="var_rel_err")

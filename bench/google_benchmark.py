@@ -11,21 +11,28 @@ import subprocess
 STATISTICS = {"median": statistics.median_low, "min": min}
 
 
-def google_benchmark(binary, pattern, repetitions, statistic="median"):
+def google_benchmark(binary, pattern, repetitions, statistic="median", launcher=()):
     """Records by benchmark name from a Google Benchmark binary's JSON output, with the time in µs
     as "us" and the counters of the repetition whose time is `statistic` of the repetitions' times
     (x_copy, though, as that time over the same statistic of the floors), and the coefficient of
-    variation of the time and of each counter as "cv"."""
-    # Repetitions interleaved at random over the run, so that a burst of load from elsewhere on the
-    # machine spoils one repetition of several benchmarks rather than every repetition of one.
-    out = subprocess.run([binary, f"--benchmark_filter={pattern}", "--benchmark_format=json",
-                          f"--benchmark_repetitions={repetitions}", "--benchmark_enable_random_interleaving=true"],
-                         check=True, capture_output=True, text=True).stdout
+    variation of the time and of each counter as "cv". `launcher` goes before the binary (mpirun and
+    its flags)."""
+    # Repetitions interleaved over the run, so that a burst of load from elsewhere on the machine
+    # spoils one repetition of several benchmarks rather than every repetition of one: in a random
+    # order, or under a launcher (whose ranks would each draw their own order) as one run of every
+    # benchmark after the other.
+    command = [*launcher, binary, f"--benchmark_filter={pattern}", "--benchmark_format=json"]
+    if launcher:
+        commands = [command] * repetitions
+    else:
+        commands = [command + [f"--benchmark_repetitions={repetitions}", "--benchmark_enable_random_interleaving=true"]]
     to_us = {"ns": 1e-3, "us": 1.0, "ms": 1e3, "s": 1e6}
     runs = {}
-    for b in json.loads(out)["benchmarks"]:
-        if b["run_type"] == "iteration":
-            runs.setdefault(b["run_name"], []).append({**b, "us": b["real_time"] * to_us[b["time_unit"]]})
+    for c in commands:
+        out = subprocess.run(c, check=True, capture_output=True, text=True).stdout
+        for b in json.loads(out)["benchmarks"]:
+            if b["run_type"] == "iteration":
+                runs.setdefault(b["run_name"], []).append({**b, "us": b["real_time"] * to_us[b["time_unit"]]})
     reduce = STATISTICS[statistic]
     records = {}
     for name, reps in runs.items():

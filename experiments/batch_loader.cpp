@@ -8,6 +8,25 @@
 
 namespace xgrad {
 
+std::size_t rank_share_size(std::size_t n, std::size_t rank, std::size_t ranks) {
+    return n > rank ? (n - rank + ranks - 1) / ranks : 0;
+}
+
+Batch rank_share(const Batch& batch, std::size_t rank, std::size_t ranks) {
+    const std::size_t n = batch.labels.size();
+    const std::size_t mine = rank_share_size(n, rank, ranks);
+    auto shape = batch.images.shape();
+    const std::size_t per_sample = n > 0 ? batch.images.size() / n : 0;
+    shape[0] = mine;
+    Batch out{xt::xarray<float>::from_shape(shape), xt::xarray<std::int64_t>::from_shape({mine})};
+    for (std::size_t k = 0; k < mine; ++k) {
+        const std::size_t i = rank + k * ranks;
+        std::copy_n(batch.images.data() + i * per_sample, per_sample, out.images.data() + k * per_sample);
+        out.labels(k) = batch.labels(i);
+    }
+    return out;
+}
+
 BatchLoader::BatchLoader(const Dataset& data, BatchLoaderOptions options)
     : data_(&data), options_(options), samples_(data.labels.size()) {
     if (data.images.dimension() == 0 || data.images.shape()[0] != samples_ || data.labels.dimension() != 1) {

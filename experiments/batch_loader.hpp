@@ -17,6 +17,13 @@ struct Batch {
     xt::xarray<std::int64_t> labels;  // (B)
 };
 
+// The samples of a batch of n in rank's share of it (rank_share), over `ranks` ranks.
+std::size_t rank_share_size(std::size_t n, std::size_t rank, std::size_t ranks);
+
+// This rank's share of a global batch, as torch's DistributedSampler deals an epoch's samples:
+// samples rank, rank + W, rank + 2W, ... (none when the batch has fewer than rank + 1).
+Batch rank_share(const Batch& batch, std::size_t rank, std::size_t ranks);
+
 struct BatchLoaderOptions {
     std::size_t batch_size = 64;
     std::uint64_t seed = 0;

@@ -102,28 +102,6 @@ void check_virtual_batches(const TrainConfig& c, const BatchLoader& loader) {
     if (loader.last_batch_size() != c.batch) check(loader.last_batch_size(), "an epoch's last batch");
 }
 
-// The samples of a batch of n in rank's share (rank_share).
-std::size_t rank_share_size(std::size_t n, std::size_t rank, std::size_t ranks) {
-    return n > rank ? (n - rank + ranks - 1) / ranks : 0;
-}
-
-// This rank's share of a global batch, as torch's DistributedSampler deals an epoch's samples:
-// samples rank, rank + W, rank + 2W, ... (none when the batch has fewer than rank + 1).
-Batch rank_share(const Batch& batch, std::size_t rank, std::size_t ranks) {
-    const std::size_t n = batch.labels.size();
-    const std::size_t mine = rank_share_size(n, rank, ranks);
-    auto shape = batch.images.shape();
-    const std::size_t per_sample = n > 0 ? batch.images.size() / n : 0;
-    shape[0] = mine;
-    Batch out{xt::xarray<float>::from_shape(shape), xt::xarray<std::int64_t>::from_shape({mine})};
-    for (std::size_t k = 0; k < mine; ++k) {
-        const std::size_t i = rank + k * ranks;
-        std::copy_n(batch.images.data() + i * per_sample, per_sample, out.images.data() + k * per_sample);
-        out.labels(k) = batch.labels(i);
-    }
-    return out;
-}
-
 // The smallest of the shares of a batch of n (the last ranks').
 std::size_t smallest_share(std::size_t n, std::size_t ranks) { return n / ranks; }
 

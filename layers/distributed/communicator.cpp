@@ -13,7 +13,7 @@ class SingleProcess final : public Communicator {
 public:
     int rank() const override { return 0; }
     int size() const override { return 1; }
-    void all_gather(std::span<const double> local, std::span<double> out) override {
+    void all_gather_bytes(std::span<const std::byte> local, std::span<std::byte> out) override {
         if (out.size() != local.size()) throw std::invalid_argument("all_gather: the output must hold one rank's values");
         std::copy(local.begin(), local.end(), out.begin());
     }

@@ -24,7 +24,13 @@ public:
     virtual int size() const = 0;
     // out[r·n + i] = local[i] of rank r, on every rank, n = local.size() (the same on every rank);
     // out.size() = size()·n.
-    virtual void all_gather(std::span<const double> local, std::span<double> out) = 0;
+    void all_gather(std::span<const double> local, std::span<double> out) {
+        all_gather_bytes(std::as_bytes(local), std::as_writable_bytes(out));
+    }
+    void all_gather(std::span<const float> local, std::span<float> out) {
+        all_gather_bytes(std::as_bytes(local), std::as_writable_bytes(out));
+    }
+    virtual void all_gather_bytes(std::span<const std::byte> local, std::span<std::byte> out) = 0;
     // root's bytes to every rank.
     virtual void broadcast(std::span<std::byte> data, int root) = 0;
     virtual void barrier() = 0;

@@ -14,6 +14,25 @@ std::span<std::byte> bytes_of(xt::xarray<T>& a) {
     return std::as_writable_bytes(std::span(a.data(), a.size()));
 }
 
+// out[i] := the sum over r < ranks of values[r·stride + i], i < size, added in double in rank order
+// whatever T (the same bits on every rank), then rounded to T. In blocks that stay in L1, so that
+// each loop vectorizes.
+template <class T>
+void sum_over_ranks(const T* values, std::size_t stride, std::size_t ranks, std::size_t size, T* out) {
+    constexpr std::size_t kBlock = 512;
+    double sum[kBlock];
+    for (std::size_t i0 = 0; i0 < size; i0 += kBlock) {
+        const std::size_t len = std::min(kBlock, size - i0);
+        const T* first = values + i0;
+        for (std::size_t i = 0; i < len; ++i) sum[i] = first[i];
+        for (std::size_t r = 1; r < ranks; ++r) {
+            const T* theirs = values + r * stride + i0;
+            for (std::size_t i = 0; i < len; ++i) sum[i] += theirs[i];
+        }
+        for (std::size_t i = 0; i < len; ++i) out[i0 + i] = static_cast<T>(sum[i]);
+    }
+}
+
 }  // namespace
 
 template <class T>
@@ -27,7 +46,7 @@ DataParallel<T>::DataParallel(Module<T>& model, std::shared_ptr<Communicator> co
         if (!seen) parameters_.push_back(p);
     }
     std::reverse(parameters_.begin(), parameters_.end());
-    const std::size_t bucket_elements = std::max<std::size_t>(bucket_bytes / sizeof(double), 1);
+    const std::size_t bucket_elements = std::max<std::size_t>(bucket_bytes / sizeof(T), 1);
     std::size_t filled = 0;
     for (std::size_t p = 0; p < parameters_.size(); ++p) {
         const std::size_t size = parameters_[p].value().size() + 1;  // and its "has a gradient" flag
@@ -58,29 +77,35 @@ void DataParallel<T>::broadcast_buffers(int root) {
 
 template <class T>
 void DataParallel<T>::reduce_gradients() {
-    std::vector<double> flat;
+    Communicator& c = *communicator_;
+    const std::size_t ranks = static_cast<std::size_t>(c.size());
+    if (ranks == 1) return;  // the sum over one rank is its own gradient, bit for bit
     for (const std::vector<std::size_t>& bucket : buckets_) {
-        flat.clear();
+        // Each parameter's "has a gradient" flag, then its gradient (zeros where it has none).
+        std::size_t n = 0;
+        for (std::size_t p : bucket) n += 1 + parameters_[p].value().size();
+        packed_.resize(n);
+        gathered_.resize(n * ranks);
+        T* out = packed_.data();
         for (std::size_t p : bucket) {
             const Node<T>& node = *parameters_[p].node();
-            flat.push_back(node.has_grad ? 1.0 : 0.0);
-            if (node.has_grad) {
-                flat.insert(flat.end(), node.grad.begin(), node.grad.end());
-            } else {
-                flat.insert(flat.end(), node.value.size(), 0.0);
-            }
+            *out++ = node.has_grad ? T(1) : T(0);
+            out = node.has_grad ? std::copy(node.grad.begin(), node.grad.end(), out)
+                                : std::fill_n(out, node.value.size(), T(0));
         }
-        all_reduce_sum(*communicator_, flat);
-        std::size_t at = 0;
+        c.all_gather(std::span<const T>(packed_), gathered_);
+        std::size_t at = 0;  // into rank 0's part of gathered_
         for (std::size_t p : bucket) {
             Node<T>& node = *parameters_[p].node();
-            const bool any = flat[at++] > 0.0;
+            bool any = false;
+            for (std::size_t r = 0; r < ranks; ++r) any = any || gathered_[r * n + at] != T(0);
+            ++at;
+            const std::size_t size = node.value.size();
             if (any) {
                 prepare_grad_buffer(node);
-                for (T& g : node.grad) g = static_cast<T>(flat[at++]);
-            } else {
-                at += node.value.size();
+                sum_over_ranks(gathered_.data() + at, n, ranks, size, node.grad.data());
             }
+            at += size;
         }
     }
 }

@@ -7,11 +7,12 @@
 // SyncBatchNorm too, whose backward mixes every rank's output gradients (torch's DDP averages the
 // ranks' gradients instead, which is that only for equal numbers).
 //
-// Gradients travel in buckets of about `bucket_bytes` (as doubles; a larger parameter has one of its
-// own), each parameter once even if layers share it, the parameters taken in the
-// reverse of their registration order (the order backward finishes them, as DDP's reducer), each
-// bucket summed in rank order (all_reduce_sum): every rank holds the same bits, and a run repeats
-// them for a given number of ranks. The buckets are reduced after backward, one after the other.
+// Gradients travel in buckets of about `bucket_bytes` (a larger parameter has one of its own), each
+// parameter once even if layers share it, the parameters taken in the reverse of their
+// registration order (the order backward finishes them, as DDP's reducer). Each bucket is
+// all-gathered as T and summed in double in rank order, then rounded to T (as all_reduce_sum):
+// every rank holds the same bits, and a run repeats them for a given number of ranks. The buckets
+// are reduced after backward, one after the other.
 #pragma once
 
 #include <cstddef>
@@ -47,6 +48,8 @@ private:
     std::shared_ptr<Communicator> communicator_;
     std::vector<Var<T>> parameters_;                   // reverse registration order
     std::vector<std::vector<std::size_t>> buckets_;    // indices into parameters_
+    // reduce_gradients' buffers, kept from step to step: a bucket packed, and every rank's.
+    std::vector<T> packed_, gathered_;
 };
 
 extern template class DataParallel<float>;

@@ -19,7 +19,7 @@ namespace {
 
 int count_of(std::size_t n, const char* what) {
     if (n > static_cast<std::size_t>(INT_MAX)) {
-        throw std::length_error(std::string(what) + ": " + std::to_string(n) + " elements are more than MPI counts");
+        throw std::length_error(std::string(what) + ": " + std::to_string(n) + " bytes are more than MPI counts");
     }
     return static_cast<int>(n);
 }
@@ -53,12 +53,12 @@ public:
 
     int rank() const override { return rank_; }
     int size() const override { return size_; }
-    void all_gather(std::span<const double> local, std::span<double> out) override {
+    void all_gather_bytes(std::span<const std::byte> local, std::span<std::byte> out) override {
         if (out.size() != local.size() * static_cast<std::size_t>(size_)) {
             throw std::invalid_argument("all_gather: the output must hold every rank's values");
         }
         const int n = count_of(local.size(), "all_gather");
-        MPI_Allgather(local.data(), n, MPI_DOUBLE, out.data(), n, MPI_DOUBLE, MPI_COMM_WORLD);
+        MPI_Allgather(local.data(), n, MPI_BYTE, out.data(), n, MPI_BYTE, MPI_COMM_WORLD);
     }
     void broadcast(std::span<std::byte> data, int root) override {
         MPI_Bcast(data.data(), count_of(data.size(), "broadcast"), MPI_BYTE, root, MPI_COMM_WORLD);

@@ -14,24 +14,21 @@ namespace xgrad {
 
 namespace {
 
-// Per rank: whether its input passed the layer's own checks, and its N, C, S.
+// Per rank, one record: whether its input passed the layer's own checks, its N, C, S, then its
+// batch's mean and variance per channel of the layer (zeros for a rank without samples or whose
+// input was refused). Every rank's layer has the same channels, so the records have one size.
 constexpr std::size_t kHeader = 4;
 
-// Every rank's (N, C, S), gathered with whether its input passed the layer's checks (`refused`
-// holds this rank's message if not): a ShapeError on every rank alike, rather than on one rank
-// while the others wait in the next collective, when some rank's input was refused or C and S
-// disagree.
-std::vector<ChannelShape> gather_shapes(Communicator& communicator, const ChannelShape& local, const std::string& refused,
-                                        const std::string& where) {
-    const std::size_t ranks = static_cast<std::size_t>(communicator.size());
-    const std::array<double, kHeader> mine{refused.empty() ? 1.0 : 0.0, static_cast<double>(local.n),
-                                           static_cast<double>(local.c), static_cast<double>(local.s)};
-    std::vector<double> every(ranks * kHeader);
-    communicator.all_gather(mine, every);
+// Every rank's (N, C, S), from the gathered records (`refused` holds this rank's message if its
+// input was refused): a ShapeError on every rank alike, rather than on one rank while the others
+// wait in the next collective, when some rank's input was refused or C and S disagree.
+std::vector<ChannelShape> shapes_of(const std::vector<double>& every, std::size_t record, const std::string& refused,
+                                    const std::string& where) {
     if (!refused.empty()) throw ShapeError(refused);
+    const std::size_t ranks = every.size() / record;
     std::vector<ChannelShape> shapes;
     for (std::size_t r = 0; r < ranks; ++r) {
-        const double* h = every.data() + r * kHeader;
+        const double* h = every.data() + r * record;
         if (h[0] == 0.0) {
             throw ShapeError(where + ": rank " + std::to_string(r) + " of " + std::to_string(ranks) +
                              " refused its input (its own message says why)");
@@ -52,13 +49,14 @@ std::vector<ChannelShape> gather_shapes(Communicator& communicator, const Channe
 // pairwise update: with counts a and b, mean = mean_a + δ·b/(a + b) and
 // var·(a + b) = var_a·a + var_b·b + δ²·a·b/(a + b), δ = mean_b - mean_a. A rank with no element
 // adds nothing; the first rank with elements is taken as it is, so one rank gives its own bits.
-Moments combine(const std::vector<ChannelShape>& shapes, const std::vector<double>& every, std::size_t channels) {
+Moments combine(const std::vector<ChannelShape>& shapes, const std::vector<double>& every, std::size_t record,
+                std::size_t channels) {
     Moments out{std::vector<double>(channels, 0.0), std::vector<double>(channels, 0.0)};
     double count = 0.0;
     for (std::size_t r = 0; r < shapes.size(); ++r) {
         const double b = static_cast<double>(shapes[r].per_channel());
         if (b == 0.0) continue;
-        const double* mean_b = every.data() + r * 2 * channels;
+        const double* mean_b = every.data() + r * record + kHeader;
         const double* var_b = mean_b + channels;
         const double a = count;
         count += b;
@@ -145,8 +143,24 @@ Var<T> SyncBatchNorm<T>::forward(const Var<T>& x) {
     } catch (const ShapeError& e) {
         refused = e.what();
     }
+    // One collective: every rank's shape and moments together.
+    const std::size_t channels = this->num_features();
+    const std::size_t record = kHeader + 2 * channels;
+    std::vector<double> mine(record, 0.0);
+    mine[0] = refused.empty() ? 1.0 : 0.0;
+    mine[1] = static_cast<double>(local.n);
+    mine[2] = static_cast<double>(local.c);
+    mine[3] = static_cast<double>(local.s);
+    const Grouping grouping = Grouping::per_channel(local);
+    if (refused.empty() && local.per_channel() > 0) {
+        const Moments m = batch_moments(grouping, x.value().data());
+        std::copy(m.mean.begin(), m.mean.end(), mine.begin() + kHeader);
+        std::copy(m.var.begin(), m.var.end(), mine.begin() + static_cast<std::ptrdiff_t>(kHeader + channels));
+    }
     Communicator& communicator = *communicator_;
-    const std::vector<ChannelShape> shapes = gather_shapes(communicator, local, refused, where);
+    std::vector<double> every(static_cast<std::size_t>(communicator.size()) * record);
+    communicator.all_gather(mine, every);
+    const std::vector<ChannelShape> shapes = shapes_of(every, record, refused, where);
     ChannelShape total{0, local.c, local.s};
     for (const ChannelShape& s : shapes) total.n += s.n;
     if (total.per_channel() <= 1) {
@@ -154,19 +168,8 @@ Var<T> SyncBatchNorm<T>::forward(const Var<T>& x) {
                          " ranks' batches in training, got " + std::to_string(total.per_channel()) +
                          " (this rank's input " + shape_str(shape) + ")");
     }
-
-    const Grouping grouping = Grouping::per_channel(local);
     const Grouping global = Grouping::per_channel(total);
-    const std::size_t channels = local.c;
-    std::vector<double> mine(2 * channels, 0.0);
-    if (local.per_channel() > 0) {
-        const Moments m = batch_moments(grouping, x.value().data());
-        std::copy(m.mean.begin(), m.mean.end(), mine.begin());
-        std::copy(m.var.begin(), m.var.end(), mine.begin() + static_cast<std::ptrdiff_t>(channels));
-    }
-    std::vector<double> every(shapes.size() * 2 * channels);
-    communicator.all_gather(mine, every);
-    const Moments moments = combine(shapes, every, channels);
+    const Moments moments = combine(shapes, every, record, channels);
 
     NormalizedBatch batch{{moments.mean, std::vector<double>(channels)}, std::nullopt};
     for (std::size_t c = 0; c < channels; ++c) batch.norm.invstd[c] = inverse_std(moments.var[c], this->options().eps);

@@ -4,9 +4,9 @@
 // batch alone: Ghost Batch Norm with the local batch as its virtual batch.
 //
 // Built from the normalization stages, with collectives between them:
-//   forward   every rank's (N, C, S) gathered (C and S must agree; N may differ, and may be 0: such
-//             a rank still joins every collective) -> local per-channel moments -> every rank's
-//             (mean, var) gathered and combined in rank order (Chan et al.'s pairwise update, any
+//   forward   local per-channel moments -> every rank's (N, C, S) and (mean, var) gathered in one
+//             collective (C and S must agree; N may differ, and may be 0: such a rank still joins
+//             every collective) and combined in rank order (Chan et al.'s pairwise update, any
 //             counts) -> fold and apply on the local batch; the running statistics move by
 //             the global batch's moments, with torch's unbiased rule over the global count.
 //   backward  local Σg and Σg·(x - mean) per channel -> this rank's dγ and dβ from them (a data-
