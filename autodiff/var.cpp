@@ -63,12 +63,12 @@ void Var<T>::backward(bool retain_graph) const {
 }
 
 template <class T>
-void Var<T>::backward(const xt::xarray<T>& seed, bool retain_graph) const {
+void Var<T>::backward(const xt::xarray<T>& seed, bool retain_graph, const LeafFinished<T>& leaf_finished) const {
     if (to_shape(seed.shape()) != shape()) {
         throw ShapeError("backward: seed gradient of shape " + shape_str(seed.shape()) +
                          " given for a Var of shape " + shape_str(shape()) + " (op '" + node_->op + "')");
     }
-    run_backward(node_, seed, retain_graph);
+    run_backward(node_, seed, retain_graph, leaf_finished);
 }
 
 template <class T>

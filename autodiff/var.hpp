@@ -8,6 +8,7 @@
 
 #include <xtensor/xarray.hpp>
 
+#include "autodiff/backward.hpp"
 #include "autodiff/grad_mode.hpp"
 #include "autodiff/node.hpp"
 #include "autodiff/shape.hpp"
@@ -50,9 +51,10 @@ public:
     void zero_grad();
 
     // Reverse-mode sweep from this Var. A non-scalar needs `seed`, the gradient of the final
-    // quantity with respect to this Var. The graph is freed unless retain_graph.
+    // quantity with respect to this Var. The graph is freed unless retain_graph. leaf_finished is
+    // told of each leaf as soon as its gradient is final (autodiff/backward.hpp).
     void backward(bool retain_graph = false) const;
-    void backward(const xt::xarray<T>& seed, bool retain_graph = false) const;
+    void backward(const xt::xarray<T>& seed, bool retain_graph = false, const LeafFinished<T>& leaf_finished = {}) const;
 
     const NodePtr& node() const { return node_; }
     const char* op() const { return node_->op; }

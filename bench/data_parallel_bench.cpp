@@ -1,7 +1,7 @@
 // A data-parallel training step over the ranks of the job it runs in (alone, or under mpirun), as
 // `xgrad train` takes one: each rank runs forward and backward on its share of a fixed global batch
-// (the shares torch's DistributedSampler deals), DataParallel sums the gradients over ranks, and
-// every rank's optimizer steps.
+// (the shares torch's DistributedSampler deals), DataParallel sums the gradients over ranks while
+// backward runs, and every rank's optimizer steps.
 //   seed-cnn   global batch 64, Adam (lr 1e-3)
 //   paper-mlp  global batch 60, SGD (lr 0.1)
 // Arguments: sync (0: each rank's own BatchNorm, 1: SyncBatchNorm) and threads per rank.
@@ -66,13 +66,11 @@ struct ParallelStep {
         model->train();
     }
 
-    void backward() {
-        optimizer->zero_grad();
-        cross_entropy((*model)(Var<float>(share.images)), share.labels).backward(xt::xarray<float>(loss_weight));
-    }
+    Var<float> loss() { return cross_entropy((*model)(Var<float>(share.images)), share.labels); }
+    // The step as the trainer takes it: the gradients reduced while backward runs.
     void run() {
-        backward();
-        parallel->reduce_gradients();
+        optimizer->zero_grad();
+        parallel->backward(loss(), xt::xarray<float>(loss_weight));
         optimizer->step();
     }
 };
@@ -89,7 +87,7 @@ void data_parallel_step(benchmark::State& state, const std::string& name, std::s
 
 void reduce_gradients(benchmark::State& state, const std::string& name, std::size_t batch) {
     ParallelStep step(name, batch, false);
-    step.backward();
+    step.loss().backward(xt::xarray<float>(step.loss_weight));
     for (int i = 0; i < 3; ++i) step.parallel->reduce_gradients();
     world()->barrier();
     for (auto _ : state) step.parallel->reduce_gradients();

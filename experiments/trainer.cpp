@@ -359,13 +359,14 @@ TrainOutcome train(const TrainConfig& config, const fs::path& dir, const std::st
             loss->backward();
         } else {
             // From this rank's share of the global mean loss, so that the sum over ranks is its
-            // gradient (layers/distributed/data_parallel.hpp); a rank with no sample still joins.
+            // gradient (layers/distributed/data_parallel.hpp), reduced while backward runs; a rank
+            // with no sample still joins.
             if (loss) {
-                loss->backward(xt::xarray<float>(static_cast<float>(static_cast<double>(n_mine) / static_cast<double>(n_all))));
+                parallel.backward(*loss, xt::xarray<float>(static_cast<float>(static_cast<double>(n_mine) /
+                                                                               static_cast<double>(n_all))));
             } else {
-                logits.backward(xt::zeros_like(logits.value()));
+                parallel.backward(logits, xt::zeros_like(logits.value()));
             }
-            parallel.reduce_gradients();
         }
         optimizer->step();
         loss_sum += loss_value;

@@ -104,6 +104,50 @@ TEST(DataParallel, GradientsAreTheSumOverRanksInRankOrder) {
     }
 }
 
+// DataParallel::backward, whose buckets start while backward runs, gives the bits of a backward
+// followed by reduce_gradients: with SyncBatchNorm's own collectives in the middle of the
+// backward, one bucket a parameter or all in one, shares uneven and empty, and a parameter with
+// no gradient on rank 0 alone (its bucket starts there only once backward is done).
+TEST(DataParallel, OverlappedBackwardGivesTheBitsOfBackwardThenReduce) {
+    const auto sync = [] { return std::make_shared<xgrad::SyncBatchNormReLU1d<float>>(kHidden); };
+    for (const std::size_t bucket_bytes : {std::size_t{16}, std::size_t{1} << 20}) {
+        for (const auto& sizes : {shares(8 * ranks()), shares(4 * ranks() + 2, 0)}) {
+            std::size_t total = 0;
+            for (std::size_t n : sizes) total += n;
+            const xt::xarray<float> x = noise(xgrad::Shape{total, kFeatures}, 9) + 1.5f;
+            xt::xarray<std::int64_t> labels = xt::xarray<std::int64_t>::from_shape({total});
+            for (std::size_t i = 0; i < total; ++i) labels(i) = static_cast<std::int64_t>(i % kClasses);
+            const auto gradients = [&](bool overlapped) {
+                auto model = mlp(7, sync);
+                if (this_rank() == 0) model->parameters()[1].node()->requires_grad = false;
+                DataParallel<float> parallel(*model, xgrad::world(), bucket_bytes);
+                const Var<float> logits = (*model)(Var<float>(share_of(x, sizes)));
+                const xt::xarray<std::int64_t> mine = share_of(labels, sizes);
+                // As sgd_step: a share of no samples backs a zero gradient through the logits.
+                const Var<float> target = mine.size() > 0 ? xgrad::cross_entropy(logits, mine) : logits;
+                const xt::xarray<float> seed = mine.size() > 0 ? xt::xarray<float>(static_cast<float>(mine.size()) / total)
+                                                               : xt::xarray<float>(xt::zeros_like(logits.value()));
+                if (overlapped) {
+                    parallel.backward(target, seed);
+                } else {
+                    target.backward(seed);
+                    parallel.reduce_gradients();
+                }
+                std::vector<xt::xarray<float>> out;
+                for (const auto& p : model->parameters()) out.push_back(p.has_grad() ? p.grad() : xt::xarray<float>::from_shape({0}));
+                return out;
+            };
+            const auto overlapped = gradients(true), after = gradients(false);
+            ASSERT_EQ(overlapped.size(), after.size());
+            for (std::size_t p = 0; p < after.size(); ++p) {
+                EXPECT_EQ(overlapped[p], after[p]) << "parameter " << p << ", " << bucket_bytes << " bytes a bucket, on "
+                                                   << job().describe() << " with " << sizes[this_rank()] << " of " << total;
+            }
+            EXPECT_EQ(after[1].size(), ranks() > 1 ? std::size_t{kHidden} : 0u) << "rank 0's frozen bias, summed";
+        }
+    }
+}
+
 // A layer registered twice (tied weights) lists its parameters twice; they are summed once.
 TEST(DataParallel, ASharedParameterIsSummedOnce) {
     xgrad::Rng rng(3);

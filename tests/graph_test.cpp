@@ -8,6 +8,7 @@
 #include <rapidcheck/gtest.h>
 #include <sys/resource.h>
 
+#include <algorithm>
 #include <cmath>
 #include <stdexcept>
 #include <string>
@@ -90,6 +91,30 @@ RC_GTEST_PROP(Graph, VarUsedTwiceGetsBothContributions, ()) {
     RC_ASSERT(graph_size(fused) == 2u);
     fused.backward(k.seed);
     checkClose(a2.grad(), 8.0 * k.a * k.seed, 1e-15, "dc/da fused");
+}
+
+// backward's leaf_finished hears of each leaf once, and only when its gradient is final: the
+// gradient it sees then is the one backward ends with. Three nodes take a (t, u and c * a), one
+// takes b and one takes c: a hook that fired at a's first consumer would see part of its gradient.
+RC_GTEST_PROP(Graph, LeafFinishedHearsOfEachLeafOnceWithItsFinalGradient, ()) {
+    const Case k = *genCase();
+    const Var<double> a = leaf(k.a), b = leaf(k.b), c = leaf(k.a);
+    const Var<double> unused = c * a;
+    const Var<double> y = threeNodes(a, b);
+    const Var<double> root = y + unused * Var<double>(xt::zeros_like(k.a));
+    std::vector<const xgrad::Node<double>*> heard;
+    std::vector<Array> seen;  // the gradient each had then
+    root.backward(k.seed, false, [&](xgrad::Node<double>& leaf) {
+        heard.push_back(&leaf);
+        seen.push_back(leaf.has_grad ? leaf.grad : Array());
+    });
+    RC_ASSERT(heard.size() == 3u);
+    for (const auto& v : {a, b, c}) {
+        RC_ASSERT(std::count(heard.begin(), heard.end(), v.node().get()) == 1);
+        const auto at = std::find(heard.begin(), heard.end(), v.node().get());
+        RC_ASSERT(v.has_grad());
+        RC_ASSERT(seen[static_cast<std::size_t>(at - heard.begin())] == v.grad());
+    }
 }
 
 TEST(Graph, ScalarVarUsedTwice) {

@@ -17,6 +17,16 @@
 
 namespace xgrad {
 
+// A collective started and not yet finished (Communicator::start_all_gather).
+class PendingCollective {
+public:
+    virtual ~PendingCollective() = default;
+    // Moves it on as far as it can without blocking; whether it has finished.
+    virtual bool test() = 0;
+    // Blocks until it has finished.
+    virtual void wait() = 0;
+};
+
 class Communicator {
 public:
     virtual ~Communicator() = default;
@@ -31,6 +41,18 @@ public:
         all_gather_bytes(std::as_bytes(local), std::as_writable_bytes(out));
     }
     virtual void all_gather_bytes(std::span<const std::byte> local, std::span<std::byte> out) = 0;
+    // all_gather without waiting for it (MPI_Iallgather), so that computation can go on meanwhile:
+    // `local` and `out` must stay as they are until the returned collective has finished, which
+    // its destructor waits for. Collectives, started and blocking alike, are matched across ranks
+    // in the order each rank calls them.
+    std::unique_ptr<PendingCollective> start_all_gather(std::span<const float> local, std::span<float> out) {
+        return start_all_gather_bytes(std::as_bytes(local), std::as_writable_bytes(out));
+    }
+    std::unique_ptr<PendingCollective> start_all_gather(std::span<const double> local, std::span<double> out) {
+        return start_all_gather_bytes(std::as_bytes(local), std::as_writable_bytes(out));
+    }
+    virtual std::unique_ptr<PendingCollective> start_all_gather_bytes(std::span<const std::byte> local,
+                                                                      std::span<std::byte> out) = 0;
     // root's bytes to every rank.
     virtual void broadcast(std::span<std::byte> data, int root) = 0;
     virtual void barrier() = 0;

@@ -11,12 +11,18 @@
 // parameter once even if layers share it, the parameters taken in the reverse of their
 // registration order (the order backward finishes them, as DDP's reducer). Each bucket is
 // all-gathered as T and summed in double in rank order, then rounded to T (as all_reduce_sum):
-// every rank holds the same bits, and a run repeats them for a given number of ranks. The buckets
-// are reduced after backward, one after the other.
+// every rank holds the same bits, and a run repeats them for a given number of ranks.
+//
+// backward() overlaps the reduction with the backward pass: a bucket's all-gather starts as soon
+// as backward has finished the gradient of every parameter in it (and of every bucket before it:
+// buckets start in one order on every rank, whatever the graph), and runs while backward goes on
+// through the layers below; the sums are taken once backward is done. reduce_gradients() reduces
+// every bucket after a backward of the caller's own. Both give the same bits.
 #pragma once
 
 #include <cstddef>
 #include <memory>
+#include <unordered_map>
 #include <vector>
 
 #include "autodiff/var.hpp"
@@ -39,17 +45,34 @@ public:
     // Every parameter's gradient := the sum over ranks of its gradient (a rank without a gradient
     // for it adds 0; a parameter no rank has a gradient for keeps none).
     void reduce_gradients();
+    // loss.backward(seed), then reduce_gradients(), with the reduction running during the backward
+    // (see above). Should backward throw, the job cannot go on: collectives already started are
+    // abandoned (their buffers are never freed, as MPI may still write them).
+    void backward(const Var<T>& loss, const xt::xarray<T>& seed);
 
     std::size_t bucket_count() const { return buckets_.size(); }
     Communicator& communicator() const { return *communicator_; }
 
 private:
+    struct Bucket {
+        std::vector<std::size_t> parameters;  // indices into parameters_
+        std::size_t unfinished = 0;           // of its parameters, those whose gradient backward has yet to finish
+        // Kept from step to step: each parameter's "has a gradient" flag and gradient, and every rank's.
+        std::vector<T> packed, gathered;
+        std::unique_ptr<PendingCollective> pending;
+    };
+
+    // Packs bucket k's gradients and starts their all-gather.
+    void start(std::size_t k);
+    // Starts every bucket not started yet, then waits for each and writes the sums over ranks.
+    void finish();
+
     Module<T>& model_;
     std::shared_ptr<Communicator> communicator_;
-    std::vector<Var<T>> parameters_;                   // reverse registration order
-    std::vector<std::vector<std::size_t>> buckets_;    // indices into parameters_
-    // reduce_gradients' buffers, kept from step to step: a bucket packed, and every rank's.
-    std::vector<T> packed_, gathered_;
+    std::vector<Var<T>> parameters_;  // reverse registration order
+    std::vector<Bucket> buckets_;
+    std::unordered_map<const Node<T>*, std::size_t> bucket_of_;  // a parameter's node -> its bucket
+    std::size_t started_ = 0;                                      // buckets 0 .. started_ - 1 are
 };
 
 extern template class DataParallel<float>;

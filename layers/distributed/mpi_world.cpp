@@ -24,6 +24,23 @@ int count_of(std::size_t n, const char* what) {
     return static_cast<int>(n);
 }
 
+class MpiRequest final : public PendingCollective {
+public:
+    MpiRequest() = default;
+    MpiRequest(const MpiRequest&) = delete;
+    MpiRequest& operator=(const MpiRequest&) = delete;
+    // Its buffers may go once it is dropped, so it is waited for then.
+    ~MpiRequest() override { wait(); }
+    bool test() override {
+        int done = 0;
+        MPI_Test(&request, &done, MPI_STATUS_IGNORE);  // MPI_REQUEST_NULL, once finished, tests done
+        return done != 0;
+    }
+    void wait() override { MPI_Wait(&request, MPI_STATUS_IGNORE); }
+
+    MPI_Request request = MPI_REQUEST_NULL;
+};
+
 class MpiWorld final : public Communicator {
 public:
     MpiWorld() {
@@ -54,11 +71,15 @@ public:
     int rank() const override { return rank_; }
     int size() const override { return size_; }
     void all_gather_bytes(std::span<const std::byte> local, std::span<std::byte> out) override {
-        if (out.size() != local.size() * static_cast<std::size_t>(size_)) {
-            throw std::invalid_argument("all_gather: the output must hold every rank's values");
-        }
-        const int n = count_of(local.size(), "all_gather");
+        const int n = gather_count(local.size(), out.size(), "all_gather");
         MPI_Allgather(local.data(), n, MPI_BYTE, out.data(), n, MPI_BYTE, MPI_COMM_WORLD);
+    }
+    std::unique_ptr<PendingCollective> start_all_gather_bytes(std::span<const std::byte> local,
+                                                              std::span<std::byte> out) override {
+        const int n = gather_count(local.size(), out.size(), "start_all_gather");
+        auto pending = std::make_unique<MpiRequest>();
+        MPI_Iallgather(local.data(), n, MPI_BYTE, out.data(), n, MPI_BYTE, MPI_COMM_WORLD, &pending->request);
+        return pending;
     }
     void broadcast(std::span<std::byte> data, int root) override {
         MPI_Bcast(data.data(), count_of(data.size(), "broadcast"), MPI_BYTE, root, MPI_COMM_WORLD);
@@ -70,6 +91,14 @@ public:
     }
 
 private:
+    // An all-gather's count, once its output is checked to hold every rank's values.
+    int gather_count(std::size_t local, std::size_t out, const char* what) const {
+        if (out != local * static_cast<std::size_t>(size_)) {
+            throw std::invalid_argument(std::string(what) + ": the output must hold every rank's values");
+        }
+        return count_of(local, what);
+    }
+
     int rank_ = 0;
     int size_ = 1;
     bool owns_ = false;
