@@ -36,7 +36,7 @@ import time
 
 import torch
 
-from google_benchmark import STATISTICS, google_benchmark
+from google_benchmark import STATISTICS, alternating, google_benchmark
 
 SHAPES = [(64, 32, 28 * 28), (64, 64, 14 * 14), (32, 64, 56 * 56), (32, 256, 14 * 14),
           (16, 3, 224 * 224), (64, 512, 1), (60, 100, 1), (256, 1024, 1)]
@@ -239,8 +239,10 @@ def only(records, prefix):
 
 def print_distributed(build, repetitions):
     binary = f"{build}/bench/data_parallel_bench"
-    alone = google_benchmark(binary, ".", repetitions, STATISTIC)
-    two = google_benchmark(binary, "threads:1|reduce", repetitions, STATISTIC, launcher=MPIRUN)
+    # One process and two ranks in alternation: their ratio is the figure.
+    measured = alternating({"alone": [binary], "two": [*MPIRUN, binary, "--benchmark_filter=threads:1|reduce"]},
+                           repetitions, STATISTIC)
+    alone, two = measured["alone"], measured["two"]
     ddp = torch_ddp_steps(repetitions)
     torch_alone = torch_train_steps_in_child(repetitions, {})
     print("### Data-parallel training step (images/s)\n")
@@ -252,7 +254,7 @@ def print_distributed(build, repetitions):
         bench = "BM_data_parallel_step_" + name.replace("-", "_")
         reduce_us = only(two, f"BM_reduce_gradients_{name.replace('-', '_')}/")["us"]
         for sync in (0, 1):
-            one_rank, two_threads, two_ranks = (only(records, f"{bench}/sync:{sync}/threads:{t}/")["us"]
+            one_rank, two_threads, two_ranks = (only(records, f"{bench}/sync:{sync}/threads:{t}/overlap:1/")["us"]
                                                 for records, t in ((alone, 1), (alone, 2), (two, 1)))
             rate = lambda step_us: batch / step_us * 1e6
             torch_cells = (f"{rate(torch_alone[f'{name}/1']):.0f} | {rate(ddp[name]):.0f} | {ddp[name] / two_ranks:.2f}"
@@ -263,10 +265,10 @@ def print_distributed(build, repetitions):
     print()
     for name in STEPS:
         bench = "BM_data_parallel_step_" + name.replace("-", "_")
-        steps = [only(two, f"{bench}/sync:{sync}/threads:1/")["us"] for sync in (0, 1)]
-        print(f"SyncBatchNorm's cost over each rank's own BatchNorm, {name}, 2 ranks: {steps[1] / steps[0] - 1:+.1%} "
-              "of a step.")
-    print()
+        steps = [only(two, f"{bench}/sync:{sync}/threads:1/overlap:1/")["us"] for sync in (0, 1)]
+        after = only(two, f"{bench}/sync:0/threads:1/overlap:0/")["us"]
+        print(f"{name}, 2 ranks: SyncBatchNorm costs {steps[1] / steps[0] - 1:+.1%} of a step over each rank's own "
+              f"BatchNorm; the all-reduce after backward rather than during it, {after / steps[0] - 1:+.1%}.\n")
 
 
 def print_pivot(binary, title, repetitions, counter=None):

@@ -4,7 +4,8 @@
 // backward runs, and every rank's optimizer steps.
 //   seed-cnn   global batch 64, Adam (lr 1e-3)
 //   paper-mlp  global batch 60, SGD (lr 0.1)
-// Arguments: sync (0: each rank's own BatchNorm, 1: SyncBatchNorm) and threads per rank.
+// Arguments: sync (0: each rank's own BatchNorm, 1: SyncBatchNorm), threads per rank, and overlap
+// (1: the all-reduce runs during backward, as the trainer's; 0: after it).
 // items_per_second is the global batch's images per second. BM_reduce_gradients_* time
 // DataParallel::reduce_gradients alone on the step's gradients: over the step's time it is the
 // all-reduce's share of a step (inside a step, its time would also hold the wait for the slowest
@@ -67,10 +68,16 @@ struct ParallelStep {
     }
 
     Var<float> loss() { return cross_entropy((*model)(Var<float>(share.images)), share.labels); }
-    // The step as the trainer takes it: the gradients reduced while backward runs.
-    void run() {
+    // The step as the trainer takes it, the gradients reduced while backward runs (overlap), or
+    // after it.
+    void run(bool overlap) {
         optimizer->zero_grad();
-        parallel->backward(loss(), xt::xarray<float>(loss_weight));
+        if (overlap) {
+            parallel->backward(loss(), xt::xarray<float>(loss_weight));
+        } else {
+            loss().backward(xt::xarray<float>(loss_weight));
+            parallel->reduce_gradients();
+        }
         optimizer->step();
     }
 };
@@ -78,9 +85,10 @@ struct ParallelStep {
 void data_parallel_step(benchmark::State& state, const std::string& name, std::size_t batch) {
     tbb::global_control limit(tbb::global_control::max_allowed_parallelism, static_cast<std::size_t>(state.range(1)));
     ParallelStep step(name, batch, state.range(0) != 0);
-    for (int i = 0; i < 3; ++i) step.run();  // buffers allocated, caches warm
+    const bool overlap = state.range(2) != 0;
+    for (int i = 0; i < 3; ++i) step.run(overlap);  // buffers allocated, caches warm
     world()->barrier();
-    for (auto _ : state) step.run();
+    for (auto _ : state) step.run(overlap);
     state.SetItemsProcessed(static_cast<std::int64_t>(state.iterations() * batch));
     state.counters["ranks"] = world()->size();
 }
@@ -109,8 +117,9 @@ void register_benchmarks() {
     for (const Registration& r : {Registration{"BM_data_parallel_step_seed_cnn", BM_data_parallel_step_seed_cnn, 30},
                                   Registration{"BM_data_parallel_step_paper_mlp", BM_data_parallel_step_paper_mlp, 1000}}) {
         benchmark::RegisterBenchmark(r.name, r.run)
-            ->ArgNames({"sync", "threads"})
-            ->ArgsProduct({{0, 1}, {1, 2}})
+            ->ArgNames({"sync", "threads", "overlap"})
+            ->ArgsProduct({{0, 1}, {1, 2}, {1}})
+            ->Args({0, 1, 0})  // what the overlap is worth
             ->Iterations(r.iterations)
             ->UseRealTime()
             ->Unit(benchmark::kMillisecond);

@@ -1,5 +1,5 @@
-"""Running a Google Benchmark binary from the comparison scripts (compare_torch.py,
-compare_builds.py): its records by benchmark name, reduced over the repetitions."""
+"""Running Google Benchmark binaries from the comparison scripts (compare_torch.py,
+compare_builds.py): their records by benchmark name, reduced over the repetitions."""
 import json
 import statistics
 import subprocess
@@ -11,28 +11,44 @@ import subprocess
 STATISTICS = {"median": statistics.median_low, "min": min}
 
 
-def google_benchmark(binary, pattern, repetitions, statistic="median", launcher=()):
+def google_benchmark(binary, pattern, repetitions, statistic="median"):
     """Records by benchmark name from a Google Benchmark binary's JSON output, with the time in µs
     as "us" and the counters of the repetition whose time is `statistic` of the repetitions' times
     (x_copy, though, as that time over the same statistic of the floors), and the coefficient of
-    variation of the time and of each counter as "cv". `launcher` goes before the binary (mpirun and
-    its flags)."""
-    # Repetitions interleaved over the run, so that a burst of load from elsewhere on the machine
-    # spoils one repetition of several benchmarks rather than every repetition of one: in a random
-    # order, or under a launcher (whose ranks would each draw their own order) as one run of every
-    # benchmark after the other.
-    command = [*launcher, binary, f"--benchmark_filter={pattern}", "--benchmark_format=json"]
-    if launcher:
-        commands = [command] * repetitions
-    else:
-        commands = [command + [f"--benchmark_repetitions={repetitions}", "--benchmark_enable_random_interleaving=true"]]
+    variation of the time and of each counter as "cv"."""
+    # Repetitions interleaved at random over the run, so that a burst of load from elsewhere on the
+    # machine spoils one repetition of several benchmarks rather than every repetition of one.
+    return reduce_repetitions(iterations_of([binary, f"--benchmark_filter={pattern}", "--benchmark_format=json",
+                                             f"--benchmark_repetitions={repetitions}",
+                                             "--benchmark_enable_random_interleaving=true"]), statistic)
+
+
+def alternating(commands, repetitions, statistic="median"):
+    """{key: records as google_benchmark's} for commands {key: argv} that run Google Benchmark
+    binaries (under a launcher such as mpirun, whose ranks must not draw an order of their own):
+    each repetition runs every command once, one after the other, so that a burst of load spreads
+    over the commands rather than spoiling one of them, whose figures are compared."""
+    runs = {key: {} for key in commands}
+    for _ in range(repetitions):
+        for key, command in commands.items():
+            for name, reps in iterations_of([*command, "--benchmark_format=json"]).items():
+                runs[key].setdefault(name, []).extend(reps)
+    return {key: reduce_repetitions(r, statistic) for key, r in runs.items()}
+
+
+def iterations_of(command):
+    """The iteration records of one run of `command`, by benchmark name, with the time in µs as "us"."""
     to_us = {"ns": 1e-3, "us": 1.0, "ms": 1e3, "s": 1e6}
     runs = {}
-    for c in commands:
-        out = subprocess.run(c, check=True, capture_output=True, text=True).stdout
-        for b in json.loads(out)["benchmarks"]:
-            if b["run_type"] == "iteration":
-                runs.setdefault(b["run_name"], []).append({**b, "us": b["real_time"] * to_us[b["time_unit"]]})
+    out = subprocess.run(command, check=True, capture_output=True, text=True).stdout
+    for b in json.loads(out)["benchmarks"]:
+        if b["run_type"] == "iteration":
+            runs.setdefault(b["run_name"], []).append({**b, "us": b["real_time"] * to_us[b["time_unit"]]})
+    return runs
+
+
+def reduce_repetitions(runs, statistic):
+    """A record per benchmark from its repetitions' records (google_benchmark says how)."""
     reduce = STATISTICS[statistic]
     records = {}
     for name, reps in runs.items():

@@ -1,9 +1,9 @@
 #include "layers/distributed/data_parallel.hpp"
 
 #include <algorithm>
-#include <cstring>
 #include <span>
 #include <stdexcept>
+#include <unordered_set>
 
 namespace xgrad {
 
@@ -40,10 +40,9 @@ DataParallel<T>::DataParallel(Module<T>& model, std::shared_ptr<Communicator> co
     : model_(model), communicator_(std::move(communicator)) {
     if (!communicator_) throw std::invalid_argument("DataParallel: no communicator given");
     // Each parameter once, also one that several layers share: summed twice, it would count twice.
+    std::unordered_set<const Node<T>*> seen;
     for (Var<T>& p : model.parameters()) {
-        const bool seen = std::any_of(parameters_.begin(), parameters_.end(),
-                                      [&](const Var<T>& q) { return q.node() == p.node(); });
-        if (!seen) parameters_.push_back(p);
+        if (seen.insert(p.node().get()).second) parameters_.push_back(p);
     }
     std::reverse(parameters_.begin(), parameters_.end());
     const std::size_t bucket_elements = std::max<std::size_t>(bucket_bytes / sizeof(T), 1);
