@@ -121,6 +121,23 @@ def torch_model(name):
 STEPS = {"seed-cnn": (64, (1, 28, 28)), "paper-mlp": (60, (784,))}
 
 
+def torch_step(name, model, images, labels):
+    """A training step of `model` (the model `name`, or a wrapper of it) on one batch, with the
+    optimizer bench/train_step_bench.cpp gives that model: Adam (lr 1e-3) for seed-cnn, SGD (lr 0.1)
+    for paper-mlp."""
+    if name == "seed-cnn":
+        optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
+    else:
+        optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
+
+    def step():
+        optimizer.zero_grad()
+        torch.nn.functional.cross_entropy(model(images), labels).backward()
+        optimizer.step()
+
+    return step
+
+
 def torch_train_steps(repetitions):
     """{(model, threads): µs per training step}, as bench/train_step_bench.cpp takes one."""
     torch.manual_seed(0)
@@ -128,18 +145,8 @@ def torch_train_steps(repetitions):
     for name, (batch, image) in STEPS.items():
         for threads in THREADS:
             torch.set_num_threads(threads)
-            model = torch_model(name).train()
-            if name == "seed-cnn":
-                optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
-            else:
-                optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
-            images, labels = torch.randn(batch, *image), torch.randint(0, 10, (batch,))
-
-            def step():
-                optimizer.zero_grad()
-                torch.nn.functional.cross_entropy(model(images), labels).backward()
-                optimizer.step()
-
+            step = torch_step(name, torch_model(name).train(), torch.randn(batch, *image),
+                              torch.randint(0, 10, (batch,)))
             for _ in range(3):
                 step()
             out[f"{name}/{threads}"] = time_per_call(step, repetitions, 1.0)
@@ -190,18 +197,8 @@ def torch_ddp_rank(rank, port, repetitions):
     out = {}
     for name, (batch, image) in STEPS.items():
         torch.manual_seed(0)
-        model = torch.nn.parallel.DistributedDataParallel(torch_model(name).train())
-        if name == "seed-cnn":
-            optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
-        else:
-            optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
-        images, labels = torch.randn(batch, *image)[rank::2], torch.randint(0, 10, (batch,))[rank::2]
-
-        def step():
-            optimizer.zero_grad()
-            torch.nn.functional.cross_entropy(model(images), labels).backward()
-            optimizer.step()
-
+        step = torch_step(name, torch.nn.parallel.DistributedDataParallel(torch_model(name).train()),
+                          torch.randn(batch, *image)[rank::2], torch.randint(0, 10, (batch,))[rank::2])
         for _ in range(3):
             step()
         times = []

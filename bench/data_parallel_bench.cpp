@@ -27,12 +27,11 @@
 #include <xtensor/xrandom.hpp>
 
 #include "autodiff/memory.hpp"
+#include "bench/step_optimizer.hpp"
 #include "experiments/batch_loader.hpp"
 #include "experiments/models.hpp"
-#include "layers/adam.hpp"
 #include "layers/cross_entropy.hpp"
 #include "layers/distributed/data_parallel.hpp"
-#include "layers/sgd.hpp"
 
 namespace {
 
@@ -51,11 +50,7 @@ struct ParallelStep {
         config.name = name;
         config.sync_bn = sync;
         model = make_model(config, rng);
-        if (name == "paper-mlp") {
-            optimizer = std::make_unique<SGD<float>>(model->parameters(), SgdOptions{.lr = 0.1});
-        } else {
-            optimizer = std::make_unique<Adam<float>>(model->parameters(), AdamOptions{.lr = 1e-3});
-        }
+        optimizer = xgrad_bench::step_optimizer(name, model->parameters());
         parallel = std::make_unique<DataParallel<float>>(*model, world());
         parallel->broadcast_state();
         xt::random::seed(0);

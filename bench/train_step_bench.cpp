@@ -16,10 +16,9 @@
 #include <xtensor/xrandom.hpp>
 
 #include "autodiff/blas.hpp"
+#include "bench/step_optimizer.hpp"
 #include "experiments/models.hpp"
-#include "layers/adam.hpp"
 #include "layers/cross_entropy.hpp"
-#include "layers/sgd.hpp"
 
 namespace {
 
@@ -37,11 +36,7 @@ struct Step {
         ModelConfig config;
         config.name = name;
         model = make_model(config, rng);
-        if (name == "paper-mlp") {
-            optimizer = std::make_unique<SGD<float>>(model->parameters(), SgdOptions{.lr = 0.1});
-        } else {
-            optimizer = std::make_unique<Adam<float>>(model->parameters(), AdamOptions{.lr = 1e-3});
-        }
+        optimizer = xgrad_bench::step_optimizer(name, model->parameters());
         xt::random::seed(0);
         const auto shape = model_takes_flat_input(name) ? std::vector<std::size_t>{batch, 784}
                                                         : std::vector<std::size_t>{batch, 1, 28, 28};
