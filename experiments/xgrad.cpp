@@ -325,7 +325,7 @@ int main(int argc, char** argv) {
     experiment_cmd->add_option("--jobs", experiment_options.jobs, "Runs trained at once, one thread each (by each rank under mpirun; there 1 unless given)")
         ->check(in_range(experiment_range::jobs, "the number of runs trained at once"))->capture_default_str();
     add_threads_option(experiment_cmd, seed_cnn_bn.threads,
-                       "seed-cnn-bn: threads (TBB's; OpenBLAS runs single-threaded inside them)");
+                       "seed-cnn-bn: threads (TBB's; OpenBLAS runs single-threaded inside them); 1 a rank under mpirun");
 
     std::string report_results = "results", report_out = "experiments/REPORT.md";
     CLI::App* report_cmd = app.add_subcommand("report", "Regenerate REPORT.md from the experiments' claims.json files");

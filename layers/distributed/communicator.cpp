@@ -33,6 +33,7 @@ public:
         if (root != 0) throw std::invalid_argument("broadcast: root " + std::to_string(root) + " of a single process");
     }
     void barrier() override {}
+    std::shared_ptr<Communicator> duplicate() override { return single_process(); }
     [[noreturn]] void abort(int code) override { std::exit(code); }
 };
 

@@ -37,9 +37,6 @@ public:
     void all_gather(std::span<const double> local, std::span<double> out) {
         all_gather_bytes(std::as_bytes(local), std::as_writable_bytes(out));
     }
-    void all_gather(std::span<const float> local, std::span<float> out) {
-        all_gather_bytes(std::as_bytes(local), std::as_writable_bytes(out));
-    }
     virtual void all_gather_bytes(std::span<const std::byte> local, std::span<std::byte> out) = 0;
     // all_gather without waiting for it (MPI_Iallgather), so that computation can go on meanwhile:
     // `local` and `out` must stay as they are until the returned collective has finished, which
@@ -56,6 +53,10 @@ public:
     // root's bytes to every rank.
     virtual void broadcast(std::span<std::byte> data, int root) = 0;
     virtual void barrier() = 0;
+    // The same ranks with collectives of their own: matched only among themselves, never against
+    // this communicator's (MPI_Comm_dup), so that two streams of collectives (a data-parallel
+    // reducer's and SyncBatchNorm's) need not interleave alike on every rank. Collective.
+    virtual std::shared_ptr<Communicator> duplicate() = 0;
     // Ends every rank of the job with `code`, for an error one rank met alone: the others may be
     // waiting in a collective it will never join (MPI_Abort; a single process exits).
     [[noreturn]] virtual void abort(int code) = 0;

@@ -37,7 +37,7 @@ void sum_over_ranks(const T* values, std::size_t stride, std::size_t ranks, std:
 
 template <class T>
 DataParallel<T>::DataParallel(Module<T>& model, std::shared_ptr<Communicator> communicator, std::size_t bucket_bytes)
-    : model_(model), communicator_(std::move(communicator)) {
+    : model_(model), communicator_(communicator ? communicator->duplicate() : nullptr) {
     if (!communicator_) throw std::invalid_argument("DataParallel: no communicator given");
     // Each parameter once, also one that several layers share: summed twice, it would count twice.
     std::unordered_set<const Node<T>*> seen;
@@ -129,11 +129,15 @@ void DataParallel<T>::backward(const Var<T>& loss, const xt::xarray<T>& seed) {
     if (communicator_->size() == 1) return loss.backward(seed);
     started_ = 0;
     for (Bucket& bucket : buckets_) bucket.unfinished = bucket.parameters.size();
+    overlapped_ = 0;
     const LeafFinished<T> leaf_finished = [this](Node<T>& leaf) {
         const auto it = bucket_of_.find(&leaf);
         if (it == bucket_of_.end()) return;  // an input that requires a gradient, not a parameter
         --buckets_[it->second].unfinished;
-        while (started_ < buckets_.size() && buckets_[started_].unfinished == 0) start(started_++);
+        while (started_ < buckets_.size() && buckets_[started_].unfinished == 0) {
+            start(started_++);
+            ++overlapped_;
+        }
         for (std::size_t k = 0; k < started_; ++k) {
             if (buckets_[k].pending) buckets_[k].pending->test();  // MPI moves a collective on inside its calls
         }

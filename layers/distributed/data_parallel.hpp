@@ -14,10 +14,13 @@
 // every rank holds the same bits, and a run repeats them for a given number of ranks.
 //
 // backward() overlaps the reduction with the backward pass: a bucket's all-gather starts as soon
-// as backward has finished the gradient of every parameter in it (and of every bucket before it:
-// buckets start in one order on every rank, whatever the graph), and runs while backward goes on
-// through the layers below; the sums are taken once backward is done. reduce_gradients() reduces
-// every bucket after a backward of the caller's own. Both give the same bits.
+// as backward has finished the gradient of every parameter in it and every bucket before it has
+// started (buckets start in one order on every rank, whatever the graph), and runs while backward
+// goes on through the layers below; the sums are taken once backward is done. reduce_gradients()
+// reduces every bucket after a backward of the caller's own. Both give the same bits. The buckets
+// travel on a duplicate of the communicator given: a bucket may start during backward on one rank
+// and only after it on another (a parameter frozen there, or outside its graph), and on the same
+// communicator it would then be matched against SyncBatchNorm's collectives in that backward.
 #pragma once
 
 #include <cstddef>
@@ -34,6 +37,7 @@ namespace xgrad {
 template <class T>
 class DataParallel {
 public:
+    // Collective: every rank constructs it (it duplicates the communicator).
     DataParallel(Module<T>& model, std::shared_ptr<Communicator> communicator, std::size_t bucket_bytes = 1 << 20);
 
     // root's parameters' values and buffers (running statistics and their counters) on every rank.
@@ -51,7 +55,8 @@ public:
     void backward(const Var<T>& loss, const xt::xarray<T>& seed);
 
     std::size_t bucket_count() const { return buckets_.size(); }
-    Communicator& communicator() const { return *communicator_; }
+    // Of the buckets, those the last backward() started before backward was done.
+    std::size_t overlapped_buckets() const { return overlapped_; }
 
 private:
     struct Bucket {
@@ -72,7 +77,8 @@ private:
     std::vector<Var<T>> parameters_;  // reverse registration order
     std::vector<Bucket> buckets_;
     std::unordered_map<const Node<T>*, std::size_t> bucket_of_;  // a parameter's node -> its bucket
-    std::size_t started_ = 0;                                      // buckets 0 .. started_ - 1 are
+    std::size_t started_ = 0;                                      // buckets started, in order
+    std::size_t overlapped_ = 0;
 };
 
 extern template class DataParallel<float>;

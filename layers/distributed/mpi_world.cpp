@@ -9,7 +9,10 @@
 
 #include <climits>
 #include <cstdlib>
+#include <memory>
 #include <stdexcept>
+#include <string>
+#include <utility>
 
 #include "layers/distributed/communicator.hpp"
 
@@ -41,57 +44,82 @@ public:
     MPI_Request request = MPI_REQUEST_NULL;
 };
 
-class MpiWorld final : public Communicator {
+// MPI itself: initialized unless the program did it, and then finalized once the last
+// communicator that holds it is gone.
+class MpiLibrary {
 public:
-    MpiWorld() {
+    MpiLibrary() {
         int initialized = 0;
         MPI_Initialized(&initialized);
-        if (!initialized) {  // a program that initialized MPI itself keeps it, and finalizes it
-            int provided = 0;
-            // Collectives come from one thread at a time (the training loop's), never from TBB's workers.
-            MPI_Init_thread(nullptr, nullptr, MPI_THREAD_SERIALIZED, &provided);
-            owns_ = true;
-            if (provided < MPI_THREAD_SERIALIZED) {
-                MPI_Finalize();
-                throw std::runtime_error("MPI: this MPI library does not allow calls from more than one thread "
-                                         "(MPI_THREAD_SERIALIZED)");
-            }
+        if (initialized) return;  // a program that initialized MPI itself keeps it, and finalizes it
+        int provided = 0;
+        // Collectives come from one thread at a time (the training loop's), never from TBB's workers.
+        MPI_Init_thread(nullptr, nullptr, MPI_THREAD_SERIALIZED, &provided);
+        owns_ = true;
+        if (provided < MPI_THREAD_SERIALIZED) {
+            MPI_Finalize();
+            throw std::runtime_error("MPI: this MPI library does not allow calls from more than one thread "
+                                     "(MPI_THREAD_SERIALIZED)");
         }
-        MPI_Comm_rank(MPI_COMM_WORLD, &rank_);
-        MPI_Comm_size(MPI_COMM_WORLD, &size_);
     }
-    ~MpiWorld() override {
+    ~MpiLibrary() {
         int finalized = 0;
         MPI_Finalized(&finalized);
         if (owns_ && !finalized) MPI_Finalize();
     }
-    MpiWorld(const MpiWorld&) = delete;
-    MpiWorld& operator=(const MpiWorld&) = delete;
+    MpiLibrary(const MpiLibrary&) = delete;
+    MpiLibrary& operator=(const MpiLibrary&) = delete;
+
+private:
+    bool owns_ = false;
+};
+
+// The ranks of an MPI communicator: MPI_COMM_WORLD, or a duplicate of it that it frees.
+class MpiCommunicator final : public Communicator {
+public:
+    MpiCommunicator(std::shared_ptr<MpiLibrary> library, MPI_Comm comm, bool owned)
+        : library_(std::move(library)), comm_(comm), owned_(owned) {
+        MPI_Comm_rank(comm_, &rank_);
+        MPI_Comm_size(comm_, &size_);
+    }
+    ~MpiCommunicator() override {
+        int finalized = 0;
+        MPI_Finalized(&finalized);
+        if (owned_ && !finalized) MPI_Comm_free(&comm_);
+    }
+    MpiCommunicator(const MpiCommunicator&) = delete;
+    MpiCommunicator& operator=(const MpiCommunicator&) = delete;
 
     int rank() const override { return rank_; }
     int size() const override { return size_; }
     void all_gather_bytes(std::span<const std::byte> local, std::span<std::byte> out) override {
         const int n = gather_count(local.size(), out.size(), "all_gather");
-        MPI_Allgather(local.data(), n, MPI_BYTE, out.data(), n, MPI_BYTE, MPI_COMM_WORLD);
+        MPI_Allgather(local.data(), n, MPI_BYTE, out.data(), n, MPI_BYTE, comm_);
     }
     std::unique_ptr<PendingCollective> start_all_gather_bytes(std::span<const std::byte> local,
                                                               std::span<std::byte> out) override {
         const int n = gather_count(local.size(), out.size(), "start_all_gather");
         auto pending = std::make_unique<MpiRequest>();
-        MPI_Iallgather(local.data(), n, MPI_BYTE, out.data(), n, MPI_BYTE, MPI_COMM_WORLD, &pending->request);
+        MPI_Iallgather(local.data(), n, MPI_BYTE, out.data(), n, MPI_BYTE, comm_, &pending->request);
         return pending;
     }
     void broadcast(std::span<std::byte> data, int root) override {
-        MPI_Bcast(data.data(), count_of(data.size(), "broadcast"), MPI_BYTE, root, MPI_COMM_WORLD);
+        MPI_Bcast(data.data(), count_of(data.size(), "broadcast"), MPI_BYTE, root, comm_);
     }
-    void barrier() override { MPI_Barrier(MPI_COMM_WORLD); }
+    void barrier() override { MPI_Barrier(comm_); }
+    std::shared_ptr<Communicator> duplicate() override {
+        MPI_Comm copy = MPI_COMM_NULL;
+        MPI_Comm_dup(comm_, &copy);
+        return std::make_shared<MpiCommunicator>(library_, copy, true);
+    }
     [[noreturn]] void abort(int code) override {
-        MPI_Abort(MPI_COMM_WORLD, code);
-        std::exit(code);  // MPI_Abort does not return; the compiler cannot know it
+        MPI_Abort(MPI_COMM_WORLD, code);  // every process of the job, whichever communicator met the error
+        std::exit(code);                  // MPI_Abort does not return; the compiler cannot know it
     }
 
 private:
-    // An all-gather's count, once its output is checked to hold every rank's values.
+    // An all-gather's count in bytes (MPI counts are ints: at most 2 GiB a rank), once its output
+    // is checked to hold every rank's values.
     int gather_count(std::size_t local, std::size_t out, const char* what) const {
         if (out != local * static_cast<std::size_t>(size_)) {
             throw std::invalid_argument(std::string(what) + ": the output must hold every rank's values");
@@ -99,16 +127,20 @@ private:
         return count_of(local, what);
     }
 
+    std::shared_ptr<MpiLibrary> library_;  // MPI stays up while a communicator needs it
+    MPI_Comm comm_;
+    bool owned_;
     int rank_ = 0;
     int size_ = 1;
-    bool owns_ = false;
 };
 
 }  // namespace
 
 std::shared_ptr<Communicator> world() {
     static const std::shared_ptr<Communicator> job =
-        launched_by_mpirun() ? std::shared_ptr<Communicator>(std::make_shared<MpiWorld>()) : single_process();
+        launched_by_mpirun()
+            ? std::shared_ptr<Communicator>(std::make_shared<MpiCommunicator>(std::make_shared<MpiLibrary>(), MPI_COMM_WORLD, false))
+            : single_process();
     return job;
 }
 

@@ -16,12 +16,13 @@ namespace {
 
 // Per rank, one record: whether its input passed the layer's own checks, its N, C, S, then its
 // batch's mean and variance per channel of the layer (zeros for a rank without samples or whose
-// input was refused). Every rank's layer has the same channels, so the records have one size.
+// input was refused). Every rank's layer must have the same channels (every rank builds the same
+// model), so that the records have one size.
 constexpr std::size_t kHeader = 4;
 
 // Every rank's (N, C, S), from the gathered records (`refused` holds this rank's message if its
 // input was refused): a ShapeError on every rank alike, rather than on one rank while the others
-// wait in the next collective, when some rank's input was refused or C and S disagree.
+// wait in the next collective, when some rank's input was refused or S disagrees.
 std::vector<ChannelShape> shapes_of(const std::vector<double>& every, std::size_t record, const std::string& refused,
                                     const std::string& where) {
     if (!refused.empty()) throw ShapeError(refused);
@@ -36,8 +37,8 @@ std::vector<ChannelShape> shapes_of(const std::vector<double>& every, std::size_
         shapes.push_back({static_cast<std::size_t>(h[1]), static_cast<std::size_t>(h[2]), static_cast<std::size_t>(h[3])});
     }
     for (std::size_t r = 1; r < ranks; ++r) {
-        if (shapes[r].c != shapes[0].c || shapes[r].s != shapes[0].s) {
-            throw ShapeError(where + ": ranks disagree on the input's channels or spatial size: rank 0 has (N, C, S) = " +
+        if (shapes[r].s != shapes[0].s) {  // C is the layer's on every rank that accepted its input
+            throw ShapeError(where + ": ranks disagree on the input's spatial size: rank 0 has (N, C, S) = " +
                              shape_str(std::array{shapes[0].n, shapes[0].c, shapes[0].s}) + ", rank " +
                              std::to_string(r) + " has " + shape_str(std::array{shapes[r].n, shapes[r].c, shapes[r].s}));
         }

@@ -35,7 +35,8 @@ class SyncBatchNorm : public BatchNorm<T> {
 public:
     // Training: a ShapeError naming the layer, on every rank alike, when some rank's input does not
     // fit the layer, when ranks disagree on the spatial size, or when the global batch has a single
-    // value per channel.
+    // value per channel. Every rank's layer must have the same num_features (MPI refuses the
+    // collective otherwise, ending the job).
     Var<T> forward(const Var<T>& x) override;
     std::shared_ptr<Communicator> communicator() const { return communicator_; }
 
