@@ -269,7 +269,10 @@ TEST(DataParallelTraining, EachRanksOwnBatchNormIsGhostBatchNormOverTheShares) {
 }
 
 // The seed CNN (experiments/models.hpp) with plain BatchNorm over W ranks of 32 samples each,
-// against one process with GhostBatchNorm(virtual_batch = 32) on the 32·W: 20 SGD steps.
+// against one process with GhostBatchNorm(virtual_batch = 32) on the 32·W: 20 SGD steps. The
+// statistics are the same bits; the gradients differ in rounding (summed over ranks rather than in
+// one product), which 20 steps of momentum grow to 1.2e-4 of the largest weight in the clang build
+// under ASan; with virtual batches of 16 instead, the weights differ by 9e-2.
 TEST(DataParallelTraining, TheSeedCnnWithoutSyncBatchNormIsGhostBatchNormOf32) {
     const auto seed_cnn = [](xgrad::Norm norm) {
         return [norm] {
@@ -281,7 +284,7 @@ TEST(DataParallelTraining, TheSeedCnnWithoutSyncBatchNormIsGhostBatchNormOf32) {
             return xgrad::make_model(config, rng);
         };
     };
-    check_training(shares(32 * ranks()), {1, 28, 28}, 20, seed_cnn(xgrad::Norm::batch), seed_cnn(xgrad::Norm::ghost), 1e-4);
+    check_training(shares(32 * ranks()), {1, 28, 28}, 20, seed_cnn(xgrad::Norm::batch), seed_cnn(xgrad::Norm::ghost), 1e-3);
 }
 
 }  // namespace
