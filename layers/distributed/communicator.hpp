@@ -67,6 +67,12 @@ public:
 // values := the sum over ranks of every rank's values, added in rank order (see above).
 void all_reduce_sum(Communicator& communicator, std::span<double> values);
 
+// out[i] := the sum over r < ranks of values[r·stride + i], i < size: every rank's values as an
+// all-gather lays them out, added in double in rank order whatever T (the same bits on every
+// rank), then rounded to T. For float and double.
+template <class T>
+void sum_over_ranks(const T* values, std::size_t stride, std::size_t ranks, std::size_t size, T* out);
+
 // The job of one process: rank 0 of 1; every collective returns what it was given.
 std::shared_ptr<Communicator> single_process();
 

@@ -14,25 +14,6 @@ std::span<std::byte> bytes_of(xt::xarray<T>& a) {
     return std::as_writable_bytes(std::span(a.data(), a.size()));
 }
 
-// out[i] := the sum over r < ranks of values[r·stride + i], i < size, added in double in rank order
-// whatever T (the same bits on every rank), then rounded to T. In blocks that stay in L1, so that
-// each loop vectorizes.
-template <class T>
-void sum_over_ranks(const T* values, std::size_t stride, std::size_t ranks, std::size_t size, T* out) {
-    constexpr std::size_t kBlock = 512;
-    double sum[kBlock];
-    for (std::size_t i0 = 0; i0 < size; i0 += kBlock) {
-        const std::size_t len = std::min(kBlock, size - i0);
-        const T* first = values + i0;
-        for (std::size_t i = 0; i < len; ++i) sum[i] = first[i];
-        for (std::size_t r = 1; r < ranks; ++r) {
-            const T* theirs = values + r * stride + i0;
-            for (std::size_t i = 0; i < len; ++i) sum[i] += theirs[i];
-        }
-        for (std::size_t i = 0; i < len; ++i) out[i0 + i] = static_cast<T>(sum[i]);
-    }
-}
-
 }  // namespace
 
 template <class T>
