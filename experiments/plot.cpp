@@ -25,6 +25,9 @@ std::string quoted(const std::string& s) {
 
 }  // namespace
 
+// experiments/plot.py, built into the library (experiments/meson.build).
+extern const char plot_script[];
+
 void plot(const PlotSpec& spec, const std::filesystem::path& png) {
     nlohmann::json curves = nlohmann::json::array();
     for (const auto& c : spec.curves) {
@@ -36,12 +39,13 @@ void plot(const PlotSpec& spec, const std::filesystem::path& png) {
     spec_path += ".json";
     write_file_atomically(spec_path, json.dump(1) + "\n");
     // Built by appending: GCC 12 misreports `"literal" + std::string` under -Wrestrict.
-    std::string command = "/usr/bin/python3";
-    for (const std::string& arg : {quoted(XGRAD_SOURCE_DIR "/experiments/plot.py"), quoted(spec_path.string()),
-                                   quoted(png.string())}) {
+    // The script as an argument, well below the kernel's 128 KiB limit on one: a pipe to python's
+    // stdin could raise SIGPIPE here if python ended before reading it.
+    std::string command = "/usr/bin/python3 -c";
+    for (const std::string& arg : {quoted(plot_script), quoted(spec_path.string()), quoted(png.string())}) {
         command.append(" ").append(arg);
     }
-    if (std::system(command.c_str()) != 0) throw std::runtime_error("plotting failed: " + command);
+    if (std::system(command.c_str()) != 0) throw std::runtime_error("plotting " + png.string() + " failed: /usr/bin/python3 exited with an error drawing " + spec_path.string());
 }
 
 void plot_test_accuracy(const std::vector<PlotSeries>& series, const std::filesystem::path& png, const std::string& title) {

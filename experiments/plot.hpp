@@ -1,5 +1,6 @@
-// Plots through experiments/plot.py (matplotlib, run with /usr/bin/python3, which has it). The
-// data of every plot is kept beside it as <png>.json, the spec plot.py drew it from.
+// Plots through experiments/plot.py (matplotlib, run with /usr/bin/python3, which has it), which
+// the library holds as a string: plotting needs no source tree. The data of every plot is kept
+// beside it as <png>.json, the spec plot.py drew it from.
 #pragma once
 
 #include <filesystem>
