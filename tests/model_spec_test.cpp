@@ -121,8 +121,12 @@ void expect_same_state(xgrad::Sequential<float>& builtin, xgrad::Sequential<floa
         EXPECT_EQ(builtin_buffers[i].first, spec_buffers[i].first);
         const auto& a = builtin_buffers[i].second;
         const auto& b = spec_buffers[i].second;
-        if (a.tensor && b.tensor) EXPECT_EQ(*a.tensor, *b.tensor) << builtin_buffers[i].first;
-        if (a.counter && b.counter) EXPECT_EQ(*a.counter, *b.counter) << builtin_buffers[i].first;
+        ASSERT_EQ(a.tensor != nullptr, b.tensor != nullptr) << builtin_buffers[i].first;
+        if (a.tensor) {
+            EXPECT_EQ(*a.tensor, *b.tensor) << builtin_buffers[i].first;
+        } else {
+            EXPECT_EQ(*a.counter, *b.counter) << builtin_buffers[i].first;
+        }
     }
 }
 
@@ -196,7 +200,7 @@ TEST(SpecErrors, UnknownTypesAndKeysAreNamedWithTheLayer) {
     expect_spec_error(flat_spec({to_classes, {{"type", "lineer"}}}), {"layers[1]: unknown type 'lineer'", "known: conv, linear"});
     expect_spec_error(flat_spec({{{"type", "linear"}, {"out_feature", 10}}}),
                       {"layers[0] (linear, input (N, 784))", "unknown key 'out_feature'", "out_features"});
-    json extra_key = flat_spec({to_classes});
+    json extra_key = flat_spec(json::array({to_classes}));
     extra_key["output"] = 10;
     expect_spec_error(extra_key, {"unknown key 'output'"});
     expect_spec_error(flat_spec({{{"name", "fc"}}}), {"layers[0]", "expected a \"type\""});
@@ -239,7 +243,7 @@ TEST(SpecErrors, WrongJsonTypesAndValuesOutOfRangeNameTheKeyAndTheRange) {
 TEST(SpecErrors, ShapesALayerCannotTakeNameBothTheLayerAndTheShape) {
     expect_spec_error(image_spec({conv32, to_classes}), {"layers[1] (linear, input (N, 32, 28, 28))", "put a flatten before it"});
     expect_spec_error(image_spec({flatten, conv32}), {"layers[1] (conv, input (N, 784))", "takes (N, C, H, W)"});
-    expect_spec_error(flat_spec({conv32}), {"layers[0] (conv, input (N, 784))"});
+    expect_spec_error(flat_spec(json::array({conv32})), {"layers[0] (conv, input (N, 784))"});
     const json pool4 = {{"type", "maxpool"}, {"kernel", 4}}, pool8 = {{"type", "maxpool"}, {"kernel", 8}};
     expect_spec_error(image_spec({pool4, pool8, flatten, to_classes}),
                       {"layers[1] (maxpool, input (N, 1, 7, 7))", "the kernel 8 is larger than the input's 7 x 7"});
@@ -251,7 +255,7 @@ TEST(SpecErrors, ShapesALayerCannotTakeNameBothTheLayerAndTheShape) {
 
 TEST(SpecErrors, AResidualBodyNamesItsNestedIndexAndAShapeChangeBothShapes) {
     const json conv64 = {{"type", "conv"}, {"out_channels", 64}, {"kernel", 3}, {"padding", 1}};
-    expect_spec_error(image_spec({conv32, {{"type", "residual"}, {"layers", {conv64}}}, flatten, to_classes}),
+    expect_spec_error(image_spec({conv32, {{"type", "residual"}, {"layers", json::array({conv64})}}, flatten, to_classes}),
                       {"layers[1] (residual, input (N, 32, 28, 28))", "the body's output (N, 64, 28, 28)"});
     expect_spec_error(image_spec({conv32, {{"type", "residual"}, {"layers", {conv32, {{"type", "linear"}}}}}, flatten, to_classes}),
                       {"layers[1].layers[1] (linear, input (N, 32, 28, 28))", "put a flatten before it"});
