@@ -203,7 +203,8 @@ private:
         }
         const nlohmann::json& value = object.at(key);
         const bool fits = value.is_number_integer() &&
-                          (!value.is_number_unsigned() || value.get<std::uint64_t>() <= std::numeric_limits<std::int64_t>::max());
+                          (!value.is_number_unsigned() ||
+                           value.get<std::uint64_t>() <= static_cast<std::uint64_t>(std::numeric_limits<std::int64_t>::max()));
         if (!fits || !range.contains(value.get<std::int64_t>())) fail(layer, "'" + key + "' is " + value.dump() + ", expected " + range.words());
         return value.get<std::size_t>();
     }

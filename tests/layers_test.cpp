@@ -15,6 +15,7 @@
 #include <stdexcept>
 #include <string>
 #include <tuple>
+#include <utility>
 #include <vector>
 
 #include <xtensor/xmath.hpp>
@@ -236,16 +237,22 @@ RC_GTEST_PROP(LayerGradients, Sequential, ()) {
     checkGradients([&](const std::vector<Var<double>>& v) { return net(v[0]); }, inputs, "Sequential");
 }
 
+// The gradients of a Residual around `body`, in training mode, to x and to every parameter.
+void checkResidualGradients(std::shared_ptr<xgrad::Sequential<double>> body, const Var<double>& x, const std::string& what) {
+    xgrad::Residual<double> block(std::move(body));
+    block.train();
+    std::vector<Var<double>> inputs{x};
+    for (const auto& p : block.parameters()) inputs.push_back(p);
+    checkGradients([&](const std::vector<Var<double>>& v) { return block(v[0]); }, inputs, what);
+}
+
 RC_GTEST_PROP(LayerGradients, Residual, ()) {
     const auto n = *uniformIn<std::size_t>(1, 4);
     const auto width = *uniformIn<std::size_t>(1, 5);
     auto body = std::make_shared<xgrad::Sequential<double>>();
     body->add(std::make_shared<xgrad::Linear<double>>(width, width));
     body->add(std::make_shared<xgrad::Tanh<double>>());
-    xgrad::Residual<double> block(body);
-    std::vector<Var<double>> inputs{leaf(*genArray({n, width}, anywhere(-2, 2)))};
-    for (const auto& p : block.parameters()) inputs.push_back(p);
-    checkGradients([&](const std::vector<Var<double>>& v) { return block(v[0]); }, inputs, "Residual");
+    checkResidualGradients(body, leaf(*genArray({n, width}, anywhere(-2, 2))), "Residual(Linear, Tanh)");
 }
 
 // BN in training normalizes by the batch's own statistics, so every sample's output depends on
@@ -258,11 +265,7 @@ RC_GTEST_PROP(LayerGradients, ResidualThroughBatchNormInTraining, ()) {
     body->add(std::make_shared<xgrad::Conv2d<double>>(c, c, 3, 1, 1));
     body->add(std::make_shared<xgrad::BatchNorm2d<double>>(c));
     body->add(std::make_shared<xgrad::Tanh<double>>());
-    xgrad::Residual<double> block(body);
-    block.train();
-    std::vector<Var<double>> inputs{leaf(*genArray({n, c, side, side}, anywhere(-2, 2)))};
-    for (const auto& p : block.parameters()) inputs.push_back(p);
-    checkGradients([&](const std::vector<Var<double>>& v) { return block(v[0]); }, inputs, "Residual(Conv2d, BatchNorm2d, Tanh)");
+    checkResidualGradients(body, leaf(*genArray({n, c, side, side}, anywhere(-2, 2))), "Residual(Conv2d, BatchNorm2d, Tanh)");
 }
 
 RC_GTEST_PROP(LayerGradients, CrossEntropy, ()) {
