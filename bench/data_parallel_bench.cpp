@@ -54,7 +54,7 @@ struct ParallelStep {
         parallel = std::make_unique<DataParallel<float>>(*model, world());
         parallel->broadcast_state();
         xt::random::seed(0);
-        const auto shape = model_takes_flat_input(name) ? std::vector<std::size_t>{batch, 784}
+        const auto shape = model_takes_flat_input(config) ? std::vector<std::size_t>{batch, 784}
                                                         : std::vector<std::size_t>{batch, 1, 28, 28};
         const auto rank = static_cast<std::size_t>(world()->rank()), ranks = static_cast<std::size_t>(world()->size());
         share = rank_share({xt::random::randn<float>(shape), xt::random::randint<std::int64_t>({batch}, 0, 10)}, rank, ranks);

@@ -38,7 +38,7 @@ struct Step {
         model = make_model(config, rng);
         optimizer = xgrad_bench::step_optimizer(name, model->parameters());
         xt::random::seed(0);
-        const auto shape = model_takes_flat_input(name) ? std::vector<std::size_t>{batch, 784}
+        const auto shape = model_takes_flat_input(config) ? std::vector<std::size_t>{batch, 784}
                                                         : std::vector<std::size_t>{batch, 1, 28, 28};
         images = xt::random::randn<float>(shape);
         labels = xt::random::randint<std::int64_t>({batch}, 0, 10);

@@ -93,6 +93,7 @@ nlohmann::json to_json(const ModelConfig& c) {
     }
     if (c.noisy_bn) json["noisy_bn"] = true;
     if (c.sync_bn) json["sync_bn"] = true;
+    if (c.name == spec_model_name) json["model_spec"] = c.spec;
     return json;
 }
 
@@ -114,6 +115,11 @@ ModelConfig model_config_from_json(const nlohmann::json& json) {
     ModelConfig c;
     std::string norm;
     read(json, "model", c.name);
+    if (c.name == spec_model_name) {
+        read(json, "model_spec", c.spec);
+        if (!c.spec.is_object()) throw std::invalid_argument("'model_spec' is " + c.spec.dump() + ", not a JSON object");
+        c.spec_source = "model_spec";
+    }
     read(json, "norm", norm);
     c.norm = parse_norm(norm);
     if (!json.contains("init_sigma")) throw std::invalid_argument("no key 'init_sigma'");

@@ -43,8 +43,15 @@ struct RenormSettings {
     BatchRenormOptions options() const;
 };
 
+// ModelConfig::name of a model from a spec file (experiments/model_spec.hpp).
+inline constexpr const char* spec_model_name = "spec";
+
 struct ModelConfig {
-    std::string name = "seed-cnn";  // experiments/models.hpp lists the models
+    std::string name = "seed-cnn";  // experiments/models.hpp lists the models; spec_model_name for a spec's
+    // The spec's JSON object when name is spec_model_name, null otherwise; where it was read from,
+    // for the errors naming it (not recorded: a spec file renamed is the same model).
+    nlohmann::json spec;
+    std::string spec_source;
     Norm norm = Norm::batch;
     // Norm::group: the groups of every GroupNorm layer (Wu & He's 32). A layer whose channels it
     // does not divide is an error, never another G.
@@ -86,13 +93,14 @@ inline constexpr RealRange renorm_momentum = RealRange::open_closed(0, 1);
 // std::invalid_argument naming the flag and its range.
 void check_model_config(const ModelConfig& config);
 
-// The keys config.json records: model, norm, the settings of that norm only (norm_groups;
+// The keys config.json records: model, model_spec (the spec's object, for a spec model only), norm, the settings of that norm only (norm_groups;
 // ghost_batch; renorm_rmax, renorm_dmax, renorm_warmup, renorm_rmax_at, renorm_dmax_at,
 // renorm_momentum), init_sigma, dropout, and noisy_bn and sync_bn only when on. Runs begun before a key
 // existed lack it and still match (train_config.hpp's first_difference).
 nlohmann::json to_json(const ModelConfig& config);
 // The ModelConfig whose to_json is `json` (in today's keys: train_config.hpp's with_current_keys);
-// a std::invalid_argument naming the key that is missing or of the wrong type.
+// a std::invalid_argument naming the key that is missing or of the wrong type. A spec model's
+// spec_source is "model_spec", the key.
 ModelConfig model_config_from_json(const nlohmann::json& json);
 
 }  // namespace xgrad

@@ -2,12 +2,14 @@
 
 #include <stdexcept>
 
+#include "experiments/model_spec.hpp"
 #include "experiments/norm_activation.hpp"
 #include "layers/activations.hpp"
 #include "layers/conv2d.hpp"
 #include "layers/dropout.hpp"
 #include "layers/linear.hpp"
 #include "layers/max_pool2d.hpp"
+#include "layers/submodules.hpp"
 
 namespace xgrad {
 
@@ -25,21 +27,17 @@ bool gaussian_init_if(Module<float>& module, double sigma, Rng& rng) {
 }
 
 void gaussian_init(Sequential<float>& model, double sigma, Rng& rng) {
-    for (auto& [name, child] : model.named_children()) {
-        gaussian_init_if<Linear<float>>(*child, sigma, rng) || gaussian_init_if<Conv2d<float>>(*child, sigma, rng);
+    for (Module<float>* module : submodules(model)) {
+        gaussian_init_if<Linear<float>>(*module, sigma, rng) || gaussian_init_if<Conv2d<float>>(*module, sigma, rng);
     }
 }
 
 // The generators of the random layers (Dropout, noise), seeded after every initialization draw:
 // a model with them and its twin without, of the same seed, start from the same weights.
 void seed_random_layers(Sequential<float>& model, Rng& rng) {
-    for (auto& [name, child] : model.named_children()) {
-        if (Rng* generator = child->generator()) generator->seed(rng.next_seed());
+    for (Module<float>* module : submodules(model)) {
+        if (Rng* generator = module->generator()) generator->seed(rng.next_seed());
     }
-}
-
-void add_dropout(Sequential<float>& model, const std::string& name, double p) {
-    if (p > 0.0) model.add(name, std::make_shared<Dropout<float>>(p, 0));
 }
 
 std::shared_ptr<Sequential<float>> seed_cnn(const ModelConfig& c, std::size_t fc1_in_features, Rng& rng) {
@@ -86,7 +84,14 @@ const std::vector<std::string>& model_names() {
     return names;
 }
 
-bool model_takes_flat_input(const std::string& name) { return name == "paper-mlp"; }
+bool model_takes_flat_input(const ModelConfig& config) {
+    if (config.name == spec_model_name) return spec_takes_flat_input(config.spec);
+    return config.name == "paper-mlp";
+}
+
+void add_dropout(Sequential<float>& model, const std::string& name, double p) {
+    if (p > 0.0) model.add(name, std::make_shared<Dropout<float>>(p, 0));
+}
 
 std::shared_ptr<Sequential<float>> make_model(const ModelConfig& config, Rng& rng) {
     if (config.noisy_bn && config.norm == Norm::none) {
@@ -98,7 +103,9 @@ std::shared_ptr<Sequential<float>> make_model(const ModelConfig& config, Rng& rn
     }
     check_norm_settings(config);
     std::shared_ptr<Sequential<float>> model;
-    if (config.name == "seed-cnn") {
+    if (config.name == spec_model_name) {
+        model = build_spec_model(config, rng);
+    } else if (config.name == "seed-cnn") {
         model = seed_cnn(config, 64 * 7 * 7, rng);
     } else if (config.name == "seed-cnn-verbatim") {
         model = seed_cnn(config, 64 * 28 * 28, rng);  // as the seed declares it: wrong after two poolings

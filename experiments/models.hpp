@@ -11,7 +11,8 @@
 // (C, H, W) after a Conv2d, FRN's TLU in place of the ReLU. The norms defined over spatial
 // positions only (instance, frn) leave the seed CNN's bn_fc1 out, its ReLU alone, and are an error
 // for paper-mlp, whose every norm layer follows a Linear.
-// Parameter and buffer names are those of the matching PyTorch module's state_dict.
+// Parameter and buffer names are those of the matching PyTorch module's state_dict. A model may
+// also come from a spec file instead (experiments/model_spec.hpp; ModelConfig::name "spec").
 #pragma once
 
 #include <memory>
@@ -27,9 +28,14 @@ namespace xgrad {
 const std::vector<std::string>& model_names();
 
 // Whether the model takes images flattened to (N, 784) rather than (N, 1, 28, 28).
-bool model_takes_flat_input(const std::string& name);
+bool model_takes_flat_input(const ModelConfig& config);
 
-// Builds the model with every random draw from `rng`. An unknown name, a norm setting out of its
+// Appends the Dropout layer of probability p, or nothing for p = 0; its generator is seeded by
+// make_model once every initialization draw is done.
+void add_dropout(Sequential<float>& model, const std::string& name, double p);
+
+// Builds the model with every random draw from `rng`, a built-in or config.spec's (build_spec_model).
+// An unknown name, a norm setting out of its
 // range (model_config.hpp's check_norm_settings) or a norm the model cannot take is a
 // std::invalid_argument saying so.
 std::shared_ptr<Sequential<float>> make_model(const ModelConfig& config, Rng& rng);

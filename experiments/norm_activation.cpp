@@ -77,15 +77,16 @@ std::shared_ptr<Module<float>> make_norm_relu_layer(const ModelConfig& config, c
     return for_position<BatchNormReLU1d<float>, BatchNormReLU2d<float>>(block);
 }
 
+}  // namespace
+
 std::shared_ptr<Module<float>> make_activation(Activation activation) {
     switch (activation) {
         case Activation::relu: return std::make_shared<ReLU<float>>();
         case Activation::sigmoid: return std::make_shared<Sigmoid<float>>();
+        case Activation::tanh: return std::make_shared<Tanh<float>>();
     }
     throw std::invalid_argument("make_activation: no Activation has the value " + std::to_string(static_cast<int>(activation)));
 }
-
-}  // namespace
 
 std::optional<std::string> why_no_norm_after_linear(Norm norm) {
     switch (norm) {
@@ -95,6 +96,11 @@ std::optional<std::string> why_no_norm_after_linear(Norm norm) {
         case Norm::frn: return "FilterResponseNorm2d normalizes over (H, W), which a Linear's output does not have";
         default: return std::nullopt;
     }
+}
+
+std::string noise_layer_name(const std::string& norm_name) {
+    if (norm_name.starts_with("bn")) return "noise" + norm_name.substr(2);
+    return "noise_" + norm_name;
 }
 
 bool removes_channel_constant(Norm norm) {
@@ -112,15 +118,15 @@ void add_norm_activation(Sequential<float>& model, const ModelConfig& config, co
     // FRN's layer ends in its TLU, which is the block's nonlinearity.
     const bool ends_in_activation = norm && config.norm == Norm::frn;
     if (ends_in_activation && block.activation != Activation::relu) {
-        throw std::invalid_argument(config.name + "'s " + block.norm_name +
-                                    ": FRN's TLU takes the place of a ReLU, and this layer is followed by another nonlinearity");
+        throw std::invalid_argument(config.name + "'s " + block.norm_name + ": FRN's TLU takes the place of a ReLU, and this layer is " +
+                                    (block.activation ? "followed by another nonlinearity" : "followed by no ReLU"));
     }
     if (norm) {
         model.add(block.norm_name, norm);
         // The generator is seeded by make_model once every initialization draw is done.
-        if (config.noisy_bn) model.add("noise" + block.norm_name.substr(2), std::make_shared<DistributionNoise<float>>(0));
+        if (config.noisy_bn) model.add(noise_layer_name(block.norm_name), std::make_shared<DistributionNoise<float>>(0));
     }
-    if (!ends_in_activation) model.add(block.activation_name, make_activation(block.activation));
+    if (block.activation && !ends_in_activation) model.add(block.activation_name, make_activation(*block.activation));
 }
 
 }  // namespace xgrad

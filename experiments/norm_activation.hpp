@@ -4,6 +4,7 @@
 // Norm means after a Linear.
 #pragma once
 
+#include <memory>
 #include <optional>
 #include <string>
 
@@ -13,18 +14,24 @@
 
 namespace xgrad {
 
-enum class Activation { relu, sigmoid };
+enum class Activation { relu, sigmoid, tanh };
 
 struct NormActivation {
-    // The norm layer's name, "bn<suffix>" whatever the Norm; the noise layer after it is "noise<suffix>".
+    // The norm layer's name, "bn<suffix>" in the built-in models whatever the Norm; the noise
+    // layer after it is noise_layer_name(norm_name).
     std::string norm_name;
     // What the norm layer sees of one sample: {features} after a Linear, {channels, H, W} after a
     // Conv2d (LayerNorm normalizes all of it, with weight and bias of this shape, as torch's
     // LayerNorm([C, H, W]) does).
     Shape sample_shape;
-    Activation activation = Activation::relu;
+    // None where the norm layer is not followed by a nonlinearity (a spec's norm before a pool).
+    std::optional<Activation> activation = Activation::relu;
     std::string activation_name;
 };
+
+// The name of the noise layer of noisy BN after the norm layer `norm_name`: "noise<suffix>" after
+// "bn<suffix>", "noise_<name>" after any other name (a spec's "3").
+std::string noise_layer_name(const std::string& norm_name);
 
 // Why `norm` has no layer after a Linear, whose output has one value per sample and feature, or
 // nullopt where it has one: InstanceNorm would normalize each such value by itself, and FRN is
@@ -37,11 +44,14 @@ std::optional<std::string> why_no_norm_after_linear(Norm norm);
 // only the constants' mean over them.
 bool removes_channel_constant(Norm norm);
 
+// The layer of `activation`: ReLU, Sigmoid or Tanh.
+std::shared_ptr<Module<float>> make_activation(Activation activation);
+
 // Appends to `model`, as `config` says: the norm layer (none for Norm::none), DistributionNoise
-// after it when config.noisy_bn, then the activation. A norm with a fused ReLU form (BN only) and
+// after it when config.noisy_bn, then the activation if there is one. A norm with a fused ReLU form (BN only) and
 // a ReLU with nothing between them are that one layer, named as the norm layer: the same values,
 // gradients and state_dict, one pass over the activations fewer each way. FRN's layer ends in its
-// TLU, which takes the place of a ReLU. A std::invalid_argument naming the model, the layer and
+// TLU, which takes the place of a ReLU: it must be followed by one. A std::invalid_argument naming the model, the layer and
 // both numbers when config.norm_groups does not divide the layer's channels.
 void add_norm_activation(Sequential<float>& model, const ModelConfig& config, const NormActivation& block);
 

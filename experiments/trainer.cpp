@@ -32,6 +32,7 @@
 #include "layers/cross_entropy.hpp"
 #include "layers/distributed/data_parallel.hpp"
 #include "layers/sgd.hpp"
+#include "layers/submodules.hpp"
 
 namespace xgrad {
 
@@ -48,8 +49,8 @@ std::unique_ptr<Optimizer<float>> make_optimizer(const TrainConfig& c, std::vect
 // The generators a run draws from after it has started: its random layers' (Dropout, noise).
 std::vector<std::pair<std::string, Rng*>> run_generators(Sequential<float>& model) {
     std::vector<std::pair<std::string, Rng*>> out;
-    for (auto& [name, child] : model.named_children()) {
-        if (Rng* generator = child->generator()) out.emplace_back("rng/" + name, generator);
+    for (Module<float>* module : submodules(model)) {
+        if (Rng* generator = module->generator()) out.emplace_back("rng/" + module->path(), generator);
     }
     return out;
 }
@@ -265,7 +266,7 @@ TrainOutcome train(const TrainConfig& config, const fs::path& dir, const std::st
     // no run directory behind.
     auto model = make_model(config.model, rng);
     auto optimizer = make_optimizer(config, model->parameters());
-    const bool flat = model_takes_flat_input(config.model.name);
+    const bool flat = model_takes_flat_input(config.model);
     const DatasetOptions data_options{.synthetic_size = config.synthetic_size, .synthetic_seed = config.seed};
     const Dataset train_set = load_dataset(config.dataset, Split::train, data_options);
     const Dataset test_set = load_dataset(config.dataset, Split::test,

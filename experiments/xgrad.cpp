@@ -19,6 +19,7 @@
 #include "experiments/drivers.hpp"
 #include "experiments/evaluation.hpp"
 #include "experiments/json_file.hpp"
+#include "experiments/model_spec.hpp"
 #include "experiments/models.hpp"
 #include "experiments/report.hpp"
 #include "experiments/seed_cnn_bn.hpp"
@@ -151,6 +152,7 @@ ModelConfig model_to_evaluate(const std::filesystem::path& checkpoint, const Mod
     } catch (const std::invalid_argument& e) {
         throw std::runtime_error(config.string() + ": " + e.what());
     }
+    if (model.name == spec_model_name) model.spec_source = config.string() + "'s model_spec";
     const nlohmann::json ours = to_json(from_flags), theirs = to_json(model);
     for (CLI::Option* option : model_flags) {
         if (option->count() == 0) continue;
@@ -191,7 +193,7 @@ int run_eval(const std::string& checkpoint, const ModelConfig& model_config, con
     Rng rng(0);
     auto model = make_model(model_config, rng);
     load_checkpoint(checkpoint, *model);
-    const bool flat = model_takes_flat_input(model_config.name);
+    const bool flat = model_takes_flat_input(model_config);
     const Dataset test = load_dataset(dataset, Split::test);
     const Evaluation e = evaluate(*model, test, flat);
     if (e.nonfinite) throw std::runtime_error(checkpoint + ": " + *e.nonfinite);
@@ -253,7 +255,9 @@ int main(int argc, char** argv) {
     TrainConfig config;
     std::string out;
     CLI::App* train_cmd = app.add_subcommand("train", "Train a model; writes config.json, metrics.csv, checkpoint.npz, summary.json into --out");
-    add_model_flag(train_cmd, config.model.name);
+    std::string model_spec;
+    train_cmd->add_option("--model-spec", model_spec, "A model as a JSON list of layers, in place of --model (README: Models as spec files)")
+        ->check(path_of("the model's spec file"))->excludes(add_model_flag(train_cmd, config.model.name));
     add_dataset_flag(train_cmd, config.dataset);
     add_norm_flags(train_cmd, config.model);
     train_cmd->add_option("--optimizer", config.optimizer, "sgd or adam")->check(CLI::IsMember({"sgd", "adam"}))->capture_default_str();
@@ -342,7 +346,10 @@ int main(int argc, char** argv) {
         return app.exit(e);
     }
     try {
-        if (*train_cmd) return run_train(config, out);
+        if (*train_cmd) {
+            if (!model_spec.empty()) use_model_spec(config.model, model_spec);
+            return run_train(config, out);
+        }
         if (*eval_cmd) {
             return run_eval(checkpoint, model_to_evaluate(checkpoint, eval_model, eval_model_flags), eval_dataset, recalibrate);
         }

@@ -1,6 +1,7 @@
 // `xgrad train` under mpirun, through the command line: the seed CNN trained with SyncBatchNorm
 // over 2 and 3 ranks (the global batch of 64 split 32 + 32, and 22 + 21 + 21) ends with the
-// weights one process gets on the whole batch, within float rounding; a run is refused with a
+// weights one process gets on the whole batch, within float rounding, and its spec file with the
+// built-in's weights, bit for bit; a run is refused with a
 // clear message when resumed with another number of ranks; a rank killed with SIGKILL ends the
 // whole job with mpirun naming it, and the same command run again resumes to the bits of a run
 // that was never stopped; `xgrad experiment` under mpirun deals whole runs out to the ranks and
@@ -36,11 +37,12 @@ protected:
     }
 };
 
-// The seed CNN on 256 synthetic images, 20 steps of SGD with momentum (Adam would turn the
-// rounding-level gradients of the biases before each BatchNorm into whole steps of lr).
-std::string train(const fs::path& out, const std::string& more = "") {
-    return std::string(XGRAD_CLI) +
-           " train --model seed-cnn --dataset synthetic --synthetic-size 256 --batch 64 --eval-every 10"
+// The seed CNN (or the model of `model_flag`) on 256 synthetic images, 20 steps of SGD with
+// momentum (Adam would turn the rounding-level gradients of the biases before each BatchNorm into
+// whole steps of lr).
+std::string train(const fs::path& out, const std::string& more = "", const std::string& model_flag = "--model seed-cnn") {
+    return std::string(XGRAD_CLI) + " train " + model_flag +
+           " --dataset synthetic --synthetic-size 256 --batch 64 --eval-every 10"
            " --eval-samples 100 --optimizer sgd --lr 0.05 --momentum 0.9 --threads 1 --sync-bn --out " +
            out.string() + " " + more;
 }
@@ -84,6 +86,19 @@ TEST_F(DistributedTrain, SyncBatchNormOverRanksEndsWithOneProcessWeights) {
             << ranks << " ranks against one process";
         EXPECT_NE(many.output.find("\"world_size\": " + std::to_string(ranks)), std::string::npos) << many.output;
     }
+}
+
+// The seed CNN's spec file builds SyncBatchNorm layers under --sync-bn as the built-in does: the
+// same checkpoint, bit for bit, over 2 ranks.
+TEST_F(DistributedTrain, TheSeedCnnSpecOverRanksEqualsTheBuiltinBitForBit) {
+    const fs::path spec = fs::path(XGRAD_SOURCE_DIR) / "experiments" / "specs" / "models" / "seed-cnn.json";
+    const auto builtin = run_command(on_ranks(2, train(path("builtin"))));
+    ASSERT_EQ(builtin.status, 0) << builtin.output;
+    const auto from_spec = run_command(on_ranks(2, train(path("spec"), "", "--model-spec " + spec.string())));
+    ASSERT_EQ(from_spec.status, 0) << from_spec.output;
+    bool bitwise = false;
+    EXPECT_EQ(relative_difference(path("builtin") / "checkpoint.npz", path("spec") / "checkpoint.npz", &bitwise), 0.0);
+    EXPECT_TRUE(bitwise);
 }
 
 TEST_F(DistributedTrain, ResumingWithAnotherNumberOfRanksIsRefused) {

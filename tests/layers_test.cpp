@@ -1,7 +1,7 @@
 // Layers, the loss, the optimizers and the inits: gradients of every layer and of the loss
 // against central differences (double, rapidcheck); Conv2d and MaxPool2d against direct
 // loops; the shape errors a user sees (the seed CNN's fc1 among them); Dropout's modes; and
-// SGD / Adam against hand-computed steps.
+// SGD / Adam against hand-computed steps; Residual's skip connection.
 #include <gtest/gtest.h>
 #include <rapidcheck/gtest.h>
 
@@ -15,6 +15,7 @@
 #include <stdexcept>
 #include <string>
 #include <tuple>
+#include <utility>
 #include <vector>
 
 #include <xtensor/xmath.hpp>
@@ -28,6 +29,8 @@
 #include "layers/init.hpp"
 #include "layers/linear.hpp"
 #include "layers/max_pool2d.hpp"
+#include "layers/normalization/batch_norm.hpp"
+#include "layers/residual.hpp"
 #include "layers/sequential.hpp"
 #include "layers/sgd.hpp"
 #include "tests/generators.hpp"
@@ -232,6 +235,37 @@ RC_GTEST_PROP(LayerGradients, Sequential, ()) {
     std::vector<Var<double>> inputs{leaf(*genArray({n, in}, anywhere(-2, 2)))};
     for (const auto& p : net.parameters()) inputs.push_back(p);
     checkGradients([&](const std::vector<Var<double>>& v) { return net(v[0]); }, inputs, "Sequential");
+}
+
+// The gradients of a Residual around `body`, in training mode, to x and to every parameter.
+void checkResidualGradients(std::shared_ptr<xgrad::Sequential<double>> body, const Var<double>& x, const std::string& what) {
+    xgrad::Residual<double> block(std::move(body));
+    block.train();
+    std::vector<Var<double>> inputs{x};
+    for (const auto& p : block.parameters()) inputs.push_back(p);
+    checkGradients([&](const std::vector<Var<double>>& v) { return block(v[0]); }, inputs, what);
+}
+
+RC_GTEST_PROP(LayerGradients, Residual, ()) {
+    const auto n = *uniformIn<std::size_t>(1, 4);
+    const auto width = *uniformIn<std::size_t>(1, 5);
+    auto body = std::make_shared<xgrad::Sequential<double>>();
+    body->add(std::make_shared<xgrad::Linear<double>>(width, width));
+    body->add(std::make_shared<xgrad::Tanh<double>>());
+    checkResidualGradients(body, leaf(*genArray({n, width}, anywhere(-2, 2))), "Residual(Linear, Tanh)");
+}
+
+// BN in training normalizes by the batch's own statistics, so every sample's output depends on
+// every other's: the skip connection must add x's gradient to that coupled one.
+RC_GTEST_PROP(LayerGradients, ResidualThroughBatchNormInTraining, ()) {
+    const auto n = *uniformIn<std::size_t>(2, 4);
+    const auto c = *uniformIn<std::size_t>(1, 3);
+    const auto side = *uniformIn<std::size_t>(1, 4);
+    auto body = std::make_shared<xgrad::Sequential<double>>();
+    body->add(std::make_shared<xgrad::Conv2d<double>>(c, c, 3, 1, 1));
+    body->add(std::make_shared<xgrad::BatchNorm2d<double>>(c));
+    body->add(std::make_shared<xgrad::Tanh<double>>());
+    checkResidualGradients(body, leaf(*genArray({n, c, side, side}, anywhere(-2, 2))), "Residual(Conv2d, BatchNorm2d, Tanh)");
 }
 
 RC_GTEST_PROP(LayerGradients, CrossEntropy, ()) {
@@ -461,6 +495,29 @@ TEST(Sequential, NamesParametersByPositionOrGivenName) {
     EXPECT_EQ(net.size(), 3u);
     EXPECT_EQ(net[2].path(), "head");
     EXPECT_EQ(net(Var<float>(xt::xarray<float>(xt::ones<float>({5, 3})))).shape(), Shape({5, 2}));
+}
+
+TEST(Residual, AddsTheInputAndNestsTheBodysNames) {
+    auto body = std::make_shared<xgrad::Sequential<double>>();
+    auto fc = body->add(std::make_shared<xgrad::Linear<double>>(2, 2));
+    fc->weight().mutable_value() = Array{{1.0, 2.0}, {3.0, 4.0}};
+    fc->bias()->mutable_value() = Array{0.5, -0.5};
+    xgrad::Sequential<double> net;
+    net.add("block1", std::make_shared<xgrad::Residual<double>>(body));
+    const Var<double> y = net(leaf(Array{{1.0, -1.0}}));
+    checkClose(y.value(), Array{{1.0 + (1.0 - 2.0 + 0.5), -1.0 + (3.0 - 4.0 - 0.5)}}, 0.0, "Residual output");
+    std::vector<std::string> names;
+    for (const auto& [name, p] : net.named_parameters()) names.push_back(name);
+    EXPECT_EQ(names, (std::vector<std::string>{"block1.body.0.weight", "block1.body.0.bias"}));
+}
+
+TEST(Residual, ABodyChangingTheShapeNamesTheBlockAndBothShapes) {
+    auto body = std::make_shared<xgrad::Sequential<double>>();
+    body->add(std::make_shared<xgrad::Linear<double>>(3, 4));
+    xgrad::Sequential<double> net;
+    net.add("block1", std::make_shared<xgrad::Residual<double>>(body));
+    expectError<xgrad::ShapeError>([&] { net(leaf(Array(xt::zeros<double>({2, 3})))); }, {"block1 (Residual)", "(2, 4)", "(2, 3)"});
+    expectError<std::invalid_argument>([] { xgrad::Residual<double>(nullptr); }, {"null body"});
 }
 
 TEST(Dropout, EvalIsTheIdentityAndTrainingMasksAndScales) {
