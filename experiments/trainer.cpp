@@ -31,6 +31,7 @@
 #include "layers/adam.hpp"
 #include "layers/cross_entropy.hpp"
 #include "layers/distributed/data_parallel.hpp"
+#include "layers/normalization/ghost_batch_norm.hpp"
 #include "layers/sgd.hpp"
 #include "layers/submodules.hpp"
 
@@ -79,28 +80,38 @@ nlohmann::json loss_divergence(Sequential<float>& model, const xt::xarray<float>
     return divergence;
 }
 
-// The models whose norm layers take their statistics over the batch, which has one value per
-// feature after a Linear when the batch has one sample.
-bool normalizes_over_the_batch(Norm norm) { return norm == Norm::batch || norm == Norm::batch_renorm || norm == Norm::ghost; }
-
-// Ghost BN's virtual batch against the batches of `loader`'s epochs: below the batch size (at
-// it or above, every batch is one virtual batch, which is --norm batch), and never leaving a last
-// virtual batch of one sample, which has one value per feature after a Linear.
-void check_virtual_batches(const TrainConfig& c, const BatchLoader& loader) {
-    const std::size_t b = c.model.ghost_batch;
-    const std::string flag = "--ghost-batch " + std::to_string(b);
-    if (b >= c.batch) {
-        throw std::invalid_argument(flag + " is not below --batch " + std::to_string(c.batch) +
-                                    ": every batch would be one virtual batch, which is --norm batch");
+// Whether a layer of the model, at any depth, takes its statistics over the batch (BatchNorm and
+// the layers built on it), which has one value per feature after a Linear when the batch has one
+// sample. Read off the model, since a spec model's layers need not follow --norm.
+bool normalizes_over_the_batch(const Module<float>& model) {
+    for (const Module<float>* module : submodules(model)) {
+        if (dynamic_cast<const BatchNorm<float>*>(module)) return true;
     }
-    const auto check = [&](std::size_t batch, const std::string& which) {
-        if (batch % b != 1) return;
-        throw std::invalid_argument(flag + " splits " + which + " of " + std::to_string(batch) +
-                                    " samples into virtual batches whose last has one sample, which has one value per "
-                                    "feature after a Linear; choose a virtual batch that leaves none of one");
-    };
-    check(c.batch, "each batch (--batch)");
-    if (loader.last_batch_size() != c.batch) check(loader.last_batch_size(), "an epoch's last batch");
+    return false;
+}
+
+// Each Ghost BN layer's virtual batch against the batches of `loader`'s epochs: below the batch
+// size (at it or above, every batch is one virtual batch, which is BatchNorm), and never leaving a
+// last virtual batch of one sample, which has one value per feature after a Linear.
+void check_virtual_batches(const Module<float>& model, std::size_t batch_size, const BatchLoader& loader) {
+    for (const Module<float>* module : submodules(model)) {
+        const auto* ghost = dynamic_cast<const GhostBatchNorm<float>*>(module);
+        if (!ghost) continue;
+        const std::size_t b = ghost->virtual_batch();
+        const std::string layer = ghost->path() + "'s virtual batch of " + std::to_string(b) + " (--ghost-batch, or ghost_batch in a model spec)";
+        if (b >= batch_size) {
+            throw std::invalid_argument(layer + " is not below --batch " + std::to_string(batch_size) +
+                                        ": every batch would be one virtual batch, which is --norm batch");
+        }
+        const auto check = [&](std::size_t batch, const std::string& which) {
+            if (batch % b != 1) return;
+            throw std::invalid_argument(layer + " splits " + which + " of " + std::to_string(batch) +
+                                        " samples into virtual batches whose last has one sample, which has one value per "
+                                        "feature after a Linear; choose a virtual batch that leaves none of one");
+        };
+        check(batch_size, "each batch (--batch)");
+        if (loader.last_batch_size() != batch_size) check(loader.last_batch_size(), "an epoch's last batch");
+    }
 }
 
 // The smallest of the shares of a batch of n (the last ranks').
@@ -275,13 +286,13 @@ TrainOutcome train(const TrainConfig& config, const fs::path& dir, const std::st
     // An epoch's last batch of one sample is skipped where the norm needs more (README).
     BatchLoader loader(train_set, {.batch_size = config.batch,
                                    .seed = config.seed,
-                                   .smallest_batch = normalizes_over_the_batch(config.model.norm) ? 2u : 1u,
+                                   .smallest_batch = normalizes_over_the_batch(*model) ? 2u : 1u,
                                    .flatten = flat});
     const std::size_t total_steps = config.steps ? config.steps : config.epochs * loader.batches_per_epoch();
     if (total_steps == 0 || config.eval_every == 0) {
         throw std::invalid_argument("a run needs at least one step and eval_every >= 1");
     }
-    if (config.model.norm == Norm::ghost) check_virtual_batches(config, loader);
+    check_virtual_batches(*model, config.batch, loader);
     check_batches_train(config, loader, train_set, flat, job);
     std::optional<RunLock> lock;
     std::byte finished_meanwhile{0};

@@ -29,6 +29,7 @@
 #include "layers/cross_entropy.hpp"
 #include "layers/residual.hpp"
 #include "tests/run_command.hpp"
+#include "tests/temp_dir.hpp"
 
 namespace {
 
@@ -368,12 +369,6 @@ TEST(SpecConfig, ConfigJsonRecordsTheSpecAndABuiltinRunRecordsNone) {
 // ---------------------------------------------------------------------------------------------
 // The command line
 
-fs::path fresh_dir(const std::string& name) {
-    const fs::path dir = fs::temp_directory_path() / ("xgrad_model_spec_test_" + name + "_" + std::to_string(getpid()));
-    fs::remove_all(dir);
-    return dir;
-}
-
 std::string xgrad(const std::string& args) { return "timeout 120 " + std::string(XGRAD_CLI) + " " + args; }
 
 std::string tiny_train(const std::string& model_flags, const fs::path& out) {
@@ -381,20 +376,20 @@ std::string tiny_train(const std::string& model_flags, const fs::path& out) {
                  out.string() + "'");
 }
 
-TEST(SpecCli, EveryShippedSpecTrains) {
+using SpecCli = xgrad_test::TempDir;
+
+TEST_F(SpecCli, EveryShippedSpecTrains) {
     for (const auto& entry : fs::directory_iterator(specs_dir)) {
         SCOPED_TRACE(entry.path().string());
-        const fs::path dir = fresh_dir("shipped");
-        const auto [status, output] = run_command(tiny_train("--model-spec '" + entry.path().string() + "'", dir));
+        const fs::path run = path(entry.path().stem().string());
+        const auto [status, output] = run_command(tiny_train("--model-spec '" + entry.path().string() + "'", run));
         EXPECT_EQ(status, 0) << output;
         EXPECT_NE(output.find("\"status\": \"finished\""), std::string::npos) << output;
-        fs::remove_all(dir);
     }
 }
 
-TEST(SpecCli, ARunResumesWithTheSameSpecOnlyAndEvalNeedsNoSpecFile) {
-    const fs::path dir = fresh_dir("resume"), run = dir / "run", spec = dir / "mine.json";
-    fs::create_directories(dir);
+TEST_F(SpecCli, ARunResumesWithTheSameSpecOnlyAndEvalNeedsNoSpecFile) {
+    const fs::path run = path("run"), spec = path("mine.json");
     fs::copy_file(specs_dir / "paper-mlp.json", spec);
     ASSERT_EQ(run_command(tiny_train("--model-spec '" + spec.string() + "'", run)).status, 0);
     xgrad_test::CommandResult r = run_command(tiny_train("--model-spec '" + spec.string() + "'", run));
@@ -412,16 +407,14 @@ TEST(SpecCli, ARunResumesWithTheSameSpecOnlyAndEvalNeedsNoSpecFile) {
     r = run_command(xgrad("eval --dataset synthetic --checkpoint '" + (run / "checkpoint.npz").string() + "'"));
     EXPECT_EQ(r.status, 0) << r.output;
     EXPECT_NE(r.output.find("test accuracy"), std::string::npos) << r.output;
-    fs::remove_all(dir);
 }
 
-TEST(SpecCli, BadSpecsAndModelWithModelSpecAreRefusedBeforeAnythingIsWritten) {
-    const fs::path dir = fresh_dir("refused"), run = dir / "run", spec = dir / "bad.json";
-    fs::create_directories(dir);
+TEST_F(SpecCli, BadSpecsAndModelWithModelSpecAreRefusedBeforeAnythingIsWritten) {
+    const fs::path run = path("run"), spec = path("bad.json");
     std::ofstream(spec) << image_spec({conv32, to_classes}).dump();
     const std::vector<std::pair<std::string, std::string>> cases{
         {"--model-spec '" + spec.string() + "'", spec.string() + ": layers[1] (linear, input (N, 32, 28, 28))"},
-        {"--model-spec '" + (dir / "missing.json").string() + "'", "cannot read " + (dir / "missing.json").string()},
+        {"--model-spec '" + path("missing.json").string() + "'", "cannot read " + path("missing.json").string()},
         {"--model seed-cnn --model-spec '" + (specs_dir / "seed-cnn.json").string() + "'", "--model-spec excludes --model"},
         {"--norm group --norm-groups 5 --model-spec '" + (specs_dir / "seed-cnn.json").string() + "'",
          "layers[1] (norm, input (N, 32, 28, 28))"}};
@@ -432,7 +425,31 @@ TEST(SpecCli, BadSpecsAndModelWithModelSpecAreRefusedBeforeAnythingIsWritten) {
         EXPECT_NE(output.find(message), std::string::npos) << output;
         EXPECT_FALSE(fs::exists(run)) << "nothing written";
     }
-    fs::remove_all(dir);
+}
+
+// The trainer reads the layers that take batch statistics off the model, not off --norm: a spec's
+// BatchNorm under --norm layer has an epoch's last batch of one sample skipped, and a spec's Ghost
+// BN layer has its virtual batch checked against --batch.
+TEST_F(SpecCli, BatchStatisticsLayersOfASpecAreFoundWhateverTheNorm) {
+    const json batch_norm = {{"type", "norm"}, {"name", "bn"}, {"kind", "batch"}};
+    const fs::path spec = path("batch.json");
+    std::ofstream(spec) << flat_spec({{{"type", "linear"}, {"out_features", 32}}, batch_norm, {{"type", "relu"}}, to_classes}).dump();
+    // 65 images in batches of 16: the last of an epoch has one sample.
+    auto r = run_command(xgrad("train --model-spec '" + spec.string() + "' --norm layer --dataset synthetic --synthetic-size 65 "
+                               "--batch 16 --epochs 1 --eval-every 4 --threads 1 --out '" + path("batch").string() + "'"));
+    EXPECT_EQ(r.status, 0) << r.output;
+    EXPECT_NE(r.output.find("\"steps\": 4"), std::string::npos) << r.output;
+
+    json ghost = batch_norm;
+    ghost["kind"] = "ghost";
+    ghost["ghost_batch"] = 16;
+    const fs::path ghost_spec = path("ghost.json");
+    std::ofstream(ghost_spec) << flat_spec({{{"type", "linear"}, {"out_features", 32}}, ghost, {{"type", "relu"}}, to_classes}).dump();
+    r = run_command(tiny_train("--norm none --model-spec '" + ghost_spec.string() + "'", path("ghost")));
+    EXPECT_NE(r.status, 0) << r.output;
+    EXPECT_NE(r.output.find("bn's virtual batch of 16 (--ghost-batch, or ghost_batch in a model spec) is not below --batch 16"),
+              std::string::npos) << r.output;
+    EXPECT_FALSE(fs::exists(path("ghost"))) << "nothing written";
 }
 
 }  // namespace

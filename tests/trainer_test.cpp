@@ -614,8 +614,8 @@ TEST(Cli, NormSettingsOutOfPlaceOrRangeAreErrorsNamingTheFlag) {
         {"--norm ghost", "--norm ghost needs --ghost-batch B, the samples of each virtual batch (>= 2)"},
         {"--norm ghost --ghost-batch 1", "--ghost-batch: expected a whole number >= 2; got 1"},
         {"--norm ghost --ghost-batch -2", "--ghost-batch: expected a whole number >= 2; got -2"},
-        {"--norm ghost --ghost-batch 16", "--ghost-batch 16 is not below --batch 16: every batch would be one virtual batch"},
-        {"--norm ghost --ghost-batch 5", "--ghost-batch 5 splits each batch (--batch) of 16 samples into virtual batches "
+        {"--norm ghost --ghost-batch 16", "bn1's virtual batch of 16 (--ghost-batch, or ghost_batch in a model spec) is not below --batch 16: every batch would be one virtual batch"},
+        {"--norm ghost --ghost-batch 5", "bn1's virtual batch of 5 (--ghost-batch, or ghost_batch in a model spec) splits each batch (--batch) of 16 samples into virtual batches "
                                          "whose last has one sample"},
         {"--norm batch-renorm --renorm-rmax 0.5", "--renorm-rmax: expected a finite number >= 1; got 0.5"},
         {"--norm batch-renorm --renorm-dmax -1", "--renorm-dmax: expected a finite number >= 0; got -1"},
@@ -637,7 +637,7 @@ TEST(Cli, NormSettingsOutOfPlaceOrRangeAreErrorsNamingTheFlag) {
     const auto [status, output] = run_command(std::string(XGRAD_CLI) +
         " train --dataset synthetic --synthetic-size 69 --batch 16 --steps 1 --norm ghost --ghost-batch 4 --out " + dir.string());
     EXPECT_NE(status, 0);
-    EXPECT_NE(output.find("--ghost-batch 4 splits an epoch's last batch of 5 samples"), std::string::npos) << output;
+    EXPECT_NE(output.find("bn1's virtual batch of 4 (--ghost-batch, or ghost_batch in a model spec) splits an epoch's last batch of 5 samples"), std::string::npos) << output;
     EXPECT_FALSE(fs::exists(dir / "config.json"));
     fs::remove_all(dir);
 }
