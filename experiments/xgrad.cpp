@@ -1,4 +1,4 @@
-// The xgrad command line: train, eval, experiment, report.
+// The xgrad command line: train, eval, experiment, sweep, report.
 #include <algorithm>
 #include <chrono>
 #include <cstdint>
@@ -20,6 +20,7 @@
 #include "experiments/models.hpp"
 #include "experiments/report.hpp"
 #include "experiments/seed_cnn_bn.hpp"
+#include "experiments/sweep.hpp"
 #include "experiments/train_flags.hpp"
 #include "experiments/trainer.hpp"
 #include "layers/distributed/communicator.hpp"
@@ -116,10 +117,29 @@ int run_eval(const std::string& checkpoint, const ModelConfig& model_config, con
     return 0;
 }
 
-// Under mpirun every rank runs the drivers (each trains its share of the runs); rank 0 alone prints.
+// --results and --jobs, for the commands that train sets of runs (experiment, sweep).
+void add_experiment_options(CLI::App* cmd, ExperimentOptions& options) {
+    cmd->add_option("--results", options.results, "Root of the results directories")
+        ->check(path_of("the results directory"))->capture_default_str();
+    cmd->add_option("--jobs", options.jobs, "Runs trained at once, one thread each (by each rank under mpirun; there 1 unless given)")
+        ->check(in_range(experiment_range::jobs, "the number of runs trained at once"))->capture_default_str();
+}
+
+// Under mpirun the runs are dealt out to the ranks, each training one at a time unless --jobs says
+// otherwise (a rank per core).
+void spread_over_ranks(ExperimentOptions& options, const CLI::App* cmd) {
+    options.ranks = world();
+    if (world()->size() > 1 && cmd->count("--jobs") == 0) options.jobs = 1;
+}
+
+// Under mpirun every rank trains its share of the runs; rank 0 alone prints.
+std::ostream& printed_by(const ExperimentOptions& options) {
+    static std::ostream silent(nullptr);
+    return options.writes_report() ? std::cout : silent;
+}
+
 void run_experiment(const std::string& name, const ExperimentOptions& options, const SeedCnnBnOptions& seed_cnn_bn) {
-    std::ostream silent(nullptr);
-    std::ostream& out = options.writes_report() ? std::cout : silent;
+    std::ostream& out = printed_by(options);
     if (name == "seed-cnn-bn") return run_seed_cnn_bn(seed_cnn_bn, out);
     for (const Driver& d : drivers()) {
         if (name != d.name && name != "all") continue;
@@ -192,14 +212,19 @@ int main(int argc, char** argv) {
     experiment_help += "\nall: every driver but seed-cnn-bn, in this order";
     CLI::App* experiment_cmd = app.add_subcommand("experiment", "Run an experiment driver");
     experiment_cmd->add_option("name", experiment, experiment_help)->required()->check(CLI::IsMember(experiment_names));
-    experiment_cmd->add_option("--results", experiment_options.results, "Root of the results directories")
-        ->check(path_of("the results directory"))->capture_default_str();
+    add_experiment_options(experiment_cmd, experiment_options);
     experiment_cmd->add_option("--profile", profile, "quick (seconds, for tests) or paper (the reproduction)")
         ->check(CLI::IsMember({"quick", "paper"}))->capture_default_str();
-    experiment_cmd->add_option("--jobs", experiment_options.jobs, "Runs trained at once, one thread each (by each rank under mpirun; there 1 unless given)")
-        ->check(in_range(experiment_range::jobs, "the number of runs trained at once"))->capture_default_str();
     add_threads_option(experiment_cmd, seed_cnn_bn.threads,
                        "seed-cnn-bn: threads (TBB's; OpenBLAS runs single-threaded inside them); 1 a rank under mpirun");
+
+    std::string sweep_spec;
+    ExperimentOptions sweep_options;
+    CLI::App* sweep_cmd = app.add_subcommand(
+        "sweep", "Train the runs a spec file describes (a grid over train flags, seeds) and summarize them into "
+                 "<results>/<name>/: summary.csv, summary.md, test_accuracy.png, spec.json (README, \"Experiments as spec files\")");
+    sweep_cmd->add_option("spec", sweep_spec, "The spec file (JSON)")->required();
+    add_experiment_options(sweep_cmd, sweep_options);
 
     std::string report_results = "results", report_out = "experiments/REPORT.md";
     CLI::App* report_cmd = app.add_subcommand("report", "Regenerate REPORT.md from the experiments' claims.json files");
@@ -222,12 +247,16 @@ int main(int argc, char** argv) {
         }
         if (*experiment_cmd) {
             experiment_options.profile = parse_profile(profile);
-            experiment_options.ranks = world();
-            // A rank per core: each trains one run at a time unless told otherwise.
-            if (world()->size() > 1 && experiment_cmd->count("--jobs") == 0) experiment_options.jobs = 1;
+            spread_over_ranks(experiment_options, experiment_cmd);
             seed_cnn_bn.results = experiment_options.results;
             seed_cnn_bn.ranks = world();
             run_experiment(experiment, experiment_options, seed_cnn_bn);
+            return 0;
+        }
+        if (*sweep_cmd) {
+            const Sweep sweep = load_sweep(sweep_spec);
+            spread_over_ranks(sweep_options, sweep_cmd);
+            run_sweep(sweep, sweep_options, printed_by(sweep_options));
             return 0;
         }
         if (*report_cmd) {
