@@ -336,7 +336,7 @@ TEST_F(SweepCli, ARunOfAnotherConfigurationIsRefusedNamingTheSpecAndTheArm) {
     EXPECT_EQ(read_file(results / "tiny/spec.json"), read_file(spec));
 }
 
-TEST_F(SweepCli, ASpecErrorWritesNothing) {
+TEST_F(SweepCli, ErrorsOfTheCommandWriteNothing) {
     const fs::path bad = path("bad.json");
     write_file(bad, spec_text(R"("grid": {"lr": [0.1, 0.5, -1]})"));
     const auto refused = run_command(xgrad("sweep '" + bad.string() + "' --results '" + results.string() + "'"));
@@ -344,6 +344,15 @@ TEST_F(SweepCli, ASpecErrorWritesNothing) {
     EXPECT_NE(refused.output.find("xgrad: error: " + bad.string() + ": grid.lr[2]: --lr: expected a finite number > 0; got -1"),
               std::string::npos)
         << refused.output;
+    EXPECT_FALSE(fs::exists(results));
+    const auto missing = run_command(xgrad("sweep '" + path("none.json").string() + "' --results '" + results.string() + "'"));
+    EXPECT_TRUE(exited_with(missing.status, 1)) << missing.output;
+    EXPECT_NE(missing.output.find("cannot read " + path("none.json").string()), std::string::npos) << missing.output;
+    const auto jobs = run_command(xgrad("sweep '" + spec.string() + "' --jobs 0 --results '" + results.string() + "'"));
+    EXPECT_FALSE(exited_with(jobs.status, 0)) << jobs.output;
+    EXPECT_NE(jobs.output.find("--jobs: expected the number of runs trained at once, a whole number from 1 to 64; got 0"),
+              std::string::npos)
+        << jobs.output;
     EXPECT_FALSE(fs::exists(results));
 }
 
