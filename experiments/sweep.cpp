@@ -26,8 +26,9 @@ namespace fs = std::filesystem;
 // The grid's keys in the order the file writes them: that order is the arms'.
 using Json = nlohmann::ordered_json;
 
-// More arms than this is a typo in a grid, not an experiment: a run each is already days.
-constexpr std::size_t max_arms = 10'000;
+// More runs than this is a typo in a grid or in the seeds, not an experiment: it would be months
+// of training, and its list alone gigabytes.
+constexpr std::size_t max_runs = 100'000;
 
 // Errors about the spec file: "<file>: <key path>: <what>".
 struct SpecFile {
@@ -172,7 +173,6 @@ std::vector<GridKey> read_grid(const SpecFile& spec, const TrainFlags& flags, co
     std::vector<GridKey> grid;
     if (!root.contains("grid")) return grid;
     if (!root["grid"].is_object()) spec.fail("grid", "expected an object of lists of values; got " + described(root["grid"]));
-    std::size_t arms = 1;
     for (const auto& [key, list] : root["grid"].items()) {
         const std::string where = "grid." + key;
         check_key(spec, flags, key, where);
@@ -189,8 +189,6 @@ std::vector<GridKey> read_grid(const SpecFile& spec, const TrainFlags& flags, co
             }
             g.values.push_back(std::move(s));
         }
-        arms *= list.size();
-        if (arms > max_arms) spec.fail("grid", "more than " + std::to_string(max_arms) + " arms");
         grid.push_back(std::move(g));
     }
     return grid;
@@ -228,6 +226,7 @@ std::vector<std::uint64_t> read_seeds(const SpecFile& spec, const Json& root) {
     if (!root.contains("seeds")) spec.fail("seeds", "missing: the list of the runs' seeds, such as [0, 1, 2]");
     const Json& list = root["seeds"];
     if (!list.is_array() || list.empty()) spec.fail("seeds", "expected a non-empty list of seeds; got " + described(list));
+    if (list.size() > max_runs) spec.fail("seeds", "more than " + std::to_string(max_runs) + " seeds");
     std::vector<std::uint64_t> seeds;
     for (std::size_t i = 0; i < list.size(); ++i) {
         const std::string where = "seeds[" + std::to_string(i) + "]";
@@ -403,6 +402,14 @@ Sweep load_sweep(const fs::path& file) {
     const std::vector<GridKey> grid = read_grid(spec, flags, root);
     for (const GridKey& g : grid) sweep.grid_keys.push_back(g.key);
     sweep.seeds = read_seeds(spec, root);
+    std::size_t runs = sweep.seeds.size();  // at most max_runs (read_seeds)
+    for (const GridKey& g : grid) {
+        runs *= g.values.size();  // no overflow: max_runs times a list's length
+        if (runs > max_runs) {
+            spec.fail("grid", "with the seeds, more than " + std::to_string(max_runs) + " runs (" +
+                                  std::to_string(sweep.seeds.size()) + " seeds)");
+        }
+    }
     sweep.metrics = read_metrics(spec, root);
     sweep.arms = expand(spec, base, grid);
     return sweep;

@@ -16,8 +16,8 @@
 // the grid, not both. The arms are the grid's cartesian product, its first key outermost and its
 // last key varying fastest, each list in its order; an empty grid is one arm, "base". Each arm is a
 // directory named after its values ("norm=batch,lr=0.1"), and each of its runs a trainer run
-// directory "<arm>/seed<k>", so a stopped sweep resumes and a finished run is reused. metrics
-// defaults to the final and the best test accuracy.
+// directory "<arm>/seed<k>", so a stopped sweep resumes and a finished run is reused; arms times
+// seeds are at most 100,000 runs. metrics defaults to the final and the best test accuracy.
 //
 // Every error names the spec file and the key ("lr.json: grid.lr[2]: --lr: expected a finite
 // number > 0; got -1"), or the arm when it is the combination of keys that is wrong, and is raised

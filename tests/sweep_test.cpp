@@ -172,6 +172,12 @@ TEST_F(SweepSpec, ErrorsNameTheFileAndTheKey) {
         SCOPED_TRACE(text);
         EXPECT_EQ(error_for(text).rfind(message, 0), 0u) << error_for(text) << "\nexpected: " << message;
     }
+    // 400 learning rates times 300 seeds: a typo, not an experiment.
+    std::string rates, seeds;
+    for (int i = 1; i <= 400; ++i) rates += (i > 1 ? ", " : "") + std::to_string(i);
+    for (int i = 0; i < 300; ++i) seeds += (i > 0 ? ", " : "") + std::to_string(i);
+    EXPECT_EQ(error_for(R"({"name": "x", "grid": {"lr": [)" + rates + R"(]}, "seeds": [)" + seeds + "]}"),
+              "grid: with the seeds, more than 100000 runs (300 seeds)");
     // The flags it lists are the sweep keys.
     const std::string unknown = error_for(spec_text(R"("grid": {"lrr": [0.1]})"));
     EXPECT_NE(unknown.find(", synthetic-size"), std::string::npos) << unknown;
