@@ -29,6 +29,12 @@ const std::vector<Driver>& drivers();
 // default initialization.
 TrainConfig paper_mlp_config(const std::string& dataset, Norm norm);
 
+// The runs a driver trains for a profile, in its order, without training them: for the spec files
+// of experiments/specs/ to be checked against (tests/sweep_test.cpp).
+std::vector<RunSpec> init_runs(Profile profile);
+// learning-rate's runs of `model` ("paper-mlp" or "seed-cnn"; another is std::invalid_argument).
+std::vector<RunSpec> learning_rate_runs(Profile profile, const std::string& model);
+
 void run_convergence(const ExperimentOptions& options, std::ostream& out);
 void run_distributions(const ExperimentOptions& options, std::ostream& out);
 void run_learning_rate(const ExperimentOptions& options, std::ostream& out);

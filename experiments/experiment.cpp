@@ -6,6 +6,7 @@
 #include <cstdio>
 #include <exception>
 #include <mutex>
+#include <numeric>
 #include <span>
 #include <stdexcept>
 #include <thread>
@@ -104,8 +105,15 @@ std::vector<RunResult> run_all(const std::vector<RunSpec>& specs, const std::fil
 
 std::vector<RunSpec> seeded_runs(const std::string& arm, const TrainConfig& base, std::size_t seeds,
                                  const Probe& probe) {
+    std::vector<std::uint64_t> first(seeds);
+    std::iota(first.begin(), first.end(), 0);
+    return seeded_runs(arm, base, first, probe);
+}
+
+std::vector<RunSpec> seeded_runs(const std::string& arm, const TrainConfig& base, const std::vector<std::uint64_t>& seeds,
+                                 const Probe& probe) {
     std::vector<RunSpec> specs;
-    for (std::size_t k = 0; k < seeds; ++k) {
+    for (std::uint64_t k : seeds) {
         TrainConfig config = base;
         config.seed = k;
         specs.push_back({arm + "/seed" + std::to_string(k), config, probe});

@@ -8,6 +8,7 @@
 #pragma once
 
 #include <cstddef>
+#include <cstdint>
 #include <filesystem>
 #include <functional>
 #include <memory>
@@ -78,6 +79,9 @@ std::vector<RunResult> run_all(const std::vector<RunSpec>& specs, const std::fil
 
 // The runs of one arm over seeds: "<arm>/seed<k>" for k < seeds, each `base` with seed k.
 std::vector<RunSpec> seeded_runs(const std::string& arm, const TrainConfig& base, std::size_t seeds,
+                                 const Probe& probe = {});
+// The same for the seeds listed, in their order.
+std::vector<RunSpec> seeded_runs(const std::string& arm, const TrainConfig& base, const std::vector<std::uint64_t>& seeds,
                                  const Probe& probe = {});
 // The results of one arm (those named "<arm>/...").
 std::vector<const RunResult*> runs_of(const std::vector<RunResult>& results, const std::string& arm);

@@ -26,9 +26,8 @@ std::string arm_name(bool bn, double sigma) {
 
 }  // namespace
 
-void run_init(const ExperimentOptions& options, std::ostream& out) {
-    const Plan plan = plan_for(options.profile);
-    const auto dir = options.results / "init";
+std::vector<RunSpec> init_runs(Profile profile) {
+    const Plan plan = plan_for(profile);
     std::vector<RunSpec> specs;
     for (bool bn : {false, true}) {
         for (double sigma : plan.sigmas) {
@@ -39,7 +38,13 @@ void run_init(const ExperimentOptions& options, std::ostream& out) {
             for (auto& s : seeded_runs(arm_name(bn, sigma), c, plan.seeds)) specs.push_back(std::move(s));
         }
     }
-    const auto results = run_all(specs, dir, options, out);
+    return specs;
+}
+
+void run_init(const ExperimentOptions& options, std::ostream& out) {
+    const Plan plan = plan_for(options.profile);
+    const auto dir = options.results / "init";
+    const auto results = run_all(init_runs(options.profile), dir, options, out);
     PlotSpec spec{"paper-mlp on Fashion-MNIST: final test accuracy against the init scale", "sigma of N(0, sigma) weights",
                   "final test accuracy", true, {}};
     std::string table = "| BN | sigma | final test acc. |\n|---|---|---|\n";

@@ -8,10 +8,11 @@
 
 namespace xgrad {
 
-nlohmann::json parse_json_object(std::string_view bytes, const std::string& source) {
-    nlohmann::json value;
+template <class Json>
+Json parse_json_object(std::string_view bytes, const std::string& source) {
+    Json value;
     try {
-        value = nlohmann::json::parse(bytes);
+        value = Json::parse(bytes);
     } catch (const nlohmann::json::exception& e) {  // parse_error, and out_of_range for a number beyond double
         throw std::runtime_error(source + ": not valid JSON: " + e.what());
     }
@@ -20,6 +21,9 @@ nlohmann::json parse_json_object(std::string_view bytes, const std::string& sour
     }
     return value;
 }
+
+template nlohmann::json parse_json_object(std::string_view bytes, const std::string& source);
+template nlohmann::ordered_json parse_json_object(std::string_view bytes, const std::string& source);
 
 nlohmann::json read_json_file(const std::filesystem::path& path) {
     return parse_json_object(read_regular_file(path), path.string());

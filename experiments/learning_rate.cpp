@@ -5,6 +5,7 @@
 #include <cmath>
 #include <cstdio>
 #include <limits>
+#include <stdexcept>
 
 #include "experiments/drivers.hpp"
 
@@ -65,6 +66,25 @@ double highest_training(const std::vector<RunResult>& results, bool bn, const Pl
 }
 
 
+// The runs of one model: BN off then on, each multiplier, its seeds.
+std::vector<RunSpec> runs_of_model(const Plan& plan, const ModelPlan& mp) {
+    std::vector<RunSpec> specs;
+    for (bool bn : {false, true}) {
+        for (double m : plan.multipliers) {
+            TrainConfig c = paper_mlp_config("fashion-mnist", norm_from_bn(bn));
+            c.model.name = mp.model;
+            if (mp.model == "seed-cnn") c.batch = 64;
+            c.lr = mp.base_lr * m;
+            c.momentum = mp.momentum;
+            c.steps = mp.steps;
+            c.eval_every = mp.eval_every;
+            c.eval_samples = mp.eval_samples;
+            for (auto& s : seeded_runs(arm_name(bn, m), c, mp.seeds)) specs.push_back(std::move(s));
+        }
+    }
+    return specs;
+}
+
 std::string steps_text(double steps) {
     if (steps == std::numeric_limits<double>::infinity()) return "not reached";
     char buf[32];
@@ -73,6 +93,14 @@ std::string steps_text(double steps) {
 }
 
 }  // namespace
+
+std::vector<RunSpec> learning_rate_runs(Profile profile, const std::string& model) {
+    const Plan plan = plan_for(profile);
+    for (const ModelPlan& mp : plan.models) {
+        if (mp.model == model) return runs_of_model(plan, mp);
+    }
+    throw std::invalid_argument("learning-rate trains paper-mlp and seed-cnn, not " + model);
+}
 
 void run_learning_rate(const ExperimentOptions& options, std::ostream& out) {
     const Plan plan = plan_for(options.profile);
@@ -84,21 +112,7 @@ void run_learning_rate(const ExperimentOptions& options, std::ostream& out) {
     std::string setup = "Fashion-MNIST; learning rate = base x multiplier; target test accuracy " +
                         std::string(target_text) + ".";
     for (const ModelPlan& mp : plan.models) {
-        std::vector<RunSpec> specs;
-        for (bool bn : {false, true}) {
-            for (double m : plan.multipliers) {
-                TrainConfig c = paper_mlp_config("fashion-mnist", norm_from_bn(bn));
-                c.model.name = mp.model;
-                if (mp.model == "seed-cnn") c.batch = 64;
-                c.lr = mp.base_lr * m;
-                c.momentum = mp.momentum;
-                c.steps = mp.steps;
-                c.eval_every = mp.eval_every;
-                c.eval_samples = mp.eval_samples;
-                for (auto& s : seeded_runs(arm_name(bn, m), c, mp.seeds)) specs.push_back(std::move(s));
-            }
-        }
-        const auto results = run_all(specs, dir / mp.model, options, out);
+        const auto results = run_all(runs_of_model(plan, mp), dir / mp.model, options, out);
         std::string table = "**" + mp.model + "** (base lr " + std::to_string(mp.base_lr).substr(0, 4) +
                             (mp.momentum > 0 ? ", momentum 0.9" : "") + ", " + std::to_string(mp.steps) +
                             " steps)\n\n| BN | lr multiplier | steps to target (mean) | best test acc. | diverged |\n"

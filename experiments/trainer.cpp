@@ -246,6 +246,11 @@ std::optional<TrainOutcome> finished_outcome(const TrainConfig& config, const fs
     return finished_run(RunFiles(dir), to_json(config));
 }
 
+void check_run_directory(const TrainConfig& config, const fs::path& dir) {
+    const RunFiles files(dir);
+    if (fs::exists(files.config)) check_same_config(files, to_json(config));
+}
+
 TrainOutcome train(const TrainConfig& config, const fs::path& dir, const std::string& label, const Probe& probe,
                    const std::shared_ptr<Communicator>& communicator) {
     check_train_config(config);  // every caller's configuration, the drivers' too; nothing written before it

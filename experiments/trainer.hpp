@@ -50,4 +50,8 @@ TrainOutcome train(const TrainConfig& config, const std::filesystem::path& dir, 
 // The outcome of the run in `dir` if it has finished; it must have been started with `config`.
 std::optional<TrainOutcome> finished_outcome(const TrainConfig& config, const std::filesystem::path& dir);
 
+// Throws, as train would, unless `dir` holds no run or one started with `config`; writes nothing,
+// so that a set of runs can be checked before any of them starts.
+void check_run_directory(const TrainConfig& config, const std::filesystem::path& dir);
+
 }  // namespace xgrad

@@ -1,13 +1,11 @@
-// The xgrad command line: train, eval, experiment, report.
+// The xgrad command line: train, eval, experiment, sweep, report.
 #include <algorithm>
 #include <chrono>
 #include <cstdint>
 #include <filesystem>
 #include <iostream>
-#include <memory>
 #include <string>
 #include <string_view>
-#include <utility>
 #include <vector>
 
 #include <CLI/CLI.hpp>
@@ -23,6 +21,8 @@
 #include "experiments/models.hpp"
 #include "experiments/report.hpp"
 #include "experiments/seed_cnn_bn.hpp"
+#include "experiments/sweep.hpp"
+#include "experiments/train_flags.hpp"
 #include "experiments/trainer.hpp"
 #include "layers/distributed/communicator.hpp"
 #include "layers/normalization/precise_bn.hpp"
@@ -30,113 +30,6 @@
 namespace {
 
 using namespace xgrad;
-
-// A flag's text against its range, before conversion, since an unsigned option would take -2 as
-// 2^64 - 2: "--recalibrate: expected the number of training batches, a whole number from 1 to
-// 1000000; got 0" (`what` names the value; may be empty). CLI11 prefixes the flag's name.
-template <class Range>
-CLI::Validator in_range(const Range& range, const std::string& what = "") {
-    return CLI::Validator(
-        [range, what](const std::string& input) -> std::string {
-            if (range.admits(input)) return {};
-            // CLI11 takes the argument after a flag as its value even when it is the next flag.
-            const std::string given = input.starts_with("--") ? input + ", the next flag (the value is missing)" : input;
-            return "expected " + (what.empty() ? "" : what + ", ") + range.words() + "; got " + given;
-        },
-        range.words());
-}
-
-// A file or directory: an empty path would put the files into the working directory.
-CLI::Validator path_of(const std::string& what) {
-    return CLI::Validator(
-        [what](const std::string& input) -> std::string {
-            return input.empty() ? "expected the path of " + what + "; got an empty one" : "";
-        },
-        "PATH");
-}
-
-// --threads, the same check for every command that takes it: TBB aborts on a limit of 0.
-CLI::Option* add_threads_option(CLI::App* cmd, std::size_t& threads, const std::string& help) {
-    return cmd->add_option("--threads", threads, help)
-        ->check(in_range(train_range::threads, "the number of threads"))
-        ->capture_default_str();
-}
-
-// The normalization flags: --norm NAME; --bn on|off, another spelling of --norm batch|none (given
-// both, they must agree); and the settings of the norms that have them, each an error naming both
-// with another norm. Their ranges (model_config.hpp's) are checked here before conversion, and
-// again by make_model (check_norm_settings) with what depends on the other flags. The
-// subcommand's callback, which runs once all are parsed, sets model.norm. Returns the options,
-// for eval's check against a run.
-std::vector<CLI::Option*> add_norm_flags(CLI::App* cmd, ModelConfig& model) {
-    struct Given {
-        std::string norm, bn;  // as given on the command line; empty when absent
-    };
-    auto given = std::make_shared<Given>();
-    std::vector<CLI::Option*> options{
-        cmd->add_option("--norm", given->norm,
-                        "Normalization layer after each hidden Linear and Conv2d (default batch); instance and frn "
-                        "normalize over spatial positions, so the seed CNN has none after fc1 with them and "
-                        "paper-mlp refuses them")
-            ->check(CLI::IsMember(norm_names())),
-        cmd->add_option("--bn", given->bn, "Batch Normalization layers: on or off (--norm batch or none)")
-            ->check(CLI::IsMember({"on", "off"}))};
-    const auto with_default = [cmd](const std::string& flag, auto& target, const std::string& help) {
-        return cmd->add_option(flag, target, help)->capture_default_str();
-    };
-    const std::vector<std::pair<CLI::Option*, Norm>> settings{
-        {with_default("--norm-groups", model.norm_groups, "group: the groups of every GroupNorm layer; must divide each layer's channels")
-             ->check(in_range(model_range::norm_groups)),
-         Norm::group},
-        {cmd->add_option("--ghost-batch", model.ghost_batch, "ghost (required): the samples of each virtual batch, below --batch")
-             ->check(in_range(model_range::ghost_batch)),
-         Norm::ghost},
-        {with_default("--renorm-rmax", model.renorm.rmax, "batch-renorm: rmax's final value (>= 1)")
-             ->check(in_range(model_range::renorm_rmax)),
-         Norm::batch_renorm},
-        {with_default("--renorm-dmax", model.renorm.dmax, "batch-renorm: dmax's final value (>= 0)")
-             ->check(in_range(model_range::renorm_dmax)),
-         Norm::batch_renorm},
-        {with_default("--renorm-warmup", model.renorm.warmup,
-                      "batch-renorm: the steps with rmax = 1 and dmax = 0 (BatchNorm) before both rise linearly"),
-         Norm::batch_renorm},
-        {with_default("--renorm-rmax-at", model.renorm.rmax_at, "batch-renorm: the step at which rmax reaches its final value"),
-         Norm::batch_renorm},
-        {with_default("--renorm-dmax-at", model.renorm.dmax_at, "batch-renorm: the step at which dmax reaches its final value"),
-         Norm::batch_renorm},
-        {with_default("--renorm-momentum", model.renorm.momentum, "batch-renorm: the momentum of the running statistics, in (0, 1]")
-             ->check(in_range(model_range::renorm_momentum)),
-         Norm::batch_renorm}};
-    for (const auto& setting : settings) options.push_back(setting.first);
-    cmd->callback([given, settings, &model] {
-        if (!given->norm.empty()) model.norm = parse_norm(given->norm);
-        if (!given->bn.empty()) {
-            const Norm bn = norm_from_bn(given->bn == "on");
-            if (!given->norm.empty() && bn != model.norm) {
-                throw CLI::ValidationError("--bn " + given->bn + " and --norm " + given->norm +
-                                           " contradict each other (--bn on|off is another spelling of --norm batch|none); give one of them");
-            }
-            model.norm = bn;
-        }
-        for (const auto& [option, norm] : settings) {
-            if (option->count() > 0 && norm != model.norm) {
-                throw CLI::ValidationError(option->get_name() + " applies to --norm " + norm_name(norm) + " only, not to --norm " +
-                                           norm_name(model.norm));
-            }
-        }
-    });
-    return options;
-}
-
-CLI::Option* add_model_flag(CLI::App* cmd, std::string& target) {
-    return cmd->add_option("--model", target, "Model")->check(CLI::IsMember(model_names()))->capture_default_str();
-}
-
-CLI::Option* add_dataset_flag(CLI::App* cmd, std::string& target) {
-    return cmd->add_option("--dataset", target, "Data set")
-        ->check(CLI::IsMember({"fashion-mnist", "mnist", "synthetic"}))
-        ->capture_default_str();
-}
 
 // What eval builds: the model that config.json beside the checkpoint records, in a run directory,
 // with which every model flag given must agree (config.json's keys are the flags' names);
@@ -217,10 +110,29 @@ int run_eval(const std::string& checkpoint, const ModelConfig& model_config, con
     return 0;
 }
 
-// Under mpirun every rank runs the drivers (each trains its share of the runs); rank 0 alone prints.
+// --results and --jobs, for the commands that train sets of runs (experiment, sweep).
+void add_experiment_options(CLI::App* cmd, ExperimentOptions& options) {
+    cmd->add_option("--results", options.results, "Root of the results directories")
+        ->check(path_of("the results directory"))->capture_default_str();
+    cmd->add_option("--jobs", options.jobs, "Runs trained at once, one thread each (by each rank under mpirun; there 1 unless given)")
+        ->check(in_range(experiment_range::jobs, "the number of runs trained at once"))->capture_default_str();
+}
+
+// Under mpirun the runs are dealt out to the ranks, each training one at a time unless --jobs says
+// otherwise (a rank per core).
+void spread_over_ranks(ExperimentOptions& options, const CLI::App* cmd) {
+    options.ranks = world();
+    if (world()->size() > 1 && cmd->count("--jobs") == 0) options.jobs = 1;
+}
+
+// Under mpirun every rank trains its share of the runs; rank 0 alone prints.
+std::ostream& printed_by(const ExperimentOptions& options) {
+    static std::ostream silent(nullptr);
+    return options.writes_report() ? std::cout : silent;
+}
+
 void run_experiment(const std::string& name, const ExperimentOptions& options, const SeedCnnBnOptions& seed_cnn_bn) {
-    std::ostream silent(nullptr);
-    std::ostream& out = options.writes_report() ? std::cout : silent;
+    std::ostream& out = printed_by(options);
     if (name == "seed-cnn-bn") return run_seed_cnn_bn(seed_cnn_bn, out);
     for (const Driver& d : drivers()) {
         if (name != d.name && name != "all") continue;
@@ -255,36 +167,7 @@ int main(int argc, char** argv) {
     TrainConfig config;
     std::string out;
     CLI::App* train_cmd = app.add_subcommand("train", "Train a model; writes config.json, metrics.csv, checkpoint.npz, summary.json into --out");
-    std::string model_spec;
-    train_cmd->add_option("--model-spec", model_spec, "A model as a JSON list of layers, in place of --model (README: Models as spec files)")
-        ->check(path_of("the model's spec file"))->excludes(add_model_flag(train_cmd, config.model.name));
-    add_dataset_flag(train_cmd, config.dataset);
-    add_norm_flags(train_cmd, config.model);
-    train_cmd->add_option("--optimizer", config.optimizer, "sgd or adam")->check(CLI::IsMember({"sgd", "adam"}))->capture_default_str();
-    train_cmd->add_option("--lr", config.lr, "Learning rate")->check(in_range(train_range::lr))->capture_default_str();
-    train_cmd->add_option("--momentum", config.momentum, "SGD momentum (--optimizer sgd only)")
-        ->check(in_range(train_range::momentum))->capture_default_str();
-    train_cmd->add_option("--batch", config.batch, "Batch size")->check(in_range(train_range::batch))->capture_default_str();
-    auto* epochs = train_cmd->add_option("--epochs", config.epochs, "Epochs to train")
-        ->check(in_range(train_range::epochs))->capture_default_str();
-    train_cmd->add_option("--steps", config.steps, "Steps to train (instead of --epochs)")
-        ->check(in_range(train_range::steps))->excludes(epochs);
-    train_cmd->add_option("--eval-every", config.eval_every, "Steps between evaluations (and checkpoints)")
-        ->check(in_range(train_range::eval_every))->capture_default_str();
-    train_cmd->add_option("--eval-samples", config.eval_samples, "Test images per evaluation, 0 for all")
-        ->check(in_range(train_range::eval_samples))->capture_default_str();
-    train_cmd->add_option("--init-sigma", config.model.init_sigma, "Initialize weights from N(0, sigma) instead of torch's default")
-        ->check(in_range(model_range::init_sigma));
-    train_cmd->add_option("--dropout", config.model.dropout, "Dropout probability after hidden nonlinearities")
-        ->check(in_range(model_range::dropout))->capture_default_str();
-    train_cmd->add_flag("--noisy-bn", config.model.noisy_bn, "Noise after every norm layer (Santurkar et al. 2018)");
-    train_cmd->add_flag("--sync-bn", config.model.sync_bn,
-                        "batch: SyncBatchNorm, statistics over every rank's batch under mpirun (without it, each rank's own)");
-    train_cmd->add_option("--synthetic-size", config.synthetic_size, "Training images of the synthetic data set")
-        ->check(in_range(train_range::synthetic_size))->capture_default_str();
-    train_cmd->add_option("--seed", config.seed, "Seed of initialization, data order and dropout")
-        ->check(in_range(train_range::seed))->capture_default_str();
-    add_threads_option(train_cmd, config.threads, "Threads (TBB's; OpenBLAS runs single-threaded inside them)");
+    add_train_flags(train_cmd, config);
     train_cmd->add_option("--out", out, "Run directory (resumed if it holds an unfinished run with the same configuration)")
         ->required()->check(path_of("the run directory"));
 
@@ -322,14 +205,19 @@ int main(int argc, char** argv) {
     experiment_help += "\nall: every driver but seed-cnn-bn, in this order";
     CLI::App* experiment_cmd = app.add_subcommand("experiment", "Run an experiment driver");
     experiment_cmd->add_option("name", experiment, experiment_help)->required()->check(CLI::IsMember(experiment_names));
-    experiment_cmd->add_option("--results", experiment_options.results, "Root of the results directories")
-        ->check(path_of("the results directory"))->capture_default_str();
+    add_experiment_options(experiment_cmd, experiment_options);
     experiment_cmd->add_option("--profile", profile, "quick (seconds, for tests) or paper (the reproduction)")
         ->check(CLI::IsMember({"quick", "paper"}))->capture_default_str();
-    experiment_cmd->add_option("--jobs", experiment_options.jobs, "Runs trained at once, one thread each (by each rank under mpirun; there 1 unless given)")
-        ->check(in_range(experiment_range::jobs, "the number of runs trained at once"))->capture_default_str();
     add_threads_option(experiment_cmd, seed_cnn_bn.threads,
                        "seed-cnn-bn: threads (TBB's; OpenBLAS runs single-threaded inside them); 1 a rank under mpirun");
+
+    std::string sweep_spec;
+    ExperimentOptions sweep_options;
+    CLI::App* sweep_cmd = app.add_subcommand(
+        "sweep", "Train the runs a spec file describes (a grid over train flags, seeds) and summarize them into "
+                 "<results>/<name>/: summary.csv, summary.md, test_accuracy.png, spec.json (README, \"Experiments as spec files\")");
+    sweep_cmd->add_option("spec", sweep_spec, "The spec file (JSON)")->required();
+    add_experiment_options(sweep_cmd, sweep_options);
 
     std::string report_results = "results", report_out = "experiments/REPORT.md";
     CLI::App* report_cmd = app.add_subcommand("report", "Regenerate REPORT.md from the experiments' claims.json files");
@@ -346,21 +234,22 @@ int main(int argc, char** argv) {
         return app.exit(e);
     }
     try {
-        if (*train_cmd) {
-            if (!model_spec.empty()) use_model_spec(config.model, model_spec);
-            return run_train(config, out);
-        }
+        if (*train_cmd) return run_train(config, out);
         if (*eval_cmd) {
             return run_eval(checkpoint, model_to_evaluate(checkpoint, eval_model, eval_model_flags), eval_dataset, recalibrate);
         }
         if (*experiment_cmd) {
             experiment_options.profile = parse_profile(profile);
-            experiment_options.ranks = world();
-            // A rank per core: each trains one run at a time unless told otherwise.
-            if (world()->size() > 1 && experiment_cmd->count("--jobs") == 0) experiment_options.jobs = 1;
+            spread_over_ranks(experiment_options, experiment_cmd);
             seed_cnn_bn.results = experiment_options.results;
             seed_cnn_bn.ranks = world();
             run_experiment(experiment, experiment_options, seed_cnn_bn);
+            return 0;
+        }
+        if (*sweep_cmd) {
+            const Sweep sweep = load_sweep(sweep_spec);
+            spread_over_ranks(sweep_options, sweep_cmd);
+            run_sweep(sweep, sweep_options, printed_by(sweep_options));
             return 0;
         }
         if (*report_cmd) {

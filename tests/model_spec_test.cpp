@@ -415,7 +415,7 @@ TEST_F(SpecCli, BadSpecsAndModelWithModelSpecAreRefusedBeforeAnythingIsWritten) 
     const std::vector<std::pair<std::string, std::string>> cases{
         {"--model-spec '" + spec.string() + "'", spec.string() + ": layers[1] (linear, input (N, 32, 28, 28))"},
         {"--model-spec '" + path("missing.json").string() + "'", "cannot read " + path("missing.json").string()},
-        {"--model seed-cnn --model-spec '" + (specs_dir / "seed-cnn.json").string() + "'", "--model-spec excludes --model"},
+        {"--model seed-cnn --model-spec '" + (specs_dir / "seed-cnn.json").string() + "'", "--model excludes --model-spec"},
         {"--norm group --norm-groups 5 --model-spec '" + (specs_dir / "seed-cnn.json").string() + "'",
          "layers[1] (norm, input (N, 32, 28, 28))"}};
     for (const auto& [flags, message] : cases) {
