@@ -97,7 +97,13 @@ Setting setting_of(const SpecFile& spec, const TrainFlags& flags, const std::str
         return {where, value.get<bool>() ? std::vector<std::string>{flag} : std::vector<std::string>{}, value.dump()};
     }
     if (value.is_number()) return {where, {flag, value.dump()}, value.dump()};
-    if (value.is_string()) return {where, {flag, value.get<std::string>()}, value.get<std::string>()};
+    if (value.is_string()) {
+        const std::string text = value.get<std::string>();
+        // A model spec named in a sweep spec is found beside it, wherever the sweep is run from.
+        const std::filesystem::path model_spec = std::filesystem::path(spec.file).parent_path() / text;
+        if (key == "model-spec" && std::filesystem::path(text).is_relative()) return {where, {flag, model_spec.string()}, text};
+        return {where, {flag, text}, text};
+    }
     spec.fail(where, flag + " takes a number or a string; got " + described(value));
 }
 

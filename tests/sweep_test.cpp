@@ -20,6 +20,7 @@
 
 #include "experiments/drivers.hpp"
 #include "experiments/metrics_log.hpp"
+#include "experiments/model_spec.hpp"
 #include "experiments/sweep.hpp"
 #include "tests/error_message.hpp"
 #include "tests/run_command.hpp"
@@ -206,6 +207,18 @@ void expect_driver_runs(const std::string& spec, const std::vector<RunSpec>& dri
 TEST(SweepDrivers, ShippedSpecsGiveTheDriversConfigurations) {
     expect_driver_runs("init.json", init_runs(Profile::paper));
     expect_driver_runs("learning-rate-paper-mlp.json", learning_rate_runs(Profile::paper, "paper-mlp"));
+}
+
+// A model spec named in a sweep spec is read from beside it, wherever the sweep runs from; the
+// arm is named as the spec wrote it.
+TEST(SweepShipped, ModelSpecsAreFoundBesideTheSweepSpec) {
+    const fs::path specs = fs::path(XGRAD_SOURCE_DIR) / "experiments/specs";
+    const Sweep sweep = load_sweep(specs / "bn-placement.json");
+    ASSERT_EQ(sweep.arms.size(), 4u);
+    EXPECT_EQ(sweep.arms[0].name, "model-spec=models_seed-cnn.json,norm=batch");
+    EXPECT_EQ(sweep.arms[0].config.model.spec, xgrad::load_model_spec(specs / "models/seed-cnn.json"));
+    EXPECT_EQ(sweep.arms[3].config.model.spec, xgrad::load_model_spec(specs / "models/cnn-bn-after-relu.json"));
+    EXPECT_EQ(sweep.arms[3].config.model.norm, xgrad::Norm::group);
 }
 
 // ---- through the command line
