@@ -1,4 +1,4 @@
-// The xgrad command line: train, eval, experiment, report.
+// The xgrad command line: train, eval, experiment, report, plot.
 #include <algorithm>
 #include <chrono>
 #include <cstdint>
@@ -21,6 +21,7 @@
 #include "experiments/json_file.hpp"
 #include "experiments/models.hpp"
 #include "experiments/report.hpp"
+#include "experiments/run_plots.hpp"
 #include "experiments/seed_cnn_bn.hpp"
 #include "experiments/trainer.hpp"
 #include "layers/distributed/communicator.hpp"
@@ -281,6 +282,12 @@ int main(int argc, char** argv) {
     train_cmd->add_option("--seed", config.seed, "Seed of initialization, data order and dropout")
         ->check(in_range(train_range::seed))->capture_default_str();
     add_threads_option(train_cmd, config.threads, "Threads (TBB's; OpenBLAS runs single-threaded inside them)");
+    train_cmd->add_option("--record-activations", config.record_activations,
+                          "Layers (dotted paths, e.g. bn1,sigmoid2) whose activations each evaluation summarizes into "
+                          "activations.csv: mean, std, p15, p50, p85 and, for a sigmoid or tanh, the fraction of "
+                          "|x| > 3, over the first 1000 test images in eval mode; a nonlinearity's input, any other "
+                          "layer's output. A resumed run must give the same list")
+        ->delimiter(',');
     train_cmd->add_option("--out", out, "Run directory (resumed if it holds an unfinished run with the same configuration)")
         ->required()->check(path_of("the run directory"));
 
@@ -335,6 +342,10 @@ int main(int argc, char** argv) {
     bool report_force = false;
     report_cmd->add_flag("--force", report_force, "Replace a report of more claims than the results give");
 
+    std::string plot_dir;
+    CLI::App* plot_cmd = app.add_subcommand("plot", "Plot a run directory's metrics.csv and activations.csv into PNGs beside them");
+    plot_cmd->add_option("run_dir", plot_dir, "The run directory (--out of xgrad train)")->required()->check(CLI::ExistingDirectory);
+
     try {
         require_known_command(app, argc, argv);
         app.parse(argc, argv);
@@ -354,6 +365,10 @@ int main(int argc, char** argv) {
             seed_cnn_bn.results = experiment_options.results;
             seed_cnn_bn.ranks = world();
             run_experiment(experiment, experiment_options, seed_cnn_bn);
+            return 0;
+        }
+        if (*plot_cmd) {
+            for (const auto& png : plot_run(plot_dir)) std::cout << png.string() << "\n";
             return 0;
         }
         if (*report_cmd) {
