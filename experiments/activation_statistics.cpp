@@ -28,7 +28,7 @@ bool saturates(const Module<float>& layer) {
 
 // Every value a layer's hook collected over the batches.
 struct Collected {
-    const Module<float>* layer = nullptr;
+    Module<float>* layer = nullptr;
     std::size_t step = 0;
     std::vector<float> values;
 };

@@ -25,10 +25,11 @@ std::optional<double> number(const std::string& field) {
 
 std::string activations_csv(const std::vector<ActivationStatistics>& rows) {
     std::string out = std::string(activations_header) + "\n";
+    // Appended piece by piece: GCC 12 misreports `"literal" + std::string` under -Wrestrict.
     for (const auto& r : rows) {
-        out += std::to_string(r.step) + "," + r.layer;
-        for (double v : {r.mean, r.std, r.p15, r.p50, r.p85}) out += "," + exact(v);
-        out += "," + (r.saturated ? exact(*r.saturated) : std::string()) + "\n";
+        out.append(std::to_string(r.step)).append(",").append(r.layer);
+        for (double v : {r.mean, r.std, r.p15, r.p50, r.p85}) out.append(",").append(exact(v));
+        out.append(",").append(r.saturated ? exact(*r.saturated) : std::string()).append("\n");
     }
     return out;
 }

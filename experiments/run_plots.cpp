@@ -40,9 +40,9 @@ std::vector<fs::path> plot_activations(const fs::path& csv, const fs::path& dir)
     std::vector<fs::path> written;
     PlotSpec saturation{"fraction of sigmoid/tanh inputs with |x| > 3", "training step", "saturated fraction", false, {}};
     for (const auto& layer : order) {
-        const PlotSpec spec{layer + " (input of a nonlinearity, output of any other layer), on the first test images",
-                            "training step", "activation", false, {band[layer], mean[layer]}};
-        written.push_back(dir / ("activations_" + layer + ".png"));
+        const PlotSpec spec{"layer " + layer + " on the first test images", "training step",
+                            "a nonlinearity's input, another layer's output", false, {band[layer], mean[layer]}};
+        written.push_back(dir / std::string("activations_").append(layer).append(".png"));
         plot(spec, written.back());
         if (!saturated[layer].x.empty()) saturation.curves.push_back(saturated[layer]);
     }
@@ -63,7 +63,7 @@ std::vector<fs::path> plot_run(const fs::path& dir) {
     std::vector<fs::path> written;
     if (fs::exists(metrics)) {
         written.push_back(dir / "test_accuracy.png");
-        plot_test_accuracy({{dir.filename().string(), metrics}}, written.back(), "test accuracy of " + dir.string());
+        plot_test_accuracy({{dir.filename().string(), metrics}}, written.back(), std::string("test accuracy of ").append(dir.string()));
     }
     if (fs::exists(activations)) {
         for (auto& png : plot_activations(activations, dir)) written.push_back(std::move(png));

@@ -53,7 +53,6 @@ public:
     HookHandle register_forward_hook(ForwardHook<T> hook) { return forward_hooks_.add(std::move(hook)); }
     // The step the forward hooks of this module and all its submodules receive.
     void set_step(std::size_t step);
-    std::size_t step() const { return step_; }
 
     // The layer's kind and constructor arguments, e.g. "Linear(in_features=3136, out_features=128)".
     virtual std::string describe() const = 0;

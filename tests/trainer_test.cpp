@@ -285,13 +285,15 @@ TEST(Trainer, RecordedActivationsAreTheLayersStatisticsAndChangeNothingElse) {
             saturated += std::abs(v) > 3.0f;
         }
         std::sort(values.begin(), values.end());
-        const double scale = std::max(1.0, std::abs(values.back() - values.front()));
+        const double scale = std::max(1.0, static_cast<double>(values.back() - values.front()));
         EXPECT_NEAR(r.mean, mean, 1e-5 * scale);
         EXPECT_NEAR(r.std, std::sqrt(squares / static_cast<double>(values.size())), 1e-5 * scale);
         EXPECT_NEAR(r.p15, sorted_percentile(values, 0.15), 1e-5 * scale);
         EXPECT_NEAR(r.p50, sorted_percentile(values, 0.50), 1e-5 * scale);
         EXPECT_NEAR(r.p85, sorted_percentile(values, 0.85), 1e-5 * scale);
-        if (r.saturated) EXPECT_NEAR(*r.saturated, saturated / static_cast<double>(values.size()), 1e-3);
+        if (r.saturated) {
+            EXPECT_NEAR(*r.saturated, saturated / static_cast<double>(values.size()), 1e-3);
+        }
     }
     EXPECT_GT(rows[4].std, 0.0) << "a constant tensor would hide a wrong layer";
     fs::remove_all(plain);
