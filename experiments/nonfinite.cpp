@@ -52,8 +52,8 @@ std::optional<std::string> first_nonfinite_layer(Module<float>& model, const xt:
     std::optional<std::string> first;
     std::vector<HookHandle> hooks;
     for (const auto& [name, layer] : model.named_modules()) {
-        hooks.push_back(layer->register_forward_hook([&first, &layer = *layer](const ForwardHookContext<float>& c) {
-            if (!first && first_nonfinite_element(c.output.value())) first = layer.where();
+        hooks.push_back(layer->register_forward_hook([&first, &module = *layer](const ForwardHookContext<float>& c) {
+            if (!first && first_nonfinite_element(c.output.value())) first = module.where();
         }));
     }
     (void)model(Var<float>(images));
