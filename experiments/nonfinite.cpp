@@ -48,12 +48,16 @@ std::optional<std::string> first_nonfinite_state(const Module<float>& model) {
 std::optional<std::string> first_nonfinite_layer(Module<float>& model, const xt::xarray<float>& images) {
     if (first_nonfinite_element(images)) return "the input";
     NoGrad no_grad;
-    Var<float> x(images);
-    for (auto& [name, layer] : model.named_children()) {
-        x = layer->forward(x);
-        if (first_nonfinite_element(x.value())) return layer->where();
+    // Hooks fire in the order the layers compute, a nested layer's before its container's.
+    std::optional<std::string> first;
+    std::vector<HookHandle> hooks;
+    for (const auto& [name, layer] : model.named_modules()) {
+        hooks.push_back(layer->register_forward_hook([&first, &module = *layer](const ForwardHookContext<float>& c) {
+            if (!first && first_nonfinite_element(c.output.value())) first = module.where();
+        }));
     }
-    return std::nullopt;
+    (void)model(Var<float>(images));
+    return first;
 }
 
 }  // namespace xgrad

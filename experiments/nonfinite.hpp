@@ -17,9 +17,9 @@ namespace xgrad {
 // value is finite.
 std::optional<std::string> first_nonfinite_state(const Module<float>& model);
 
-// Runs `images` through the model's layers one at a time, in its current mode and without a
-// graph, and names the first whose output is not finite ("fc2 (Linear(...))", or "the input"
-// for non-finite images); nullopt when every output is finite. Layers that draw random numbers
+// Runs `images` through the model, in its current mode and without a graph, and names the first
+// layer (at any depth, read by forward hooks) whose output is not finite ("fc2 (Linear(...))", or
+// "the input" for non-finite images); nullopt when every output is finite. Layers that draw random numbers
 // (Dropout) draw them, so a run must not continue afterwards.
 std::optional<std::string> first_nonfinite_layer(Module<float>& model, const xt::xarray<float>& images);
 

@@ -6,21 +6,14 @@
 #include <stdexcept>
 
 #include "autodiff/grad_mode.hpp"
+#include "experiments/layer_lookup.hpp"
+#include "experiments/percentiles.hpp"
 #include "layers/cross_entropy.hpp"
 #include "layers/init.hpp"
 
 namespace xgrad {
 
 namespace {
-
-double percentile(std::vector<float> values, double q) {
-    // Linear interpolation between closest ranks (numpy's default).
-    std::sort(values.begin(), values.end());
-    const double position = q * static_cast<double>(values.size() - 1);
-    const auto lo = static_cast<std::size_t>(std::floor(position));
-    const std::size_t hi = std::min(lo + 1, values.size() - 1);
-    return values[lo] + (position - static_cast<double>(lo)) * (values[hi] - values[lo]);
-}
 
 // Everything a forward in training mode changes or draws from: weights (restored after the
 // probe moves them), BN's running statistics and the random layers' generators.
@@ -105,23 +98,23 @@ private:
 
 ProbeValues unit_input_percentiles(Sequential<float>& model, const std::string& layer, std::size_t unit,
                                    const xt::xarray<float>& images) {
+    Module<float>& target = layer_at(model, layer, "unit_input_percentiles");
     ModeGuard mode(model);
     model.eval();
     NoGrad no_grad;
-    Var<float> x(images);
-    for (const auto& [name, child] : model.named_children()) {
-        if (name == layer) {
-            if (x.dim() != 2 || unit >= x.shape()[1]) {
-                throw std::invalid_argument("unit_input_percentiles: the input of '" + layer + "' has shape " +
-                                            shape_str(x.shape()) + ", no unit " + std::to_string(unit));
-            }
-            std::vector<float> values(x.shape()[0]);
-            for (std::size_t i = 0; i < values.size(); ++i) values[i] = x.value()(i, unit);
-            return {{"p15", percentile(values, 0.15)}, {"p50", percentile(values, 0.50)}, {"p85", percentile(values, 0.85)}};
-        }
-        x = child->forward(x);
+    xt::xarray<float> input;
+    {
+        const HookHandle hook = target.register_forward_hook([&input](const ForwardHookContext<float>& c) { input = c.input.value(); });
+        (void)model(Var<float>(images));
     }
-    throw std::invalid_argument("unit_input_percentiles: the model has no layer named '" + layer + "'");
+    if (input.dimension() != 2 || unit >= input.shape()[1]) {
+        throw std::invalid_argument("unit_input_percentiles: the input of '" + layer + "' has shape " +
+                                    shape_str(input.shape()) + ", no unit " + std::to_string(unit));
+    }
+    std::vector<float> values(input.shape()[0]);
+    for (std::size_t i = 0; i < values.size(); ++i) values[i] = input(i, unit);
+    const std::vector<double> p = percentiles(values, {0.15, 0.50, 0.85});
+    return {{"p15", p[0]}, {"p50", p[1]}, {"p85", p[2]}};
 }
 
 ProbeValues landscape_along_gradient(Sequential<float>& model, const Batch& batch, double lr,

@@ -16,9 +16,10 @@ namespace xgrad {
 
 using ProbeValues = std::vector<std::pair<std::string, double>>;
 
-// The distribution of one unit's input to the nonlinearity `layer` (a child of the model, e.g.
-// "sigmoid3") over `images`, in eval mode and without a graph, as Ioffe & Szegedy's Fig. 1(b, c):
-// columns p15, p50, p85. std::invalid_argument if the model has no child named `layer`.
+// The distribution of one unit's input to the nonlinearity `layer` (a layer's dotted path, e.g.
+// "sigmoid3") over `images`, in eval mode and without a graph, as Ioffe & Szegedy's Fig. 1(b, c),
+// read by a forward hook on the layer: columns p15, p50, p85. std::invalid_argument if the model
+// has no layer at `layer`.
 ProbeValues unit_input_percentiles(Sequential<float>& model, const std::string& layer, std::size_t unit,
                                    const xt::xarray<float>& images);
 

@@ -1,5 +1,6 @@
 #include "experiments/train_config.hpp"
 
+#include <algorithm>
 #include <stdexcept>
 
 #include "layers/python_repr.hpp"
@@ -22,6 +23,7 @@ nlohmann::json to_json(const TrainConfig& c) {
         {"divergence_loss", c.divergence_loss},
         {"seed", c.seed},
         {"threads", c.threads},
+        {"record_activations", c.record_activations},
     });
     return json;
 }
@@ -42,6 +44,12 @@ void check_train_config(const TrainConfig& c) {
     train_range::synthetic_size.check("--synthetic-size", c.synthetic_size);
     train_range::seed.check("--seed", c.seed);
     train_range::threads.check("--threads", c.threads);
+    for (auto name = c.record_activations.begin(); name != c.record_activations.end(); ++name) {
+        if (name->empty()) throw std::invalid_argument("--record-activations: an empty layer name");
+        if (std::find(c.record_activations.begin(), name, *name) != name) {
+            throw std::invalid_argument("--record-activations: layer '" + *name + "' is named twice");
+        }
+    }
 }
 
 nlohmann::json with_current_keys(nlohmann::json recorded) {
@@ -54,9 +62,10 @@ nlohmann::json with_current_keys(nlohmann::json recorded) {
 
 namespace {
 
-// A key one side lacks matches `false` on the other: a flag added later is off in older runs.
+// A key one side lacks matches `false` or an empty list on the other: a flag added later is off in
+// older runs.
 bool same_value(const nlohmann::json& config, const std::string& key, const nlohmann::json& value) {
-    if (!config.contains(key)) return value == false;
+    if (!config.contains(key)) return value == false || value == nlohmann::json::array();
     return config.at(key) == value;
 }
 

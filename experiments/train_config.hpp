@@ -5,6 +5,7 @@
 #include <cstdint>
 #include <optional>
 #include <string>
+#include <vector>
 
 #include <nlohmann/json.hpp>
 
@@ -30,6 +31,10 @@ struct TrainConfig {
     std::uint64_t seed = 0;
     // Speed only: no sum depends on the thread count, so the weights come out bitwise the same.
     std::size_t threads = 2;
+    // Layers (dotted paths) whose activations.csv rows each evaluation writes
+    // (activation_statistics.hpp); no effect on the weights. Part of the configuration a resumed run
+    // must repeat, so that the file holds the same layers throughout.
+    std::vector<std::string> record_activations;
 };
 
 // The valid ranges of the training flags and of TrainConfig's fields: wide enough for any run of
@@ -49,7 +54,8 @@ inline constexpr RealRange momentum = RealRange::closed_open(0, 1);
 
 // A std::invalid_argument naming the flag and its valid range for the first field of `config` out
 // of it (the model's settings as check_model_config checks them), or --momentum with another
-// optimizer than SGD; the run's directory is not touched before this passes.
+// optimizer than SGD, or an empty or repeated --record-activations name; the run's directory is
+// not touched before this passes.
 void check_train_config(const TrainConfig& config);
 
 // config.json: the model's keys (model_config.hpp) beside the training's.
@@ -58,7 +64,7 @@ nlohmann::json to_json(const TrainConfig& config);
 // which is "norm": "batch"/"none".
 nlohmann::json with_current_keys(nlohmann::json recorded);
 // The name of the first field whose value differs, if any (threads ignored; a field one side lacks
-// matches false on the other). Both sides in today's keys (with_current_keys).
+// matches false or an empty list on the other: a flag added later is off in older runs). Both sides in today's keys (with_current_keys).
 std::optional<std::string> first_difference(const nlohmann::json& a, const nlohmann::json& b);
 
 }  // namespace xgrad

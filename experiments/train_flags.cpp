@@ -134,6 +134,12 @@ void add_train_flags(CLI::App* train_cmd, TrainConfig& config) {
     train_cmd->add_option("--seed", config.seed, "Seed of initialization, data order and dropout")
         ->check(in_range(train_range::seed))->capture_default_str();
     add_threads_option(train_cmd, config.threads, "Threads (TBB's; OpenBLAS runs single-threaded inside them)");
+    train_cmd->add_option("--record-activations", config.record_activations,
+                          "Layers (dotted paths, e.g. bn1,sigmoid2) whose activations each evaluation summarizes into "
+                          "activations.csv: mean, std, p15, p50, p85 and, for a sigmoid or tanh, the fraction of "
+                          "|x| > 3, over the first 1000 test images in eval mode; a nonlinearity's input, any other "
+                          "layer's output. A resumed run must give the same list")
+        ->delimiter(',');
 }
 
 TrainConfig parse_train_flags(const std::vector<std::string>& args) {

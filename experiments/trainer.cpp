@@ -14,9 +14,11 @@
 
 #include <tbb/global_control.h>
 #include <xtensor/xbuilder.hpp>
+#include <xtensor/xview.hpp>
 
 #include "autodiff/blas.hpp"
 #include "autodiff/grad_mode.hpp"
+#include "experiments/activations_log.hpp"
 #include "experiments/atomic_file.hpp"
 #include "experiments/batch_loader.hpp"
 #include "experiments/checkpoint.hpp"
@@ -183,11 +185,20 @@ Evaluation evaluate_once(Communicator& job, Module<float>& model, const Dataset&
     return e;
 }
 
+// The images --record-activations measures on: the first of the test set, the same at every
+// evaluation and whatever the ranks.
+xt::xarray<float> activation_sample(const Dataset& test_set, bool flat) {
+    const std::size_t count = std::min(activation_sample_images, test_set.labels.size());
+    xt::xarray<float> images = xt::view(test_set.images, xt::range(0, count));
+    if (flat) images.reshape({count, images.size() / count});
+    return images;
+}
+
 struct RunFiles {
-    fs::path config, metrics, checkpoint, summary;
+    fs::path config, metrics, checkpoint, summary, activations;
     explicit RunFiles(const fs::path& dir)
         : config(dir / "config.json"), metrics(dir / "metrics.csv"), checkpoint(dir / "checkpoint.npz"),
-          summary(dir / "summary.json") {}
+          summary(dir / "summary.json"), activations(dir / "activations.csv") {}
 };
 
 // Throws unless the run in `files` was started with `config` (config.json in today's keys).
@@ -281,6 +292,7 @@ TrainOutcome train(const TrainConfig& config, const fs::path& dir, const std::st
     // Before the directory is claimed: a configuration they reject, or data that do not load, leave
     // no run directory behind.
     auto model = make_model(config.model, rng);
+    check_recorded_layers(*model, config.record_activations);
     auto optimizer = make_optimizer(config, model->parameters());
     const bool flat = model_takes_flat_input(config.model);
     const DatasetOptions data_options{.synthetic_size = config.synthetic_size, .synthetic_seed = config.seed};
@@ -315,6 +327,9 @@ TrainOutcome train(const TrainConfig& config, const fs::path& dir, const std::st
     std::size_t step = 0;
     double seconds_before = 0;  // training time of earlier sessions of this run
     std::vector<MetricsRow> rows;
+    const bool records_activations = writes && !config.record_activations.empty();
+    const xt::xarray<float> activation_images = records_activations ? activation_sample(test_set, flat) : xt::xarray<float>();
+    std::vector<ActivationStatistics> activation_rows;
     if (fs::exists(files.checkpoint)) {
         TrainerState state;
         load_checkpoint(files.checkpoint, *model, optimizer.get(), &state);
@@ -338,6 +353,10 @@ TrainOutcome train(const TrainConfig& config, const fs::path& dir, const std::st
             rows = read_metrics_csv(files.metrics);
             std::erase_if(rows, [&](const MetricsRow& r) { return r.step > step; });  // written after the checkpoint
         }
+        if (records_activations && fs::exists(files.activations)) {
+            activation_rows = read_activations_csv(files.activations);
+            std::erase_if(activation_rows, [&](const ActivationStatistics& r) { return r.step > step; });
+        }
     }
 
     if (ranks > 1) parallel.broadcast_state();  // equal already (same seed, same checkpoint): made sure
@@ -358,6 +377,7 @@ TrainOutcome train(const TrainConfig& config, const fs::path& dir, const std::st
         const Batch local = ranks > 1 ? rank_share(batch, rank, ranks) : Batch{};
         const Batch& mine = ranks > 1 ? local : batch;
         ++step;
+        model->set_step(step);
         optimizer->zero_grad();
         const Var<float> logits = (*model)(Var<float>(mine.images));
         const std::size_t n_mine = mine.labels.size(), n_all = batch.labels.size();
@@ -413,6 +433,12 @@ TrainOutcome train(const TrainConfig& config, const fs::path& dir, const std::st
             // Metrics before the checkpoint: a kill between the two leaves rows past the
             // checkpoint, which the resumed run drops and writes again.
             write_file_atomically(files.metrics, metrics_csv(rows));
+            if (records_activations) {
+                for (auto& r : activation_statistics(*model, config.record_activations, activation_images)) {
+                    activation_rows.push_back(std::move(r));
+                }
+                write_file_atomically(files.activations, activations_csv(activation_rows));
+            }
             TrainerState state;
             state.set_int("step", static_cast<std::int64_t>(step));
             state.set_int("epoch", static_cast<std::int64_t>(loader.epoch()));
@@ -432,6 +458,7 @@ TrainOutcome train(const TrainConfig& config, const fs::path& dir, const std::st
     // Once more at the end: a run that diverged before its first evaluation gets its (empty)
     // metrics.csv, and one resumed past rows written after its checkpoint loses them.
     if (writes) write_file_atomically(files.metrics, metrics_csv(rows));
+    if (records_activations) write_file_atomically(files.activations, activations_csv(activation_rows));
 
     nlohmann::json summary = {{"status", status}, {"steps", step}, {"seconds", elapsed()}, {"config", config_json}};
     if (!rows.empty()) {

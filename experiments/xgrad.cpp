@@ -1,4 +1,4 @@
-// The xgrad command line: train, eval, experiment, sweep, report.
+// The xgrad command line: train, eval, experiment, sweep, report, plot.
 #include <algorithm>
 #include <chrono>
 #include <cstdint>
@@ -20,6 +20,7 @@
 #include "experiments/model_spec.hpp"
 #include "experiments/models.hpp"
 #include "experiments/report.hpp"
+#include "experiments/run_plots.hpp"
 #include "experiments/seed_cnn_bn.hpp"
 #include "experiments/sweep.hpp"
 #include "experiments/train_flags.hpp"
@@ -227,6 +228,10 @@ int main(int argc, char** argv) {
     bool report_force = false;
     report_cmd->add_flag("--force", report_force, "Replace a report of more claims than the results give");
 
+    std::string plot_dir;
+    CLI::App* plot_cmd = app.add_subcommand("plot", "Plot a run directory's metrics.csv and activations.csv into PNGs beside them");
+    plot_cmd->add_option("run_dir", plot_dir, "The run directory (--out of xgrad train)")->required()->check(CLI::ExistingDirectory);
+
     try {
         require_known_command(app, argc, argv);
         app.parse(argc, argv);
@@ -250,6 +255,10 @@ int main(int argc, char** argv) {
             const Sweep sweep = load_sweep(sweep_spec);
             spread_over_ranks(sweep_options, sweep_cmd);
             run_sweep(sweep, sweep_options, printed_by(sweep_options));
+            return 0;
+        }
+        if (*plot_cmd) {
+            for (const auto& png : plot_run(plot_dir)) std::cout << png.string() << "\n";
             return 0;
         }
         if (*report_cmd) {

@@ -1,5 +1,7 @@
 #include "layers/module.hpp"
 
+#include "autodiff/grad_mode.hpp"
+
 namespace xgrad {
 
 template <class T>
@@ -34,6 +36,28 @@ template <class T>
 void Module<T>::train(bool on) {
     training_ = on;
     for (auto& [name, child] : children_) child->train(on);
+}
+
+template <class T>
+std::vector<std::pair<std::string, std::shared_ptr<Module<T>>>> Module<T>::named_modules() const {
+    std::vector<std::pair<std::string, std::shared_ptr<Module>>> out;
+    for (const auto& [child_name, child] : children_) {
+        out.emplace_back(child_name, child);
+        for (auto& [name, m] : child->named_modules()) out.emplace_back(child_name + "." + name, m);
+    }
+    return out;
+}
+
+template <class T>
+void Module<T>::set_step(std::size_t step) {
+    step_ = step;
+    for (auto& [name, child] : children_) child->set_step(step);
+}
+
+template <class T>
+void Module<T>::run_forward_hooks(const Var<T>& input, const Var<T>& output) {
+    NoGrad no_grad;
+    forward_hooks_.run({path_, input, output, step_});
 }
 
 template <class T>

@@ -16,7 +16,7 @@ Residual<T>::Residual(std::shared_ptr<Sequential<T>> body) : body_(std::move(bod
 
 template <class T>
 Var<T> Residual<T>::forward(const Var<T>& x) {
-    const Var<T> y = body_->forward(x);
+    const Var<T> y = (*body_)(x);  // through the hooks of the body
     // Broadcasting would hide a body that changes the shape, so the shapes must be equal.
     if (y.shape() != x.shape()) {
         throw ShapeError(this->where() + ": the body's output " + shape_str(y.shape()) + " has not the shape of its input " +

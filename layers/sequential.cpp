@@ -10,7 +10,7 @@ Sequential<T>::Sequential(std::initializer_list<std::shared_ptr<Module<T>>> modu
 template <class T>
 Var<T> Sequential<T>::forward(const Var<T>& x) {
     Var<T> y = x;
-    for (const auto& m : modules_) y = m->forward(y);
+    for (const auto& m : modules_) y = (*m)(y);  // through operator(): the child's hooks run
     return y;
 }
 

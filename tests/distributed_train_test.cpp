@@ -5,7 +5,8 @@
 // clear message when resumed with another number of ranks; a rank killed with SIGKILL ends the
 // whole job with mpirun naming it, and the same command run again resumes to the bits of a run
 // that was never stopped; `xgrad experiment` under mpirun deals whole runs out to the ranks and
-// ends with the results of one process. Skipped where xgrad was built without MPI.
+// ends with the results of one process; --record-activations writes rank 0's statistics on the
+// first test images. Skipped where xgrad was built without MPI.
 #include <gtest/gtest.h>
 
 #include <algorithm>
@@ -18,6 +19,10 @@
 
 #include <nlohmann/json.hpp>
 
+#include "experiments/activations_log.hpp"
+#include "experiments/checkpoint.hpp"
+#include "experiments/dataset.hpp"
+#include "experiments/models.hpp"
 #include "experiments/npz.hpp"
 #include "experiments/regular_file.hpp"
 #include "layers/distributed/communicator.hpp"
@@ -99,6 +104,34 @@ TEST_F(DistributedTrain, TheSeedCnnSpecOverRanksEqualsTheBuiltinBitForBit) {
     bool bitwise = false;
     EXPECT_EQ(relative_difference(path("builtin") / "checkpoint.npz", path("spec") / "checkpoint.npz", &bitwise), 0.0);
     EXPECT_TRUE(bitwise);
+}
+
+// Over 2 ranks the activations.csv rows are the statistics of the run's model (rank 0's, which the
+// checkpoint holds) on the first test images, as one process computes them from the checkpoint.
+TEST_F(DistributedTrain, RecordedActivationsAreTheCheckpointsOnTheFirstTestImages) {
+    const fs::path out = path("activations");
+    const auto run = run_command(on_ranks(2, train(out, "--record-activations bn1,fc1")));
+    ASSERT_EQ(run.status, 0) << run.output;
+    const auto rows = xgrad::read_activations_csv(out / "activations.csv");
+    ASSERT_EQ(rows.size(), 2u) << "one evaluation (the epoch's 4 steps), two layers";
+
+    xgrad::ModelConfig config;
+    config.sync_bn = true;
+    xgrad::Rng rng(0);
+    auto model = xgrad::make_model(config, rng);
+    xgrad::load_checkpoint(out / "checkpoint.npz", *model);
+    model->set_step(rows[0].step);
+    const xgrad::Dataset test = xgrad::load_dataset("synthetic", xgrad::Split::test, {.synthetic_size = 64, .synthetic_seed = 0});
+    const auto expected = xgrad::activation_statistics(*model, {"bn1", "fc1"}, test.images);
+    for (std::size_t i = 0; i < rows.size(); ++i) {
+        SCOPED_TRACE(rows[i].layer);
+        EXPECT_EQ(rows[i].step, 4u);
+        EXPECT_EQ(rows[i].layer, expected[i].layer);
+        EXPECT_NEAR(rows[i].mean, expected[i].mean, 1e-6);
+        EXPECT_NEAR(rows[i].std, expected[i].std, 1e-6);
+        EXPECT_NEAR(rows[i].p50, expected[i].p50, 1e-6);
+        EXPECT_GT(rows[i].std, 0.0);
+    }
 }
 
 TEST_F(DistributedTrain, ResumingWithAnotherNumberOfRanksIsRefused) {

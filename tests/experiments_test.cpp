@@ -99,6 +99,9 @@ TEST(TrainConfig, AFlagAbsentFromAnOlderRunMatchesOff) {
     EXPECT_EQ(first_difference(older, {{"model", "paper-mlp"}, {"noisy_bn", true}}), "noisy_bn");
     EXPECT_EQ(first_difference(older, {{"model", "seed-cnn"}}), "model");
     EXPECT_EQ(first_difference(older, {{"model", "paper-mlp"}, {"lr", 0.1}}), "lr") << "only a false flag matches absence";
+    // A list flag: absent is the empty list.
+    EXPECT_EQ(first_difference(older, {{"model", "paper-mlp"}, {"record_activations", nlohmann::json::array()}}), std::nullopt);
+    EXPECT_EQ(first_difference(older, {{"model", "paper-mlp"}, {"record_activations", {"bn1"}}}), "record_activations");
 }
 
 // Runs begun before --norm recorded "bn": true/false; read in today's keys, each matches the

@@ -4,7 +4,9 @@
 // PyTorch on a checkpoint of each norm, the --norm flag with --bn as its other spelling, every
 // norm trained through the command line, the norm settings' errors and their record in
 // config.json, eval's model from config.json, and `eval --recalibrate` (PreciseBN) against the
-// library on the same batches, and its flag's errors.
+// library on the same batches, and its flag's errors; --record-activations (activations.csv
+// against the statistics computed layer by layer, the same weights as without it, resumed to the
+// same file, its errors) and `xgrad plot`.
 #include <fcntl.h>
 #include <signal.h>
 #include <spawn.h>
@@ -12,12 +14,14 @@
 
 #include <algorithm>
 #include <chrono>
+#include <cmath>
 #include <cstdint>
 #include <cstdio>
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
 #include <limits>
+#include <map>
 #include <string>
 #include <thread>
 #include <utility>
@@ -27,6 +31,8 @@
 #include <gtest/gtest.h>
 #include <nlohmann/json.hpp>
 
+#include "autodiff/grad_mode.hpp"
+#include "experiments/activations_log.hpp"
 #include "experiments/batch_loader.hpp"
 #include "experiments/checkpoint.hpp"
 #include "experiments/dataset.hpp"
@@ -34,6 +40,7 @@
 #include "experiments/metrics_log.hpp"
 #include "experiments/models.hpp"
 #include "experiments/npz.hpp"
+#include "experiments/regular_file.hpp"
 #include "experiments/trainer.hpp"
 #include "layers/normalization/precise_bn.hpp"
 #include "tests/run_command.hpp"
@@ -83,6 +90,9 @@ std::vector<std::string> cli_args(const TrainConfig& c, const fs::path& out) {
         std::replace(flag.begin(), flag.end(), '_', '-');
         args.insert(args.end(), {flag, value.dump()});
     }
+    std::string layers;
+    for (const auto& layer : c.record_activations) layers += (layers.empty() ? "" : ",") + layer;
+    if (!layers.empty()) args.insert(args.end(), {"--record-activations", layers});
     return args;
 }
 
@@ -185,6 +195,9 @@ fs::path expect_resume_after_sigkill_matches(const TrainConfig& c, const std::st
     EXPECT_EQ(wait_for(spawn(cli_args(c, killed))), 0);
     expect_same_checkpoints(straight / "checkpoint.npz", killed / "checkpoint.npz");
     EXPECT_EQ(read_json(straight / "summary.json").at("final_test_acc"), read_json(killed / "summary.json").at("final_test_acc"));
+    if (!c.record_activations.empty()) {
+        EXPECT_EQ(xgrad::read_regular_file(straight / "activations.csv"), xgrad::read_regular_file(killed / "activations.csv"));
+    }
     fs::remove_all(straight);
     return killed;
 }
@@ -193,6 +206,170 @@ TEST(Trainer, ResumesAfterSigkillToTheSameWeights) {
     TrainConfig c = small_mlp_run();
     c.steps = 600;
     fs::remove_all(expect_resume_after_sigkill_matches(c, "bn"));
+}
+
+// activations.csv too: the resumed run drops the rows written after its checkpoint and ends with
+// the uninterrupted run's bytes.
+TEST(Trainer, ResumesAfterSigkillToTheSameActivationsCsv) {
+    TrainConfig c = small_mlp_run();
+    c.steps = 600;
+    c.record_activations = {"sigmoid1", "bn3"};
+    fs::remove_all(expect_resume_after_sigkill_matches(c, "activations"));
+}
+
+// numpy's percentile of sorted values.
+double sorted_percentile(const std::vector<float>& sorted, double q) {
+    const double position = q * static_cast<double>(sorted.size() - 1);
+    const auto lo = static_cast<std::size_t>(position);
+    const std::size_t hi = std::min(lo + 1, sorted.size() - 1);
+    return sorted[lo] + (position - static_cast<double>(lo)) * (sorted[hi] - sorted[lo]);
+}
+
+// Recording changes no weight and no metric, and each row is the statistics of the tensor the
+// layers give when run one at a time by hand on the first test images: sigmoid2's input (bn2's
+// output), bn1's and fc4's outputs.
+TEST(Trainer, RecordedActivationsAreTheLayersStatisticsAndChangeNothingElse) {
+    TrainConfig c = small_mlp_run();
+    c.steps = 20;
+    const fs::path plain = fresh_dir("activations_plain"), recorded = fresh_dir("activations_recorded");
+    ASSERT_EQ(xgrad::train(c, plain).status, "finished");
+    c.record_activations = {"bn1", "sigmoid2", "fc4"};
+    ASSERT_EQ(xgrad::train(c, recorded).status, "finished");
+    expect_same_checkpoints(plain / "checkpoint.npz", recorded / "checkpoint.npz");
+    const auto a = xgrad::read_metrics_csv(plain / "metrics.csv"), b = xgrad::read_metrics_csv(recorded / "metrics.csv");
+    ASSERT_EQ(a.size(), b.size());
+    for (std::size_t i = 0; i < a.size(); ++i) {
+        EXPECT_EQ(a[i].train_loss, b[i].train_loss);
+        EXPECT_EQ(a[i].train_acc, b[i].train_acc);
+        EXPECT_EQ(a[i].test_loss, b[i].test_loss);
+        EXPECT_EQ(a[i].test_acc, b[i].test_acc);
+    }
+    EXPECT_FALSE(fs::exists(plain / "activations.csv"));
+    EXPECT_EQ(read_json(recorded / "config.json").at("record_activations"), nlohmann::json({"bn1", "sigmoid2", "fc4"}));
+
+    const auto rows = xgrad::read_activations_csv(recorded / "activations.csv");
+    ASSERT_EQ(rows.size(), 6u);  // two evaluations, three layers
+    for (std::size_t i = 0; i < rows.size(); ++i) {
+        EXPECT_EQ(rows[i].step, i < 3 ? 10u : 20u);
+        EXPECT_EQ(rows[i].layer, c.record_activations[i % 3]);
+        EXPECT_EQ(rows[i].saturated.has_value(), rows[i].layer == "sigmoid2");
+    }
+
+    xgrad::Rng rng(0);
+    auto model = xgrad::make_model(c.model, rng);
+    xgrad::load_checkpoint(recorded / "checkpoint.npz", *model);
+    model->eval();
+    const xgrad::Dataset test = xgrad::load_dataset("synthetic", xgrad::Split::test, {.synthetic_size = 128, .synthetic_seed = c.seed});
+    const std::size_t n = test.labels.size();
+    xt::xarray<float> x = test.images;
+    x.reshape({n, x.size() / n});
+    std::map<std::string, std::vector<float>> tensors;
+    {
+        xgrad::NoGrad no_grad;
+        xgrad::Var<float> v(x);
+        for (auto& [name, layer] : model->named_children()) {
+            if (name == "sigmoid2") tensors[name].assign(v.value().begin(), v.value().end());
+            v = layer->forward(v);
+            if (name == "bn1" || name == "fc4") tensors[name].assign(v.value().begin(), v.value().end());
+        }
+    }
+    for (std::size_t i = 3; i < 6; ++i) {
+        const auto& r = rows[i];
+        SCOPED_TRACE(r.layer);
+        std::vector<float> values = tensors.at(r.layer);
+        double sum = 0, squares = 0, saturated = 0;
+        for (float v : values) sum += v;
+        const double mean = sum / static_cast<double>(values.size());
+        for (float v : values) {
+            squares += (v - mean) * (v - mean);
+            saturated += std::abs(v) > 3.0f;
+        }
+        std::sort(values.begin(), values.end());
+        const double scale = std::max(1.0, static_cast<double>(values.back() - values.front()));
+        EXPECT_NEAR(r.mean, mean, 1e-5 * scale);
+        EXPECT_NEAR(r.std, std::sqrt(squares / static_cast<double>(values.size())), 1e-5 * scale);
+        EXPECT_NEAR(r.p15, sorted_percentile(values, 0.15), 1e-5 * scale);
+        EXPECT_NEAR(r.p50, sorted_percentile(values, 0.50), 1e-5 * scale);
+        EXPECT_NEAR(r.p85, sorted_percentile(values, 0.85), 1e-5 * scale);
+        if (r.saturated) {
+            EXPECT_NEAR(*r.saturated, saturated / static_cast<double>(values.size()), 1e-3);
+        }
+    }
+    EXPECT_GT(rows[4].std, 0.0) << "a constant tensor would hide a wrong layer";
+    fs::remove_all(plain);
+    fs::remove_all(recorded);
+}
+
+// An unknown layer is refused before anything is written, naming the flag, the name and the
+// model's layers; a resumed run must name the same layers.
+TEST(Cli, RecordActivationsOfAnUnknownLayerOrAnotherListIsRefused) {
+    const fs::path dir = fresh_dir("activations_unknown");
+    const std::string train = std::string(XGRAD_CLI) +
+                              " train --model paper-mlp --dataset synthetic --synthetic-size 64 --batch 16 --steps 4 "
+                              "--eval-every 2 --threads 1 --out " + dir.string() + " --record-activations ";
+    auto r = run_command(train + "bn1,relu1");
+    EXPECT_NE(r.status, 0);
+    EXPECT_NE(r.output.find("--record-activations: the model has no layer 'relu1'; its layers are fc1, bn1, sigmoid1, fc2"),
+              std::string::npos) << r.output;
+    EXPECT_FALSE(fs::exists(dir)) << "a run directory was left";
+    r = run_command(train + "bn1,bn1");
+    EXPECT_NE(r.status, 0);
+    EXPECT_NE(r.output.find("--record-activations: layer 'bn1' is named twice"), std::string::npos) << r.output;
+    EXPECT_FALSE(fs::exists(dir));
+
+    r = run_command(train + "bn1,sigmoid1");
+    ASSERT_EQ(r.status, 0) << r.output;
+    r = run_command(train + "bn1");
+    EXPECT_NE(r.status, 0);
+    EXPECT_NE(r.output.find("'record_activations' was [\"bn1\",\"sigmoid1\"], now [\"bn1\"]"), std::string::npos) << r.output;
+    fs::remove_all(dir);
+}
+
+// `xgrad plot` draws the test accuracy, each recorded layer and the sigmoid's saturation.
+TEST(Cli, PlotDrawsTheRunsMetricsAndActivations) {
+    if (std::system("/usr/bin/python3 -c 'import matplotlib' 2>/dev/null") != 0) GTEST_SKIP() << "python3-matplotlib is not installed";
+    const fs::path dir = fresh_dir("plot");
+    auto r = run_command(std::string(XGRAD_CLI) +
+                                        " train --model paper-mlp --dataset synthetic --synthetic-size 64 --batch 16 --steps 4 "
+                                        "--eval-every 2 --threads 1 --record-activations fc1,sigmoid1 --out " + dir.string());
+    ASSERT_EQ(r.status, 0) << r.output;
+    r = run_command(std::string(XGRAD_CLI) + " plot " + dir.string());
+    ASSERT_EQ(r.status, 0) << r.output;
+    for (const char* png : {"test_accuracy.png", "activations_fc1.png", "activations_sigmoid1.png", "saturation.png"}) {
+        EXPECT_TRUE(fs::exists(dir / png)) << png;
+        EXPECT_NE(r.output.find(png), std::string::npos) << r.output;
+    }
+    const auto spec = read_json(dir / "saturation.png.json");
+    ASSERT_EQ(spec.at("curves").size(), 1u) << "fc1 is no sigmoid";
+    EXPECT_EQ(spec.at("curves")[0].at("label"), "sigmoid1");
+
+    fs::remove(dir / "metrics.csv");
+    fs::remove(dir / "activations.csv");
+    r = run_command(std::string(XGRAD_CLI) + " plot " + dir.string());
+    EXPECT_NE(r.status, 0);
+    EXPECT_NE(r.output.find("holds neither metrics.csv nor activations.csv"), std::string::npos) << r.output;
+    fs::remove_all(dir);
+}
+
+TEST(ActivationsCsv, ReadsBackWhatItWroteAndNamesTheLineThatDoesNotParse) {
+    const std::vector<xgrad::ActivationStatistics> rows{{10, "bn1", 0.1, 1.0 / 3, -0.5, 0.0, 0.5, std::nullopt},
+                                                        {10, "sigmoid1", -2.5, 1e-7, -3.25, -2.5, 1.75, 0.125}};
+    const std::string csv = xgrad::activations_csv(rows);
+    const auto back = xgrad::parse_activations_csv(csv, "a.csv");
+    ASSERT_EQ(back.size(), 2u);
+    EXPECT_EQ(xgrad::activations_csv(back), csv);
+    EXPECT_EQ(back[0].std, 1.0 / 3);
+    EXPECT_FALSE(back[0].saturated);
+    EXPECT_EQ(back[1].saturated, 0.125);
+    for (const std::string bad : {"10,bn1,0.1,1,2,3", "10,bn1,0.1,1,2,3,x,", "1.5,bn1,0,0,0,0,0,", "10,,0,0,0,0,0,"}) {
+        try {
+            xgrad::parse_activations_csv(std::string(xgrad::activations_header) + "\n" + bad + "\n", "a.csv");
+            ADD_FAILURE() << bad << " was read";
+        } catch (const std::runtime_error& e) {
+            EXPECT_NE(std::string(e.what()).find("a.csv: line 2"), std::string::npos) << e.what();
+        }
+    }
+    EXPECT_THROW(xgrad::parse_activations_csv("step,layer\n", "a.csv"), std::runtime_error);
 }
 
 // Batch Renorm's schedule reads the layers' step counter (num_batches_tracked), which the
