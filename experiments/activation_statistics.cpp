@@ -3,6 +3,8 @@
 #include <algorithm>
 #include <cmath>
 #include <limits>
+#include <stdexcept>
+#include <string>
 
 #include <xtensor/xview.hpp>
 
@@ -10,6 +12,7 @@
 #include "experiments/layer_lookup.hpp"
 #include "experiments/percentiles.hpp"
 #include "layers/activations.hpp"
+#include "layers/mode_guard.hpp"
 
 namespace xgrad {
 
@@ -77,9 +80,9 @@ std::vector<ActivationStatistics> activation_statistics(Module<float>& model, co
             c.values.insert(c.values.end(), tensor.begin(), tensor.end());
         }));
     }
-    const bool was_training = model.is_training();
-    model.eval();
     {
+        ModeGuard<float> mode(model);
+        model.eval();
         NoGrad no_grad;
         const std::size_t total = images.shape()[0];
         for (std::size_t start = 0; start < total; start += batch_images) {
@@ -87,9 +90,15 @@ std::vector<ActivationStatistics> activation_statistics(Module<float>& model, co
             (void)model(Var<float>(batch));
         }
     }
-    model.train(was_training);
     std::vector<ActivationStatistics> out;
-    for (std::size_t k = 0; k < layers.size(); ++k) out.push_back(statistics_of(layers[k], collected[k]));
+    for (std::size_t k = 0; k < layers.size(); ++k) {
+        // A layer its container calls past its hooks (child->forward(x)) would give a row of NaN.
+        if (collected[k].values.empty()) {
+            throw std::runtime_error("--record-activations: layer '" + layers[k] + "' saw no input in a forward over " +
+                                     std::to_string(images.shape()[0]) + " images (does its container call it through operator()?)");
+        }
+        out.push_back(statistics_of(layers[k], collected[k]));
+    }
     return out;
 }
 

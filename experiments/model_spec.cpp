@@ -1,6 +1,7 @@
 #include "experiments/model_spec.hpp"
 
 #include <algorithm>
+#include <cctype>
 #include <cstdint>
 #include <limits>
 #include <optional>
@@ -60,6 +61,10 @@ std::optional<Activation> activation_of(LayerType type) {
 constexpr WholeRange width_range{1, 65536};
 constexpr WholeRange window_range{1, 28};
 constexpr WholeRange padding_range{0, 28};
+// 16 Mi values per sample (a batch of 64 of them is 4 GiB) and 128 Mi weights (512 MiB) per layer:
+// 2,000 and 300 times the seed CNN's largest.
+constexpr std::size_t max_values_per_sample = std::size_t{1} << 24;
+constexpr std::size_t max_weights = std::size_t{1} << 27;
 // The data sets' samples: 1 x 28 x 28 images, flattened or not, of 10 classes.
 const Shape image_shape{1, 28, 28};
 const Shape flat_image_shape{784};
@@ -185,14 +190,35 @@ private:
         layer.name = index;
         if (object.contains("name")) {
             const nlohmann::json& name = object.at("name");
-            // A dot would make the name read as a nested module's in the state_dict.
-            if (!name.is_string() || name.get<std::string>().empty() || name.get<std::string>().find('.') != std::string::npos) {
-                fail(layer, "'name' is " + name.dump() + ", expected a non-empty string without dots");
+            // A dot would make the name read as a nested module's in the state_dict; a slash or a comma
+            // could not name the layer's plot file or be given to --record-activations.
+            const auto allowed = [](char c) { return std::isalnum(static_cast<unsigned char>(c)) || c == '_' || c == '-'; };
+            const std::string text = name.is_string() ? name.get<std::string>() : "";
+            if (text.empty() || !std::all_of(text.begin(), text.end(), allowed)) {
+                fail(layer, "'name' is " + name.dump() + ", expected a non-empty name of letters, digits, _ and -");
             }
-            layer.name = name.get<std::string>();
+            layer.name = text;
         }
         read_settings(object, layer);
+        check_size(layer);
         return layer;
+    }
+
+    // Each width is bounded, but their products are not: a layer's weights and its output per sample
+    // are, so that a typo is this error rather than an allocation failure naming nothing.
+    void check_size(const LayerSpec& layer) const {
+        std::size_t output = 1;
+        for (std::size_t d : layer.output) output *= d;
+        if (output > max_values_per_sample) {
+            fail(layer, "its output " + batch_shape(layer.output) + " holds " + std::to_string(output) + " values per sample, above the " +
+                            std::to_string(max_values_per_sample) + " a spec's layer may have");
+        }
+        std::size_t weights = 0;
+        if (layer.type == LayerType::conv) weights = layer.width * layer.input[0] * layer.kernel * layer.kernel;
+        if (layer.type == LayerType::linear) weights = layer.width * layer.input[0];
+        if (weights > max_weights) {
+            fail(layer, "it has " + std::to_string(weights) + " weights, above the " + std::to_string(max_weights) + " a spec's layer may have");
+        }
     }
 
     std::size_t whole(const nlohmann::json& object, const LayerSpec& layer, const std::string& key, WholeRange range,

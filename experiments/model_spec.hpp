@@ -3,13 +3,15 @@
 //   {"input": [1, 28, 28],        one sample's shape: the images, or [784] for them flattened
 //    "description": "...",        optional free text
 //    "layers": [{"type": "conv", "name": "conv1", "out_channels": 32, "kernel": 3, "padding": 1}, ...]}
-// Each layer has a "type" and may have a "name", the prefix of its state_dict entries (default: its
-// index in its list, "0", "1", ..., as torch's Sequential names them). In-channels and in-features
-// come from the shape before the layer. The types and their keys (defaults in brackets):
+// Each layer has a "type" and may have a "name" (letters, digits, _ and -), the prefix of its
+// state_dict entries (default: its index in its list, "0", "1", ..., as torch's Sequential names
+// them). In-channels and in-features come from the shape before the layer. The types and their keys (defaults in brackets):
 //   conv      out_channels, kernel, stride [1], padding [0], bias [true], weight_standardization [false]
 //   linear    out_features, bias [true]
-//   norm      kind [the run's --norm], groups [--norm-groups] for kind group, ghost_batch for kind
-//             ghost, optional [false]; a batch-renorm layer takes the --renorm-* settings
+//   norm      kind [the run's --norm], groups [--norm-groups, which only --norm group sets: 32
+//             otherwise] for kind group, ghost_batch for kind ghost, optional [false]; a
+//             batch-renorm layer takes the --renorm-* settings (their defaults unless --norm
+//             batch-renorm)
 //   relu, sigmoid, tanh, flatten
 //   maxpool   kernel, stride [kernel]
 //   dropout   p [the run's --dropout]; p = 0 adds no layer

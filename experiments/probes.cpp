@@ -10,6 +10,7 @@
 #include "experiments/percentiles.hpp"
 #include "layers/cross_entropy.hpp"
 #include "layers/init.hpp"
+#include "layers/mode_guard.hpp"
 
 namespace xgrad {
 
@@ -81,25 +82,13 @@ double distance(const std::vector<double>& a, const std::vector<double>& b) {
     return std::sqrt(sum);
 }
 
-// Puts the model back in the mode it had, however the scope ends.
-class ModeGuard {
-public:
-    explicit ModeGuard(Module<float>& model) : model_(model), was_training_(model.is_training()) {}
-    ~ModeGuard() { model_.train(was_training_); }
-    ModeGuard(const ModeGuard&) = delete;
-    ModeGuard& operator=(const ModeGuard&) = delete;
-
-private:
-    Module<float>& model_;
-    bool was_training_;
-};
 
 }  // namespace
 
 ProbeValues unit_input_percentiles(Sequential<float>& model, const std::string& layer, std::size_t unit,
                                    const xt::xarray<float>& images) {
     Module<float>& target = layer_at(model, layer, "unit_input_percentiles");
-    ModeGuard mode(model);
+    ModeGuard<float> mode(model);
     model.eval();
     NoGrad no_grad;
     xt::xarray<float> input;

@@ -11,7 +11,9 @@
 #include <CLI/CLI.hpp>
 #include <nlohmann/json.hpp>
 
+#include "experiments/activation_statistics.hpp"
 #include "experiments/atomic_file.hpp"
+#include "experiments/csv_text.hpp"
 #include "experiments/json_file.hpp"
 #include "experiments/models.hpp"
 #include "experiments/plot.hpp"
@@ -134,7 +136,7 @@ TrainConfig config_of(const SpecFile& spec, const std::vector<Setting>& settings
     try {
         check_train_config(config);
         Rng rng(0);
-        make_model(config.model, rng);
+        check_recorded_layers(*make_model(config.model, rng), config.record_activations);
     } catch (const std::exception& e) {
         spec.fail("arm " + arm, e.what());
     }
@@ -278,13 +280,6 @@ std::vector<SweepMetric> read_metrics(const SpecFile& spec, const Json& root) {
         }
     }
     return metrics;
-}
-
-// The shortest text that reads back as the same double, for summary.csv.
-std::string exact(double value) {
-    char buf[32];
-    const auto end = std::to_chars(buf, buf + sizeof buf, value).ptr;
-    return std::string(buf, end);
 }
 
 // A CSV field, quoted when it holds a comma, a quote or a line break (RFC 4180).
@@ -439,11 +434,12 @@ void run_sweep(const Sweep& sweep, const ExperimentOptions& options, std::ostrea
         plot_spec.curves.push_back(
             mean_curve(arm.name, runs_of(results, arm.name), [](const MetricsRow& row) { return row.test_acc; }));
     }
-    plot(plot_spec, dir / "test_accuracy.png");
+    // The figures first: a plot that fails (matplotlib missing) leaves them written.
     const std::string table = summary_table(sweep, results);
     write_file_atomically(dir / "summary.csv", summary_csv(sweep, results));
     write_file_atomically(dir / "summary.md", "# " + sweep.name + "\n\n" + table);
     write_file_atomically(dir / "spec.json", sweep.bytes);
+    plot(plot_spec, dir / "test_accuracy.png");
     out << "\n" << sweep.name << " (" << sweep.file.string() << "), mean ± sd over seeds:\n\n"
         << table << "\nsummary.csv, summary.md, test_accuracy.png and spec.json in " << dir.string() << "\n";
 }

@@ -205,10 +205,14 @@ struct RunFiles {
 void check_same_config(const RunFiles& files, const nlohmann::json& config) {
     const nlohmann::json existing = with_current_keys(read_json_file(files.config));
     if (auto key = first_difference(existing, config)) {
-        throw std::runtime_error(files.config.string() + " belongs to a run with another configuration ('" + *key +
-                                 "' was " + (existing.contains(*key) ? existing[*key].dump() : "absent") + ", now " +
-                                 (config.contains(*key) ? config[*key].dump() : "absent") +
-                                 "); choose another output directory");
+        // A value such as a whole model spec is cut to its start: the key says what differs.
+        const auto shown = [&key](const nlohmann::json& json) -> std::string {
+            if (!json.contains(*key)) return "absent";
+            const std::string text = json[*key].dump();
+            return text.size() <= 100 ? text : text.substr(0, 97) + "...";
+        };
+        throw std::runtime_error(files.config.string() + " belongs to a run with another configuration ('" + *key + "' was " +
+                                 shown(existing) + ", now " + shown(config) + "); choose another output directory");
     }
 }
 

@@ -66,23 +66,24 @@ public:
     HookHandle add(ForwardHook<T> hook) {
         if (!list_) list_ = std::make_shared<List>();
         const std::uint64_t id = list_->next_id++;
-        list_->hooks.emplace_back(id, std::move(hook));
+        list_->hooks.emplace_back(id, std::make_shared<ForwardHook<T>>(std::move(hook)));
         return HookHandle([weak = std::weak_ptr<List>(list_), id] {
             if (auto list = weak.lock()) std::erase_if(list->hooks, [id](const auto& entry) { return entry.first == id; });
         });
     }
 
     // Over a copy of the list: a hook that removes itself or another (or adds one) takes effect
-    // from the next forward on.
+    // from the next forward on. The copy shares the hooks themselves, so a hook with state (a
+    // mutable lambda, a counter) keeps it from one forward to the next.
     void run(const ForwardHookContext<T>& context) const {
         const auto hooks = list_->hooks;
-        for (const auto& [id, hook] : hooks) hook(context);
+        for (const auto& [id, hook] : hooks) (*hook)(context);
     }
 
 private:
     struct List {
         std::uint64_t next_id = 0;
-        std::vector<std::pair<std::uint64_t, ForwardHook<T>>> hooks;
+        std::vector<std::pair<std::uint64_t, std::shared_ptr<ForwardHook<T>>>> hooks;
     };
     std::shared_ptr<List> list_;
 };

@@ -126,8 +126,8 @@ TEST(Cli, AFlagFollowedByAnotherFlagIsAnErrorNamingBoth) {
 
 TEST(Cli, AnUnknownOrMissingCommandIsAnErrorListingTheCommands) {
     const fs::path dir = fresh_dir("command");
-    expect_refused_writing_nothing({{"trian --out run", "unknown command 'trian'; the commands are train, eval, experiment, sweep, report"},
-                                    {"", "no command given; the commands are train, eval, experiment, sweep, report"}},
+    expect_refused_writing_nothing({{"trian --out run", "unknown command 'trian'; the commands are train, eval, experiment, sweep, report, plot"},
+                                    {"", "no command given; the commands are train, eval, experiment, sweep, report, plot"}},
                                    dir);
 }
 

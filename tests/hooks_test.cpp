@@ -146,6 +146,17 @@ TEST(ForwardHooks, AHandleOutlivingItsModuleRemovesNothing) {
     SUCCEED();
 }
 
+// A hook's own state (a mutable lambda's captures) lasts from one forward to the next.
+TEST(ForwardHooks, AStatefulHookKeepsItsState) {
+    auto model = nested_model(0);
+    std::size_t seen = 0;
+    HookHandle handle = model->register_forward_hook([calls = std::size_t{0}, &seen](const ForwardHookContext<float>&) mutable {
+        seen = ++calls;
+    });
+    for (int i = 0; i < 3; ++i) (void)(*model)(inputs());
+    EXPECT_EQ(seen, 3u);
+}
+
 TEST(ForwardHooks, AHookRemovingItselfRunsThisTimeAndNeverAgain) {
     auto model = nested_model(0);
     int calls = 0;

@@ -168,6 +168,9 @@ TEST_F(SweepSpec, ErrorsNameTheFileAndTheKey) {
         {spec_text(R"("grid": {"epochs": [2]})"), "arm epochs=2: --epochs excludes --steps"},
         {spec_text(R"("grid": {"norm": ["instance"]})"), "arm norm=instance: "},
         {R"({"name": "x", "seeds": [0], "base": {"optimizer": "adam", "momentum": 0.9}})", "arm base: --momentum"},
+        // relu1 is a layer of the seed CNN without BN, and is fused into bn1 with it.
+        {R"({"name": "x", "seeds": [0], "base": {"model": "seed-cnn", "record-activations": "relu1"}, "grid": {"norm": ["none", "batch"]}})",
+         "arm norm=batch: --record-activations: "},
     };
     for (const auto& [text, message] : cases) {
         SCOPED_TRACE(text);
