@@ -1,5 +1,5 @@
-// The pieces of the run directory's CSV files (metrics.csv, activations.csv): their lines, their
-// fields, and numbers written so that they read back as the same double.
+// The pieces of xgrad's CSV files (metrics.csv, activations.csv, a sweep's summary.csv): their
+// lines, their fields, and numbers written so that they read back as the same double.
 #pragma once
 
 #include <algorithm>
@@ -39,6 +39,24 @@ inline std::string exact(double value) {
     char text[32];
     const auto result = std::to_chars(text, text + sizeof text, value);
     return std::string(text, result.ptr);
+}
+
+// A CSV field, quoted when it holds a comma, a quote or a line break (RFC 4180).
+inline std::string csv_field(const std::string& text) {
+    if (text.find_first_of(",\"\r\n") == std::string::npos) return text;
+    std::string quoted = "\"";
+    for (char c : text) quoted += c == '"' ? std::string("\"\"") : std::string(1, c);
+    return quoted + "\"";
+}
+
+// A CSV line.
+inline std::string csv_line(const std::vector<std::string>& fields) {
+    std::string line;
+    for (std::size_t i = 0; i < fields.size(); ++i) {
+        if (i > 0) line += ',';
+        line += csv_field(fields[i]);
+    }
+    return line + "\n";
 }
 
 }  // namespace xgrad

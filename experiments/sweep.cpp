@@ -282,26 +282,8 @@ std::vector<SweepMetric> read_metrics(const SpecFile& spec, const Json& root) {
     return metrics;
 }
 
-// A CSV field, quoted when it holds a comma, a quote or a line break (RFC 4180).
-std::string csv_field(const std::string& text) {
-    if (text.find_first_of(",\"\r\n") == std::string::npos) return text;
-    std::string quoted = "\"";
-    for (char c : text) quoted += c == '"' ? std::string("\"\"") : std::string(1, c);
-    return quoted + "\"";
-}
-
 std::size_t diverged_count(const std::vector<const RunResult*>& runs) {
     return static_cast<std::size_t>(std::count_if(runs.begin(), runs.end(), [](const RunResult* r) { return r->diverged(); }));
-}
-
-// A CSV line.
-std::string csv_line(const std::vector<std::string>& fields) {
-    std::string line;
-    for (std::size_t i = 0; i < fields.size(); ++i) {
-        if (i > 0) line += ',';
-        line += csv_field(fields[i]);
-    }
-    return line + "\n";
 }
 
 std::string summary_csv(const Sweep& sweep, const std::vector<RunResult>& results) {
