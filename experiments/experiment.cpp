@@ -135,29 +135,6 @@ std::vector<double> each(const std::vector<const RunResult*>& runs, const std::f
     return out;
 }
 
-Spread spread_of(const std::vector<double>& values) {
-    Spread s;
-    s.n = values.size();
-    if (s.n == 0) return s;
-    s.min = *std::min_element(values.begin(), values.end());
-    s.max = *std::max_element(values.begin(), values.end());
-    for (double v : values) s.mean += v;
-    s.mean /= static_cast<double>(s.n);
-    if (s.n > 1) {
-        double sq = 0;
-        for (double v : values) sq += (v - s.mean) * (v - s.mean);
-        s.sd = std::sqrt(sq / static_cast<double>(s.n - 1));
-    }
-    return s;
-}
-
-std::string format_spread(const Spread& s, int digits) {
-    if (s.n == 0) return "-";
-    char buf[96];
-    std::snprintf(buf, sizeof buf, "%.*f ± %.*f (n=%zu)", digits, s.mean, digits, s.sd, s.n);
-    return buf;
-}
-
 void append_point(Curve& curve, double x, const Spread& s) {
     curve.x.push_back(x);
     curve.mean.push_back(s.mean);
@@ -212,10 +189,19 @@ double best_test_acc(const RunResult& run) {
 }
 
 std::string verdict_greater(const Spread& a, const Spread& b, double margin) {
-    if (a.n >= 2 && b.n >= 2 && a.mean - b.mean > std::max(a.sd + b.sd, margin)) return "reproduced";
+    if (welch_greater(a, b).p < significance_level && a.mean - b.mean > margin) return "reproduced";
     if (a.mean > b.mean) return "partly";
     return "not reproduced";
 }
+
+std::string greater_rule(const std::string& a, const std::string& b) {
+    char level[16];
+    std::snprintf(level, sizeof level, "%g", significance_level);
+    return "reproduced when " + a + "'s mean is above " + b + "'s by Welch's one-sided t-test at p < " + level +
+           "; partly when it is higher at all";
+}
+
+std::string welch_note(const Spread& a, const Spread& b) { return "Welch " + format_p(welch_greater(a, b).p); }
 
 void write_claims(const std::filesystem::path& dir, const std::string& experiment, const std::string& title,
                   Profile profile, const std::vector<Claim>& claims, const std::vector<std::string>& tables,

@@ -22,6 +22,7 @@
 #include "experiments/flag_range.hpp"
 #include "experiments/metrics_log.hpp"
 #include "experiments/plot.hpp"
+#include "experiments/statistics.hpp"
 #include "experiments/trainer.hpp"
 #include "layers/distributed/communicator.hpp"
 
@@ -88,15 +89,6 @@ std::vector<const RunResult*> runs_of(const std::vector<RunResult>& results, con
 // value(run) for every run of the list.
 std::vector<double> each(const std::vector<const RunResult*>& runs, const std::function<double(const RunResult&)>& value);
 
-// Mean, sample standard deviation, min and max of values over seeds.
-struct Spread {
-    double mean = 0, sd = 0, min = 0, max = 0;
-    std::size_t n = 0;
-};
-Spread spread_of(const std::vector<double>& values);
-// "0.9812 ± 0.0011 (n=3)", with `digits` decimals; "-" for n = 0.
-std::string format_spread(const Spread& s, int digits = 4);
-
 // Adds the point (x, s.mean) with the band s.min..s.max.
 void append_point(Curve& curve, double x, const Spread& s);
 
@@ -122,10 +114,16 @@ struct Claim {
     std::string claim, source, paper, measured, verdict, rule;
 };
 
-// The verdict for "a beats b": reproduced when a's mean exceeds b's by more than both sds
-// together and more than `margin`, with at least 2 seeds on each side; partly when it is higher
-// at all; else not reproduced.
+// The verdict for "a beats b": reproduced when Welch's one-sided test puts a's mean above b's at
+// p < significance_level (which needs at least 2 seeds on each side) and the difference exceeds
+// `margin`; partly when a's mean is higher at all; else not reproduced.
 std::string verdict_greater(const Spread& a, const Spread& b, double margin = 0.0);
+
+// verdict_greater's rule in words for Claim::rule, with the two sides named: "reproduced when
+// <a>'s mean is above <b>'s by Welch's one-sided t-test at p < 0.05; partly when it is higher at all".
+std::string greater_rule(const std::string& a, const std::string& b);
+// The p-value behind verdict_greater(a, b), for a claim row's measurement: "Welch p = 0.004".
+std::string welch_note(const Spread& a, const Spread& b);
 
 // Writes <dir>/claims.json for `xgrad report`: the claims, markdown tables and plot paths
 // (relative to dir).

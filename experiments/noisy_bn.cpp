@@ -89,8 +89,8 @@ void run_noisy_bn(const ExperimentOptions& options, std::ostream& out) {
         plots.push_back(png);
     }
     const double gap_to_bn = std::abs(final_acc[2].mean - final_acc[1].mean);
-    const std::string smoother_rule = "reproduced when no BN's value (mean over the evaluations of a run, then over "
-                                      "seeds) exceeds BN's by more than their two sds together; partly when larger at all";
+    const std::string smoother_rule =
+        greater_rule("no BN's value (the mean over a run's evaluations, then over seeds)", "BN's");
     const std::vector<Claim> claims{
         {"BN with injected distribution noise trains about as well as BN: the stability of layer input "
          "distributions is not what makes BN work",
@@ -105,11 +105,13 @@ void run_noisy_bn(const ExperimentOptions& options, std::ostream& out) {
          "only above no BN's"},
         {"BN makes the loss change less along the gradient", "Santurkar et al. 2018, §3.1, Fig. 4(a)",
          "VGG: a much narrower range of loss with BN",
-         "loss range: no BN " + format_spread(landscape[0][0], 3) + ", BN " + format_spread(landscape[1][0], 3),
+         "loss range: no BN " + format_spread(landscape[0][0], 3) + ", BN " + format_spread(landscape[1][0], 3) + "; " +
+             welch_note(landscape[0][0], landscape[1][0]),
          verdict_greater(landscape[0][0], landscape[1][0]), smoother_rule},
         {"BN makes the gradient more predictive (smaller effective beta-smoothness)", "Santurkar et al. 2018, §3.1, Fig. 4(c)",
          "VGG: beta-smoothness several times smaller with BN",
-         "beta-smoothness: no BN " + format_spread(landscape[0][1], 3) + ", BN " + format_spread(landscape[1][1], 3),
+         "beta-smoothness: no BN " + format_spread(landscape[0][1], 3) + ", BN " + format_spread(landscape[1][1], 3) +
+             "; " + welch_note(landscape[0][1], landscape[1][1]),
          verdict_greater(landscape[0][1], landscape[1][1]), smoother_rule},
     };
     out << "final test accuracy: no BN " << format_spread(final_acc[0]) << ", BN " << format_spread(final_acc[1])

@@ -64,13 +64,13 @@ void run_regularization(const ExperimentOptions& options, std::ostream& out) {
         }
     }
     if (options.writes_report()) plot(spec, dir / "train_test_gap.png");
-    const std::string rule = "reproduced when the first exceeds the second by more than their two sds together; partly "
-                             "when it is larger at all";
+    const std::string rule = greater_rule("no BN's gap", "BN's");
     const std::vector<Claim> claims{
         {"BN regularizes: a smaller train/test gap than without BN (no Dropout)", "seed document §2, claim 3",
          "(no figure; the seed states it)",
-         "final gap: no BN " + format_spread(gap[0][0]) + ", BN " + format_spread(gap[1][0]),
-         verdict_greater(gap[0][0], gap[1][0]), rule + " (first: no BN's gap)"},
+         "final gap: no BN " + format_spread(gap[0][0]) + ", BN " + format_spread(gap[1][0]) + "; " +
+             welch_note(gap[0][0], gap[1][0]),
+         verdict_greater(gap[0][0], gap[1][0]), rule},
         {"With BN, Dropout can be removed: BN without Dropout tests at least as well as Dropout without BN",
          "Ioffe & Szegedy §4.2.1", "(Inception: removing Dropout from BN-Inception did not hurt)",
          "final test acc.: BN, no Dropout " + format_spread(test[1][0]) + "; no BN, Dropout " + format_spread(test[0][1]),

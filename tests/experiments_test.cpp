@@ -411,19 +411,7 @@ TEST(Models, NoisyBnCannotComeBetweenFrnAndItsTlu) {
                               "its nonlinearity, the TLU (--norm frn given)");
 }
 
-TEST(Spread, MeanSampleSdMinMax) {
-    const Spread s = spread_of({1.0, 2.0, 6.0});
-    EXPECT_EQ(s.n, 3u);
-    EXPECT_DOUBLE_EQ(s.mean, 3.0);
-    EXPECT_DOUBLE_EQ(s.sd, std::sqrt(7.0));  // ((4 + 1 + 9) / 2)
-    EXPECT_EQ(s.min, 1.0);
-    EXPECT_EQ(s.max, 6.0);
-    EXPECT_EQ(format_spread(spread_of({0.5, 0.5}), 2), "0.50 ± 0.00 (n=2)");
-    EXPECT_EQ(format_spread(spread_of({})), "-");
-    EXPECT_EQ(spread_of({4.0}).sd, 0.0);
-}
-
-TEST(Verdict, GreaterNeedsTheGapToExceedBothSpreads) {
+TEST(Verdict, GreaterIsWelchsOneSidedTestAtFivePercent) {
     const Spread low = spread_of({0.90, 0.91, 0.92}), high = spread_of({0.95, 0.96, 0.97});
     EXPECT_EQ(verdict_greater(high, low), "reproduced");
     EXPECT_EQ(verdict_greater(low, high), "not reproduced");
@@ -431,6 +419,11 @@ TEST(Verdict, GreaterNeedsTheGapToExceedBothSpreads) {
     EXPECT_EQ(verdict_greater(noisy, low), "partly") << "higher, but within the spread";
     EXPECT_EQ(verdict_greater(high, low, 0.1), "partly") << "below the margin";
     EXPECT_EQ(verdict_greater(spread_of({0.99}), spread_of({0.5})), "partly") << "one seed gives no spread to beat";
+    // A gap below the two sds together, but over five seeds a side: t = 3.0 with 8 df, p = 0.009.
+    const Spread five_low = spread_of({0.89, 0.895, 0.90, 0.905, 0.91});
+    const Spread five_high = spread_of({0.905, 0.91, 0.915, 0.92, 0.925});
+    EXPECT_LT(five_high.mean - five_low.mean, five_high.sd + five_low.sd);
+    EXPECT_EQ(verdict_greater(five_high, five_low), "reproduced");
 }
 
 // A model whose "sigmoid" input is x itself (Linear with weight 1, bias 0): the percentiles are
