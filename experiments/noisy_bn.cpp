@@ -123,7 +123,7 @@ void run_noisy_bn(const ExperimentOptions& options, std::ostream& out) {
                   "s ~ N(sigma, 0.1); a <- s a + m. Landscape every %zu steps on that step's batch.",
                   plan.steps, plan.seeds - 1, plan.eval_every);
     if (options.writes_report()) {
-        write_claims(dir, "noisy-bn", "Noisy BN and the loss landscape (Santurkar et al. 2018)", options.profile, claims,
+        write_claims(dir, "noisy-bn", "Noisy BN and the loss landscape (Santurkar et al. 2018)", options, claims,
                      {table}, plots, setup);
     }
 }

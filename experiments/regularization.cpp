@@ -84,7 +84,7 @@ void run_regularization(const ExperimentOptions& options, std::ostream& out) {
                   "Dropout p = 0.2 after each hidden sigmoid; train accuracy over the whole training set in eval mode.",
                   plan.steps, plan.seeds - 1);
     if (options.writes_report()) {
-        write_claims(dir, "regularization", "BN as a regularizer (seed claim 3, paper §4.2.1)", options.profile, claims,
+        write_claims(dir, "regularization", "BN as a regularizer (seed claim 3, paper §4.2.1)", options, claims,
                      {table}, {"train_test_gap.png"}, setup);
     }
 }

@@ -29,6 +29,7 @@
 #include "experiments/models.hpp"
 #include "experiments/nonfinite.hpp"
 #include "experiments/progress.hpp"
+#include "experiments/provenance.hpp"
 #include "experiments/run_lock.hpp"
 #include "layers/adam.hpp"
 #include "layers/cross_entropy.hpp"
@@ -201,9 +202,11 @@ struct RunFiles {
           summary(dir / "summary.json"), activations(dir / "activations.csv") {}
 };
 
-// Throws unless the run in `files` was started with `config` (config.json in today's keys).
+// Throws unless the run in `files` was started with `config` (config.json in today's keys). The
+// build that started it does not matter here: a run resumes under another (run_all's choice).
 void check_same_config(const RunFiles& files, const nlohmann::json& config) {
-    const nlohmann::json existing = with_current_keys(read_json_file(files.config));
+    nlohmann::json existing = with_current_keys(read_json_file(files.config));
+    existing.erase("provenance");
     if (auto key = first_difference(existing, config)) {
         // A value such as a whole model spec is cut to its start: the key says what differs.
         const auto shown = [&key](const nlohmann::json& json) -> std::string {
@@ -245,10 +248,13 @@ std::optional<TrainOutcome> finished_run(const RunFiles& files, const nlohmann::
     return TrainOutcome{summary.at("status").get<std::string>(), summary, true};
 }
 
-// Writes config.json for a new run, or checks that an existing run was started with the same one.
-void claim_directory(const RunFiles& files, const nlohmann::json& config) {
+// Writes config.json for a new run, with the provenance of the build that starts it, or checks
+// that an existing run was started with the same configuration.
+void claim_directory(const RunFiles& files, const nlohmann::json& config, const nlohmann::json& started_by) {
     if (!fs::exists(files.config)) {
-        write_json_file(files.config, config);
+        nlohmann::json recorded = config;
+        recorded["provenance"] = started_by;
+        write_json_file(files.config, recorded);
         return;
     }
     check_same_config(files, config);
@@ -288,6 +294,7 @@ TrainOutcome train(const TrainConfig& config, const fs::path& dir, const std::st
     const std::size_t ranks = static_cast<std::size_t>(job.size());
     const std::size_t rank = static_cast<std::size_t>(job.rank());
     const bool writes = rank == 0;
+    const nlohmann::json this_provenance = provenance(config.threads, ranks);
     check_same_config_on_every_rank(job, config_json);
     if (auto finished = finished_run(files, config_json)) return *finished;
     tbb::global_control threads(tbb::global_control::max_allowed_parallelism, config.threads);
@@ -322,7 +329,7 @@ TrainOutcome train(const TrainConfig& config, const fs::path& dir, const std::st
         lock.emplace(dir);
         // Finished by the trainer that held the lock before this one.
         if (finished_run(files, config_json)) finished_meanwhile = std::byte{1};
-        if (finished_meanwhile == std::byte{0}) claim_directory(files, config_json);
+        if (finished_meanwhile == std::byte{0}) claim_directory(files, config_json, this_provenance);
     }
     job.broadcast(std::span(&finished_meanwhile, 1), 0);  // the other ranks wait for rank 0's claim
     if (finished_meanwhile != std::byte{0}) return *finished_run(files, config_json);
@@ -474,6 +481,7 @@ TrainOutcome train(const TrainConfig& config, const fs::path& dir, const std::st
     }
     if (status == "diverged") summary["divergence"] = divergence;
     if (ranks > 1) summary["world_size"] = ranks;
+    summary["provenance"] = this_provenance;  // the build that ended the run, perhaps not the one that started it
     if (writes) write_json_file(files.summary, summary);
     return {status, summary, false};
 }

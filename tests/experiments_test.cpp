@@ -30,6 +30,7 @@
 #include "experiments/models.hpp"
 #include "experiments/npz.hpp"
 #include "experiments/probes.hpp"
+#include "experiments/provenance.hpp"
 #include "experiments/trainer.hpp"
 #include "layers/activations.hpp"
 #include "layers/cross_entropy.hpp"
@@ -600,6 +601,37 @@ TEST(RunAll, AFinishedRunOfAnotherConfigurationIsAnErrorNotAResult) {
     fs::remove_all(dir);
 }
 
+// A run another build made is not mixed with this build's: run_all refuses before training
+// anything, naming the run and its builds, and with rerun_stale deletes it and trains it again.
+TEST(RunAll, ARunOfAnotherBuildIsRefusedOrTrainedAgain) {
+    const fs::path dir = fresh_dir("other_build");
+    const std::vector<RunSpec> specs{{"arm/seed0", short_paper_mlp_run(Norm::batch, 2, 2), {}},
+                                     {"arm/seed1", short_paper_mlp_run(Norm::none, 2, 2), {}}};
+    ASSERT_EQ(run_all(specs, dir, ExperimentOptions{}, std::cout).size(), 2u);
+    const std::string other(40, 'b');
+    nlohmann::json config = read_json(dir / "arm/seed0/config.json");
+    config["provenance"]["commit"] = other;
+    config["provenance"]["dirty"] = false;
+    std::ofstream(dir / "arm/seed0/config.json") << config.dump();
+    const auto written = fs::last_write_time(dir / "arm/seed0/summary.json");
+
+    const std::string message = xgrad_test::error_of<std::runtime_error>([&] { run_all(specs, dir, ExperimentOptions{}, std::cout); });
+    for (const std::string& part :
+         {"1 of the runs under " + dir.string() + " were made by another build than this one (" + this_build() + ")",
+          "\n  build " + other + ", then build " + this_build() + ": arm/seed0\n", std::string("--rerun-stale")}) {
+        EXPECT_NE(message.find(part), std::string::npos) << part << "\n" << message;
+    }
+    EXPECT_EQ(fs::last_write_time(dir / "arm/seed0/summary.json"), written);
+
+    const ExperimentOptions rerun{.rerun_stale = true};
+    const auto results = run_all(specs, dir, rerun, std::cout);
+    EXPECT_FALSE(results.at(0).outcome.was_already_finished);
+    EXPECT_TRUE(results.at(1).outcome.was_already_finished);
+    EXPECT_EQ(build_of(read_json(dir / "arm/seed0/config.json")), this_build());
+    EXPECT_EQ(*rerun.run_builds, std::set<std::string>{this_build()});
+    fs::remove_all(dir);
+}
+
 std::string run_cli(const std::string& args) {
     const std::string command = std::string(XGRAD_CLI) + " " + args;
     const auto [status, output] = xgrad_test::run_command(command);
@@ -622,6 +654,7 @@ TEST(Drivers, QuickProfilesWriteSaneResultsAndTheReport) {
         EXPECT_NE(output.find("== " + d.name + ":"), std::string::npos) << output;
         const nlohmann::json j = read_json(results / d.name / "claims.json");
         EXPECT_EQ(j.at("profile"), "quick");
+        EXPECT_EQ(j.at("builds"), nlohmann::json::array({this_build()})) << "the build of its runs alone";
         ASSERT_FALSE(j.at("claims").empty());
         for (const auto& c : j.at("claims")) {
             EXPECT_TRUE(verdicts.count(c.at("verdict").get<std::string>())) << c.dump();
@@ -663,6 +696,9 @@ TEST(Drivers, QuickProfilesWriteSaneResultsAndTheReport) {
     for (std::size_t k = 1; k <= claims; ++k) EXPECT_NE(report.find("\n| " + std::to_string(k) + " | "), std::string::npos) << k;
     EXPECT_NE(report.find("](convergence/test_accuracy_mnist.png)"), std::string::npos) << "plots linked relative to the report";
     EXPECT_NE(report.find("Profile quick: a smoke test"), std::string::npos);
+    EXPECT_NE(report.find("uncommitted changes): `" + this_build() + "` (convergence, distributions, "), std::string::npos)
+        << report;
+    EXPECT_NE(report.find("Build of its runs: `" + this_build() + "`."), std::string::npos) << report;
 
     const auto metrics = results / "init" / "bn-on-sigma1" / "seed0" / "metrics.csv";
     const auto written = fs::last_write_time(metrics);
@@ -693,6 +729,7 @@ TEST(Report, NoResultsOrFewerClaimsLeaveTheReportAsItWas) {
     write_claims_json(dir / "two", drivers()[0].name, 2);
     ASSERT_NE(run_cli("report --results " + (dir / "two").string() + " --out " + out.string()).find("2 claims"), std::string::npos);
     const std::string before = read_file(out);
+    EXPECT_NE(before.find("Build of its runs: not recorded."), std::string::npos) << "a claims.json without builds";
 
     fs::create_directories(dir / "empty");
     const std::pair<std::string, std::string> refused[] = {
@@ -723,21 +760,21 @@ TEST(Report, NoResultsOrFewerClaimsLeaveTheReportAsItWas) {
     fs::remove_all(dir);
 }
 
-// Every committed run recorded "bn": true/false (before --norm). Copied as they are, the noisy-bn
-// runs of experiments/results (BN off, on, and on with noise) are found finished by the command
-// that made them, and one of them by `xgrad train` whether it says --bn on or --norm batch; a
-// command asking for another normalization is refused rather than handed that run.
-TEST(CommittedResults, RunsRecordedWithBnAreFoundFinishedByTheCommandThatMadeThem) {
+// Every committed run recorded "bn": true/false (before --norm) and no build. Copied as they are,
+// the noisy-bn runs of experiments/results (BN off, on, and on with noise) are refused by the
+// command that made them as runs of an unrecorded build, and one of them is found finished by
+// `xgrad train` whether it says --bn on or --norm batch; a command asking for another
+// normalization is refused rather than handed that run.
+TEST(CommittedResults, RunsRecordedWithBnAreFoundFinishedByTrainAndRefusedAsOfAnotherBuildByExperiment) {
     const fs::path results = fresh_dir("committed");
     fs::copy(fs::path(XGRAD_SOURCE_DIR) / "experiments" / "results" / "noisy-bn", results / "noisy-bn",
              fs::copy_options::recursive);
-    const std::string output = run_cli("experiment noisy-bn --profile paper --results " + results.string());
-    for (const char* arm : {"no-bn", "bn", "noisy-bn"}) {
-        for (int seed = 0; seed < 3; ++seed) {
-            const std::string run = std::string(arm) + "/seed" + std::to_string(seed);
-            EXPECT_NE(output.find("\n" + run + ": finished (earlier)"), std::string::npos) << run << "\n" << output;
-        }
-    }
+    const auto [experiment_status, stale] =
+        xgrad_test::run_command(std::string(XGRAD_CLI) + " experiment noisy-bn --profile paper --results " + results.string());
+    EXPECT_NE(experiment_status, 0);
+    EXPECT_NE(stale.find("9 of the runs under " + (results / "noisy-bn").string() + " were made by another build"),
+              std::string::npos) << stale;
+    EXPECT_NE(stale.find("\n  build unrecorded: no-bn/seed0 no-bn/seed1 no-bn/seed2 bn/seed0"), std::string::npos) << stale;
 
     const fs::path run = results / "noisy-bn" / "bn" / "seed0";
     ASSERT_FALSE(read_json(run / "config.json").contains("norm")) << "a run recorded before --norm";
