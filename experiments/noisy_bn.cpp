@@ -89,15 +89,16 @@ double largest_stable_multiplier(const std::vector<RunResult>& search, const Arm
 
 // "median 400, 1 of 5 never (n=5)": steps to the target over seeds, infinite when never reached.
 std::string format_steps(std::vector<double> steps) {
+    if (steps.empty()) return "-";
     std::sort(steps.begin(), steps.end());
-    const std::size_t n = steps.size(), never = static_cast<std::size_t>(std::count_if(steps.begin(), steps.end(), [](double s) {
-                                             return std::isinf(s);
-                                         }));
+    const std::size_t n = steps.size();
+    const auto never = std::count_if(steps.begin(), steps.end(), [](double s) { return std::isinf(s); });
     const double median = n % 2 ? steps[n / 2] : (steps[n / 2 - 1] + steps[n / 2]) / 2;
-    char text[96];
-    std::snprintf(text, sizeof text, std::isinf(median) ? "median never" : "median %.0f", median);
-    return std::string(text) + (never ? ", " + std::to_string(never) + " of " + std::to_string(n) + " never" : "") +
-           " (n=" + std::to_string(n) + ")";
+    char text[32];
+    std::snprintf(text, sizeof text, "%.0f", median);
+    std::string out = "median " + (std::isinf(median) ? std::string("never") : std::string(text));
+    if (never > 0) out += ", " + std::to_string(never) + " of " + std::to_string(n) + " never";
+    return out + " (n=" + std::to_string(n) + ")";
 }
 
 // Both tests passed: reproduced; one: partly; neither: not reproduced.

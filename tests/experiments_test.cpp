@@ -559,7 +559,7 @@ std::vector<double> layer_gradient(Sequential<float>& model, const Batch& batch,
     for (const auto& [name, child] : model.named_children()) {
         if (Rng* g = child->generator()) generators.push_back(*g);
     }
-    auto gradients = [&] {
+    auto restore_noise_and_statistics = [&] {
         std::size_t k = 0;
         for (const auto& [name, child] : model.named_children()) {
             if (Rng* g = child->generator()) *g = generators[k++];
@@ -567,6 +567,9 @@ std::vector<double> layer_gradient(Sequential<float>& model, const Batch& batch,
         for (std::size_t b = 0; b < buffers.size(); ++b) {
             if (buffers[b].second.tensor) *buffers[b].second.tensor = saved_buffers[b];
         }
+    };
+    auto gradients = [&] {
+        restore_noise_and_statistics();
         model.zero_grad();
         cross_entropy(model(Var<float>(batch.images)), batch.labels).backward();
         std::vector<xt::xarray<float>> out;
@@ -586,6 +589,7 @@ std::vector<double> layer_gradient(Sequential<float>& model, const Batch& batch,
         if (named[k].first.starts_with(layer + ".")) out.insert(out.end(), g[k].begin(), g[k].end());
     }
     for (std::size_t k = 0; k < saved.size(); ++k) model.parameters()[k].mutable_value() = saved[k];
+    restore_noise_and_statistics();
     return out;
 }
 
@@ -601,7 +605,7 @@ TEST(Probes, InternalCovariateShiftMatchesDirectGradientsAndLeavesTheModelAlone)
     std::vector<xt::xarray<float>> before;
     for (const auto& p : model.parameters()) before.push_back(p.value());
     const auto running_mean = *model.named_buffers()[0].second.tensor;
-    const Rng noise_before = *model[2].generator();
+    Rng noise_before = *model[2].generator();
 
     const ProbeValues v = internal_covariate_shift(model, batch, lr, {"fc1", "fc2"});
     for (std::size_t k = 0; k < before.size(); ++k) EXPECT_EQ(model.parameters()[k].value(), before[k]);
