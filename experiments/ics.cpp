@@ -118,9 +118,8 @@ void run_ics(const ExperimentOptions& options, std::ostream& out) {
                           name + ": " + label[row.higher] + " " + format_spread(higher, 3) + ", " + label[row.lower] + " " +
                               format_spread(lower, 3) + "; " + welch_note(higher, lower),
                           verdict_greater(higher, lower),
-                          greater_rule(std::string(label[row.higher]) + "'s " + name +
-                                           " (the mean over a run's evaluations and layers fc2..fc4, then over seeds)",
-                                       std::string(label[row.lower]) + "'s")});
+                          "on " + name + " (a run's mean over its evaluations and layers fc2..fc4): " +
+                              greater_rule(label[row.higher], label[row.lower])});
     }
     out << "‖G - G'‖: no BN " << format_spread(shift[0][0], 3) << ", BN " << format_spread(shift[1][0], 3) << ", noisy BN "
         << format_spread(shift[2][0], 3) << "\n";

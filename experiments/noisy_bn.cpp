@@ -30,7 +30,7 @@ struct Plan {
 
 Plan plan_for(Profile p) {
     if (p == Profile::paper) return {10000, 100, 5, 0.80, 3000, 100, 2, {1, 3, 10, 30, 100}};
-    return {40, 20, 2, 0.30, 20, 10, 1, {1, 10}};
+    return {40, 20, 2, 0.30, 10, 10, 1, {1, 10}};
 }
 
 struct Arm {
@@ -268,9 +268,8 @@ void run_noisy_bn(const ExperimentOptions& options, std::ostream& out) {
                  std::string(measures[m].column) + ": no BN " + format_spread(landscape[r.no_bn][m], 3) + ", BN " +
                      format_spread(landscape[r.bn][m], 3) + "; " + welch_note(smoother, other) + lrs,
                  verdict_greater(smoother, other),
-                 greater_rule(measures[m].bn_smaller ? "no BN's value (the mean over a run's evaluations, then over seeds)"
-                                                     : "BN's value (the mean over a run's evaluations, then over seeds)",
-                              measures[m].bn_smaller ? "BN's" : "no BN's")});
+                 std::string("on ") + measures[m].column + " (a run's mean over its evaluations): " +
+                     greater_rule(measures[m].bn_smaller ? "no BN" : "BN", measures[m].bn_smaller ? "BN" : "no BN")});
         }
     }
     out << "final test accuracy: no BN " << format_spread(final_acc[0]) << ", BN " << format_spread(final_acc[1])

@@ -15,6 +15,7 @@
 #include <fstream>
 #include <iostream>
 #include <limits>
+#include <random>
 #include <set>
 #include <sstream>
 #include <string>
@@ -468,25 +469,43 @@ Batch small_batch() {
     return b;
 }
 
-// The landscape probe moves the weights along the gradient and runs forwards in training mode
-// (updating BN's running statistics, drawing noise) but must put everything back. Its loss range
-// is checked against losses computed here directly, with the same noise.
-TEST(Probes, LandscapeLeavesTheModelAsItFoundItAndMatchesDirectLosses) {
-    Rng rng(3);
-    auto owner = noisy_bn_model(rng);
+// What a probe must leave as it found it in noisy_bn_model: the weights, bn1's running mean and
+// the noise layer's generator.
+struct NoisyBnModelState {
+    explicit NoisyBnModelState(Sequential<float>& model)
+        : running_mean(*model.named_buffers()[0].second.tensor), noise(model[2].generator()->engine()) {
+        for (const auto& p : model.parameters()) weights.push_back(p.value());
+    }
+    void expect_unchanged(Sequential<float>& model) const {
+        for (std::size_t k = 0; k < weights.size(); ++k) EXPECT_EQ(model.parameters()[k].value(), weights[k]) << k;
+        EXPECT_EQ(*model.named_buffers()[0].second.tensor, running_mean);
+        EXPECT_TRUE(model[2].generator()->engine() == noise);
+    }
+    std::vector<xt::xarray<float>> weights;
+    xt::xarray<float> running_mean;
+    std::mt19937_64 noise;
+};
+
+// A probe's test: noisy_bn_model, small_batch and the state the probe must leave as it found.
+class ProbeOnNoisyBn : public ::testing::Test {
+protected:
+    Rng rng{3};
+    std::shared_ptr<Sequential<float>> owner = noisy_bn_model(rng);
     Sequential<float>& model = *owner;
     const Batch batch = small_batch();
     const double lr = 0.5;
-    std::vector<xt::xarray<float>> before;
-    for (const auto& p : model.parameters()) before.push_back(p.value());
-    const auto running_mean = *model.named_buffers()[0].second.tensor;
-    Rng noise_before = *model[2].generator();
+    const NoisyBnModelState state{model};
+};
+
+// The landscape probe moves the weights along the gradient and runs forwards in training mode
+// (updating BN's running statistics, drawing noise) but must put everything back. Its loss range
+// is checked against losses computed here directly, with the same noise.
+TEST_F(ProbeOnNoisyBn, LandscapeLeavesTheModelAsItFoundItAndMatchesDirectLosses) {
+    const std::vector<xt::xarray<float>>& before = state.weights;
 
     const ProbeValues v = landscape_along_gradient(model, batch, lr, {1.0, 2.0});
     ASSERT_EQ(v.size(), 8u);
-    for (std::size_t k = 0; k < before.size(); ++k) EXPECT_EQ(model.parameters()[k].value(), before[k]);
-    EXPECT_EQ(*model.named_buffers()[0].second.tensor, running_mean);
-    EXPECT_EQ(model[2].generator()->engine(), noise_before.engine());
+    state.expect_unchanged(model);
 
     // Direct: loss at w, its gradient g, then losses at w - lr * m * g, each from the same noise.
     auto loss_with_same_noise = [&] {
@@ -596,21 +615,10 @@ std::vector<double> layer_gradient(Sequential<float>& model, const Batch& batch,
 // Santurkar's ICS of fc2 in a noisy-BN model: the probe's ||G - G'|| and cos(G, G') are those of
 // the gradients computed here, the shift of fc1 (no parameter before it) is 0 with cosine 1, and
 // the model (weights, BN statistics, noise generator) is left as the probe found it.
-TEST(Probes, InternalCovariateShiftMatchesDirectGradientsAndLeavesTheModelAlone) {
-    Rng rng(3);
-    auto owner = noisy_bn_model(rng);
-    Sequential<float>& model = *owner;
-    const Batch batch = small_batch();
-    const double lr = 0.5;
-    std::vector<xt::xarray<float>> before;
-    for (const auto& p : model.parameters()) before.push_back(p.value());
-    const auto running_mean = *model.named_buffers()[0].second.tensor;
-    Rng noise_before = *model[2].generator();
+TEST_F(ProbeOnNoisyBn, InternalCovariateShiftMatchesDirectGradientsAndLeavesTheModelAlone) {
 
     const ProbeValues v = internal_covariate_shift(model, batch, lr, {"fc1", "fc2"});
-    for (std::size_t k = 0; k < before.size(); ++k) EXPECT_EQ(model.parameters()[k].value(), before[k]);
-    EXPECT_EQ(*model.named_buffers()[0].second.tensor, running_mean);
-    EXPECT_EQ(model[2].generator()->engine(), noise_before.engine());
+    state.expect_unchanged(model);
 
     ASSERT_EQ(v.size(), 4u);
     EXPECT_EQ(v[0], (std::pair<std::string, double>("ics_fc1", 0.0)));
@@ -649,17 +657,23 @@ TEST(Probes, InternalCovariateShiftIsZeroWhenTheEarlierLayersCannotMove) {
     EXPECT_EQ(v[1].second, 1.0);
 }
 
+// paper-mlp with noisy BN on 256 synthetic images, on one thread.
+TrainConfig noisy_bn_synthetic_run(std::size_t steps, std::size_t eval_every) {
+    TrainConfig c = paper_mlp_config("synthetic", Norm::batch);
+    c.model.noisy_bn = true;
+    c.synthetic_size = 256;
+    c.steps = steps;
+    c.eval_every = eval_every;
+    c.threads = 1;
+    return c;
+}
+
 // A probe that leaves the model alone changes nothing of the run: every array of the checkpoint
 // of a noisy-BN run with the landscape probe (weights, BN statistics, optimizer state, noise
 // generators) equals the one without, the training time aside; metrics.csv has its columns.
 TEST(Probes, ARunWithTheLandscapeProbeEndsWithTheSameWeights) {
     const fs::path dir = fresh_dir("probe_run");
-    TrainConfig c = paper_mlp_config("synthetic", Norm::batch);
-    c.model.noisy_bn = true;
-    c.synthetic_size = 256;
-    c.steps = 30;
-    c.eval_every = 10;
-    c.threads = 1;
+    const TrainConfig c = noisy_bn_synthetic_run(30, 10);
     const Probe probe = [&](Sequential<float>& model, const Batch& batch) {
         return landscape_along_gradient(model, batch, c.lr);
     };
@@ -683,12 +697,7 @@ TEST(Probes, ARunWithTheLandscapeProbeEndsWithTheSameWeights) {
 // every step, the landscape's loss at the unmoved weights is the step's training loss itself.
 TEST(Probes, AProbeSeesTheWeightsAndBatchOfTheUpdateAboutToBeMade) {
     const fs::path dir = fresh_dir("probe_before_update");
-    TrainConfig c = paper_mlp_config("synthetic", Norm::batch);
-    c.model.noisy_bn = true;
-    c.synthetic_size = 256;
-    c.steps = 3;
-    c.eval_every = 1;
-    c.threads = 1;
+    const TrainConfig c = noisy_bn_synthetic_run(3, 1);
     const Probe probe = [&](Sequential<float>& model, const Batch& batch) {
         return landscape_along_gradient(model, batch, c.lr, {1.0});
     };
