@@ -29,7 +29,7 @@ struct Plan {
 };
 
 Plan plan_for(Profile p) {
-    if (p == Profile::paper) return {10000, 100, 5, 0.80, 3000, 100, 2, {1, 3, 10, 30, 100}};
+    if (p == Profile::paper) return {10000, 100, 5, 0.80, 3000, 100, 2, {1, 3, 10, 30, 100, 300, 1000}};
     return {40, 20, 2, 0.30, 10, 10, 1, {1, 10}};
 }
 
@@ -150,16 +150,20 @@ void run_noisy_bn(const ExperimentOptions& options, std::ostream& out) {
     const auto search = run_all(search_specs, dir, options, out);
 
     constexpr std::size_t arm_count = std::size(arms);
-    double stable_lr[arm_count];
+    double stable_multiplier[arm_count], stable_lr[arm_count];
     std::vector<RunSpec> specs;
     for (std::size_t a = 0; a < arm_count; ++a) {
         const TrainConfig c = arm_config(arms[a], plan.steps, plan.eval_every);
-        stable_lr[a] = c.lr * largest_stable_multiplier(search, arms[a], plan);
+        stable_multiplier[a] = largest_stable_multiplier(search, arms[a], plan);
+        stable_lr[a] = c.lr * stable_multiplier[a];
         const double lr = stable_lr[a];
         const Probe probe = [lr](Sequential<float>& model, const Batch& batch) {
             return landscape_along_gradient(model, batch, lr, step_fractions);
         };
-        for (auto& s : seeded_runs(arms[a].name, c, plan.seeds, probe)) specs.push_back(std::move(s));
+        // The probe's step sizes name the runs' directory: a run measured with others is never reused.
+        char arm_dir[96];
+        std::snprintf(arm_dir, sizeof arm_dir, "%s/landscape-lr%g", arms[a].name, lr);
+        for (auto& s : seeded_runs(arm_dir, c, plan.seeds, probe)) specs.push_back(std::move(s));
     }
     const auto results = run_all(specs, dir, options, out);
 
@@ -180,8 +184,9 @@ void run_noisy_bn(const ExperimentOptions& options, std::ostream& out) {
         const auto runs = runs_of(results, arms[a].name);
         final_acc[a] = spread_of(each(runs, final_test_acc));
         steps[a] = each(runs, [&](const RunResult& r) { return steps_or_infinity(r, plan.target); });
+        // At the top of the search's grid the largest stable learning rate is only a lower bound.
         char lr[32];
-        std::snprintf(lr, sizeof lr, "%g", stable_lr[a]);
+        std::snprintf(lr, sizeof lr, "%s%g", stable_multiplier[a] == plan.search_multipliers.back() ? ">= " : "", stable_lr[a]);
         table += std::string("| ") + arms[a].name + " | " + lr + " | " + format_spread(final_acc[a]) + diverged_note(runs) +
                  " | " + format_steps(steps[a]);
         for (std::size_t m = 0; m < std::size(measures); ++m) {

@@ -166,9 +166,14 @@ ProbeValues landscape_along_gradient(Sequential<float>& model, const Batch& batc
         return {{"loss", base.loss}, {"loss_min", lowest}, {"loss_max", inf}, {"loss_range", inf}, {"grad_change", inf},
                 {"beta_smoothness", inf}, {"first_order_error", inf}, {"gradient_cosine", -1.0}};
     }
-    return {{"loss", base.loss},       {"loss_min", lowest},           {"loss_max", highest},
-            {"loss_range", highest - lowest}, {"grad_change", grad_change}, {"beta_smoothness", beta},
-            {"first_order_error", first_order_error}, {"gradient_cosine", lowest_cosine}};
+    return {{"loss", base.loss},
+            {"loss_min", lowest},
+            {"loss_max", highest},
+            {"loss_range", highest - lowest},
+            {"grad_change", grad_change},
+            {"beta_smoothness", beta},
+            {"first_order_error", first_order_error},
+            {"gradient_cosine", lowest_cosine}};
 }
 
 ProbeValues internal_covariate_shift(Sequential<float>& model, const Batch& batch, double lr,
