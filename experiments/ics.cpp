@@ -20,10 +20,11 @@ Plan plan_for(Profile p) { return p == Profile::paper ? Plan{5000, 100, 5} : Pla
 
 struct Arm {
     const char* name;
+    const char* label;  // in the claims' text
     Norm norm;
     bool noisy;
 };
-constexpr Arm arms[] = {{"no-bn", Norm::none, false}, {"bn", Norm::batch, false}, {"noisy-bn", Norm::batch, true}};
+constexpr Arm arms[] = {{"no-bn", "no BN", Norm::none, false}, {"bn", "BN", Norm::batch, false}, {"noisy-bn", "noisy BN", Norm::batch, true}};
 
 // The Linear layers that have layers before them (fc1's shift is 0 by definition).
 const std::vector<std::string> layers{"fc2", "fc3", "fc4"};
@@ -31,8 +32,9 @@ const std::vector<std::string> layers{"fc2", "fc3", "fc4"};
 struct Measure {
     const char* prefix;  // of the probe's columns
     const char* name;
+    const char* png;
 };
-const Measure l2{"ics_", "‖G - G'‖"}, cosine{"ics_cos_", "cos(G, G')"};
+constexpr Measure measures[] = {{"ics_", "‖G - G'‖", "ics_l2.png"}, {"ics_cos_", "cos(G, G')", "ics_cos.png"}};
 
 // A run's measure averaged over its evaluations and the layers.
 double mean_over_layers(const RunResult& r, const Measure& m) {
@@ -61,46 +63,45 @@ void run_ics(const ExperimentOptions& options, std::ostream& out) {
     const auto results = run_all(specs, dir, options, out);
 
     std::vector<std::string> plots;
-    for (const Measure* m : {&l2, &cosine}) {
-        PlotSpec spec{std::string("internal covariate shift: ") + m->name + " per layer", "training step", m->name, false, {}};
+    for (const Measure& m : measures) {
+        PlotSpec spec{std::string("internal covariate shift: ") + m.name + " per layer", "training step", m.name, false, {}};
         for (const Arm& arm : arms) {
             for (const std::string& layer : layers) {
-                const std::string column = m->prefix + layer;
+                const std::string column = m.prefix + layer;
                 spec.curves.push_back(mean_curve(std::string(arm.name) + " " + layer, runs_of(results, arm.name),
                                                  [column](const MetricsRow& r) { return r.at(column); }));
             }
         }
-        const std::string png = std::string(m == &l2 ? "ics_l2" : "ics_cos") + ".png";
-        if (options.writes_report()) plot(spec, dir / png);
-        plots.push_back(png);
+        if (options.writes_report()) plot(spec, dir / m.png);
+        plots.push_back(m.png);
     }
 
     std::string table = "| arm | layer | ‖G - G'‖ | cos(G, G') |\n|---|---|---|---|\n";
-    Spread shift[std::size(arms)][2];
+    Spread shift[std::size(arms)][std::size(measures)];
     for (std::size_t a = 0; a < std::size(arms); ++a) {
         const auto runs = runs_of(results, arms[a].name);
         for (const std::string& layer : layers) {
             table += std::string("| ") + arms[a].name + " | " + layer;
-            for (const Measure* m : {&l2, &cosine}) {
-                const std::string column = m->prefix + layer;
+            for (const Measure& m : measures) {
+                const std::string column = m.prefix + layer;
                 table += " | " + format_spread(spread_of(each(runs, [&](const RunResult& r) { return mean_over_evaluations(r, column); })), 3);
             }
             table += " |\n";
         }
-        shift[a][0] = spread_of(each(runs, [](const RunResult& r) { return mean_over_layers(r, l2); }));
-        shift[a][1] = spread_of(each(runs, [](const RunResult& r) { return mean_over_layers(r, cosine); }));
+        for (std::size_t m = 0; m < std::size(measures); ++m) {
+            shift[a][m] = spread_of(each(runs, [m](const RunResult& r) { return mean_over_layers(r, measures[m]); }));
+        }
     }
-    const char* label[] = {"no BN", "BN", "noisy BN"};
-    const Measure* measure_of[] = {&l2, &cosine};
     struct Row {
         const char* claim;
         const char* source;
         const char* paper;
         std::size_t higher, lower;  // the arms the claim says are higher and lower in the measure
-        int measure;
+        std::size_t measure;
     };
     const char* dln = "VGG and a 25-layer deep linear network: ICS as large or larger with BN, in both measures";
-    const char* noise = "(not measured in the gradient sense there: §2.1 shows noisy BN's layer inputs drifting more)";
+    const char* noise = "§2.1, Fig. 2: noisy BN's layer input distributions shift far more over training than BN's (the "
+                        "paper plots the distributions, not this gradient measure)";
     const Row rows[] = {
         {"BN does not reduce internal covariate shift in the gradient sense: ‖G - G'‖ is no smaller with BN",
          "Santurkar et al. 2018, §2.2, Fig. 5", dln, 1, 0, 0},
@@ -113,13 +114,15 @@ void run_ics(const ExperimentOptions& options, std::ostream& out) {
     for (const Row& row : rows) {
         const Spread& higher = shift[row.higher][row.measure];
         const Spread& lower = shift[row.lower][row.measure];
-        const std::string name = measure_of[row.measure]->name;
+        const std::string name = measures[row.measure].name;
+        const char* higher_arm = arms[row.higher].label;
+        const char* lower_arm = arms[row.lower].label;
         claims.push_back({row.claim, row.source, row.paper,
-                          name + ": " + label[row.higher] + " " + format_spread(higher, 3) + ", " + label[row.lower] + " " +
+                          name + ": " + higher_arm + " " + format_spread(higher, 3) + ", " + lower_arm + " " +
                               format_spread(lower, 3) + "; " + welch_note(higher, lower),
                           verdict_greater(higher, lower),
                           "on " + name + " (a run's mean over its evaluations and layers fc2..fc4): " +
-                              greater_rule(label[row.higher], label[row.lower])});
+                              greater_rule(higher_arm, lower_arm)});
     }
     out << "‖G - G'‖: no BN " << format_spread(shift[0][0], 3) << ", BN " << format_spread(shift[1][0], 3) << ", noisy BN "
         << format_spread(shift[2][0], 3) << "\n";
