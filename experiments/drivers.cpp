@@ -10,6 +10,7 @@ const std::vector<Driver>& drivers() {
         {"init", "sensitivity to the scale of Gaussian initialization", run_init},
         {"regularization", "train/test gap with and without BN and Dropout", run_regularization},
         {"noisy-bn", "BN with injected distribution noise; loss landscape (Santurkar et al.)", run_noisy_bn},
+        {"ics", "internal covariate shift in the gradient sense, with, without and with noisy BN (Santurkar et al.)", run_ics},
     };
     return all;
 }

@@ -241,6 +241,13 @@ const MetricsRow& RunResult::last_row() const {
     return rows.back();
 }
 
+double mean_over_evaluations(const RunResult& run, const std::string& column) {
+    run.first_row();  // a run without evaluations is an error, not a 0/0
+    double sum = 0;
+    for (const auto& row : run.rows) sum += row.at(column);
+    return sum / static_cast<double>(run.rows.size());
+}
+
 double final_test_acc(const RunResult& run) { return run.rows.empty() ? 0.0 : run.rows.back().test_acc; }
 
 double best_test_acc(const RunResult& run) {

@@ -115,6 +115,10 @@ std::string diverged_note(const std::vector<const RunResult*>& runs);
 // The first step at which a run's test accuracy reached `target`, if it did.
 std::optional<std::size_t> steps_to_reach(const RunResult& run, double target);
 
+// The mean of a probe column over a run's evaluations; std::runtime_error naming the run when it
+// has none, std::out_of_range naming the column when its rows lack it.
+double mean_over_evaluations(const RunResult& run, const std::string& column);
+
 // The last row's test accuracy (0 for a run without rows).
 double final_test_acc(const RunResult& run);
 double best_test_acc(const RunResult& run);

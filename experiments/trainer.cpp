@@ -389,6 +389,10 @@ TrainOutcome train(const TrainConfig& config, const fs::path& dir, const std::st
         const Batch& mine = ranks > 1 ? local : batch;
         ++step;
         model->set_step(step);
+        const bool evaluates = step % config.eval_every == 0 || step == total_steps;
+        // Before the update, on the batch it is about to use: what the step sees (probes.hpp).
+        std::vector<std::pair<std::string, double>> probe_values;
+        if (evaluates && probe) probe_values = probe(*model, batch);
         optimizer->zero_grad();
         const Var<float> logits = (*model)(Var<float>(mine.images));
         const std::size_t n_mine = mine.labels.size(), n_all = batch.labels.size();
@@ -423,7 +427,7 @@ TrainOutcome train(const TrainConfig& config, const fs::path& dir, const std::st
         ++batches;
         progress.update(step, loss_sum / static_cast<double>(batches), static_cast<double>(right) / static_cast<double>(seen));
 
-        if (step % config.eval_every == 0 || step == total_steps) {
+        if (evaluates) {
             // Each rank's BatchNorm moved its own running statistics; rank 0's are the run's.
             if (ranks > 1) parallel.broadcast_buffers();
             const Evaluation test = evaluate_once(job, *model, test_set, flat, config.eval_samples);
@@ -433,7 +437,7 @@ TrainOutcome train(const TrainConfig& config, const fs::path& dir, const std::st
             }
             rows.push_back({step, epoch, loss_sum / static_cast<double>(batches),
                             static_cast<double>(right) / static_cast<double>(seen), test.loss, test.accuracy,
-                            optimizer->lr(), elapsed(), probe ? probe(*model, batch) : std::vector<std::pair<std::string, double>>{}});
+                            optimizer->lr(), elapsed(), std::move(probe_values)});
             loss_sum = 0;
             right = seen = batches = 0;
             char line[200];

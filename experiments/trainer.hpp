@@ -39,8 +39,8 @@ struct TrainOutcome {
 };
 
 // What a driver measures at every evaluation besides loss and accuracy (experiments/probes.hpp):
-// called after the step with the model and that step's batch, it returns named values that
-// become further metrics.csv columns. It must leave the model as it found it (weights, buffers,
+// called at an evaluation's step before its update, with the model and the batch that update is
+// about to use, it returns named values that become further metrics.csv columns of that step's row. It must leave the model as it found it (weights, buffers,
 // generators), so that a resumed run stays bitwise the uninterrupted one.
 using Probe = std::function<std::vector<std::pair<std::string, double>>(Sequential<float>& model, const Batch& batch)>;
 
