@@ -62,16 +62,22 @@ std::vector<std::string> builds_of_run(const std::filesystem::path& run_dir) {
     return builds;
 }
 
-// Runs of `specs` under `dir` made by another build than this one, or by several, grouped by
-// "build A" or "build A, then build B": refused, or with options.rerun_stale those among `mine` deleted
-// to be trained again (each rank deletes only its own, once every rank has looked at them all, and
-// no rank reads another's runs again before they are trained).
+// When the runs of `specs` under `dir` would come from more than one build (counting this one when
+// any run is yet to be trained or resumed), those made by another build than this one, or by
+// several, grouped by "build A" or "build A, then build B": refused, or with options.rerun_stale
+// those among `mine` deleted to be trained again (each rank deletes only its own, once every rank
+// has looked at them all, and no rank reads another's runs again before they are trained). Without
+// rerun_stale, runs all finished by one earlier build are reused: their table is of that build,
+// and says so.
 void settle_stale_runs(const std::vector<RunSpec>& specs, const std::vector<std::size_t>& mine,
                        const std::filesystem::path& dir, const ExperimentOptions& options, std::ostream& log) {
     const std::string current = this_build();
     std::map<std::string, std::vector<std::size_t>> stale;
+    std::set<std::string> table_builds;
     for (std::size_t k = 0; k < specs.size(); ++k) {
         const std::vector<std::string> builds = builds_of_run(dir / specs[k].name);
+        table_builds.insert(builds.begin(), builds.end());
+        if (!std::filesystem::exists(dir / specs[k].name / "summary.json")) table_builds.insert(current);
         if (builds.empty() || builds == std::vector<std::string>{current}) continue;
         std::string made_by;
         for (const std::string& b : builds) made_by += (made_by.empty() ? "build " : ", then build ") + b;
@@ -88,7 +94,7 @@ void settle_stale_runs(const std::vector<RunSpec>& specs, const std::vector<std:
         }
         return;
     }
-    if (stale.empty()) return;
+    if (table_builds.size() <= 1) return;
     std::string listed;
     std::size_t count = 0;
     for (const auto& [made_by, runs] : stale) {

@@ -134,7 +134,7 @@ void run_ics(const ExperimentOptions& options, std::ostream& out) {
                   "and BN layers) has taken the step w - 0.1 g, all forwards in training mode with that step's noise.",
                   plan.steps, plan.seeds - 1, plan.eval_every);
     if (options.writes_report()) {
-        write_claims(dir, "ics", "Internal covariate shift in the gradient sense (Santurkar et al. 2018)", options.profile,
+        write_claims(dir, "ics", "Internal covariate shift in the gradient sense (Santurkar et al. 2018)", options,
                      claims, {table}, plots, setup);
     }
 }

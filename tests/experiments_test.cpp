@@ -756,6 +756,7 @@ TEST(RunAll, AFinishedRunOfAnotherConfigurationIsAnErrorNotAResult) {
 
 // A run another build made is not mixed with this build's: run_all refuses before training
 // anything, naming the run and its builds, and with rerun_stale deletes it and trains it again.
+// Runs all of one earlier build are reused.
 TEST(RunAll, ARunOfAnotherBuildIsRefusedOrTrainedAgain) {
     const fs::path dir = fresh_dir("other_build");
     const std::vector<RunSpec> specs{{"arm/seed0", short_paper_mlp_run(Norm::batch, 2, 2), {}},
@@ -782,6 +783,25 @@ TEST(RunAll, ARunOfAnotherBuildIsRefusedOrTrainedAgain) {
     EXPECT_TRUE(results.at(1).outcome.was_already_finished);
     EXPECT_EQ(build_of(read_json(dir / "arm/seed0/config.json")), this_build());
     EXPECT_EQ(*rerun.run_builds, std::set<std::string>{this_build()});
+
+    // Runs that one earlier build finished, all of them, make a table of that build: reused as
+    // they are, unless rerun_stale asks for this build's.
+    for (const char* run : {"arm/seed0", "arm/seed1"}) {
+        for (const char* file : {"config.json", "summary.json"}) {
+            nlohmann::json recorded = read_json(dir / run / file);
+            recorded["provenance"]["commit"] = other;
+            recorded["provenance"]["dirty"] = false;
+            std::ofstream(dir / run / file) << recorded.dump();
+        }
+    }
+    const ExperimentOptions reuse{};
+    const auto reused = run_all(specs, dir, reuse, std::cout);
+    EXPECT_TRUE(reused.at(0).outcome.was_already_finished && reused.at(1).outcome.was_already_finished);
+    EXPECT_EQ(final_test_acc(reused.at(0)), final_test_acc(results.at(0)));
+    EXPECT_EQ(reuse.run_builds->size(), 1u);
+    EXPECT_NE(*reuse.run_builds->begin(), this_build());
+    const auto retrained = run_all(specs, dir, rerun, std::cout);
+    EXPECT_FALSE(retrained.at(0).outcome.was_already_finished || retrained.at(1).outcome.was_already_finished);
     fs::remove_all(dir);
 }
 
