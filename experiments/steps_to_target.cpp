@@ -39,8 +39,8 @@ std::string format_step_count(double steps) {
 std::string format_steps(const std::vector<double>& steps) {
     if (steps.empty()) return "-";
     const auto [lo, hi] = std::minmax_element(steps.begin(), steps.end());
-    return "median " + format_step_count(median_steps(steps)) + " (" + format_step_count(*lo) + ".." +
-           format_step_count(*hi) + ", n=" + std::to_string(steps.size()) + ")";
+    return "median " + format_step_count(median_steps(steps)) + " (n=" + std::to_string(steps.size()) + ", " +
+           format_step_count(*lo) + ".." + format_step_count(*hi) + ")";
 }
 
 std::string verdict_fewer_steps(const std::vector<double>& a, const std::vector<double>& b) {

@@ -21,7 +21,7 @@ double median_steps(std::vector<double> steps);
 
 // "1500" or "never".
 std::string format_step_count(double steps);
-// "median 1500 (1000..2000, n=5)", the upper end "never" when a run did not reach the target.
+// "median 1500 (n=5, 1000..2000)", the upper end "never" when a run did not reach the target.
 std::string format_steps(const std::vector<double>& steps);
 
 // The verdict for "a needs fewer steps than b": reproduced when the exact one-sided Mann–Whitney U

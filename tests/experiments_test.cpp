@@ -437,7 +437,7 @@ TEST(Verdict, FewerStepsIsMannWhitneysOneSidedTestWithUnreachedRunsLast) {
     EXPECT_EQ(median_steps({100, never}), never);
     EXPECT_EQ(mean_steps({100, never}), never);
     EXPECT_EQ(mean_steps({100, 200}), 150);
-    EXPECT_EQ(format_steps({100, 300, never}), "median 300 (100..never, n=3)");
+    EXPECT_EQ(format_steps({100, 300, never}), "median 300 (n=3, 100..never)");
     const std::vector<double> fast{100, 100, 150, 100, 120}, slow{500, 600, never, 700, 550};
     EXPECT_EQ(verdict_fewer_steps(fast, slow), "reproduced");  // complete separation: p = 1/252
     EXPECT_EQ(mann_whitney_note(fast, slow), "Mann–Whitney p = 0.004");
