@@ -2,6 +2,7 @@
 // default init and under the paper's Gaussian init, seeds 0..), every evaluation also recording
 // the 15th/50th/85th percentiles of unit 0's input to sigmoid3 over the first 1,000 test images.
 // convergence reads their accuracy, distributions the percentiles of the default-init runs.
+#include <algorithm>
 #include <cmath>
 #include <cstdio>
 

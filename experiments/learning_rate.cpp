@@ -199,7 +199,7 @@ void run_learning_rate(const ExperimentOptions& options, std::ostream& out) {
                               ", no BN at its best (" + multiplier_text(plain_best) + ") " + format_steps(plain) + "; " +
                               mann_whitney_note(at_best, plain),
                           verdict_fewer_steps(at_best, plain),
-                          fewer_steps_rule("BN at its best multiplier", "no BN at its best") +
+                          fewer_steps_rule("BN at its best", "no BN at its best") +
                               " (each arm's best multiplier: the one with the fewest mean steps)"});
         out << mp.model << ": highest multiplier reaching the target: BN x" << bn_high << ", no BN x" << plain_high
             << "; steps: BN x1 " << format_steps(x1) << ", x5 " << format_steps(x5) << ", no BN at its best "

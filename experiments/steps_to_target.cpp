@@ -52,10 +52,9 @@ std::string verdict_fewer_steps(const std::vector<double>& a, const std::vector<
 std::string fewer_steps_rule(const std::string& a, const std::string& b) {
     char level[16];
     std::snprintf(level, sizeof level, "%g", significance_level);
-    return "reproduced when " + b + "'s steps to the target are larger than " + a +
-           "'s by the exact one-sided Mann–Whitney U test at p < " + level +
-           " (a run that never reaches the target, or diverges, ranks last); partly when " + a +
-           "'s median is lower at all";
+    return "reproduced when the exact one-sided Mann–Whitney U test finds " + b + " needing more steps to the target than " +
+           a + " at p < " + level + " (a run that never reaches the target, or diverges, ranks last); partly when the " +
+           "median steps of " + a + " are fewer at all";
 }
 
 std::string mann_whitney_note(const std::vector<double>& a, const std::vector<double>& b) {
