@@ -94,11 +94,13 @@ void run_convergence(const ExperimentOptions& options, std::ostream& out) {
         PlotSpec spec{"paper-mlp on " + dataset + ": test accuracy (mean, band = min..max over seeds)", "training step",
                       "test accuracy", false, {}};
         const bool mnist = dataset == "mnist";
+        std::vector<double> targets;
         for (bool gaussian : {false, true}) {
             const Arm& off = arms[2 * gaussian];
             const Arm& on = arms[2 * gaussian + 1];
             const auto off_runs = runs_of(results, off.name), on_runs = runs_of(results, on.name);
             const double target = speed_target(off_runs, on_runs);
+            targets.push_back(target);
             const std::vector<double> steps[2] = {steps_to_target(off_runs, target), steps_to_target(on_runs, target)};
             const Spread final_acc[2] = {spread_of(each(off_runs, final_test_acc)), spread_of(each(on_runs, final_test_acc))};
             for (int bn = 0; bn < 2; ++bn) {
@@ -127,6 +129,7 @@ void run_convergence(const ExperimentOptions& options, std::ostream& out) {
                 << format_spread(final_acc[0]) << "\n";
         }
         spec.y_range = zoomed_y_range(spec.curves);
+        for (double target : targets) spec.y_range = widened_to(*spec.y_range, target);
         const std::string png = "test_accuracy_" + dataset + ".png";
         if (options.writes_report()) plot(spec, dir / png);
         plots.push_back(png);

@@ -150,7 +150,7 @@ void run_learning_rate(const ExperimentOptions& options, std::ostream& out) {
             }
             best_spec.curves.push_back(std::move(curve));
         }
-        curves_spec.y_range = zoomed_y_range(curves_spec.curves);
+        curves_spec.y_range = widened_to(zoomed_y_range(curves_spec.curves), plan.target);
         tables.push_back(table);
 
         // The paper's Fig. 3 table: no BN at its best rate against BN at x1, x5 and x30.

@@ -70,6 +70,13 @@ AxisRange zoomed_y_range(const std::vector<Curve>& curves, double skip_fraction,
     return {lo - pad, hi + pad};
 }
 
+AxisRange widened_to(AxisRange range, double y) {
+    const double pad = 0.05 * (std::max(range.hi, y) - std::min(range.lo, y));
+    if (y < range.lo) range.lo = y - pad;
+    if (y > range.hi) range.hi = y + pad;
+    return range;
+}
+
 void plot_test_accuracy(const std::vector<PlotSeries>& series, const std::filesystem::path& png, const std::string& title) {
     PlotSpec spec{title, "training step", "test accuracy", false, {}};
     for (const auto& s : series) {

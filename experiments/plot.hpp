@@ -34,6 +34,9 @@ struct PlotSpec {
 // out, to the highest of them, with 5% of that span added either side (every mean counts when
 // fewer than two are left).
 AxisRange zoomed_y_range(const std::vector<Curve>& curves, double skip_fraction = 0.1, double percentile = 0.05);
+// `range` widened, when y lies outside it, to show y with 5% of the new span beyond it (a target
+// accuracy whose crossing the plot is about).
+AxisRange widened_to(AxisRange range, double y);
 
 // Writes `png` (and <png>.json). Throws if the script fails.
 void plot(const PlotSpec& spec, const std::filesystem::path& png);

@@ -470,6 +470,10 @@ TEST(Plot, ZoomedRangeSpansTheCurvesAfterTheirFirstPoints) {
     const Curve flat{"b", {1}, {0.5}, {}, {}};
     EXPECT_NEAR(zoomed_y_range({flat}).lo, 0.25, 1e-12) << "one value: a range around it";
     EXPECT_EQ(zoomed_y_range({}).hi, 1.0);
+    const AxisRange widened = widened_to(range, 0.70);
+    EXPECT_NEAR(widened.lo, 0.70 - 0.05 * (0.884 - 0.70), 1e-12) << "a target below the zoom shows";
+    EXPECT_EQ(widened.hi, range.hi);
+    EXPECT_EQ(widened_to(range, 0.85).lo, range.lo) << "one inside changes nothing";
 }
 
 // A model whose "sigmoid" input is x itself (Linear with weight 1, bias 0): the percentiles are
@@ -726,6 +730,9 @@ TEST(Drivers, QuickProfilesWriteSaneResultsAndTheReport) {
     const nlohmann::json zoomed = read_json(results / "convergence" / "test_accuracy_mnist.png.json");
     ASSERT_TRUE(zoomed.contains("y_range"));
     EXPECT_LT(zoomed.at("y_range")[0].get<double>(), zoomed.at("y_range")[1].get<double>());
+    const std::string speed = convergence[0].at("measured"), to = "steps to test accuracy ";
+    EXPECT_LT(zoomed.at("y_range")[0].get<double>(), std::stod(speed.substr(speed.find(to) + to.size())))
+        << "the target's crossing in view";
 
     const std::string report_output = run_cli("report --results " + results.string() + " --out " + (results / "REPORT.md").string());
     EXPECT_NE(report_output.find(std::to_string(claims) + " claims"), std::string::npos) << report_output;
