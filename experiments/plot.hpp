@@ -3,7 +3,6 @@
 // beside it as <png>.json, the spec plot.py drew it from.
 #pragma once
 
-#include <cstddef>
 #include <filesystem>
 #include <optional>
 #include <string>
@@ -32,7 +31,7 @@ struct PlotSpec {
 // A y-range zoomed on where the curves differ rather than on their first steps: from the
 // `percentile` (in [0, 1]) of the curves' means, each curve's first `skip_fraction` of points left
 // out, to the highest of them, with 5% of that span added either side (every mean counts when
-// fewer than two are left).
+// fewer than two are left; 0..1 without any).
 AxisRange zoomed_y_range(const std::vector<Curve>& curves, double skip_fraction = 0.1, double percentile = 0.05);
 // `range` widened, when y lies outside it, to show y with 5% of the new span beyond it (a target
 // accuracy whose crossing the plot is about).
