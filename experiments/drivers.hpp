@@ -1,10 +1,12 @@
 // The experiment drivers: `xgrad experiment NAME --profile quick|paper`. Each trains its runs
 // (experiment.hpp), writes plots and claims.json under <results>/NAME/ and prints a summary.
-//   convergence     paper §4.1, Fig. 1(a): paper-mlp with and without BN, test accuracy over steps
+//   convergence     paper §4.1, Fig. 1(a): paper-mlp with and without BN, under torch's and the paper's
+//                   Gaussian init: steps to a target test accuracy and final accuracy
 //   distributions   Fig. 1(b, c): percentiles of a last-layer sigmoid's input over training
 //   learning-rate   §4.2, Fig. 3: learning-rate multipliers with and without BN, paper-mlp and seed-cnn
 //   init            the seed's claim 4: sensitivity to the scale of Gaussian initialization
-//   regularization  the seed's claim 3 and §4.2.1: train/test gap with and without BN and Dropout
+//   regularization  the seed's claim 3 and §4.2.1: train/test loss and accuracy gaps with and without BN
+//                   and Dropout; BN with against without Dropout
 //   noisy-bn        Santurkar et al. 2018: BN with injected distribution noise, and the landscape
 //   ics             Santurkar et al. 2018: internal covariate shift in the gradient sense
 #pragma once

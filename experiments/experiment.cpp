@@ -12,6 +12,7 @@
 #include <stdexcept>
 #include <thread>
 
+#include "experiments/dataset.hpp"
 #include "experiments/json_file.hpp"
 #include "experiments/provenance.hpp"
 
@@ -260,6 +261,11 @@ double best_test_acc(const RunResult& run) {
     double best = 0;
     for (const auto& row : run.rows) best = std::max(best, row.test_acc);
     return best;
+}
+
+std::string split_sizes(const std::string& dataset) {
+    return std::to_string(load_dataset(dataset, Split::train).labels.size()) + " train / " +
+           std::to_string(load_dataset(dataset, Split::test).labels.size()) + " test images";
 }
 
 std::string verdict_greater(const Spread& a, const Spread& b, double margin) {

@@ -123,6 +123,9 @@ double mean_over_evaluations(const RunResult& run, const std::string& column);
 double final_test_acc(const RunResult& run);
 double best_test_acc(const RunResult& run);
 
+// "7996 train / 2004 test images": the sizes of a data set's splits, for a setup text.
+std::string split_sizes(const std::string& dataset);
+
 // A row of REPORT.md: the claim, where it is from, the paper's figure, xgrad's measurement,
 // the verdict and the rule that gives it.
 struct Claim {

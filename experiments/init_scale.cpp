@@ -15,7 +15,7 @@ struct Plan {
 };
 
 Plan plan_for(Profile p) {
-    return p == Profile::paper ? Plan{{0.01, 0.1, 0.5, 1.0, 3.0}, 5000, 250, 3} : Plan{{0.01, 1.0}, 40, 20, 2};
+    return p == Profile::paper ? Plan{{0.01, 0.1, 0.5, 1.0, 3.0}, 5000, 250, 5} : Plan{{0.01, 1.0}, 40, 20, 2};
 }
 
 std::string arm_name(bool bn, double sigma) {

@@ -1,5 +1,7 @@
 #include "experiments/plot.hpp"
 
+#include <algorithm>
+#include <cmath>
 #include <cstdlib>
 #include <stdexcept>
 
@@ -33,8 +35,9 @@ void plot(const PlotSpec& spec, const std::filesystem::path& png) {
     for (const auto& c : spec.curves) {
         curves.push_back({{"label", c.label}, {"x", c.x}, {"mean", c.mean}, {"lo", c.lo}, {"hi", c.hi}});
     }
-    const nlohmann::json json = {{"title", spec.title}, {"xlabel", spec.xlabel}, {"ylabel", spec.ylabel},
-                                 {"log_x", spec.log_x}, {"curves", curves}};
+    nlohmann::json json = {{"title", spec.title}, {"xlabel", spec.xlabel}, {"ylabel", spec.ylabel},
+                           {"log_x", spec.log_x}, {"curves", curves}};
+    if (spec.y_range) json["y_range"] = {spec.y_range->lo, spec.y_range->hi};
     std::filesystem::path spec_path = png;
     spec_path += ".json";
     write_file_atomically(spec_path, json.dump(1) + "\n");
@@ -46,6 +49,32 @@ void plot(const PlotSpec& spec, const std::filesystem::path& png) {
         command.append(" ").append(arg);
     }
     if (std::system(command.c_str()) != 0) throw std::runtime_error("plotting " + png.string() + " failed: /usr/bin/python3 exited with an error drawing " + spec_path.string());
+}
+
+AxisRange zoomed_y_range(const std::vector<Curve>& curves, double skip_fraction, double percentile) {
+    std::vector<double> kept, all;
+    for (const Curve& c : curves) {
+        const auto skipped = static_cast<std::size_t>(std::ceil(skip_fraction * static_cast<double>(c.mean.size())));
+        for (std::size_t i = 0; i < c.mean.size(); ++i) {
+            if (!std::isfinite(c.mean[i])) continue;
+            all.push_back(c.mean[i]);
+            if (i >= skipped) kept.push_back(c.mean[i]);
+        }
+    }
+    std::vector<double>& values = kept.size() > 1 ? kept : all;
+    if (values.empty()) return {0, 1};
+    std::sort(values.begin(), values.end());
+    const double lo = values[static_cast<std::size_t>(percentile * static_cast<double>(values.size() - 1))];
+    const double hi = values.back();
+    const double pad = hi > lo ? 0.05 * (hi - lo) : 0.5 * std::max(std::abs(hi), 1e-3);
+    return {lo - pad, hi + pad};
+}
+
+AxisRange widened_to(AxisRange range, double y) {
+    const double pad = 0.05 * (std::max(range.hi, y) - std::min(range.lo, y));
+    if (y < range.lo) range.lo = y - pad;
+    if (y > range.hi) range.hi = y + pad;
+    return range;
 }
 
 void plot_test_accuracy(const std::vector<PlotSeries>& series, const std::filesystem::path& png, const std::string& title) {

@@ -4,6 +4,7 @@
 #pragma once
 
 #include <filesystem>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -15,11 +16,26 @@ struct Curve {
     std::vector<double> x, mean, lo, hi;
 };
 
+struct AxisRange {
+    double lo, hi;
+};
+
 struct PlotSpec {
     std::string title, xlabel, ylabel;
     bool log_x = false;
     std::vector<Curve> curves;
+    // The y-axis drawn; matplotlib's own range (every value and band) when absent.
+    std::optional<AxisRange> y_range = std::nullopt;
 };
+
+// A y-range zoomed on where the curves differ rather than on their first steps: from the
+// `percentile` (in [0, 1]) of the curves' means, each curve's first `skip_fraction` of points left
+// out, to the highest of them, with 5% of that span added either side (every mean counts when
+// fewer than two are left; 0..1 without any).
+AxisRange zoomed_y_range(const std::vector<Curve>& curves, double skip_fraction = 0.1, double percentile = 0.05);
+// `range` widened, when y lies outside it, to show y with 5% of the new span beyond it (a target
+// accuracy whose crossing the plot is about).
+AxisRange widened_to(AxisRange range, double y);
 
 // Writes `png` (and <png>.json). Throws if the script fails.
 void plot(const PlotSpec& spec, const std::filesystem::path& png);

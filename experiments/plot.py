@@ -3,8 +3,9 @@
 
 usage: plot.py SPEC.json OUT.png
 
-The spec: {"title", "xlabel", "ylabel", "log_x", "curves": [{"label", "x", "mean", "lo", "hi"}]};
-each curve is a line of mean against x, with a band from lo to hi when they are not empty.
+The spec: {"title", "xlabel", "ylabel", "log_x", "curves": [{"label", "x", "mean", "lo", "hi"}],
+optionally "y_range": [lo, hi]}; each curve is a line of mean against x, with a band from lo to hi
+when they are not empty.
 """
 import json
 import os
@@ -32,6 +33,8 @@ def main():
             ax.fill_between(curve["x"], curve["lo"], curve["hi"], color=line.get_color(), alpha=0.2, linewidth=0)
     if spec.get("log_x"):
         ax.set_xscale("log")
+    if spec.get("y_range"):
+        ax.set_ylim(*spec["y_range"])
     ax.set_xlabel(spec["xlabel"])
     ax.set_ylabel(spec["ylabel"])
     ax.set_title(spec["title"], fontsize="medium", wrap=True)

@@ -31,8 +31,10 @@
 #include "experiments/metrics_log.hpp"
 #include "experiments/models.hpp"
 #include "experiments/npz.hpp"
+#include "experiments/plot.hpp"
 #include "experiments/probes.hpp"
 #include "experiments/provenance.hpp"
+#include "experiments/steps_to_target.hpp"
 #include "experiments/trainer.hpp"
 #include "layers/activations.hpp"
 #include "layers/cross_entropy.hpp"
@@ -427,6 +429,54 @@ TEST(Verdict, GreaterIsWelchsOneSidedTestAtFivePercent) {
     const Spread five_high = spread_of({0.905, 0.91, 0.915, 0.92, 0.925});
     EXPECT_LT(five_high.mean - five_low.mean, five_high.sd + five_low.sd);
     EXPECT_EQ(verdict_greater(five_high, five_low), "reproduced");
+}
+
+// Steps to a target: an unreached or diverged run ranks last; Mann–Whitney decides, the median
+// says "partly".
+TEST(Verdict, FewerStepsIsMannWhitneysOneSidedTestWithUnreachedRunsLast) {
+    const double never = std::numeric_limits<double>::infinity();
+    EXPECT_EQ(median_steps({300, 100, never}), 300);
+    EXPECT_EQ(median_steps({100, 200}), 150);
+    EXPECT_EQ(median_steps({100, never}), never);
+    EXPECT_EQ(mean_steps({100, never}), never);
+    EXPECT_EQ(mean_steps({100, 200}), 150);
+    EXPECT_EQ(format_steps({100, 300, never}), "median 300 (n=3, 100..never)");
+    const std::vector<double> fast{100, 100, 150, 100, 120}, slow{500, 600, never, 700, 550};
+    EXPECT_EQ(verdict_fewer_steps(fast, slow), "reproduced");  // complete separation: p = 1/252
+    EXPECT_EQ(mann_whitney_note(fast, slow), "Mann–Whitney p = 0.004");
+    EXPECT_EQ(verdict_fewer_steps(slow, fast), "not reproduced");
+    EXPECT_EQ(verdict_fewer_steps({100, 200}, {150, 250}), "partly") << "2 seeds a side cannot reach p < 0.05";
+    EXPECT_EQ(verdict_fewer_steps({never, never}, {100, 100}), "not reproduced");
+
+    auto run = [](const std::string& status, std::vector<double> accuracies) {
+        RunResult r{"arm/seed0", "", {status, {}, false}, {}};
+        for (std::size_t k = 0; k < accuracies.size(); ++k) {
+            MetricsRow row;
+            row.step = 10 * (k + 1);
+            row.test_acc = accuracies[k];
+            r.rows.push_back(row);
+        }
+        return r;
+    };
+    const RunResult reached = run("finished", {0.5, 0.8, 0.7}), short_of = run("finished", {0.5, 0.6}),
+                    diverged = run("diverged", {0.9});
+    EXPECT_EQ(steps_to_target({&reached, &short_of, &diverged}, 0.8), (std::vector<double>{20, never, never}));
+}
+
+// The y-range leaves out each curve's first points and the lowest values below the percentile.
+TEST(Plot, ZoomedRangeSpansTheCurvesAfterTheirFirstPoints) {
+    const Curve climb{"a", {1, 2, 3, 4, 5, 6, 7, 8, 9, 10}, {0.1, 0.80, 0.82, 0.84, 0.85, 0.86, 0.87, 0.88, 0.88, 0.88}, {}, {}};
+    const AxisRange range = zoomed_y_range({climb}, 0.1, 0);
+    EXPECT_NEAR(range.lo, 0.80 - 0.004, 1e-12);
+    EXPECT_NEAR(range.hi, 0.88 + 0.004, 1e-12);
+    EXPECT_NEAR(zoomed_y_range({climb}, 0, 0).lo, 0.1 - 0.039, 1e-12) << "nothing skipped";
+    const Curve flat{"b", {1}, {0.5}, {}, {}};
+    EXPECT_NEAR(zoomed_y_range({flat}).lo, 0.25, 1e-12) << "one value: a range around it";
+    EXPECT_EQ(zoomed_y_range({}).hi, 1.0);
+    const AxisRange widened = widened_to(range, 0.70);
+    EXPECT_NEAR(widened.lo, 0.70 - 0.05 * (0.884 - 0.70), 1e-12) << "a target below the zoom shows";
+    EXPECT_EQ(widened.hi, range.hi);
+    EXPECT_EQ(widened_to(range, 0.85).lo, range.lo) << "one inside changes nothing";
 }
 
 // A model whose "sigmoid" input is x itself (Linear with weight 1, bias 0): the percentiles are
@@ -857,12 +907,39 @@ TEST(Drivers, QuickProfilesWriteSaneResultsAndTheReport) {
             }
         }
     }
-    // convergence: 2 data sets x 2 arms x 2 seeds; learning-rate: 2 models x 2 x 3 multipliers
-    // x (2 seeds MLP, 1 CNN); init: 2 x 2 sigmas x 2; regularization: 4 arms x 2; noisy-bn: 5 arms x
+    // convergence: 2 data sets x 4 arms (BN on/off x 2 inits) x 2 seeds; learning-rate: 2 models x 2 x 3
+    // multipliers x (2 seeds MLP, 1 CNN); init: 2 x 2 sigmas x 2; regularization: 4 arms x 2; noisy-bn: 5 arms x
     // 2 search multipliers and 5 arms x 2 seeds; ics: 3 x 2.
-    EXPECT_EQ(runs, 8u + 12u + 6u + 8u + 8u + 20u + 6u);
-    const auto lr_table = read_json(results / "learning-rate" / "claims.json").at("tables")[0].get<std::string>();
+    EXPECT_EQ(runs, 16u + 12u + 6u + 8u + 8u + 20u + 6u);
+    const nlohmann::json lr = read_json(results / "learning-rate" / "claims.json");
+    const auto lr_table = lr.at("tables")[0].get<std::string>(), fig3 = lr.at("tables")[1].get<std::string>();
     for (const char* m : {"| x1 |", "| x5 |", "| x30 |"}) EXPECT_NE(lr_table.find(m), std::string::npos) << lr_table;
+    for (const char* arm : {"| no BN at its best, x", "| BN x1 |", "| BN x5 |", "| BN x30 |"}) {
+        EXPECT_NE(fig3.find(arm), std::string::npos) << fig3;
+    }
+    // Speed is steps to a target, judged by Mann–Whitney; final accuracy by Welch; under both inits.
+    const nlohmann::json convergence = read_json(results / "convergence" / "claims.json").at("claims");
+    ASSERT_EQ(convergence.size(), 8u);
+    for (std::size_t k = 0; k < 8; ++k) {
+        const std::string measured = convergence[k].at("measured"), claim = convergence[k].at("claim");
+        EXPECT_NE(measured.find(k % 2 ? "Welch p" : "Mann–Whitney p"), std::string::npos) << measured;
+        EXPECT_EQ(claim.find("N(0, 0.1) init") != std::string::npos, k % 4 >= 2) << claim;
+    }
+    EXPECT_NE(convergence[0].at("measured").get<std::string>().find("steps to test accuracy 0."), std::string::npos);
+    // The gap in loss and accuracy over the last evaluations, and both Dropout comparisons.
+    const nlohmann::json regularization = read_json(results / "regularization" / "claims.json");
+    ASSERT_EQ(regularization.at("claims").size(), 3u);
+    EXPECT_NE(regularization.at("tables")[0].get<std::string>().find("| train loss | test loss | loss gap |"), std::string::npos);
+    EXPECT_NE(regularization.at("claims")[1].at("measured").get<std::string>().find("BN with Dropout"), std::string::npos);
+    const auto reg_rows = read_metrics_csv(results / "regularization" / "bn-on" / "seed0" / "metrics.csv");
+    EXPECT_GT(reg_rows.back().at("train_eval_loss"), 0.0);
+    // Accuracy plots zoomed on where the arms differ: a y-range inside [0, 1] wider than nothing.
+    const nlohmann::json zoomed = read_json(results / "convergence" / "test_accuracy_mnist.png.json");
+    ASSERT_TRUE(zoomed.contains("y_range"));
+    EXPECT_LT(zoomed.at("y_range")[0].get<double>(), zoomed.at("y_range")[1].get<double>());
+    const std::string speed = convergence[0].at("measured"), to = "steps to test accuracy ";
+    EXPECT_LT(zoomed.at("y_range")[0].get<double>(), std::stod(speed.substr(speed.find(to) + to.size())))
+        << "the target's crossing in view";
 
     const std::string report_output = run_cli("report --results " + results.string() + " --out " + (results / "REPORT.md").string());
     EXPECT_NE(report_output.find(std::to_string(claims) + " claims"), std::string::npos) << report_output;
