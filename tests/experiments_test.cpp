@@ -652,8 +652,9 @@ TEST(Drivers, QuickProfilesWriteSaneResultsAndTheReport) {
         }
     }
     // convergence: 2 data sets x 2 arms x 2 seeds; learning-rate: 2 models x 2 x 3 multipliers
-    // x (2 seeds MLP, 1 CNN); init: 2 x 2 sigmas x 2; regularization: 4 arms x 2; noisy-bn: 3 x 2.
-    EXPECT_EQ(runs, 8u + 12u + 6u + 8u + 8u + 6u);
+    // x (2 seeds MLP, 1 CNN); init: 2 x 2 sigmas x 2; regularization: 4 arms x 2; noisy-bn: 3 x 2;
+    // batch-size: (4 norms x 2 batches, but Ghost BN at 2) x 2; train-eval: 3 momenta x 2 batches x 2.
+    EXPECT_EQ(runs, 8u + 12u + 6u + 8u + 8u + 6u + 14u + 12u);
     const auto lr_table = read_json(results / "learning-rate" / "claims.json").at("tables")[0].get<std::string>();
     for (const char* m : {"| x1 |", "| x5 |", "| x30 |"}) EXPECT_NE(lr_table.find(m), std::string::npos) << lr_table;
 
