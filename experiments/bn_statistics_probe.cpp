@@ -65,14 +65,20 @@ double mean_standardized_error(const std::vector<std::pair<xt::xarray<float>, xt
     return sum / static_cast<double>(channels);
 }
 
-// Test accuracy with every batch of `batch` normalized by its own statistics.
-double train_mode_accuracy(Sequential<float>& model, const Dataset& test, const BnStatisticsProbeOptions& options) {
+// The whole batches of `options.batch` among the test images measured on; std::invalid_argument for none.
+std::size_t test_batches(const Dataset& test, const BnStatisticsProbeOptions& options) {
     const std::size_t samples = options.test_samples == 0 ? test.labels.size() : std::min(options.test_samples, test.labels.size());
-    const std::size_t batches = samples / options.batch;
-    if (batches == 0) {
-        throw std::invalid_argument("train-mode accuracy: " + std::to_string(samples) + " test images make no batch of " +
+    if (samples < options.batch) {
+        throw std::invalid_argument("bn_statistics_gaps: " + std::to_string(samples) + " test images make no batch of " +
                                     std::to_string(options.batch));
     }
+    return samples / options.batch;
+}
+
+// Test accuracy with each of `batches` batches of `batch` normalized by its own statistics (the
+// model in training mode).
+double train_mode_accuracy(Sequential<float>& model, const Dataset& test, std::size_t batches,
+                           const BnStatisticsProbeOptions& options) {
     NoGrad no_grad;
     BatchLoader loader(test, {.batch_size = options.batch, .shuffle = false, .flatten = options.flat_input});
     std::size_t right = 0;
@@ -90,10 +96,11 @@ ProbeValues bn_statistics_gaps(Sequential<float>& model, const Dataset& train, c
     const bool was_training = model.is_training();
     const auto running = running_statistics(model);
     if (running.empty()) throw std::invalid_argument("bn_statistics_gaps: the model has no BatchNorm layer with running statistics");
+    const std::size_t batches = test_batches(test, options);
     SavedBuffers saved(model);
 
     model.train();
-    const double train_mode_acc = train_mode_accuracy(model, test, options);
+    const double train_mode_acc = train_mode_accuracy(model, test, batches, options);
 
     BatchLoader loader(train, {.batch_size = options.batch, .seed = options.seed, .drop_last = true, .flatten = options.flat_input});
     recalibrate_batch_norm<float>(model, options.recalibration_batches, [&loader](std::size_t) { return loader.next().images; });

@@ -5,10 +5,14 @@
 // population statistics of the current weights, the accuracy in training mode (each test batch
 // normalized by its own statistics), and how far the running means are from the population's
 // (experiments/bn_statistics_probe.hpp).
+#include <algorithm>
+#include <cstdint>
 #include <cstdio>
 #include <map>
 #include <memory>
 #include <optional>
+#include <string>
+#include <vector>
 
 #include "experiments/bn_statistics_probe.hpp"
 #include "experiments/drivers.hpp"
