@@ -1,6 +1,6 @@
 // What the batch-size and train-eval drivers are built from: --bn-momentum (the running
 // statistics' momentum, or their cumulative average) from the flag to the layers and config.json;
-// --train-subset; and the BN statistics probe, which must leave the model as it found it and
+// --train-subset; the equivalence verdict; and the BN statistics probe, which must leave the model as it found it and
 // whose figures must be those of PreciseBN and of training-mode forwards done by hand.
 #include <cstdint>
 #include <map>
@@ -14,6 +14,7 @@
 
 #include "experiments/batch_loader.hpp"
 #include "experiments/bn_statistics_probe.hpp"
+#include "experiments/equivalence.hpp"
 #include "experiments/evaluation.hpp"
 #include "experiments/models.hpp"
 #include "experiments/run_data.hpp"
@@ -103,6 +104,23 @@ TEST(TrainSubset, IsTheFirstImagesOfTheTrainingSetAndTooManyIsAnError) {
     c.train_subset = 0;
     EXPECT_FALSE(to_json(c).contains("train_subset")) << "runs begun before the flag still match";
     EXPECT_EQ(parse_train_flags({"--train-subset", "500"}).train_subset, 500u);
+}
+
+// "a is not above b by more than the margin": reproduced only when Welch's test puts a below the
+// bound, partly when a's mean is below it without evidence, not reproduced at or above it.
+TEST(Equivalence, IsWelchsOneSidedTestAgainstTheBoundOfBPlusTheMargin) {
+    const Spread b{.mean = 10, .sd = 0.2, .min = 9.8, .max = 10.2, .n = 3};
+    const auto a_at = [](double mean, double sd) { return Spread{.mean = mean, .sd = sd, .min = mean - sd, .max = mean + sd, .n = 3}; };
+    EXPECT_EQ(verdict_within(a_at(10.2, 0.2), b, 1.0), "reproduced");
+    EXPECT_EQ(verdict_within(a_at(9.0, 0.2), b, 1.0), "reproduced") << "below b itself is within the bound";
+    EXPECT_EQ(verdict_within(a_at(10.9, 2.0), b, 1.0), "partly");
+    EXPECT_EQ(verdict_within(a_at(11.2, 0.2), b, 1.0), "not reproduced");
+    EXPECT_EQ(within_note(a_at(10.2, 0.2), b, 1.0, "1 point"),
+              "Welch " + format_p(welch_greater(Spread{.mean = 11, .sd = 0.2, .min = 10.8, .max = 11.2, .n = 3}, a_at(10.2, 0.2)).p) +
+                  " for a difference below 1 point");
+    EXPECT_EQ(within_rule("GN's error at 2", "its error at 32", "1 point"),
+              "reproduced when GN's error at 2 is below its error at 32 plus 1 point (an equivalence bound) by Welch's "
+              "one-sided t-test at p < 0.05; partly when its mean is below that bound at all");
 }
 
 struct ProbeFixture {
