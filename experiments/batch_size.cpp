@@ -166,7 +166,7 @@ void run_batch_size(const ExperimentOptions& options, std::ostream& out) {
     char setup[800];
     std::snprintf(setup, sizeof setup,
                   "seed-cnn on the first %zu training images of %s (the whole test set), %zu epoch(s) at every batch, SGD "
-                  "with momentum 0.9 and lr 0.1 * batch / 256, seeds 0..%zu; GroupNorm with 32 groups, Ghost BN with "
+                  "with momentum 0.9 and lr 0.1 * batch / 256, seeds 0..%zu; GroupNorm with Wu & He's 32 groups (one channel each on conv1's 32), Ghost BN with "
                   "virtual batches of %zu, Batch Renorm with its paper's schedule (BN for 5k steps, rmax 3 at 40k, dmax 5 at 25k) compressed so that rmax reaches 3 halfway through the run. Test error after the last epoch.",
                   plan.images, plan.dataset.c_str(), plan.epochs, plan.seeds - 1, ghost_batch);
     if (options.writes_report()) {
