@@ -121,4 +121,9 @@ std::string blas_kernels() {
     return openblas_get_corename();
 }
 
+std::string blas_config() {
+    init_blas();  // the kernels it names are those chosen
+    return openblas_get_config();
+}
+
 }  // namespace xgrad

@@ -16,4 +16,7 @@ void gemm(bool trans_a, bool trans_b, std::size_t m, std::size_t n, std::size_t 
 // are chosen).
 std::string blas_kernels();
 
+// OpenBLAS's description of its build: version, options and the kernels it was compiled for.
+std::string blas_config();
+
 }  // namespace xgrad

@@ -170,7 +170,7 @@ void run_batch_size(const ExperimentOptions& options, std::ostream& out) {
                   "virtual batches of %zu, Batch Renorm with its paper's schedule (BN for 5k steps, rmax 3 at 40k, dmax 5 at 25k) compressed so that rmax reaches 3 halfway through the run. Test error after the last epoch.",
                   plan.images, plan.dataset.c_str(), plan.epochs, plan.seeds - 1, ghost_batch);
     if (options.writes_report()) {
-        write_claims(dir, "batch-size", "Test error against batch size (Wu & He 2018)", options.profile, claims, {table},
+        write_claims(dir, "batch-size", "Test error against batch size (Wu & He 2018)", options, claims, {table},
                      {"test_error.png"}, setup);
     }
 }

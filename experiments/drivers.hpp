@@ -6,6 +6,7 @@
 //   init            the seed's claim 4: sensitivity to the scale of Gaussian initialization
 //   regularization  the seed's claim 3 and §4.2.1: train/test gap with and without BN and Dropout
 //   noisy-bn        Santurkar et al. 2018: BN with injected distribution noise, and the landscape
+//   ics             Santurkar et al. 2018: internal covariate shift in the gradient sense
 //   batch-size      Wu & He 2018, Table 3: every norm's test error against the batch size
 //   train-eval      Wu & Johnson 2021, §3-4: running statistics (EMA, cumulative) against PreciseBN
 #pragma once
@@ -52,6 +53,7 @@ void run_learning_rate(const ExperimentOptions& options, std::ostream& out);
 void run_init(const ExperimentOptions& options, std::ostream& out);
 void run_regularization(const ExperimentOptions& options, std::ostream& out);
 void run_noisy_bn(const ExperimentOptions& options, std::ostream& out);
+void run_ics(const ExperimentOptions& options, std::ostream& out);
 void run_batch_size(const ExperimentOptions& options, std::ostream& out);
 void run_train_eval(const ExperimentOptions& options, std::ostream& out);
 

@@ -5,6 +5,7 @@
 #include <cmath>
 #include <cstdio>
 #include <exception>
+#include <map>
 #include <mutex>
 #include <numeric>
 #include <span>
@@ -12,6 +13,7 @@
 #include <thread>
 
 #include "experiments/json_file.hpp"
+#include "experiments/provenance.hpp"
 
 namespace xgrad {
 
@@ -48,6 +50,63 @@ void agree_on_failures(Communicator& ranks, const std::exception_ptr& error) {
     }
 }
 
+// The builds that made the run in `run_dir`: the one that started it (config.json) and, if
+// another, the one that ended it (summary.json); none for a run not started.
+std::vector<std::string> builds_of_run(const std::filesystem::path& run_dir) {
+    std::vector<std::string> builds;
+    for (const char* file : {"config.json", "summary.json"}) {
+        if (!std::filesystem::exists(run_dir / file)) continue;
+        const std::string build = build_of(read_json_file(run_dir / file));
+        if (builds.empty() || builds.back() != build) builds.push_back(build);
+    }
+    return builds;
+}
+
+// When the runs of `specs` under `dir` would come from more than one build (counting this one when
+// any run is yet to be trained or resumed), those made by another build than this one, or by
+// several, grouped by "build A" or "build A, then build B": refused, or with options.rerun_stale
+// those among `mine` deleted to be trained again (each rank deletes only its own, once every rank
+// has looked at them all, and no rank reads another's runs again before they are trained). Without
+// rerun_stale, runs all finished by one earlier build are reused: their table is of that build,
+// and says so.
+void settle_stale_runs(const std::vector<RunSpec>& specs, const std::vector<std::size_t>& mine,
+                       const std::filesystem::path& dir, const ExperimentOptions& options, std::ostream& log) {
+    const std::string current = this_build();
+    std::map<std::string, std::vector<std::size_t>> stale;
+    std::set<std::string> table_builds;
+    for (std::size_t k = 0; k < specs.size(); ++k) {
+        const std::vector<std::string> builds = builds_of_run(dir / specs[k].name);
+        table_builds.insert(builds.begin(), builds.end());
+        if (!std::filesystem::exists(dir / specs[k].name / "summary.json")) table_builds.insert(current);
+        if (builds.empty() || builds == std::vector<std::string>{current}) continue;
+        std::string made_by;
+        for (const std::string& b : builds) made_by += (made_by.empty() ? "build " : ", then build ") + b;
+        stale[made_by].push_back(k);
+    }
+    if (options.rerun_stale) {
+        options.ranks->barrier();
+        for (const auto& [made_by, runs] : stale) {
+            for (std::size_t k : runs) {
+                if (std::ranges::find(mine, k) == mine.end()) continue;
+                std::filesystem::remove_all(dir / specs[k].name);
+                log << specs[k].name << ": made by " << made_by << "; deleted, to be trained again by build " << current << std::endl;
+            }
+        }
+        return;
+    }
+    if (table_builds.size() <= 1) return;
+    std::string listed;
+    std::size_t count = 0;
+    for (const auto& [made_by, runs] : stale) {
+        listed += "\n  " + made_by + ":";
+        for (std::size_t k : runs) listed += " " + specs[k].name;
+        count += runs.size();
+    }
+    throw std::runtime_error(std::to_string(count) + " of the runs under " + dir.string() +
+                             " were made by another build than this one (" + current + "), and a table must not mix builds:" +
+                             listed + "\ngive --rerun-stale to delete them and train them again, or another --results");
+}
+
 }  // namespace
 
 std::vector<RunResult> run_all(const std::vector<RunSpec>& specs, const std::filesystem::path& dir,
@@ -56,6 +115,7 @@ std::vector<RunResult> run_all(const std::vector<RunSpec>& specs, const std::fil
     const std::size_t rank_count = static_cast<std::size_t>(ranks.size()), rank = static_cast<std::size_t>(ranks.rank());
     std::vector<std::size_t> mine;  // this rank's runs
     for (std::size_t k = rank; k < specs.size(); k += rank_count) mine.push_back(k);
+    settle_stale_runs(specs, mine, dir, options, log);
     std::vector<RunResult> results(specs.size());
     std::atomic<std::size_t> next{0};
     std::mutex log_mutex;
@@ -82,8 +142,14 @@ std::vector<RunResult> run_all(const std::vector<RunSpec>& specs, const std::fil
     for (std::size_t j = 1; j < std::max<std::size_t>(options.jobs, 1); ++j) threads.emplace_back(worker);
     worker();
     for (auto& t : threads) t.join();
+    const auto record_builds = [&] {
+        for (const RunResult& r : results) {
+            for (std::string& build : builds_of_run(r.dir)) options.run_builds->insert(std::move(build));
+        }
+    };
     if (rank_count == 1) {
         if (first_error) std::rethrow_exception(first_error);
+        record_builds();
         return results;
     }
     agree_on_failures(ranks, first_error);  // also the point after which every run has finished
@@ -100,6 +166,7 @@ std::vector<RunResult> run_all(const std::vector<RunSpec>& specs, const std::fil
         log << spec.name << ": " << results[k].outcome.status << " on rank " << k % rank_count << ", final test accuracy "
             << final_test_acc(results[k]) << std::endl;
     }
+    record_builds();
     return results;
 }
 
@@ -180,6 +247,13 @@ const MetricsRow& RunResult::last_row() const {
     return rows.back();
 }
 
+double mean_over_evaluations(const RunResult& run, const std::string& column) {
+    run.first_row();  // a run without evaluations is an error, not a 0/0
+    double sum = 0;
+    for (const auto& row : run.rows) sum += row.at(column);
+    return sum / static_cast<double>(run.rows.size());
+}
+
 double final_test_acc(const RunResult& run) { return run.rows.empty() ? 0.0 : run.rows.back().test_acc; }
 
 double best_test_acc(const RunResult& run) {
@@ -204,15 +278,16 @@ std::string greater_rule(const std::string& a, const std::string& b) {
 std::string welch_note(const Spread& a, const Spread& b) { return "Welch " + format_p(welch_greater(a, b).p); }
 
 void write_claims(const std::filesystem::path& dir, const std::string& experiment, const std::string& title,
-                  Profile profile, const std::vector<Claim>& claims, const std::vector<std::string>& tables,
+                  const ExperimentOptions& options, const std::vector<Claim>& claims, const std::vector<std::string>& tables,
                   const std::vector<std::string>& plots, const std::string& setup) {
     nlohmann::json rows = nlohmann::json::array();
     for (const auto& c : claims) {
         rows.push_back({{"claim", c.claim}, {"source", c.source}, {"paper", c.paper}, {"measured", c.measured},
                         {"verdict", c.verdict}, {"rule", c.rule}});
     }
-    const nlohmann::json json = {{"experiment", experiment}, {"title", title}, {"profile", profile_name(profile)},
-                                 {"setup", setup}, {"claims", rows}, {"tables", tables}, {"plots", plots}};
+    const nlohmann::json json = {{"experiment", experiment}, {"title", title}, {"profile", profile_name(options.profile)},
+                                 {"setup", setup}, {"claims", rows}, {"tables", tables}, {"plots", plots},
+                                 {"builds", *options.run_builds}};
     write_json_file(dir / "claims.json", json);
 }
 

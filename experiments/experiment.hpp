@@ -4,7 +4,8 @@
 //
 // A driver writes under <results>/<experiment>/: one run directory per (arm, seed) as trainer.hpp
 // describes (resumed after a kill, reused once finished), its PNG plots with their data, and
-// claims.json: the rows of REPORT.md it contributes and the tables it shows.
+// claims.json: the rows of REPORT.md it contributes and the tables it shows, and the builds
+// (provenance.hpp) that made the runs behind them.
 #pragma once
 
 #include <cstddef>
@@ -14,6 +15,7 @@
 #include <memory>
 #include <optional>
 #include <ostream>
+#include <set>
 #include <string>
 #include <vector>
 
@@ -44,6 +46,12 @@ struct ExperimentOptions {
     // them, and rank 0 alone prints the summary and writes the plots and claims.
     std::shared_ptr<Communicator> ranks = single_process();
     bool writes_report() const { return ranks->rank() == 0; }
+    // What run_all does with runs it would reuse or resume that another build than this one made
+    // (or several): false, refuse before training anything; true, delete and train them again.
+    bool rerun_stale = false;
+    // The builds of the runs run_all has returned under these options (and their copies), which
+    // write_claims records: a driver's runs, when each driver starts with a set of its own.
+    std::shared_ptr<std::set<std::string>> run_builds = std::make_shared<std::set<std::string>>();
 };
 
 namespace experiment_range {
@@ -70,7 +78,10 @@ struct RunResult {
 
 // Trains every run (or resumes it, or reuses it when finished) under `dir`, options.jobs at a
 // time, and returns them in the order given. The first error of any run is rethrown once all
-// have stopped. Over W ranks, rank r trains the runs k with k mod W = r, each on one thread, and
+// have stopped. A table must not mix builds: before training anything, runs found made by another
+// build than this one, or by several (a run resumed under another), are refused, naming them and
+// their builds, or with options.rerun_stale deleted and trained again; the builds of the runs
+// returned are added to options.run_builds. Over W ranks, rank r trains the runs k with k mod W = r, each on one thread, and
 // then reads the others' finished runs from `dir` (a directory every rank sees): every rank
 // returns the same results, those of one process training them all, since a run's bits depend
 // neither on its threads nor on who trains it. A run with SyncBatchNorm is refused there (its
@@ -104,6 +115,10 @@ std::string diverged_note(const std::vector<const RunResult*>& runs);
 // The first step at which a run's test accuracy reached `target`, if it did.
 std::optional<std::size_t> steps_to_reach(const RunResult& run, double target);
 
+// The mean of a probe column over a run's evaluations; std::runtime_error naming the run when it
+// has none, std::out_of_range naming the column when its rows lack it.
+double mean_over_evaluations(const RunResult& run, const std::string& column);
+
 // The last row's test accuracy (0 for a run without rows).
 double final_test_acc(const RunResult& run);
 double best_test_acc(const RunResult& run);
@@ -125,10 +140,10 @@ std::string greater_rule(const std::string& a, const std::string& b);
 // The p-value behind verdict_greater(a, b), for a claim row's measurement: "Welch p = 0.004".
 std::string welch_note(const Spread& a, const Spread& b);
 
-// Writes <dir>/claims.json for `xgrad report`: the claims, markdown tables and plot paths
-// (relative to dir).
+// Writes <dir>/claims.json for `xgrad report`: the profile, the claims, markdown tables and plot
+// paths (relative to dir), and options.run_builds.
 void write_claims(const std::filesystem::path& dir, const std::string& experiment, const std::string& title,
-                  Profile profile, const std::vector<Claim>& claims, const std::vector<std::string>& tables,
+                  const ExperimentOptions& options, const std::vector<Claim>& claims, const std::vector<std::string>& tables,
                   const std::vector<std::string>& plots, const std::string& setup);
 
 }  // namespace xgrad

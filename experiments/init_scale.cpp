@@ -90,7 +90,7 @@ void run_init(const ExperimentOptions& options, std::ostream& out) {
                   "biases 0, BN's gamma 1 and beta 0.",
                   plan.steps, plan.seeds - 1);
     if (options.writes_report()) {
-        write_claims(dir, "init", "Less sensitivity to initialization with BN (seed claim 4)", options.profile, {claim},
+        write_claims(dir, "init", "Less sensitivity to initialization with BN (seed claim 4)", options, {claim},
                      {table}, {"final_accuracy_by_sigma.png"}, setup);
     }
 }

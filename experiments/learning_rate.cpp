@@ -174,7 +174,7 @@ void run_learning_rate(const ExperimentOptions& options, std::ostream& out) {
                  (mp.eval_samples ? std::to_string(mp.eval_samples) + " test images." : std::string("the test set."));
     }
     if (options.writes_report()) {
-        write_claims(dir, "learning-rate", "Higher learning rates with BN (paper §4.2)", options.profile, claims, tables,
+        write_claims(dir, "learning-rate", "Higher learning rates with BN (paper §4.2)", options, claims, tables,
                      plots, setup);
     }
 }

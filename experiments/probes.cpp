@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <cmath>
 #include <limits>
+#include <span>
 #include <stdexcept>
 
 #include "autodiff/grad_mode.hpp"
@@ -76,12 +77,40 @@ LossAndGradient loss_and_gradient(Sequential<float>& model, ModelState& state, c
     return out;
 }
 
-double distance(const std::vector<double>& a, const std::vector<double>& b) {
+double dot(std::span<const double> a, std::span<const double> b) {
+    double sum = 0;
+    for (std::size_t i = 0; i < a.size(); ++i) sum += a[i] * b[i];
+    return sum;
+}
+
+double distance(std::span<const double> a, std::span<const double> b) {
     double sum = 0;
     for (std::size_t i = 0; i < a.size(); ++i) sum += (a[i] - b[i]) * (a[i] - b[i]);
     return std::sqrt(sum);
 }
 
+// cos(a, b): 1 when a = b (two zero vectors among them), 0 when only one of them is zero.
+double cosine(std::span<const double> a, std::span<const double> b) {
+    if (std::equal(a.begin(), a.end(), b.begin())) return 1.0;
+    const double norms = std::sqrt(dot(a, a) * dot(b, b));
+    return norms > 0 ? dot(a, b) / norms : 0.0;
+}
+
+// The first `moved` parameters at their saved value minus eta times their part of `gradient`
+// (all parameters' gradients, concatenated), the others at their saved value.
+void step_first_parameters(Sequential<float>& model, const ModelState& state, const std::vector<double>& gradient,
+                           double eta, std::size_t moved) {
+    std::size_t offset = 0, k = 0;
+    for (auto p : model.parameters()) {
+        auto& w = p.mutable_value();
+        const auto& w0 = state.weights()[k];
+        for (std::size_t i = 0; i < w.size(); ++i) {
+            w.data()[i] = k < moved ? static_cast<float>(w0.data()[i] - eta * gradient[offset + i]) : w0.data()[i];
+        }
+        offset += w.size();
+        ++k;
+    }
+}
 
 }  // namespace
 
@@ -110,22 +139,13 @@ ProbeValues landscape_along_gradient(Sequential<float>& model, const Batch& batc
                                      const std::vector<double>& multipliers) {
     ModelState state(model);
     const LossAndGradient base = loss_and_gradient(model, state, batch);
-    double gradient_norm = 0;
-    for (double v : base.gradient) gradient_norm += v * v;
-    gradient_norm = std::sqrt(gradient_norm);
-    double lowest = base.loss, highest = base.loss, grad_change = 0, beta = 0;
-    bool finite = std::isfinite(base.loss) && std::isfinite(gradient_norm);
+    const std::size_t all = state.weights().size();
+    const double gradient_norm_sq = dot(base.gradient, base.gradient);
+    double lowest = base.loss, highest = base.loss, grad_change = 0, beta = 0, first_order_error = 0, lowest_cosine = 1;
+    bool finite = std::isfinite(base.loss) && std::isfinite(gradient_norm_sq);
     for (double multiplier : multipliers) {
         const double eta = lr * multiplier;
-        std::size_t offset = 0, k = 0;
-        for (auto p : model.parameters()) {
-            auto& w = p.mutable_value();
-            const auto& w0 = state.weights()[k++];
-            for (std::size_t i = 0; i < w.size(); ++i) {
-                w.data()[i] = static_cast<float>(w0.data()[i] - eta * base.gradient[offset + i]);
-            }
-            offset += w.size();
-        }
+        step_first_parameters(model, state, base.gradient, eta, all);
         const LossAndGradient moved = loss_and_gradient(model, state, batch);
         const double change = distance(moved.gradient, base.gradient);
         // std::min/max would drop a NaN; a step that blows up makes the measure infinite instead.
@@ -133,12 +153,70 @@ ProbeValues landscape_along_gradient(Sequential<float>& model, const Batch& batc
         lowest = std::min(lowest, moved.loss);
         highest = std::max(highest, moved.loss);
         grad_change = std::max(grad_change, change);
-        if (gradient_norm > 0) beta = std::max(beta, change / (eta * gradient_norm));
+        lowest_cosine = std::min(lowest_cosine, cosine(base.gradient, moved.gradient));
+        if (gradient_norm_sq > 0) {
+            const double promised_decrease = eta * gradient_norm_sq;
+            beta = std::max(beta, change / (eta * std::sqrt(gradient_norm_sq)));
+            first_order_error = std::max(first_order_error, std::abs(moved.loss - (base.loss - promised_decrease)) / promised_decrease);
+        }
     }
     state.restore(true);
     constexpr double inf = std::numeric_limits<double>::infinity();
-    if (!finite) return {{"loss_range", inf}, {"grad_change", inf}, {"beta_smoothness", inf}};
-    return {{"loss_range", highest - lowest}, {"grad_change", grad_change}, {"beta_smoothness", beta}};
+    if (!finite) {
+        return {{"loss", base.loss}, {"loss_min", lowest}, {"loss_max", inf}, {"loss_range", inf}, {"grad_change", inf},
+                {"beta_smoothness", inf}, {"first_order_error", inf}, {"gradient_cosine", -1.0}};
+    }
+    return {{"loss", base.loss},
+            {"loss_min", lowest},
+            {"loss_max", highest},
+            {"loss_range", highest - lowest},
+            {"grad_change", grad_change},
+            {"beta_smoothness", beta},
+            {"first_order_error", first_order_error},
+            {"gradient_cosine", lowest_cosine}};
+}
+
+ProbeValues internal_covariate_shift(Sequential<float>& model, const Batch& batch, double lr,
+                                     const std::vector<std::string>& layers) {
+    const auto named = model.named_parameters();
+    std::vector<std::size_t> offsets{0};  // of each parameter in the concatenated gradient, then the end
+    for (const auto& [name, p] : named) offsets.push_back(offsets.back() + p.value().size());
+    struct LayerParameters {
+        std::string path;
+        std::size_t first, end;  // its parameters' indices
+    };
+    std::vector<LayerParameters> found;
+    for (const std::string& path : layers) {
+        LayerParameters l{path, named.size(), 0};
+        for (std::size_t k = 0; k < named.size(); ++k) {
+            if (named[k].first.starts_with(path + ".")) {
+                l.first = std::min(l.first, k);
+                l.end = k + 1;
+            }
+        }
+        if (l.end == 0) {
+            std::string known;
+            for (const auto& [name, p] : named) known += (known.empty() ? "" : ", ") + name;
+            throw std::invalid_argument("internal_covariate_shift: no layer with parameters at '" + path +
+                                        "' (the model's parameters: " + known + ")");
+        }
+        found.push_back(l);
+    }
+    ModelState state(model);
+    const LossAndGradient base = loss_and_gradient(model, state, batch);
+    ProbeValues out;
+    for (const LayerParameters& l : found) {
+        step_first_parameters(model, state, base.gradient, lr, l.first);
+        const LossAndGradient shifted = loss_and_gradient(model, state, batch);
+        const std::size_t begin = offsets[l.first], size = offsets[l.end] - begin;
+        const std::span<const double> before(base.gradient.data() + begin, size), after(shifted.gradient.data() + begin, size);
+        const double change = distance(before, after), cos = cosine(before, after);
+        const bool finite = std::isfinite(change) && std::isfinite(cos);
+        out.emplace_back("ics_" + l.path, finite ? change : std::numeric_limits<double>::infinity());
+        out.emplace_back("ics_cos_" + l.path, finite ? cos : -1.0);
+    }
+    state.restore(true);
+    return out;
 }
 
 }  // namespace xgrad

@@ -3,7 +3,9 @@
 #include <cctype>
 #include <cstdio>
 #include <fstream>
+#include <map>
 #include <stdexcept>
+#include <vector>
 
 #include <nlohmann/json.hpp>
 
@@ -52,7 +54,25 @@ struct Report {
     std::size_t count = 0;
     std::size_t experiments = 0;  // with a claims.json
     std::string profiles;
+    std::map<std::string, std::vector<std::string>> experiments_by_build;
 };
+
+// The builds of an experiment's runs, as provenance.hpp writes them, from its claims.json, each
+// quoted as code; "not recorded" for a claims.json of before builds were recorded.
+std::vector<std::string> builds_of(const nlohmann::json& claims) {
+    std::vector<std::string> builds;
+    if (claims.contains("builds")) {
+        for (const auto& b : claims.at("builds")) builds.push_back("`" + b.get<std::string>() + "`");
+    }
+    if (builds.empty()) builds.push_back("not recorded");
+    return builds;
+}
+
+std::string joined(const std::vector<std::string>& items) {
+    std::string out;
+    for (const std::string& item : items) out += (out.empty() ? "" : ", ") + item;
+    return out;
+}
 
 // One experiment's section and its rows of the summary, from its claims.json `j` in `dir`.
 void append_experiment(Report& r, const nlohmann::json& j, const fs::path& dir, const fs::path& out_dir,
@@ -63,6 +83,9 @@ void append_experiment(Report& r, const nlohmann::json& j, const fs::path& dir, 
     r.sections += "## " + name + ": " + j.at("title").get<std::string>() + "\n\n";
     if (profile != "paper") r.sections += "**Profile " + profile + ": a smoke test, not a reproduction.**\n\n";
     r.sections += j.at("setup").get<std::string>() + "\n\n";
+    const std::vector<std::string> builds = builds_of(j);
+    r.sections += "Build of its runs: " + joined(builds) + ".\n\n";
+    for (const std::string& b : builds) r.experiments_by_build[b].push_back(name);
     for (const auto& t : j.at("tables")) r.sections += t.get<std::string>() + "\n";
     for (const auto& p : j.at("plots")) {
         const std::string link = fs::relative(fs::absolute(dir / p.get<std::string>()), out_dir).generic_string();
@@ -82,6 +105,14 @@ void append_experiment(Report& r, const nlohmann::json& j, const fs::path& dir, 
     } else {
         r.sections += "\n";
     }
+}
+
+// Which build made which experiments' runs.
+std::string builds_line(const Report& r) {
+    std::vector<std::string> items;
+    for (const auto& [build, names] : r.experiments_by_build) items.push_back(build + " (" + joined(names) + ")");
+    return "Builds of the runs (the git commit xgrad was built from, \"-dirty\" when it had uncommitted changes): " +
+           joined(items) + ".\n\n";
 }
 
 // The claims of the report in `path`: the rows "| k | ..." of its summary table.
@@ -136,7 +167,7 @@ std::size_t write_report(const fs::path& results, const fs::path& out, bool forc
         "from the figures by the rule listed in its section. The papers: Ioffe & Szegedy 2015, "
         "\"Batch Normalization: Accelerating Deep Network Training by Reducing Internal Covariate Shift\"; "
         "Santurkar et al. 2018, \"How Does Batch Normalization Help Optimization?\"; the seed document is "
-        "batch-normalization.md.\n\n" + r.summary + "\n" + r.sections;
+        "batch-normalization.md.\n\n" + builds_line(r) + r.summary + "\n" + r.sections;
     write_file_atomically(out, report);
     return r.count;
 }

@@ -7,9 +7,9 @@
 namespace xgrad {
 
 // Reads <results>/<driver>/claims.json for every driver (drivers.hpp, in order) and writes the
-// report to `out` atomically: one table of every claim with its verdict, then a section per
-// experiment with its setup, tables, plots (linked relative to `out`), verdict rules and the
-// training time of its runs. A driver without results is listed as not run. Returns the
+// report to `out` atomically: the builds (commits) that made the runs, one table of every claim
+// with its verdict, then a section per experiment with its setup, the build of its runs, tables,
+// plots (linked relative to `out`), verdict rules and the training time of its runs. A driver without results is listed as not run. Returns the
 // number of claims.
 // Throws, leaving `out` as it was, when `results` is not a directory or holds no driver's
 // claims.json, and, unless `force`, when `out` is a report of more claims than the new one.

@@ -57,7 +57,7 @@ void run_seed_cnn_bn(const SeedCnnBnOptions& options, std::ostream& out) {
         specs.push_back({arm.name, config, {}});
     }
     // One run after the other on options.threads; under mpirun one arm per rank.
-    const auto results = run_all(specs, root, {.results = options.results, .jobs = 1, .ranks = options.ranks}, out);
+    const auto results = run_all(specs, root, {.results = options.results, .jobs = 1, .ranks = options.ranks, .rerun_stale = options.rerun_stale}, out);
     if (options.ranks->rank() != 0) return;
     for (std::size_t k = 0; k < results.size(); ++k) {
         const RunResult& r = results[k];

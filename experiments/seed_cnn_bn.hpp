@@ -21,6 +21,8 @@ struct SeedCnnBnOptions {
     // Under mpirun (world()), the two runs are trained side by side, one per rank; rank 0 prints
     // and plots.
     std::shared_ptr<Communicator> ranks = single_process();
+    // run_all's: delete and train again runs another build made, rather than refuse them.
+    bool rerun_stale = false;
 };
 
 // Runs (or resumes, or reuses) both runs under results/seed-cnn-bn/ and prints the table.

@@ -185,7 +185,7 @@ void run_train_eval(const ExperimentOptions& options, std::ostream& out) {
                   plan.images, plan.dataset.c_str(), plan.epochs, plan.seeds - 1, plan.evaluations, plan.eval_samples,
                   plan.recalibration_images);
     if (options.writes_report()) {
-        write_claims(dir, "train-eval", "Running statistics against PreciseBN (Wu & Johnson 2021)", options.profile, claims,
+        write_claims(dir, "train-eval", "Running statistics against PreciseBN (Wu & Johnson 2021)", options, claims,
                      {table}, plots, setup);
     }
 }

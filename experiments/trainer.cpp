@@ -29,6 +29,7 @@
 #include "experiments/models.hpp"
 #include "experiments/nonfinite.hpp"
 #include "experiments/progress.hpp"
+#include "experiments/provenance.hpp"
 #include "experiments/run_data.hpp"
 #include "experiments/run_lock.hpp"
 #include "layers/adam.hpp"
@@ -202,9 +203,11 @@ struct RunFiles {
           summary(dir / "summary.json"), activations(dir / "activations.csv") {}
 };
 
-// Throws unless the run in `files` was started with `config` (config.json in today's keys).
+// Throws unless the run in `files` was started with `config` (config.json in today's keys). The
+// build that started it does not matter here: a run resumes under another (run_all's choice).
 void check_same_config(const RunFiles& files, const nlohmann::json& config) {
-    const nlohmann::json existing = with_current_keys(read_json_file(files.config));
+    nlohmann::json existing = with_current_keys(read_json_file(files.config));
+    existing.erase("provenance");
     if (auto key = first_difference(existing, config)) {
         // A value such as a whole model spec is cut to its start: the key says what differs.
         const auto shown = [&key](const nlohmann::json& json) -> std::string {
@@ -246,10 +249,13 @@ std::optional<TrainOutcome> finished_run(const RunFiles& files, const nlohmann::
     return TrainOutcome{summary.at("status").get<std::string>(), summary, true};
 }
 
-// Writes config.json for a new run, or checks that an existing run was started with the same one.
-void claim_directory(const RunFiles& files, const nlohmann::json& config) {
+// Writes config.json for a new run, with the provenance of the build that starts it, or checks
+// that an existing run was started with the same configuration.
+void claim_directory(const RunFiles& files, const nlohmann::json& config, const nlohmann::json& started_by) {
     if (!fs::exists(files.config)) {
-        write_json_file(files.config, config);
+        nlohmann::json recorded = config;
+        recorded["provenance"] = started_by;
+        write_json_file(files.config, recorded);
         return;
     }
     check_same_config(files, config);
@@ -289,6 +295,7 @@ TrainOutcome train(const TrainConfig& config, const fs::path& dir, const std::st
     const std::size_t ranks = static_cast<std::size_t>(job.size());
     const std::size_t rank = static_cast<std::size_t>(job.rank());
     const bool writes = rank == 0;
+    const nlohmann::json this_provenance = provenance(config.threads, ranks);
     check_same_config_on_every_rank(job, config_json);
     if (auto finished = finished_run(files, config_json)) return *finished;
     tbb::global_control threads(tbb::global_control::max_allowed_parallelism, config.threads);
@@ -320,7 +327,7 @@ TrainOutcome train(const TrainConfig& config, const fs::path& dir, const std::st
         lock.emplace(dir);
         // Finished by the trainer that held the lock before this one.
         if (finished_run(files, config_json)) finished_meanwhile = std::byte{1};
-        if (finished_meanwhile == std::byte{0}) claim_directory(files, config_json);
+        if (finished_meanwhile == std::byte{0}) claim_directory(files, config_json, this_provenance);
     }
     job.broadcast(std::span(&finished_meanwhile, 1), 0);  // the other ranks wait for rank 0's claim
     if (finished_meanwhile != std::byte{0}) return *finished_run(files, config_json);
@@ -380,6 +387,10 @@ TrainOutcome train(const TrainConfig& config, const fs::path& dir, const std::st
         const Batch& mine = ranks > 1 ? local : batch;
         ++step;
         model->set_step(step);
+        const bool evaluates = step % config.eval_every == 0 || step == total_steps;
+        // Before the update, on the batch it is about to use: what the step sees (probes.hpp).
+        std::vector<std::pair<std::string, double>> probe_values;
+        if (evaluates && probe) probe_values = probe(*model, batch);
         optimizer->zero_grad();
         const Var<float> logits = (*model)(Var<float>(mine.images));
         const std::size_t n_mine = mine.labels.size(), n_all = batch.labels.size();
@@ -414,7 +425,7 @@ TrainOutcome train(const TrainConfig& config, const fs::path& dir, const std::st
         ++batches;
         progress.update(step, loss_sum / static_cast<double>(batches), static_cast<double>(right) / static_cast<double>(seen));
 
-        if (step % config.eval_every == 0 || step == total_steps) {
+        if (evaluates) {
             // Each rank's BatchNorm moved its own running statistics; rank 0's are the run's.
             if (ranks > 1) parallel.broadcast_buffers();
             const Evaluation test = evaluate_once(job, *model, test_set, flat, config.eval_samples);
@@ -424,7 +435,7 @@ TrainOutcome train(const TrainConfig& config, const fs::path& dir, const std::st
             }
             rows.push_back({step, epoch, loss_sum / static_cast<double>(batches),
                             static_cast<double>(right) / static_cast<double>(seen), test.loss, test.accuracy,
-                            optimizer->lr(), elapsed(), probe ? probe(*model, batch) : std::vector<std::pair<std::string, double>>{}});
+                            optimizer->lr(), elapsed(), std::move(probe_values)});
             loss_sum = 0;
             right = seen = batches = 0;
             char line[200];
@@ -472,6 +483,7 @@ TrainOutcome train(const TrainConfig& config, const fs::path& dir, const std::st
     }
     if (status == "diverged") summary["divergence"] = divergence;
     if (ranks > 1) summary["world_size"] = ranks;
+    summary["provenance"] = this_provenance;  // the build that ended the run, perhaps not the one that started it
     if (writes) write_json_file(files.summary, summary);
     return {status, summary, false};
 }

@@ -1,7 +1,9 @@
 // A training run in its own directory: config.json, metrics.csv (a row per evaluation),
 // checkpoint.npz (model, optimizer and trainer state, at every evaluation), with
 // --record-activations activations.csv (activations_log.hpp, a row per layer and evaluation) and,
-// once it has ended, summary.json. Every file is written atomically. A directory with a summary.json is a
+// once it has ended, summary.json. config.json and summary.json record under "provenance" the
+// build that started the run and the one that ended it (provenance.hpp); a run resumes under any
+// build. Every file is written atomically. A directory with a summary.json is a
 // finished run and is never written again; one with a checkpoint resumes from it and ends with
 // the same weights as a run that was never stopped (the batch order, dropout masks and every
 // reduction are deterministic). Either is taken up only by the configuration it was started
@@ -37,8 +39,8 @@ struct TrainOutcome {
 };
 
 // What a driver measures at every evaluation besides loss and accuracy (experiments/probes.hpp):
-// called after the step with the model and that step's batch, it returns named values that
-// become further metrics.csv columns. It must leave the model as it found it (weights, buffers,
+// called at an evaluation's step before its update, with the model and the batch that update is
+// about to use, it returns named values that become further metrics.csv columns of that step's row. It must leave the model as it found it (weights, buffers,
 // generators), so that a resumed run stays bitwise the uninterrupted one.
 using Probe = std::function<std::vector<std::pair<std::string, double>>(Sequential<float>& model, const Batch& batch)>;
 

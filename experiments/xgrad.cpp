@@ -4,6 +4,8 @@
 #include <cstdint>
 #include <filesystem>
 #include <iostream>
+#include <memory>
+#include <set>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -117,6 +119,8 @@ void add_experiment_options(CLI::App* cmd, ExperimentOptions& options) {
         ->check(path_of("the results directory"))->capture_default_str();
     cmd->add_option("--jobs", options.jobs, "Runs trained at once, one thread each (by each rank under mpirun; there 1 unless given)")
         ->check(in_range(experiment_range::jobs, "the number of runs trained at once"))->capture_default_str();
+    cmd->add_flag("--rerun-stale", options.rerun_stale,
+                  "Delete and train again the runs another build (commit) made, which are otherwise refused");
 }
 
 // Under mpirun the runs are dealt out to the ranks, each training one at a time unless --jobs says
@@ -139,7 +143,9 @@ void run_experiment(const std::string& name, const ExperimentOptions& options, c
         if (name != d.name && name != "all") continue;
         const auto start = std::chrono::steady_clock::now();
         out << "== " << d.name << " (profile " << profile_name(options.profile) << ")\n";
-        d.run(options, out);
+        ExperimentOptions own_builds = options;  // claims.json names the builds of this driver's runs alone
+        own_builds.run_builds = std::make_shared<std::set<std::string>>();
+        d.run(own_builds, out);
         out << "== " << d.name << ": " << std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count()
             << " s" << std::endl;
     }
@@ -247,6 +253,7 @@ int main(int argc, char** argv) {
             experiment_options.profile = parse_profile(profile);
             spread_over_ranks(experiment_options, experiment_cmd);
             seed_cnn_bn.results = experiment_options.results;
+            seed_cnn_bn.rerun_stale = experiment_options.rerun_stale;
             seed_cnn_bn.ranks = world();
             run_experiment(experiment, experiment_options, seed_cnn_bn);
             return 0;

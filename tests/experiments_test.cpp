@@ -1,7 +1,8 @@
 // The experiment drivers and what they are built from: the model description (its norm names,
 // config.json of runs recorded before --norm), the models' layers, metrics.csv's extra columns,
-// the spread over seeds and the verdict rule, the two probes (percentiles of a unit's input; the
-// landscape along the gradient, which must leave the model as it found it), every driver run in
+// the spread over seeds and the verdict rule, the probes (percentiles of a unit's input; the
+// landscape along the gradient and the internal covariate shift, which must leave the model as they
+// found it, measured before the step's update), every driver run in
 // its quick profile through the xgrad command line, its outputs checked for shape and sanity, then
 // `xgrad report`, and the committed paper-profile runs found finished by the command that made them.
 #include <unistd.h>
@@ -14,6 +15,7 @@
 #include <fstream>
 #include <iostream>
 #include <limits>
+#include <random>
 #include <set>
 #include <sstream>
 #include <string>
@@ -30,6 +32,7 @@
 #include "experiments/models.hpp"
 #include "experiments/npz.hpp"
 #include "experiments/probes.hpp"
+#include "experiments/provenance.hpp"
 #include "experiments/trainer.hpp"
 #include "layers/activations.hpp"
 #include "layers/cross_entropy.hpp"
@@ -467,25 +470,43 @@ Batch small_batch() {
     return b;
 }
 
-// The landscape probe moves the weights along the gradient and runs forwards in training mode
-// (updating BN's running statistics, drawing noise) but must put everything back. Its loss range
-// is checked against losses computed here directly, with the same noise.
-TEST(Probes, LandscapeLeavesTheModelAsItFoundItAndMatchesDirectLosses) {
-    Rng rng(3);
-    auto owner = noisy_bn_model(rng);
+// What a probe must leave as it found it in noisy_bn_model: the weights, bn1's running mean and
+// the noise layer's generator.
+struct NoisyBnModelState {
+    explicit NoisyBnModelState(Sequential<float>& model)
+        : running_mean(*model.named_buffers()[0].second.tensor), noise(model[2].generator()->engine()) {
+        for (const auto& p : model.parameters()) weights.push_back(p.value());
+    }
+    void expect_unchanged(Sequential<float>& model) const {
+        for (std::size_t k = 0; k < weights.size(); ++k) EXPECT_EQ(model.parameters()[k].value(), weights[k]) << k;
+        EXPECT_EQ(*model.named_buffers()[0].second.tensor, running_mean);
+        EXPECT_TRUE(model[2].generator()->engine() == noise);
+    }
+    std::vector<xt::xarray<float>> weights;
+    xt::xarray<float> running_mean;
+    std::mt19937_64 noise;
+};
+
+// A probe's test: noisy_bn_model, small_batch and the state the probe must leave as it found.
+class ProbeOnNoisyBn : public ::testing::Test {
+protected:
+    Rng rng{3};
+    std::shared_ptr<Sequential<float>> owner = noisy_bn_model(rng);
     Sequential<float>& model = *owner;
     const Batch batch = small_batch();
     const double lr = 0.5;
-    std::vector<xt::xarray<float>> before;
-    for (const auto& p : model.parameters()) before.push_back(p.value());
-    const auto running_mean = *model.named_buffers()[0].second.tensor;
-    Rng noise_before = *model[2].generator();
+    const NoisyBnModelState state{model};
+};
+
+// The landscape probe moves the weights along the gradient and runs forwards in training mode
+// (updating BN's running statistics, drawing noise) but must put everything back. Its loss range
+// is checked against losses computed here directly, with the same noise.
+TEST_F(ProbeOnNoisyBn, LandscapeLeavesTheModelAsItFoundItAndMatchesDirectLosses) {
+    const std::vector<xt::xarray<float>>& before = state.weights;
 
     const ProbeValues v = landscape_along_gradient(model, batch, lr, {1.0, 2.0});
-    ASSERT_EQ(v.size(), 3u);
-    for (std::size_t k = 0; k < before.size(); ++k) EXPECT_EQ(model.parameters()[k].value(), before[k]);
-    EXPECT_EQ(*model.named_buffers()[0].second.tensor, running_mean);
-    EXPECT_EQ(model[2].generator()->engine(), noise_before.engine());
+    ASSERT_EQ(v.size(), 8u);
+    state.expect_unchanged(model);
 
     // Direct: loss at w, its gradient g, then losses at w - lr * m * g, each from the same noise.
     auto loss_with_same_noise = [&] {
@@ -503,26 +524,149 @@ TEST(Probes, LandscapeLeavesTheModelAsItFoundItAndMatchesDirectLosses) {
     for (const auto& p : model.parameters()) grads.push_back(p.grad());
     double grad_norm_sq = 0;
     for (const auto& g : grads) grad_norm_sq += xt::sum(xt::square(xt::cast<double>(g)))();
-    double lo = base.value()(), hi = lo, largest_change = 0, beta = 0;
+    double lo = base.value()(), hi = lo, largest_change = 0, beta = 0, first_order_error = 0, lowest_cosine = 1;
     for (double m : {1.0, 2.0}) {
         for (std::size_t k = 0; k < before.size(); ++k) {
             model.parameters()[k].mutable_value() = before[k] - static_cast<float>(lr * m) * grads[k];
         }
         const Var<float> moved = loss_with_same_noise();
         moved.backward();
-        double change_sq = 0;
+        double change_sq = 0, dot = 0, moved_norm_sq = 0;
         for (std::size_t k = 0; k < grads.size(); ++k) {
-            change_sq += xt::sum(xt::square(xt::cast<double>(model.parameters()[k].grad() - grads[k])))();
+            const auto moved_grad = xt::cast<double>(model.parameters()[k].grad());
+            change_sq += xt::sum(xt::square(moved_grad - xt::cast<double>(grads[k])))();
+            dot += xt::sum(moved_grad * xt::cast<double>(grads[k]))();
+            moved_norm_sq += xt::sum(xt::square(moved_grad))();
         }
+        const double promised = lr * m * grad_norm_sq;
+        first_order_error = std::max(first_order_error, std::abs(moved.value()() - (base.value()() - promised)) / promised);
+        lowest_cosine = std::min(lowest_cosine, dot / std::sqrt(grad_norm_sq * moved_norm_sq));
         lo = std::min(lo, static_cast<double>(moved.value()()));
         hi = std::max(hi, static_cast<double>(moved.value()()));
         largest_change = std::max(largest_change, std::sqrt(change_sq));
         beta = std::max(beta, std::sqrt(change_sq) / (lr * m * std::sqrt(grad_norm_sq)));
     }
-    EXPECT_NEAR(v[0].second, hi - lo, 1e-5);
+    const auto column = [&](const std::string& name) {
+        for (const auto& [key, value] : v) {
+            if (key == name) return value;
+        }
+        ADD_FAILURE() << "no column " << name;
+        return std::numeric_limits<double>::quiet_NaN();
+    };
+    EXPECT_NEAR(column("loss"), base.value()(), 1e-6);
+    EXPECT_NEAR(column("loss_min"), lo, 1e-5);
+    EXPECT_NEAR(column("loss_max"), hi, 1e-5);
+    EXPECT_NEAR(column("loss_range"), hi - lo, 1e-5);
     EXPECT_GT(largest_change, 1e-3) << "the gradient changes along a step of a nonlinear model";
-    EXPECT_NEAR(v[1].second, largest_change, 1e-4 * largest_change);
-    EXPECT_NEAR(v[2].second, beta, 1e-4 * beta);
+    EXPECT_NEAR(column("grad_change"), largest_change, 1e-4 * largest_change);
+    EXPECT_NEAR(column("beta_smoothness"), beta, 1e-4 * beta);
+    EXPECT_GT(first_order_error, 1e-3) << "the loss is not linear along the step";
+    EXPECT_NEAR(column("first_order_error"), first_order_error, 1e-3 * first_order_error);
+    EXPECT_LT(lowest_cosine, 1.0 - 1e-4);
+    EXPECT_NEAR(column("gradient_cosine"), lowest_cosine, 1e-5);
+}
+
+// The probe's gradients for `layer`'s parameters, concatenated, with the parameters before it at
+// their value minus lr times their gradient when `shifted`; every forward from the same noise
+// and BN statistics.
+std::vector<double> layer_gradient(Sequential<float>& model, const Batch& batch, const std::string& layer, double lr, bool shifted) {
+    std::vector<xt::xarray<float>> saved;
+    for (const auto& p : model.parameters()) saved.push_back(p.value());
+    std::vector<std::pair<std::string, BufferRef<float>>> buffers = model.named_buffers();
+    std::vector<xt::xarray<float>> saved_buffers;
+    for (const auto& [name, b] : buffers) saved_buffers.push_back(b.tensor ? *b.tensor : xt::xarray<float>());
+    std::vector<Rng> generators;
+    for (const auto& [name, child] : model.named_children()) {
+        if (Rng* g = child->generator()) generators.push_back(*g);
+    }
+    auto restore_noise_and_statistics = [&] {
+        std::size_t k = 0;
+        for (const auto& [name, child] : model.named_children()) {
+            if (Rng* g = child->generator()) *g = generators[k++];
+        }
+        for (std::size_t b = 0; b < buffers.size(); ++b) {
+            if (buffers[b].second.tensor) *buffers[b].second.tensor = saved_buffers[b];
+        }
+    };
+    auto gradients = [&] {
+        restore_noise_and_statistics();
+        model.zero_grad();
+        cross_entropy(model(Var<float>(batch.images)), batch.labels).backward();
+        std::vector<xt::xarray<float>> out;
+        for (const auto& p : model.parameters()) out.push_back(p.grad());
+        return out;
+    };
+    const auto named = model.named_parameters();
+    if (shifted) {
+        const auto g = gradients();
+        for (std::size_t k = 0; k < named.size() && !named[k].first.starts_with(layer + "."); ++k) {
+            model.parameters()[k].mutable_value() = saved[k] - static_cast<float>(lr) * g[k];
+        }
+    }
+    const auto g = gradients();
+    std::vector<double> out;
+    for (std::size_t k = 0; k < named.size(); ++k) {
+        if (named[k].first.starts_with(layer + ".")) out.insert(out.end(), g[k].begin(), g[k].end());
+    }
+    for (std::size_t k = 0; k < saved.size(); ++k) model.parameters()[k].mutable_value() = saved[k];
+    restore_noise_and_statistics();
+    return out;
+}
+
+// Santurkar's ICS of fc2 in a noisy-BN model: the probe's ||G - G'|| and cos(G, G') are those of
+// the gradients computed here, the shift of fc1 (no parameter before it) is 0 with cosine 1, and
+// the model (weights, BN statistics, noise generator) is left as the probe found it.
+TEST_F(ProbeOnNoisyBn, InternalCovariateShiftMatchesDirectGradientsAndLeavesTheModelAlone) {
+
+    const ProbeValues v = internal_covariate_shift(model, batch, lr, {"fc1", "fc2"});
+    state.expect_unchanged(model);
+
+    ASSERT_EQ(v.size(), 4u);
+    EXPECT_EQ(v[0], (std::pair<std::string, double>("ics_fc1", 0.0)));
+    EXPECT_EQ(v[1], (std::pair<std::string, double>("ics_cos_fc1", 1.0)));
+    const std::vector<double> g = layer_gradient(model, batch, "fc2", lr, false), shifted = layer_gradient(model, batch, "fc2", lr, true);
+    double change_sq = 0, dot = 0, g_sq = 0, shifted_sq = 0;
+    for (std::size_t i = 0; i < g.size(); ++i) {
+        change_sq += (g[i] - shifted[i]) * (g[i] - shifted[i]);
+        dot += g[i] * shifted[i];
+        g_sq += g[i] * g[i];
+        shifted_sq += shifted[i] * shifted[i];
+    }
+    EXPECT_GT(std::sqrt(change_sq), 1e-3) << "updating fc1 and bn1 moves fc2's gradient";
+    EXPECT_EQ(v[2].first, "ics_fc2");
+    EXPECT_NEAR(v[2].second, std::sqrt(change_sq), 1e-4 * std::sqrt(change_sq));
+    EXPECT_EQ(v[3].first, "ics_cos_fc2");
+    EXPECT_NEAR(v[3].second, dot / std::sqrt(g_sq * shifted_sq), 1e-6);
+    const std::string message = xgrad_test::error_of<std::invalid_argument>([&] { internal_covariate_shift(model, batch, lr, {"sigmoid1"}); });
+    EXPECT_NE(message.find("no layer with parameters at 'sigmoid1' (the model's parameters: fc1.weight, bn1.weight"), std::string::npos)
+        << message;
+}
+
+// When the earlier layer's gradient is 0 its update changes nothing: fc1's ReLU outputs are all
+// 0 (weights 0, bias -1), so fc1 gets no gradient, and fc2's gradient stays exactly where it was.
+TEST(Probes, InternalCovariateShiftIsZeroWhenTheEarlierLayersCannotMove) {
+    Rng rng(4);
+    Sequential<float> model;
+    auto fc1 = model.add("fc1", std::make_shared<Linear<float>>(6, 5, true, rng));
+    fc1->weight().mutable_value().fill(0.0f);
+    fc1->bias()->mutable_value().fill(-1.0f);
+    model.add("relu", std::make_shared<ReLU<float>>());
+    model.add("fc2", std::make_shared<Linear<float>>(5, 3, true, rng));
+    const ProbeValues v = internal_covariate_shift(model, small_batch(), 10.0, {"fc2"});
+    ASSERT_EQ(v.size(), 2u);
+    EXPECT_EQ(v[0].second, 0.0);
+    EXPECT_EQ(v[1].second, 1.0);
+}
+
+// paper-mlp with noisy BN on 256 synthetic images, on one thread.
+TrainConfig noisy_bn_synthetic_run(std::size_t steps, std::size_t eval_every) {
+    TrainConfig c = paper_mlp_config("synthetic", Norm::batch);
+    c.model.noisy_bn = true;
+    c.synthetic_size = 256;
+    c.steps = steps;
+    c.eval_every = eval_every;
+    c.threads = 1;
+    return c;
 }
 
 // A probe that leaves the model alone changes nothing of the run: every array of the checkpoint
@@ -530,12 +674,7 @@ TEST(Probes, LandscapeLeavesTheModelAsItFoundItAndMatchesDirectLosses) {
 // generators) equals the one without, the training time aside; metrics.csv has its columns.
 TEST(Probes, ARunWithTheLandscapeProbeEndsWithTheSameWeights) {
     const fs::path dir = fresh_dir("probe_run");
-    TrainConfig c = paper_mlp_config("synthetic", Norm::batch);
-    c.model.noisy_bn = true;
-    c.synthetic_size = 256;
-    c.steps = 30;
-    c.eval_every = 10;
-    c.threads = 1;
+    const TrainConfig c = noisy_bn_synthetic_run(30, 10);
     const Probe probe = [&](Sequential<float>& model, const Batch& batch) {
         return landscape_along_gradient(model, batch, c.lr);
     };
@@ -552,6 +691,21 @@ TEST(Probes, ARunWithTheLandscapeProbeEndsWithTheSameWeights) {
     const auto rows = read_metrics_csv(dir / "probed" / "metrics.csv");
     ASSERT_EQ(rows.size(), 3u);
     for (const auto& r : rows) EXPECT_GE(r.at("loss_range"), 0.0);
+    fs::remove_all(dir);
+}
+
+// The trainer calls a probe before the step's update, on that step's batch: with an evaluation
+// every step, the landscape's loss at the unmoved weights is the step's training loss itself.
+TEST(Probes, AProbeSeesTheWeightsAndBatchOfTheUpdateAboutToBeMade) {
+    const fs::path dir = fresh_dir("probe_before_update");
+    const TrainConfig c = noisy_bn_synthetic_run(3, 1);
+    const Probe probe = [&](Sequential<float>& model, const Batch& batch) {
+        return landscape_along_gradient(model, batch, c.lr, {1.0});
+    };
+    train(c, dir, "train", probe);
+    const auto rows = read_metrics_csv(dir / "metrics.csv");
+    ASSERT_EQ(rows.size(), 3u);
+    for (const auto& r : rows) EXPECT_NEAR(r.at("loss"), r.train_loss, 1e-6 * r.train_loss) << "step " << r.step;
     fs::remove_all(dir);
 }
 
@@ -600,6 +754,57 @@ TEST(RunAll, AFinishedRunOfAnotherConfigurationIsAnErrorNotAResult) {
     fs::remove_all(dir);
 }
 
+// A run another build made is not mixed with this build's: run_all refuses before training
+// anything, naming the run and its builds, and with rerun_stale deletes it and trains it again.
+// Runs all of one earlier build are reused.
+TEST(RunAll, ARunOfAnotherBuildIsRefusedOrTrainedAgain) {
+    const fs::path dir = fresh_dir("other_build");
+    const std::vector<RunSpec> specs{{"arm/seed0", short_paper_mlp_run(Norm::batch, 2, 2), {}},
+                                     {"arm/seed1", short_paper_mlp_run(Norm::none, 2, 2), {}}};
+    ASSERT_EQ(run_all(specs, dir, ExperimentOptions{}, std::cout).size(), 2u);
+    const std::string other(40, 'b');
+    nlohmann::json config = read_json(dir / "arm/seed0/config.json");
+    config["provenance"]["commit"] = other;
+    config["provenance"]["dirty"] = false;
+    std::ofstream(dir / "arm/seed0/config.json") << config.dump();
+    const auto written = fs::last_write_time(dir / "arm/seed0/summary.json");
+
+    const std::string message = xgrad_test::error_of<std::runtime_error>([&] { run_all(specs, dir, ExperimentOptions{}, std::cout); });
+    for (const std::string& part :
+         {"1 of the runs under " + dir.string() + " were made by another build than this one (" + this_build() + ")",
+          "\n  build " + other + ", then build " + this_build() + ": arm/seed0\n", std::string("--rerun-stale")}) {
+        EXPECT_NE(message.find(part), std::string::npos) << part << "\n" << message;
+    }
+    EXPECT_EQ(fs::last_write_time(dir / "arm/seed0/summary.json"), written);
+
+    const ExperimentOptions rerun{.rerun_stale = true};
+    const auto results = run_all(specs, dir, rerun, std::cout);
+    EXPECT_FALSE(results.at(0).outcome.was_already_finished);
+    EXPECT_TRUE(results.at(1).outcome.was_already_finished);
+    EXPECT_EQ(build_of(read_json(dir / "arm/seed0/config.json")), this_build());
+    EXPECT_EQ(*rerun.run_builds, std::set<std::string>{this_build()});
+
+    // Runs that one earlier build finished, all of them, make a table of that build: reused as
+    // they are, unless rerun_stale asks for this build's.
+    for (const char* run : {"arm/seed0", "arm/seed1"}) {
+        for (const char* file : {"config.json", "summary.json"}) {
+            nlohmann::json recorded = read_json(dir / run / file);
+            recorded["provenance"]["commit"] = other;
+            recorded["provenance"]["dirty"] = false;
+            std::ofstream(dir / run / file) << recorded.dump();
+        }
+    }
+    const ExperimentOptions reuse{};
+    const auto reused = run_all(specs, dir, reuse, std::cout);
+    EXPECT_TRUE(reused.at(0).outcome.was_already_finished && reused.at(1).outcome.was_already_finished);
+    EXPECT_EQ(final_test_acc(reused.at(0)), final_test_acc(results.at(0)));
+    EXPECT_EQ(reuse.run_builds->size(), 1u);
+    EXPECT_NE(*reuse.run_builds->begin(), this_build());
+    const auto retrained = run_all(specs, dir, rerun, std::cout);
+    EXPECT_FALSE(retrained.at(0).outcome.was_already_finished || retrained.at(1).outcome.was_already_finished);
+    fs::remove_all(dir);
+}
+
 std::string run_cli(const std::string& args) {
     const std::string command = std::string(XGRAD_CLI) + " " + args;
     const auto [status, output] = xgrad_test::run_command(command);
@@ -622,6 +827,7 @@ TEST(Drivers, QuickProfilesWriteSaneResultsAndTheReport) {
         EXPECT_NE(output.find("== " + d.name + ":"), std::string::npos) << output;
         const nlohmann::json j = read_json(results / d.name / "claims.json");
         EXPECT_EQ(j.at("profile"), "quick");
+        EXPECT_EQ(j.at("builds"), nlohmann::json::array({this_build()})) << "the build of its runs alone";
         ASSERT_FALSE(j.at("claims").empty());
         for (const auto& c : j.at("claims")) {
             EXPECT_TRUE(verdicts.count(c.at("verdict").get<std::string>())) << c.dump();
@@ -652,9 +858,10 @@ TEST(Drivers, QuickProfilesWriteSaneResultsAndTheReport) {
         }
     }
     // convergence: 2 data sets x 2 arms x 2 seeds; learning-rate: 2 models x 2 x 3 multipliers
-    // x (2 seeds MLP, 1 CNN); init: 2 x 2 sigmas x 2; regularization: 4 arms x 2; noisy-bn: 3 x 2;
-    // batch-size: (4 norms x 2 batches, but Ghost BN at 2) x 2; train-eval: 3 momenta x 2 batches x 2.
-    EXPECT_EQ(runs, 8u + 12u + 6u + 8u + 8u + 6u + 14u + 12u);
+    // x (2 seeds MLP, 1 CNN); init: 2 x 2 sigmas x 2; regularization: 4 arms x 2; noisy-bn: 5 arms x
+    // 2 search multipliers and 5 arms x 2 seeds; ics: 3 x 2; batch-size: (4 norms x 2 batches, but
+    // Ghost BN at 2) x 2; train-eval: 3 momenta x 2 batches x 2.
+    EXPECT_EQ(runs, 8u + 12u + 6u + 8u + 8u + 20u + 6u + 14u + 12u);
     const auto lr_table = read_json(results / "learning-rate" / "claims.json").at("tables")[0].get<std::string>();
     for (const char* m : {"| x1 |", "| x5 |", "| x30 |"}) EXPECT_NE(lr_table.find(m), std::string::npos) << lr_table;
 
@@ -664,6 +871,9 @@ TEST(Drivers, QuickProfilesWriteSaneResultsAndTheReport) {
     for (std::size_t k = 1; k <= claims; ++k) EXPECT_NE(report.find("\n| " + std::to_string(k) + " | "), std::string::npos) << k;
     EXPECT_NE(report.find("](convergence/test_accuracy_mnist.png)"), std::string::npos) << "plots linked relative to the report";
     EXPECT_NE(report.find("Profile quick: a smoke test"), std::string::npos);
+    EXPECT_NE(report.find("uncommitted changes): `" + this_build() + "` (convergence, distributions, "), std::string::npos)
+        << report;
+    EXPECT_NE(report.find("Build of its runs: `" + this_build() + "`."), std::string::npos) << report;
 
     const auto metrics = results / "init" / "bn-on-sigma1" / "seed0" / "metrics.csv";
     const auto written = fs::last_write_time(metrics);
@@ -694,6 +904,7 @@ TEST(Report, NoResultsOrFewerClaimsLeaveTheReportAsItWas) {
     write_claims_json(dir / "two", drivers()[0].name, 2);
     ASSERT_NE(run_cli("report --results " + (dir / "two").string() + " --out " + out.string()).find("2 claims"), std::string::npos);
     const std::string before = read_file(out);
+    EXPECT_NE(before.find("Build of its runs: not recorded."), std::string::npos) << "a claims.json without builds";
 
     fs::create_directories(dir / "empty");
     const std::pair<std::string, std::string> refused[] = {
@@ -725,25 +936,27 @@ TEST(Report, NoResultsOrFewerClaimsLeaveTheReportAsItWas) {
 }
 
 // Every committed run recorded "bn": true/false (before --norm). Copied as they are, the noisy-bn
-// runs of experiments/results (BN off, on, and on with noise) are found finished by the command
-// that made them, and one of them by `xgrad train` whether it says --bn on or --norm batch; a
-// command asking for another normalization is refused rather than handed that run.
+// runs of experiments/results (BN off, on, and on with noise) are found finished by the `xgrad
+// train` that made them, whether it says --bn on or --norm batch; a command asking for another
+// normalization is refused rather than handed that run.
 TEST(CommittedResults, RunsRecordedWithBnAreFoundFinishedByTheCommandThatMadeThem) {
     const fs::path results = fresh_dir("committed");
     fs::copy(fs::path(XGRAD_SOURCE_DIR) / "experiments" / "results" / "noisy-bn", results / "noisy-bn",
              fs::copy_options::recursive);
-    const std::string output = run_cli("experiment noisy-bn --profile paper --results " + results.string());
-    for (const char* arm : {"no-bn", "bn", "noisy-bn"}) {
+    const std::string paper_mlp = "train --model paper-mlp --dataset fashion-mnist --optimizer sgd --lr 0.1 --batch 60 "
+                                  "--steps 10000 --eval-every 250 --threads 1";
+    const std::pair<const char*, const char*> arms[] = {{"no-bn", "--norm none"}, {"bn", "--norm batch"}, {"noisy-bn", "--norm batch --noisy-bn"}};
+    for (const auto& [arm, flags] : arms) {
         for (int seed = 0; seed < 3; ++seed) {
-            const std::string run = std::string(arm) + "/seed" + std::to_string(seed);
-            EXPECT_NE(output.find("\n" + run + ": finished (earlier)"), std::string::npos) << run << "\n" << output;
+            const fs::path dir = results / "noisy-bn" / arm / ("seed" + std::to_string(seed));
+            const std::string output = run_cli(paper_mlp + " " + flags + " --seed " + std::to_string(seed) + " --out " + dir.string());
+            EXPECT_NE(output.find("holds a finished run"), std::string::npos) << dir << "\n" << output;
         }
     }
 
     const fs::path run = results / "noisy-bn" / "bn" / "seed0";
     ASSERT_FALSE(read_json(run / "config.json").contains("norm")) << "a run recorded before --norm";
-    const std::string train = "train --model paper-mlp --dataset fashion-mnist --optimizer sgd --lr 0.1 --batch 60 "
-                              "--steps 10000 --eval-every 250 --seed 0 --threads 1 --out " + run.string();
+    const std::string train = paper_mlp + " --seed 0 --out " + run.string();
     for (const char* flag : {"--bn on", "--norm batch"}) {
         EXPECT_NE(run_cli(train + " " + flag).find("holds a finished run"), std::string::npos) << flag;
     }

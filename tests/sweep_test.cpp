@@ -2,7 +2,8 @@
 // of a spec naming the file and the key (or the arm), before anything is written; the specs of
 // experiments/specs/ against the drivers' own runs, configuration by configuration; and a small
 // sweep through the command line whose summary is checked against its run directories, then run
-// again, reusing every run and rewriting the same summary, alone and over 2 ranks under mpirun.
+// again, reusing every run and rewriting the same summary, alone and over 2 ranks under mpirun; a
+// run of another build refused, then trained again with --rerun-stale.
 #include <sys/wait.h>
 
 #include <algorithm>
@@ -21,6 +22,7 @@
 #include "experiments/drivers.hpp"
 #include "experiments/metrics_log.hpp"
 #include "experiments/model_spec.hpp"
+#include "experiments/provenance.hpp"
 #include "experiments/sweep.hpp"
 #include "tests/error_message.hpp"
 #include "tests/run_command.hpp"
@@ -356,6 +358,27 @@ TEST_F(SweepCli, ARunOfAnotherConfigurationIsRefusedNamingTheSpecAndTheArm) {
         << refused.output;
     EXPECT_EQ(read_file(results / "tiny/norm=none/seed1/metrics.csv"), metrics);
     EXPECT_EQ(read_file(results / "tiny/spec.json"), read_file(spec));
+}
+
+// A run that another build made is refused by the command line, naming it, and trained again
+// with --rerun-stale, the runs of this build reused.
+TEST_F(SweepCli, ARunOfAnotherBuildIsRefusedOrWithRerunStaleTrainedAgain) {
+    const std::string sweep = xgrad("sweep '" + spec.string() + "' --results '" + results.string() + "'");
+    ASSERT_TRUE(exited_with(run_command(sweep).status, 0));
+    const fs::path config = results / "tiny/norm=none/seed1/config.json";
+    nlohmann::json recorded = nlohmann::json::parse(read_file(config));
+    recorded["provenance"]["commit"] = std::string(40, 'c');
+    recorded["provenance"]["dirty"] = false;
+    write_file(config, recorded.dump());
+    const auto refused = run_command(sweep);
+    EXPECT_TRUE(exited_with(refused.status, 1)) << refused.output;
+    EXPECT_NE(refused.output.find("\n  build " + std::string(40, 'c') + ", then build " + this_build() + ": norm=none/seed1\n"),
+              std::string::npos)
+        << refused.output;
+    const auto rerun = run_command(sweep + " --rerun-stale");
+    ASSERT_TRUE(exited_with(rerun.status, 0)) << rerun.output;
+    EXPECT_NE(rerun.output.find("norm=none/seed1: made by build " + std::string(40, 'c')), std::string::npos) << rerun.output;
+    EXPECT_EQ(build_of(nlohmann::json::parse(read_file(config))), this_build());
 }
 
 TEST_F(SweepCli, ErrorsOfTheCommandWriteNothing) {

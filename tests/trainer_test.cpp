@@ -3,8 +3,8 @@
 // Renorm's step counter included), the divergence report, the seed CNN's fc1 error, agreement with
 // PyTorch on a checkpoint of each norm, the --norm flag with --bn as its other spelling, every
 // norm trained through the command line, the norm settings' errors and their record in
-// config.json, eval's model from config.json, and `eval --recalibrate` (PreciseBN) against the
-// library on the same batches, and its flag's errors; --record-activations (activations.csv
+// config.json, the build, threads and ranks config.json and summary.json record, eval's model from
+// config.json, and `eval --recalibrate` (PreciseBN) against the library on the same batches, and its flag's errors; --record-activations (activations.csv
 // against the statistics computed layer by layer, the same weights as without it, resumed to the
 // same file, its errors) and `xgrad plot`.
 #include <fcntl.h>
@@ -40,6 +40,7 @@
 #include "experiments/metrics_log.hpp"
 #include "experiments/models.hpp"
 #include "experiments/npz.hpp"
+#include "experiments/provenance.hpp"
 #include "experiments/regular_file.hpp"
 #include "experiments/trainer.hpp"
 #include "layers/normalization/precise_bn.hpp"
@@ -156,6 +157,53 @@ TEST(Trainer, WritesTheRunFilesAndNeverOverwritesAFinishedRun) {
     const auto again = xgrad::train(small_mlp_run(), dir);
     EXPECT_TRUE(again.was_already_finished);
     EXPECT_EQ(fs::last_write_time(dir / "checkpoint.npz"), written);
+    fs::remove_all(dir);
+}
+
+// What `git` says of the checkout the tests were built from: its HEAD and whether tracked files
+// differ from it; "unknown" and false outside a checkout.
+std::pair<std::string, bool> checkout_commit() {
+    const std::string git = "git -C '" + std::string(XGRAD_SOURCE_DIR) + "' ";
+    if (!fs::exists(fs::path(XGRAD_SOURCE_DIR) / ".git")) return {"unknown", false};
+    std::string head = run_command(git + "rev-parse HEAD").output;
+    head.erase(head.find_last_not_of('\n') + 1);
+    return {head, !run_command(git + "status --porcelain --untracked-files=no").output.empty()};
+}
+
+// config.json records the build that started a run and summary.json the one that ended it: the
+// version, the commit of this checkout, the compiler, the BLAS, the run's threads and ranks. A
+// run started by another build resumes under this one, and its config.json keeps the other.
+TEST(Trainer, RecordsTheBuildAndTheRunsThreadsAndResumesUnderAnotherBuild) {
+    const fs::path dir = fresh_dir("provenance");
+    TrainConfig c = small_mlp_run();
+    c.steps = 20;
+    c.threads = 1;
+    xgrad::train(c, dir);
+    const auto [commit, dirty] = checkout_commit();
+    for (const char* file : {"config.json", "summary.json"}) {
+        SCOPED_TRACE(file);
+        const nlohmann::json p = read_json(dir / file).at("provenance");
+        EXPECT_EQ(p.at("commit"), commit);
+        EXPECT_EQ(p.at("dirty"), dirty);
+        EXPECT_EQ(xgrad::build_of(read_json(dir / file)), xgrad::this_build());
+        EXPECT_EQ(p.at("xgrad_version"), XGRAD_VERSION);
+        EXPECT_EQ(p.at("threads"), 1);
+        EXPECT_EQ(p.at("world_size"), 1);
+        for (const auto* key : {"/compiler", "/blas/config", "/blas/kernels"}) {
+            EXPECT_FALSE(p.at(nlohmann::json::json_pointer(key)).get<std::string>().empty()) << key;
+        }
+    }
+    EXPECT_EQ(xgrad::this_build(), commit + (dirty ? "-dirty" : ""));
+
+    fs::remove(dir / "summary.json");  // as if stopped after its last checkpoint
+    nlohmann::json config = read_json(dir / "config.json");
+    config["provenance"]["commit"] = std::string(40, 'a');
+    config["provenance"]["dirty"] = false;
+    config["provenance"]["threads"] = 2;
+    std::ofstream(dir / "config.json") << config.dump();
+    EXPECT_EQ(xgrad::train(c, dir).status, "finished");
+    EXPECT_EQ(xgrad::build_of(read_json(dir / "config.json")), std::string(40, 'a'));
+    EXPECT_EQ(xgrad::build_of(read_json(dir / "summary.json")), xgrad::this_build());
     fs::remove_all(dir);
 }
 
