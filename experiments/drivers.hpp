@@ -9,6 +9,8 @@
 //                   and Dropout; BN with against without Dropout
 //   noisy-bn        Santurkar et al. 2018: BN with injected distribution noise, and the landscape
 //   ics             Santurkar et al. 2018: internal covariate shift in the gradient sense
+//   batch-size      Wu & He 2018, Table 3: every norm's test error against the batch size
+//   train-eval      Wu & Johnson 2021, §3-4: running statistics (EMA, cumulative) against PreciseBN
 #pragma once
 
 #include <functional>
@@ -32,6 +34,15 @@ const std::vector<Driver>& drivers();
 // default initialization.
 TrainConfig paper_mlp_config(const std::string& dataset, Norm norm);
 
+// seed-cnn as batch-size and train-eval train it on `images` training images (the first of
+// Fashion-MNIST, or a synthetic set of that size): SGD with momentum 0.9 and the learning rate
+// scaled linearly with the batch, 0.1 * batch / 256 (Goyal et al. 2017's rule, which Wu & He
+// follow), for `epochs` epochs, each a whole number of steps.
+TrainConfig scaled_lr_cnn_config(const std::string& dataset, Norm norm, std::size_t batch, std::size_t images,
+                                 std::size_t epochs);
+// The steps of one epoch of `images` at `batch` (an incomplete last batch is a step).
+std::size_t steps_per_epoch(std::size_t images, std::size_t batch);
+
 // The runs a driver trains for a profile, in its order, without training them: for the spec files
 // of experiments/specs/ to be checked against (tests/sweep_test.cpp).
 std::vector<RunSpec> init_runs(Profile profile);
@@ -45,5 +56,7 @@ void run_init(const ExperimentOptions& options, std::ostream& out);
 void run_regularization(const ExperimentOptions& options, std::ostream& out);
 void run_noisy_bn(const ExperimentOptions& options, std::ostream& out);
 void run_ics(const ExperimentOptions& options, std::ostream& out);
+void run_batch_size(const ExperimentOptions& options, std::ostream& out);
+void run_train_eval(const ExperimentOptions& options, std::ostream& out);
 
 }  // namespace xgrad

@@ -54,6 +54,9 @@ void check_norm_settings(const ModelConfig& c) {
                                     norm_name(c.norm) + " has no BatchNorm layer");
     }
     switch (c.norm) {
+        case Norm::batch:
+            if (c.bn_momentum) model_range::bn_momentum.check("--bn-momentum", *c.bn_momentum);
+            return;
         case Norm::group: model_range::norm_groups.check("--norm-groups", c.norm_groups); return;
         case Norm::ghost:
             // Both models have a norm layer after a Linear, where a virtual batch of one sample
@@ -83,6 +86,10 @@ nlohmann::json to_json(const ModelConfig& c) {
     };
     if (c.norm == Norm::group) json["norm_groups"] = c.norm_groups;
     if (c.norm == Norm::ghost) json["ghost_batch"] = c.ghost_batch;
+    // Only when not torch's default, so that runs begun before the flag existed still match.
+    if (c.norm == Norm::batch && c.bn_momentum != BatchNormOptions{}.momentum) {
+        json["bn_momentum"] = c.bn_momentum ? nlohmann::json(*c.bn_momentum) : nlohmann::json(cumulative_momentum);
+    }
     if (c.norm == Norm::batch_renorm) {
         json.update({{"renorm_rmax", c.renorm.rmax},
                      {"renorm_dmax", c.renorm.dmax},
@@ -133,6 +140,16 @@ ModelConfig model_config_from_json(const nlohmann::json& json) {
     if (json.contains("sync_bn")) read(json, "sync_bn", c.sync_bn);
     if (c.norm == Norm::group) read(json, "norm_groups", c.norm_groups);
     if (c.norm == Norm::ghost) read(json, "ghost_batch", c.ghost_batch);
+    if (c.norm == Norm::batch && json.contains("bn_momentum")) {
+        const nlohmann::json& momentum = json.at("bn_momentum");
+        if (momentum == cumulative_momentum) {
+            c.bn_momentum = std::nullopt;
+        } else {
+            double m = 0;
+            read(json, "bn_momentum", m);
+            c.bn_momentum = m;
+        }
+    }
     if (c.norm == Norm::batch_renorm) {
         read(json, "renorm_rmax", c.renorm.rmax);
         read(json, "renorm_dmax", c.renorm.dmax);

@@ -13,6 +13,7 @@
 #include <nlohmann/json.hpp>
 
 #include "experiments/flag_range.hpp"
+#include "layers/normalization/batch_norm.hpp"
 #include "layers/normalization/batch_renorm.hpp"
 
 namespace xgrad {
@@ -43,6 +44,9 @@ struct RenormSettings {
     BatchRenormOptions options() const;
 };
 
+// --bn-momentum's and config.json's word for ModelConfig::bn_momentum = nullopt.
+inline constexpr const char* cumulative_momentum = "cumulative";
+
 // ModelConfig::name of a model from a spec file (experiments/model_spec.hpp).
 inline constexpr const char* spec_model_name = "spec";
 
@@ -60,6 +64,9 @@ struct ModelConfig {
     std::size_t ghost_batch = 0;
     // Norm::batch_renorm.
     RenormSettings renorm;
+    // Norm::batch: the factor the running statistics move by at each batch; nullopt for their
+    // cumulative average over every batch (torch's momentum=None).
+    std::optional<double> bn_momentum = BatchNormOptions{}.momentum;
     // Weights from N(0, sigma) instead of torch's default init (biases then start at 0).
     std::optional<double> init_sigma;
     // Dropout probability after each hidden nonlinearity; 0 adds no Dropout layer.
@@ -87,6 +94,7 @@ inline constexpr WholeRange ghost_batch = WholeRange::at_least(2);
 inline constexpr RealRange renorm_rmax = RealRange::at_least(1);
 inline constexpr RealRange renorm_dmax = RealRange::at_least(0);
 inline constexpr RealRange renorm_momentum = RealRange::open_closed(0, 1);
+inline constexpr RealRange bn_momentum = RealRange::open_closed(0, 1);
 }  // namespace model_range
 
 // check_norm_settings, and --init-sigma and --dropout against their ranges: the same
@@ -94,7 +102,7 @@ inline constexpr RealRange renorm_momentum = RealRange::open_closed(0, 1);
 void check_model_config(const ModelConfig& config);
 
 // The keys config.json records: model, model_spec (the spec's object, for a spec model only), norm, the settings of that norm only (norm_groups;
-// ghost_batch; renorm_rmax, renorm_dmax, renorm_warmup, renorm_rmax_at, renorm_dmax_at,
+// ghost_batch; bn_momentum, a number or "cumulative", only when not torch's 0.1; renorm_rmax, renorm_dmax, renorm_warmup, renorm_rmax_at, renorm_dmax_at,
 // renorm_momentum), init_sigma, dropout, and noisy_bn and sync_bn only when on. Runs begun before a key
 // existed lack it and still match (train_config.hpp's first_difference).
 nlohmann::json to_json(const ModelConfig& config);

@@ -36,6 +36,8 @@ std::string divisors_of(std::size_t n) {
     return out;
 }
 
+BatchNormOptions batch_norm_options(const ModelConfig& config) { return {.momentum = config.bn_momentum}; }
+
 std::shared_ptr<Module<float>> make_group_norm(const ModelConfig& config, const NormActivation& block) {
     const std::size_t channels = block.sample_shape.at(0);
     if (config.norm_groups == 0 || channels % config.norm_groups != 0) {
@@ -55,8 +57,8 @@ std::shared_ptr<Module<float>> make_norm_layer(const ModelConfig& config, const 
     if (after_linear(block) && why_no_norm_after_linear(config.norm)) return nullptr;
     switch (config.norm) {
         case Norm::batch:
-            if (config.sync_bn) return for_position<SyncBatchNorm1d<float>, SyncBatchNorm2d<float>>(block);
-            return for_position<BatchNorm1d<float>, BatchNorm2d<float>>(block);
+            if (config.sync_bn) return for_position<SyncBatchNorm1d<float>, SyncBatchNorm2d<float>>(block, batch_norm_options(config));
+            return for_position<BatchNorm1d<float>, BatchNorm2d<float>>(block, batch_norm_options(config));
         case Norm::batch_renorm:
             return for_position<BatchRenorm1d<float>, BatchRenorm2d<float>>(block, config.renorm.options());
         case Norm::ghost: return for_position<GhostBatchNorm1d<float>, GhostBatchNorm2d<float>>(block, config.ghost_batch);
@@ -73,8 +75,8 @@ std::shared_ptr<Module<float>> make_norm_layer(const ModelConfig& config, const 
 // The layer of config.norm followed by a ReLU in one node, or null when it has no such form.
 std::shared_ptr<Module<float>> make_norm_relu_layer(const ModelConfig& config, const NormActivation& block) {
     if (config.norm != Norm::batch) return nullptr;
-    if (config.sync_bn) return for_position<SyncBatchNormReLU1d<float>, SyncBatchNormReLU2d<float>>(block);
-    return for_position<BatchNormReLU1d<float>, BatchNormReLU2d<float>>(block);
+    if (config.sync_bn) return for_position<SyncBatchNormReLU1d<float>, SyncBatchNormReLU2d<float>>(block, batch_norm_options(config));
+    return for_position<BatchNormReLU1d<float>, BatchNormReLU2d<float>>(block, batch_norm_options(config));
 }
 
 }  // namespace

@@ -25,6 +25,8 @@ nlohmann::json to_json(const TrainConfig& c) {
         {"threads", c.threads},
         {"record_activations", c.record_activations},
     });
+    // Only when set, so that runs begun before the flag existed still match.
+    if (c.train_subset != 0) json["train_subset"] = c.train_subset;
     return json;
 }
 
@@ -42,6 +44,7 @@ void check_train_config(const TrainConfig& c) {
     train_range::eval_every.check("--eval-every", c.eval_every);
     train_range::eval_samples.check("--eval-samples", c.eval_samples);
     train_range::synthetic_size.check("--synthetic-size", c.synthetic_size);
+    train_range::train_subset.check("--train-subset", c.train_subset);
     train_range::seed.check("--seed", c.seed);
     train_range::threads.check("--threads", c.threads);
     for (auto name = c.record_activations.begin(); name != c.record_activations.end(); ++name) {

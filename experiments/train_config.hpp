@@ -26,6 +26,9 @@ struct TrainConfig {
     std::size_t eval_every = 100;
     std::size_t eval_samples = 0;  // test images per evaluation; 0: the whole test set
     std::size_t synthetic_size = 2000;  // training images of the "synthetic" data set
+    // When nonzero, the run trains on the first train_subset images of the training set only
+    // (experiments/run_data.hpp); evaluation keeps the whole test set.
+    std::size_t train_subset = 0;
     // A loss above this (or a non-finite one) ends the run as diverged.
     double divergence_loss = 1e3;
     std::uint64_t seed = 0;
@@ -46,6 +49,7 @@ inline constexpr WholeRange steps{1, 100'000'000};
 inline constexpr WholeRange eval_every{1, 100'000'000};
 inline constexpr WholeRange eval_samples{0, 1'000'000};  // 0: the whole test set
 inline constexpr WholeRange synthetic_size{1, 1'000'000};  // 3 GB of images at most
+inline constexpr WholeRange train_subset{0, 1'000'000};  // 0: the whole training set
 inline constexpr WholeRange seed{0, 4'294'967'295};  // numpy's and torch's DataLoader's seeds are 32 bits
 inline constexpr WholeRange threads{1, 1024};
 inline constexpr RealRange lr = RealRange::above(0);

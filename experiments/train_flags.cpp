@@ -1,5 +1,7 @@
 #include "experiments/train_flags.hpp"
 
+#include <optional>
+#include <string>
 #include <utility>
 
 #include "experiments/model_spec.hpp"
@@ -20,6 +22,21 @@ CLI::Option* add_threads_option(CLI::App* cmd, std::size_t& threads, const std::
         ->check(in_range(train_range::threads, "the number of threads"))
         ->capture_default_str();
 }
+
+namespace {
+
+// --bn-momentum's text: a number in model_range::bn_momentum, or cumulative_momentum.
+CLI::Validator bn_momentum_text() {
+    const std::string words = model_range::bn_momentum.words() + " or " + cumulative_momentum;
+    return CLI::Validator(
+        [words](const std::string& input) -> std::string {
+            if (input == cumulative_momentum || model_range::bn_momentum.admits(input)) return {};
+            return "expected " + words + "; got " + input;
+        },
+        words);
+}
+
+}  // namespace
 
 std::vector<CLI::Option*> add_norm_flags(CLI::App* cmd, ModelConfig& model) {
     struct Given {
@@ -44,6 +61,15 @@ std::vector<CLI::Option*> add_norm_flags(CLI::App* cmd, ModelConfig& model) {
         {cmd->add_option("--ghost-batch", model.ghost_batch, "ghost (required): the samples of each virtual batch, below --batch")
              ->check(in_range(model_range::ghost_batch)),
          Norm::ghost},
+        {cmd->add_option_function<std::string>(
+                 "--bn-momentum",
+                 [&model](const std::string& text) {
+                     model.bn_momentum = text == cumulative_momentum ? std::nullopt : std::optional<double>(std::stod(text));
+                 },
+                 "batch: the factor the running statistics move by at each batch (default 0.1, torch's), or cumulative "
+                 "for their average over every batch")
+             ->check(bn_momentum_text()),
+         Norm::batch},
         {with_default("--renorm-rmax", model.renorm.rmax, "batch-renorm: rmax's final value (>= 1)")
              ->check(in_range(model_range::renorm_rmax)),
          Norm::batch_renorm},
@@ -129,6 +155,9 @@ void add_train_flags(CLI::App* train_cmd, TrainConfig& config) {
     train_cmd->add_flag("--noisy-bn", config.model.noisy_bn, "Noise after every norm layer (Santurkar et al. 2018)");
     train_cmd->add_flag("--sync-bn", config.model.sync_bn,
                         "batch: SyncBatchNorm, statistics over every rank's batch under mpirun (without it, each rank's own)");
+    train_cmd->add_option("--train-subset", config.train_subset,
+                          "Train on the first N images of the training set only, 0 for all (the test set stays whole)")
+        ->check(in_range(train_range::train_subset))->capture_default_str();
     train_cmd->add_option("--synthetic-size", config.synthetic_size, "Training images of the synthetic data set")
         ->check(in_range(train_range::synthetic_size))->capture_default_str();
     train_cmd->add_option("--seed", config.seed, "Seed of initialization, data order and dropout")

@@ -30,6 +30,7 @@
 #include "experiments/nonfinite.hpp"
 #include "experiments/progress.hpp"
 #include "experiments/provenance.hpp"
+#include "experiments/run_data.hpp"
 #include "experiments/run_lock.hpp"
 #include "layers/adam.hpp"
 #include "layers/cross_entropy.hpp"
@@ -306,11 +307,8 @@ TrainOutcome train(const TrainConfig& config, const fs::path& dir, const std::st
     check_recorded_layers(*model, config.record_activations);
     auto optimizer = make_optimizer(config, model->parameters());
     const bool flat = model_takes_flat_input(config.model);
-    const DatasetOptions data_options{.synthetic_size = config.synthetic_size, .synthetic_seed = config.seed};
-    const Dataset train_set = load_dataset(config.dataset, Split::train, data_options);
-    const Dataset test_set = load_dataset(config.dataset, Split::test,
-                                          {.synthetic_size = std::max<std::size_t>(config.synthetic_size / 4, 1),
-                                           .synthetic_seed = config.seed});
+    const Dataset train_set = training_set_of(config);
+    const Dataset test_set = test_set_of(config);
     // An epoch's last batch of one sample is skipped where the norm needs more (README).
     BatchLoader loader(train_set, {.batch_size = config.batch,
                                    .seed = config.seed,

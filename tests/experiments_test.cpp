@@ -909,8 +909,9 @@ TEST(Drivers, QuickProfilesWriteSaneResultsAndTheReport) {
     }
     // convergence: 2 data sets x 4 arms (BN on/off x 2 inits) x 2 seeds; learning-rate: 2 models x 2 x 3
     // multipliers x (2 seeds MLP, 1 CNN); init: 2 x 2 sigmas x 2; regularization: 4 arms x 2; noisy-bn: 5 arms x
-    // 2 search multipliers and 5 arms x 2 seeds; ics: 3 x 2.
-    EXPECT_EQ(runs, 16u + 12u + 6u + 8u + 8u + 20u + 6u);
+    // 2 search multipliers and 5 arms x 2 seeds; ics: 3 x 2; batch-size: (4 norms x 2 batches, but Ghost BN at 2)
+    // x 2; train-eval: 3 momenta x 2 batches x 2.
+    EXPECT_EQ(runs, 16u + 12u + 6u + 8u + 8u + 20u + 6u + 14u + 12u);
     const nlohmann::json lr = read_json(results / "learning-rate" / "claims.json");
     const auto lr_table = lr.at("tables")[0].get<std::string>(), fig3 = lr.at("tables")[1].get<std::string>();
     for (const char* m : {"| x1 |", "| x5 |", "| x30 |"}) EXPECT_NE(lr_table.find(m), std::string::npos) << lr_table;
