@@ -7,6 +7,8 @@
 //   regularization  the seed's claim 3 and §4.2.1: train/test gap with and without BN and Dropout
 //   noisy-bn        Santurkar et al. 2018: BN with injected distribution noise, and the landscape
 //   ics             Santurkar et al. 2018: internal covariate shift in the gradient sense
+//   depth           §4.2.2, BN-x5-Sigmoid: which sigmoid MLPs of 3 to 20 layers train, by norm and lr
+//   saturation      §1: the fraction of saturated sigmoid inputs per layer over training, same runs
 #pragma once
 
 #include <functional>
@@ -43,5 +45,7 @@ void run_init(const ExperimentOptions& options, std::ostream& out);
 void run_regularization(const ExperimentOptions& options, std::ostream& out);
 void run_noisy_bn(const ExperimentOptions& options, std::ostream& out);
 void run_ics(const ExperimentOptions& options, std::ostream& out);
+void run_depth(const ExperimentOptions& options, std::ostream& out);
+void run_saturation(const ExperimentOptions& options, std::ostream& out);
 
 }  // namespace xgrad

@@ -859,8 +859,15 @@ TEST(Drivers, QuickProfilesWriteSaneResultsAndTheReport) {
     }
     // convergence: 2 data sets x 2 arms x 2 seeds; learning-rate: 2 models x 2 x 3 multipliers
     // x (2 seeds MLP, 1 CNN); init: 2 x 2 sigmas x 2; regularization: 4 arms x 2; noisy-bn: 5 arms x
-    // 2 search multipliers and 5 arms x 2 seeds; ics: 3 x 2.
-    EXPECT_EQ(runs, 8u + 12u + 6u + 8u + 8u + 20u + 6u);
+    // 2 search multipliers and 5 arms x 2 seeds; ics: 3 x 2; depth (whose runs saturation reads):
+    // 2 depths x 4 norms x 2 multipliers x 2.
+    EXPECT_EQ(runs, 8u + 12u + 6u + 8u + 8u + 20u + 6u + 32u);
+    const auto depth_table = read_json(results / "depth" / "claims.json").at("tables")[0].get<std::string>();
+    for (const char* row : {"| 2 | no norm | x1 |", "| 4 | GroupNorm | x5 |"}) {
+        EXPECT_NE(depth_table.find(row), std::string::npos) << depth_table;
+    }
+    // A plot per arm with and without BN at the shallowest and the deepest depth, at each multiplier.
+    EXPECT_EQ(read_json(results / "saturation" / "claims.json").at("plots").size(), 8u);
     const auto lr_table = read_json(results / "learning-rate" / "claims.json").at("tables")[0].get<std::string>();
     for (const char* m : {"| x1 |", "| x5 |", "| x30 |"}) EXPECT_NE(lr_table.find(m), std::string::npos) << lr_table;
 
