@@ -31,14 +31,14 @@ std::vector<const RunResult*> arm_runs(const std::vector<RunResult>& results, st
 }
 
 std::string depth_list(const std::vector<std::size_t>& depths) {
-    if (depths.empty()) return "no depth";
+    if (depths.empty()) return "none";
     std::string out;
     for (std::size_t d : depths) out += (out.empty() ? "" : ", ") + std::to_string(d);
     return out;
 }
 
-// The claim at one multiplier: the shallowest depth from which on, at every depth of the plan,
-// every BN seed trains and no seed without a norm does.
+}  // namespace
+
 Claim depth_claim(const DepthPlan& plan, const std::vector<RunResult>& results, double multiplier) {
     std::vector<std::size_t> bn_trains, plain_trains;
     std::optional<std::size_t> onset;
@@ -57,7 +57,7 @@ Claim depth_claim(const DepthPlan& plan, const std::vector<RunResult>& results, 
     char target[16];
     std::snprintf(target, sizeof target, "%.2f", plan.target);
     std::string measured = "every seed reaches " + std::string(target) + " (n=" + std::to_string(plan.seeds) +
-                           " per arm): no norm at depths " + depth_list(plain_trains) + "; BN at depths " +
+                           " per arm) without a norm at depths: " + depth_list(plain_trains) + "; with BN at: " +
                            depth_list(bn_trains);
     std::string verdict = some_depth_favours_bn ? "partly" : "not reproduced";
     if (onset) {
@@ -84,8 +84,6 @@ Claim depth_claim(const DepthPlan& plan, const std::vector<RunResult>& results, 
             "without a norm by the exact one-sided Mann–Whitney test at p < " + std::string(level) +
                 "; partly when at some depth more BN seeds train than seeds without a norm"};
 }
-
-}  // namespace
 
 void run_depth(const ExperimentOptions& options, std::ostream& out) {
     const DepthPlan plan = depth_plan(options.profile);

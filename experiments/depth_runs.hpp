@@ -1,4 +1,4 @@
-// The runs the depth and saturation drivers share: sigmoid MLPs (sigmoid_mlp.hpp) of several
+// The runs the depth and saturation drivers share, and depth's claim over them: sigmoid MLPs (sigmoid_mlp.hpp) of several
 // depths, each without normalization, with BN, GroupNorm and LayerNorm, at multiples of paper-mlp's
 // learning rate (SGD 0.1, batch 60, torch's default init), on Fashion-MNIST. Every evaluation also
 // records each sigmoid's input over the first test images (activations.csv), whose saturated
@@ -48,6 +48,13 @@ std::vector<RunSpec> depth_runs(const DepthPlan& plan);
 
 // Trains (or reuses) depth_runs under <results>/depth.
 std::vector<RunResult> train_depth_runs(const DepthPlan& plan, const ExperimentOptions& options, std::ostream& log);
+
+// depth's claim at one multiplier, from the plan's runs in `results` (named as depth_runs names
+// them): reproduced when from some depth d on, at every depth of the plan, every BN seed trains and
+// no seed without a norm does, and at d the steps to the target (infinite when never reached) are
+// more without a norm by the exact one-sided Mann–Whitney test; partly when at some depth more
+// BN seeds train than seeds without a norm.
+Claim depth_claim(const DepthPlan& plan, const std::vector<RunResult>& results, double multiplier);
 
 // The plan's setup in words, for claims.json.
 std::string depth_setup(const DepthPlan& plan);
