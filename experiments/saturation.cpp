@@ -163,8 +163,7 @@ void run_saturation(const ExperimentOptions& options, std::ostream& out) {
         const std::string png = "saturation_" + arm.name() + ".png";
         if (options.writes_report()) {
             plot(saturation_plot("depth " + std::to_string(arm.depth) + ", " + norm_label(arm.norm) + ", lr " +
-                                     multiplier_label(arm.multiplier) + ": fraction of each sigmoid's inputs with " +
-                                     threshold_text() + " (band = min..max over seeds)",
+                                     multiplier_label(arm.multiplier) + ": saturated inputs per sigmoid (band = min..max)",
                                  arm_saturations),
                  dir / png);
         }
