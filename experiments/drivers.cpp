@@ -11,6 +11,8 @@ const std::vector<Driver>& drivers() {
         {"regularization", "train/test gap with and without BN and Dropout", run_regularization},
         {"noisy-bn", "BN with injected distribution noise; loss landscape (Santurkar et al.)", run_noisy_bn},
         {"ics", "internal covariate shift in the gradient sense, with, without and with noisy BN (Santurkar et al.)", run_ics},
+        {"depth", "sigmoid MLPs of growing depth with and without a norm: which train (BN-x5-Sigmoid)", run_depth},
+        {"saturation", "the saturated fraction of each sigmoid's input over training, with and without BN", run_saturation},
         {"batch-size", "every norm's test error against the batch size (Wu & He, Table 3)", run_batch_size},
         {"train-eval", "running statistics against PreciseBN, eval against train mode (Wu & Johnson)", run_train_eval},
     };

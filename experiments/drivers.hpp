@@ -9,6 +9,8 @@
 //                   and Dropout; BN with against without Dropout
 //   noisy-bn        Santurkar et al. 2018: BN with injected distribution noise, and the landscape
 //   ics             Santurkar et al. 2018: internal covariate shift in the gradient sense
+//   depth           §4.2.2, BN-x5-Sigmoid: which sigmoid MLPs of 3 to 20 layers train, by norm and lr
+//   saturation      §1: the fraction of saturated sigmoid inputs per layer over training, same runs
 //   batch-size      Wu & He 2018, Table 3: every norm's test error against the batch size
 //   train-eval      Wu & Johnson 2021, §3-4: running statistics (EMA, cumulative) against PreciseBN
 #pragma once
@@ -56,6 +58,8 @@ void run_init(const ExperimentOptions& options, std::ostream& out);
 void run_regularization(const ExperimentOptions& options, std::ostream& out);
 void run_noisy_bn(const ExperimentOptions& options, std::ostream& out);
 void run_ics(const ExperimentOptions& options, std::ostream& out);
+void run_depth(const ExperimentOptions& options, std::ostream& out);
+void run_saturation(const ExperimentOptions& options, std::ostream& out);
 void run_batch_size(const ExperimentOptions& options, std::ostream& out);
 void run_train_eval(const ExperimentOptions& options, std::ostream& out);
 

@@ -218,9 +218,10 @@ TEST_F(DistributedTrain, AnExperimentOverRanksEqualsOneProcess) {
     ASSERT_EQ(alone.status, 0) << alone.output;
     const auto two = run_command(on_ranks(2, experiment("all", path("two"))));
     ASSERT_EQ(two.status, 0) << two.output;
-    expect_same_results(path("alone"), path("two"), 48);
+    expect_same_results(path("alone"), path("two"), 80);
     EXPECT_NE(two.output.find("on rank 1, final test accuracy"), std::string::npos) << two.output;
-    for (const char* driver : {"convergence", "distributions", "learning-rate", "init", "regularization", "noisy-bn"}) {
+    for (const char* driver :
+         {"convergence", "distributions", "learning-rate", "init", "regularization", "noisy-bn", "depth", "saturation"}) {
         const std::string ended = std::string("== ") + driver + ": ";
         const auto first = two.output.find(ended);
         EXPECT_NE(first, std::string::npos) << two.output;

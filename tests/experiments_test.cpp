@@ -26,6 +26,7 @@
 #include <xtensor/xmath.hpp>
 #include <xtensor/xreducer.hpp>
 
+#include "experiments/depth_runs.hpp"
 #include "experiments/drivers.hpp"
 #include "experiments/experiment.hpp"
 #include "experiments/metrics_log.hpp"
@@ -855,6 +856,56 @@ TEST(RunAll, ARunOfAnotherBuildIsRefusedOrTrainedAgain) {
     fs::remove_all(dir);
 }
 
+// A finished run of the depth plan whose test accuracy is `acc` at steps 100, 200, ...
+RunResult depth_run(std::size_t depth, Norm norm, std::size_t seed, const std::vector<double>& acc) {
+    RunResult r{DepthArm{depth, norm, 1}.name() + "/seed" + std::to_string(seed), {}, {"finished", {}, false}, {}};
+    for (std::size_t k = 0; k < acc.size(); ++k) {
+        r.rows.emplace_back();
+        r.rows.back().step = 100 * (k + 1);
+        r.rows.back().test_acc = acc[k];
+    }
+    return r;
+}
+
+// depth's claim from runs of depths 2, 4 and 8 (target 0.3): BN trains at `bn_trains` depths,
+// no norm at `plain_trains`, each with `seeds` seeds.
+Claim depth_claim_of(const std::set<std::size_t>& bn_trains, const std::set<std::size_t>& plain_trains, std::size_t seeds) {
+    DepthPlan plan = depth_plan(Profile::quick);
+    plan.depths = {2, 4, 8};
+    plan.multipliers = {1};
+    plan.seeds = seeds;
+    plan.target = 0.3;
+    std::vector<RunResult> results;
+    for (std::size_t depth : plan.depths) {
+        for (std::size_t seed = 0; seed < seeds; ++seed) {
+            results.push_back(depth_run(depth, Norm::batch, seed, {0.2, bn_trains.count(depth) ? 0.5 : 0.2}));
+            results.push_back(depth_run(depth, Norm::none, seed, {0.1, plain_trains.count(depth) ? 0.31 : 0.29}));
+        }
+    }
+    return depth_claim(plan, results, 1);
+}
+
+// Reproduced only when BN alone trains at every depth from some d on and the test at d says so.
+TEST(DepthClaim, ReproducedWhenFromSomeDepthOnOnlyBnTrains) {
+    const Claim deep = depth_claim_of({2, 4, 8}, {2}, 4);
+    EXPECT_EQ(deep.verdict, "reproduced");
+    EXPECT_NE(deep.measured.find("without a norm at depths: 2; with BN at: 2, 4, 8"), std::string::npos) << deep.measured;
+    // 4 seeds all at step 200 against 4 that never reach it: 1 split of C(8, 4) = 70.
+    EXPECT_NE(deep.measured.find("From depth 4 on"), std::string::npos) << deep.measured;
+    EXPECT_NE(deep.measured.find("Mann–Whitney p = 0.014"), std::string::npos) << deep.measured;
+    const Claim never = depth_claim_of({2, 4, 8}, {}, 4);
+    EXPECT_EQ(never.verdict, "reproduced");
+    EXPECT_NE(never.measured.find("without a norm at depths: none;"), std::string::npos) << never.measured;
+    EXPECT_NE(never.measured.find("From depth 2 on"), std::string::npos) << never.measured;
+    // No norm training again at the deepest depth: no onset, BN still ahead at depth 4.
+    const Claim gap = depth_claim_of({2, 4, 8}, {2, 8}, 4);
+    EXPECT_EQ(gap.verdict, "partly");
+    EXPECT_EQ(gap.measured.find("From depth"), std::string::npos) << gap.measured;
+    // Two seeds a side cannot reach p < 0.05 (1 split of 6).
+    EXPECT_EQ(depth_claim_of({2, 4, 8}, {2}, 2).verdict, "partly");
+    EXPECT_EQ(depth_claim_of({2}, {2}, 4).verdict, "not reproduced");
+}
+
 std::string run_cli(const std::string& args) {
     const std::string command = std::string(XGRAD_CLI) + " " + args;
     const auto [status, output] = xgrad_test::run_command(command);
@@ -909,9 +960,16 @@ TEST(Drivers, QuickProfilesWriteSaneResultsAndTheReport) {
     }
     // convergence: 2 data sets x 4 arms (BN on/off x 2 inits) x 2 seeds; learning-rate: 2 models x 2 x 3
     // multipliers x (2 seeds MLP, 1 CNN); init: 2 x 2 sigmas x 2; regularization: 4 arms x 2; noisy-bn: 5 arms x
-    // 2 search multipliers and 5 arms x 2 seeds; ics: 3 x 2; batch-size: (4 norms x 2 batches, but Ghost BN at 2)
-    // x 2; train-eval: 3 momenta x 2 batches x 2.
-    EXPECT_EQ(runs, 16u + 12u + 6u + 8u + 8u + 20u + 6u + 14u + 12u);
+    // 2 search multipliers and 5 arms x 2 seeds; ics: 3 x 2; depth (whose runs saturation reads): 2 depths x
+    // 4 norms x 2 multipliers x 2; batch-size: (4 norms x 2 batches, but Ghost BN at 2) x 2; train-eval:
+    // 3 momenta x 2 batches x 2.
+    EXPECT_EQ(runs, 16u + 12u + 6u + 8u + 8u + 20u + 6u + 32u + 14u + 12u);
+    const auto depth_table = read_json(results / "depth" / "claims.json").at("tables")[0].get<std::string>();
+    for (const char* row : {"| 2 | no norm | x1 |", "| 4 | GroupNorm | x5 |"}) {
+        EXPECT_NE(depth_table.find(row), std::string::npos) << depth_table;
+    }
+    // A plot per arm with and without BN at the shallowest and the deepest depth, at each multiplier.
+    EXPECT_EQ(read_json(results / "saturation" / "claims.json").at("plots").size(), 8u);
     const nlohmann::json lr = read_json(results / "learning-rate" / "claims.json");
     const auto lr_table = lr.at("tables")[0].get<std::string>(), fig3 = lr.at("tables")[1].get<std::string>();
     for (const char* m : {"| x1 |", "| x5 |", "| x30 |"}) EXPECT_NE(lr_table.find(m), std::string::npos) << lr_table;

@@ -23,6 +23,7 @@
 
 #include "experiments/model_spec.hpp"
 #include "experiments/models.hpp"
+#include "experiments/sigmoid_mlp.hpp"
 #include "experiments/train_config.hpp"
 #include "layers/adam.hpp"
 #include "layers/conv2d.hpp"
@@ -178,6 +179,30 @@ INSTANTIATE_TEST_SUITE_P(EveryNorm, SpecOfBuiltin, ::testing::ValuesIn(equivalen
                              for (char& ch : name) ch = std::isalnum(static_cast<unsigned char>(ch)) ? ch : '_';
                              return name;
                          });
+
+// The generated sigmoid MLPs of the depth driver: depth 3 is paper-mlp, bit for bit, with every
+// norm it takes; depth 9 is the shipped ten-Linear spec.
+TEST(SigmoidMlp, DepthThreeIsPaperMlpAndDepthNineIsTheShippedSpec) {
+    for (const Norm norm : {Norm::none, Norm::batch, Norm::group, Norm::layer}) {
+        SCOPED_TRACE(xgrad::norm_name(norm));
+        ModelConfig builtin_model = builtin_config({"paper-mlp", norm, "plain"});
+        ModelConfig generated_model = xgrad::sigmoid_mlp_model(3, 100, norm);
+        generated_model.norm_groups = builtin_model.norm_groups;
+        xgrad::Rng builtin_rng(5), generated_rng(5);
+        const auto builtin = xgrad::make_model(builtin_model, builtin_rng);
+        const auto generated = xgrad::make_model(generated_model, generated_rng);
+        expect_same_state(*builtin, *generated);
+        EXPECT_EQ(training_losses(*builtin, true), training_losses(*generated, true));
+    }
+    const json shipped = xgrad::load_model_spec(specs_dir / "sigmoid-mlp-10.json"), generated = xgrad::sigmoid_mlp_spec(9, 100);
+    EXPECT_EQ(generated.at("input"), shipped.at("input"));
+    EXPECT_EQ(generated.at("layers"), shipped.at("layers"));
+    EXPECT_NO_THROW(xgrad::check_model_spec(xgrad::sigmoid_mlp_spec(20, 7), "depth 20"));
+    EXPECT_EQ(xgrad::sigmoid_layer_names(2), (std::vector<std::string>{"sigmoid1", "sigmoid2"}));
+    const auto message = error_of([] { xgrad::sigmoid_mlp_spec(0, 100); });
+    ASSERT_TRUE(message);
+    EXPECT_NE(message->find("depth 0"), std::string::npos) << *message;
+}
 
 // ---------------------------------------------------------------------------------------------
 // Errors at load
