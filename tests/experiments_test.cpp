@@ -1070,13 +1070,13 @@ TEST(Report, NoResultsOrFewerClaimsLeaveTheReportAsItWas) {
     fs::remove_all(dir);
 }
 
-// Every committed run recorded "bn": true/false (before --norm). Copied as they are, the noisy-bn
-// runs of experiments/results (BN off, on, and on with noise) are found finished by the `xgrad
-// train` that made them, whether it says --bn on or --norm batch; a command asking for another
-// normalization is refused rather than handed that run.
-TEST(CommittedResults, RunsRecordedWithBnAreFoundFinishedByTheCommandThatMadeThem) {
+// Runs recorded "bn": true/false before --norm existed, and no build. Copied as they are, nine
+// paper-profile runs of that time (tests/fixtures/runs-recorded-with-bn: BN off, on, and on with
+// noise) are found finished by the `xgrad train` that made them, whether it says --bn on or
+// --norm batch; a command asking for another normalization is refused rather than handed that run.
+TEST(OldRuns, RunsRecordedWithBnAreFoundFinishedByTheCommandThatMadeThem) {
     const fs::path results = fresh_dir("committed");
-    fs::copy(fs::path(XGRAD_SOURCE_DIR) / "experiments" / "results" / "noisy-bn", results / "noisy-bn",
+    fs::copy(fs::path(XGRAD_SOURCE_DIR) / "tests" / "fixtures" / "runs-recorded-with-bn", results / "noisy-bn",
              fs::copy_options::recursive);
     const std::string paper_mlp = "train --model paper-mlp --dataset fashion-mnist --optimizer sgd --lr 0.1 --batch 60 "
                                   "--steps 10000 --eval-every 250 --threads 1";
