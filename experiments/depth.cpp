@@ -7,16 +7,11 @@
 
 #include "experiments/depth_runs.hpp"
 #include "experiments/drivers.hpp"
+#include "experiments/steps_to_target.hpp"
 
 namespace xgrad {
 
 namespace {
-
-// The first step at which the run reached `target`; infinite when it never did or diverged.
-double steps_to_target(const RunResult& run, double target) {
-    const auto steps = steps_to_reach(run, target);
-    return steps && !run.diverged() ? static_cast<double>(*steps) : std::numeric_limits<double>::infinity();
-}
 
 std::size_t trained_count(const std::vector<const RunResult*>& runs, double target) {
     std::size_t trained = 0;
@@ -66,8 +61,7 @@ Claim depth_claim(const DepthPlan& plan, const std::vector<RunResult>& results, 
         const std::size_t onset = plan.depths[onset_index];
         const auto bn = arm_runs(results, onset, Norm::batch, multiplier);
         const auto plain = arm_runs(results, onset, Norm::none, multiplier);
-        const auto steps = [&](const RunResult& r) { return steps_to_target(r, plan.target); };
-        const double p = mann_whitney_greater(each(plain, steps), each(bn, steps));
+        const double p = mann_whitney_greater(steps_to_target(plain, plan.target), steps_to_target(bn, plan.target));
         measured += ". From depth " + std::to_string(onset) +
                     " on BN trains and no norm does not; there, best test acc. BN " +
                     format_spread(spread_of(each(bn, best_test_acc))) + ", no norm " +

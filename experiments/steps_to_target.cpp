@@ -8,13 +8,13 @@
 
 namespace xgrad {
 
+double steps_to_target(const RunResult& run, double target) {
+    const auto reached = steps_to_reach(run, target);
+    return reached && !run.diverged() ? static_cast<double>(*reached) : std::numeric_limits<double>::infinity();
+}
+
 std::vector<double> steps_to_target(const std::vector<const RunResult*>& runs, double target) {
-    std::vector<double> steps;
-    for (const RunResult* r : runs) {
-        const auto reached = steps_to_reach(*r, target);
-        steps.push_back(reached && !r->diverged() ? static_cast<double>(*reached) : std::numeric_limits<double>::infinity());
-    }
-    return steps;
+    return each(runs, [target](const RunResult& r) { return steps_to_target(r, target); });
 }
 
 double mean_steps(const std::vector<double>& steps) {

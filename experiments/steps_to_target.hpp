@@ -11,6 +11,9 @@
 
 namespace xgrad {
 
+// The first evaluated step at which the run's test accuracy reached `target`; +infinity when it
+// never did or diverged.
+double steps_to_target(const RunResult& run, double target);
 // Per run, the first evaluated step at which its test accuracy reached `target`; +infinity for a
 // run that never did or that diverged.
 std::vector<double> steps_to_target(const std::vector<const RunResult*>& runs, double target);
