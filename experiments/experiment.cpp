@@ -114,9 +114,19 @@ std::vector<RunResult> run_all(const std::vector<RunSpec>& specs, const std::fil
                                const ExperimentOptions& options, std::ostream& log) {
     Communicator& ranks = *options.ranks;
     const std::size_t rank_count = static_cast<std::size_t>(ranks.size()), rank = static_cast<std::size_t>(ranks.rank());
-    std::vector<std::size_t> mine;  // this rank's runs
-    for (std::size_t k = rank; k < specs.size(); k += rank_count) mine.push_back(k);
-    settle_stale_runs(specs, mine, dir, options, log);
+    // This rank's whole runs (dealt out in turn), and the runs every rank trains together; alone,
+    // a process trains them all as its own.
+    std::vector<std::size_t> mine, shared;
+    for (std::size_t k = 0; k < specs.size(); ++k) {
+        if (specs[k].over_every_rank && rank_count > 1) {
+            shared.push_back(k);
+        } else if (k % rank_count == rank) {
+            mine.push_back(k);
+        }
+    }
+    std::vector<std::size_t> deletable = mine;  // rank 0 deletes the shared runs' stale directories
+    if (rank == 0) deletable.insert(deletable.end(), shared.begin(), shared.end());
+    settle_stale_runs(specs, deletable, dir, options, log);
     std::vector<RunResult> results(specs.size());
     std::atomic<std::size_t> next{0};
     std::mutex log_mutex;
@@ -153,18 +163,36 @@ std::vector<RunResult> run_all(const std::vector<RunSpec>& specs, const std::fil
         record_builds();
         return results;
     }
-    agree_on_failures(ranks, first_error);  // also the point after which every run has finished
-    for (std::size_t k = 0; k < specs.size(); ++k) {
-        if (k % rank_count == rank) continue;
+    agree_on_failures(ranks, first_error);
+    for (std::size_t k : shared) {
         const RunSpec& spec = specs[k];
+        TrainConfig config = spec.config;
+        config.threads = 1;
+        try {
+            const TrainOutcome outcome = train(config, dir / spec.name, spec.name, spec.probe, options.ranks);
+            if (rank == 0) {
+                results[k] = result_of(spec, dir, outcome);
+                log << spec.name << ": " << outcome.status << (outcome.was_already_finished ? " (earlier)" : "") << " over "
+                    << rank_count << " ranks, final test accuracy " << final_test_acc(results[k]) << std::endl;
+            }
+        } catch (const std::exception& e) {
+            first_error = std::make_exception_ptr(std::runtime_error(spec.name + ": " + e.what()));
+        }
+        agree_on_failures(ranks, first_error);  // also the point after which rank 0 has written the run
+    }
+    for (std::size_t k = 0; k < specs.size(); ++k) {
+        if (std::ranges::find(mine, k) != mine.end() || (rank == 0 && std::ranges::find(shared, k) != shared.end())) continue;
+        const RunSpec& spec = specs[k];
+        const std::string trained_by =
+            spec.over_every_rank ? "every rank" : "rank " + std::to_string(k % rank_count);
         auto outcome = finished_outcome(spec.config, dir / spec.name);
         if (!outcome) {
-            throw std::runtime_error(spec.name + ": rank " + std::to_string(k % rank_count) + " trained it, but " +
-                                     (dir / spec.name).string() + " holds no finished run on rank " + std::to_string(rank) +
+            throw std::runtime_error(spec.name + ": " + trained_by + " trained it, but " + (dir / spec.name).string() +
+                                     " holds no finished run on rank " + std::to_string(rank) +
                                      ": every rank must see the same results directory");
         }
         results[k] = result_of(spec, dir, std::move(*outcome));
-        log << spec.name << ": " << results[k].outcome.status << " on rank " << k % rank_count << ", final test accuracy "
+        log << spec.name << ": " << results[k].outcome.status << " on " << trained_by << ", final test accuracy "
             << final_test_acc(results[k]) << std::endl;
     }
     record_builds();

@@ -63,6 +63,9 @@ struct RunSpec {
     std::string name;  // the run's directory under the experiment's
     TrainConfig config;
     Probe probe;
+    // Trained by every rank of options.ranks together, data-parallel (each rank a share of each
+    // batch, SyncBatchNorm's statistics over them all), rather than whole by one rank.
+    bool over_every_rank = false;
 };
 
 struct RunResult {
@@ -84,8 +87,10 @@ struct RunResult {
 // returned are added to options.run_builds. Over W ranks, rank r trains the runs k with k mod W = r, each on one thread, and
 // then reads the others' finished runs from `dir` (a directory every rank sees): every rank
 // returns the same results, those of one process training them all, since a run's bits depend
-// neither on its threads nor on who trains it. A run with SyncBatchNorm is refused there (its
-// rank has no other ranks to share statistics with: train it with `xgrad train` under mpirun).
+// neither on its threads nor on who trains it. Runs over_every_rank are trained after those, one
+// at a time, by every rank together, on one thread each (rank 0 writes them). A run with
+// SyncBatchNorm that is not over_every_rank is refused (its rank would have no other ranks to
+// share statistics with).
 std::vector<RunResult> run_all(const std::vector<RunSpec>& specs, const std::filesystem::path& dir,
                                const ExperimentOptions& options, std::ostream& log);
 

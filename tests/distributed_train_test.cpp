@@ -184,13 +184,15 @@ nlohmann::json without_timing(nlohmann::json j) {
 }
 
 // Expects every file of the sweep under `expected` in `actual` with the same contents, times apart
-// (the run locks hold their writer's pid), and at least a run directory's four files for each of
-// `runs`.
-void expect_same_results(const fs::path& expected, const fs::path& actual, std::size_t runs) {
+// (the run locks hold their writer's pid), but for those listed in `differing`, and at least a run
+// directory's four files for each of `runs`.
+void expect_same_results(const fs::path& expected, const fs::path& actual, std::size_t runs,
+                         const std::vector<fs::path>& differing = {}) {
     std::size_t files = 0;
     for (const auto& entry : fs::recursive_directory_iterator(expected)) {
         if (!entry.is_regular_file() || entry.path().filename() == "run.lock") continue;
         const fs::path relative = fs::relative(entry.path(), expected), other = actual / relative;
+        if (std::ranges::find(differing, relative) != differing.end()) continue;
         SCOPED_TRACE(relative.string());
         ASSERT_TRUE(fs::exists(other));
         ++files;
@@ -212,13 +214,14 @@ void expect_same_results(const fs::path& expected, const fs::path& actual, std::
 }
 
 // Every driver's runs dealt out over 2 ranks (and one driver's 8 runs over 3), each rank training
-// whole runs: the results equal those of one process, and rank 0 alone prints the summary.
+// whole runs: the results equal those of one process, and rank 0 alone prints the summary. Only
+// batch-size's claims differ: over 2 ranks it adds its data-parallel arms (the test below).
 TEST_F(DistributedTrain, AnExperimentOverRanksEqualsOneProcess) {
     const auto alone = run_command(experiment("all", path("alone"), "--jobs 2"));
     ASSERT_EQ(alone.status, 0) << alone.output;
     const auto two = run_command(on_ranks(2, experiment("all", path("two"))));
     ASSERT_EQ(two.status, 0) << two.output;
-    expect_same_results(path("alone"), path("two"), 80);
+    expect_same_results(path("alone"), path("two"), 80, {fs::path("batch-size") / "claims.json"});
     EXPECT_NE(two.output.find("on rank 1, final test accuracy"), std::string::npos) << two.output;
     for (const char* driver :
          {"convergence", "distributions", "learning-rate", "init", "regularization", "noisy-bn", "depth", "saturation"}) {
@@ -230,6 +233,54 @@ TEST_F(DistributedTrain, AnExperimentOverRanksEqualsOneProcess) {
     const auto three = run_command(on_ranks(3, experiment("init", path("three"))));
     ASSERT_EQ(three.status, 0) << three.output;
     expect_same_results(path("alone") / "init", path("three") / "init", 8);
+}
+
+// batch-size over 2 ranks also trains its data-parallel arms, every rank together: each such run
+// is `xgrad train` under mpirun with the arm's flags, to the bit, and adds two claims; alone, the
+// driver says they need mpirun.
+TEST_F(DistributedTrain, BatchSizeOverTwoRanksTrainsSyncBatchNormAgainstLocalBatchNorm) {
+    const auto two = run_command(on_ranks(2, experiment("batch-size", path("two"))));
+    ASSERT_EQ(two.status, 0) << two.output;
+    const fs::path arms = path("two") / "batch-size";
+    for (const char* arm : {"sync-batch-w2-b16", "local-batch-w2-b16"}) {
+        for (const char* seed : {"seed0", "seed1"}) {
+            const auto summary = nlohmann::json::parse(xgrad::read_regular_file(arms / arm / seed / "summary.json"));
+            EXPECT_EQ(summary.at("world_size"), 2) << arm << "/" << seed;
+        }
+    }
+    EXPECT_NE(two.output.find("sync-batch-w2-b16/seed1: finished over 2 ranks"), std::string::npos) << two.output;
+    // The quick plan's arm: 64 synthetic images, a global batch of 2 x 16, lr 0.1 * 32 / 256, one epoch.
+    const fs::path by_hand = path("by-hand");
+    const auto trained = run_command(on_ranks(
+        2, std::string(XGRAD_CLI) + " train --model seed-cnn --dataset synthetic --synthetic-size 64 --optimizer sgd "
+                                    "--momentum 0.9 --batch 32 --lr 0.0125 --steps 2 --eval-every 2 --eval-samples 0 "
+                                    "--seed 1 --sync-bn --threads 1 --out " + by_hand.string()));
+    ASSERT_EQ(trained.status, 0) << trained.output;
+    bool bitwise = false;
+    (void)relative_difference(arms / "sync-batch-w2-b16" / "seed1" / "checkpoint.npz", by_hand / "checkpoint.npz", &bitwise);
+    EXPECT_TRUE(bitwise) << "the sweep's SyncBN run differs from xgrad train's";
+    EXPECT_EQ(without_timing(nlohmann::json::parse(xgrad::read_regular_file(arms / "sync-batch-w2-b16" / "seed1" / "config.json"))),
+              without_timing(nlohmann::json::parse(xgrad::read_regular_file(by_hand / "config.json"))));
+
+    const auto claims_of = [](const fs::path& results) {
+        std::string claims;
+        const auto json = nlohmann::json::parse(xgrad::read_regular_file(results / "batch-size" / "claims.json"));
+        for (const auto& c : json.at("claims")) claims += c.at("claim").get<std::string>() + "\n";
+        return std::pair{claims, json.at("setup").get<std::string>()};
+    };
+    const auto [two_claims, two_setup] = claims_of(path("two"));
+    EXPECT_NE(two_claims.find("SyncBN over 2 ranks of 16 images each errs less than BN normalizing each rank's own"),
+              std::string::npos) << two_claims;
+    EXPECT_NE(two_claims.find("SyncBN over 2 ranks of 16 images each trains as one process's BN at their global batch of 32"),
+              std::string::npos) << two_claims;
+
+    const auto alone = run_command(experiment("batch-size", path("alone")));
+    ASSERT_EQ(alone.status, 0) << alone.output;
+    EXPECT_FALSE(fs::exists(path("alone") / "batch-size" / "sync-batch-w2-b16"));
+    const auto [alone_claims, alone_setup] = claims_of(path("alone"));
+    EXPECT_EQ(alone_claims.find("SyncBN"), std::string::npos) << alone_claims;
+    EXPECT_NE(alone_setup.find("train only over 2 ranks: `mpirun -np 2 xgrad experiment batch-size`; this sweep ran over 1."),
+              std::string::npos) << alone_setup;
 }
 
 TEST_F(DistributedTrain, AKilledRankEndsTheJobAndTheRerunResumesToTheSameBits) {
