@@ -11,11 +11,11 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdio>
-#include <limits>
 #include <optional>
 
 #include "experiments/drivers.hpp"
 #include "experiments/probes.hpp"
+#include "experiments/steps_to_target.hpp"
 
 namespace xgrad {
 
@@ -70,35 +70,15 @@ std::string search_arm(const Arm& arm, double multiplier) {
     return name;
 }
 
-// The step at which a run first reached `target`; infinite when it never did or diverged.
-double steps_or_infinity(const RunResult& r, double target) {
-    const auto s = steps_to_reach(r, target);
-    return s && !r.diverged() ? static_cast<double>(*s) : std::numeric_limits<double>::infinity();
-}
-
 // The largest multiplier of the search at which every seed reaches the target; the first (1) when
 // none does, so that the landscape still has a step size.
 double largest_stable_multiplier(const std::vector<RunResult>& search, const Arm& arm, const Plan& plan) {
     double largest = plan.search_multipliers.front();
     for (double m : plan.search_multipliers) {
-        const auto steps = each(runs_of(search, search_arm(arm, m)), [&](const RunResult& r) { return steps_or_infinity(r, plan.target); });
+        const auto steps = steps_to_target(runs_of(search, search_arm(arm, m)), plan.target);
         if (std::all_of(steps.begin(), steps.end(), [](double s) { return std::isfinite(s); })) largest = std::max(largest, m);
     }
     return largest;
-}
-
-// "median 400, 1 of 5 never (n=5)": steps to the target over seeds, infinite when never reached.
-std::string format_steps(std::vector<double> steps) {
-    if (steps.empty()) return "-";
-    std::sort(steps.begin(), steps.end());
-    const std::size_t n = steps.size();
-    const auto never = std::count_if(steps.begin(), steps.end(), [](double s) { return std::isinf(s); });
-    const double median = n % 2 ? steps[n / 2] : (steps[n / 2 - 1] + steps[n / 2]) / 2;
-    char text[32];
-    std::snprintf(text, sizeof text, "%.0f", median);
-    std::string out = "median " + (std::isinf(median) ? std::string("never") : std::string(text));
-    if (never > 0) out += ", " + std::to_string(never) + " of " + std::to_string(n) + " never";
-    return out + " (n=" + std::to_string(n) + ")";
 }
 
 // Both tests passed: reproduced; one: partly; neither: not reproduced.
@@ -183,7 +163,7 @@ void run_noisy_bn(const ExperimentOptions& options, std::ostream& out) {
     for (std::size_t a = 0; a < arm_count; ++a) {
         const auto runs = runs_of(results, arms[a].name);
         final_acc[a] = spread_of(each(runs, final_test_acc));
-        steps[a] = each(runs, [&](const RunResult& r) { return steps_or_infinity(r, plan.target); });
+        steps[a] = steps_to_target(runs, plan.target);
         // At the top of the search's grid the largest stable learning rate is only a lower bound.
         char lr[32];
         std::snprintf(lr, sizeof lr, "%s%g", stable_multiplier[a] == plan.search_multipliers.back() ? ">= " : "", stable_lr[a]);
