@@ -22,7 +22,8 @@ struct BnStatisticsProbeOptions {
     bool flat_input = false;
 };
 
-// Columns:
+// Columns, all of the weights the probe is given:
+//   running_acc     test accuracy in eval mode with the running statistics training left
 //   precise_acc     test accuracy in eval mode after PreciseBN (layers/normalization/precise_bn.hpp)
 //                   over `recalibration_batches` training batches of `batch`
 //   train_mode_acc  test accuracy in training mode: each batch of `batch` test images normalized

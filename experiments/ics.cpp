@@ -103,9 +103,9 @@ void run_ics(const ExperimentOptions& options, std::ostream& out) {
     const char* noise = "§2.1, Fig. 2: noisy BN's layer input distributions shift far more over training than BN's (the "
                         "paper plots the distributions, not this gradient measure)";
     const Row rows[] = {
-        {"BN does not reduce internal covariate shift in the gradient sense: ‖G - G'‖ is no smaller with BN",
+        {"BN does not reduce internal covariate shift in the gradient sense: ‖G - G'‖ is larger with BN",
          "Santurkar et al. 2018, §2.2, Fig. 5", dln, 1, 0, 0},
-        {"BN does not reduce internal covariate shift in the gradient sense: cos(G, G') is no higher with BN",
+        {"BN does not reduce internal covariate shift in the gradient sense: cos(G, G') is lower with BN",
          "Santurkar et al. 2018, §2.2, Fig. 5", dln, 0, 1, 1},
         {"Noisy BN has more internal covariate shift than BN: a larger ‖G - G'‖", "Santurkar et al. 2018, §2.1-2.2", noise, 2, 1, 0},
         {"Noisy BN has more internal covariate shift than BN: a lower cos(G, G')", "Santurkar et al. 2018, §2.1-2.2", noise, 1, 2, 1},

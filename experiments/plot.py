@@ -5,9 +5,11 @@ usage: plot.py SPEC.json OUT.png
 
 The spec: {"title", "xlabel", "ylabel", "log_x", "curves": [{"label", "x", "mean", "lo", "hi"}],
 optionally "y_range": [lo, hi]}; each curve is a line of mean against x, with a band from lo to hi
-when they are not empty.
+when they are not empty. A null value (JSON's spelling of a value that was not finite, such as a
+loss along a gradient step that overflowed) leaves a gap.
 """
 import json
+import math
 import os
 import sys
 import tempfile
@@ -27,10 +29,11 @@ def main():
 
     fig, ax = plt.subplots(figsize=(7, 4.5))
     for curve in spec["curves"]:
-        line, = ax.plot(curve["x"], curve["mean"], marker="." if len(curve["x"]) < 60 else None,
+        values = {k: [math.nan if v is None else v for v in curve[k]] for k in ("x", "mean", "lo", "hi")}
+        line, = ax.plot(values["x"], values["mean"], marker="." if len(values["x"]) < 60 else None,
                         label=curve["label"])
-        if curve["lo"] and curve["hi"]:
-            ax.fill_between(curve["x"], curve["lo"], curve["hi"], color=line.get_color(), alpha=0.2, linewidth=0)
+        if values["lo"] and values["hi"]:
+            ax.fill_between(values["x"], values["lo"], values["hi"], color=line.get_color(), alpha=0.2, linewidth=0)
     if spec.get("log_x"):
         ax.set_xscale("log")
     if spec.get("y_range"):

@@ -1,8 +1,8 @@
 // train-eval (Wu & Johnson 2021, "Rethinking 'Batch' in BatchNorm", §3 and §4): seed-cnn with BN
 // whose running statistics move by momentum 0.1 (torch's), by 0.01, or as a cumulative average,
-// at several batches (the learning rate scaled with the batch). Every evaluation measures, beside
-// the eval-mode test accuracy with the running statistics, the accuracy with PreciseBN's
-// population statistics of the current weights, the accuracy in training mode (each test batch
+// at several batches (the learning rate scaled with the batch). Every evaluation measures, of the
+// weights before the step's update, the eval-mode test accuracy with the running statistics, the
+// accuracy with PreciseBN's population statistics, the accuracy in training mode (each test batch
 // normalized by its own statistics), and how far the running means are from the population's
 // (experiments/bn_statistics_probe.hpp).
 #include <algorithm>
@@ -58,7 +58,8 @@ std::vector<RunSpec> train_eval_runs(const Plan& plan) {
         for (std::size_t b : plan.batches) {
             TrainConfig c = scaled_lr_cnn_config(plan.dataset, Norm::batch, b, plan.images, plan.epochs);
             c.model.bn_momentum = m.value;
-            c.eval_every = std::max<std::size_t>(c.steps / plan.evaluations, 1);
+            // Rounded up, so that the evaluations, the last step's included, are plan.evaluations.
+            c.eval_every = std::max<std::size_t>((c.steps + plan.evaluations - 1) / plan.evaluations, 1);
             c.eval_samples = plan.eval_samples;
             for (std::uint64_t seed = 0; seed < plan.seeds; ++seed) {
                 c.seed = seed;
@@ -77,11 +78,11 @@ std::vector<RunSpec> train_eval_runs(const Plan& plan) {
     return specs;
 }
 
-// A figure of each run of an arm over seeds: `column` ("test_acc" or a probe's) at its first or last evaluation.
+// A figure of each run of an arm over seeds: the probe's `column` at its first or last evaluation.
 Spread at_evaluation(const std::vector<RunResult>& results, const std::string& arm, const std::string& column, bool first) {
     return spread_of(each(runs_of(results, arm), [&](const RunResult& r) {
         const MetricsRow& row = first ? r.first_row() : r.last_row();
-        return column == "test_acc" ? row.test_acc : row.at(column);
+        return row.at(column);
     }));
 }
 
@@ -101,7 +102,7 @@ void run_train_eval(const ExperimentOptions& options, std::ostream& out) {
             const std::string arm = arm_name(m, b);
             table += "| " + std::to_string(b) + " | " + m.name + diverged_note(runs_of(results, arm));
             for (bool first : {true, false}) {
-                table += " | " + format_spread(at_evaluation(results, arm, "test_acc", first)) + " | " +
+                table += " | " + format_spread(at_evaluation(results, arm, "running_acc", first)) + " | " +
                          format_spread(at_evaluation(results, arm, "precise_acc", first));
                 if (!first) table += " | " + format_spread(at_evaluation(results, arm, "train_mode_acc", first));
                 table += " | " + format_spread(at_evaluation(results, arm, "stats_lag", first), 3);
@@ -114,13 +115,13 @@ void run_train_eval(const ExperimentOptions& options, std::ostream& out) {
     // learning rate) and, for the train-mode one, at the smallest.
     const std::size_t large = plan.batches.back(), small = plan.batches.front();
     const std::string ema = arm_name(momenta[0], large), slow = arm_name(momenta[1], large), cumulative = arm_name(momenta[2], large);
-    const Spread ema_first = at_evaluation(results, ema, "test_acc", true);
+    const Spread ema_first = at_evaluation(results, ema, "running_acc", true);
     const Spread precise_first = at_evaluation(results, ema, "precise_acc", true);
     const Spread lag_ema_first = at_evaluation(results, ema, "stats_lag", true);
     const Spread lag_slow_first = at_evaluation(results, slow, "stats_lag", true);
-    const Spread ema_last = at_evaluation(results, ema, "test_acc", false);
+    const Spread ema_last = at_evaluation(results, ema, "running_acc", false);
     const Spread precise_last = at_evaluation(results, ema, "precise_acc", false);
-    const Spread cumulative_last = at_evaluation(results, cumulative, "test_acc", false);
+    const Spread cumulative_last = at_evaluation(results, cumulative, "running_acc", false);
     const Spread cumulative_precise_last = at_evaluation(results, cumulative, "precise_acc", false);
     const Spread small_train_mode = at_evaluation(results, arm_name(momenta[0], small), "train_mode_acc", false);
     const Spread small_precise = at_evaluation(results, arm_name(momenta[0], small), "precise_acc", false);
@@ -161,7 +162,7 @@ void run_train_eval(const ExperimentOptions& options, std::ostream& out) {
     std::vector<std::string> plots;
     PlotSpec accuracy{"seed-cnn with BN" + at_large + ": test accuracy by the statistics used", "training step", "test accuracy", false, {}};
     for (const Momentum& m : momenta) {
-        accuracy.curves.push_back(mean_curve(m.name, runs_of(results, arm_name(m, large)), [](const MetricsRow& r) { return r.test_acc; }));
+        accuracy.curves.push_back(mean_curve(m.name, runs_of(results, arm_name(m, large)), [](const MetricsRow& r) { return r.at("running_acc"); }));
     }
     accuracy.curves.push_back(
         mean_curve("PreciseBN (ema0.1 runs)", runs_of(results, ema), [](const MetricsRow& r) { return r.at("precise_acc"); }));

@@ -480,6 +480,17 @@ TEST(Plot, ZoomedRangeSpansTheCurvesAfterTheirFirstPoints) {
     EXPECT_EQ(widened_to(range, 0.85).lo, range.lo) << "one inside changes nothing";
 }
 
+// A value that is not finite (nlohmann writes null) leaves a gap in a line and in a band, rather
+// than failing the plot after a driver's runs have trained.
+TEST(Plot, ValuesThatAreNotFiniteLeaveGaps) {
+    const double inf = std::numeric_limits<double>::infinity();
+    const fs::path png = fresh_dir("plot_gaps") / "gaps.png";
+    const Curve band{"a", {1, 2, 3}, {0.5, inf, 0.7}, {0.4, 0.5, std::nan("")}, {0.6, inf, 0.8}};
+    ASSERT_NO_THROW(plot(PlotSpec{"gaps", "x", "y", false, {band}}, png));
+    EXPECT_GT(fs::file_size(png), 0u);
+    fs::remove_all(png.parent_path());
+}
+
 // A model whose "sigmoid" input is x itself (Linear with weight 1, bias 0): the percentiles are
 // those of the inputs, interpolated between closest ranks as numpy does.
 TEST(Probes, UnitInputPercentilesAreNumpys) {
@@ -992,6 +1003,7 @@ TEST(Drivers, QuickProfilesWriteSaneResultsAndTheReport) {
     EXPECT_NE(regularization.at("claims")[1].at("measured").get<std::string>().find("BN with Dropout"), std::string::npos);
     const auto reg_rows = read_metrics_csv(results / "regularization" / "bn-on" / "seed0" / "metrics.csv");
     EXPECT_GT(reg_rows.back().at("train_eval_loss"), 0.0);
+    EXPECT_GT(reg_rows.back().at("test_eval_loss"), 0.0) << "the test set measured by the probe, beside the training set";
     // Accuracy plots zoomed on where the arms differ: a y-range inside [0, 1] wider than nothing.
     const nlohmann::json zoomed = read_json(results / "convergence" / "test_accuracy_mnist.png.json");
     ASSERT_TRUE(zoomed.contains("y_range"));

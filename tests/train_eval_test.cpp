@@ -157,13 +157,16 @@ TEST(BnStatisticsProbe, LeavesTheModelAsItFoundItAndMeasuresWhatPreciseBnAndTrai
     ProbeFixture f;
     const BnStatisticsProbeOptions options{.batch = 4, .recalibration_batches = 5, .seed = 7, .test_samples = 12};
     const auto before = state_of(*f.model);
+    const double running_acc = evaluate(*f.model, f.test, false, 12).accuracy;
     const ProbeValues values = bn_statistics_gaps(*f.model, f.train, f.test, options);
     EXPECT_EQ(state_of(*f.model), before);
     EXPECT_TRUE(f.model->is_training());
-    ASSERT_EQ(values.size(), 3u);
-    EXPECT_EQ(values[0].first, "precise_acc");
-    EXPECT_EQ(values[1].first, "train_mode_acc");
-    EXPECT_EQ(values[2].first, "stats_lag");
+    ASSERT_EQ(values.size(), 4u);
+    EXPECT_EQ(values[0].first, "running_acc");
+    EXPECT_EQ(values[0].second, running_acc) << "eval mode with the running statistics of the weights probed";
+    EXPECT_EQ(values[1].first, "precise_acc");
+    EXPECT_EQ(values[2].first, "train_mode_acc");
+    EXPECT_EQ(values[3].first, "stats_lag");
 
     // Train mode by hand: three batches of 4 of the first 12 test images, each by its own statistics.
     std::size_t right = 0;
@@ -172,15 +175,15 @@ TEST(BnStatisticsProbe, LeavesTheModelAsItFoundItAndMeasuresWhatPreciseBnAndTrai
         const xt::xarray<std::int64_t> labels = xt::view(f.test.labels, xt::range(4 * b, 4 * b + 4));
         right += count_correct((*f.model)(Var<float>(images)).value(), labels);
     }
-    EXPECT_EQ(values[1].second, static_cast<double>(right) / 12.0);
+    EXPECT_EQ(values[2].second, static_cast<double>(right) / 12.0);
 
     // PreciseBN by hand, over the batches the probe takes; afterwards the running statistics are the
     // population's, so a second probe finds them exact.
     BatchLoader loader(f.train, {.batch_size = 4, .seed = 7, .drop_last = true});
     recalibrate_batch_norm<float>(*f.model, 5, [&loader](std::size_t) { return loader.next().images; });
-    EXPECT_EQ(values[0].second, evaluate(*f.model, f.test, false, 12).accuracy);
-    EXPECT_GT(values[2].second, 0.0) << "statistics of three batches are not the population's";
-    EXPECT_EQ(bn_statistics_gaps(*f.model, f.train, f.test, options)[2].second, 0.0);
+    EXPECT_EQ(values[1].second, evaluate(*f.model, f.test, false, 12).accuracy);
+    EXPECT_GT(values[3].second, 0.0) << "statistics of three batches are not the population's";
+    EXPECT_EQ(bn_statistics_gaps(*f.model, f.train, f.test, options)[3].second, 0.0);
 }
 
 TEST(BnStatisticsProbe, AModelWithoutRunningStatisticsIsAnError) {
