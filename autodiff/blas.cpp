@@ -122,8 +122,11 @@ std::string blas_kernels() {
 }
 
 std::string blas_config() {
-    init_blas();  // the kernels it names are those chosen
-    return openblas_get_config();
+    // openblas_get_config assembles its text in one static buffer on every call, so two threads
+    // asking at once (runs trained side by side, each recording its provenance) garble each
+    // other's: it is read once. init_blas first: the kernels it names are those chosen.
+    static const std::string config = (init_blas(), std::string(openblas_get_config()));
+    return config;
 }
 
 }  // namespace xgrad

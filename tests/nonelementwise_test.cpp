@@ -18,6 +18,7 @@
 #include <random>
 #include <stdexcept>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include <tbb/task_arena.h>
@@ -324,6 +325,23 @@ TEST(Matmul, BlasRunsVectorKernelsWhereTheCpuHasThem) {
     const std::string kernels = xgrad::blas_kernels();
     EXPECT_NE(kernels, "Prescott");
     EXPECT_NE(kernels, "Core2");
+}
+
+// Threads asking at once all read the same text, whole: OpenBLAS builds it in one static buffer
+// on every call, which threads racing through garbled (a NUL inside, or a part twice).
+TEST(Matmul, BlasConfigIsTheSameTextOnThreadsAskingAtOnce) {
+    constexpr std::size_t thread_count = 8, calls = 20000;  // enough to garble it every time before
+    std::vector<std::string> seen(thread_count * calls);
+    std::vector<std::thread> threads;
+    for (std::size_t t = 0; t < thread_count; ++t) {
+        threads.emplace_back([&seen, t] {
+            for (std::size_t k = 0; k < calls; ++k) seen[t * calls + k] = xgrad::blas_config();
+        });
+    }
+    for (auto& thread : threads) thread.join();
+    EXPECT_EQ(seen[0].find('\0'), std::string::npos);
+    EXPECT_NE(seen[0].find("OpenBLAS"), std::string::npos) << seen[0];
+    for (const std::string& text : seen) ASSERT_EQ(text, seen[0]);
 }
 
 // A product large enough to be split gives the same bits with one thread and with two: the
