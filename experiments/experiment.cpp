@@ -164,22 +164,25 @@ std::vector<RunResult> run_all(const std::vector<RunSpec>& specs, const std::fil
         return results;
     }
     agree_on_failures(ranks, first_error);
+    // An error in a run over every rank is not held back: the other ranks may wait in one of the
+    // run's collectives that this rank will never join, and xgrad's main ends them all.
     for (std::size_t k : shared) {
         const RunSpec& spec = specs[k];
         TrainConfig config = spec.config;
         config.threads = 1;
+        TrainOutcome outcome;
         try {
-            const TrainOutcome outcome = train(config, dir / spec.name, spec.name, spec.probe, options.ranks);
-            if (rank == 0) {
-                results[k] = result_of(spec, dir, outcome);
-                log << spec.name << ": " << outcome.status << (outcome.was_already_finished ? " (earlier)" : "") << " over "
-                    << rank_count << " ranks, final test accuracy " << final_test_acc(results[k]) << std::endl;
-            }
+            outcome = train(config, dir / spec.name, spec.name, spec.probe, options.ranks);
         } catch (const std::exception& e) {
-            first_error = std::make_exception_ptr(std::runtime_error(spec.name + ": " + e.what()));
+            throw std::runtime_error(spec.name + ": " + e.what());
         }
-        agree_on_failures(ranks, first_error);  // also the point after which rank 0 has written the run
+        if (rank == 0) {
+            results[k] = result_of(spec, dir, std::move(outcome));
+            log << spec.name << ": " << results[k].outcome.status << (results[k].outcome.was_already_finished ? " (earlier)" : "")
+                << " over " << rank_count << " ranks, final test accuracy " << final_test_acc(results[k]) << std::endl;
+        }
     }
+    if (!shared.empty()) ranks.barrier();  // rank 0 has written them all before the others read them
     for (std::size_t k = 0; k < specs.size(); ++k) {
         if (std::ranges::find(mine, k) != mine.end() || (rank == 0 && std::ranges::find(shared, k) != shared.end())) continue;
         const RunSpec& spec = specs[k];
