@@ -324,7 +324,7 @@ void write_claims(const std::filesystem::path& dir, const std::string& experimen
     }
     const nlohmann::json json = {{"experiment", experiment}, {"title", title}, {"profile", profile_name(options.profile)},
                                  {"setup", setup}, {"claims", rows}, {"tables", tables}, {"plots", plots},
-                                 {"builds", *options.run_builds}};
+                                 {"builds", *options.run_builds}, {"analysis_build", this_build()}};
     write_json_file(dir / "claims.json", json);
 }
 

@@ -149,7 +149,8 @@ std::string greater_rule(const std::string& a, const std::string& b);
 std::string welch_note(const Spread& a, const Spread& b);
 
 // Writes <dir>/claims.json for `xgrad report`: the profile, the claims, markdown tables and plot
-// paths (relative to dir), and options.run_builds.
+// paths (relative to dir), options.run_builds, and this build as the one that computed the
+// tables and verdicts (which may reuse an earlier build's runs).
 void write_claims(const std::filesystem::path& dir, const std::string& experiment, const std::string& title,
                   const ExperimentOptions& options, const std::vector<Claim>& claims, const std::vector<std::string>& tables,
                   const std::vector<std::string>& plots, const std::string& setup);

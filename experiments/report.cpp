@@ -84,7 +84,11 @@ void append_experiment(Report& r, const nlohmann::json& j, const fs::path& dir, 
     if (profile != "paper") r.sections += "**Profile " + profile + ": a smoke test, not a reproduction.**\n\n";
     r.sections += j.at("setup").get<std::string>() + "\n\n";
     const std::vector<std::string> builds = builds_of(j);
-    r.sections += "Build of its runs: " + joined(builds) + ".\n\n";
+    r.sections += "Build of its runs: " + joined(builds);
+    // The tables and verdicts come from the build that ran the driver, which may reuse runs of
+    // an earlier one.
+    if (j.contains("analysis_build")) r.sections += "; of its tables and verdicts: `" + j.at("analysis_build").get<std::string>() + "`";
+    r.sections += ".\n\n";
     for (const std::string& b : builds) r.experiments_by_build[b].push_back(name);
     for (const auto& t : j.at("tables")) r.sections += t.get<std::string>() + "\n";
     for (const auto& p : j.at("plots")) {

@@ -1020,7 +1020,9 @@ TEST(Drivers, QuickProfilesWriteSaneResultsAndTheReport) {
     EXPECT_NE(report.find("Profile quick: a smoke test"), std::string::npos);
     EXPECT_NE(report.find("uncommitted changes): `" + this_build() + "` (convergence, distributions, "), std::string::npos)
         << report;
-    EXPECT_NE(report.find("Build of its runs: `" + this_build() + "`."), std::string::npos) << report;
+    EXPECT_NE(report.find("Build of its runs: `" + this_build() + "`; of its tables and verdicts: `" + this_build() + "`."),
+              std::string::npos)
+        << report;
 
     const auto metrics = results / "init" / "bn-on-sigma1" / "seed0" / "metrics.csv";
     const auto written = fs::last_write_time(metrics);
