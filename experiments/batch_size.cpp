@@ -153,9 +153,9 @@ void add_data_parallel_results(const Plan& plan, const std::vector<RunResult>& r
                       "the same training but for the order of floating-point sums",
                       "test error (%): SyncBN" + at + " " + format_spread(sync, 2) + ", one process at batch " +
                           std::to_string(global) + " " + format_spread(one_process, 2) + "; " +
-                          within_note(sync, one_process, same_as_one_process_margin, margin_words),
-                      verdict_within(sync, one_process, same_as_one_process_margin),
-                      within_rule("SyncBN's error", "one process's at the global batch", margin_words)});
+                          equivalence_note(sync, one_process, same_as_one_process_margin, margin_words),
+                      verdict_equivalent(sync, one_process, same_as_one_process_margin),
+                      equivalence_rule("SyncBN's error", "one process's at the global batch", margin_words)});
 }
 
 }  // namespace

@@ -114,11 +114,14 @@ std::vector<RunResult> run_all(const std::vector<RunSpec>& specs, const std::fil
                                const ExperimentOptions& options, std::ostream& log) {
     Communicator& ranks = *options.ranks;
     const std::size_t rank_count = static_cast<std::size_t>(ranks.size()), rank = static_cast<std::size_t>(ranks.rank());
-    // This rank's whole runs (dealt out in turn), and the runs every rank trains together; alone,
-    // a process trains them all as its own.
+    // This rank's whole runs (dealt out in turn), and the runs every rank trains together.
     std::vector<std::size_t> mine, shared;
     for (std::size_t k = 0; k < specs.size(); ++k) {
-        if (specs[k].over_every_rank && rank_count > 1) {
+        if (specs[k].over_every_rank && rank_count == 1) {
+            // Alone it would be another training than its name says (one batch's statistics, not each rank's).
+            throw std::invalid_argument(specs[k].name + ": a run over every rank needs mpirun's ranks, and this process is alone");
+        }
+        if (specs[k].over_every_rank) {
             shared.push_back(k);
         } else if (k % rank_count == rank) {
             mine.push_back(k);

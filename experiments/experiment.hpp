@@ -88,7 +88,8 @@ struct RunResult {
 // then reads the others' finished runs from `dir` (a directory every rank sees): every rank
 // returns the same results, those of one process training them all, since a run's bits depend
 // neither on its threads nor on who trains it. Runs over_every_rank are trained after those, one
-// at a time, by every rank together, on one thread each (rank 0 writes them). A run with
+// at a time, by every rank together, on one thread each (rank 0 writes them); alone, a process
+// refuses them (std::invalid_argument) before training anything. A run with
 // SyncBatchNorm that is not over_every_rank is refused (its rank would have no other ranks to
 // share statistics with).
 std::vector<RunResult> run_all(const std::vector<RunSpec>& specs, const std::filesystem::path& dir,

@@ -221,7 +221,16 @@ TEST_F(DistributedTrain, AnExperimentOverRanksEqualsOneProcess) {
     ASSERT_EQ(alone.status, 0) << alone.output;
     const auto two = run_command(on_ranks(2, experiment("all", path("two"))));
     ASSERT_EQ(two.status, 0) << two.output;
-    expect_same_results(path("alone"), path("two"), 80, {fs::path("batch-size") / "claims.json"});
+    const fs::path batch_size_claims = fs::path("batch-size") / "claims.json";
+    expect_same_results(path("alone"), path("two"), 80, {batch_size_claims});
+    // batch-size's own claims and first table are one process's; the two ranks add rows after them.
+    const auto alone_claims = nlohmann::json::parse(xgrad::read_regular_file(path("alone") / batch_size_claims));
+    const auto two_claims = nlohmann::json::parse(xgrad::read_regular_file(path("two") / batch_size_claims));
+    ASSERT_EQ(two_claims.at("claims").size(), alone_claims.at("claims").size() + 2);
+    for (std::size_t k = 0; k < alone_claims.at("claims").size(); ++k) {
+        EXPECT_EQ(two_claims.at("claims")[k], alone_claims.at("claims")[k]) << k;
+    }
+    EXPECT_EQ(two_claims.at("tables")[0], alone_claims.at("tables")[0]);
     EXPECT_NE(two.output.find("on rank 1, final test accuracy"), std::string::npos) << two.output;
     for (const char* driver :
          {"convergence", "distributions", "learning-rate", "init", "regularization", "noisy-bn", "depth", "saturation"}) {

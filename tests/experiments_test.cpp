@@ -816,6 +816,21 @@ TEST(RunAll, AFinishedRunOfAnotherConfigurationIsAnErrorNotAResult) {
     fs::remove_all(dir);
 }
 
+// A run meant for every rank of mpirun is refused by a process alone, before anything trains: it
+// would train on one batch's statistics under a name that says otherwise.
+TEST(RunAll, ARunOverEveryRankIsRefusedAlone) {
+    const fs::path dir = fresh_dir("over_every_rank");
+    RunSpec whole{"arm/seed0", short_paper_mlp_run(Norm::batch, 2, 2), {}};
+    RunSpec shared = whole;
+    shared.name = "sync/seed0";
+    shared.over_every_rank = true;
+    const std::string message =
+        xgrad_test::error_of<std::invalid_argument>([&] { run_all({whole, shared}, dir, ExperimentOptions{}, std::cout); });
+    EXPECT_EQ(message, "sync/seed0: a run over every rank needs mpirun's ranks, and this process is alone");
+    EXPECT_FALSE(fs::exists(dir / "arm")) << "refused before anything trained";
+    fs::remove_all(dir);
+}
+
 // A run another build made is not mixed with this build's: run_all refuses before training
 // anything, naming the run and its builds, and with rerun_stale deletes it and trains it again.
 // Runs all of one earlier build are reused.

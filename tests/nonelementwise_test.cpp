@@ -327,8 +327,8 @@ TEST(Matmul, BlasRunsVectorKernelsWhereTheCpuHasThem) {
     EXPECT_NE(kernels, "Core2");
 }
 
-// Threads asking at once all read the same text, whole: OpenBLAS builds it in one static buffer
-// on every call, which threads racing through garbled (a NUL inside, or a part twice).
+// Threads asking at once all read the same text: OpenBLAS builds it in one static buffer on every
+// call, which threads racing through garbled (cut at a NUL, or a part twice).
 TEST(Matmul, BlasConfigIsTheSameTextOnThreadsAskingAtOnce) {
     constexpr std::size_t thread_count = 8, calls = 20000;  // enough to garble it every time before
     std::vector<std::string> seen(thread_count * calls);
@@ -339,7 +339,6 @@ TEST(Matmul, BlasConfigIsTheSameTextOnThreadsAskingAtOnce) {
         });
     }
     for (auto& thread : threads) thread.join();
-    EXPECT_EQ(seen[0].find('\0'), std::string::npos);
     EXPECT_NE(seen[0].find("OpenBLAS"), std::string::npos) << seen[0];
     for (const std::string& text : seen) ASSERT_EQ(text, seen[0]);
 }

@@ -123,6 +123,20 @@ TEST(Equivalence, IsWelchsOneSidedTestAgainstTheBoundOfBPlusTheMargin) {
               "one-sided t-test at p < 0.05; partly when its mean is below that bound at all");
 }
 
+// "a and b are the same within the margin": both one-sided tests, so that a far below b fails as
+// a far above it does (verdict_within alone would call it reproduced).
+TEST(Equivalence, TwoSidedNeedsBothOneSidedTests) {
+    const Spread b{.mean = 10, .sd = 0.2, .min = 9.8, .max = 10.2, .n = 3};
+    const auto a_at = [](double mean, double sd) { return Spread{.mean = mean, .sd = sd, .min = mean - sd, .max = mean + sd, .n = 3}; };
+    EXPECT_EQ(verdict_equivalent(a_at(10.2, 0.2), b, 1.0), "reproduced");
+    EXPECT_EQ(verdict_within(a_at(9.0, 0.2), b, 1.0), "reproduced");
+    EXPECT_EQ(verdict_equivalent(a_at(9.0, 0.2), b, 1.0), "not reproduced") << "a point below is at the lower bound";
+    EXPECT_EQ(verdict_equivalent(a_at(5.0, 0.2), b, 1.0), "not reproduced");
+    EXPECT_EQ(verdict_equivalent(a_at(11.2, 0.2), b, 1.0), "not reproduced");
+    EXPECT_EQ(verdict_equivalent(a_at(9.2, 2.0), b, 1.0), "partly") << "inside the bounds without evidence";
+    EXPECT_NE(equivalence_note(a_at(10.2, 0.2), b, 1.0, "1 point").find("(one way), p"), std::string::npos);
+}
+
 struct ProbeFixture {
     TrainConfig config;
     Dataset train, test;
