@@ -25,7 +25,7 @@ double MetricsRow::at(const std::string& name) const {
     for (const auto& [key, value] : extra) {
         if (key == name) return value;
     }
-    throw std::out_of_range("metrics row of step " + std::to_string(step) + " has no column '" + name + "'");
+    throw MissingMetricsColumn("metrics row of step " + std::to_string(step) + " has no column '" + name + "'");
 }
 
 std::string metrics_csv(const std::vector<MetricsRow>& rows) {

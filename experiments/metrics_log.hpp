@@ -4,12 +4,19 @@
 
 #include <cstddef>
 #include <filesystem>
+#include <stdexcept>
 #include <string>
 #include <string_view>
 #include <utility>
 #include <vector>
 
 namespace xgrad {
+
+// A metrics row without a column a reader asked for (runs of an earlier build whose probe wrote
+// other columns).
+struct MissingMetricsColumn : std::out_of_range {
+    using std::out_of_range::out_of_range;
+};
 
 struct MetricsRow {
     std::size_t step = 0;
@@ -24,7 +31,7 @@ struct MetricsRow {
     // columns; every row of a file has the same names in the same order.
     std::vector<std::pair<std::string, double>> extra;
 
-    // The extra column `name`; std::out_of_range naming it if the row has none.
+    // The extra column `name`; MissingMetricsColumn naming it if the row has none.
     double at(const std::string& name) const;
 };
 

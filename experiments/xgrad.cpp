@@ -145,7 +145,16 @@ void run_experiment(const std::string& name, const ExperimentOptions& options, c
         out << "== " << d.name << " (profile " << profile_name(options.profile) << ")\n";
         ExperimentOptions own_builds = options;  // claims.json names the builds of this driver's runs alone
         own_builds.run_builds = std::make_shared<std::set<std::string>>();
-        d.run(own_builds, out);
+        try {
+            d.run(own_builds, out);
+        } catch (const MissingMetricsColumn& e) {
+            // Runs reused from an earlier build whose probe measured other columns than this driver reads.
+            std::string builds;
+            for (const std::string& b : *own_builds.run_builds) builds += (builds.empty() ? "" : ", ") + b;
+            throw std::runtime_error(d.name + ": " + e.what() + " in the runs under " + (options.results / d.name).string() +
+                                     ", made by build " + builds + ", whose probes wrote other columns than this build's "
+                                     "driver reads: give --rerun-stale to train them again");
+        }
         out << "== " << d.name << ": " << std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count()
             << " s" << std::endl;
     }

@@ -941,6 +941,39 @@ std::string run_cli(const std::string& args) {
 
 bool is_png(const fs::path& path) { return read_file(path).substr(0, 8) == "\x89PNG\r\n\x1a\n"; }
 
+// Runs reused from a build whose probe wrote other columns (here: one column removed, as the
+// regularization runs of a build before the test set moved into the probe) end the driver with
+// an error naming the driver, the column, the runs' directory and the way out, not a bare
+// out_of_range.
+TEST(RunAll, RunsWithoutAColumnTheDriverReadsAreNamedWithTheWayOut) {
+    const fs::path results = fresh_dir("missing_column");
+    const std::string command = "experiment regularization --profile quick --results " + results.string();
+    run_cli(command);
+    const fs::path metrics = results / "regularization" / "bn-on" / "seed0" / "metrics.csv";
+    std::istringstream lines(read_file(metrics));
+    std::string without, line;
+    std::size_t column = 0;  // test_eval_loss's index, from the header
+    while (std::getline(lines, line)) {
+        std::vector<std::string> cells;
+        std::istringstream fields(line);
+        for (std::string cell; std::getline(fields, cell, ',');) cells.push_back(cell);
+        if (without.empty()) column = static_cast<std::size_t>(std::find(cells.begin(), cells.end(), "test_eval_loss") - cells.begin());
+        ASSERT_LT(column, cells.size()) << line;
+        cells.erase(cells.begin() + static_cast<std::ptrdiff_t>(column));
+        for (std::size_t k = 0; k < cells.size(); ++k) without += (k ? "," : "") + cells[k];
+        without += "\n";
+    }
+    std::ofstream(metrics) << without;
+    const auto again = xgrad_test::run_command(std::string(XGRAD_CLI) + " " + command);
+    EXPECT_NE(again.status, 0);
+    EXPECT_NE(again.output.find("regularization: metrics row of step 20 has no column 'test_eval_loss' in the runs under " +
+                                (results / "regularization").string() + ", made by build " + this_build() +
+                                ", whose probes wrote other columns than this build's driver reads: give --rerun-stale"),
+              std::string::npos)
+        << again.output;
+    fs::remove_all(results);
+}
+
 // Every driver in its quick profile, then the report: each writes its claims with verdicts from
 // the three allowed, plots that are PNGs, run directories with the evaluations the profile asks
 // for and sane values; a second invocation reuses the finished runs.
