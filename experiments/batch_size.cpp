@@ -118,7 +118,7 @@ void add_data_parallel_results(const Plan& plan, const std::vector<RunResult>& r
                                const std::map<std::size_t, Spread>& bn_errors, std::vector<std::string>& tables,
                                std::vector<Claim>& claims) {
     const std::string w = std::to_string(data_parallel_ranks);
-    const auto error_of = [&results](const std::string& arm) { return spread_of(each(runs_of(results, arm), final_error)); };
+    const auto error_of = [](const std::vector<const RunResult*>& runs) { return spread_of(each(runs, final_error)); };
     std::string table = "| local batch per rank | BN at the local batch (one process) | BN over " + w +
                         " ranks, each its own statistics | SyncBN over " + w +
                         " ranks | BN at the global batch (one process) |\n|---|---|---|---|---|\n";
@@ -127,15 +127,15 @@ void add_data_parallel_results(const Plan& plan, const std::vector<RunResult>& r
     };
     for (std::size_t b : plan.local_batches) {
         const auto local = runs_of(results, data_parallel_arm(false, b)), sync = runs_of(results, data_parallel_arm(true, b));
-        table += "| " + std::to_string(b) + " | " + bn_at(b) + " | " +
-                 format_spread(error_of(data_parallel_arm(false, b)), 2) + diverged_note(local) + " | " +
-                 format_spread(error_of(data_parallel_arm(true, b)), 2) + diverged_note(sync) + " | " +
+        table += "| " + std::to_string(b) + " | " + bn_at(b) + " | " + format_spread(error_of(local), 2) + diverged_note(local) +
+                 " | " + format_spread(error_of(sync), 2) + diverged_note(sync) + " | " +
                  bn_at(data_parallel_ranks * b) + " |\n";
     }
     tables.push_back(table);
 
     const std::size_t b = plan.local_batches.front(), global = data_parallel_ranks * b;
-    const Spread local = error_of(data_parallel_arm(false, b)), sync = error_of(data_parallel_arm(true, b));
+    const Spread local = error_of(runs_of(results, data_parallel_arm(false, b)));
+    const Spread sync = error_of(runs_of(results, data_parallel_arm(true, b)));
     const Spread& one_process = bn_errors.at(global);
     const std::string at = " over " + w + " ranks of " + std::to_string(b) + " images each";
     char margin_words[32];

@@ -187,8 +187,9 @@ std::vector<RunResult> run_all(const std::vector<RunSpec>& specs, const std::fil
     }
     if (!shared.empty()) ranks.barrier();  // rank 0 has written them all before the others read them
     for (std::size_t k = 0; k < specs.size(); ++k) {
-        if (std::ranges::find(mine, k) != mine.end() || (rank == 0 && std::ranges::find(shared, k) != shared.end())) continue;
         const RunSpec& spec = specs[k];
+        const bool trained_here = spec.over_every_rank ? rank == 0 : k % rank_count == rank;  // its result is in hand
+        if (trained_here) continue;
         const std::string trained_by =
             spec.over_every_rank ? "every rank" : "rank " + std::to_string(k % rank_count);
         auto outcome = finished_outcome(spec.config, dir / spec.name);

@@ -2,7 +2,8 @@
 // 0.1) and seed-cnn (SGD with momentum 0.9, base 0.01), both on Fashion-MNIST. Per (model, BN,
 // multiplier): steps to reach the target test accuracy, best test accuracy, and divergence (a
 // non-finite loss or one above 1e3 ends the run as diverged); and, as the paper's Fig. 3 table,
-// the steps of no BN at its best multiplier against BN at x1, x5 and x30.
+// the steps to no BN x1's maximum accuracy of no BN at x1 and at its best multiplier against BN at
+// x1, x5 and x30.
 #include <algorithm>
 #include <cmath>
 #include <cstdio>
