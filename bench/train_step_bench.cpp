@@ -4,8 +4,10 @@
 //   paper-mlp  batch 60, SGD (lr 0.1), as the paper's MNIST experiment
 // Argument: threads (TBB's limit; OpenBLAS runs single-threaded inside TBB's parts of a product).
 // items_per_second is images per second; the context line blas_kernels names the CPU whose
-// OpenBLAS kernels ran. bench/compare_torch.py times the same models, optimizers and threads in
-// PyTorch.
+// OpenBLAS kernels ran. BM_gemm_floor_* times only the step's matrix products, one per layer and
+// pass over the whole batch (bench/gemm_floor.hpp), with the same threads: the step's floor. Both
+// report the step's FLOPs as the counter "flops". bench/compare_torch.py times the same models,
+// optimizers and threads in PyTorch.
 #include <cstddef>
 #include <memory>
 #include <string>
@@ -16,6 +18,7 @@
 #include <xtensor/xrandom.hpp>
 
 #include "autodiff/blas.hpp"
+#include "bench/gemm_floor.hpp"
 #include "bench/step_optimizer.hpp"
 #include "experiments/models.hpp"
 #include "layers/cross_entropy.hpp"
@@ -53,20 +56,39 @@ struct Step {
     }
 };
 
-void train_step(benchmark::State& state, const std::string& name, std::size_t batch) {
-    const int threads = static_cast<int>(state.range(0));
-    tbb::global_control limit(tbb::global_control::max_allowed_parallelism, static_cast<std::size_t>(threads));
-    Step step(name, batch);
-    for (int i = 0; i < 3; ++i) step.run();  // buffers allocated, caches warm
-    benchmark::AddCustomContext("blas_kernels", blas_kernels());
-    for (auto _ : state) step.run();
+// Times `run` after three untimed calls (buffers allocated, caches warm), as images per second.
+template <class Run>
+void time_steps(benchmark::State& state, std::size_t batch, double flops, Run run) {
+    for (int i = 0; i < 3; ++i) run();
+    static const bool context_added = (benchmark::AddCustomContext("blas_kernels", blas_kernels()), true);
+    (void)context_added;
+    for (auto _ : state) run();
     state.SetItemsProcessed(static_cast<std::int64_t>(state.iterations() * batch));
+    state.counters["flops"] = flops;
+}
+
+void train_step(benchmark::State& state, const std::string& name, std::size_t batch) {
+    tbb::global_control limit(tbb::global_control::max_allowed_parallelism, static_cast<std::size_t>(state.range(0)));
+    Step step(name, batch);
+    const double flops = xgrad_bench::total_flops(xgrad_bench::training_step_products(*step.model, step.images));
+    time_steps(state, batch, flops, [&] { step.run(); });
+}
+
+void gemm_floor(benchmark::State& state, const std::string& name, std::size_t batch) {
+    tbb::global_control limit(tbb::global_control::max_allowed_parallelism, static_cast<std::size_t>(state.range(0)));
+    Step step(name, batch);
+    xgrad_bench::ProductRunner products(xgrad_bench::training_step_products(*step.model, step.images));
+    time_steps(state, batch, products.flops(), [&] { products.run(); });
 }
 
 void BM_train_step_seed_cnn(benchmark::State& state) { train_step(state, "seed-cnn", 64); }
 void BM_train_step_paper_mlp(benchmark::State& state) { train_step(state, "paper-mlp", 60); }
+void BM_gemm_floor_seed_cnn(benchmark::State& state) { gemm_floor(state, "seed-cnn", 64); }
+void BM_gemm_floor_paper_mlp(benchmark::State& state) { gemm_floor(state, "paper-mlp", 60); }
 
 BENCHMARK(BM_train_step_seed_cnn)->ArgName("threads")->Arg(1)->Arg(2)->Unit(benchmark::kMillisecond)->UseRealTime();
+BENCHMARK(BM_gemm_floor_seed_cnn)->ArgName("threads")->Arg(1)->Arg(2)->Unit(benchmark::kMillisecond)->UseRealTime();
 BENCHMARK(BM_train_step_paper_mlp)->ArgName("threads")->Arg(1)->Arg(2)->Unit(benchmark::kMicrosecond)->UseRealTime();
+BENCHMARK(BM_gemm_floor_paper_mlp)->ArgName("threads")->Arg(1)->Arg(2)->Unit(benchmark::kMicrosecond)->UseRealTime();
 
 }  // namespace
