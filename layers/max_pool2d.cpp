@@ -1,8 +1,10 @@
 #include "layers/max_pool2d.hpp"
 
 #include <algorithm>
+#include <bit>
 #include <cstdint>
 #include <stdexcept>
+#include <type_traits>
 #include <vector>
 
 #include <tbb/blocked_range.h>
@@ -28,10 +30,20 @@ std::string MaxPool2d<T>::describe() const {
 
 namespace {
 
+// a where `take`, else b: by masks rather than a branch, which on real data is a coin toss that
+// a branch would mispredict half the time (and which GCC emits even for a ?: in a loop's scalar
+// remainder).
+template <class T>
+T select_bits(bool take, T a, T b) {
+    using Bits = std::conditional_t<sizeof(T) == 4, std::uint32_t, std::uint64_t>;
+    static_assert(sizeof(Bits) == sizeof(T));
+    const Bits mask = Bits{0} - static_cast<Bits>(take);
+    return std::bit_cast<T>((std::bit_cast<Bits>(a) & mask) | (std::bit_cast<Bits>(b) & ~mask));
+}
+
 // One window element against a row of outputs: for each k < n, element first + k·step of the
 // input plane replaces best[k] (and its index, where[k]) if strictly greater, or if it is a NaN,
-// as in torch's kernel. Branch-free and with the stride known at compile time (Step > 0) the
-// loop vectorizes: on real data the comparison is a coin toss that a branch would mispredict.
+// as in torch's kernel. With the stride known at compile time (Step > 0) the loop vectorizes.
 template <std::size_t Step, class T>
 void take_larger(const T* src, std::size_t first, std::size_t stride, std::size_t n, T* __restrict best,
                  std::uint32_t* __restrict where) {
@@ -40,8 +52,8 @@ void take_larger(const T* src, std::size_t first, std::size_t stride, std::size_
         const auto at = static_cast<std::uint32_t>(first + k * step);
         const T v = src[at];
         const bool take = (v > best[k]) | (v != v);
-        best[k] = take ? v : best[k];
-        where[k] = take ? at : where[k];
+        best[k] = select_bits(take, v, best[k]);
+        where[k] = select_bits(take, at, where[k]);
     }
 }
 
@@ -59,39 +71,53 @@ void pool_row(const WindowGeometry& g, const T* src, std::size_t oh, T* best, st
     }
 }
 
-// Whether candidate v (at row-major index iv of the plane) beats best (at ib) under torch's
-// sequential rule, which amounts to: the last NaN of the window if it has one, else its first
-// maximum. Unlike the rule of take_larger, it does not need the candidates in row-major order.
+// Outputs [0, n) of a row of 2×2 windows at stride 2: each output's four candidates, in rows
+// `top` and top + w of the plane (whose first element has index `at`), taken in row-major order,
+// each replacing the best so far if greater or a NaN, as in torch.
 template <class T>
-bool beats(T v, std::uint32_t iv, T best, std::uint32_t ib) {
-    const bool v_nan = v != v, best_nan = best != best;
-    return (v_nan & (!best_nan | (iv > ib))) | (!v_nan & !best_nan & ((v > best) | ((v == best) & (iv < ib))));
+void pool_2x2(const T* __restrict top, std::size_t w, std::uint32_t at, std::size_t n, T* __restrict best,
+              std::uint32_t* __restrict where) {
+    const T* bottom = top + w;
+    const auto row = static_cast<std::uint32_t>(w);
+    for (std::size_t k = 0; k < n; ++k) {
+        const auto left = static_cast<std::uint32_t>(at + 2 * k);
+        T b = top[2 * k];
+        std::uint32_t i = left;
+        const T candidates[3] = {top[2 * k + 1], bottom[2 * k], bottom[2 * k + 1]};
+        const std::uint32_t at_candidate[3] = {left + 1, left + row, left + row + 1};
+        for (int c = 0; c < 3; ++c) {
+            const T v = candidates[c];
+            const bool take = (v > b) | (v != v);
+            b = select_bits(take, v, b);
+            i = select_bits(take, at_candidate[c], i);
+        }
+        best[k] = b;
+        where[k] = i;
+    }
 }
 
-// Windows two columns wide that tile the plane (stride = kernel, H = OH·kh, W = OW·2; the seed
-// CNN's 2×2 pooling), in two passes of long vectorizable loops instead of OH short rows of OW
-// outputs: down each column of a window row (kh rows of W elements), then across the two column
-// winners of each output, which lie at 2t and 2t + 1 for output t of the plane.
-template <class T>
-void pool_tiled_plane(const WindowGeometry& g, const T* src, T* __restrict best, std::uint32_t* __restrict where,
-                      T* __restrict column_best, std::uint32_t* __restrict column_where) {
-    for (std::size_t oh = 0; oh < g.oh; ++oh) {
-        T* cb = column_best + oh * g.w;
-        std::uint32_t* cw = column_where + oh * g.w;
-        const std::size_t top = oh * g.kernel.h * g.w;
-        for (std::size_t x = 0; x < g.w; ++x) {
-            cw[x] = static_cast<std::uint32_t>(top + x);
-            cb[x] = src[cw[x]];
-        }
-        for (std::size_t i = 1; i < g.kernel.h; ++i) take_larger<1>(src, top + i * g.w, 1, g.w, cb, cw);
+// One row of `ow` outputs of 2×2 windows at stride 2 (the seed CNN's pooling), Lanes outputs at a
+// time: a loop of this fixed length is one or two vector operations per step, where a loop over
+// the seed CNN's rows (7 and 14 outputs) alone would be shorter than its first vector iteration
+// and run as scalar code. A part shorter than Lanes is computed Lanes wide into a scratch
+// buffer, reading past the row into the input that follows it, if `readable` elements from
+// `top` allow; else as it is.
+template <std::size_t kPoolLanes, class T>
+void pool_2x2_row(const T* top, std::size_t w, std::uint32_t at, std::size_t ow, std::size_t readable, T* best,
+                  std::uint32_t* where) {
+    std::size_t k = 0;
+    for (; k + kPoolLanes <= ow; k += kPoolLanes) pool_2x2(top + 2 * k, w, at + static_cast<std::uint32_t>(2 * k), kPoolLanes, best + k, where + k);
+    if (k == ow) return;
+    const std::uint32_t rest_at = at + static_cast<std::uint32_t>(2 * k);
+    if (w + 2 * (k + kPoolLanes) > readable) {
+        pool_2x2(top + 2 * k, w, rest_at, ow - k, best + k, where + k);
+        return;
     }
-    for (std::size_t t = 0; t < g.out_plane(); ++t) {
-        const T left = column_best[2 * t], right = column_best[2 * t + 1];
-        const std::uint32_t left_at = column_where[2 * t], right_at = column_where[2 * t + 1];
-        const bool take = beats(right, right_at, left, left_at);
-        best[t] = take ? right : left;
-        where[t] = take ? right_at : left_at;
-    }
+    T b[kPoolLanes];
+    std::uint32_t i[kPoolLanes];
+    pool_2x2(top + 2 * k, w, rest_at, kPoolLanes, b, i);
+    std::copy_n(b, ow - k, best + k);
+    std::copy_n(i, ow - k, where + k);
 }
 
 }  // namespace
@@ -108,22 +134,25 @@ Var<T> MaxPool2d<T>::forward(const Var<T>& x) {
     // For each output, the index of its arg-max within its input plane.
     std::vector<std::uint32_t> argmax(y.size());
     const T* in = x.value().data();
-    const bool tiled = g.stride == g.kernel && g.h == g.oh * g.kernel.h && g.w == g.ow * g.kernel.w && g.kernel.w == 2;
+    const bool two_by_two = g.kernel == Size2(2) && g.stride == Size2(2);
     tbb::parallel_for(tbb::blocked_range<std::size_t>(0, planes), [&](const tbb::blocked_range<std::size_t>& r) {
-        std::vector<T> column_best(tiled ? g.oh * g.w : 0);
-        std::vector<std::uint32_t> column_where(column_best.size());
         for (std::size_t p = r.begin(); p < r.end(); ++p) {
             const T* src = in + p * g.in_plane();
             T* best = y.data() + p * g.out_plane();
             std::uint32_t* where = argmax.data() + p * g.out_plane();
-            if (tiled) {
-                pool_tiled_plane(g, src, best, where, column_best.data(), column_where.data());
-                continue;
-            }
             for (std::size_t oh = 0; oh < g.oh; ++oh) {
                 T* best_row = best + oh * g.ow;
                 std::uint32_t* where_row = where + oh * g.ow;
-                if (g.stride.w == 2) {
+                if (two_by_two) {
+                    const std::size_t top = 2 * oh * g.w;
+                    const std::size_t readable = x.size() - (p * g.in_plane() + top);
+                    const auto at = static_cast<std::uint32_t>(top);
+                    if (g.ow <= 8) {
+                        pool_2x2_row<8>(src + top, g.w, at, g.ow, readable, best_row, where_row);
+                    } else {
+                        pool_2x2_row<16>(src + top, g.w, at, g.ow, readable, best_row, where_row);
+                    }
+                } else if (g.stride.w == 2) {
                     pool_row<2>(g, src, oh, best_row, where_row);
                 } else if (g.stride.w == 1) {
                     pool_row<1>(g, src, oh, best_row, where_row);
