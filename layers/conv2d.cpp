@@ -246,7 +246,9 @@ Var<T> Conv2d<T>::forward(const Var<T>& x) {
     const std::size_t chunk = std::clamp<std::size_t>(kColumnBudget / (rows * plane), 1, std::max<std::size_t>(g.n, 1));
 
     xt::xarray<T> y = xt::xarray<T>::from_shape({g.n, out, g.oh, g.ow});
-    auto cols = std::make_unique_for_overwrite<T[]>(rows * chunk * plane);
+    // Where one chunk holds the whole batch, the backward's weight gradient reads these columns
+    // again rather than building them anew.
+    std::shared_ptr<T[]> cols = std::make_shared_for_overwrite<T[]>(rows * chunk * plane);
     const Var<T> weight = applied_weight();
     const T* w = weight.value().data();
     for (std::size_t n0 = 0; n0 < g.n; n0 += chunk) {
@@ -261,10 +263,11 @@ Var<T> Conv2d<T>::forward(const Var<T>& x) {
             gemm<T>(false, false, out, plane, rows, T(1), w, rows, cols.get() + b * plane, ld, T(1), yb, plane);
         });
     }
+    if (chunk < g.n || !weight.requires_grad()) cols.reset();
 
     std::vector<typename Var<T>::NodePtr> inputs{x.node(), weight.node()};
     if (bias_) inputs.push_back(bias_->node());
-    return Var<T>::from_op(std::move(y), "conv2d", inputs, [inputs, g, out, rows, plane, chunk](const Node<T>&, const xt::xarray<T>& grad_out) {
+    return Var<T>::from_op(std::move(y), "conv2d", inputs, [inputs, g, out, rows, plane, chunk, forward_cols = std::move(cols)](const Node<T>&, const xt::xarray<T>& grad_out) {
         Node<T>& xn = *inputs[0];
         Node<T>& wn = *inputs[1];
         const T* gy = grad_out.data();
@@ -273,25 +276,32 @@ Var<T> Conv2d<T>::forward(const Var<T>& x) {
         const bool add_dx = xn.requires_grad && prepare_grad_buffer(xn);
         // Every chunk adds its part of dW; with an empty batch, dW is 0.
         if (wn.requires_grad && !prepare_grad_buffer(wn)) wn.grad.fill(T(0));
-        // cols holds x's im2col for dW, then is reused for the columns of dx.
-        auto cols = std::make_unique_for_overwrite<T[]>(rows * chunk * plane);
-        auto gcols = wn.requires_grad ? std::make_unique_for_overwrite<T[]>(out * chunk * plane) : nullptr;
+        std::unique_ptr<T[]> own_cols, gcols;
+        if (wn.requires_grad) {
+            if (!forward_cols) own_cols = std::make_unique_for_overwrite<T[]>(rows * chunk * plane);
+            gcols = std::make_unique_for_overwrite<T[]>(out * chunk * plane);
+        }
         for (std::size_t n0 = 0; n0 < g.n; n0 += chunk) {
             const std::size_t count = std::min(chunk, g.n - n0);
             const std::size_t ld = count * plane;
             if (wn.requires_grad) {
                 // dW += gy cols^T as one product over the chunk: gy with its (N, C) axes swapped.
                 swap_leading_axes(gy + n0 * out * plane, gcols.get(), count, out, plane);
-                im2col(xn.value.data(), g, n0, count, cols.get());
-                gemm<T>(false, true, out, rows, ld, T(1), gcols.get(), ld, cols.get(), ld, T(1), wn.grad.data(), rows);
+                T* cols = forward_cols ? forward_cols.get() : own_cols.get();
+                if (!forward_cols) im2col(xn.value.data(), g, n0, count, cols);
+                gemm<T>(false, true, out, rows, ld, T(1), gcols.get(), ld, cols, ld, T(1), wn.grad.data(), rows);
             }
             if (xn.requires_grad) {
-                // The columns of dx, sample by sample from gy in NCHW: W^T · gy[n].
-                tbb::parallel_for(std::size_t{0}, count, [&](std::size_t b) {
-                    gemm<T>(true, false, rows, plane, out, T(1), wn.value.data(), rows, gy + (n0 + b) * out * plane, plane,
-                            T(0), cols.get() + b * plane, ld);
+                // Sample by sample: the sample's columns of dx, W^T · gy[n], then straight back into
+                // dx while they are still in cache.
+                tbb::parallel_for(tbb::blocked_range<std::size_t>(0, count), [&](const tbb::blocked_range<std::size_t>& r) {
+                    const auto sample_cols = std::make_unique_for_overwrite<T[]>(rows * plane);
+                    for (std::size_t b = r.begin(); b < r.end(); ++b) {
+                        gemm<T>(true, false, rows, plane, out, T(1), wn.value.data(), rows, gy + (n0 + b) * out * plane,
+                                plane, T(0), sample_cols.get(), plane);
+                        col2im(sample_cols.get(), g, n0 + b, 1, xn.grad.data(), add_dx);
+                    }
                 });
-                col2im(cols.get(), g, n0, count, xn.grad.data(), add_dx);
             }
         }
     });

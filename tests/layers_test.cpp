@@ -19,6 +19,7 @@
 #include <vector>
 
 #include <xtensor/xmath.hpp>
+#include <xtensor/xrandom.hpp>
 
 #include "layers/activations.hpp"
 #include "layers/adam.hpp"
@@ -319,6 +320,20 @@ TEST(Conv2d, ChunkedBatchMatchesDirectLoops) {
     EXPECT_LT(xt::amax(xt::abs(xv.grad() - (ref.dx + 0.5 * xt::sum(gy)())))(), 1e-9);
     EXPECT_LT(xt::amax(xt::abs(conv.weight().grad() - ref.dw))() / xt::amax(xt::abs(ref.dw))(), 1e-12);
     EXPECT_LT(xt::amax(xt::abs(conv.bias()->grad() - ref.db))() / xt::amax(xt::abs(ref.db))(), 1e-12);
+}
+
+// The weight gradient reads the im2col columns the forward built: a second backward through the
+// retained graph must find them as they were, and add the same gradients again.
+TEST(Conv2d, BackwardTwiceThroughARetainedGraphAddsTheSameGradients) {
+    xgrad::Conv2d<double> conv(3, 4, 3, 1, 1);
+    const Var<double> x = leaf(xt::random::randn<double>({2, 3, 6, 6}));
+    const Var<double> y = conv(x);
+    const Array gy = xt::random::randn<double>(y.shape());
+    y.backward(gy, true);
+    const Array dx = x.grad(), dw = conv.weight().grad();
+    y.backward(gy);
+    EXPECT_LT(xt::amax(xt::abs(x.grad() - 2.0 * dx))(), 1e-12);
+    EXPECT_LT(xt::amax(xt::abs(conv.weight().grad() - 2.0 * dw))(), 1e-12);
 }
 
 TEST(EmptyBatch, LayersGiveEmptyOutputsAndZeroParameterGradients) {
