@@ -4,8 +4,10 @@
 #include <strings.h>
 
 #include <algorithm>
+#include <atomic>
 #include <cstdlib>
 #include <mutex>
+#include <stdexcept>
 #include <type_traits>
 
 #include <tbb/parallel_for.h>
@@ -70,6 +72,9 @@ void init_blas() {
 // Done when the program starts, before it can start threads: setenv is not thread-safe.
 [[maybe_unused]] const bool blas_ready = (init_blas(), true);
 
+// The live GemmCallLog, if any.
+std::atomic<GemmCallLog*> active_log{nullptr};
+
 template <class T>
 void blas_gemm(bool trans_a, bool trans_b, std::size_t m, std::size_t n, std::size_t k, T alpha, const T* a,
                std::size_t lda, const T* b, std::size_t ldb, T beta, T* c, std::size_t ldc) {
@@ -93,6 +98,9 @@ template <class T>
 void gemm(bool trans_a, bool trans_b, std::size_t m, std::size_t n, std::size_t k, T alpha, const T* a, std::size_t lda,
           const T* b, std::size_t ldb, T beta, T* c, std::size_t ldc) {
     init_blas();
+    if constexpr (std::is_same_v<T, float>) {
+        if (GemmCallLog* log = active_log.load(std::memory_order_acquire)) log->record({trans_a, trans_b, m, n, k, lda, ldb, ldc});
+    }
     const std::size_t side = std::max(m, n);
     if (m * n * k < kSplitAbove || side < 2 * kMinPartWidth) {
         blas_gemm(trans_a, trans_b, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
@@ -115,6 +123,23 @@ template void gemm<float>(bool, bool, std::size_t, std::size_t, std::size_t, flo
                           const float*, std::size_t, float, float*, std::size_t);
 template void gemm<double>(bool, bool, std::size_t, std::size_t, std::size_t, double, const double*, std::size_t,
                            const double*, std::size_t, double, double*, std::size_t);
+
+GemmCallLog::GemmCallLog() {
+    GemmCallLog* none = nullptr;
+    if (!active_log.compare_exchange_strong(none, this)) throw std::logic_error("GemmCallLog: another log is already recording");
+}
+
+GemmCallLog::~GemmCallLog() { active_log.store(nullptr, std::memory_order_release); }
+
+void GemmCallLog::record(const GemmCall& call) {
+    const std::lock_guard lock(mutex_);
+    calls_.push_back(call);
+}
+
+std::vector<GemmCall> GemmCallLog::calls() const {
+    const std::lock_guard lock(mutex_);
+    return calls_;
+}
 
 std::string blas_kernels() {
     init_blas();

@@ -4,13 +4,39 @@
 #pragma once
 
 #include <cstddef>
+#include <mutex>
 #include <string>
+#include <vector>
 
 namespace xgrad {
 
 template <class T>
 void gemm(bool trans_a, bool trans_b, std::size_t m, std::size_t n, std::size_t k, T alpha, const T* a,
           std::size_t lda, const T* b, std::size_t ldb, T beta, T* c, std::size_t ldc);
+
+// A call of gemm as it was made (before any split into parts).
+struct GemmCall {
+    bool trans_a, trans_b;
+    std::size_t m, n, k, lda, ldb, ldc;
+    double flops() const { return 2.0 * static_cast<double>(m) * static_cast<double>(n) * static_cast<double>(k); }
+};
+
+// While a log is alive, it records every gemm<float> call of the process, from any thread, so that
+// a benchmark can time a training step's products alone, at their own shapes. One at a time.
+class GemmCallLog {
+public:
+    GemmCallLog();
+    ~GemmCallLog();
+    GemmCallLog(const GemmCallLog&) = delete;
+    GemmCallLog& operator=(const GemmCallLog&) = delete;
+
+    void record(const GemmCall& call);
+    std::vector<GemmCall> calls() const;
+
+private:
+    mutable std::mutex mutex_;
+    std::vector<GemmCall> calls_;
+};
 
 // The name of the CPU whose kernels OpenBLAS runs, e.g. "SkylakeX" (see blas.cpp for how they
 // are chosen).

@@ -8,7 +8,8 @@ markdown tables of bench/RESULTS.md:
     build/bench/train_step_bench against the same model, optimizer and threads in PyTorch, run
     as installed and with OPENBLAS_CORETYPE=SkylakeX (Debian's OpenBLAS 0.3.21, which PyTorch's
     matmuls call, falls back to SSE3 kernels on CPUs newer than it; xgrad picks the AVX-512 ones),
-    with the step's GEMM floor from the same binary (its products alone) and its FLOP/s;
+    with the step's GEMM floor from the same binary (its products alone, and one product per layer
+    and pass instead) and its FLOP/s;
   - variants: build/bench/bn_variants_bench (BN written other ways), µs and x_copy, var_rel_err;
   - fusions: build/bench/bn_fusion_bench (BN + ReLU, eval folding, BN folded into Conv2d);
   - distributed: build/bench/data_parallel_bench alone and under `mpirun -np 2` (one thread a rank):
@@ -168,21 +169,24 @@ def print_train_steps(build, repetitions):
     as_installed = torch_train_steps_in_child(repetitions, {})
     avx512 = torch_train_steps_in_child(repetitions, {"OPENBLAS_CORETYPE": "SkylakeX"})
     print("### Training step\n")
-    print("GEMM floor: the step's products alone, one per layer and pass over the whole batch, through the same "
-          "gemm and threads in the same binary (bench/gemm_floor.hpp).\n")
-    print("| model | batch | threads | xgrad (ms) | GEMM floor (ms) | xgrad / floor | xgrad GFLOP/s | floor GFLOP/s "
-          "| PyTorch (ms) | PyTorch, OpenBLAS AVX-512 (ms) | xgrad images/s | PyTorch images/s | speed-up over PyTorch "
-          "| speed-up over PyTorch, AVX-512 OpenBLAS |")
-    print("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|")
+    print("GEMM floor: the products the step makes, at their own shapes, timed alone (spread over the threads as "
+          "if independent); one product per layer: the same FLOPs as one product per layer and pass over the whole "
+          "batch. Both through the same gemm and threads in the same binary (bench/gemm_floor.hpp).\n")
+    print("| model | batch | threads | xgrad (ms) | GEMM floor (ms) | xgrad / floor | one product per layer (ms) "
+          "| xgrad GFLOP/s | floor GFLOP/s | PyTorch (ms) | PyTorch, OpenBLAS AVX-512 (ms) | xgrad images/s "
+          "| PyTorch images/s | speed-up over PyTorch | speed-up over PyTorch, AVX-512 OpenBLAS |")
+    print("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|")
     for name, (batch, _) in STEPS.items():
         for threads in THREADS:
             suffix = name.replace("-", "_") + f"/threads:{threads}/real_time"
             step, floor = xg["BM_train_step_" + suffix], xg["BM_gemm_floor_" + suffix]
             ours, floor_us, gflop = step["us"], floor["us"], step["flops"] / 1e9
+            per_layer = xg["BM_layer_products_" + suffix]["us"]
             theirs, theirs_avx512 = as_installed[f"{name}/{threads}"], avx512[f"{name}/{threads}"]
             print(f"| {name} | {batch} | {threads} | {ours / 1e3:.3f} | {floor_us / 1e3:.3f} | {ours / floor_us:.2f} "
-                  f"| {gflop / ours * 1e6:.1f} | {gflop / floor_us * 1e6:.1f} | {theirs / 1e3:.3f} | {theirs_avx512 / 1e3:.3f} "
-                  f"| {batch / ours * 1e6:.0f} | {batch / theirs * 1e6:.0f} | {theirs / ours:.2f} | {theirs_avx512 / ours:.2f} |")
+                  f"| {per_layer / 1e3:.3f} | {gflop / ours * 1e6:.1f} | {gflop / floor_us * 1e6:.1f} | {theirs / 1e3:.3f} "
+                  f"| {theirs_avx512 / 1e3:.3f} | {batch / ours * 1e6:.0f} | {batch / theirs * 1e6:.0f} | {theirs / ours:.2f} "
+                  f"| {theirs_avx512 / ours:.2f} |")
     print()
 
 

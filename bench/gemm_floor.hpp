@@ -1,45 +1,48 @@
-// The GEMM floor of a training step: the matrix products a step of a model must compute, one per
-// layer and pass over the whole batch (forward, weight gradient, input gradient), with their
-// shapes read from a forward pass. Timing them alone, through the same gemm as the library,
-// gives the time a step could not beat without fewer FLOPs or a faster sgemm.
+// The GEMM floor of a training step: its matrix products timed alone, through the same gemm, at
+// the same threads, with nothing else of the step around them.
+//  - recorded_products: the products one step makes, as gemm was called (xgrad::GemmCallLog), at
+//    their own shapes: the time a step could not beat without fewer FLOPs or a faster sgemm;
+//  - layer_products: one product per layer and pass over the whole batch (forward, weight
+//    gradient, input gradient), with shapes read from a forward pass: what the step would cost if
+//    it made each layer's product in one call.
 #pragma once
 
-#include <cstddef>
-#include <string>
+#include <functional>
 #include <vector>
 
+#include <tbb/enumerable_thread_specific.h>
 #include <xtensor/xarray.hpp>
 
+#include "autodiff/blas.hpp"
 #include "layers/sequential.hpp"
 
 namespace xgrad_bench {
 
-// C (m, n) = op(A) op(B), op(A) (m, k): one product of a step.
-struct Product {
-    std::string what;  // "conv2 forward", "fc1 weight gradient", ...
-    bool trans_a;
-    bool trans_b;
-    std::size_t m, n, k;
-    double flops() const { return 2.0 * static_cast<double>(m) * static_cast<double>(n) * static_cast<double>(k); }
-};
+// The gemm<float> calls that `step` makes, in the order they were made (threads interleave).
+std::vector<xgrad::GemmCall> recorded_products(const std::function<void()>& step);
 
-// The products of one training step of `model` on `images`: every Conv2d as im2col products over
-// the batch ((out, C·kh·kw) times (C·kh·kw, N·OH·OW)), every Linear as (N, in) times (in, out);
-// a layer's input gradient only where its input needs one (not for the images).
-std::vector<Product> training_step_products(xgrad::Sequential<float>& model, const xt::xarray<float>& images);
+// Every Conv2d as im2col products over the batch ((out, C·kh·kw) times (C·kh·kw, N·OH·OW)), every
+// Linear as linear.cpp lays out its products; a layer's input gradient only where its input needs
+// one (not for the images).
+std::vector<xgrad::GemmCall> layer_products(xgrad::Sequential<float>& model, const xt::xarray<float>& images);
 
-double total_flops(const std::vector<Product>& products);
+double total_flops(const std::vector<xgrad::GemmCall>& products);
 
-// Operands for the products, allocated once, and a call that runs them all.
+// Runs products spread over the threads, each thread with its own operands (sized for the largest
+// product, so a replayed product reads them from the start where the step read its own part of a
+// larger buffer: if anything, the replay is kinder to the caches than the step).
 class ProductRunner {
 public:
-    explicit ProductRunner(std::vector<Product> products);
+    explicit ProductRunner(std::vector<xgrad::GemmCall> products);
     void run();
     double flops() const { return total_flops(products_); }
 
 private:
-    std::vector<Product> products_;
-    std::vector<std::vector<float>> a_, b_, c_;
+    struct Operands {
+        std::vector<float> a, b, c;
+    };
+    std::vector<xgrad::GemmCall> products_;
+    tbb::enumerable_thread_specific<Operands> operands_;
 };
 
 }  // namespace xgrad_bench

@@ -4,10 +4,11 @@
 //   paper-mlp  batch 60, SGD (lr 0.1), as the paper's MNIST experiment
 // Argument: threads (TBB's limit; OpenBLAS runs single-threaded inside TBB's parts of a product).
 // items_per_second is images per second; the context line blas_kernels names the CPU whose
-// OpenBLAS kernels ran. BM_gemm_floor_* times only the step's matrix products, one per layer and
-// pass over the whole batch (bench/gemm_floor.hpp), with the same threads: the step's floor. Both
-// report the step's FLOPs as the counter "flops". bench/compare_torch.py times the same models,
-// optimizers and threads in PyTorch.
+// OpenBLAS kernels ran. With the same threads (bench/gemm_floor.hpp), BM_gemm_floor_* times only
+// the products the step makes, at their own shapes: the step's floor; BM_layer_products_* one
+// product per layer and pass over the whole batch instead. All report the step's FLOPs as the
+// counter "flops". bench/compare_torch.py times the same models, optimizers and threads in
+// PyTorch.
 #include <cstddef>
 #include <memory>
 #include <string>
@@ -70,25 +71,39 @@ void time_steps(benchmark::State& state, std::size_t batch, double flops, Run ru
 void train_step(benchmark::State& state, const std::string& name, std::size_t batch) {
     tbb::global_control limit(tbb::global_control::max_allowed_parallelism, static_cast<std::size_t>(state.range(0)));
     Step step(name, batch);
-    const double flops = xgrad_bench::total_flops(xgrad_bench::training_step_products(*step.model, step.images));
+    const double flops = xgrad_bench::total_flops(xgrad_bench::recorded_products([&] { step.run(); }));
     time_steps(state, batch, flops, [&] { step.run(); });
 }
 
-void gemm_floor(benchmark::State& state, const std::string& name, std::size_t batch) {
+// Times the products `choose` picks for the step alone.
+template <class Choose>
+void products(benchmark::State& state, const std::string& name, std::size_t batch, Choose choose) {
     tbb::global_control limit(tbb::global_control::max_allowed_parallelism, static_cast<std::size_t>(state.range(0)));
     Step step(name, batch);
-    xgrad_bench::ProductRunner products(xgrad_bench::training_step_products(*step.model, step.images));
-    time_steps(state, batch, products.flops(), [&] { products.run(); });
+    xgrad_bench::ProductRunner runner(choose(step));
+    time_steps(state, batch, runner.flops(), [&] { runner.run(); });
+}
+
+void gemm_floor(benchmark::State& state, const std::string& name, std::size_t batch) {
+    products(state, name, batch, [](Step& step) { return xgrad_bench::recorded_products([&] { step.run(); }); });
+}
+
+void layer_products(benchmark::State& state, const std::string& name, std::size_t batch) {
+    products(state, name, batch, [](Step& step) { return xgrad_bench::layer_products(*step.model, step.images); });
 }
 
 void BM_train_step_seed_cnn(benchmark::State& state) { train_step(state, "seed-cnn", 64); }
 void BM_train_step_paper_mlp(benchmark::State& state) { train_step(state, "paper-mlp", 60); }
 void BM_gemm_floor_seed_cnn(benchmark::State& state) { gemm_floor(state, "seed-cnn", 64); }
 void BM_gemm_floor_paper_mlp(benchmark::State& state) { gemm_floor(state, "paper-mlp", 60); }
+void BM_layer_products_seed_cnn(benchmark::State& state) { layer_products(state, "seed-cnn", 64); }
+void BM_layer_products_paper_mlp(benchmark::State& state) { layer_products(state, "paper-mlp", 60); }
 
 BENCHMARK(BM_train_step_seed_cnn)->ArgName("threads")->Arg(1)->Arg(2)->Unit(benchmark::kMillisecond)->UseRealTime();
 BENCHMARK(BM_gemm_floor_seed_cnn)->ArgName("threads")->Arg(1)->Arg(2)->Unit(benchmark::kMillisecond)->UseRealTime();
+BENCHMARK(BM_layer_products_seed_cnn)->ArgName("threads")->Arg(1)->Arg(2)->Unit(benchmark::kMillisecond)->UseRealTime();
 BENCHMARK(BM_train_step_paper_mlp)->ArgName("threads")->Arg(1)->Arg(2)->Unit(benchmark::kMicrosecond)->UseRealTime();
 BENCHMARK(BM_gemm_floor_paper_mlp)->ArgName("threads")->Arg(1)->Arg(2)->Unit(benchmark::kMicrosecond)->UseRealTime();
+BENCHMARK(BM_layer_products_paper_mlp)->ArgName("threads")->Arg(1)->Arg(2)->Unit(benchmark::kMicrosecond)->UseRealTime();
 
 }  // namespace

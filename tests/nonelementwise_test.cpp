@@ -5,7 +5,8 @@
 // for its value against a reference written here with explicit index arithmetic, and for its
 // gradients against central differences (gradcheck, worst error <= 1e-6). Also: shape errors
 // name the op and the shapes, a fused expression consumed by a reduction is one node, and a
-// linear layer with a cross-entropy loss composed of these ops passes gradcheck.
+// linear layer with a cross-entropy loss composed of these ops passes gradcheck. And gemm's own
+// promises: split products' bits, the BLAS description, the call log.
 #include <gtest/gtest.h>
 #include <rapidcheck/gtest.h>
 
@@ -341,6 +342,35 @@ TEST(Matmul, BlasConfigIsTheSameTextOnThreadsAskingAtOnce) {
     for (auto& thread : threads) thread.join();
     EXPECT_NE(seen[0].find("OpenBLAS"), std::string::npos) << seen[0];
     for (const std::string& text : seen) ASSERT_EQ(text, seen[0]);
+}
+
+// A log records each float product once, as it was called (a split product is one call, not its
+// parts), from every thread, and only while it lives; two at once are an error.
+TEST(Matmul, GemmCallLogRecordsEachFloatCallAsMade) {
+    std::vector<float> a(300 * 600, 1.0f), b(600 * 70, 1.0f), c(300 * 70);
+    std::vector<double> ad(4, 1.0), cd(4);
+    const auto product = [&] { xgrad::gemm<float>(true, false, 300, 70, 600, 1.0f, a.data(), 300, b.data(), 70, 0.0f, c.data(), 70); };
+    std::vector<xgrad::GemmCall> calls;
+    {
+        const xgrad::GemmCallLog log;
+        EXPECT_THROW(xgrad::GemmCallLog second, std::logic_error);
+        product();
+        std::thread other(product);
+        other.join();
+        xgrad::gemm<double>(false, false, 2, 2, 2, 1.0, ad.data(), 2, ad.data(), 2, 0.0, cd.data(), 2);
+        calls = log.calls();
+    }
+    product();
+    ASSERT_EQ(calls.size(), 2u);
+    for (const xgrad::GemmCall& call : calls) {
+        EXPECT_TRUE(call.trans_a);
+        EXPECT_FALSE(call.trans_b);
+        EXPECT_EQ(std::vector<std::size_t>({call.m, call.n, call.k, call.lda, call.ldb, call.ldc}),
+                  std::vector<std::size_t>({300, 70, 600, 300, 70, 70}));
+        EXPECT_EQ(call.flops(), 2.0 * 300 * 70 * 600);
+    }
+    const xgrad::GemmCallLog after;  // the first log is gone, so another may record
+    EXPECT_TRUE(after.calls().empty());
 }
 
 // A product large enough to be split gives the same bits with one thread and with two: the
