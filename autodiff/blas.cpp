@@ -72,8 +72,10 @@ void init_blas() {
 // Done when the program starts, before it can start threads: setenv is not thread-safe.
 [[maybe_unused]] const bool blas_ready = (init_blas(), true);
 
-// The live GemmCallLog, if any.
+// The live GemmCallLog, if any: read without the lock to skip it when there is none (the common
+// case), and again under the lock, which the log's destructor also takes, to record.
 std::atomic<GemmCallLog*> active_log{nullptr};
+std::mutex log_mutex;
 
 template <class T>
 void blas_gemm(bool trans_a, bool trans_b, std::size_t m, std::size_t n, std::size_t k, T alpha, const T* a,
@@ -99,7 +101,7 @@ void gemm(bool trans_a, bool trans_b, std::size_t m, std::size_t n, std::size_t 
           const T* b, std::size_t ldb, T beta, T* c, std::size_t ldc) {
     init_blas();
     if constexpr (std::is_same_v<T, float>) {
-        if (GemmCallLog* log = active_log.load(std::memory_order_acquire)) log->record({trans_a, trans_b, m, n, k, lda, ldb, ldc});
+        if (active_log.load(std::memory_order_relaxed)) GemmCallLog::record({trans_a, trans_b, m, n, k, lda, ldb, ldc});
     }
     const std::size_t side = std::max(m, n);
     if (m * n * k < kSplitAbove || side < 2 * kMinPartWidth) {
@@ -124,20 +126,24 @@ template void gemm<float>(bool, bool, std::size_t, std::size_t, std::size_t, flo
 template void gemm<double>(bool, bool, std::size_t, std::size_t, std::size_t, double, const double*, std::size_t,
                            const double*, std::size_t, double, double*, std::size_t);
 
-GemmCallLog::GemmCallLog() {
-    GemmCallLog* none = nullptr;
-    if (!active_log.compare_exchange_strong(none, this)) throw std::logic_error("GemmCallLog: another log is already recording");
+void GemmCallLog::record(const GemmCall& call) {
+    const std::lock_guard lock(log_mutex);
+    if (GemmCallLog* log = active_log.load(std::memory_order_relaxed)) log->calls_.push_back(call);
 }
 
-GemmCallLog::~GemmCallLog() { active_log.store(nullptr, std::memory_order_release); }
+GemmCallLog::GemmCallLog() {
+    const std::lock_guard lock(log_mutex);
+    if (active_log.load(std::memory_order_relaxed)) throw std::logic_error("GemmCallLog: another log is already recording");
+    active_log.store(this, std::memory_order_relaxed);
+}
 
-void GemmCallLog::record(const GemmCall& call) {
-    const std::lock_guard lock(mutex_);
-    calls_.push_back(call);
+GemmCallLog::~GemmCallLog() {
+    const std::lock_guard lock(log_mutex);
+    active_log.store(nullptr, std::memory_order_relaxed);
 }
 
 std::vector<GemmCall> GemmCallLog::calls() const {
-    const std::lock_guard lock(mutex_);
+    const std::lock_guard lock(log_mutex);
     return calls_;
 }
 

@@ -5,6 +5,7 @@
 #include <utility>
 
 #include <tbb/parallel_for.h>
+#include <tbb/task_arena.h>
 
 #include "layers/conv2d.hpp"
 #include "layers/linear.hpp"
@@ -86,7 +87,12 @@ void ProductRunner::run() {
     tbb::parallel_for(std::size_t{0}, products_.size(), [&](std::size_t i) {
         const GemmCall& p = products_[i];
         Operands& o = operands_.local();
-        xgrad::gemm<float>(p.trans_a, p.trans_b, p.m, p.n, p.k, 1.0f, o.a.data(), p.lda, o.b.data(), p.ldb, 0.0f, o.c.data(), p.ldc);
+        // A split product waits for its parts; isolated, the waiting thread takes none of the other
+        // products meanwhile, which would write the same thread's operands.
+        tbb::this_task_arena::isolate([&] {
+            xgrad::gemm<float>(p.trans_a, p.trans_b, p.m, p.n, p.k, 1.0f, o.a.data(), p.lda, o.b.data(), p.ldb, 0.0f,
+                               o.c.data(), p.ldc);
+        });
     });
 }
 

@@ -28,9 +28,11 @@ std::vector<xgrad::GemmCall> layer_products(xgrad::Sequential<float>& model, con
 
 double total_flops(const std::vector<xgrad::GemmCall>& products);
 
-// Runs products spread over the threads, each thread with its own operands (sized for the largest
-// product, so a replayed product reads them from the start where the step read its own part of a
-// larger buffer: if anything, the replay is kinder to the caches than the step).
+// Runs products spread over the threads, as if independent (the step's layers run one after
+// another: at 2 threads the replay is the kinder), each thread with its own operands, sized for the
+// largest product (a replayed product reads them from the start where the step read its own part
+// of a larger buffer), and with beta = 0 (where the step adds to a gradient, it also reads C).
+// If anything, the replay is kinder to the caches than the step.
 class ProductRunner {
 public:
     explicit ProductRunner(std::vector<xgrad::GemmCall> products);

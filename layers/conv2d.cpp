@@ -18,7 +18,8 @@ namespace xgrad {
 namespace {
 
 // The batch is processed in chunks of whole samples whose im2col matrix has at most about this
-// many elements: memory stays bounded while the product for dW still spans several samples.
+// many elements: memory stays bounded while the product for dW still spans several samples. A
+// forward whose whole batch fits in one chunk keeps its matrix for the backward's dW.
 constexpr std::size_t kColumnBudget = std::size_t{1} << 22;
 
 struct Span {
@@ -270,7 +271,7 @@ Var<T> Conv2d<T>::forward(const Var<T>& x) {
             gemm<T>(false, false, out, plane, rows, T(1), w, rows, cols.get() + b * plane, ld, T(1), yb, plane);
         });
     }
-    if (chunk < g.n || !weight.requires_grad()) cols.reset();
+    if (chunk < g.n || rows * plane * g.n > kColumnBudget || !weight.requires_grad()) cols.reset();
 
     std::vector<typename Var<T>::NodePtr> inputs{x.node(), weight.node()};
     if (bias_) inputs.push_back(bias_->node());
