@@ -30,7 +30,7 @@ std::string MaxPool2d<T>::describe() const {
 
 namespace {
 
-// a where `take`, else b: by masks rather than a branch, which on real data is a coin toss that
+// `a` where `take`, else `b`: by masks rather than a branch, which on real data is a coin toss that
 // a branch would mispredict half the time (and which GCC emits even for a ?: in a loop's scalar
 // remainder).
 template <class T>
@@ -102,20 +102,20 @@ void pool_2x2(const T* __restrict top, std::size_t w, std::uint32_t at, std::siz
 // and run as scalar code. A part shorter than Lanes is computed Lanes wide into a scratch
 // buffer, reading past the row into the input that follows it, if `readable` elements from
 // `top` allow; else as it is.
-template <std::size_t kPoolLanes, class T>
+template <std::size_t Lanes, class T>
 void pool_2x2_row(const T* top, std::size_t w, std::uint32_t at, std::size_t ow, std::size_t readable, T* best,
                   std::uint32_t* where) {
     std::size_t k = 0;
-    for (; k + kPoolLanes <= ow; k += kPoolLanes) pool_2x2(top + 2 * k, w, at + static_cast<std::uint32_t>(2 * k), kPoolLanes, best + k, where + k);
+    for (; k + Lanes <= ow; k += Lanes) pool_2x2(top + 2 * k, w, at + static_cast<std::uint32_t>(2 * k), Lanes, best + k, where + k);
     if (k == ow) return;
     const std::uint32_t rest_at = at + static_cast<std::uint32_t>(2 * k);
-    if (w + 2 * (k + kPoolLanes) > readable) {
+    if (w + 2 * (k + Lanes) > readable) {
         pool_2x2(top + 2 * k, w, rest_at, ow - k, best + k, where + k);
         return;
     }
-    T b[kPoolLanes];
-    std::uint32_t i[kPoolLanes];
-    pool_2x2(top + 2 * k, w, rest_at, kPoolLanes, b, i);
+    T b[Lanes];
+    std::uint32_t i[Lanes];
+    pool_2x2(top + 2 * k, w, rest_at, Lanes, b, i);
     std::copy_n(b, ow - k, best + k);
     std::copy_n(i, ow - k, where + k);
 }
