@@ -271,7 +271,7 @@ Var<T> Conv2d<T>::forward(const Var<T>& x) {
             gemm<T>(false, false, out, plane, rows, T(1), w, rows, cols.get() + b * plane, ld, T(1), yb, plane);
         });
     }
-    if (chunk < g.n || rows * plane * g.n > kColumnBudget || !weight.requires_grad()) cols.reset();
+    if (rows * plane * g.n > kColumnBudget || !weight.requires_grad()) cols.reset();  // more than one chunk
 
     std::vector<typename Var<T>::NodePtr> inputs{x.node(), weight.node()};
     if (bias_) inputs.push_back(bias_->node());
