@@ -119,12 +119,20 @@ std::string builds_line(const Report& r) {
            joined(items) + ".\n\n";
 }
 
-// The claims of the report in `path`: the rows "| k | ..." of its summary table.
+// The claims of the report in `path`: the rows "| k | ..." of its summary table, the one headed
+// "| # | claim". The sections' tables below it may also start rows with a number (a depth, a batch).
 std::size_t claims_in_report(const fs::path& path) {
     std::ifstream in(path);
     std::size_t claims = 0;
+    bool in_summary = false;
     for (std::string line; std::getline(in, line);) {
-        claims += line.size() > 2 && line.compare(0, 2, "| ") == 0 && std::isdigit(static_cast<unsigned char>(line[2]));
+        if (line.starts_with("| # | claim")) {
+            in_summary = true;
+        } else if (in_summary && !line.starts_with("|")) {
+            break;
+        } else if (in_summary) {
+            claims += line.size() > 2 && line.starts_with("| ") && std::isdigit(static_cast<unsigned char>(line[2]));
+        }
     }
     return claims;
 }

@@ -1081,9 +1081,10 @@ TEST(Drivers, QuickProfilesWriteSaneResultsAndTheReport) {
 }
 
 // One driver's claims.json with `claims` claims, as a driver writes it.
-void write_claims_json(const fs::path& results, const std::string& driver, std::size_t claims) {
+void write_claims_json(const fs::path& results, const std::string& driver, std::size_t claims,
+                       const std::vector<std::string>& tables = {}) {
     nlohmann::json j = {{"profile", "quick"}, {"title", "a title"}, {"setup", "a setup"},
-                        {"tables", nlohmann::json::array()}, {"plots", nlohmann::json::array()}, {"claims", nlohmann::json::array()}};
+                        {"tables", tables}, {"plots", nlohmann::json::array()}, {"claims", nlohmann::json::array()}};
     for (std::size_t k = 0; k < claims; ++k) {
         j["claims"].push_back({{"claim", "claim " + std::to_string(k)}, {"source", "s"}, {"paper", "p"},
                                {"measured", "m"}, {"verdict", "partly"}, {"rule", "r"}});
@@ -1129,6 +1130,19 @@ TEST(Report, NoResultsOrFewerClaimsLeaveTheReportAsItWas) {
     EXPECT_NE(run_cli("report --force --results " + (dir / "one").string() + " --out " + out.string()).find("1 claims"),
               std::string::npos);
     EXPECT_NE(read_file(out).find("claim 0"), std::string::npos);
+    fs::remove_all(dir);
+}
+
+// The guard counts the summary table's claims, not the rows of the sections' tables that start
+// with a number (a depth, a batch size): a report regenerated from the same results replaces itself.
+TEST(Report, SectionTablesWithNumberedRowsAreNotClaims) {
+    const fs::path dir = fresh_dir("report_numbered_rows");
+    const fs::path out = dir / "REPORT.md";
+    write_claims_json(dir / "results", drivers()[0].name, 2, {"| depth | acc. |\n|---|---|\n| 3 | 0.9 |\n| 6 | 0.8 |\n| 10 | 0.1 |\n"});
+    const std::string report = "report --results " + (dir / "results").string() + " --out " + out.string();
+    ASSERT_NE(run_cli(report).find("2 claims"), std::string::npos);
+    ASSERT_NE(read_file(out).find("| 10 | 0.1 |"), std::string::npos);
+    EXPECT_NE(run_cli(report).find("2 claims"), std::string::npos);
     fs::remove_all(dir);
 }
 
