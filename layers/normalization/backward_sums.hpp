@@ -35,9 +35,12 @@ void backward_sums(const ChannelShape& view, std::span<const double> row_mean, c
             v = affine(x[i], forward->centre.at(row), forward->scale.at(row), forward->shift.at(row));
         }
         const double g = static_cast<double>(epi.gate(dy[i], v, i));
-        std::array<double, K> s{g, g * (static_cast<double>(x[i]) - mean[row])};
+        Products<K> s{{g, g}, {1.0, static_cast<double>(x[i]) - mean[row]}};
         const auto extras = epi.extras(dy[i], v, i);
-        for (std::size_t e = 0; e < extras.size(); ++e) s[2 + e] = extras[e];
+        for (std::size_t e = 0; e < extras.size(); ++e) {
+            s.value[2 + e] = extras[e];
+            s.factor[2 + e] = 1.0;
+        }
         return s;
     };
     channel_sums_over<K>(view, rows, term, [out](std::size_t row, const std::array<double, K>& s) { out[row] = s; });

@@ -45,6 +45,7 @@
 
 #include "autodiff/shape.hpp"
 #include "autodiff/threads.hpp"
+#include "layers/normalization/arithmetic.hpp"
 
 namespace xgrad {
 
@@ -68,11 +69,24 @@ ChannelShape channel_shape(const Sh& shape) {
     return cs;
 }
 
+// A term's K quantities as products value·factor, for a term whose quantities are (mostly)
+// products: the runs layout adds each with one rounding, a fused multiply-add where the target has
+// a fast one, so that a square costs what a sum costs (a plain sum is a product with factor 1, which
+// a fused multiply-add adds exactly). The rows layout multiplies first and adds, as for sums.
+template <std::size_t K>
+struct Products {
+    std::array<double, K> value;
+    std::array<double, K> factor;
+};
+
+template <class R, std::size_t K>
+concept ChannelTermResult = std::convertible_to<R, std::array<double, K>> || std::same_as<R, Products<K>>;
+
 template <class F, std::size_t K>
 concept ChannelTerm = requires(const F& f, std::size_t c, std::size_t i) {
-    { f(c, i) } -> std::convertible_to<std::array<double, K>>;
+    { f(c, i) } -> ChannelTermResult<K>;
 } || requires(const F& f, std::size_t c, std::size_t n, std::size_t i) {
-    { f(c, n, i) } -> std::convertible_to<std::array<double, K>>;
+    { f(c, n, i) } -> ChannelTermResult<K>;
 };
 
 enum class ChannelLayout { rows, runs };
@@ -107,13 +121,37 @@ void add_into(Sums<K>& dst, const Sums<K>& p) {
     for (std::size_t k = 0; k < K; ++k) dst[k] += p[k];
 }
 
-// term(c, i) or term(c, n, i), whichever the term takes; element i is in sample n.
-template <std::size_t K, class F>
-Sums<K> evaluate(const F& term, std::size_t c, std::size_t n, std::size_t i) {
+// term(c, i) or term(c, n, i), whichever the term takes, as the term gives it; element i is in sample n.
+template <class F>
+auto evaluate_term(const F& term, std::size_t c, std::size_t n, std::size_t i) {
     if constexpr (std::invocable<const F&, std::size_t, std::size_t, std::size_t>) {
         return term(c, n, i);
     } else {
         return term(c, i);
+    }
+}
+
+// The term's quantities as sums (products multiplied out).
+template <std::size_t K, class F>
+Sums<K> evaluate(const F& term, std::size_t c, std::size_t n, std::size_t i) {
+    const auto t = evaluate_term(term, c, n, i);
+    if constexpr (std::same_as<decltype(t), const Products<K>>) {
+        Sums<K> s;
+        for (std::size_t k = 0; k < K; ++k) s[k] = t.value[k] * t.factor[k];
+        return s;
+    } else {
+        return t;
+    }
+}
+
+// lanes[k][l] += the term's quantity k: with one rounding where the term gives products.
+template <std::size_t K, class F>
+void add_term(double (&lanes)[K][kLanes], std::size_t l, const F& term, std::size_t c, std::size_t n, std::size_t i) {
+    const auto t = evaluate_term(term, c, n, i);
+    if constexpr (std::same_as<decltype(t), const Products<K>>) {
+        for (std::size_t k = 0; k < K; ++k) lanes[k][l] = normalization_detail::mul_add(t.value[k], t.factor[k], lanes[k][l]);
+    } else {
+        for (std::size_t k = 0; k < K; ++k) lanes[k][l] += t[k];
     }
 }
 
@@ -128,15 +166,9 @@ Sums<K> run_block(const F& term, const ChannelShape& sh, std::size_t c, std::siz
         const std::size_t base = (n * sh.c + c) * sh.s + s;
         std::size_t r = 0;
         for (; r + kLanes <= len; r += kLanes) {
-            for (std::size_t l = 0; l < kLanes; ++l) {
-                const Sums<K> t = evaluate<K>(term, c, n, base + r + l);
-                for (std::size_t k = 0; k < K; ++k) lanes[k][l] += t[k];
-            }
+            for (std::size_t l = 0; l < kLanes; ++l) add_term<K>(lanes, l, term, c, n, base + r + l);
         }
-        for (std::size_t l = 0; r + l < len; ++l) {
-            const Sums<K> t = evaluate<K>(term, c, n, base + r + l);
-            for (std::size_t k = 0; k < K; ++k) lanes[k][l] += t[k];
-        }
+        for (std::size_t l = 0; r + l < len; ++l) add_term<K>(lanes, l, term, c, n, base + r + l);
         j += len;
     }
     Sums<K> p;
