@@ -42,7 +42,7 @@ Plan plan_for(Profile p) {
         return {"fashion-mnist",
                 {2, 4, 8, 16, 32, 64},
                 {Norm::batch, Norm::ghost, Norm::batch_renorm, Norm::group, Norm::layer, Norm::instance, Norm::frn, Norm::none},
-                10000, 2, 0, 3, {2, 8, 32}};
+                10000, 2, 0, 5, {2, 8, 32}};
     }
     return {"synthetic", {smallest_batch, typical_batch}, {Norm::batch, Norm::ghost, Norm::group, Norm::none}, 64, 1, 0, 2, {16}};
 }

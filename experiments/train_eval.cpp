@@ -34,7 +34,7 @@ struct Plan {
 };
 
 Plan plan_for(Profile p) {
-    if (p == Profile::paper) return {"fashion-mnist", {4, 16, 64}, 10000, 1, 10, 2000, 2000, 3};
+    if (p == Profile::paper) return {"fashion-mnist", {4, 16, 64}, 10000, 1, 10, 2000, 2000, 5};
     return {"synthetic", {4, 16}, 64, 1, 2, 0, 32, 2};
 }
 

@@ -149,17 +149,28 @@ TEST(ChannelReduce, MatchesReferenceUnderEverySchedule) {
     }
 }
 
+// How a test term gives its quantities: as sums, or as products (xgrad::Products), which the runs
+// layout adds with fused multiply-adds.
+enum class TermForm { sums, products };
+
 // A term whose rounding depends on the order of additions and that invites fused multiply-adds,
-// so that any difference in how the sums are formed shows in the bits.
-template <class T>
+// so that any difference in how the sums are formed shows in the bits: {(x - 0.1c)², dy·(x - 0.1c)}.
+template <TermForm Form, class T>
+auto dot_term(const T* g, const T* v) {
+    return [g, v](std::size_t c, std::size_t i) {
+        const double d = static_cast<double>(v[i]) - 0.1 * static_cast<double>(c);
+        if constexpr (Form == TermForm::products) {
+            return xgrad::Products<2>{{d, static_cast<double>(g[i])}, {d, d}};
+        } else {
+            return std::array<double, 2>{d * d, static_cast<double>(g[i]) * d};
+        }
+    };
+}
+
+template <class T, TermForm Form = TermForm::sums>
 std::vector<std::array<double, 2>> dot_sums(const std::vector<T>& dy, const std::vector<T>& x, const ChannelShape& sh,
                                             ChannelSchedule schedule = ChannelSchedule::automatic) {
-    const T* g = dy.data();
-    const T* v = x.data();
-    return xgrad::channel_sums<2>(sh, [g, v](std::size_t c, std::size_t i) {
-        const double d = static_cast<double>(v[i]) - 0.1 * static_cast<double>(c);
-        return std::array<double, 2>{d * d, static_cast<double>(g[i]) * d};
-    }, schedule);
+    return xgrad::channel_sums<2>(sh, dot_term<Form>(dy.data(), x.data()), schedule);
 }
 
 template <class R>
@@ -198,7 +209,7 @@ TEST(ChannelReduce, SchedulesCoverEveryBranch) {
     }
 }
 
-template <class T>
+template <class T, TermForm Form>
 void check_thread_independence() {
     for (const auto& bc : branch_cases) {
         const auto& sh = bc.shape;
@@ -209,19 +220,19 @@ void check_thread_independence() {
         xgrad::Moments moments1, moments2;
         tbb::task_arena(1).execute([&] {
             EXPECT_EQ(xgrad::available_threads(), 1);
-            one = dot_sums(dy, x, sh);
+            one = dot_sums<T, Form>(dy, x, sh);
             moments1 = channel_moments(x.data(), sh);
         });
         tbb::task_arena(2).execute([&] {
             EXPECT_EQ(xgrad::available_threads(), 2);
-            two = dot_sums(dy, x, sh);
-            two_again = dot_sums(dy, x, sh);
+            two = dot_sums<T, Form>(dy, x, sh);
+            two_again = dot_sums<T, Form>(dy, x, sh);
             moments2 = channel_moments(x.data(), sh);
         });
         {
             tbb::global_control limit(tbb::global_control::max_allowed_parallelism, 1);
             EXPECT_EQ(xgrad::available_threads(), 1);
-            limited = dot_sums(dy, x, sh);
+            limited = dot_sums<T, Form>(dy, x, sh);
         }
         EXPECT_TRUE(bitwise_equal(one, two));
         EXPECT_TRUE(bitwise_equal(two, two_again));
@@ -231,14 +242,40 @@ void check_thread_independence() {
         // Every schedule, whatever the arena, gives the same bits.
         tbb::task_arena(2).execute([&] {
             for (auto schedule : {ChannelSchedule::serial, ChannelSchedule::over_channels, ChannelSchedule::over_blocks}) {
-                EXPECT_TRUE(bitwise_equal(one, dot_sums(dy, x, sh, schedule))) << "schedule " << static_cast<int>(schedule);
+                EXPECT_TRUE(bitwise_equal(one, dot_sums<T, Form>(dy, x, sh, schedule))) << "schedule " << static_cast<int>(schedule);
             }
         });
     }
 }
 
-TEST(ChannelReduce, OneAndTwoThreadsAreBitwiseEqualFloat) { check_thread_independence<float>(); }
-TEST(ChannelReduce, OneAndTwoThreadsAreBitwiseEqualDouble) { check_thread_independence<double>(); }
+TEST(ChannelReduce, OneAndTwoThreadsAreBitwiseEqualFloat) { check_thread_independence<float, TermForm::sums>(); }
+TEST(ChannelReduce, OneAndTwoThreadsAreBitwiseEqualDouble) { check_thread_independence<double, TermForm::sums>(); }
+TEST(ChannelReduce, OneAndTwoThreadsAreBitwiseEqualWithProductTermsFloat) {
+    check_thread_independence<float, TermForm::products>();
+}
+TEST(ChannelReduce, OneAndTwoThreadsAreBitwiseEqualWithProductTermsDouble) {
+    check_thread_independence<double, TermForm::products>();
+}
+
+// A product term sums what the same term as sums does, to the rounding of sums of its magnitudes
+// (Σdy·d cancels: dy has mean 0).
+TEST(ChannelReduce, ProductTermsSumAsTheirSumsDo) {
+    for (const auto& bc : branch_cases) {
+        const auto& sh = bc.shape;
+        SCOPED_TRACE(name(sh));
+        const auto x = random_data<double>(sh.size(), 3.0, 7.0, 5);
+        const auto dy = random_data<double>(sh.size(), 0.0, 1.0, 6);
+        const auto sums = dot_sums<double, TermForm::sums>(dy, x, sh);
+        const auto products = dot_sums<double, TermForm::products>(dy, x, sh);
+        const auto magnitudes = xgrad::channel_sums<2>(sh, [&](std::size_t c, std::size_t i) {
+            const auto t = dot_term<TermForm::sums>(dy.data(), x.data())(c, i);
+            return std::array<double, 2>{std::fabs(t[0]), std::fabs(t[1])};
+        });
+        for (std::size_t c = 0; c < sh.c; ++c) {
+            for (std::size_t k = 0; k < 2; ++k) EXPECT_NEAR(products[c][k], sums[c][k], 1e-11 * magnitudes[c][k]);
+        }
+    }
+}
 
 // Channel blocks summed one by one in the caller's thread give the bits of the whole-tensor sums.
 TEST(ChannelReduce, SerialSumsOfChannelBlocksAreBitwiseEqual) {
@@ -247,18 +284,17 @@ TEST(ChannelReduce, SerialSumsOfChannelBlocksAreBitwiseEqual) {
         SCOPED_TRACE(name(sh));
         const auto x = random_data<float>(sh.size(), 3.0, 7.0, 5);
         const auto dy = random_data<float>(sh.size(), 0.0, 1.0, 6);
-        const float* g = dy.data();
-        const float* v = x.data();
-        const auto term = [g, v](std::size_t c, std::size_t i) {
-            const double d = static_cast<double>(v[i]) - 0.1 * static_cast<double>(c);
-            return std::array<double, 2>{d * d, static_cast<double>(g[i]) * d};
+        const auto blocks_of = [&](const auto& term) {
+            std::vector<std::array<double, 2>> blocks(sh.c, std::array<double, 2>{});
+            const std::size_t step = sh.c / 3 + 1;
+            for (std::size_t c0 = 0; c0 < sh.c; c0 += step) {
+                xgrad::channel_sums_serial<2>(sh, c0, std::min(sh.c, c0 + step), term, blocks.data() + c0);
+            }
+            return blocks;
         };
-        std::vector<std::array<double, 2>> blocks(sh.c, std::array<double, 2>{});
-        const std::size_t step = sh.c / 3 + 1;
-        for (std::size_t c0 = 0; c0 < sh.c; c0 += step) {
-            xgrad::channel_sums_serial<2>(sh, c0, std::min(sh.c, c0 + step), term, blocks.data() + c0);
-        }
-        EXPECT_TRUE(bitwise_equal(dot_sums(dy, x, sh), blocks));
+        EXPECT_TRUE(bitwise_equal(dot_sums(dy, x, sh), blocks_of(dot_term<TermForm::sums>(dy.data(), x.data()))));
+        EXPECT_TRUE(bitwise_equal(dot_sums<float, TermForm::products>(dy, x, sh),
+                                  blocks_of(dot_term<TermForm::products>(dy.data(), x.data()))));
     }
 }
 

@@ -6,8 +6,8 @@
 //
 // A tensor is seen as (N, C, S) row-major: NCHW is (N, C, H*W), (N, C) is (N, C, 1), (N, C, L) is
 // (N, C, L). For every channel c, K quantities are summed over all n and s, in double even for
-// float data. What is summed is a term: term(c, i) -> std::array<double, K>, a pure function of
-// the channel and of the flat index i into the tensor (so one term can read several tensors of
+// float data. What is summed is a term: term(c, i) -> std::array<double, K> (or Products<K>, below),
+// a pure function of the channel and of the flat index i into the tensor (so one term can read several tensors of
 // the same shape, e.g. x and dy). The primitive owns the loops, so one term definition is
 // vectorized both along a channel's contiguous runs and across channels. A term that also depends
 // on the sample n (per-row data where the channels are columns: LayerNorm's dgamma over an
@@ -28,7 +28,9 @@
 // The schedule (serial; parallel over channels; parallel over (block, channel) items into
 // partials, then a combine pass in block order) only decides who computes which (channel, block)
 // partial, so it may depend on the thread count without changing a bit of the result. Small
-// inputs run serially in the calling thread: no task is spawned.
+// inputs run serially in the calling thread: no task is spawned. A Products term is added with
+// fused multiply-adds in the runs layout (where the build targets a fast FMA) and multiplied
+// then added in the rows layout: which of the two depends on the shape and the build alone.
 #pragma once
 
 #include <algorithm>
@@ -37,6 +39,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <string>
+#include <type_traits>
 #include <vector>
 
 #include <tbb/blocked_range.h>
@@ -70,9 +73,10 @@ ChannelShape channel_shape(const Sh& shape) {
 }
 
 // A term's K quantities as products value·factor, for a term whose quantities are (mostly)
-// products: the runs layout adds each with one rounding, a fused multiply-add where the target has
-// a fast one, so that a square costs what a sum costs (a plain sum is a product with factor 1, which
-// a fused multiply-add adds exactly). The rows layout multiplies first and adds, as for sums.
+// products: the runs layout adds each with a fused multiply-add where the build targets a fast one
+// (one rounding; elsewhere a product and a sum), so that a square costs what a sum costs. A plain
+// sum is a product with factor 1, whose multiply-add gives the bits of the add. The rows layout
+// multiplies first and adds, as for sums.
 template <std::size_t K>
 struct Products {
     std::array<double, K> value;
@@ -80,7 +84,7 @@ struct Products {
 };
 
 template <class R, std::size_t K>
-concept ChannelTermResult = std::convertible_to<R, std::array<double, K>> || std::same_as<R, Products<K>>;
+concept ChannelTermResult = std::convertible_to<R, std::array<double, K>> || std::same_as<std::remove_cvref_t<R>, Products<K>>;
 
 template <class F, std::size_t K>
 concept ChannelTerm = requires(const F& f, std::size_t c, std::size_t i) {
@@ -131,11 +135,14 @@ auto evaluate_term(const F& term, std::size_t c, std::size_t n, std::size_t i) {
     }
 }
 
+template <class R, std::size_t K>
+inline constexpr bool is_products = std::same_as<std::remove_cvref_t<R>, Products<K>>;
+
 // The term's quantities as sums (products multiplied out).
 template <std::size_t K, class F>
 Sums<K> evaluate(const F& term, std::size_t c, std::size_t n, std::size_t i) {
     const auto t = evaluate_term(term, c, n, i);
-    if constexpr (std::same_as<decltype(t), const Products<K>>) {
+    if constexpr (is_products<decltype(t), K>) {
         Sums<K> s;
         for (std::size_t k = 0; k < K; ++k) s[k] = t.value[k] * t.factor[k];
         return s;
@@ -144,13 +151,14 @@ Sums<K> evaluate(const F& term, std::size_t c, std::size_t n, std::size_t i) {
     }
 }
 
-// lanes[k][l] += the term's quantity k: with one rounding where the term gives products.
+// lanes[k][l] += the term's quantity k: a product by a multiply-add (mul_add).
 template <std::size_t K, class F>
 void add_term(double (&lanes)[K][kLanes], std::size_t l, const F& term, std::size_t c, std::size_t n, std::size_t i) {
-    const auto t = evaluate_term(term, c, n, i);
-    if constexpr (std::same_as<decltype(t), const Products<K>>) {
+    if constexpr (is_products<decltype(evaluate_term(term, c, n, i)), K>) {
+        const auto t = evaluate_term(term, c, n, i);
         for (std::size_t k = 0; k < K; ++k) lanes[k][l] = normalization_detail::mul_add(t.value[k], t.factor[k], lanes[k][l]);
     } else {
+        const Sums<K> t = evaluate<K>(term, c, n, i);
         for (std::size_t k = 0; k < K; ++k) lanes[k][l] += t[k];
     }
 }

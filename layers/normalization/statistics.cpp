@@ -70,7 +70,7 @@ void group_moments(const Grouping& grouping, const T* x, const Rows& groups, Mom
         const double mean = out.mean[g];
         channel_sums_over<1>(view, group, [x, mean](std::size_t, std::size_t i) {
             const double d = static_cast<double>(x[i]) - mean;
-            return std::array<double, 1>{d * d};
+            return Products<1>{{d}, {d}};
         }, [&](std::size_t h, const std::array<double, 1>& s) { out.var[h] = s[0] / n; });
     }
 }
@@ -84,7 +84,7 @@ void group_squares(const Grouping& grouping, const T* x, const Rows& groups, std
     }
     channel_sums_over<1>(view, groups, [x](std::size_t, std::size_t i) {
         const double v = static_cast<double>(x[i]);
-        return std::array<double, 1>{v * v};
+        return Products<1>{{v}, {v}};
     }, [out](std::size_t g, const std::array<double, 1>& s) { out[g] = s[0]; });
 }
 
