@@ -84,7 +84,10 @@ struct Products {
 };
 
 template <class R, std::size_t K>
-concept ChannelTermResult = std::convertible_to<R, std::array<double, K>> || std::same_as<std::remove_cvref_t<R>, Products<K>>;
+inline constexpr bool is_products = std::same_as<std::remove_cvref_t<R>, Products<K>>;
+
+template <class R, std::size_t K>
+concept ChannelTermResult = std::convertible_to<R, std::array<double, K>> || is_products<R, K>;
 
 template <class F, std::size_t K>
 concept ChannelTerm = requires(const F& f, std::size_t c, std::size_t i) {
@@ -134,9 +137,6 @@ auto evaluate_term(const F& term, std::size_t c, std::size_t n, std::size_t i) {
         return term(c, i);
     }
 }
-
-template <class R, std::size_t K>
-inline constexpr bool is_products = std::same_as<std::remove_cvref_t<R>, Products<K>>;
 
 // The term's quantities as sums (products multiplied out).
 template <std::size_t K, class F>
