@@ -165,17 +165,22 @@ def torch_train_steps_in_child(repetitions, env_extra):
 
 
 def print_train_steps(build, repetitions):
-    xg = google_benchmark(f"{build}/bench/train_step_bench", ".", repetitions, STATISTIC)
+    # oneDNN's OpenMP threads sleep between its convolutions rather than spin against TBB's (README,
+    # "Conv2d's backends"); no effect on the own backend, which starts no OpenMP thread.
+    xg = google_benchmark(f"{build}/bench/train_step_bench", ".", repetitions, STATISTIC,
+                          env={"OMP_WAIT_POLICY": "passive"})
     as_installed = torch_train_steps_in_child(repetitions, {})
     avx512 = torch_train_steps_in_child(repetitions, {"OPENBLAS_CORETYPE": "SkylakeX"})
     print("### Training step\n")
     print("GEMM floor: the products the step makes, at their own shapes, timed alone (spread over the threads as "
           "if independent); one product per layer: the same FLOPs as one product per layer and pass over the whole "
-          "batch. Both through the same gemm and threads in the same binary (bench/gemm_floor.hpp).\n")
+          "batch. Both through the same gemm and threads in the same binary (bench/gemm_floor.hpp). oneDNN conv: "
+          "the step with Conv2d on oneDNN's convolution (--conv-backend onednn), whose products are not sgemm's.\n")
     print("| model | batch | threads | xgrad (ms) | GEMM floor (ms) | xgrad / floor | one product per layer (ms) "
           "| xgrad GFLOP/s | floor GFLOP/s | PyTorch (ms) | PyTorch, OpenBLAS AVX-512 (ms) | xgrad images/s "
-          "| PyTorch images/s | speed-up over PyTorch | speed-up over PyTorch, AVX-512 OpenBLAS |")
-    print("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|")
+          "| PyTorch images/s | speed-up over PyTorch | speed-up over PyTorch, AVX-512 OpenBLAS "
+          "| xgrad, oneDNN conv (ms) | its speed-up over PyTorch |")
+    print("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|")
     for name, (batch, _) in STEPS.items():
         for threads in THREADS:
             suffix = name.replace("-", "_") + f"/threads:{threads}/real_time"
@@ -183,10 +188,14 @@ def print_train_steps(build, repetitions):
             ours, floor_us, gflop = step["us"], floor["us"], step["flops"] / 1e9
             per_layer = xg["BM_layer_products_" + suffix]["us"]
             theirs, theirs_avx512 = as_installed[f"{name}/{threads}"], avx512[f"{name}/{threads}"]
+            # Models with a Conv2d, in builds with oneDNN.
+            onednn = xg.get("BM_train_step_" + suffix.replace("/threads", "_onednn/threads"), {"error_occurred": True})
+            onednn_cells = ("– | –" if onednn.get("error_occurred")
+                            else f"{onednn['us'] / 1e3:.3f} | {theirs / onednn['us']:.2f}")
             print(f"| {name} | {batch} | {threads} | {ours / 1e3:.3f} | {floor_us / 1e3:.3f} | {ours / floor_us:.2f} "
                   f"| {per_layer / 1e3:.3f} | {gflop / ours * 1e6:.1f} | {gflop / floor_us * 1e6:.1f} | {theirs / 1e3:.3f} "
                   f"| {theirs_avx512 / 1e3:.3f} | {batch / ours * 1e6:.0f} | {batch / theirs * 1e6:.0f} | {theirs / ours:.2f} "
-                  f"| {theirs_avx512 / ours:.2f} |")
+                  f"| {theirs_avx512 / ours:.2f} | {onednn_cells} |")
     print()
 
 

@@ -1,6 +1,7 @@
 """Running Google Benchmark binaries from the comparison scripts (compare_torch.py,
 compare_builds.py): their records by benchmark name, reduced over the repetitions."""
 import json
+import os
 import statistics
 import subprocess
 
@@ -11,16 +12,17 @@ import subprocess
 STATISTICS = {"median": statistics.median_low, "min": min}
 
 
-def google_benchmark(binary, pattern, repetitions, statistic="median"):
+def google_benchmark(binary, pattern, repetitions, statistic="median", env=None):
     """Records by benchmark name from a Google Benchmark binary's JSON output, with the time in µs
     as "us" and the counters of the repetition whose time is `statistic` of the repetitions' times
     (x_copy, though, as that time over the same statistic of the floors), and the coefficient of
-    variation of the time and of each counter as "cv"."""
+    variation of the time and of each counter as "cv". `env`: variables added to the binary's
+    environment."""
     # Repetitions interleaved at random over the run, so that a burst of load from elsewhere on the
     # machine spoils one repetition of several benchmarks rather than every repetition of one.
     return reduce_repetitions(iterations_of([binary, f"--benchmark_filter={pattern}", "--benchmark_format=json",
                                              f"--benchmark_repetitions={repetitions}",
-                                             "--benchmark_enable_random_interleaving=true"]), statistic)
+                                             "--benchmark_enable_random_interleaving=true"], env), statistic)
 
 
 def alternating(commands, repetitions, statistic="median"):
@@ -36,11 +38,13 @@ def alternating(commands, repetitions, statistic="median"):
     return {key: reduce_repetitions(r, statistic) for key, r in runs.items()}
 
 
-def iterations_of(command):
-    """The iteration records of one run of `command`, by benchmark name, with the time in µs as "us"."""
+def iterations_of(command, env=None):
+    """The iteration records of one run of `command` (its environment with `env` added), by benchmark
+    name, with the time in µs as "us"."""
     to_us = {"ns": 1e-3, "us": 1.0, "ms": 1e3, "s": 1e6}
     runs = {}
-    out = subprocess.run(command, check=True, capture_output=True, text=True).stdout
+    out = subprocess.run(command, check=True, capture_output=True, text=True,
+                         env={**os.environ, **(env or {})}).stdout
     for b in json.loads(out)["benchmarks"]:
         if b["run_type"] == "iteration":
             runs.setdefault(b["run_name"], []).append({**b, "us": b["real_time"] * to_us[b["time_unit"]]})

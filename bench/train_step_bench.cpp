@@ -5,7 +5,8 @@
 // Argument: threads (TBB's limit; OpenBLAS runs single-threaded inside TBB's parts of a product).
 // items_per_second is images per second; the context line blas_kernels names the CPU whose
 // OpenBLAS kernels ran. With the same threads (bench/gemm_floor.hpp), BM_gemm_floor_* times only
-// the products the step makes, at their own shapes: the step's floor; BM_layer_products_* one
+// the products the step makes, at their own shapes: the step's floor (of the own convolutions:
+// BM_train_step_seed_cnn_onednn runs them in oneDNN, layers/conv_backend.hpp); BM_layer_products_* one
 // product per layer and pass over the whole batch instead. All report the step's FLOPs as the
 // counter "flops". bench/compare_torch.py times the same models, optimizers and threads in
 // PyTorch.
@@ -22,6 +23,7 @@
 #include "bench/gemm_floor.hpp"
 #include "bench/step_optimizer.hpp"
 #include "experiments/models.hpp"
+#include "layers/conv_backend.hpp"
 #include "layers/cross_entropy.hpp"
 
 namespace {
@@ -68,10 +70,17 @@ void time_steps(benchmark::State& state, std::size_t batch, double flops, Run ru
     state.counters["flops"] = flops;
 }
 
-void train_step(benchmark::State& state, const std::string& name, std::size_t batch) {
+void train_step(benchmark::State& state, const std::string& name, std::size_t batch,
+                ConvBackend backend = ConvBackend::own) {
+    if (backend == ConvBackend::onednn && !onednn_convolution_available()) {
+        state.SkipWithError("this build has no oneDNN (meson option onednn)");
+        return;
+    }
     tbb::global_control limit(tbb::global_control::max_allowed_parallelism, static_cast<std::size_t>(state.range(0)));
     Step step(name, batch);
+    // Counted on the own backend, whose every product is a gemm: the same FLOPs for both.
     const double flops = xgrad_bench::total_flops(xgrad_bench::recorded_products([&] { step.run(); }));
+    const ConvBackendScope conv_backend(backend);
     time_steps(state, batch, flops, [&] { step.run(); });
 }
 
@@ -93,6 +102,7 @@ void layer_products(benchmark::State& state, const std::string& name, std::size_
 }
 
 void BM_train_step_seed_cnn(benchmark::State& state) { train_step(state, "seed-cnn", 64); }
+void BM_train_step_seed_cnn_onednn(benchmark::State& state) { train_step(state, "seed-cnn", 64, ConvBackend::onednn); }
 void BM_train_step_paper_mlp(benchmark::State& state) { train_step(state, "paper-mlp", 60); }
 void BM_gemm_floor_seed_cnn(benchmark::State& state) { gemm_floor(state, "seed-cnn", 64); }
 void BM_gemm_floor_paper_mlp(benchmark::State& state) { gemm_floor(state, "paper-mlp", 60); }
@@ -100,6 +110,7 @@ void BM_layer_products_seed_cnn(benchmark::State& state) { layer_products(state,
 void BM_layer_products_paper_mlp(benchmark::State& state) { layer_products(state, "paper-mlp", 60); }
 
 BENCHMARK(BM_train_step_seed_cnn)->ArgName("threads")->Arg(1)->Arg(2)->Unit(benchmark::kMillisecond)->UseRealTime();
+BENCHMARK(BM_train_step_seed_cnn_onednn)->ArgName("threads")->Arg(1)->Arg(2)->Unit(benchmark::kMillisecond)->UseRealTime();
 BENCHMARK(BM_gemm_floor_seed_cnn)->ArgName("threads")->Arg(1)->Arg(2)->Unit(benchmark::kMillisecond)->UseRealTime();
 BENCHMARK(BM_layer_products_seed_cnn)->ArgName("threads")->Arg(1)->Arg(2)->Unit(benchmark::kMillisecond)->UseRealTime();
 BENCHMARK(BM_train_step_paper_mlp)->ArgName("threads")->Arg(1)->Arg(2)->Unit(benchmark::kMicrosecond)->UseRealTime();

@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <stdexcept>
 
+#include "layers/conv_backend.hpp"
 #include "layers/python_repr.hpp"
 
 namespace xgrad {
@@ -27,6 +28,7 @@ nlohmann::json to_json(const TrainConfig& c) {
     });
     // Only when set, so that runs begun before the flag existed still match.
     if (c.train_subset != 0) json["train_subset"] = c.train_subset;
+    if (c.conv_backend != conv_backend_name(ConvBackend::own)) json["conv_backend"] = c.conv_backend;
     return json;
 }
 
@@ -47,6 +49,11 @@ void check_train_config(const TrainConfig& c) {
     train_range::train_subset.check("--train-subset", c.train_subset);
     train_range::seed.check("--seed", c.seed);
     train_range::threads.check("--threads", c.threads);
+    const auto backend = parse_conv_backend(c.conv_backend);
+    if (!backend) throw std::invalid_argument("--conv-backend: expected own or onednn; got " + c.conv_backend);
+    if (*backend == ConvBackend::onednn && !onednn_convolution_available()) {
+        throw std::invalid_argument("--conv-backend onednn: this build has no oneDNN (meson option onednn)");
+    }
     for (auto name = c.record_activations.begin(); name != c.record_activations.end(); ++name) {
         if (name->empty()) throw std::invalid_argument("--record-activations: an empty layer name");
         if (std::find(c.record_activations.begin(), name, *name) != name) {

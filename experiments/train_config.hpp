@@ -34,6 +34,9 @@ struct TrainConfig {
     std::uint64_t seed = 0;
     // Speed only: no sum depends on the thread count, so the weights come out bitwise the same.
     std::size_t threads = 2;
+    // Conv2d's backend, "own" or "onednn" (layers/conv_backend.hpp): speed, and the rounding of the
+    // convolutions, so a resumed run must repeat it.
+    std::string conv_backend = "own";
     // Layers (dotted paths) whose activations.csv rows each evaluation writes
     // (activation_statistics.hpp); no effect on the weights. Part of the configuration a resumed run
     // must repeat, so that the file holds the same layers throughout.

@@ -163,6 +163,10 @@ void add_train_flags(CLI::App* train_cmd, TrainConfig& config) {
     train_cmd->add_option("--seed", config.seed, "Seed of initialization, data order and dropout")
         ->check(in_range(train_range::seed))->capture_default_str();
     add_threads_option(train_cmd, config.threads, "Threads (TBB's; OpenBLAS runs single-threaded inside them)");
+    train_cmd->add_option("--conv-backend", config.conv_backend,
+                          "Conv2d's convolutions: own (im2col and sgemm; bits independent of --threads) or onednn "
+                          "(oneDNN's direct convolutions, faster; rounding differs, and may depend on --threads)")
+        ->check(CLI::IsMember({"own", "onednn"}))->capture_default_str();
     train_cmd->add_option("--record-activations", config.record_activations,
                           "Layers (dotted paths, e.g. bn1,sigmoid2) whose activations each evaluation summarizes into "
                           "activations.csv: mean, std, p15, p50, p85 and, for a sigmoid or tanh, the fraction of "

@@ -33,6 +33,7 @@
 #include "experiments/run_data.hpp"
 #include "experiments/run_lock.hpp"
 #include "layers/adam.hpp"
+#include "layers/conv_backend.hpp"
 #include "layers/cross_entropy.hpp"
 #include "layers/distributed/data_parallel.hpp"
 #include "layers/normalization/ghost_batch_norm.hpp"
@@ -299,6 +300,7 @@ TrainOutcome train(const TrainConfig& config, const fs::path& dir, const std::st
     check_same_config_on_every_rank(job, config_json);
     if (auto finished = finished_run(files, config_json)) return *finished;
     tbb::global_control threads(tbb::global_control::max_allowed_parallelism, config.threads);
+    const ConvBackendScope conv_backend(*parse_conv_backend(config.conv_backend));  // checked with the config
 
     Rng rng(config.seed);
     // Before the directory is claimed: a configuration they reject, or data that do not load, leave

@@ -4,14 +4,19 @@
 #include <cstddef>
 #include <memory>
 #include <stdexcept>
+#include <type_traits>
 
 #include <tbb/blocked_range.h>
 #include <tbb/parallel_for.h>
 
 #include "autodiff/blas.hpp"
+#include "layers/conv_backend.hpp"
 #include "layers/grad_kernels.hpp"
 #include "layers/normalization/weight_standardization.hpp"
 #include "layers/python_repr.hpp"
+#if XGRAD_HAVE_ONEDNN
+#include "layers/onednn_convolution.hpp"
+#endif
 
 namespace xgrad {
 
@@ -249,6 +254,12 @@ template <class T>
 Var<T> Conv2d<T>::forward(const Var<T>& x) {
     const WindowGeometry g = window_geometry(this->where(), x.shape(), in_channels_, kernel_, stride_, padding_);
     const std::size_t out = out_channels_;
+#if XGRAD_HAVE_ONEDNN
+    if constexpr (std::is_same_v<T, float>) {
+        // oneDNN's primitives need a sample; an empty batch takes the own path.
+        if (conv_backend() == ConvBackend::onednn && g.n > 0) return onednn_conv2d(x, applied_weight(), bias_, g, out);
+    }
+#endif
     const std::size_t rows = g.c * g.kernel.h * g.kernel.w;
     const std::size_t plane = g.out_plane();
     const std::size_t chunk = std::clamp<std::size_t>(kColumnBudget / (rows * plane), 1, std::max<std::size_t>(g.n, 1));

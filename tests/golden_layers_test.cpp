@@ -1,6 +1,6 @@
-// Agreement with PyTorch 1.13: Linear, Conv2d (stride, padding, rectangular kernel, no bias),
-// MaxPool2d, cross-entropy, and two SGD-momentum and Adam steps, in float, against the fixtures
-// of tests/golden/make_golden_layers.py. The error of a tensor is normwise,
+// Agreement with PyTorch 1.13: Linear, Conv2d (stride, padding, rectangular kernel, no bias; on
+// both backends), MaxPool2d, cross-entropy, and two SGD-momentum and Adam steps, in float, against
+// the fixtures of tests/golden/make_golden_layers.py. The error of a tensor is normwise,
 // max|xgrad - torch| / max|torch|, and must be at most 1e-5; each is printed.
 #include <gtest/gtest.h>
 
@@ -15,6 +15,7 @@
 #include "autodiff/autodiff.hpp"
 #include "layers/adam.hpp"
 #include "layers/conv2d.hpp"
+#include "layers/conv_backend.hpp"
 #include "layers/cross_entropy.hpp"
 #include "layers/linear.hpp"
 #include "layers/max_pool2d.hpp"
@@ -68,6 +69,16 @@ TEST(GoldenLayers, Conv2dWithStrideAndPadding) {
 TEST(GoldenLayers, Conv2dRectangularWithoutBias) {
     xgrad::Conv2d<float> conv(2, 3, {2, 3}, {1, 2}, {0, 1}, false);
     checkLayer("conv2d_rect_nobias", conv);
+}
+
+// The same two cases with oneDNN's convolution (layers/conv_backend.hpp), where the build has it.
+TEST(GoldenLayers, Conv2dOnOneDnn) {
+    if (!xgrad::onednn_convolution_available()) GTEST_SKIP() << "this build has no oneDNN";
+    const xgrad::ConvBackendScope onednn(xgrad::ConvBackend::onednn);
+    xgrad::Conv2d<float> strided(3, 4, 3, 2, 1);
+    checkLayer("conv2d_stride2_pad1", strided);
+    xgrad::Conv2d<float> rectangular(2, 3, {2, 3}, {1, 2}, {0, 1}, false);
+    checkLayer("conv2d_rect_nobias", rectangular);
 }
 
 TEST(GoldenLayers, MaxPool2d) {

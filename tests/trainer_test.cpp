@@ -3,10 +3,11 @@
 // Renorm's step counter included), the divergence report, the seed CNN's fc1 error, agreement with
 // PyTorch on a checkpoint of each norm, the --norm flag with --bn as its other spelling, every
 // norm trained through the command line, the norm settings' errors and their record in
-// config.json, the build, threads and ranks config.json and summary.json record, eval's model from
-// config.json, and `eval --recalibrate` (PreciseBN) against the library on the same batches, and its flag's errors; --record-activations (activations.csv
-// against the statistics computed layer by layer, the same weights as without it, resumed to the
-// same file, its errors) and `xgrad plot`.
+// config.json, the build, threads and ranks config.json and summary.json record, --conv-backend,
+// eval's model from config.json, and `eval --recalibrate` (PreciseBN) against the library on the
+// same batches, and its flag's errors; --record-activations (activations.csv against the
+// statistics computed layer by layer, the same weights as without it, resumed to the same file,
+// its errors) and `xgrad plot`.
 #include <fcntl.h>
 #include <signal.h>
 #include <spawn.h>
@@ -43,6 +44,7 @@
 #include "experiments/provenance.hpp"
 #include "experiments/regular_file.hpp"
 #include "experiments/trainer.hpp"
+#include "layers/conv_backend.hpp"
 #include "layers/normalization/precise_bn.hpp"
 #include "tests/run_command.hpp"
 
@@ -908,6 +910,36 @@ TEST(Cli, ARunIsResumedOnlyWithTheSameNormSettings) {
     EXPECT_NE(status, 0);
     EXPECT_NE(output.find("'norm_groups' was 8, now 16"), std::string::npos) << output;
     fs::remove_all(dir);
+}
+
+// Conv2d on oneDNN (layers/conv_backend.hpp): recorded in config.json (the own backend, as before
+// the flag, is not), a run is resumed only on the backend it began on, and an unknown backend is an
+// error naming the flag and the valid ones.
+TEST(Cli, ConvBackendIsRecordedAndARunIsResumedOnlyOnTheSameOne) {
+    const fs::path dir = fresh_dir("conv_backend");
+    const auto [unknown_status, unknown_output] = run_command(tiny_train("seed-cnn", "--conv-backend mkldnn", dir));
+    EXPECT_NE(unknown_status, 0);
+    EXPECT_NE(unknown_output.find("--conv-backend"), std::string::npos) << unknown_output;
+    EXPECT_NE(unknown_output.find("onednn"), std::string::npos) << unknown_output;
+    EXPECT_FALSE(fs::exists(dir / "config.json"));
+    if (!xgrad::onednn_convolution_available()) {
+        const auto [status, output] = run_command(tiny_train("seed-cnn", "--conv-backend onednn", dir));
+        EXPECT_NE(status, 0);
+        EXPECT_NE(output.find("no oneDNN"), std::string::npos) << output;
+        fs::remove_all(dir);
+        return;
+    }
+    const auto [status, output] = run_command(tiny_train("seed-cnn", "--conv-backend onednn", dir));
+    ASSERT_EQ(status, 0) << output;
+    EXPECT_EQ(read_json(dir / "config.json").at("conv_backend"), "onednn");
+    const auto [own_status, own_output] = run_command(tiny_train("seed-cnn", "", dir));
+    EXPECT_NE(own_status, 0);
+    EXPECT_NE(own_output.find("conv_backend"), std::string::npos) << own_output;
+    const fs::path own_dir = fresh_dir("conv_backend_own");
+    ASSERT_EQ(run_command(tiny_train("seed-cnn", "--conv-backend own", own_dir)).status, 0);
+    EXPECT_FALSE(read_json(own_dir / "config.json").contains("conv_backend"));
+    fs::remove_all(dir);
+    fs::remove_all(own_dir);
 }
 
 // eval builds the model a run recorded, without model flags; one that says otherwise is an error

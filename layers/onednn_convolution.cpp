@@ -1,0 +1,222 @@
+#include "layers/onednn_convolution.hpp"
+
+#include <map>
+#include <memory>
+#include <mutex>
+#include <tuple>
+#include <unordered_map>
+#include <vector>
+
+#include <omp.h>
+#include <oneapi/dnnl/dnnl.hpp>
+
+#include "autodiff/grad_write.hpp"
+#include "autodiff/threads.hpp"
+
+namespace xgrad {
+
+namespace {
+
+struct ConvolutionShape {
+    WindowGeometry input;  // (N, C, H, W), kernel, stride, padding and (OH, OW); N > 0
+    std::size_t out_channels = 0;
+    bool bias = false;
+};
+
+using dnnl::memory;
+using Args = std::unordered_map<int, memory>;
+
+// A tensor as the caller holds it (NCHW, OIHW or a vector) and, where the primitive wants another
+// layout, a buffer in that layout with the reorders between the two.
+class LayoutPair {
+public:
+    LayoutPair(const dnnl::engine& engine, const memory::desc& user, const memory::desc& wanted)
+        : user_(user, engine, DNNL_MEMORY_NONE), same_(user == wanted), own_(same_ ? user_ : memory(wanted, engine)) {
+        if (!same_) {
+            to_own_ = dnnl::reorder(user_, own_);
+            to_user_ = dnnl::reorder(own_, user_);
+        }
+    }
+
+    // The primitive's view of the caller's `data`, reordered into the buffer if it differs.
+    memory in(dnnl::stream& stream, const float* data) {
+        user_.set_data_handle(const_cast<float*>(data));  // oneDNN reads it only
+        if (!same_) to_own_.execute(stream, user_, own_);
+        return same_ ? user_ : own_;
+    }
+    // Where the primitive writes for the caller's `data`; finish() moves it there.
+    memory out(float* data) {
+        user_.set_data_handle(data);
+        return same_ ? user_ : own_;
+    }
+    void finish(dnnl::stream& stream) {
+        if (!same_) to_user_.execute(stream, own_, user_);
+    }
+
+private:
+    memory user_;
+    bool same_;
+    memory own_;
+    dnnl::reorder to_own_, to_user_;
+};
+
+memory::dims dims(std::size_t a, std::size_t b, std::size_t c, std::size_t d) {
+    return {static_cast<memory::dim>(a), static_cast<memory::dim>(b), static_cast<memory::dim>(c),
+            static_cast<memory::dim>(d)};
+}
+
+// The primitives of one shape, their layouts, and the lock that makes their buffers one caller's
+// at a time.
+struct Convolution {
+    dnnl::engine engine{dnnl::engine::kind::cpu, 0};
+    dnnl::stream stream{engine};
+    std::mutex lock;
+    dnnl::convolution_forward forward;
+    dnnl::convolution_backward_data backward_data;
+    dnnl::convolution_backward_weights backward_weights;
+    std::unique_ptr<LayoutPair> x, w, y, dx, gy_data, w_data, x_weights, gy_weights, dw;
+    memory b, db;
+
+    explicit Convolution(const ConvolutionShape& s) {
+        const WindowGeometry& g = s.input;
+        using tag = memory::format_tag;
+        const auto f32 = memory::data_type::f32;
+        const memory::desc x_user(dims(g.n, g.c, g.h, g.w), f32, tag::nchw);
+        const memory::desc w_user(dims(s.out_channels, g.c, g.kernel.h, g.kernel.w), f32, tag::oihw);
+        const memory::desc y_user(dims(g.n, s.out_channels, g.oh, g.ow), f32, tag::nchw);
+        const memory::desc b_user({static_cast<memory::dim>(s.out_channels)}, f32, tag::x);
+        const auto any = [&](const memory::desc& d) { return memory::desc(d.dims(), f32, tag::any); };
+        const memory::dims strides{static_cast<memory::dim>(g.stride.h), static_cast<memory::dim>(g.stride.w)};
+        const memory::dims padding{static_cast<memory::dim>(g.padding.h), static_cast<memory::dim>(g.padding.w)};
+        const auto algorithm = dnnl::algorithm::convolution_direct;
+
+        const auto forward_desc =
+            s.bias ? dnnl::convolution_forward::desc(dnnl::prop_kind::forward_training, algorithm, any(x_user),
+                                                     any(w_user), b_user, any(y_user), strides, padding, padding)
+                   : dnnl::convolution_forward::desc(dnnl::prop_kind::forward_training, algorithm, any(x_user),
+                                                     any(w_user), any(y_user), strides, padding, padding);
+        const dnnl::convolution_forward::primitive_desc forward_pd(forward_desc, engine);
+        forward = dnnl::convolution_forward(forward_pd);
+        x = std::make_unique<LayoutPair>(engine, x_user, forward_pd.src_desc());
+        w = std::make_unique<LayoutPair>(engine, w_user, forward_pd.weights_desc());
+        y = std::make_unique<LayoutPair>(engine, y_user, forward_pd.dst_desc());
+
+        const dnnl::convolution_backward_data::primitive_desc data_pd(
+            dnnl::convolution_backward_data::desc(algorithm, any(x_user), any(w_user), any(y_user), strides, padding,
+                                                  padding),
+            engine, forward_pd);
+        backward_data = dnnl::convolution_backward_data(data_pd);
+        dx = std::make_unique<LayoutPair>(engine, x_user, data_pd.diff_src_desc());
+        gy_data = std::make_unique<LayoutPair>(engine, y_user, data_pd.diff_dst_desc());
+        w_data = std::make_unique<LayoutPair>(engine, w_user, data_pd.weights_desc());
+
+        const auto weights_desc =
+            s.bias ? dnnl::convolution_backward_weights::desc(algorithm, any(x_user), any(w_user), b_user, any(y_user),
+                                                              strides, padding, padding)
+                   : dnnl::convolution_backward_weights::desc(algorithm, any(x_user), any(w_user), any(y_user),
+                                                              strides, padding, padding);
+        const dnnl::convolution_backward_weights::primitive_desc weights_pd(weights_desc, engine, forward_pd);
+        backward_weights = dnnl::convolution_backward_weights(weights_pd);
+        x_weights = std::make_unique<LayoutPair>(engine, x_user, weights_pd.src_desc());
+        gy_weights = std::make_unique<LayoutPair>(engine, y_user, weights_pd.diff_dst_desc());
+        dw = std::make_unique<LayoutPair>(engine, w_user, weights_pd.diff_weights_desc());
+        b = memory(b_user, engine, DNNL_MEMORY_NONE);
+        db = memory(b_user, engine, DNNL_MEMORY_NONE);
+    }
+};
+
+// A primitive's kernel is chosen for the thread count it is created with: that is part of the key.
+auto key(const ConvolutionShape& s, int threads) {
+    const WindowGeometry& g = s.input;
+    return std::tuple{threads, g.n,        g.c,        g.h,         g.w,         g.kernel.h,    g.kernel.w, g.stride.h,
+                      g.stride.w, g.padding.h, g.padding.w, s.out_channels, s.bias};
+}
+
+// The primitives of `s`, created on first use, locked for the caller; OpenMP told how many
+// threads the caller's TBB arena allows, so that both runtimes use the same count.
+std::pair<Convolution&, std::unique_lock<std::mutex>> convolution(const ConvolutionShape& s) {
+    static std::mutex cache_lock;
+    static std::map<decltype(key(s, 0)), std::unique_ptr<Convolution>> cache;
+    const int threads = available_threads();
+    omp_set_num_threads(threads);
+    Convolution* c = nullptr;
+    {
+        const std::lock_guard guard(cache_lock);
+        auto& slot = cache[key(s, threads)];
+        if (!slot) slot = std::make_unique<Convolution>(s);
+        c = slot.get();
+    }
+    return {*c, std::unique_lock(c->lock)};
+}
+
+// y (N, out, OH, OW) = the convolution of x with w (out, C, kh, kw), plus b when shape.bias.
+void onednn_convolution_forward(const ConvolutionShape& shape, const float* x, const float* w, const float* b,
+                                float* y) {
+    auto [c, locked] = convolution(shape);
+    Args args{{DNNL_ARG_SRC, c.x->in(c.stream, x)}, {DNNL_ARG_WEIGHTS, c.w->in(c.stream, w)}, {DNNL_ARG_DST, c.y->out(y)}};
+    if (shape.bias) {
+        c.b.set_data_handle(const_cast<float*>(b));  // read only
+        args.emplace(DNNL_ARG_BIAS, c.b);
+    }
+    c.forward.execute(c.stream, args);
+    c.y->finish(c.stream);
+    c.stream.wait();
+}
+
+// dx = the input gradient of gy (N, out, OH, OW) through w, overwritten.
+void onednn_convolution_backward_data(const ConvolutionShape& shape, const float* gy, const float* w, float* dx) {
+    auto [c, locked] = convolution(shape);
+    c.backward_data.execute(c.stream, {{DNNL_ARG_DIFF_DST, c.gy_data->in(c.stream, gy)},
+                                       {DNNL_ARG_WEIGHTS, c.w_data->in(c.stream, w)},
+                                       {DNNL_ARG_DIFF_SRC, c.dx->out(dx)}});
+    c.dx->finish(c.stream);
+    c.stream.wait();
+}
+
+// dw (and db when shape.bias) = the weight (and bias) gradient of gy at x, overwritten.
+void onednn_convolution_backward_weights(const ConvolutionShape& shape, const float* x, const float* gy, float* dw,
+                                         float* db) {
+    auto [c, locked] = convolution(shape);
+    Args args{{DNNL_ARG_SRC, c.x_weights->in(c.stream, x)},
+              {DNNL_ARG_DIFF_DST, c.gy_weights->in(c.stream, gy)},
+              {DNNL_ARG_DIFF_WEIGHTS, c.dw->out(dw)}};
+    if (shape.bias) {
+        c.db.set_data_handle(db);
+        args.emplace(DNNL_ARG_DIFF_BIAS, c.db);
+    }
+    c.backward_weights.execute(c.stream, args);
+    c.dw->finish(c.stream);
+    c.stream.wait();
+}
+
+}  // namespace
+
+Var<float> onednn_conv2d(const Var<float>& x, const Var<float>& weight, const Var<float>* bias, const WindowGeometry& g,
+                         std::size_t out_channels) {
+    const ConvolutionShape shape{g, out_channels, bias != nullptr};
+    xt::xarray<float> y = xt::xarray<float>::from_shape({g.n, out_channels, g.oh, g.ow});
+    onednn_convolution_forward(shape, x.value().data(), weight.value().data(), bias ? bias->value().data() : nullptr,
+                               y.data());
+    std::vector<Var<float>::NodePtr> inputs{x.node(), weight.node()};
+    if (bias) inputs.push_back(bias->node());
+    return Var<float>::from_op(std::move(y), "conv2d", inputs, [inputs, shape](const Node<float>&, const xt::xarray<float>& gy) {
+        if (inputs[0]->requires_grad) {
+            GradWrite<float> dx(inputs[0]);
+            onednn_convolution_backward_data(shape, gy.data(), inputs[1]->value.data(), dx.data());
+            dx.commit();
+        }
+        const auto& bias_node = inputs.size() > 2 ? inputs[2] : nullptr;
+        if (!inputs[1]->requires_grad && !(bias_node && bias_node->requires_grad)) return;
+        // oneDNN computes both; the one not wanted goes to a scratch.
+        GradWrite<float> dw(inputs[1]), db(bias_node);
+        std::vector<float> unwanted(dw.data() ? 0 : inputs[1]->value.size());
+        std::vector<float> unwanted_bias(bias_node && !db.data() ? shape.out_channels : 0);
+        onednn_convolution_backward_weights(shape, inputs[0]->value.data(), gy.data(),
+                                            dw.data() ? dw.data() : unwanted.data(),
+                                            db.data() ? db.data() : unwanted_bias.data());
+        dw.commit();
+        db.commit();
+    });
+}
+
+}  // namespace xgrad
