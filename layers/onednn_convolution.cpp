@@ -7,11 +7,14 @@
 #include <unordered_map>
 #include <vector>
 
-#include <omp.h>
 #include <oneapi/dnnl/dnnl.hpp>
 
 #include "autodiff/grad_write.hpp"
 #include "autodiff/threads.hpp"
+
+// libgomp's entry point (meson.build: the runtime Debian's libdnnl runs in), declared here rather
+// than through a compiler's <omp.h>.
+extern "C" void omp_set_num_threads(int threads);
 
 namespace xgrad {
 
