@@ -50,9 +50,12 @@ void accumulate_broadcast(Node<T>& leaf, const E& expr, const Shape& out_shape) 
 }
 
 // Writes (or adds) expr[i] for i in [begin, end) into grad, with xsimd batches. Valid only when
-// every operand of expr is a contiguous array of grad's shape or a scalar.
+// every operand of expr is a contiguous array of grad's shape or a scalar. grad is a buffer of its
+// own (a fresh value, or a leaf's gradient, never an operand): said with __restrict, so that the
+// loop keeps the operands' data pointers in registers rather than reloading them through the
+// expression after every store.
 template <class T, class E>
-void store_block(T* grad, const E& expr, std::size_t begin, std::size_t end, bool add) {
+void store_block(T* __restrict grad, const E& expr, std::size_t begin, std::size_t end, bool add) {
     using batch = xt_simd::simd_type<T>;
     constexpr std::size_t width = batch::size;
     std::size_t i = begin;
