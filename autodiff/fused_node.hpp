@@ -53,7 +53,7 @@ void accumulate_broadcast(Node<T>& leaf, const E& expr, const Shape& out_shape) 
 // every operand of expr is a contiguous array of grad's shape or a scalar. grad is a buffer of its
 // own (a fresh value, or a leaf's gradient, never an operand): said with __restrict, so that the
 // loop keeps the operands' data pointers in registers rather than reloading them through the
-// expression after every store.
+// expression after every store. (materialize's backward copies a seed that is a leaf's gradient.)
 template <class T, class E>
 void store_block(T* __restrict grad, const E& expr, std::size_t begin, std::size_t end, bool add) {
     using batch = xt_simd::simd_type<T>;
@@ -143,9 +143,19 @@ Var<typename E::value_type> materialize(const E& expression) {
     expression.collect_inputs(inputs);
     std::sort(inputs.begin(), inputs.end());
     inputs.erase(std::unique(inputs.begin(), inputs.end()), inputs.end());
-    return Var<T>::from_op(std::move(value), "elementwise", std::move(inputs), [expression](const Node<T>& self, const xt::xarray<T>& grad_out) {
+    return Var<T>::from_op(std::move(value), "elementwise", inputs, [expression, inputs](const Node<T>& self, const xt::xarray<T>& grad_out) {
         const Shape out_shape = to_shape(self.value.shape());
         const bool same_shape = expression.all_leaves_have_shape(out_shape);
+        // A seed that is a leaf's own gradient (y.backward(x.grad())) would be read while that
+        // gradient is written: the adjoints read a copy of it instead.
+        const bool seed_is_a_gradient = std::any_of(inputs.begin(), inputs.end(), [&](const auto& leaf) {
+            return leaf->grad.size() != 0 && leaf->grad.data() == grad_out.data();
+        });
+        if (seed_is_a_gradient) {
+            const xt::xarray<T> seed = grad_out;
+            detail::backprop_fused<T>(expression.adjoints(seed), same_shape, out_shape);
+            return;
+        }
         detail::backprop_fused<T>(expression.adjoints(std::as_const(grad_out)), same_shape, out_shape);
     });
 }

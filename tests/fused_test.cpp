@@ -138,6 +138,22 @@ RC_GTEST_PROP(Fused, ConstantLeafGetsNoGradient, ()) {
     checkClose(b.grad(), b2.grad(), fused_tolerance, "db");
 }
 
+// y.backward(a.grad()): the seed is the very gradient the backward adds a's contribution to. Every
+// gradient must be as with a copy of that seed (b's adjoint reads the seed after a's is written).
+TEST(Fused, ASeedThatIsALeafsGradientGivesTheGradientsOfItsCopy) {
+    const Array av = {0.5, -1.5, 2.0, 0.25}, bv = {1.0, 2.0, -0.5, 3.0}, cv = {0.25, 4.0, 1.5, -2.0};
+    const Var<double> a = leaf(av), b = leaf(bv), c = leaf(cv);
+    const Var<double> a2 = leaf(av), b2 = leaf(bv), c2 = leaf(cv);
+    reluAffineFused(a, b, c).backward(Array{1.0, -2.0, 0.5, 3.0});
+    reluAffineFused(a2, b2, c2).backward(Array{1.0, -2.0, 0.5, 3.0});
+    const Array seed = a2.grad();
+    reluAffineFused(a, b, c).backward(a.grad());
+    reluAffineFused(a2, b2, c2).backward(seed);
+    EXPECT_EQ(a.grad(), a2.grad());
+    EXPECT_EQ(b.grad(), b2.grad());
+    EXPECT_EQ(c.grad(), c2.grad());
+}
+
 namespace {
 
 using ArrayF = xt::xarray<float>;
