@@ -166,7 +166,7 @@ def torch_train_steps_in_child(repetitions, env_extra):
 
 def print_train_steps(build, repetitions):
     # oneDNN's OpenMP threads sleep between its convolutions rather than spin against TBB's (README,
-    # "Conv2d's backends"); no effect on the own backend, which starts no OpenMP thread.
+    # the --conv-backend flag); no effect on the own backend, which starts no OpenMP thread.
     xg = google_benchmark(f"{build}/bench/train_step_bench", ".", repetitions, STATISTIC,
                           env={"OMP_WAIT_POLICY": "passive"})
     as_installed = torch_train_steps_in_child(repetitions, {})

@@ -80,7 +80,7 @@ void train_step(benchmark::State& state, const std::string& name, std::size_t ba
     Step step(name, batch);
     // Counted on the own backend, whose every product is a gemm: the same FLOPs for both.
     const double flops = xgrad_bench::total_flops(xgrad_bench::recorded_products([&] { step.run(); }));
-    const ConvBackendScope conv_backend(backend);
+    const ConvBackendScope backend_scope(backend);
     time_steps(state, batch, flops, [&] { step.run(); });
 }
 

@@ -83,7 +83,8 @@ void check_key(const SpecFile& spec, const TrainFlags& flags, const std::string&
     if (key == "out") spec.fail(where, "--out is not a sweep key: the sweep puts each run in <results>/<name>/<arm>/seed<k>");
     if (key == "threads") {
         spec.fail(where, "--threads is not a sweep key: --jobs sets how many runs train at once (one thread each when "
-                         "several do), and a run's results do not depend on its threads");
+                         "several do), and a run's results do not depend on its threads (on the own convolutions; "
+                         "a conv-backend onednn run's config.json records the threads it ran on)");
     }
     if (key == "seed") spec.fail(where, "--seed is not a sweep key: the list \"seeds\" gives the runs' seeds");
     if (!flags.find(key)) spec.fail(where, "unknown flag --" + key + " (the flags of xgrad train: " + flags.names() + ")");

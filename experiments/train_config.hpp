@@ -32,7 +32,8 @@ struct TrainConfig {
     // A loss above this (or a non-finite one) ends the run as diverged.
     double divergence_loss = 1e3;
     std::uint64_t seed = 0;
-    // Speed only: no sum depends on the thread count, so the weights come out bitwise the same.
+    // Speed only on the own convolutions: no sum depends on the thread count, so the weights come
+    // out bitwise the same. Not on oneDNN's, whose runs are resumed only with the same threads.
     std::size_t threads = 2;
     // Conv2d's backend, "own" or "onednn" (layers/conv_backend.hpp): speed, and the rounding of the
     // convolutions, so a resumed run must repeat it.
@@ -70,8 +71,9 @@ nlohmann::json to_json(const TrainConfig& config);
 // A config.json as to_json writes it today: runs begun before `--norm` recorded "bn": true/false,
 // which is "norm": "batch"/"none".
 nlohmann::json with_current_keys(nlohmann::json recorded);
-// The name of the first field whose value differs, if any (threads ignored; a field one side lacks
-// matches false or an empty list on the other: a flag added later is off in older runs). Both sides in today's keys (with_current_keys).
+// The name of the first field whose value differs, if any (threads ignored unless either side is on
+// --conv-backend onednn; a field one side lacks matches false or an empty list on the other: a flag
+// added later is off in older runs). Both sides in today's keys (with_current_keys).
 std::optional<std::string> first_difference(const nlohmann::json& a, const nlohmann::json& b);
 
 }  // namespace xgrad

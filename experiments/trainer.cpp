@@ -300,7 +300,7 @@ TrainOutcome train(const TrainConfig& config, const fs::path& dir, const std::st
     check_same_config_on_every_rank(job, config_json);
     if (auto finished = finished_run(files, config_json)) return *finished;
     tbb::global_control threads(tbb::global_control::max_allowed_parallelism, config.threads);
-    const ConvBackendScope conv_backend(*parse_conv_backend(config.conv_backend));  // checked with the config
+    const ConvBackendScope backend_scope(*parse_conv_backend(config.conv_backend));  // checked with the config
 
     Rng rng(config.seed);
     // Before the directory is claimed: a configuration they reject, or data that do not load, leave

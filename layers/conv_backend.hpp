@@ -1,7 +1,9 @@
 // Which code runs Conv2d<float>'s convolutions: its own (im2col and sgemm, bits independent of the
 // thread count) or oneDNN's (Debian's libdnnl: JIT-compiled direct convolutions on blocked layouts,
-// several times sgemm's rate at small channel counts; float only, in OpenMP's threads, its bits may
-// depend on the thread count). Conv2d<double> always runs its own. One choice per process.
+// faster than im2col and sgemm at the seed CNN's shapes; float only, in OpenMP's threads, as many as
+// TBB allows the caller; its weight gradient's bits depend on the thread count). Conv2d<double>
+// always runs its own. The choice is the calling thread's: a forward runs on the backend of the
+// thread that calls it, its backward on the same.
 #pragma once
 
 #include <optional>
@@ -15,8 +17,8 @@ enum class ConvBackend { own, onednn };
 // Whether this build was linked with oneDNN (meson option `onednn`).
 bool onednn_convolution_available();
 
-// The backend of every Conv2d<float> forward from now on; a backward runs on the backend of its
-// forward. std::invalid_argument for onednn in a build without it.
+// The backend of every Conv2d<float> forward this thread makes from now on; a backward runs on the
+// backend of its forward. std::invalid_argument for onednn in a build without it.
 void set_conv_backend(ConvBackend backend);
 ConvBackend conv_backend();
 

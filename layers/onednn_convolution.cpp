@@ -1,5 +1,8 @@
 #include "layers/onednn_convolution.hpp"
 
+#include <algorithm>
+#include <cstddef>
+#include <cstdint>
 #include <map>
 #include <memory>
 #include <mutex>
@@ -29,38 +32,81 @@ struct ConvolutionShape {
 using dnnl::memory;
 using Args = std::unordered_map<int, memory>;
 
+// Every primitive here takes its scratch memory from its Convolution (used under that one's
+// lock) rather than from oneDNN's library-wide buffer, which primitives running at once on two
+// threads (runs training side by side) would share.
+dnnl::primitive_attr user_scratchpad() {
+    dnnl::primitive_attr attr;
+    attr.set_scratchpad_mode(dnnl::scratchpad_mode::user);
+    return attr;
+}
+
+// One buffer for the scratch memory of several primitives that run one after the other: each
+// primitive's memory object points into it.
+class Scratchpad {
+public:
+    void need(const memory::desc& desc) { bytes_ = std::max(bytes_, desc.get_size()); }
+    void allocate() { buffer_ = std::make_unique_for_overwrite<std::byte[]>(std::max<std::size_t>(bytes_, 1)); }
+    memory for_primitive(const dnnl::engine& engine, const memory::desc& desc) const {
+        return memory(desc, engine, buffer_.get());
+    }
+
+private:
+    std::size_t bytes_ = 0;
+    std::unique_ptr<std::byte[]> buffer_;
+};
+
 // A tensor as the caller holds it (NCHW, OIHW or a vector) and, where the primitive wants another
-// layout, a buffer in that layout with the reorders between the two.
+// layout, a buffer in that layout (allocated on first use) with the reorders between the two.
 class LayoutPair {
 public:
-    LayoutPair(const dnnl::engine& engine, const memory::desc& user, const memory::desc& wanted)
-        : user_(user, engine, DNNL_MEMORY_NONE), same_(user == wanted), own_(same_ ? user_ : memory(wanted, engine)) {
-        if (!same_) {
-            to_own_ = dnnl::reorder(user_, own_);
-            to_user_ = dnnl::reorder(own_, user_);
-        }
+    LayoutPair(const dnnl::engine& engine, const memory::desc& user, const memory::desc& wanted, Scratchpad& scratch)
+        : engine_(engine), user_(user, engine, DNNL_MEMORY_NONE), wanted_(wanted), same_(user == wanted) {
+        if (same_) return;
+        const dnnl::reorder::primitive_desc to_own(engine, user, engine, wanted, user_scratchpad());
+        const dnnl::reorder::primitive_desc to_user(engine, wanted, engine, user, user_scratchpad());
+        to_own_ = dnnl::reorder(to_own);
+        to_user_ = dnnl::reorder(to_user);
+        to_own_scratch_ = to_own.scratchpad_desc();
+        to_user_scratch_ = to_user.scratchpad_desc();
+        scratch.need(to_own_scratch_);
+        scratch.need(to_user_scratch_);
     }
 
     // The primitive's view of the caller's `data`, reordered into the buffer if it differs.
-    memory in(dnnl::stream& stream, const float* data) {
+    memory in(dnnl::stream& stream, const Scratchpad& scratch, const float* data) {
         user_.set_data_handle(const_cast<float*>(data));  // oneDNN reads it only
-        if (!same_) to_own_.execute(stream, user_, own_);
-        return same_ ? user_ : own_;
+        if (same_) return user_;
+        to_own_.execute(stream, {{DNNL_ARG_FROM, user_},
+                                 {DNNL_ARG_TO, own()},
+                                 {DNNL_ARG_SCRATCHPAD, scratch.for_primitive(engine_, to_own_scratch_)}});
+        return own_;
     }
     // Where the primitive writes for the caller's `data`; finish() moves it there.
     memory out(float* data) {
         user_.set_data_handle(data);
-        return same_ ? user_ : own_;
+        return same_ ? user_ : own();
     }
-    void finish(dnnl::stream& stream) {
-        if (!same_) to_user_.execute(stream, own_, user_);
+    void finish(dnnl::stream& stream, const Scratchpad& scratch) {
+        if (same_) return;
+        to_user_.execute(stream, {{DNNL_ARG_FROM, own_},
+                                  {DNNL_ARG_TO, user_},
+                                  {DNNL_ARG_SCRATCHPAD, scratch.for_primitive(engine_, to_user_scratch_)}});
     }
 
 private:
+    memory& own() {
+        if (!own_) own_ = memory(wanted_, engine_);
+        return own_;
+    }
+
+    dnnl::engine engine_;
     memory user_;
+    memory::desc wanted_;
     bool same_;
     memory own_;
     dnnl::reorder to_own_, to_user_;
+    memory::desc to_own_scratch_, to_user_scratch_;
 };
 
 memory::dims dims(std::size_t a, std::size_t b, std::size_t c, std::size_t d) {
@@ -68,15 +114,17 @@ memory::dims dims(std::size_t a, std::size_t b, std::size_t c, std::size_t d) {
             static_cast<memory::dim>(d)};
 }
 
-// The primitives of one shape, their layouts, and the lock that makes their buffers one caller's
-// at a time.
+// The primitives of one shape, their layouts and scratch memory, and the lock that makes these one
+// caller's at a time.
 struct Convolution {
     dnnl::engine engine{dnnl::engine::kind::cpu, 0};
     dnnl::stream stream{engine};
     std::mutex lock;
+    Scratchpad scratch;
     dnnl::convolution_forward forward;
     dnnl::convolution_backward_data backward_data;
     dnnl::convolution_backward_weights backward_weights;
+    memory::desc forward_scratch, data_scratch, weights_scratch;
     std::unique_ptr<LayoutPair> x, w, y, dx, gy_data, w_data, x_weights, gy_weights, dw;
     memory b, db;
 
@@ -92,39 +140,49 @@ struct Convolution {
         const memory::dims strides{static_cast<memory::dim>(g.stride.h), static_cast<memory::dim>(g.stride.w)};
         const memory::dims padding{static_cast<memory::dim>(g.padding.h), static_cast<memory::dim>(g.padding.w)};
         const auto algorithm = dnnl::algorithm::convolution_direct;
+        const auto layouts = [&](const memory::desc& user, const memory::desc& wanted) {
+            return std::make_unique<LayoutPair>(engine, user, wanted, scratch);
+        };
 
         const auto forward_desc =
             s.bias ? dnnl::convolution_forward::desc(dnnl::prop_kind::forward_training, algorithm, any(x_user),
                                                      any(w_user), b_user, any(y_user), strides, padding, padding)
                    : dnnl::convolution_forward::desc(dnnl::prop_kind::forward_training, algorithm, any(x_user),
                                                      any(w_user), any(y_user), strides, padding, padding);
-        const dnnl::convolution_forward::primitive_desc forward_pd(forward_desc, engine);
+        const dnnl::convolution_forward::primitive_desc forward_pd(forward_desc, user_scratchpad(), engine);
         forward = dnnl::convolution_forward(forward_pd);
-        x = std::make_unique<LayoutPair>(engine, x_user, forward_pd.src_desc());
-        w = std::make_unique<LayoutPair>(engine, w_user, forward_pd.weights_desc());
-        y = std::make_unique<LayoutPair>(engine, y_user, forward_pd.dst_desc());
+        forward_scratch = forward_pd.scratchpad_desc();
+        x = layouts(x_user, forward_pd.src_desc());
+        w = layouts(w_user, forward_pd.weights_desc());
+        y = layouts(y_user, forward_pd.dst_desc());
 
         const dnnl::convolution_backward_data::primitive_desc data_pd(
             dnnl::convolution_backward_data::desc(algorithm, any(x_user), any(w_user), any(y_user), strides, padding,
                                                   padding),
-            engine, forward_pd);
+            user_scratchpad(), engine, forward_pd);
         backward_data = dnnl::convolution_backward_data(data_pd);
-        dx = std::make_unique<LayoutPair>(engine, x_user, data_pd.diff_src_desc());
-        gy_data = std::make_unique<LayoutPair>(engine, y_user, data_pd.diff_dst_desc());
-        w_data = std::make_unique<LayoutPair>(engine, w_user, data_pd.weights_desc());
+        data_scratch = data_pd.scratchpad_desc();
+        dx = layouts(x_user, data_pd.diff_src_desc());
+        gy_data = layouts(y_user, data_pd.diff_dst_desc());
+        w_data = layouts(w_user, data_pd.weights_desc());
 
         const auto weights_desc =
             s.bias ? dnnl::convolution_backward_weights::desc(algorithm, any(x_user), any(w_user), b_user, any(y_user),
                                                               strides, padding, padding)
                    : dnnl::convolution_backward_weights::desc(algorithm, any(x_user), any(w_user), any(y_user),
                                                               strides, padding, padding);
-        const dnnl::convolution_backward_weights::primitive_desc weights_pd(weights_desc, engine, forward_pd);
+        const dnnl::convolution_backward_weights::primitive_desc weights_pd(weights_desc, user_scratchpad(), engine,
+                                                                            forward_pd);
         backward_weights = dnnl::convolution_backward_weights(weights_pd);
-        x_weights = std::make_unique<LayoutPair>(engine, x_user, weights_pd.src_desc());
-        gy_weights = std::make_unique<LayoutPair>(engine, y_user, weights_pd.diff_dst_desc());
-        dw = std::make_unique<LayoutPair>(engine, w_user, weights_pd.diff_weights_desc());
+        weights_scratch = weights_pd.scratchpad_desc();
+        x_weights = layouts(x_user, weights_pd.src_desc());
+        gy_weights = layouts(y_user, weights_pd.diff_dst_desc());
+        dw = layouts(w_user, weights_pd.diff_weights_desc());
         b = memory(b_user, engine, DNNL_MEMORY_NONE);
         db = memory(b_user, engine, DNNL_MEMORY_NONE);
+
+        for (const memory::desc* d : {&forward_scratch, &data_scratch, &weights_scratch}) scratch.need(*d);
+        scratch.allocate();
     }
 };
 
@@ -135,60 +193,88 @@ auto key(const ConvolutionShape& s, int threads) {
                       g.stride.w, g.padding.h, g.padding.w, s.out_channels, s.bias};
 }
 
-// The primitives of `s`, created on first use, locked for the caller; OpenMP told how many
-// threads the caller's TBB arena allows, so that both runtimes use the same count.
-std::pair<Convolution&, std::unique_lock<std::mutex>> convolution(const ConvolutionShape& s) {
+// Shapes whose primitives and buffers are kept: a training run's batch, its last partial batch and
+// its evaluation batch, for each convolution of a small CNN. The least recently used goes first.
+constexpr std::size_t kept_shapes = 16;
+
+// The primitives of `s` for the threads the caller's TBB arena allows, created on first use and
+// locked for the caller (kept alive by it, should the cache drop them meanwhile); OpenMP told that
+// count, so that both runtimes use the same.
+std::pair<std::shared_ptr<Convolution>, std::unique_lock<std::mutex>> convolution(const ConvolutionShape& s) {
+    struct Kept {
+        std::shared_ptr<Convolution> convolution;
+        std::uint64_t last_use = 0;
+    };
     static std::mutex cache_lock;
-    static std::map<decltype(key(s, 0)), std::unique_ptr<Convolution>> cache;
+    static std::map<decltype(key(s, 0)), Kept> cache;
+    static std::uint64_t uses = 0;
     const int threads = available_threads();
     omp_set_num_threads(threads);
-    Convolution* c = nullptr;
+    std::shared_ptr<Convolution> c;
     {
         const std::lock_guard guard(cache_lock);
-        auto& slot = cache[key(s, threads)];
-        if (!slot) slot = std::make_unique<Convolution>(s);
-        c = slot.get();
+        const auto k = key(s, threads);
+        auto found = cache.find(k);
+        if (found == cache.end()) {
+            if (cache.size() == kept_shapes) {
+                cache.erase(std::min_element(cache.begin(), cache.end(), [](const auto& a, const auto& b) {
+                    return a.second.last_use < b.second.last_use;
+                }));
+            }
+            found = cache.emplace(k, Kept{std::make_shared<Convolution>(s)}).first;
+        }
+        found->second.last_use = ++uses;
+        c = found->second.convolution;
     }
-    return {*c, std::unique_lock(c->lock)};
+    std::unique_lock locked(c->lock);
+    return {std::move(c), std::move(locked)};
 }
 
 // y (N, out, OH, OW) = the convolution of x with w (out, C, kh, kw), plus b when shape.bias.
 void onednn_convolution_forward(const ConvolutionShape& shape, const float* x, const float* w, const float* b,
                                 float* y) {
-    auto [c, locked] = convolution(shape);
-    Args args{{DNNL_ARG_SRC, c.x->in(c.stream, x)}, {DNNL_ARG_WEIGHTS, c.w->in(c.stream, w)}, {DNNL_ARG_DST, c.y->out(y)}};
+    const auto [held, locked] = convolution(shape);
+    Convolution& c = *held;
+    Args args{{DNNL_ARG_SRC, c.x->in(c.stream, c.scratch, x)},
+              {DNNL_ARG_WEIGHTS, c.w->in(c.stream, c.scratch, w)},
+              {DNNL_ARG_DST, c.y->out(y)},
+              {DNNL_ARG_SCRATCHPAD, c.scratch.for_primitive(c.engine, c.forward_scratch)}};
     if (shape.bias) {
         c.b.set_data_handle(const_cast<float*>(b));  // read only
         args.emplace(DNNL_ARG_BIAS, c.b);
     }
     c.forward.execute(c.stream, args);
-    c.y->finish(c.stream);
+    c.y->finish(c.stream, c.scratch);
     c.stream.wait();
 }
 
 // dx = the input gradient of gy (N, out, OH, OW) through w, overwritten.
 void onednn_convolution_backward_data(const ConvolutionShape& shape, const float* gy, const float* w, float* dx) {
-    auto [c, locked] = convolution(shape);
-    c.backward_data.execute(c.stream, {{DNNL_ARG_DIFF_DST, c.gy_data->in(c.stream, gy)},
-                                       {DNNL_ARG_WEIGHTS, c.w_data->in(c.stream, w)},
-                                       {DNNL_ARG_DIFF_SRC, c.dx->out(dx)}});
-    c.dx->finish(c.stream);
+    const auto [held, locked] = convolution(shape);
+    Convolution& c = *held;
+    c.backward_data.execute(c.stream, {{DNNL_ARG_DIFF_DST, c.gy_data->in(c.stream, c.scratch, gy)},
+                                       {DNNL_ARG_WEIGHTS, c.w_data->in(c.stream, c.scratch, w)},
+                                       {DNNL_ARG_DIFF_SRC, c.dx->out(dx)},
+                                       {DNNL_ARG_SCRATCHPAD, c.scratch.for_primitive(c.engine, c.data_scratch)}});
+    c.dx->finish(c.stream, c.scratch);
     c.stream.wait();
 }
 
 // dw (and db when shape.bias) = the weight (and bias) gradient of gy at x, overwritten.
 void onednn_convolution_backward_weights(const ConvolutionShape& shape, const float* x, const float* gy, float* dw,
                                          float* db) {
-    auto [c, locked] = convolution(shape);
-    Args args{{DNNL_ARG_SRC, c.x_weights->in(c.stream, x)},
-              {DNNL_ARG_DIFF_DST, c.gy_weights->in(c.stream, gy)},
-              {DNNL_ARG_DIFF_WEIGHTS, c.dw->out(dw)}};
+    const auto [held, locked] = convolution(shape);
+    Convolution& c = *held;
+    Args args{{DNNL_ARG_SRC, c.x_weights->in(c.stream, c.scratch, x)},
+              {DNNL_ARG_DIFF_DST, c.gy_weights->in(c.stream, c.scratch, gy)},
+              {DNNL_ARG_DIFF_WEIGHTS, c.dw->out(dw)},
+              {DNNL_ARG_SCRATCHPAD, c.scratch.for_primitive(c.engine, c.weights_scratch)}};
     if (shape.bias) {
         c.db.set_data_handle(db);
         args.emplace(DNNL_ARG_DIFF_BIAS, c.db);
     }
     c.backward_weights.execute(c.stream, args);
-    c.dw->finish(c.stream);
+    c.dw->finish(c.stream, c.scratch);
     c.stream.wait();
 }
 
@@ -208,7 +294,7 @@ Var<float> onednn_conv2d(const Var<float>& x, const Var<float>& weight, const Va
             onednn_convolution_backward_data(shape, gy.data(), inputs[1]->value.data(), dx.data());
             dx.commit();
         }
-        const auto& bias_node = inputs.size() > 2 ? inputs[2] : nullptr;
+        const Var<float>::NodePtr bias_node = inputs.size() > 2 ? inputs[2] : nullptr;
         if (!inputs[1]->requires_grad && !(bias_node && bias_node->requires_grad)) return;
         // oneDNN computes both; the one not wanted goes to a scratch.
         GradWrite<float> dw(inputs[1]), db(bias_node);

@@ -9,9 +9,13 @@
 
 #include <algorithm>
 #include <cstddef>
+#include <memory>
 #include <sstream>
 #include <stdexcept>
 #include <string>
+#include <thread>
+#include <tuple>
+#include <vector>
 
 #include <tbb/global_control.h>
 #include <xtensor/xmath.hpp>
@@ -141,28 +145,90 @@ TEST(OneDnnConv2d, GradientsAddToTheOnesHeld) {
     EXPECT_EQ(conv.bias()->grad(), Floats(2.0f * db));
 }
 
-// The seed CNN's first layer: its input needs no gradient; and a frozen weight with a live bias.
+// Each of x, weight and bias frozen in turn (the seed CNN's first layer: its input needs no
+// gradient): the others' gradients as the own code gives them, the frozen one none.
 TEST(OneDnnConv2d, OnlyTheGradientsAskedForAreWritten) {
     if (skipWithoutOneDnn()) GTEST_SKIP() << "this build has no oneDNN";
     const Floats x = xt::random::randn<float>({3, 2, 5, 5});
     xgrad::Conv2d<float> reference(2, 4, 3, 1, 1);
-    const Var<float> y_reference = reference(Var<float>(x, true));
+    const Var<float> x_reference(x, true);
+    const Var<float> y_reference = reference(x_reference);
     const Floats gy = xt::random::randn<float>(y_reference.shape());
     y_reference.backward(gy);
+    const auto close = [](const Floats& a, const Floats& b) { return xt::amax(xt::abs(a - b))() < 1e-4; };
 
     const xgrad::ConvBackendScope onednn(ConvBackend::onednn);
     xgrad::Conv2d<float> conv(2, 4, 3, 1, 1);
     conv.weight().mutable_value() = reference.weight().value();
     conv.bias()->mutable_value() = reference.bias()->value();
-    const Var<float> input(x, false);
-    conv(input).backward(gy);
-    EXPECT_FALSE(input.requires_grad());
-    EXPECT_LT(xt::amax(xt::abs(conv.weight().grad() - reference.weight().grad()))(), 1e-4);
+    for (const std::string frozen : {"x", "weight", "bias"}) {
+        SCOPED_TRACE(frozen);
+        conv.zero_grad();
+        conv.weight().set_requires_grad(frozen != "weight");
+        conv.bias()->set_requires_grad(frozen != "bias");
+        const Var<float> input(x, frozen != "x");
+        conv(input).backward(gy);
+        EXPECT_EQ(input.has_grad(), frozen != "x");
+        EXPECT_EQ(conv.weight().has_grad(), frozen != "weight");
+        EXPECT_EQ(conv.bias()->has_grad(), frozen != "bias");
+        if (frozen != "x") {
+            EXPECT_TRUE(close(input.grad(), x_reference.grad()));
+        }
+        if (frozen != "weight") {
+            EXPECT_TRUE(close(conv.weight().grad(), reference.weight().grad()));
+        }
+        if (frozen != "bias") {
+            EXPECT_TRUE(close(conv.bias()->grad(), reference.bias()->grad()));
+        }
+    }
+}
 
-    conv.zero_grad();
-    conv.weight().set_requires_grad(false);
-    conv(input).backward(gy);
-    EXPECT_LT(xt::amax(xt::abs(conv.bias()->grad() - reference.bias()->grad()))(), 1e-4);
+// The choice is per thread: runs training side by side (xgrad experiment --jobs 2) keep their own.
+TEST(ConvBackend, AChoiceIsTheCallingThreadsOnly) {
+    if (skipWithoutOneDnn()) GTEST_SKIP() << "this build has no oneDNN";
+    const xgrad::ConvBackendScope onednn(ConvBackend::onednn);
+    ConvBackend seen_elsewhere = ConvBackend::onednn;
+    std::thread([&] { seen_elsewhere = xgrad::conv_backend(); }).join();
+    EXPECT_EQ(seen_elsewhere, ConvBackend::own);
+    EXPECT_EQ(xgrad::conv_backend(), ConvBackend::onednn);
+}
+
+// Two threads, each its own shape and primitives, convolving at once over and over: each result
+// bitwise the one it has alone (every primitive takes its scratch memory from its own shape's).
+TEST(OneDnnConv2d, ThreadsConvolvingAtOnceGetTheResultsTheyGetAlone) {
+    if (skipWithoutOneDnn()) GTEST_SKIP() << "this build has no oneDNN";
+    const tbb::global_control one_thread(tbb::global_control::max_allowed_parallelism, 1);
+    struct Job {
+        std::unique_ptr<xgrad::Conv2d<float>> conv;
+        Floats x, gy;
+        Floats y{}, dx{}, dw{};
+    };
+    std::vector<Job> jobs;
+    jobs.push_back({std::make_unique<xgrad::Conv2d<float>>(8, 16, 3, 1, 1), xt::random::randn<float>({8, 8, 14, 14}),
+                    xt::random::randn<float>({8, 16, 14, 14})});
+    jobs.push_back({std::make_unique<xgrad::Conv2d<float>>(4, 8, 3, 2, 1), xt::random::randn<float>({6, 4, 20, 20}),
+                    xt::random::randn<float>({6, 8, 10, 10})});
+    const auto step = [](Job& job) {
+        const xgrad::ConvBackendScope onednn(ConvBackend::onednn);
+        job.conv->zero_grad();
+        const Var<float> x(job.x, true);
+        const Var<float> y = (*job.conv)(x);
+        y.backward(job.gy);
+        return std::tuple<Floats, Floats, Floats>{y.value(), x.grad(), job.conv->weight().grad()};
+    };
+    for (Job& job : jobs) std::tie(job.y, job.dx, job.dw) = step(job);
+    std::vector<int> mismatches(jobs.size(), 0);
+    std::vector<std::thread> threads;
+    for (std::size_t j = 0; j < jobs.size(); ++j) {
+        threads.emplace_back([&, j] {
+            for (int round = 0; round < 50; ++round) {
+                const auto [y, dx, dw] = step(jobs[j]);
+                mismatches[j] += y != jobs[j].y || dx != jobs[j].dx || dw != jobs[j].dw;
+            }
+        });
+    }
+    for (auto& thread : threads) thread.join();
+    EXPECT_EQ(mismatches, std::vector<int>(jobs.size(), 0));
 }
 
 TEST(OneDnnConv2d, AnEmptyBatchGivesAnEmptyOutputAndZeroGradients) {

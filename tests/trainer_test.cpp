@@ -917,27 +917,43 @@ TEST(Cli, ARunIsResumedOnlyWithTheSameNormSettings) {
 // error naming the flag and the valid ones.
 TEST(Cli, ConvBackendIsRecordedAndARunIsResumedOnlyOnTheSameOne) {
     const fs::path dir = fresh_dir("conv_backend");
+    // SGD, whose steps are the gradients' (Adam's would hide how far they are apart).
+    const std::string sgd = "--optimizer sgd --lr 0.1";
     const auto [unknown_status, unknown_output] = run_command(tiny_train("seed-cnn", "--conv-backend mkldnn", dir));
     EXPECT_NE(unknown_status, 0);
     EXPECT_NE(unknown_output.find("--conv-backend"), std::string::npos) << unknown_output;
     EXPECT_NE(unknown_output.find("onednn"), std::string::npos) << unknown_output;
     EXPECT_FALSE(fs::exists(dir / "config.json"));
     if (!xgrad::onednn_convolution_available()) {
-        const auto [status, output] = run_command(tiny_train("seed-cnn", "--conv-backend onednn", dir));
+        const auto [status, output] = run_command(tiny_train("seed-cnn", sgd + " --conv-backend onednn", dir));
         EXPECT_NE(status, 0);
         EXPECT_NE(output.find("no oneDNN"), std::string::npos) << output;
         fs::remove_all(dir);
         return;
     }
-    const auto [status, output] = run_command(tiny_train("seed-cnn", "--conv-backend onednn", dir));
+    const auto [status, output] = run_command(tiny_train("seed-cnn", sgd + " --conv-backend onednn", dir));
     ASSERT_EQ(status, 0) << output;
     EXPECT_EQ(read_json(dir / "config.json").at("conv_backend"), "onednn");
-    const auto [own_status, own_output] = run_command(tiny_train("seed-cnn", "", dir));
+    const auto [own_status, own_output] = run_command(tiny_train("seed-cnn", sgd, dir));
     EXPECT_NE(own_status, 0);
     EXPECT_NE(own_output.find("conv_backend"), std::string::npos) << own_output;
+    // oneDNN's weight gradient depends on the thread count: so does the run.
+    std::string on_two_threads = tiny_train("seed-cnn", sgd + " --conv-backend onednn", dir);
+    on_two_threads.replace(on_two_threads.find("--threads 1"), 11, "--threads 2");
+    const auto [threads_status, threads_output] = run_command(on_two_threads);
+    EXPECT_NE(threads_status, 0);
+    EXPECT_NE(threads_output.find("'threads' was 1, now 2"), std::string::npos) << threads_output;
     const fs::path own_dir = fresh_dir("conv_backend_own");
-    ASSERT_EQ(run_command(tiny_train("seed-cnn", "--conv-backend own", own_dir)).status, 0);
+    ASSERT_EQ(run_command(tiny_train("seed-cnn", sgd + " --conv-backend own", own_dir)).status, 0);
     EXPECT_FALSE(read_json(own_dir / "config.json").contains("conv_backend"));
+    // The convolutions ran on oneDNN: the weights after two steps differ from the own code's in
+    // their rounding, not more.
+    const xgrad::Npz onednn_run = xgrad::load_npz(dir / "checkpoint.npz");
+    const xgrad::Npz own_run = xgrad::load_npz(own_dir / "checkpoint.npz");
+    const auto& conv2_onednn = std::get<xt::xarray<float>>(*onednn_run.find("conv2.weight"));
+    const auto& conv2_own = std::get<xt::xarray<float>>(*own_run.find("conv2.weight"));
+    EXPECT_NE(conv2_onednn, conv2_own);
+    EXPECT_LT(xt::amax(xt::abs(conv2_onednn - conv2_own))(), 1e-4);
     fs::remove_all(dir);
     fs::remove_all(own_dir);
 }
