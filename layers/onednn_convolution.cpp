@@ -42,18 +42,22 @@ dnnl::primitive_attr user_scratchpad() {
 }
 
 // One buffer for the scratch memory of several primitives that run one after the other: each
-// primitive's memory object points into it.
+// primitive's memory object points into it. Allocated by oneDNN, with the alignment it gives its
+// own memory.
 class Scratchpad {
 public:
     void need(const memory::desc& desc) { bytes_ = std::max(bytes_, desc.get_size()); }
-    void allocate() { buffer_ = std::make_unique_for_overwrite<std::byte[]>(std::max<std::size_t>(bytes_, 1)); }
+    void allocate(const dnnl::engine& engine) {
+        const auto bytes = static_cast<memory::dim>(std::max<std::size_t>(bytes_, 1));
+        buffer_ = memory(memory::desc({bytes}, memory::data_type::u8, memory::format_tag::x), engine);
+    }
     memory for_primitive(const dnnl::engine& engine, const memory::desc& desc) const {
-        return memory(desc, engine, buffer_.get());
+        return memory(desc, engine, buffer_.get_data_handle());
     }
 
 private:
     std::size_t bytes_ = 0;
-    std::unique_ptr<std::byte[]> buffer_;
+    memory buffer_;
 };
 
 // A tensor as the caller holds it (NCHW, OIHW or a vector) and, where the primitive wants another
@@ -182,7 +186,7 @@ struct Convolution {
         db = memory(b_user, engine, DNNL_MEMORY_NONE);
 
         for (const memory::desc* d : {&forward_scratch, &data_scratch, &weights_scratch}) scratch.need(*d);
-        scratch.allocate();
+        scratch.allocate(engine);
     }
 };
 

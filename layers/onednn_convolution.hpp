@@ -1,7 +1,7 @@
 // Conv2d<float>'s convolution as a graph op by oneDNN (layers/conv_backend.hpp): NCHW in and out,
 // as Conv2d holds its tensors; each product reorders to and from the layouts oneDNN's kernels
 // choose. Compiled only in builds with oneDNN. Primitives are created once per shape and thread
-// count and kept for the process.
+// count; those of the 16 shapes used last are kept.
 #pragma once
 
 #include <cstddef>
