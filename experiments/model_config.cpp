@@ -1,6 +1,9 @@
 #include "experiments/model_config.hpp"
 
+#include <cstdint>
 #include <stdexcept>
+#include <type_traits>
+#include <utility>
 
 namespace xgrad {
 
@@ -106,13 +109,29 @@ nlohmann::json to_json(const ModelConfig& c) {
 
 namespace {
 
+// Whether a whole-number field can take `value` as it is: nlohmann's get<> casts a fraction (undefined
+// behaviour beyond the integer's range: 2.5e21 for a long) and wraps an integer that does not fit.
+template <class Value>
+bool fits(const nlohmann::json& value) {
+    if constexpr (std::is_integral_v<Value> && !std::is_same_v<Value, bool>) {
+        if (value.is_number_unsigned()) return std::in_range<Value>(value.get<std::uint64_t>());
+        if (value.is_number_integer()) return std::in_range<Value>(value.get<std::int64_t>());
+        return !value.is_number();  // the other types: get<> throws, named below
+    }
+    return true;
+}
+
 template <class Value>
 void read(const nlohmann::json& json, const char* key, Value& target) {
     if (!json.contains(key)) throw std::invalid_argument(std::string("no key '") + key + "'");
+    const auto not_its_type = [&] {
+        return std::invalid_argument(std::string("'") + key + "' is " + json.at(key).dump() + ", not a value of its type");
+    };
+    if (!fits<Value>(json.at(key))) throw not_its_type();
     try {
         target = json.at(key).get<Value>();
     } catch (const nlohmann::json::exception&) {
-        throw std::invalid_argument(std::string("'") + key + "' is " + json.at(key).dump() + ", not a value of its type");
+        throw not_its_type();
     }
 }
 

@@ -129,6 +129,7 @@ struct Convolution {
     dnnl::convolution_backward_data backward_data;
     dnnl::convolution_backward_weights backward_weights;
     memory::desc forward_scratch, data_scratch, weights_scratch;
+    bool gy_layouts_agree = false;  // both backward primitives read gy in one layout
     std::unique_ptr<LayoutPair> x, w, y, dx, gy_data, w_data, x_weights, gy_weights, dw;
     memory b, db;
 
@@ -182,6 +183,7 @@ struct Convolution {
         x_weights = layouts(x_user, weights_pd.src_desc());
         gy_weights = layouts(y_user, weights_pd.diff_dst_desc());
         dw = layouts(w_user, weights_pd.diff_weights_desc());
+        gy_layouts_agree = data_pd.diff_dst_desc() == weights_pd.diff_dst_desc();
         b = memory(b_user, engine, DNNL_MEMORY_NONE);
         db = memory(b_user, engine, DNNL_MEMORY_NONE);
 
@@ -252,33 +254,35 @@ void onednn_convolution_forward(const ConvolutionShape& shape, const float* x, c
     c.stream.wait();
 }
 
-// dx = the input gradient of gy (N, out, OH, OW) through w, overwritten.
-void onednn_convolution_backward_data(const ConvolutionShape& shape, const float* gy, const float* w, float* dx) {
+// The gradients of gy (N, out, OH, OW) asked for (null: not wanted), overwritten: dx through w,
+// dw and, when shape.bias, db at x (dw and db wanted together). gy is reordered once where both
+// backward primitives read it in the same layout.
+void onednn_convolution_backward(const ConvolutionShape& shape, const float* x, const float* w, const float* gy,
+                                 float* dx, float* dw, float* db) {
     const auto [held, locked] = convolution(shape);
     Convolution& c = *held;
-    c.backward_data.execute(c.stream, {{DNNL_ARG_DIFF_DST, c.gy_data->in(c.stream, c.scratch, gy)},
-                                       {DNNL_ARG_WEIGHTS, c.w_data->in(c.stream, c.scratch, w)},
-                                       {DNNL_ARG_DIFF_SRC, c.dx->out(dx)},
-                                       {DNNL_ARG_SCRATCHPAD, c.scratch.for_primitive(c.engine, c.data_scratch)}});
-    c.dx->finish(c.stream, c.scratch);
-    c.stream.wait();
-}
-
-// dw (and db when shape.bias) = the weight (and bias) gradient of gy at x, overwritten.
-void onednn_convolution_backward_weights(const ConvolutionShape& shape, const float* x, const float* gy, float* dw,
-                                         float* db) {
-    const auto [held, locked] = convolution(shape);
-    Convolution& c = *held;
-    Args args{{DNNL_ARG_SRC, c.x_weights->in(c.stream, c.scratch, x)},
-              {DNNL_ARG_DIFF_DST, c.gy_weights->in(c.stream, c.scratch, gy)},
-              {DNNL_ARG_DIFF_WEIGHTS, c.dw->out(dw)},
-              {DNNL_ARG_SCRATCHPAD, c.scratch.for_primitive(c.engine, c.weights_scratch)}};
-    if (shape.bias) {
-        c.db.set_data_handle(db);
-        args.emplace(DNNL_ARG_DIFF_BIAS, c.db);
+    memory gy_for_data;
+    if (dx) {
+        gy_for_data = c.gy_data->in(c.stream, c.scratch, gy);
+        c.backward_data.execute(c.stream, {{DNNL_ARG_DIFF_DST, gy_for_data},
+                                           {DNNL_ARG_WEIGHTS, c.w_data->in(c.stream, c.scratch, w)},
+                                           {DNNL_ARG_DIFF_SRC, c.dx->out(dx)},
+                                           {DNNL_ARG_SCRATCHPAD, c.scratch.for_primitive(c.engine, c.data_scratch)}});
+        c.dx->finish(c.stream, c.scratch);
     }
-    c.backward_weights.execute(c.stream, args);
-    c.dw->finish(c.stream, c.scratch);
+    if (dw) {
+        const bool reordered = dx && c.gy_layouts_agree;
+        Args args{{DNNL_ARG_SRC, c.x_weights->in(c.stream, c.scratch, x)},
+                  {DNNL_ARG_DIFF_DST, reordered ? gy_for_data : c.gy_weights->in(c.stream, c.scratch, gy)},
+                  {DNNL_ARG_DIFF_WEIGHTS, c.dw->out(dw)},
+                  {DNNL_ARG_SCRATCHPAD, c.scratch.for_primitive(c.engine, c.weights_scratch)}};
+        if (shape.bias) {
+            c.db.set_data_handle(db);
+            args.emplace(DNNL_ARG_DIFF_BIAS, c.db);
+        }
+        c.backward_weights.execute(c.stream, args);
+        c.dw->finish(c.stream, c.scratch);
+    }
     c.stream.wait();
 }
 
@@ -293,20 +297,16 @@ Var<float> onednn_conv2d(const Var<float>& x, const Var<float>& weight, const Va
     std::vector<Var<float>::NodePtr> inputs{x.node(), weight.node()};
     if (bias) inputs.push_back(bias->node());
     return Var<float>::from_op(std::move(y), "conv2d", inputs, [inputs, shape](const Node<float>&, const xt::xarray<float>& gy) {
-        if (inputs[0]->requires_grad) {
-            GradWrite<float> dx(inputs[0]);
-            onednn_convolution_backward_data(shape, gy.data(), inputs[1]->value.data(), dx.data());
-            dx.commit();
-        }
         const Var<float>::NodePtr bias_node = inputs.size() > 2 ? inputs[2] : nullptr;
-        if (!inputs[1]->requires_grad && !(bias_node && bias_node->requires_grad)) return;
-        // oneDNN computes both; the one not wanted goes to a scratch.
-        GradWrite<float> dw(inputs[1]), db(bias_node);
-        std::vector<float> unwanted(dw.data() ? 0 : inputs[1]->value.size());
-        std::vector<float> unwanted_bias(bias_node && !db.data() ? shape.out_channels : 0);
-        onednn_convolution_backward_weights(shape, inputs[0]->value.data(), gy.data(),
-                                            dw.data() ? dw.data() : unwanted.data(),
-                                            db.data() ? db.data() : unwanted_bias.data());
+        const bool weights_wanted = inputs[1]->requires_grad || (bias_node && bias_node->requires_grad);
+        GradWrite<float> dx(inputs[0]), dw(inputs[1]), db(bias_node);
+        // oneDNN computes the weight's and the bias's gradients together; one not wanted goes to a scratch.
+        std::vector<float> unwanted(weights_wanted && !dw.data() ? inputs[1]->value.size() : 0);
+        std::vector<float> unwanted_bias(weights_wanted && bias_node && !db.data() ? shape.out_channels : 0);
+        onednn_convolution_backward(shape, inputs[0]->value.data(), inputs[1]->value.data(), gy.data(), dx.data(),
+                                    weights_wanted ? (dw.data() ? dw.data() : unwanted.data()) : nullptr,
+                                    db.data() ? db.data() : unwanted_bias.data());
+        dx.commit();
         dw.commit();
         db.commit();
     });

@@ -28,7 +28,9 @@
 #include "experiments/idx_file.hpp"
 #include "experiments/json_file.hpp"
 #include "experiments/metrics_log.hpp"
+#include "experiments/model_config.hpp"
 #include "experiments/npz.hpp"
+#include "experiments/train_config.hpp"
 #include "layers/init.hpp"
 #include "layers/linear.hpp"
 #include "layers/sequential.hpp"
@@ -287,6 +289,31 @@ TEST(FuzzFindings, AJsonNumberBeyondDoubleIsInvalidJsonNamingTheFile) {
     });
     EXPECT_EQ(error.rfind("run/config.json: not valid JSON: ", 0), 0u) << error;
     EXPECT_NE(error.find("6e99999"), std::string::npos) << error;
+}
+
+TEST(FuzzFindings, AWholeNumberKeyHoldingAFractionOrAValueBeyondItsTypeIsAnErrorNamingIt) {
+    // 2555555555555555555000 is beyond 64 bits, so nlohmann reads it as a double, whose cast to the
+    // key's integer was undefined behaviour (UBSan, in the json harness); 2.5 was cut to 2, and -1
+    // for an unsigned count wrapped to 2^64 - 1.
+    const struct {
+        xgrad::Norm norm;
+        const char* key;
+        const char* value;
+    } cases[] = {{xgrad::Norm::batch_renorm, "renorm_dmax_at", "2555555555555555555000"},
+                 {xgrad::Norm::batch_renorm, "renorm_warmup", "2.5"},
+                 {xgrad::Norm::ghost, "ghost_batch", "-1"}};
+    for (const auto& [norm, key, value] : cases) {
+        SCOPED_TRACE(key);
+        xgrad::TrainConfig config;
+        config.model.norm = norm;
+        config.model.ghost_batch = 16;
+        nlohmann::json json = xgrad::to_json(config);
+        json[key] = nlohmann::json::parse(value);
+        const std::string error = error_of<std::invalid_argument>([&] { xgrad::model_config_from_json(json); });
+        EXPECT_NE(error.find(std::string("'") + key + "' is " + json[key].dump() + ", not a value of its type"),
+                  std::string::npos)
+            << error;
+    }
 }
 
 }  // namespace
