@@ -83,8 +83,9 @@ bool same_value(const nlohmann::json& config, const std::string& key, const nloh
 
 std::optional<std::string> first_difference(const nlohmann::json& a, const nlohmann::json& b) {
     // The own convolutions' bits do not depend on the thread count; oneDNN's do.
+    // Compared, not read as a string: a recorded conv_backend of another type is a difference.
     const auto on_onednn = [](const nlohmann::json& config) {
-        return config.value("conv_backend", "own") == conv_backend_name(ConvBackend::onednn);
+        return config.contains("conv_backend") && config.at("conv_backend") == conv_backend_name(ConvBackend::onednn);
     };
     const bool threads_matter = on_onednn(a) || on_onednn(b);
     for (const auto& [key, value] : a.items()) {

@@ -16,6 +16,7 @@
 #include <filesystem>
 #include <fstream>
 #include <functional>
+#include <optional>
 #include <string>
 #include <tuple>
 #include <vector>
@@ -314,6 +315,17 @@ TEST(FuzzFindings, AWholeNumberKeyHoldingAFractionOrAValueBeyondItsTypeIsAnError
                   std::string::npos)
             << error;
     }
+}
+
+// config.json's conv_backend is compared, never read as a string: another type is a difference.
+TEST(FuzzFindings, AConvBackendOfAnotherTypeIsADifferenceNotAnError) {
+    const nlohmann::json today = xgrad::to_json(xgrad::TrainConfig{});
+    nlohmann::json recorded = today;
+    recorded["conv_backend"] = 1;
+    EXPECT_EQ(xgrad::first_difference(recorded, today), std::optional<std::string>("conv_backend"));
+    recorded["conv_backend"] = "onednn";
+    recorded["threads"] = 1;
+    EXPECT_EQ(xgrad::first_difference(recorded, today), std::optional<std::string>("conv_backend"));
 }
 
 }  // namespace
