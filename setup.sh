@@ -273,9 +273,9 @@ if [[ "$job" == sanitize ]]; then
 fi
 if [[ "$job" == tsan ]]; then
   # The suites whose code runs in TBB's threads: the channel reductions, the normalization
-  # kernels, conv and pooling, the fused node, and the trainer (2 threads by default).
+  # kernels, conv and pooling, the fused node, the optimizers, and the trainer (2 threads by default).
   tsan_suites=(channel_reduce batch_norm batch_norm_family normalization_family batch_norm_fusion
-               layers nonelementwise fused trainer)
+               layers optimizer nonelementwise fused trainer)
   build_tsan_tbb "$PWD/build-tsan"
   # pkg-config finds the instrumented TBB first; meson links it with an rpath to its directory.
   configure build-tsan -Db_sanitize=thread -Dnative=false -Dbuildtype=debug -Doptimization=1 -Dbench=false \
