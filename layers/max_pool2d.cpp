@@ -73,9 +73,10 @@ void pool_row(const WindowGeometry& g, const T* src, std::size_t oh, T* best, st
 
 // Outputs [0, n) of a row of 2×2 windows at stride 2: each output's four candidates, in rows
 // `top` and top + w of the plane (whose first element has index `at`), taken in row-major order,
-// each replacing the best so far if greater or a NaN, as in torch.
-template <class T>
-void pool_2x2(const T* __restrict top, std::size_t w, std::uint32_t at, std::size_t n, T* __restrict best,
+// each replacing the best so far if greater or a NaN, as in torch. A Count known at compile time
+// (std::integral_constant) makes the loop vector code whether or not GCC inlines the call.
+template <class T, class Count>
+void pool_2x2(const T* __restrict top, std::size_t w, std::uint32_t at, Count n, T* __restrict best,
               std::uint32_t* __restrict where) {
     const T* bottom = top + w;
     const auto row = static_cast<std::uint32_t>(w);
@@ -99,25 +100,35 @@ void pool_2x2(const T* __restrict top, std::size_t w, std::uint32_t at, std::siz
 // One row of `ow` outputs of 2×2 windows at stride 2 (the seed CNN's pooling), Lanes outputs at a
 // time: a loop of this fixed length is one or two vector operations per step, where a loop over
 // the seed CNN's rows (7 and 14 outputs) alone would be shorter than its first vector iteration
-// and run as scalar code. A part shorter than Lanes is computed Lanes wide into a scratch
-// buffer, reading past the row into the input that follows it, if `readable` elements from
-// `top` allow; else as it is.
+// and run as scalar code, six times slower. A part shorter than Lanes is still computed Lanes
+// wide, reading past the row into the input that follows it if `readable` inputs from `top`
+// allow, and written past the row into the outputs of the plane's next row (which that row then
+// overwrites) if `writable` outputs from `best` allow, else through a buffer (a plane's last
+// row); with neither, as it is.
 template <std::size_t Lanes, class T>
-void pool_2x2_row(const T* top, std::size_t w, std::uint32_t at, std::size_t ow, std::size_t readable, T* best,
-                  std::uint32_t* where) {
+void pool_2x2_row(const T* top, std::size_t w, std::uint32_t at, std::size_t ow, std::size_t readable,
+                  std::size_t writable, T* best, std::uint32_t* where) {
+    constexpr std::integral_constant<std::size_t, Lanes> lanes;
     std::size_t k = 0;
-    for (; k + Lanes <= ow; k += Lanes) pool_2x2(top + 2 * k, w, at + static_cast<std::uint32_t>(2 * k), Lanes, best + k, where + k);
+    for (; k + Lanes <= ow; k += Lanes) pool_2x2(top + 2 * k, w, at + static_cast<std::uint32_t>(2 * k), lanes, best + k, where + k);
     if (k == ow) return;
     const std::uint32_t rest_at = at + static_cast<std::uint32_t>(2 * k);
     if (w + 2 * (k + Lanes) > readable) {
         pool_2x2(top + 2 * k, w, rest_at, ow - k, best + k, where + k);
-        return;
+    } else if (k + Lanes <= writable) {
+        pool_2x2(top + 2 * k, w, rest_at, lanes, best + k, where + k);
+    } else {
+        T b[Lanes];
+        std::uint32_t i[Lanes];
+        pool_2x2(top + 2 * k, w, rest_at, lanes, b, i);
+        // A fixed-length loop of masked stores, not a call to memmove for a few elements.
+        for (std::size_t j = 0; j < Lanes; ++j) {
+            if (k + j < ow) {
+                best[k + j] = b[j];
+                where[k + j] = i[j];
+            }
+        }
     }
-    T b[Lanes];
-    std::uint32_t i[Lanes];
-    pool_2x2(top + 2 * k, w, rest_at, Lanes, b, i);
-    std::copy_n(b, ow - k, best + k);
-    std::copy_n(i, ow - k, where + k);
 }
 
 }  // namespace
@@ -146,11 +157,12 @@ Var<T> MaxPool2d<T>::forward(const Var<T>& x) {
                 if (two_by_two) {
                     const std::size_t top = 2 * oh * g.w;
                     const std::size_t readable = x.size() - (p * g.in_plane() + top);
+                    const std::size_t writable = (g.oh - oh) * g.ow;  // to the end of the plane's outputs
                     const auto at = static_cast<std::uint32_t>(top);
                     if (g.ow <= 8) {
-                        pool_2x2_row<8>(src + top, g.w, at, g.ow, readable, best_row, where_row);
+                        pool_2x2_row<8>(src + top, g.w, at, g.ow, readable, writable, best_row, where_row);
                     } else {
-                        pool_2x2_row<16>(src + top, g.w, at, g.ow, readable, best_row, where_row);
+                        pool_2x2_row<16>(src + top, g.w, at, g.ow, readable, writable, best_row, where_row);
                     }
                 } else if (g.stride.w == 2) {
                     pool_row<2>(g, src, oh, best_row, where_row);
