@@ -81,8 +81,8 @@ void BM_separate_nodes(benchmark::State& state) {
     set_bytes(state, n);
 }
 
-// The same blocks as the fused backward, so both split the work alike across threads.
-constexpr std::size_t block = 4096;
+// The same blocks as the fused node, so both split the work alike across threads.
+constexpr std::size_t block = xgrad::detail::fused_block;
 
 template <class F>
 void for_blocks(std::size_t n, F&& f) {

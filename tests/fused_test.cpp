@@ -169,7 +169,7 @@ constexpr double float_tolerance = 1e-5;
 }  // namespace
 
 // rows and cols odd, so the size is odd (never a multiple of the SIMD width) and above the
-// 4096-element block of the fused backward: 2 to 7 blocks.
+// 1024-element block of the fused node: 5 to 25 blocks.
 RC_GTEST_PROP(FusedFloat, ManyBlocksMatchScalarLoop, ()) {
     const std::size_t rows = 2 * *uniformIn<std::size_t>(16, 50) + 1;
     const std::size_t cols = 2 * *uniformIn<std::size_t>(64, 128) + 1;
