@@ -75,12 +75,16 @@ void store_block(T* __restrict grad, const E& expr, std::size_t begin, std::size
     }
 }
 
-// Calls f(begin, end) for every block of [0, size), in parallel when there is more than one.
+// Up to this many elements the blocks run in the calling thread: below it a task costs about
+// what it saves (the size at which the node went parallel when its blocks were this large).
+inline constexpr std::size_t fused_parallel_above = 4 * fused_block;
+
+// Calls f(begin, end) for every block of [0, size), in parallel above fused_parallel_above.
 template <class F>
 void for_each_block(std::size_t size, const F& f) {
     const std::size_t blocks = (size + fused_block - 1) / fused_block;
-    if (blocks <= 1) {
-        f(std::size_t{0}, size);
+    if (size <= fused_parallel_above) {
+        for (std::size_t b = 0; b < blocks; ++b) f(b * fused_block, std::min(size, (b + 1) * fused_block));
         return;
     }
     tbb::parallel_for(tbb::blocked_range<std::size_t>(0, blocks), [&](const tbb::blocked_range<std::size_t>& r) {

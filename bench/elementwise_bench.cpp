@@ -15,6 +15,7 @@
 #include <xtensor/xarray.hpp>
 
 #include "autodiff/autodiff.hpp"
+#include "autodiff/fused_node.hpp"
 
 namespace {
 

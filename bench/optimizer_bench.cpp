@@ -5,8 +5,10 @@
 // per element: Adam reads the gradient, the parameter and both moments and writes back the last
 // three (7 values); SGD with momentum reads 3 and writes 2; plain SGD reads 2 and writes 1.
 #include <cstddef>
+#include <cstdint>
 #include <memory>
 #include <string>
+#include <vector>
 
 #include <benchmark/benchmark.h>
 #include <xtensor/xrandom.hpp>

@@ -7,6 +7,7 @@
 
 #include <algorithm>
 #include <cstddef>
+#include <unordered_set>
 #include <vector>
 
 #include <tbb/blocked_range.h>
@@ -17,21 +18,38 @@ namespace xgrad {
 // Enough work per piece to outweigh a task (Adam moves 28 bytes an element in float: 448 KiB).
 inline constexpr std::size_t piece_elements = 16384;
 
-// body(k, begin, end) updates elements [begin, end) of tensor k; sizes[k] is tensor k's size.
-template <class Body>
-void for_each_parameter_piece(const std::vector<std::size_t>& sizes, const Body& body) {
+// body(update, begin, end) runs elements [begin, end) of one of `updates`, each of which has
+// `size` (its elements) and `target` (the parameter's data). A tensor listed twice (tied weights:
+// a layer registered twice lists its parameters twice) is updated once per listing, in list order,
+// each listing in a pass of its own, so that no two pieces of one pass write the same memory.
+template <class Update, class Body>
+void for_each_parameter_piece(const std::vector<Update>& updates, const Body& body) {
     struct Piece {
-        std::size_t tensor, begin, end;
+        const Update* update;
+        std::size_t begin, end;
     };
-    std::vector<Piece> pieces;
-    for (std::size_t k = 0; k < sizes.size(); ++k) {
-        for (std::size_t begin = 0; begin < sizes[k]; begin += piece_elements) {
-            pieces.push_back({k, begin, std::min(sizes[k], begin + piece_elements)});
-        }
+    std::vector<const Update*> pending;
+    for (const Update& u : updates) {
+        if (u.size > 0) pending.push_back(&u);
     }
-    tbb::parallel_for(tbb::blocked_range<std::size_t>(0, pieces.size(), 1), [&](const tbb::blocked_range<std::size_t>& r) {
-        for (std::size_t i = r.begin(); i != r.end(); ++i) body(pieces[i].tensor, pieces[i].begin, pieces[i].end);
-    });
+    while (!pending.empty()) {
+        std::vector<Piece> pieces;
+        std::vector<const Update*> later;
+        std::unordered_set<const void*> in_this_pass;
+        for (const Update* u : pending) {
+            if (!in_this_pass.insert(u->target).second) {
+                later.push_back(u);
+                continue;
+            }
+            for (std::size_t begin = 0; begin < u->size; begin += piece_elements) {
+                pieces.push_back({u, begin, std::min(u->size, begin + piece_elements)});
+            }
+        }
+        tbb::parallel_for(tbb::blocked_range<std::size_t>(0, pieces.size(), 1), [&](const tbb::blocked_range<std::size_t>& r) {
+            for (std::size_t i = r.begin(); i != r.end(); ++i) body(*pieces[i].update, pieces[i].begin, pieces[i].end);
+        });
+        pending = std::move(later);
+    }
 }
 
 }  // namespace xgrad

@@ -36,62 +36,69 @@ struct SgdConstants {
     T lr, momentum, one_minus_dampening, weight_decay;
 };
 
-// What the step does, fixed for all its elements: decay (g + 0·p is not g for a parameter of -0
-// or inf), and momentum's three cases.
+// A parameter's momentum buffer in this step: none (no momentum), set to the gradient (its first
+// step), or moved (every later one).
 enum class Momentum { none, first_step, running };
 
-// torch's operations on one element, in its order and without contraction: torch's bits. GCC
-// vectorizes the loop (no division or square root to keep it scalar).
+// What one parameter's update reads and writes.
+template <class T>
+struct SgdUpdate {
+    const T* grad;
+    T* target;  // the value
+    T* buffer;  // null without momentum
+    std::size_t size;
+    Momentum momentum;
+};
+
+// torch's operations on one element, in its order and each rounded on its own (the build
+// contracts no multiply-add): the bits of its per-operation form. GCC vectorizes the loop. Decay
+// is a separate instantiation: d + 0·p is not d for a gradient of -0 or a parameter of ±inf or NaN.
 template <bool decay, Momentum momentum, bool nesterov, class T>
-void sgd_update(const SgdConstants<T>& k, const T* grad, T* param, T* buffer, std::size_t begin, std::size_t end) {
+void sgd_update(const SgdConstants<T>& c, const SgdUpdate<T>& u, std::size_t begin, std::size_t end) {
+    const T* grad = u.grad;
+    T* param = u.target;
+    T* buffer = u.buffer;
     for (std::size_t i = begin; i < end; ++i) {
         T d = grad[i];
-        if constexpr (decay) d = d + k.weight_decay * param[i];
+        if constexpr (decay) d = d + c.weight_decay * param[i];
         if constexpr (momentum == Momentum::first_step) buffer[i] = d;
-        if constexpr (momentum == Momentum::running) buffer[i] = buffer[i] * k.momentum + k.one_minus_dampening * d;
-        if constexpr (momentum != Momentum::none) d = nesterov ? d + k.momentum * buffer[i] : buffer[i];
-        param[i] = param[i] - k.lr * d;
+        if constexpr (momentum == Momentum::running) buffer[i] = buffer[i] * c.momentum + c.one_minus_dampening * d;
+        if constexpr (momentum != Momentum::none) d = nesterov ? d + c.momentum * buffer[i] : buffer[i];
+        param[i] = param[i] - c.lr * d;
     }
 }
 
-template <bool decay, Momentum momentum, class T>
-void sgd_update(bool nesterov, const SgdConstants<T>& k, const T* grad, T* param, T* buffer, std::size_t begin,
-                std::size_t end) {
-    if (nesterov) {
-        sgd_update<decay, momentum, true>(k, grad, param, buffer, begin, end);
-    } else {
-        sgd_update<decay, momentum, false>(k, grad, param, buffer, begin, end);
-    }
-}
-
+// The instantiation for a parameter's case; Nesterov only with momentum, as the options allow.
 template <bool decay, class T>
-void sgd_update(Momentum momentum, bool nesterov, const SgdConstants<T>& k, const T* grad, T* param, T* buffer,
-                std::size_t begin, std::size_t end) {
-    switch (momentum) {
-        case Momentum::none: return sgd_update<decay, Momentum::none>(nesterov, k, grad, param, buffer, begin, end);
+void sgd_update_case(bool nesterov, const SgdConstants<T>& c, const SgdUpdate<T>& u, std::size_t begin,
+                     std::size_t end) {
+    switch (u.momentum) {
+        case Momentum::none: return sgd_update<decay, Momentum::none, false>(c, u, begin, end);
         case Momentum::first_step:
-            return sgd_update<decay, Momentum::first_step>(nesterov, k, grad, param, buffer, begin, end);
-        case Momentum::running: return sgd_update<decay, Momentum::running>(nesterov, k, grad, param, buffer, begin, end);
+            return nesterov ? sgd_update<decay, Momentum::first_step, true>(c, u, begin, end)
+                            : sgd_update<decay, Momentum::first_step, false>(c, u, begin, end);
+        case Momentum::running:
+            return nesterov ? sgd_update<decay, Momentum::running, true>(c, u, begin, end)
+                            : sgd_update<decay, Momentum::running, false>(c, u, begin, end);
     }
 }
 
 }  // namespace
 
-// One pass over every element of every parameter, as torch's fused optimizers: the gradient,
-// the value and the momentum buffer of each element are read once and written once.
+// One pass over every element of every parameter (for_each_parameter_piece): the gradient, the
+// value and the momentum buffer of each element are read once and written once.
 template <class T>
 void SGD<T>::step() {
     NoGrad no_grad;
+    this->check_gradients("SGD", momentum_buffers_.size());
+    for (std::size_t i = 0; i < momentum_buffers_.size(); ++i) {
+        if (this->params_[i].has_grad() && momentum_buffers_[i]) {
+            this->check_shape("SGD", i, *momentum_buffers_[i], "momentum buffer");
+        }
+    }
     const SgdConstants<T> constants{static_cast<T>(this->lr_), static_cast<T>(options_.momentum),
                                     static_cast<T>(1.0 - options_.dampening), static_cast<T>(options_.weight_decay)};
-    struct Tensors {
-        const T* grad;
-        T* param;
-        T* buffer;
-        Momentum momentum;
-    };
-    std::vector<Tensors> tensors;
-    std::vector<std::size_t> sizes;
+    std::vector<SgdUpdate<T>> updates;
     for (std::size_t i = 0; i < this->params_.size(); ++i) {
         Var<T>& p = this->params_[i];
         if (!p.has_grad()) continue;
@@ -101,26 +108,15 @@ void SGD<T>::step() {
         if (options_.momentum != 0.0) {
             auto& held = momentum_buffers_[i];
             momentum = held ? Momentum::running : Momentum::first_step;
-            if (!held) {
-                held.emplace(value.shape());
-            } else if (held->shape() != value.shape()) {
-                throw std::invalid_argument("SGD: the momentum buffer of parameter " + std::to_string(i) + " has " +
-                                            std::to_string(held->size()) + " elements in a shape other than the parameter's (" +
-                                            std::to_string(value.size()) + " elements)");
-            }
+            if (!held) held.emplace(value.shape());  // written by the step before it is read
             buffer = held->data();
         }
-        tensors.push_back({p.grad().data(), value.data(), buffer, momentum});
-        sizes.push_back(value.size());
+        updates.push_back({p.grad().data(), value.data(), buffer, value.size(), momentum});
     }
-    const bool decay = options_.weight_decay != 0.0;
-    for_each_parameter_piece(sizes, [&](std::size_t k, std::size_t begin, std::size_t end) {
-        const Tensors& t = tensors[k];
-        if (decay) {
-            sgd_update<true>(t.momentum, options_.nesterov, constants, t.grad, t.param, t.buffer, begin, end);
-        } else {
-            sgd_update<false>(t.momentum, options_.nesterov, constants, t.grad, t.param, t.buffer, begin, end);
-        }
+    const bool decay = options_.weight_decay != 0.0, nesterov = options_.nesterov;
+    for_each_parameter_piece(updates, [&](const SgdUpdate<T>& u, std::size_t begin, std::size_t end) {
+        decay ? sgd_update_case<true>(nesterov, constants, u, begin, end)
+              : sgd_update_case<false>(nesterov, constants, u, begin, end);
     });
 }
 
