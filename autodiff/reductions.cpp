@@ -32,7 +32,15 @@ Var<T> reduce_sum(const char* op, const Var<T>& x, const Axes* axes, bool keepdi
     }
     const T scale = average ? T(1) / static_cast<T>(count) : T(1);
 
-    xt::xarray<T> value = xt::sum(x.value(), reduced) * scale;
+    // An empty input sums to zeros (a mean to NaN, 0 · 1/0, as torch's): xtensor's reducer would
+    // offset the null data pointer of an empty array, which is undefined behaviour.
+    xt::xarray<T> value;
+    if (x.size() == 0) {
+        value = xt::xarray<T>::from_shape(kept_shape);
+        value.fill(T(0) * scale);
+    } else {
+        value = xt::sum(x.value(), reduced) * scale;
+    }
     value.reshape(kept_shape);
     if (!keepdims) {
         Shape out_shape;

@@ -225,6 +225,21 @@ TEST(Reductions, MaxTiesGoToTheFirst) {
     EXPECT_EQ(x.grad(), (Array{{0.0, 1.0, 0.0}, {1.0, 0.0, 0.0}}));
 }
 
+// An empty input, as torch: a sum of zeros, a mean of NaN, and an empty gradient; not xtensor's
+// reducer over a null data pointer (undefined behaviour, which the sanitizer job reports).
+TEST(Reductions, OfAnEmptyTensorAreZeroOrNaNWithAnEmptyGradient) {
+    const Var<double> x(xt::xarray<double>::from_shape({0, 3}), true);
+    Var<double> whole = sum(x);
+    EXPECT_EQ(whole.value()(), 0.0);
+    EXPECT_TRUE(std::isnan(mean(x).value()()));
+    EXPECT_EQ(sum(x, {0}).value(), (Array{0.0, 0.0, 0.0}));
+    EXPECT_EQ(sum(x, {1}).shape(), (Shape{0}));
+    whole.backward();
+    EXPECT_EQ(x.grad().shape(), (std::vector<std::size_t>{0, 3}));
+    Var<double> by_rows = mean(x, {0});
+    EXPECT_TRUE(std::isnan(by_rows.value()(0)));
+}
+
 // A reduction consuming a fused expression materializes it as one node: sum, fused, 3 leaves.
 RC_GTEST_PROP(Reductions, OfFusedExpressionIsTwoNodes, ()) {
     const auto shapes = *genBroadcastShapes(3);
