@@ -103,8 +103,8 @@ void pool_2x2(const T* __restrict top, std::size_t w, std::uint32_t at, Count n,
 // and run as scalar code, six times slower. A part shorter than Lanes is still computed Lanes
 // wide, reading past the row into the input that follows it if `readable` inputs from `top`
 // allow, and written past the row into the outputs of the plane's following rows (which their
-// calls then overwrite) if `writable` outputs from `best` allow, else through a buffer (a plane's last
-// row); with neither, as it is.
+// calls then overwrite) if `writable` outputs from `best` allow, else through a buffer (a
+// plane's last row); with neither, as it is.
 template <std::size_t Lanes, class T>
 void pool_2x2_row(const T* top, std::size_t w, std::uint32_t at, std::size_t ow, std::size_t readable,
                   std::size_t writable, T* best, std::uint32_t* where) {
