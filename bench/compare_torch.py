@@ -5,9 +5,10 @@ markdown tables of bench/RESULTS.md:
     1 and 2 threads: xgrad's kernels, oneDNN (NCHW and NHWC), PyTorch (NCHW and channels_last),
     and the copy floor (x_copy: time over a copy of the same traffic, in the xgrad binary);
   - steps: a training step of seed-cnn (batch 64, Adam) and of paper-mlp (batch 60, SGD): xgrad's
-    build/bench/train_step_bench against the same model, optimizer and threads in PyTorch, run
-    as installed and with OPENBLAS_CORETYPE=SkylakeX (Debian's OpenBLAS 0.3.21, which PyTorch's
-    matmuls call, falls back to SSE3 kernels on CPUs newer than it; xgrad picks the AVX-512 ones),
+    build/bench/train_step_bench against the same model, optimizer and threads in PyTorch, both on
+    OpenBLAS's kernels as the environment chooses them and, on a CPU with AVX-512, both with
+    OPENBLAS_CORETYPE=SkylakeX (Debian's OpenBLAS 0.3.21, which PyTorch's matmuls call, falls back to
+    SSE3 kernels on CPUs newer than it; xgrad picks the AVX-512 ones unless OPENBLAS_CORETYPE is set),
     with the step's GEMM floor from the same binary (its products alone, and one product per layer
     and pass instead) and its FLOP/s;
   - variants: build/bench/bn_variants_bench (BN written other ways), µs and x_copy, var_rel_err;
@@ -164,38 +165,54 @@ def torch_train_steps_in_child(repetitions, env_extra):
     return json.loads(out)
 
 
+def has_avx512():
+    with open("/proc/cpuinfo") as f:
+        return any(line.startswith("flags") and " avx512f" in line for line in f)
+
+
 def print_train_steps(build, repetitions):
-    # oneDNN's OpenMP threads sleep between its convolutions rather than spin against TBB's (README,
-    # the --conv-backend flag); no effect on the own backend, which starts no OpenMP thread.
-    xg = google_benchmark(f"{build}/bench/train_step_bench", ".", repetitions, STATISTIC,
-                          env={"OMP_WAIT_POLICY": "passive"})
-    as_installed = torch_train_steps_in_child(repetitions, {})
-    avx512 = torch_train_steps_in_child(repetitions, {"OPENBLAS_CORETYPE": "SkylakeX"})
+    """One table per choice of OpenBLAS's kernels, xgrad and PyTorch on the same ones: as this
+    environment chooses them, then, on a CPU with AVX-512, OpenBLAS's AVX-512 kernels in both."""
     print("### Training step\n")
     print("GEMM floor: the products the step makes, at their own shapes, timed alone (spread over the threads as "
           "if independent); one product per layer: the same FLOPs as one product per layer and pass over the whole "
           "batch. Both through the same gemm and threads in the same binary (bench/gemm_floor.hpp). oneDNN conv: "
           "the step with Conv2d on oneDNN's convolution (--conv-backend onednn), whose products are not sgemm's.\n")
+    coretype = os.environ.get("OPENBLAS_CORETYPE")
+    print_train_step_table(build, repetitions, {},
+                           f"OpenBLAS's kernels as this environment chooses them (OPENBLAS_CORETYPE={coretype})"
+                           if coretype else "OpenBLAS's kernels as each program chooses them (OPENBLAS_CORETYPE unset)")
+    if has_avx512():
+        print_train_step_table(build, repetitions, {"OPENBLAS_CORETYPE": "SkylakeX"},
+                               "Both on OpenBLAS's AVX-512 kernels (OPENBLAS_CORETYPE=SkylakeX)")
+
+
+def print_train_step_table(build, repetitions, env_extra, title):
+    # oneDNN's OpenMP threads sleep between its convolutions rather than spin against TBB's (README,
+    # the --conv-backend flag); no effect on the own backend, which starts no OpenMP thread.
+    xg = google_benchmark(f"{build}/bench/train_step_bench", ".", repetitions, STATISTIC,
+                          env={"OMP_WAIT_POLICY": "passive", **env_extra})
+    torch_steps = torch_train_steps_in_child(repetitions, env_extra)
+    print(f"#### {title}\n")
     print("| model | batch | threads | xgrad (ms) | GEMM floor (ms) | xgrad / floor | one product per layer (ms) "
-          "| xgrad GFLOP/s | floor GFLOP/s | PyTorch (ms) | PyTorch, OpenBLAS AVX-512 (ms) | xgrad images/s "
-          "| PyTorch images/s | speed-up over PyTorch | speed-up over PyTorch, AVX-512 OpenBLAS "
-          "| xgrad, oneDNN conv (ms) | its speed-up over PyTorch |")
-    print("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|")
+          "| xgrad GFLOP/s | floor GFLOP/s | PyTorch (ms) | xgrad images/s | PyTorch images/s "
+          "| speed-up over PyTorch | xgrad, oneDNN conv (ms) | its speed-up over PyTorch |")
+    print("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|")
     for name, (batch, _) in STEPS.items():
         for threads in THREADS:
             suffix = name.replace("-", "_") + f"/threads:{threads}/real_time"
             step, floor = xg["BM_train_step_" + suffix], xg["BM_gemm_floor_" + suffix]
             ours, floor_us, gflop = step["us"], floor["us"], step["flops"] / 1e9
             per_layer = xg["BM_layer_products_" + suffix]["us"]
-            theirs, theirs_avx512 = as_installed[f"{name}/{threads}"], avx512[f"{name}/{threads}"]
+            theirs = torch_steps[f"{name}/{threads}"]
             # Models with a Conv2d, in builds with oneDNN.
             onednn = xg.get("BM_train_step_" + suffix.replace("/threads", "_onednn/threads"), {"error_occurred": True})
             onednn_cells = ("– | –" if onednn.get("error_occurred")
                             else f"{onednn['us'] / 1e3:.3f} | {theirs / onednn['us']:.2f}")
             print(f"| {name} | {batch} | {threads} | {ours / 1e3:.3f} | {floor_us / 1e3:.3f} | {ours / floor_us:.2f} "
-                  f"| {per_layer / 1e3:.3f} | {gflop / ours * 1e6:.1f} | {gflop / floor_us * 1e6:.1f} | {theirs / 1e3:.3f} "
-                  f"| {theirs_avx512 / 1e3:.3f} | {batch / ours * 1e6:.0f} | {batch / theirs * 1e6:.0f} | {theirs / ours:.2f} "
-                  f"| {theirs_avx512 / ours:.2f} | {onednn_cells} |")
+                  f"| {per_layer / 1e3:.3f} | {gflop / ours * 1e6:.1f} | {gflop / floor_us * 1e6:.1f} "
+                  f"| {theirs / 1e3:.3f} | {batch / ours * 1e6:.0f} | {batch / theirs * 1e6:.0f} | {theirs / ours:.2f} "
+                  f"| {onednn_cells} |")
     print()
 
 

@@ -10,7 +10,9 @@
 #include <gtest/gtest.h>
 #include <rapidcheck/gtest.h>
 
+#include <algorithm>
 #include <cmath>
+#include <cstddef>
 #include <cstdint>
 #include <memory>
 #include <optional>
@@ -24,6 +26,7 @@
 #include <xtensor/xbuilder.hpp>
 
 #include "layers/normalization/batch_norm.hpp"
+#include "layers/normalization/streaming_store.hpp"
 #include "tests/batch_norm_kernels.hpp"
 #include "tests/batch_norm_state.hpp"
 #include "tests/error_message.hpp"
@@ -388,9 +391,10 @@ Reference evalReference(const Array& x, const Array& gamma, const Array& beta, c
 template <class T>
 void checkKernelsOnLargeShapes(double tolerance) {
     // Fused per channel block with one thread and in passes with two (few channels), fused with
-    // both (many channels), in passes with both (long channels, or short rows).
-    const std::vector<Shape> shapes = {{8, 3, 100, 100}, {16, 32, 28, 28}, {2, 40, 2000},
-                                       {3, 1, 50000},    {70000, 3},       {300, 50, 7}};
+    // both (many channels), in passes with both (long channels, or short rows); fused with both and
+    // an output past the caches, streamed (the last two: double, then float; LargeShapesReach...).
+    const std::vector<Shape> shapes = {{8, 3, 100, 100}, {16, 32, 28, 28}, {2, 40, 2000},  {3, 1, 50000},
+                                       {70000, 3},       {300, 50, 7},     {8, 40, 64, 128}, {16, 40, 64, 128}};
     std::mt19937 rng(7);
     std::normal_distribution<double> normal(0.0, 1.0);
     for (const Shape& shape : shapes) {
@@ -437,6 +441,40 @@ void checkKernelsOnLargeShapes(double tolerance) {
 
 TEST(BatchNormKernels, DoubleMatchesReferenceAndIsThreadCountIndependent) { checkKernelsOnLargeShapes<double>(1e-12); }
 TEST(BatchNormKernels, FloatMatchesReferenceAndIsThreadCountIndependent) { checkKernelsOnLargeShapes<float>(2e-5); }
+
+// The shapes above whose forward output is streamed past the caches, in the cache-blocked walk (a
+// channel's x and y within its 1 MiB block at both thread counts): the threshold moving would stop
+// checking that path.
+TEST(BatchNormKernels, LargeShapesReachTheStreamedForward) {
+    using xgrad::normalization_detail::streams_output;
+    EXPECT_TRUE(streams_output(8 * 40 * 64 * 128, sizeof(double)));
+    EXPECT_LE(8 * 64 * 128 * 2 * sizeof(double), std::size_t{1} << 20);
+    EXPECT_TRUE(streams_output(16 * 40 * 64 * 128, sizeof(float)));
+    EXPECT_LE(16 * 64 * 128 * 2 * sizeof(float), std::size_t{1} << 20);
+    EXPECT_FALSE(streams_output(16 * 32 * 28 * 28, sizeof(double)));
+}
+
+// A streamed copy writes every element, whatever the destination's alignment and the length.
+template <class T>
+void checkStreamCopy() {
+    std::vector<T> src(300), dst(320);
+    for (std::size_t i = 0; i < src.size(); ++i) src[i] = static_cast<T>(i) + T(0.5);
+    for (std::size_t offset = 0; offset < 16; ++offset) {
+        for (std::size_t n = 0; n <= 300 - 16; n += 7) {
+            std::fill(dst.begin(), dst.end(), T(-1));
+            xgrad::normalization_detail::stream_copy(dst.data() + offset, src.data(), n);
+            xgrad::normalization_detail::stream_fence();
+            for (std::size_t i = 0; i < dst.size(); ++i) {
+                const T expected = i >= offset && i < offset + n ? src[i - offset] : T(-1);
+                ASSERT_EQ(dst[i], expected) << "offset " << offset << ", length " << n << ", element " << i;
+            }
+        }
+    }
+}
+TEST(BatchNormKernels, StreamCopyWritesEveryElementAtEveryAlignment) {
+    checkStreamCopy<float>();
+    checkStreamCopy<double>();
+}
 
 // ---- running statistics ----
 

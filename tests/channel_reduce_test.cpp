@@ -298,6 +298,38 @@ TEST(ChannelReduce, SerialSumsOfChannelBlocksAreBitwiseEqual) {
     }
 }
 
+// A term that reads ahead (read_ahead: the runs layout asks for a channel's next run before its
+// turn) sums the bits the bare term sums: over every branch, runs longer and shorter than the
+// distance read ahead, one sample (nothing after it), float and double, and a term that takes n.
+template <class T>
+void check_reading_ahead_changes_no_bit() {
+    std::vector<ChannelShape> shapes;
+    for (const auto& bc : branch_cases) shapes.push_back(bc.shape);
+    for (const ChannelShape sh : {ChannelShape{5, 3, 3000}, ChannelShape{7, 4, 1024}, ChannelShape{6, 2, 515},
+                                  ChannelShape{1, 3, 5000}, ChannelShape{9, 5, 33}}) {
+        shapes.push_back(sh);
+    }
+    for (const auto& sh : shapes) {
+        SCOPED_TRACE(name(sh));
+        const auto x = random_data<T>(sh.size(), 3.0, 7.0, 5);
+        const auto dy = random_data<T>(sh.size(), 0.0, 1.0, 6);
+        const auto products = dot_term<TermForm::products>(dy.data(), x.data());
+        const auto sums = dot_term<TermForm::sums>(dy.data(), x.data());
+        const auto with_sample = [&](std::size_t c, std::size_t n, std::size_t i) {
+            return std::array<double, 2>{static_cast<double>(x[i]) * static_cast<double>(n % 3 + c),
+                                         static_cast<double>(dy[i])};
+        };
+        EXPECT_TRUE(bitwise_equal(xgrad::channel_sums<2>(sh, products),
+                                  xgrad::channel_sums<2>(sh, xgrad::read_ahead(products, dy.data(), x.data()))));
+        EXPECT_TRUE(bitwise_equal(xgrad::channel_sums<2>(sh, sums),
+                                  xgrad::channel_sums<2>(sh, xgrad::read_ahead(sums, x.data()))));
+        EXPECT_TRUE(bitwise_equal(xgrad::channel_sums<2>(sh, with_sample),
+                                  xgrad::channel_sums<2>(sh, xgrad::read_ahead(with_sample, x.data()))));
+    }
+}
+TEST(ChannelReduce, ReadingAheadChangesNoBitFloat) { check_reading_ahead_changes_no_bit<float>(); }
+TEST(ChannelReduce, ReadingAheadChangesNoBitDouble) { check_reading_ahead_changes_no_bit<double>(); }
+
 // The reference variance of channel c, in long double, two passes.
 template <class T>
 long double ref_variance(const std::vector<T>& x, const ChannelShape& sh, std::size_t c, long double* mean) {

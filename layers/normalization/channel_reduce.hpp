@@ -40,6 +40,7 @@
 #include <cstdint>
 #include <string>
 #include <type_traits>
+#include <utility>
 #include <vector>
 
 #include <tbb/blocked_range.h>
@@ -94,6 +95,45 @@ concept ChannelTerm = requires(const F& f, std::size_t c, std::size_t i) {
     { f(c, i) } -> ChannelTermResult<K>;
 } || requires(const F& f, std::size_t c, std::size_t n, std::size_t i) {
     { f(c, n, i) } -> ChannelTermResult<K>;
+};
+
+// A term with the tensors it reads, element i of each at i, so that the runs layout can ask for
+// the lines `distance` elements ahead of those it sums, in the channel's walk order: a channel's
+// runs are S elements long and C·S apart, and the hardware prefetcher starts afresh at each run and
+// at each 4 KiB page, which leaves a walk over data from memory waiting on most of its loads. A run
+// no longer than the distance asks for the whole of the channel's next run. What is asked for is
+// the channel's own data, which the walk reads next: nothing a cache-blocked pass keeps is evicted.
+// Called as the term is.
+template <class F, class T, std::size_t M>
+struct ReadAhead {
+    static constexpr std::size_t distance = 16384 / sizeof(T);  // elements of each tensor
+
+    F term;
+    std::array<const T*, M> tensors;
+
+    template <class... Index>
+        requires std::invocable<const F&, Index...>
+    auto operator()(Index... index) const {
+        return term(index...);
+    }
+    // The lines of elements [i, i + count) of every tensor; i + count within the tensors.
+    void prefetch(std::size_t i, std::size_t count) const {
+        constexpr std::size_t line = 64 / sizeof(T);
+        for (const T* t : tensors) {
+            for (std::size_t k = 0; k < count; k += line) __builtin_prefetch(t + i + k);
+        }
+    }
+};
+
+template <class F, class T, class... More>
+ReadAhead<F, T, 1 + sizeof...(More)> read_ahead(F term, const T* tensor, const More*... more) {
+    return {std::move(term), {tensor, more...}};
+}
+
+template <class F>
+concept ReadsAhead = requires(const F& f, std::size_t i) {
+    f.prefetch(i, i);
+    { F::distance } -> std::convertible_to<std::size_t>;
 };
 
 enum class ChannelLayout { rows, runs };
@@ -172,8 +212,21 @@ Sums<K> run_block(const F& term, const ChannelShape& sh, std::size_t c, std::siz
         const std::size_t s = j % sh.s;
         const std::size_t len = std::min(sh.s - s, j1 - j);
         const std::size_t base = (n * sh.c + c) * sh.s + s;
+        const bool has_next = n + 1 < sh.n;
+        const std::size_t next = has_next ? ((n + 1) * sh.c + c) * sh.s : 0;
         std::size_t r = 0;
         for (; r + kLanes <= len; r += kLanes) {
+            if constexpr (ReadsAhead<F>) {
+                // Element r + distance of the walk: in this run, or at least r of the next (the
+                // next run's first elements are within reach only where this run is long).
+                const std::size_t ahead = r + F::distance;
+                if (ahead + kLanes <= len) {
+                    term.prefetch(base + ahead, kLanes);
+                } else if (has_next) {
+                    const std::size_t into_next = len > F::distance ? ahead - len : r;
+                    if (into_next + kLanes <= sh.s) term.prefetch(next + into_next, kLanes);
+                }
+            }
             for (std::size_t l = 0; l < kLanes; ++l) add_term<K>(lanes, l, term, c, n, base + r + l);
         }
         for (std::size_t l = 0; r + l < len; ++l) add_term<K>(lanes, l, term, c, n, base + r + l);

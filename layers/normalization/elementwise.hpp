@@ -10,6 +10,7 @@
 #include "layers/normalization/arithmetic.hpp"
 #include "layers/normalization/coefficients.hpp"
 #include "layers/normalization/runs.hpp"
+#include "layers/normalization/streaming_store.hpp"
 
 namespace xgrad {
 
@@ -17,6 +18,9 @@ template <class T, class Epilogue>
 void apply_forward(const ChannelShape& view, const Affine<T>& a, const Epilogue& epilogue, const T* x, T* y,
                    const Rows& rows) {
     using namespace normalization_detail;
+    // Streamed in the cache-blocked walk only, where a task is a block of whole groups: a fence per
+    // task is then cheap, where the whole-tensor walk's tasks of kTaskElems would each wait on one.
+    const bool streamed = !rows.whole && streams_output(view.size(), sizeof(T));
     for_each_block(view, rows, [&](std::size_t n0, std::size_t n1, std::size_t c0, std::size_t c1) {
         for_each_run(view, n0, n1, c0, c1, [&](auto per_element, std::size_t off, std::size_t len, std::size_t first) {
             constexpr std::size_t step = decltype(per_element)::value ? 1 : 0;
@@ -24,12 +28,14 @@ void apply_forward(const ChannelShape& view, const Affine<T>& a, const Epilogue&
             const T* sc = a.scale.from(first);
             const T* sf = a.shift.from(first);
             const auto epi = epilogue.bind_run(per_element, first);
-            const T* src = x + off;
-            T* dst = y + off;
-            for (std::size_t i = 0; i < len; ++i) {
-                dst[i] = epi.forward(affine(src[i], ce[i * step], sc[i * step], sf[i * step]), i);
-            }
+            write_run(y + off, len, streamed, [&](T* out, std::size_t from, std::size_t count) {
+                const T* src = x + off + from;
+                for (std::size_t k = 0, i = from; k < count; ++k, ++i) {
+                    out[k] = epi.forward(affine(src[k], ce[i * step], sc[i * step], sf[i * step]), i);
+                }
+            });
         });
+        if (streamed) stream_fence();
     });
 }
 

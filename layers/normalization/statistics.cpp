@@ -50,10 +50,10 @@ void group_moments(const Grouping& grouping, const T* x, const Rows& groups, Mom
     }
     const double* const shift = out.mean.data();
     std::vector<std::size_t> cancelled;
-    channel_sums_over<2>(view, groups, [x, shift](std::size_t g, std::size_t i) {
+    channel_sums_over<2>(view, groups, read_ahead([x, shift](std::size_t g, std::size_t i) {
         const double d = static_cast<double>(x[i]) - shift[g];
         return Products<2>{{d, d}, {1.0, d}};
-    }, [&](std::size_t g, const std::array<double, 2>& s) {
+    }, x), [&](std::size_t g, const std::array<double, 2>& s) {
         const double centred = s[1] - s[0] * (s[0] / n);
         out.mean[g] = shift[g] + s[0] / n;
         out.var[g] = std::max(0.0, centred / n);

@@ -1,0 +1,101 @@
+// An elementwise pass's output written past the caches when it is larger than they are. Such an
+// output is evicted before anything reads it again, and a plain store first reads each of its lines
+// from memory (to own the line) and then writes it back: a third stream of traffic beside reading the
+// input and writing the output. A streaming (non-temporal) store writes the line without reading it,
+// as memmove does for large copies (the copy floor of the benchmarks).
+#pragma once
+
+#include <algorithm>
+#include <cstddef>
+#include <cstdint>
+#include <type_traits>
+
+#if defined(__SSE2__)
+#include <immintrin.h>
+#endif
+
+namespace xgrad::normalization_detail {
+
+// Outputs of more bytes than this are streamed: half the 32 MiB last-level cache of the hosts
+// measured (bench/RESULTS.md), so that input and output together exceed it.
+inline constexpr std::size_t kStreamedOutputBytes = std::size_t{1} << 24;
+
+inline bool streams_output(std::size_t elements, std::size_t element_bytes) {
+    return elements * element_bytes > kStreamedOutputBytes;
+}
+
+// Streaming stores are not ordered with later stores: a thread that streamed must fence before
+// whoever waits for its task may read what it wrote. Once per task: a fence waits for the stores
+// to reach memory.
+inline void stream_fence() {
+#if defined(__SSE2__)
+    _mm_sfence();
+#endif
+}
+
+// dst[0, n) = src[0, n) by streaming stores where the target has them (plain stores up to the first
+// aligned vector and after the last whole one); stream_fence() before the task ends.
+template <class T>
+void stream_copy(T* dst, const T* src, std::size_t n) {
+    static_assert(std::is_same_v<T, float> || std::is_same_v<T, double>);
+#if defined(__AVX512F__)
+    constexpr std::size_t bytes = 64;
+#elif defined(__AVX__)
+    constexpr std::size_t bytes = 32;
+#elif defined(__SSE2__)
+    constexpr std::size_t bytes = 16;
+#else
+    constexpr std::size_t bytes = 0;
+#endif
+    if constexpr (bytes == 0) {
+        std::copy(src, src + n, dst);
+    } else {
+        constexpr std::size_t width = bytes / sizeof(T);
+        std::size_t i = 0;
+        for (; i < n && reinterpret_cast<std::uintptr_t>(dst + i) % bytes != 0; ++i) dst[i] = src[i];
+        for (; i + width <= n; i += width) {
+#if defined(__AVX512F__)
+            if constexpr (std::is_same_v<T, float>) {
+                _mm512_stream_ps(dst + i, _mm512_loadu_ps(src + i));
+            } else {
+                _mm512_stream_pd(dst + i, _mm512_loadu_pd(src + i));
+            }
+#elif defined(__AVX__)
+            if constexpr (std::is_same_v<T, float>) {
+                _mm256_stream_ps(dst + i, _mm256_loadu_ps(src + i));
+            } else {
+                _mm256_stream_pd(dst + i, _mm256_loadu_pd(src + i));
+            }
+#elif defined(__SSE2__)
+            if constexpr (std::is_same_v<T, float>) {
+                _mm_stream_ps(dst + i, _mm_loadu_ps(src + i));
+            } else {
+                _mm_stream_pd(dst + i, _mm_loadu_pd(src + i));
+            }
+#endif
+        }
+        for (; i < n; ++i) dst[i] = src[i];
+    }
+}
+
+// Elements a streamed run is computed in before it is written: a buffer that stays in L1.
+inline constexpr std::size_t kStreamChunk = 512;
+
+// Writes dst[0, len) as produce(out, first, count) computes it, out[k] being element first + k:
+// straight into dst, or, streamed, chunk by chunk into a buffer then streamed to dst (and then
+// stream_fence() before the task ends).
+template <class T, class Produce>
+void write_run(T* dst, std::size_t len, bool streamed, const Produce& produce) {
+    if (!streamed) {
+        produce(dst, std::size_t{0}, len);
+        return;
+    }
+    alignas(64) T chunk[kStreamChunk];
+    for (std::size_t first = 0; first < len; first += kStreamChunk) {
+        const std::size_t count = std::min(kStreamChunk, len - first);
+        produce(chunk, first, count);
+        stream_copy(dst + first, chunk, count);
+    }
+}
+
+}  // namespace xgrad::normalization_detail
