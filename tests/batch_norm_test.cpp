@@ -26,6 +26,7 @@
 #include <xtensor/xbuilder.hpp>
 
 #include "layers/normalization/batch_norm.hpp"
+#include "layers/normalization/channel_reduce.hpp"
 #include "layers/normalization/streaming_store.hpp"
 #include "tests/batch_norm_kernels.hpp"
 #include "tests/batch_norm_state.hpp"
@@ -446,12 +447,11 @@ TEST(BatchNormKernels, FloatMatchesReferenceAndIsThreadCountIndependent) { check
 // channel's x and y within its 1 MiB block at both thread counts): the threshold moving would stop
 // checking that path.
 TEST(BatchNormKernels, LargeShapesReachTheStreamedForward) {
-    using xgrad::normalization_detail::streams_output;
-    EXPECT_TRUE(streams_output(8 * 40 * 64 * 128, sizeof(double)));
+    EXPECT_TRUE(xgrad::past_the_caches(8 * 40 * 64 * 128, sizeof(double)));
     EXPECT_LE(8 * 64 * 128 * 2 * sizeof(double), std::size_t{1} << 20);
-    EXPECT_TRUE(streams_output(16 * 40 * 64 * 128, sizeof(float)));
+    EXPECT_TRUE(xgrad::past_the_caches(16 * 40 * 64 * 128, sizeof(float)));
     EXPECT_LE(16 * 64 * 128 * 2 * sizeof(float), std::size_t{1} << 20);
-    EXPECT_FALSE(streams_output(16 * 32 * 28 * 28, sizeof(double)));
+    EXPECT_FALSE(xgrad::past_the_caches(16 * 32 * 28 * 28, sizeof(double)));
 }
 
 // A streamed copy writes every element, whatever the destination's alignment and the length.

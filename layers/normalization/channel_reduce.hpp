@@ -130,6 +130,15 @@ ReadAhead<F, T, 1 + sizeof...(More)> read_ahead(F term, const T* tensor, const M
     return {std::move(term), {tensor, more...}};
 }
 
+// Tensors of more bytes than this come from memory rather than from the last-level cache: half the
+// 32 MiB of the hosts measured (bench/RESULTS.md), so that a pass's input and output together
+// exceed it.
+inline constexpr std::size_t kPastTheCachesBytes = std::size_t{1} << 24;
+
+inline bool past_the_caches(std::size_t elements, std::size_t element_bytes) {
+    return elements * element_bytes > kPastTheCachesBytes;
+}
+
 template <class F>
 concept ReadsAhead = requires(const F& f, std::size_t i) {
     f.prefetch(i, i);

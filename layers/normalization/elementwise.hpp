@@ -20,7 +20,7 @@ void apply_forward(const ChannelShape& view, const Affine<T>& a, const Epilogue&
     using namespace normalization_detail;
     // Streamed in the cache-blocked walk only, where a task is a block of whole groups: a fence per
     // task is then cheap, where the whole-tensor walk's tasks of kTaskElems would each wait on one.
-    const bool streamed = !rows.whole && streams_output(view.size(), sizeof(T));
+    const bool streamed = !rows.whole && past_the_caches(view.size(), sizeof(T));
     for_each_block(view, rows, [&](std::size_t n0, std::size_t n1, std::size_t c0, std::size_t c1) {
         for_each_run(view, n0, n1, c0, c1, [&](auto per_element, std::size_t off, std::size_t len, std::size_t first) {
             constexpr std::size_t step = decltype(per_element)::value ? 1 : 0;
@@ -28,12 +28,15 @@ void apply_forward(const ChannelShape& view, const Affine<T>& a, const Epilogue&
             const T* sc = a.scale.from(first);
             const T* sf = a.shift.from(first);
             const auto epi = epilogue.bind_run(per_element, first);
-            write_run(y + off, len, streamed, [&](T* out, std::size_t from, std::size_t count) {
-                const T* src = x + off + from;
-                for (std::size_t k = 0, i = from; k < count; ++k, ++i) {
-                    out[k] = epi.forward(affine(src[k], ce[i * step], sc[i * step], sf[i * step]), i);
-                }
-            });
+            const T* src = x + off;
+            const auto value = [&](std::size_t i) {
+                return epi.forward(affine(src[i], ce[i * step], sc[i * step], sf[i * step]), i);
+            };
+            if (streamed) {
+                stream_run(y + off, len, value);
+            } else {
+                for (std::size_t i = 0; i < len; ++i) y[off + i] = value(i);
+            }
         });
         if (streamed) stream_fence();
     });

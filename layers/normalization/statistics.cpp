@@ -50,15 +50,22 @@ void group_moments(const Grouping& grouping, const T* x, const Rows& groups, Mom
     }
     const double* const shift = out.mean.data();
     std::vector<std::size_t> cancelled;
-    channel_sums_over<2>(view, groups, read_ahead([x, shift](std::size_t g, std::size_t i) {
+    const auto shifted = [x, shift](std::size_t g, std::size_t i) {
         const double d = static_cast<double>(x[i]) - shift[g];
         return Products<2>{{d, d}, {1.0, d}};
-    }, x), [&](std::size_t g, const std::array<double, 2>& s) {
+    };
+    const auto store = [&](std::size_t g, const std::array<double, 2>& s) {
         const double centred = s[1] - s[0] * (s[0] / n);
         out.mean[g] = shift[g] + s[0] / n;
         out.var[g] = std::max(0.0, centred / n);
         if (!(s[1] <= kMaxCancellation * centred)) cancelled.push_back(g);
-    });
+    };
+    // Read ahead from memory only: from cache it costs more than it saves (bench/RESULTS.md).
+    if (past_the_caches(view.size(), sizeof(T))) {
+        channel_sums_over<2>(view, groups, read_ahead(shifted, x), store);
+    } else {
+        channel_sums_over<2>(view, groups, shifted, store);
+    }
     // Such a group's statistics again in two passes, Σx/n and then Σ(x - mean)²/n (k, far from its
     // mean, would also cost the mean's rounding): from the group's own data alone, so the same bits
     // whether `groups` is a block of the cache-blocked path or the whole tensor.

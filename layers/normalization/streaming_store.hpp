@@ -1,5 +1,5 @@
-// An elementwise pass's output written past the caches when it is larger than they are. Such an
-// output is evicted before anything reads it again, and a plain store first reads each of its lines
+// An elementwise pass's output written past the caches when it is larger than they are
+// (past_the_caches, channel_reduce.hpp). Such an output is evicted before anything reads it again, and a plain store first reads each of its lines
 // from memory (to own the line) and then writes it back: a third stream of traffic beside reading the
 // input and writing the output. A streaming (non-temporal) store writes the line without reading it,
 // as memmove does for large copies (the copy floor of the benchmarks).
@@ -15,14 +15,6 @@
 #endif
 
 namespace xgrad::normalization_detail {
-
-// Outputs of more bytes than this are streamed: half the 32 MiB last-level cache of the hosts
-// measured (bench/RESULTS.md), so that input and output together exceed it.
-inline constexpr std::size_t kStreamedOutputBytes = std::size_t{1} << 24;
-
-inline bool streams_output(std::size_t elements, std::size_t element_bytes) {
-    return elements * element_bytes > kStreamedOutputBytes;
-}
 
 // Streaming stores are not ordered with later stores: a thread that streamed must fence before
 // whoever waits for its task may read what it wrote. Once per task: a fence waits for the stores
@@ -81,19 +73,14 @@ void stream_copy(T* dst, const T* src, std::size_t n) {
 // Elements a streamed run is computed in before it is written: a buffer that stays in L1.
 inline constexpr std::size_t kStreamChunk = 512;
 
-// Writes dst[0, len) as produce(out, first, count) computes it, out[k] being element first + k:
-// straight into dst, or, streamed, chunk by chunk into a buffer then streamed to dst (and then
-// stream_fence() before the task ends).
-template <class T, class Produce>
-void write_run(T* dst, std::size_t len, bool streamed, const Produce& produce) {
-    if (!streamed) {
-        produce(dst, std::size_t{0}, len);
-        return;
-    }
+// dst[i] = value(i) for i in [0, len), computed chunk by chunk into a buffer, each chunk then
+// streamed to dst; stream_fence() before the task ends.
+template <class T, class Value>
+void stream_run(T* dst, std::size_t len, const Value& value) {
     alignas(64) T chunk[kStreamChunk];
     for (std::size_t first = 0; first < len; first += kStreamChunk) {
         const std::size_t count = std::min(kStreamChunk, len - first);
-        produce(chunk, first, count);
+        for (std::size_t k = 0; k < count; ++k) chunk[k] = value(first + k);
         stream_copy(dst + first, chunk, count);
     }
 }
