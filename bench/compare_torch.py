@@ -5,10 +5,11 @@ markdown tables of bench/RESULTS.md:
     1 and 2 threads: xgrad's kernels, oneDNN (NCHW and NHWC), PyTorch (NCHW and channels_last),
     and the copy floor (x_copy: time over a copy of the same traffic, in the xgrad binary);
   - steps: a training step of seed-cnn (batch 64, Adam) and of paper-mlp (batch 60, SGD): xgrad's
-    build/bench/train_step_bench against the same model, optimizer and threads in PyTorch, both on
-    OpenBLAS's kernels as the environment chooses them and, on a CPU with AVX-512, both with
-    OPENBLAS_CORETYPE=SkylakeX (Debian's OpenBLAS 0.3.21, which PyTorch's matmuls call, falls back to
-    SSE3 kernels on CPUs newer than it; xgrad picks the AVX-512 ones unless OPENBLAS_CORETYPE is set),
+    build/bench/train_step_bench against the same model, optimizer and threads in PyTorch: once with
+    the environment's OPENBLAS_CORETYPE (where it is set, both run the kernels it names; unset, each
+    program chooses: Debian's OpenBLAS 0.3.21, which PyTorch's matmuls call, falls back to SSE3
+    kernels on CPUs newer than it, where xgrad picks the AVX-512 or AVX2 ones), and, on a CPU with
+    AVX-512, once more with both on OPENBLAS_CORETYPE=SkylakeX,
     with the step's GEMM floor from the same binary (its products alone, and one product per layer
     and pass instead) and its FLOP/s;
   - variants: build/bench/bn_variants_bench (BN written other ways), µs and x_copy, var_rel_err;

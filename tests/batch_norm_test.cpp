@@ -26,6 +26,7 @@
 #include <xtensor/xbuilder.hpp>
 
 #include "layers/normalization/batch_norm.hpp"
+#include "layers/normalization/blocked.hpp"
 #include "layers/normalization/channel_reduce.hpp"
 #include "layers/normalization/streaming_store.hpp"
 #include "tests/batch_norm_kernels.hpp"
@@ -389,13 +390,19 @@ Reference evalReference(const Array& x, const Array& gamma, const Array& beta, c
     return r;
 }
 
+// A shape whose forward output (more than 16 MiB) is streamed in the cache-blocked walk at one and
+// two threads: a channel's x and y within a block, and channels for four blocks per thread.
+template <class T>
+const Shape streamed_shape = sizeof(T) == 8 ? Shape{8, 40, 64, 128} : Shape{16, 40, 64, 128};
+
 template <class T>
 void checkKernelsOnLargeShapes(double tolerance) {
     // Fused per channel block with one thread and in passes with two (few channels), fused with
     // both (many channels), in passes with both (long channels, or short rows); fused with both and
-    // an output past the caches, streamed (the last two: double, then float; LargeShapesReach...).
-    const std::vector<Shape> shapes = {{8, 3, 100, 100}, {16, 32, 28, 28}, {2, 40, 2000},  {3, 1, 50000},
-                                       {70000, 3},       {300, 50, 7},     {8, 40, 64, 128}, {16, 40, 64, 128}};
+    // an output past the caches, streamed (LargeShapesReachTheStreamedForward).
+    std::vector<Shape> shapes = {{8, 3, 100, 100}, {16, 32, 28, 28}, {2, 40, 2000},
+                                 {3, 1, 50000},    {70000, 3},       {300, 50, 7}};
+    shapes.push_back(streamed_shape<T>);
     std::mt19937 rng(7);
     std::normal_distribution<double> normal(0.0, 1.0);
     for (const Shape& shape : shapes) {
@@ -443,15 +450,18 @@ void checkKernelsOnLargeShapes(double tolerance) {
 TEST(BatchNormKernels, DoubleMatchesReferenceAndIsThreadCountIndependent) { checkKernelsOnLargeShapes<double>(1e-12); }
 TEST(BatchNormKernels, FloatMatchesReferenceAndIsThreadCountIndependent) { checkKernelsOnLargeShapes<float>(2e-5); }
 
-// The shapes above whose forward output is streamed past the caches, in the cache-blocked walk (a
-// channel's x and y within its 1 MiB block at both thread counts): the threshold moving would stop
-// checking that path.
+// The streamed shapes above do reach the streamed forward: a change of the thresholds would
+// otherwise stop checking that path unseen.
+template <class T>
+void checkStreamedShape() {
+    const xgrad::ChannelShape sh = xgrad::channel_shape(streamed_shape<T>);
+    EXPECT_TRUE(xgrad::past_the_caches(sh.size(), sizeof(T)));
+    EXPECT_LE(sh.per_channel() * 2 * sizeof(T), xgrad::normalization_detail::kCachedBlockBytes);
+    EXPECT_GE(sh.c, 4u * 2u);
+}
 TEST(BatchNormKernels, LargeShapesReachTheStreamedForward) {
-    EXPECT_TRUE(xgrad::past_the_caches(8 * 40 * 64 * 128, sizeof(double)));
-    EXPECT_LE(8 * 64 * 128 * 2 * sizeof(double), std::size_t{1} << 20);
-    EXPECT_TRUE(xgrad::past_the_caches(16 * 40 * 64 * 128, sizeof(float)));
-    EXPECT_LE(16 * 64 * 128 * 2 * sizeof(float), std::size_t{1} << 20);
-    EXPECT_FALSE(xgrad::past_the_caches(16 * 32 * 28 * 28, sizeof(double)));
+    checkStreamedShape<float>();
+    checkStreamedShape<double>();
 }
 
 // A streamed copy writes every element, whatever the destination's alignment and the length.

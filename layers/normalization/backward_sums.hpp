@@ -43,7 +43,7 @@ void backward_sums(const ChannelShape& view, std::span<const double> row_mean, c
         }
         return s;
     };
-    channel_sums_over<K>(view, rows, read_ahead(term, dy, x), [out](std::size_t row, const std::array<double, K>& s) { out[row] = s; });
+    channel_sums_over<K>(view, rows, read_ahead(term, view.size(), dy, x), [out](std::size_t row, const std::array<double, K>& s) { out[row] = s; });
 }
 
 }  // namespace xgrad

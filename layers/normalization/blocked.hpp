@@ -12,6 +12,7 @@
 #include <tbb/parallel_for.h>
 
 #include "autodiff/threads.hpp"
+#include "layers/normalization/channel_reduce.hpp"
 #include "layers/normalization/grouping.hpp"
 #include "layers/normalization/runs.hpp"
 
@@ -20,6 +21,9 @@ namespace xgrad::normalization_detail {
 // A group block's bytes, over all the tensors a kernel reads and writes, that a core's cache (L2)
 // keeps between the kernel's passes over the block.
 inline constexpr std::size_t kCachedBlockBytes = 1 << 20;
+// For tensors past the caches (past_the_caches), a group of up to this many bytes is still a block
+// of its own: the passes after its first then read it from the last-level cache, not from memory.
+inline constexpr std::size_t kLastLevelBlockBytes = 1 << 22;
 
 // The rows of the groups of `groups`.
 inline Rows rows_of(const Grouping& grouping, const Rows& groups) {
@@ -30,8 +34,8 @@ inline Rows rows_of(const Grouping& grouping, const Rows& groups) {
 // Runs kernel(Rows groups) over the tensor in one of two ways:
 //  - blocked: group blocks in parallel, each through all the kernel's steps while its slab is in
 //    cache. Taken when a group's elements are whole runs of rows (the reduction's runs layout), a
-//    block of one group fits kCachedBlockBytes, and there are groups enough to keep the threads
-//    balanced;
+//    block of one group fits kCachedBlockBytes (or kLastLevelBlockBytes, past the caches), and
+//    there are groups enough to keep the threads balanced;
 //  - whole: the kernel once over all groups, each step parallel over the whole tensor.
 template <class Kernel>
 void for_each_group_block(const Grouping& grouping, std::size_t bytes_per_element, const Kernel& kernel) {
@@ -39,14 +43,15 @@ void for_each_group_block(const Grouping& grouping, std::size_t bytes_per_elemen
     const std::size_t slab = std::max<std::size_t>(1, sh.per_channel() * bytes_per_element);
     const auto threads = static_cast<std::size_t>(available_threads());
     const bool serial = sh.size() < kSerialBelow || threads <= 1;
-    const bool blocked = channel_partition(sh).layout == ChannelLayout::runs && slab <= kCachedBlockBytes &&
-                         (serial || sh.c >= 4 * threads);
+    const bool fits = slab <= kCachedBlockBytes ||
+                      (slab <= kLastLevelBlockBytes && past_the_caches(sh.size(), bytes_per_element));
+    const bool blocked = channel_partition(sh).layout == ChannelLayout::runs && fits && (serial || sh.c >= 4 * threads);
     if (!blocked) {
         kernel(Rows::all(sh.c));
         return;
     }
     // Groups per block: as many as the cache holds, few enough to balance the threads.
-    std::size_t block = kCachedBlockBytes / slab;
+    std::size_t block = std::max<std::size_t>(1, kCachedBlockBytes / slab);
     if (!serial) block = std::min(block, sh.c / (4 * threads));
     const auto blocks = [&](std::size_t g0, std::size_t g1) {
         for (std::size_t g = g0; g < g1; g += block) kernel(Rows::block(g, std::min(g1, g + block)));

@@ -97,19 +97,30 @@ concept ChannelTerm = requires(const F& f, std::size_t c, std::size_t i) {
     { f(c, n, i) } -> ChannelTermResult<K>;
 };
 
+// Tensors of more bytes than this come from memory rather than from the last-level cache: half the
+// 32 MiB of the hosts measured (bench/RESULTS.md), so that a pass's input and output together
+// exceed it.
+inline constexpr std::size_t kPastTheCachesBytes = std::size_t{1} << 24;
+
+inline bool past_the_caches(std::size_t elements, std::size_t element_bytes) {
+    return elements * element_bytes > kPastTheCachesBytes;
+}
+
 // A term with the tensors it reads, element i of each at i, so that the runs layout can ask for
-// the lines `distance` elements ahead of those it sums, in the channel's walk order: a channel's
-// runs are S elements long and C·S apart, and the hardware prefetcher starts afresh at each run and
-// at each 4 KiB page, which leaves a walk over data from memory waiting on most of its loads. A run
-// no longer than the distance asks for the whole of the channel's next run. What is asked for is
-// the channel's own data, which the walk reads next: nothing a cache-blocked pass keeps is evicted.
-// Called as the term is.
+// lines ahead of those it sums: near a run's end the first lines of the channel's run in the next
+// sample (its whole run where runs are no longer than `distance`, a lead of one run), and, where the
+// tensors come from memory, `distance` elements further along a longer run. A channel's runs are S
+// elements long and C·S apart, and the hardware prefetcher starts afresh at each run and at each
+// 4 KiB page, which leaves a walk over data from memory waiting on most of its loads; within long
+// runs from cache it keeps up alone, and asking too costs time (bench/RESULTS.md). What is asked for
+// is the channel's own data, which a cache-blocked pass reads next. Called as the term is.
 template <class F, class T, std::size_t M>
 struct ReadAhead {
     static constexpr std::size_t distance = 16384 / sizeof(T);  // elements of each tensor
 
     F term;
     std::array<const T*, M> tensors;
+    bool within_runs;
 
     template <class... Index>
         requires std::invocable<const F&, Index...>
@@ -125,23 +136,16 @@ struct ReadAhead {
     }
 };
 
+// `term` reading ahead in `tensors`, each of `elements` elements.
 template <class F, class T, class... More>
-ReadAhead<F, T, 1 + sizeof...(More)> read_ahead(F term, const T* tensor, const More*... more) {
-    return {std::move(term), {tensor, more...}};
-}
-
-// Tensors of more bytes than this come from memory rather than from the last-level cache: half the
-// 32 MiB of the hosts measured (bench/RESULTS.md), so that a pass's input and output together
-// exceed it.
-inline constexpr std::size_t kPastTheCachesBytes = std::size_t{1} << 24;
-
-inline bool past_the_caches(std::size_t elements, std::size_t element_bytes) {
-    return elements * element_bytes > kPastTheCachesBytes;
+ReadAhead<F, T, 1 + sizeof...(More)> read_ahead(F term, std::size_t elements, const T* tensor, const More*... more) {
+    return {std::move(term), {tensor, more...}, past_the_caches(elements, (1 + sizeof...(More)) * sizeof(T))};
 }
 
 template <class F>
 concept ReadsAhead = requires(const F& f, std::size_t i) {
     f.prefetch(i, i);
+    { f.within_runs } -> std::convertible_to<bool>;
     { F::distance } -> std::convertible_to<std::size_t>;
 };
 
@@ -223,17 +227,18 @@ Sums<K> run_block(const F& term, const ChannelShape& sh, std::size_t c, std::siz
         const std::size_t base = (n * sh.c + c) * sh.s + s;
         const bool has_next = n + 1 < sh.n;
         const std::size_t next = has_next ? ((n + 1) * sh.c + c) * sh.s : 0;
+        const std::size_t run_left = sh.s - s;  // to the run's end, which a block may cut before
         std::size_t r = 0;
         for (; r + kLanes <= len; r += kLanes) {
             if constexpr (ReadsAhead<F>) {
-                // Element r + distance of the walk: in this run, or at least r of the next (the
-                // next run's first elements are within reach only where this run is long).
+                // Element r + distance of the run (from memory), or past its end the next run's
+                // element as far past its start (r itself where the run is short). Each within one run.
                 const std::size_t ahead = r + F::distance;
-                if (ahead + kLanes <= len) {
-                    term.prefetch(base + ahead, kLanes);
+                if (ahead < run_left) {
+                    if (term.within_runs) term.prefetch(base + ahead, std::min(kLanes, run_left - ahead));
                 } else if (has_next) {
-                    const std::size_t into_next = len > F::distance ? ahead - len : r;
-                    if (into_next + kLanes <= sh.s) term.prefetch(next + into_next, kLanes);
+                    const std::size_t into_next = run_left > F::distance ? ahead - run_left : r;
+                    if (into_next < sh.s) term.prefetch(next + into_next, std::min(kLanes, sh.s - into_next));
                 }
             }
             for (std::size_t l = 0; l < kLanes; ++l) add_term<K>(lanes, l, term, c, n, base + r + l);

@@ -1,5 +1,6 @@
 // Stage 3 and the last step of stage 4: the elementwise passes over the row view (grouping.hpp),
-// with the coefficients of fold.hpp and an epilogue (epilogue.hpp) chosen at compile time:
+// with the coefficients of fold.hpp and an epilogue (epilogue.hpp) chosen at compile time, the output
+// streamed past the caches where it is larger than they are (streams):
 //   apply_forward    y  = epilogue((x - centre)·scale + shift)
 //   apply_backward   dx = g·alpha + ((x - centre)·k + shift), g = dy through the epilogue's derivative
 // Over all rows in parallel blocks, or over a block of rows in the calling thread.
@@ -14,13 +15,22 @@
 
 namespace xgrad {
 
+namespace normalization_detail {
+
+// Whether a pass streams its output past the caches (streaming_store.hpp): in the cache-blocked
+// walk only, where a task is a block of whole groups and a fence per task is cheap; the
+// whole-tensor walk's tasks of kTaskElems would each wait on one (measured: slower).
+inline bool streams(const ChannelShape& view, std::size_t element_bytes, const Rows& rows) {
+    return kStreamingStores && !rows.whole && past_the_caches(view.size(), element_bytes);
+}
+
+}  // namespace normalization_detail
+
 template <class T, class Epilogue>
 void apply_forward(const ChannelShape& view, const Affine<T>& a, const Epilogue& epilogue, const T* x, T* y,
                    const Rows& rows) {
     using namespace normalization_detail;
-    // Streamed in the cache-blocked walk only, where a task is a block of whole groups: a fence per
-    // task is then cheap, where the whole-tensor walk's tasks of kTaskElems would each wait on one.
-    const bool streamed = !rows.whole && past_the_caches(view.size(), sizeof(T));
+    const bool streamed = streams(view, sizeof(T), rows);
     for_each_block(view, rows, [&](std::size_t n0, std::size_t n1, std::size_t c0, std::size_t c1) {
         for_each_run(view, n0, n1, c0, c1, [&](auto per_element, std::size_t off, std::size_t len, std::size_t first) {
             constexpr std::size_t step = decltype(per_element)::value ? 1 : 0;
@@ -32,11 +42,7 @@ void apply_forward(const ChannelShape& view, const Affine<T>& a, const Epilogue&
             const auto value = [&](std::size_t i) {
                 return epi.forward(affine(src[i], ce[i * step], sc[i * step], sf[i * step]), i);
             };
-            if (streamed) {
-                stream_run(y + off, len, value);
-            } else {
-                for (std::size_t i = 0; i < len; ++i) y[off + i] = value(i);
-            }
+            write_run(y + off, len, streamed, value);
         });
         if (streamed) stream_fence();
     });
@@ -48,6 +54,7 @@ template <class T, class Epilogue>
 void apply_backward(const ChannelShape& view, const InputGrad<T>& d, const Affine<T>* forward, const Epilogue& epilogue,
                     const T* dy, const T* x, T* dx, const Rows& rows) {
     using namespace normalization_detail;
+    const bool streamed = streams(view, sizeof(T), rows);
     for_each_block(view, rows, [&](std::size_t n0, std::size_t n1, std::size_t c0, std::size_t c1) {
         for_each_run(view, n0, n1, c0, c1, [&](auto per_element, std::size_t off, std::size_t len, std::size_t first) {
             constexpr std::size_t step = decltype(per_element)::value ? 1 : 0;
@@ -61,7 +68,6 @@ void apply_backward(const ChannelShape& view, const InputGrad<T>& d, const Affin
             const auto epi = epilogue.bind_run(per_element, first);
             const T* g = dy + off;
             const T* src = x + off;
-            T* dst = dx + off;
             const auto gate = [&](std::size_t i) {
                 if constexpr (Epilogue::gate_reads_value) {
                     return epi.gate(g[i], affine(src[i], fc[i * step], fs[i * step], fh[i * step]), i);
@@ -70,14 +76,15 @@ void apply_backward(const ChannelShape& view, const InputGrad<T>& d, const Affin
                 }
             };
             if (d.x_term) {
-                for (std::size_t i = 0; i < len; ++i) {
-                    dst[i] = mul_add(gate(i), al[i * step], affine(src[i], ce[i * step], kk[i * step], sf[i * step]));
-                }
+                write_run(dx + off, len, streamed, [&](std::size_t i) {
+                    return mul_add(gate(i), al[i * step], affine(src[i], ce[i * step], kk[i * step], sf[i * step]));
+                });
             } else {
                 // x read only for the epilogue's mask: a non-finite x cannot turn a gated 0 into a NaN.
-                for (std::size_t i = 0; i < len; ++i) dst[i] = affine(gate(i), T(0), al[i * step], T(0));
+                write_run(dx + off, len, streamed, [&](std::size_t i) { return affine(gate(i), T(0), al[i * step], T(0)); });
             }
         });
+        if (streamed) stream_fence();
     });
 }
 

@@ -1,8 +1,9 @@
 // An elementwise pass's output written past the caches when it is larger than they are
-// (past_the_caches, channel_reduce.hpp). Such an output is evicted before anything reads it again, and a plain store first reads each of its lines
-// from memory (to own the line) and then writes it back: a third stream of traffic beside reading the
-// input and writing the output. A streaming (non-temporal) store writes the line without reading it,
-// as memmove does for large copies (the copy floor of the benchmarks).
+// (past_the_caches, channel_reduce.hpp). Such an output is evicted before anything reads it again,
+// and a plain store first reads each of its lines from memory (to own the line) and then writes it
+// back: a third stream of traffic beside reading the input and writing the output. A streaming
+// (non-temporal) store writes the line without reading it, as memmove does for large copies (the
+// copy floor of the benchmarks).
 #pragma once
 
 #include <algorithm>
@@ -16,9 +17,17 @@
 
 namespace xgrad::normalization_detail {
 
+// Whether this build writes with streaming stores; without them a streamed pass would only copy
+// through a buffer.
+#if defined(__SSE2__)
+inline constexpr bool kStreamingStores = true;
+#else
+inline constexpr bool kStreamingStores = false;
+#endif
+
 // Streaming stores are not ordered with later stores: a thread that streamed must fence before
-// whoever waits for its task may read what it wrote. Once per task: a fence waits for the stores
-// to reach memory.
+// whoever waits for its task may read what it wrote. Once per block of the cache-blocked walk, not
+// per run: the fence drains the core's write-combining buffers.
 inline void stream_fence() {
 #if defined(__SSE2__)
     _mm_sfence();
@@ -82,6 +91,16 @@ void stream_run(T* dst, std::size_t len, const Value& value) {
         const std::size_t count = std::min(kStreamChunk, len - first);
         for (std::size_t k = 0; k < count; ++k) chunk[k] = value(first + k);
         stream_copy(dst + first, chunk, count);
+    }
+}
+
+// dst[i] = value(i) for i in [0, len): streamed (stream_run) or by plain stores.
+template <class T, class Value>
+void write_run(T* dst, std::size_t len, bool streamed, const Value& value) {
+    if (streamed) {
+        stream_run(dst, len, value);
+    } else {
+        for (std::size_t i = 0; i < len; ++i) dst[i] = value(i);
     }
 }
 
