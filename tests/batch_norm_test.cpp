@@ -395,6 +395,12 @@ Reference evalReference(const Array& x, const Array& gamma, const Array& beta, c
 template <class T>
 const Shape streamed_shape = sizeof(T) == 8 ? Shape{8, 40, 64, 128} : Shape{16, 40, 64, 128};
 
+// A shape whose backward (past the caches, a channel's dy, x and dx past a core's cache but within a
+// last-level block) is blocked at one thread and, with too few channels for two, whole at two: the
+// thread-count check then compares the two walks bit for bit.
+template <class T>
+const Shape last_level_blocked_shape = sizeof(T) == 8 ? Shape{10, 6, 128, 128} : Shape{20, 6, 128, 128};
+
 template <class T>
 void checkKernelsOnLargeShapes(double tolerance) {
     // Fused per channel block with one thread and in passes with two (few channels), fused with
@@ -403,6 +409,7 @@ void checkKernelsOnLargeShapes(double tolerance) {
     std::vector<Shape> shapes = {{8, 3, 100, 100}, {16, 32, 28, 28}, {2, 40, 2000},
                                  {3, 1, 50000},    {70000, 3},       {300, 50, 7}};
     shapes.push_back(streamed_shape<T>);
+    shapes.push_back(last_level_blocked_shape<T>);
     std::mt19937 rng(7);
     std::normal_distribution<double> normal(0.0, 1.0);
     for (const Shape& shape : shapes) {
@@ -450,14 +457,20 @@ void checkKernelsOnLargeShapes(double tolerance) {
 TEST(BatchNormKernels, DoubleMatchesReferenceAndIsThreadCountIndependent) { checkKernelsOnLargeShapes<double>(1e-12); }
 TEST(BatchNormKernels, FloatMatchesReferenceAndIsThreadCountIndependent) { checkKernelsOnLargeShapes<float>(2e-5); }
 
-// The streamed shapes above do reach the streamed forward: a change of the thresholds would
-// otherwise stop checking that path unseen.
+// The shapes above do reach the streamed forward and backward, and the last-level blocks: a change
+// of the thresholds would otherwise stop checking those paths unseen.
 template <class T>
 void checkStreamedShape() {
     const xgrad::ChannelShape sh = xgrad::channel_shape(streamed_shape<T>);
     EXPECT_TRUE(xgrad::past_the_caches(sh.size(), sizeof(T)));
     EXPECT_LE(sh.per_channel() * 2 * sizeof(T), xgrad::normalization_detail::kCachedBlockBytes);
     EXPECT_GE(sh.c, 4u * 2u);
+    EXPECT_TRUE(xgrad::past_the_caches(sh.size(), 3 * sizeof(T)));  // its backward, blocked
+    const xgrad::ChannelShape last = xgrad::channel_shape(last_level_blocked_shape<T>);
+    EXPECT_GT(last.per_channel() * 3 * sizeof(T), xgrad::normalization_detail::kCachedBlockBytes);
+    EXPECT_LE(last.per_channel() * 3 * sizeof(T), xgrad::normalization_detail::kLastLevelBlockBytes);
+    EXPECT_TRUE(xgrad::past_the_caches(last.size(), 3 * sizeof(T)));
+    EXPECT_LT(last.c, 4u * 2u);
 }
 TEST(BatchNormKernels, LargeShapesReachTheStreamedForward) {
     checkStreamedShape<float>();

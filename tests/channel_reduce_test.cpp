@@ -332,8 +332,9 @@ TEST(ChannelReduce, ReadingAheadChangesNoBitFloat) { check_reading_ahead_changes
 TEST(ChannelReduce, ReadingAheadChangesNoBitDouble) { check_reading_ahead_changes_no_bit<double>(); }
 
 // What a term reading ahead asks for: lines of the channel it is summing (a request comes just
-// before that channel's next term), each request within one run of the tensor, and every run but a
-// channel's first asked for before its turn. A short distance reaches every branch at small
+// before that channel's next term), each request within one run of the tensor, none within the run
+// being summed unless it reads ahead within runs, and every run but a channel's first asked for
+// before its turn. A short distance reaches every branch at small
 // shapes: ahead within a run, past its end into the next run (from runs longer and shorter than
 // the distance, whole or cut by a block), none after the last sample.
 struct RecordingTerm {
@@ -343,9 +344,13 @@ struct RecordingTerm {
     std::vector<std::pair<std::size_t, std::size_t>>* requests;
     std::size_t* checked;  // requests whose channel was checked
 
-    std::array<double, 1> operator()(std::size_t c, std::size_t) const {
+    std::array<double, 1> operator()(std::size_t c, std::size_t i) const {
         for (; *checked < requests->size(); ++*checked) {
-            EXPECT_EQ((*requests)[*checked].first / shape->s % shape->c, c) << "request " << *checked;
+            const std::size_t run = (*requests)[*checked].first / shape->s;
+            EXPECT_EQ(run % shape->c, c) << "request " << *checked;
+            if (!within_runs) {
+                EXPECT_NE(run, i / shape->s) << "request " << *checked << " within the run";
+            }
         }
         return {1.0};
     }
@@ -356,19 +361,21 @@ TEST(ChannelReduce, ReadingAheadAsksForTheChannelsOwnRunsAhead) {
     static_assert(xgrad::ReadsAhead<RecordingTerm>);
     for (const ChannelShape sh : {ChannelShape{5, 3, 300}, ChannelShape{4, 2, 37}, ChannelShape{3, 2, 40},
                                   ChannelShape{2, 3, 20000}, ChannelShape{1, 2, 500}, ChannelShape{6, 1, 100003}}) {
-        SCOPED_TRACE(name(sh));
-        std::vector<std::pair<std::size_t, std::size_t>> requests;
-        std::size_t checked = 0;
-        xgrad::channel_sums<1>(sh, RecordingTerm{true, &sh, &requests, &checked}, ChannelSchedule::serial);
-        std::vector<bool> asked(sh.n * sh.c, false);  // per run (n, c)
-        for (const auto& [i, count] : requests) {
-            ASSERT_GT(count, 0u);
-            ASSERT_LE(i + count, sh.size()) << "request at " << i;
-            ASSERT_EQ((i + count - 1) / sh.s, i / sh.s) << "a request across runs at " << i;
-            asked[i / sh.s] = true;
-        }
-        for (std::size_t n = 1; n < sh.n; ++n) {
-            for (std::size_t c = 0; c < sh.c; ++c) EXPECT_TRUE(asked[n * sh.c + c]) << "run (" << n << ", " << c << ")";
+        for (const bool within_runs : {true, false}) {
+            SCOPED_TRACE(name(sh) + (within_runs ? ", within runs" : ", between runs only"));
+            std::vector<std::pair<std::size_t, std::size_t>> requests;
+            std::size_t checked = 0;
+            xgrad::channel_sums<1>(sh, RecordingTerm{within_runs, &sh, &requests, &checked}, ChannelSchedule::serial);
+            std::vector<bool> asked(sh.n * sh.c, false);  // per run (n, c)
+            for (const auto& [i, count] : requests) {
+                ASSERT_GT(count, 0u);
+                ASSERT_LE(i + count, sh.size()) << "request at " << i;
+                ASSERT_EQ((i + count - 1) / sh.s, i / sh.s) << "a request across runs at " << i;
+                asked[i / sh.s] = true;
+            }
+            for (std::size_t n = 1; n < sh.n; ++n) {
+                for (std::size_t c = 0; c < sh.c; ++c) EXPECT_TRUE(asked[n * sh.c + c]) << "run (" << n << ", " << c << ")";
+            }
         }
     }
 }

@@ -1,8 +1,10 @@
-// The cache-blocked walk of a normalization's stages: when a group's slab fits in a core's cache,
-// a forward or backward runs its sums, its per-group arithmetic and its elementwise pass block of
-// groups by block of groups, so that each tensor is read from memory once. Otherwise each stage runs
-// over the whole tensor in parallel. Both give the same bits: a block's sums are those of the whole
-// tensor (channel_sums_serial), and an elementwise result does not depend on who computes it.
+// The cache-blocked walk of a normalization's stages: when a group's slab fits in a core's cache
+// (or, for tensors past the caches, in a share of the last-level cache), a forward or backward runs
+// its sums, its per-group arithmetic and its elementwise pass block of groups by block of groups,
+// so that each tensor is read from memory once (the later passes over a block read it from L2, or
+// from L3). Otherwise each stage runs over the whole tensor in parallel. Both give the same bits: a
+// block's sums are those of the whole tensor (channel_sums_serial), and an elementwise result does
+// not depend on who computes it.
 #pragma once
 
 #include <algorithm>

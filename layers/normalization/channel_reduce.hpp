@@ -97,9 +97,10 @@ concept ChannelTerm = requires(const F& f, std::size_t c, std::size_t i) {
     { f(c, n, i) } -> ChannelTermResult<K>;
 };
 
-// Tensors of more bytes than this come from memory rather than from the last-level cache: half the
-// 32 MiB of the hosts measured (bench/RESULTS.md), so that a pass's input and output together
-// exceed it.
+// Data of more bytes than this comes from memory rather than from the last-level cache: half the
+// 32 MiB of the hosts measured (bench/RESULTS.md). What is counted is the caller's: one tensor
+// (the streamed output, the statistics' input) or all a pass reads and writes (read_ahead, the
+// blocked walk).
 inline constexpr std::size_t kPastTheCachesBytes = std::size_t{1} << 24;
 
 inline bool past_the_caches(std::size_t elements, std::size_t element_bytes) {
