@@ -17,13 +17,20 @@
 
 namespace xgrad::normalization_detail {
 
+// The width of this build's streaming stores in bytes; 0 without them.
+#if defined(__AVX512F__)
+inline constexpr std::size_t kStreamBytes = 64;
+#elif defined(__AVX__)
+inline constexpr std::size_t kStreamBytes = 32;
+#elif defined(__SSE2__)
+inline constexpr std::size_t kStreamBytes = 16;
+#else
+inline constexpr std::size_t kStreamBytes = 0;
+#endif
+
 // Whether this build writes with streaming stores; without them a streamed pass would only copy
 // through a buffer.
-#if defined(__SSE2__)
-inline constexpr bool kStreamingStores = true;
-#else
-inline constexpr bool kStreamingStores = false;
-#endif
+inline constexpr bool kStreamingStores = kStreamBytes != 0;
 
 // Streaming stores are not ordered with later stores: a thread that streamed must fence before
 // whoever waits for its task may read what it wrote. Once per block of the cache-blocked walk, not
@@ -39,21 +46,12 @@ inline void stream_fence() {
 template <class T>
 void stream_copy(T* dst, const T* src, std::size_t n) {
     static_assert(std::is_same_v<T, float> || std::is_same_v<T, double>);
-#if defined(__AVX512F__)
-    constexpr std::size_t bytes = 64;
-#elif defined(__AVX__)
-    constexpr std::size_t bytes = 32;
-#elif defined(__SSE2__)
-    constexpr std::size_t bytes = 16;
-#else
-    constexpr std::size_t bytes = 0;
-#endif
-    if constexpr (bytes == 0) {
+    if constexpr (!kStreamingStores) {
         std::copy(src, src + n, dst);
     } else {
-        constexpr std::size_t width = bytes / sizeof(T);
+        constexpr std::size_t width = kStreamBytes / sizeof(T);
         std::size_t i = 0;
-        for (; i < n && reinterpret_cast<std::uintptr_t>(dst + i) % bytes != 0; ++i) dst[i] = src[i];
+        for (; i < n && reinterpret_cast<std::uintptr_t>(dst + i) % kStreamBytes != 0; ++i) dst[i] = src[i];
         for (; i + width <= n; i += width) {
 #if defined(__AVX512F__)
             if constexpr (std::is_same_v<T, float>) {
