@@ -4,6 +4,7 @@
 // schedule; and the variance of float data with a large mean, and with an outlier first.
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <array>
 #include <cmath>
 #include <cstring>
@@ -274,6 +275,59 @@ TEST(ChannelReduce, ProductTermsSumAsTheirSumsDo) {
         });
         for (std::size_t c = 0; c < sh.c; ++c) {
             for (std::size_t k = 0; k < 2; ++k) EXPECT_NEAR(products[c][k], sums[c][k], 1e-11 * magnitudes[c][k]);
+        }
+    }
+}
+
+// The runs layout's order of additions as channel_reduce.hpp states it, written out channel by
+// channel: a block's elements in (n, s) order, element r of a run into lane r % 16 but the run's
+// last len % 16 into lanes 0, 1, ..., the lanes pairwise, the blocks' partials in order.
+std::vector<std::array<double, 2>> documented_runs_order(const std::vector<double>& dy, const std::vector<double>& x,
+                                                         const ChannelShape& sh) {
+    constexpr std::size_t lanes_count = 16, block_elems = 1 << 14;
+    const std::size_t block = sh.s <= block_elems ? sh.s * (block_elems / sh.s) : block_elems;
+    const auto term = dot_term<TermForm::sums>(dy.data(), x.data());
+    std::vector<std::array<double, 2>> out(sh.c, std::array<double, 2>{});
+    for (std::size_t c = 0; c < sh.c; ++c) {
+        for (std::size_t j0 = 0; j0 < sh.per_channel(); j0 += block) {
+            double lanes[2][lanes_count] = {};
+            for (std::size_t j = j0; j < std::min(sh.per_channel(), j0 + block);) {
+                const std::size_t len = std::min(sh.s - j % sh.s, std::min(sh.per_channel(), j0 + block) - j);
+                const std::size_t whole = len - len % lanes_count;
+                for (std::size_t r = 0; r < len; ++r) {
+                    const auto t = term(c, (j / sh.s * sh.c + c) * sh.s + j % sh.s + r);
+                    const std::size_t lane = r < whole ? r % lanes_count : r - whole;
+                    for (std::size_t k = 0; k < 2; ++k) lanes[k][lane] += t[k];
+                }
+                j += len;
+            }
+            for (std::size_t k = 0; k < 2; ++k) {
+                for (std::size_t w = lanes_count / 2; w > 0; w /= 2) {
+                    for (std::size_t l = 0; l < w; ++l) lanes[k][l] += lanes[k][l + w];
+                }
+                out[c][k] += lanes[k][0];
+            }
+        }
+    }
+    return out;
+}
+
+// Whatever the walk (row by row over whole rows, a few channels at a time; channel by channel
+// where blocks cut runs or the term reads ahead), every schedule adds in the documented order, bit
+// for bit.
+TEST(ChannelReduce, RunsLayoutAddsInTheDocumentedOrder) {
+    for (const ChannelShape sh : {ChannelShape{64, 3, 784}, ChannelShape{9, 70, 49}, ChannelShape{5, 130, 16},
+                                  ChannelShape{3, 2, 20000}, ChannelShape{21, 4, 800}, ChannelShape{2, 5, 16383}}) {
+        SCOPED_TRACE(name(sh));
+        ASSERT_EQ(xgrad::channel_partition(sh).layout, ChannelLayout::runs);
+        const auto x = random_data<double>(sh.size(), 3.0, 7.0, 21);
+        const auto dy = random_data<double>(sh.size(), 0.0, 1.0, 22);
+        const auto expected = documented_runs_order(dy, x, sh);
+        const auto term = dot_term<TermForm::sums>(dy.data(), x.data());
+        for (auto schedule : {ChannelSchedule::serial, ChannelSchedule::over_channels, ChannelSchedule::over_blocks}) {
+            EXPECT_TRUE(bitwise_equal(expected, xgrad::channel_sums<2>(sh, term, schedule))) << "schedule " << static_cast<int>(schedule);
+            EXPECT_TRUE(bitwise_equal(expected, xgrad::channel_sums<2>(sh, xgrad::read_ahead(term, sh.size(), x.data()), schedule)))
+                << "reading ahead, schedule " << static_cast<int>(schedule);
         }
     }
 }

@@ -393,7 +393,8 @@ std::pair<Array, Array> referenceMaxPool(const Array& x, Size2 kernel, Size2 str
 
 // Many ties and NaNs, through each path of the kernel: 2×2 windows at stride 2 (rows of up to 40
 // outputs, past the 16 computed at once, odd sizes, and last rows that may not read past their
-// end), other windows that tile the input, and any windows.
+// end), other windows that tile the input (with rows and columns past the last window), and any
+// windows; the input gradient written, or added to another's.
 template <class T>
 void checkTiesAndNaNs() {
     using Values = xt::xarray<T>;
@@ -406,8 +407,8 @@ void checkTiesAndNaNs() {
     } else if (path == 1) {
         kernel = Size2(*uniformIn<std::size_t>(1, 4), *uniformIn<std::size_t>(1, 4));
         stride = kernel;
-        h = kernel.h * *uniformIn<std::size_t>(1, 5);
-        w = kernel.w * *uniformIn<std::size_t>(1, 9);
+        h = kernel.h * *uniformIn<std::size_t>(1, 5) + *uniformIn<std::size_t>(0, kernel.h);
+        w = kernel.w * *uniformIn<std::size_t>(1, 9) + *uniformIn<std::size_t>(0, kernel.w);
     } else {
         kernel = Size2(*uniformIn<std::size_t>(1, 4), *uniformIn<std::size_t>(1, 4));
         stride = Size2(*uniformIn<std::size_t>(1, 4), *uniformIn<std::size_t>(1, 4));
@@ -425,8 +426,11 @@ void checkTiesAndNaNs() {
     const Var<T> y = pool(xv);
     Array gy = Array::from_shape(y.shape());
     std::iota(gy.begin(), gy.end(), 1.0);
-    y.backward(Values(xt::cast<T>(gy)));
-    const auto [y_ref, dx_ref] = referenceMaxPool(x, kernel, stride, gy);
+    // Twice: the second pooling's gradient is added to the first's.
+    const bool twice = *rc::gen::arbitrary<bool>();
+    (twice ? Var<T>(y + pool(xv)) : y).backward(Values(xt::cast<T>(gy)));
+    auto [y_ref, dx_ref] = referenceMaxPool(x, kernel, stride, gy);
+    if (twice) dx_ref *= 2.0;
     RC_ASSERT(y.shape() == y_ref.shape());
     for (std::size_t i = 0; i < y_ref.size(); ++i) {
         const double a = y.value().data()[i], b = y_ref.data()[i];

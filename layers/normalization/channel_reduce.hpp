@@ -25,6 +25,8 @@
 //  - Otherwise the "runs" layout: a block is a range of the channel's flattened (n, s) index,
 //    walked as contiguous runs of at most S elements: element r of a run goes to lane r % kLanes,
 //    except the last len % kLanes, which go to lanes 0, 1, ...; lanes carry on across the runs.
+//    A block is whole rows where S <= kBlockElems; for a term that does not read ahead, its
+//    channels' runs are then read in memory order, row by row: the same additions.
 // The schedule (serial; parallel over channels; parallel over (block, channel) items into
 // partials, then a combine pass in block order) only decides who computes which (channel, block)
 // partial, so it may depend on the thread count without changing a bit of the result. Small
@@ -173,6 +175,7 @@ inline constexpr std::size_t kMinTileRows = 16;        // rows layout: register 
 inline constexpr std::size_t kRowGroup = 4;            // rows layout: rows summed before they meet an accumulator
 inline constexpr std::size_t kSerialBelow = 1 << 16;   // fewer elements than this: no tasks
 inline constexpr std::size_t kTaskElems = 1 << 14;     // elements per task, at least
+inline constexpr std::size_t kLaneBytes = 1 << 14;     // runs layout: the kept lanes of a row walk's channels (L1)
 
 template <std::size_t K>
 using Sums = std::array<double, K>;
@@ -217,6 +220,34 @@ void add_term(double (&lanes)[K][kLanes], std::size_t l, const F& term, std::siz
     }
 }
 
+// lanes += the terms of the run of channel c in sample n that starts at index `base`, `len`
+// elements long: element r goes to lane r % kLanes, the last len % kLanes to lanes 0, 1, ...;
+// before(r) ahead of each kLanes elements from r. Always inlined, so that the caller's lanes stay
+// in registers (a call would take them by reference, from memory, at every addition).
+template <std::size_t K, class F, class Before>
+[[gnu::always_inline]] inline void add_run(double (&lanes)[K][kLanes], const F& term, std::size_t c, std::size_t n, std::size_t base,
+             std::size_t len, const Before& before) {
+    std::size_t r = 0;
+    for (; r + kLanes <= len; r += kLanes) {
+        before(r);
+        for (std::size_t l = 0; l < kLanes; ++l) add_term<K>(lanes, l, term, c, n, base + r + l);
+    }
+    for (std::size_t l = 0; r + l < len; ++l) add_term<K>(lanes, l, term, c, n, base + r + l);
+}
+
+// The lanes pairwise, into one sum per quantity.
+template <std::size_t K>
+Sums<K> fold_lanes(double (&lanes)[K][kLanes]) {
+    Sums<K> p;
+    for (std::size_t k = 0; k < K; ++k) {
+        for (std::size_t w = kLanes / 2; w > 0; w /= 2) {
+            for (std::size_t l = 0; l < w; ++l) lanes[k][l] += lanes[k][l + w];
+        }
+        p[k] = lanes[k][0];
+    }
+    return p;
+}
+
 // Runs layout: the partial of channel c over its flattened (n, s) elements [j0, j1).
 template <std::size_t K, class F>
 Sums<K> run_block(const F& term, const ChannelShape& sh, std::size_t c, std::size_t j0, std::size_t j1) {
@@ -229,8 +260,7 @@ Sums<K> run_block(const F& term, const ChannelShape& sh, std::size_t c, std::siz
         const bool has_next = n + 1 < sh.n;
         const std::size_t next = has_next ? ((n + 1) * sh.c + c) * sh.s : 0;
         const std::size_t run_left = sh.s - s;  // to the run's end, which a block may cut before
-        std::size_t r = 0;
-        for (; r + kLanes <= len; r += kLanes) {
+        add_run<K>(lanes, term, c, n, base, len, [&]([[maybe_unused]] std::size_t r) {
             if constexpr (ReadsAhead<F>) {
                 // Element r + distance of the run (from memory), or past its end the next run's
                 // element as far past its start (r itself where the run is short). Each within one run.
@@ -242,19 +272,38 @@ Sums<K> run_block(const F& term, const ChannelShape& sh, std::size_t c, std::siz
                     if (into_next < sh.s) term.prefetch(next + into_next, std::min(kLanes, sh.s - into_next));
                 }
             }
-            for (std::size_t l = 0; l < kLanes; ++l) add_term<K>(lanes, l, term, c, n, base + r + l);
-        }
-        for (std::size_t l = 0; r + l < len; ++l) add_term<K>(lanes, l, term, c, n, base + r + l);
+        });
         j += len;
     }
-    Sums<K> p;
-    for (std::size_t k = 0; k < K; ++k) {
-        for (std::size_t w = kLanes / 2; w > 0; w /= 2) {
-            for (std::size_t l = 0; l < w; ++l) lanes[k][l] += lanes[k][l + w];
+    return fold_lanes<K>(lanes);
+}
+
+// Runs layout, a block of whole rows [n0, n1), for a term that does not read ahead: adds the
+// partials of channels [c0, c1) to out[0, c1 - c0), the additions of run_block's channel by
+// channel walked in memory order, row by row, each channel's lanes kept between rows. A channel's
+// runs are C·S apart, and channel by channel the hardware prefetchers start afresh at each run;
+// row by row they read on (bench/RESULTS.md). A term that reads ahead asks for the channel's next
+// run, which the channel walk takes next.
+template <std::size_t K, class F>
+void row_runs_into(const F& term, const ChannelShape& sh, std::size_t n0, std::size_t n1, std::size_t c0,
+                   std::size_t c1, Sums<K>* out) {
+    constexpr std::size_t kChannels = std::max<std::size_t>(1, kLaneBytes / (K * kLanes * sizeof(double)));
+    double kept[kChannels][K][kLanes];
+    for (std::size_t a = c0; a < c1; a += kChannels) {
+        const std::size_t e = std::min(c1, a + kChannels);
+        for (std::size_t c = a; c < e; ++c) std::fill_n(&kept[c - a][0][0], K * kLanes, 0.0);
+        for (std::size_t n = n0; n < n1; ++n) {
+            for (std::size_t c = a; c < e; ++c) {
+                // In registers over the run: in place, one of many channels' lanes would be loaded
+                // and stored at every addition.
+                double lanes[K][kLanes];
+                std::copy_n(&kept[c - a][0][0], K * kLanes, &lanes[0][0]);
+                add_run<K>(lanes, term, c, n, (n * sh.c + c) * sh.s, sh.s, [](std::size_t) {});
+                std::copy_n(&lanes[0][0], K * kLanes, &kept[c - a][0][0]);
+            }
         }
-        p[k] = lanes[k][0];
+        for (std::size_t c = a; c < e; ++c) add_into(out[c - c0], fold_lanes<K>(kept[c - a]));
     }
-    return p;
 }
 
 // Rows layout: adds the partials of channels [a, e) over rows [n0, n1) to out[0, e - a).
@@ -345,7 +394,11 @@ void block_into(const F& term, const ChannelShape& sh, const ChannelPartition& p
     if (part.layout == ChannelLayout::runs) {
         const std::size_t j0 = b * part.block;
         const std::size_t j1 = std::min(sh.per_channel(), j0 + part.block);
-        for (std::size_t c = c0; c < c1; ++c) add_into(out[c - c0], run_block<K>(term, sh, c, j0, j1));
+        if (!ReadsAhead<F> && part.block % sh.s == 0) {
+            row_runs_into<K>(term, sh, j0 / sh.s, j1 / sh.s, c0, c1, out);
+        } else {
+            for (std::size_t c = c0; c < c1; ++c) add_into(out[c - c0], run_block<K>(term, sh, c, j0, j1));
+        }
         return;
     }
     const std::size_t n0 = b * part.block;
