@@ -398,7 +398,7 @@ std::pair<Array, Array> referenceMaxPool(const Array& x, Size2 kernel, Size2 str
 template <class T>
 void checkTiesAndNaNs() {
     using Values = xt::xarray<T>;
-    const int path = *uniformIn<int>(0, 2);
+    const int path = *uniformIn<int>(0, 3);
     Size2 kernel(2), stride(2);
     std::size_t h = 0, w = 0;
     if (path == 0) {
@@ -418,7 +418,7 @@ void checkTiesAndNaNs() {
     const Shape shape{*uniformIn<std::size_t>(1, 3), *uniformIn<std::size_t>(1, 3), h, w};
     Array x = Array::from_shape(shape);
     for (double& v : x) {
-        const int pick = *uniformIn<int>(0, 8);
+        const int pick = *uniformIn<int>(0, 9);
         v = pick == 8 ? std::nan("") : static_cast<double>(pick % 3);
     }
     xgrad::MaxPool2d<T> pool(kernel, stride);

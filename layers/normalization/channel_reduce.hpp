@@ -40,6 +40,7 @@
 #include <concepts>
 #include <cstddef>
 #include <cstdint>
+#include <cstring>
 #include <string>
 #include <type_traits>
 #include <utility>
@@ -280,10 +281,11 @@ Sums<K> run_block(const F& term, const ChannelShape& sh, std::size_t c, std::siz
 
 // Runs layout, a block of whole rows [n0, n1), for a term that does not read ahead: adds the
 // partials of channels [c0, c1) to out[0, c1 - c0), the additions of run_block's channel by
-// channel walked in memory order, row by row, each channel's lanes kept between rows. A channel's
-// runs are C·S apart, and channel by channel the hardware prefetchers start afresh at each run;
-// row by row they read on (bench/RESULTS.md). A term that reads ahead asks for the channel's next
-// run, which the channel walk takes next.
+// channel walked row by row, each channel's lanes kept between rows: in memory order, up to
+// kChannels channels at a time. A channel's runs are C·S apart, and channel by channel the
+// hardware prefetchers start afresh at each run; row by row they read on ("Reductions row by row",
+// bench/RESULTS.md). A term that reads ahead asks for the channel's next run, which the channel
+// walk takes next.
 template <std::size_t K, class F>
 void row_runs_into(const F& term, const ChannelShape& sh, std::size_t n0, std::size_t n1, std::size_t c0,
                    std::size_t c1, Sums<K>* out) {
@@ -291,15 +293,15 @@ void row_runs_into(const F& term, const ChannelShape& sh, std::size_t n0, std::s
     double kept[kChannels][K][kLanes];
     for (std::size_t a = c0; a < c1; a += kChannels) {
         const std::size_t e = std::min(c1, a + kChannels);
-        for (std::size_t c = a; c < e; ++c) std::fill_n(&kept[c - a][0][0], K * kLanes, 0.0);
+        for (std::size_t c = a; c < e; ++c) std::memset(kept[c - a], 0, sizeof kept[c - a]);  // +0.0
         for (std::size_t n = n0; n < n1; ++n) {
             for (std::size_t c = a; c < e; ++c) {
                 // In registers over the run: in place, one of many channels' lanes would be loaded
                 // and stored at every addition.
                 double lanes[K][kLanes];
-                std::copy_n(&kept[c - a][0][0], K * kLanes, &lanes[0][0]);
+                std::memcpy(lanes, kept[c - a], sizeof lanes);
                 add_run<K>(lanes, term, c, n, (n * sh.c + c) * sh.s, sh.s, [](std::size_t) {});
-                std::copy_n(&lanes[0][0], K * kLanes, &kept[c - a][0][0]);
+                std::memcpy(kept[c - a], lanes, sizeof lanes);
             }
         }
         for (std::size_t c = a; c < e; ++c) add_into(out[c - c0], fold_lanes<K>(kept[c - a]));
@@ -394,11 +396,14 @@ void block_into(const F& term, const ChannelShape& sh, const ChannelPartition& p
     if (part.layout == ChannelLayout::runs) {
         const std::size_t j0 = b * part.block;
         const std::size_t j1 = std::min(sh.per_channel(), j0 + part.block);
-        if (!ReadsAhead<F> && part.block % sh.s == 0) {
-            row_runs_into<K>(term, sh, j0 / sh.s, j1 / sh.s, c0, c1, out);
-        } else {
-            for (std::size_t c = c0; c < c1; ++c) add_into(out[c - c0], run_block<K>(term, sh, c, j0, j1));
+        // One channel alone reads its runs in order either way: no lanes to keep.
+        if constexpr (!ReadsAhead<F>) {
+            if (part.block % sh.s == 0 && c1 - c0 > 1) {
+                row_runs_into<K>(term, sh, j0 / sh.s, j1 / sh.s, c0, c1, out);
+                return;
+            }
         }
+        for (std::size_t c = c0; c < c1; ++c) add_into(out[c - c0], run_block<K>(term, sh, c, j0, j1));
         return;
     }
     const std::size_t n0 = b * part.block;
