@@ -312,9 +312,9 @@ std::vector<std::array<double, 2>> documented_runs_order(const std::vector<doubl
     return out;
 }
 
-// Whatever the walk (row by row over whole rows, a few channels at a time; channel by channel
-// where blocks cut runs or the term reads ahead), every schedule adds in the documented order, bit
-// for bit.
+// Whatever the walk (row by row over blocks of whole rows, up to 64 channels at a time here;
+// channel by channel where blocks cut runs, for one row or one channel, or where the term reads
+// ahead), every schedule adds in the documented order, bit for bit.
 TEST(ChannelReduce, RunsLayoutAddsInTheDocumentedOrder) {
     for (const ChannelShape sh : {ChannelShape{64, 3, 784}, ChannelShape{9, 70, 49}, ChannelShape{5, 130, 16},
                                   ChannelShape{3, 2, 20001}, ChannelShape{21, 4, 800}, ChannelShape{2, 5, 16383}}) {

@@ -426,7 +426,7 @@ void checkTiesAndNaNs() {
     const Var<T> y = pool(xv);
     Array gy = Array::from_shape(y.shape());
     std::iota(gy.begin(), gy.end(), 1.0);
-    // Twice: the second pooling's gradient is added to the first's.
+    // Twice: one pooling's input gradient is written, the other's added to it.
     const bool twice = *rc::gen::arbitrary<bool>();
     (twice ? Var<T>(y + pool(xv)) : y).backward(Values(xt::cast<T>(gy)));
     auto [y_ref, dx_ref] = referenceMaxPool(x, kernel, stride, gy);

@@ -396,9 +396,10 @@ void block_into(const F& term, const ChannelShape& sh, const ChannelPartition& p
     if (part.layout == ChannelLayout::runs) {
         const std::size_t j0 = b * part.block;
         const std::size_t j1 = std::min(sh.per_channel(), j0 + part.block);
-        // One channel alone reads its runs in order either way: no lanes to keep.
+        // One channel, or one row (the (1, groups, S) views of GroupNorm, LayerNorm and
+        // InstanceNorm), is read in memory order either way: no lanes to keep.
         if constexpr (!ReadsAhead<F>) {
-            if (part.block % sh.s == 0 && c1 - c0 > 1) {
+            if (part.block % sh.s == 0 && c1 - c0 > 1 && j1 - j0 > sh.s) {
                 row_runs_into<K>(term, sh, j0 / sh.s, j1 / sh.s, c0, c1, out);
                 return;
             }
