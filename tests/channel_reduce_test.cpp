@@ -280,8 +280,8 @@ TEST(ChannelReduce, ProductTermsSumAsTheirSumsDo) {
 }
 
 // The runs layout's order of additions as channel_reduce.hpp states it, written out channel by
-// channel: a block's elements in (n, s) order, element r of a run into lane r % 16 but the run's
-// last len % 16 into lanes 0, 1, ..., the lanes pairwise, the blocks' partials in order.
+// channel: a block's elements in (n, s) order, element r of a run into lane r % 16, the lanes
+// pairwise, the blocks' partials in order.
 std::vector<std::array<double, 2>> documented_runs_order(const std::vector<double>& dy, const std::vector<double>& x,
                                                          const ChannelShape& sh) {
     constexpr std::size_t lanes_count = 16, block_elems = 1 << 14;
@@ -293,11 +293,9 @@ std::vector<std::array<double, 2>> documented_runs_order(const std::vector<doubl
             double lanes[2][lanes_count] = {};
             for (std::size_t j = j0; j < std::min(sh.per_channel(), j0 + block);) {
                 const std::size_t len = std::min(sh.s - j % sh.s, std::min(sh.per_channel(), j0 + block) - j);
-                const std::size_t whole = len - len % lanes_count;
                 for (std::size_t r = 0; r < len; ++r) {
                     const auto t = term(c, (j / sh.s * sh.c + c) * sh.s + j % sh.s + r);
-                    const std::size_t lane = r < whole ? r % lanes_count : r - whole;
-                    for (std::size_t k = 0; k < 2; ++k) lanes[k][lane] += t[k];
+                    for (std::size_t k = 0; k < 2; ++k) lanes[k][r % lanes_count] += t[k];
                 }
                 j += len;
             }

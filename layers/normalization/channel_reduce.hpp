@@ -23,8 +23,9 @@
 //    across channels (runs of S would be too short), four rows summed pairwise at a time from the
 //    block's first row, the last few rows alone; folded over s at the end of the block.
 //  - Otherwise the "runs" layout: a block is a range of the channel's flattened (n, s) index,
-//    walked as contiguous runs of at most S elements: element r of a run goes to lane r % kLanes,
-//    except the last len % kLanes, which go to lanes 0, 1, ...; lanes carry on across the runs.
+//    walked as contiguous runs of at most S elements: element r of a run goes to lane r % kLanes
+//    (a run's last len % kLanes, past its whole vectors, to lanes 0, 1, ...); lanes carry on across
+//    the runs.
 //    A block is whole rows where S <= kBlockElems; for a term that does not read ahead, its
 //    channels' runs are then read in memory order, row by row: the same additions.
 // The schedule (serial; parallel over channels; parallel over (block, channel) items into
@@ -222,12 +223,12 @@ void add_term(double (&lanes)[K][kLanes], std::size_t l, const F& term, std::siz
 }
 
 // lanes += the terms of the run of channel c in sample n that starts at index `base`, `len`
-// elements long: element r goes to lane r % kLanes, the last len % kLanes to lanes 0, 1, ...;
-// before(r) ahead of each kLanes elements from r. Always inlined, so that the caller's lanes stay
-// in registers (a call would take them by reference, from memory, at every addition).
+// elements long: element r goes to lane r % kLanes; before(r) ahead of each kLanes elements from
+// r. Always inlined, so that the caller's lanes stay in registers (a call would take them by
+// reference, from memory, at every addition).
 template <std::size_t K, class F, class Before>
-[[gnu::always_inline]] inline void add_run(double (&lanes)[K][kLanes], const F& term, std::size_t c, std::size_t n, std::size_t base,
-             std::size_t len, const Before& before) {
+[[gnu::always_inline]] inline void add_run(double (&lanes)[K][kLanes], const F& term, std::size_t c, std::size_t n,
+                                           std::size_t base, std::size_t len, const Before& before) {
     std::size_t r = 0;
     for (; r + kLanes <= len; r += kLanes) {
         before(r);
