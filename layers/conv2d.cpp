@@ -5,6 +5,7 @@
 #include <memory>
 #include <stdexcept>
 #include <type_traits>
+#include <vector>
 
 #include <tbb/blocked_range.h>
 #include <tbb/parallel_for.h>
@@ -22,10 +23,34 @@ namespace xgrad {
 
 namespace {
 
-// The batch is processed in chunks of whole samples whose im2col matrix has at most about this
-// many elements: memory stays bounded while the product for dW still spans several samples. A
-// forward whose whole batch fits in one chunk keeps its matrix for the backward's dW.
-constexpr std::size_t kColumnBudget = std::size_t{1} << 22;
+// The weight gradient is summed over the samples in this many groups of consecutive samples at
+// most, each into its own partial sum that the threads can fill in parallel; the partials are added
+// in group order. The groups depend on the batch alone, so the bits do not depend on the threads.
+constexpr std::size_t kWeightGradientGroups = 16;
+// Partial sums' elements, at most: a layer with a larger weight sums in fewer groups.
+constexpr std::size_t kPartialBudget = std::size_t{1} << 20;
+
+// The groups of consecutive samples the weight gradient is summed in: group k holds the samples
+// [begin(k), begin(k + 1)).
+struct SampleGroups {
+    std::size_t samples;
+    std::size_t count;
+
+    SampleGroups(std::size_t batch, std::size_t weights)
+        : samples(batch),
+          count(std::min({batch, kWeightGradientGroups, std::max<std::size_t>(kPartialBudget / weights, 1)})) {}
+    std::size_t begin(std::size_t k) const { return samples * k / count; }
+};
+
+// dst (`size` elements) = (add ? dst : 0) + the partial sums laid one after another in
+// `partials`, added in their order. With no partial sums (an empty batch), dst is 0 or unchanged.
+template <class T>
+void add_partial_sums(const std::vector<T>& partials, std::size_t size, bool add, T* dst) {
+    if (!add) std::fill_n(dst, size, T(0));
+    for (std::size_t first = 0; first < partials.size(); first += size) {
+        for (std::size_t i = 0; i < size; ++i) dst[i] += partials[first + i];
+    }
+}
 
 struct Span {
     std::size_t begin = 0;
@@ -95,28 +120,20 @@ void zero_padding_columns(T* plane, const WindowGeometry& g, Span rows, Span val
     for (std::size_t column = valid.end; column < g.ow; ++column) zero_column(column);
 }
 
-// f(b, c) for every sample b of a chunk of `count` and channel c < channels, in parallel.
-template <class F>
-void parallel_planes(std::size_t count, std::size_t channels, F&& f) {
-    tbb::parallel_for(tbb::blocked_range<std::size_t>(0, count * channels), [&](const tbb::blocked_range<std::size_t>& r) {
-        for (std::size_t p = r.begin(); p < r.end(); ++p) f(p / channels, p % channels);
-    });
-}
-
-// The chunk's im2col matrix, (C * kh * kw, count * OH * OW): row (c, i, j), column (b, oh, ow)
-// holds x[n0 + b, c, oh * sh + i - ph, ow * sw + j - pw], 0 in the padding.
+// One sample's im2col matrix, (C * kh * kw, OH * OW): row (c, i, j), column (oh, ow) holds
+// x[c, oh * sh + i - ph, ow * sw + j - pw] of the sample, 0 in the padding.
 template <class T>
-void im2col(const T* x, const WindowGeometry& g, std::size_t n0, std::size_t count, T* cols) {
+void im2col(const T* x, const WindowGeometry& g, T* cols) {
     const std::size_t taps = g.kernel.h * g.kernel.w;
-    const std::size_t ld = count * g.out_plane();
+    const std::size_t ld = g.out_plane();
     const std::size_t stride = g.stride.w;
     // Stride 1 with the output as wide as the input ("same" convolutions, the seed CNN's):
     // a tap's rows are one shifted copy of the plane, whose few columns that fall in the
     // padding are zeroed afterwards. One long copy instead of a short one per row.
     const bool shifted_plane = g.stride.h == 1 && stride == 1 && g.ow == g.w;
-    parallel_planes(count, g.c, [&](std::size_t b, std::size_t c) {
-        T* dst = cols + c * taps * ld + b * g.out_plane();
-        const T* src = x + ((n0 + b) * g.c + c) * g.in_plane();
+    for (std::size_t c = 0; c < g.c; ++c) {
+        T* dst = cols + c * taps * ld;
+        const T* src = x + c * g.in_plane();
         if (shifted_plane) {
             for_each_tap(g, [&](std::size_t i, std::size_t j, Span rows, Span valid) {
                 const std::ptrdiff_t shift = plane_shift(g, i, j);
@@ -129,7 +146,7 @@ void im2col(const T* x, const WindowGeometry& g, std::size_t n0, std::size_t cou
                 std::fill(out + rows.end * g.ow, out + g.out_plane(), T(0));
                 zero_padding_columns(out, g, rows, valid);
             });
-            return;
+            continue;
         }
         for_each_tap_row(g, [&](const TapRow& r) {
             T* out = dst + r.tap * ld + r.row;
@@ -147,21 +164,21 @@ void im2col(const T* x, const WindowGeometry& g, std::size_t n0, std::size_t cou
                 for (std::size_t k = 0; k < n; ++k) out[r.cols.begin + k] = in[k * stride];
             }
         });
-    });
+    }
 }
 
-// The adjoint of im2col: adds each column entry back to the input position it was read from,
-// into dx (overwriting dx for these samples unless `add`). Zeroes the entries of `cols` that
+// The adjoint of im2col: adds each column entry back to the input position of the sample it was
+// read from, into dx (overwriting the sample's dx unless `add`). Zeroes the entries of `cols` that
 // im2col would have read from the padding.
 template <class T>
-void col2im(T* cols, const WindowGeometry& g, std::size_t n0, std::size_t count, T* dx, bool add) {
+void col2im(T* cols, const WindowGeometry& g, T* dx, bool add) {
     const std::size_t taps = g.kernel.h * g.kernel.w;
-    const std::size_t ld = count * g.out_plane();
+    const std::size_t ld = g.out_plane();
     const std::size_t stride = g.stride.w;
     const bool shifted_plane = g.stride.h == 1 && stride == 1 && g.ow == g.w;  // as in im2col
-    parallel_planes(count, g.c, [&](std::size_t b, std::size_t c) {
-        T* src = cols + c * taps * ld + b * g.out_plane();
-        T* dst = dx + ((n0 + b) * g.c + c) * g.in_plane();
+    for (std::size_t c = 0; c < g.c; ++c) {
+        T* src = cols + c * taps * ld;
+        T* dst = dx + c * g.in_plane();
         if (!add) std::fill_n(dst, g.in_plane(), T(0));
         if (shifted_plane) {
             // One long add per tap, once the padding's entries are zero (adding 0 changes nothing).
@@ -174,7 +191,7 @@ void col2im(T* cols, const WindowGeometry& g, std::size_t n0, std::size_t count,
                 const auto last = std::min<std::ptrdiff_t>(static_cast<std::ptrdiff_t>(rows.end * g.ow), plane - shift);
                 for (std::ptrdiff_t d = first; d < last; ++d) dst[d + shift] += in[d];
             });
-            return;
+            continue;
         }
         for_each_tap_row(g, [&](const TapRow& r) {
             if (!r.inside) return;
@@ -182,16 +199,7 @@ void col2im(T* cols, const WindowGeometry& g, std::size_t n0, std::size_t count,
             T* out = dst + r.in;
             for (std::size_t k = 0; k < r.cols.end - r.cols.begin; ++k) out[k * stride] += in[k];
         });
-    });
-}
-
-// dst (b, a, inner) = src (a, b, inner) with its first two axes swapped: between the gemm's
-// (out_channels, samples * OH * OW) layout and NCHW.
-template <class T>
-void swap_leading_axes(const T* src, T* dst, std::size_t a, std::size_t b, std::size_t inner) {
-    parallel_planes(a, b, [&](std::size_t i, std::size_t j) {
-        std::copy_n(src + (i * b + j) * inner, inner, dst + (j * a + i) * inner);
-    });
+    }
 }
 
 }  // namespace
@@ -262,67 +270,58 @@ Var<T> Conv2d<T>::forward(const Var<T>& x) {
 #endif
     const std::size_t rows = g.c * g.kernel.h * g.kernel.w;
     const std::size_t plane = g.out_plane();
-    const std::size_t chunk = std::clamp<std::size_t>(kColumnBudget / (rows * plane), 1, std::max<std::size_t>(g.n, 1));
+    const std::size_t in_sample = g.c * g.in_plane();
 
     xt::xarray<T> y = xt::xarray<T>::from_shape({g.n, out, g.oh, g.ow});
-    // Where one chunk holds the whole batch, the backward's weight gradient reads these columns
-    // again rather than building them anew.
-    std::shared_ptr<T[]> cols = std::make_shared_for_overwrite<T[]>(rows * chunk * plane);
     const Var<T> weight = applied_weight();
     const T* w = weight.value().data();
-    for (std::size_t n0 = 0; n0 < g.n; n0 += chunk) {
-        const std::size_t count = std::min(chunk, g.n - n0);
-        const std::size_t ld = count * plane;
-        im2col(x.value().data(), g, n0, count, cols.get());
-        // Sample by sample, in parallel, straight into NCHW: y[n] (out, OH * OW) = bias broadcast
-        // along rows, then += W · (the sample's columns of cols).
-        tbb::parallel_for(std::size_t{0}, count, [&](std::size_t b) {
-            T* yb = y.data() + (n0 + b) * out * plane;
+    const T* xv = x.value().data();
+    // Sample by sample, in parallel, straight into NCHW: y[n] (out, OH * OW) = bias broadcast
+    // along rows, then += W · the sample's columns, built just before in a buffer that stays in L2.
+    tbb::parallel_for(tbb::blocked_range<std::size_t>(0, g.n), [&](const tbb::blocked_range<std::size_t>& r) {
+        const auto cols = std::make_unique_for_overwrite<T[]>(rows * plane);
+        for (std::size_t b = r.begin(); b < r.end(); ++b) {
+            im2col(xv + b * in_sample, g, cols.get());
+            T* yb = y.data() + b * out * plane;
             for (std::size_t o = 0; o < out; ++o) std::fill_n(yb + o * plane, plane, bias_ ? bias_->value()(o) : T(0));
-            gemm<T>(false, false, out, plane, rows, T(1), w, rows, cols.get() + b * plane, ld, T(1), yb, plane);
-        });
-    }
-    if (rows * plane * g.n > kColumnBudget || !weight.requires_grad()) cols.reset();  // more than one chunk
+            gemm<T>(false, false, out, plane, rows, T(1), w, rows, cols.get(), plane, T(1), yb, plane);
+        }
+    });
 
     std::vector<typename Var<T>::NodePtr> inputs{x.node(), weight.node()};
     if (bias_) inputs.push_back(bias_->node());
-    return Var<T>::from_op(std::move(y), "conv2d", inputs, [inputs, g, out, rows, plane, chunk, forward_cols = std::move(cols)](const Node<T>&, const xt::xarray<T>& grad_out) {
+    return Var<T>::from_op(std::move(y), "conv2d", inputs, [inputs, g, out, rows, plane, in_sample](const Node<T>&, const xt::xarray<T>& grad_out) {
         Node<T>& xn = *inputs[0];
         Node<T>& wn = *inputs[1];
         const T* gy = grad_out.data();
         if (inputs.size() > 2 && inputs[2]->requires_grad) channel_sums_into_grad(*inputs[2], gy, ChannelShape{g.n, out, plane});
         if (!xn.requires_grad && !wn.requires_grad) return;
         const bool add_dx = xn.requires_grad && prepare_grad_buffer(xn);
-        // Every chunk adds its part of dW; with an empty batch, dW is 0.
-        if (wn.requires_grad && !prepare_grad_buffer(wn)) wn.grad.fill(T(0));
-        std::unique_ptr<T[]> own_cols, gcols;
-        if (wn.requires_grad) {
-            if (!forward_cols) own_cols = std::make_unique_for_overwrite<T[]>(rows * chunk * plane);
-            gcols = std::make_unique_for_overwrite<T[]>(out * chunk * plane);
-        }
-        for (std::size_t n0 = 0; n0 < g.n; n0 += chunk) {
-            const std::size_t count = std::min(chunk, g.n - n0);
-            const std::size_t ld = count * plane;
-            if (wn.requires_grad) {
-                // dW += gy cols^T as one product over the chunk: gy with its (N, C) axes swapped.
-                swap_leading_axes(gy + n0 * out * plane, gcols.get(), count, out, plane);
-                T* cols = forward_cols ? forward_cols.get() : own_cols.get();
-                if (!forward_cols) im2col(xn.value.data(), g, n0, count, cols);
-                gemm<T>(false, true, out, rows, ld, T(1), gcols.get(), ld, cols, ld, T(1), wn.grad.data(), rows);
+        const bool add_dw = wn.requires_grad && prepare_grad_buffer(wn);
+        const std::size_t weights = out * rows;
+        const SampleGroups groups(g.n, weights);
+        std::vector<T> partials(wn.requires_grad ? groups.count * weights : 0);
+        // Each sample's columns serve twice while they are in cache: built from x for its term of
+        // dW (gy[n] · columnsᵀ, added into its group's partial sum), then overwritten by
+        // Wᵀ · gy[n], the columns of its dx, which col2im adds back into dx.
+        tbb::parallel_for(std::size_t{0}, groups.count, [&](std::size_t k) {
+            const auto cols = std::make_unique_for_overwrite<T[]>(rows * plane);
+            for (std::size_t b = groups.begin(k); b < groups.begin(k + 1); ++b) {
+                const T* gyb = gy + b * out * plane;
+                if (wn.requires_grad) {
+                    im2col(xn.value.data() + b * in_sample, g, cols.get());
+                    const T beta = b == groups.begin(k) ? T(0) : T(1);
+                    gemm<T>(false, true, out, rows, plane, T(1), gyb, plane, cols.get(), plane, beta,
+                            partials.data() + k * weights, rows);
+                }
+                if (xn.requires_grad) {
+                    gemm<T>(true, false, rows, plane, out, T(1), wn.value.data(), rows, gyb, plane, T(0), cols.get(),
+                            plane);
+                    col2im(cols.get(), g, xn.grad.data() + b * in_sample, add_dx);
+                }
             }
-            if (xn.requires_grad) {
-                // Sample by sample: the sample's columns of dx, W^T · gy[n], then straight back into
-                // dx while they are still in cache.
-                tbb::parallel_for(tbb::blocked_range<std::size_t>(0, count), [&](const tbb::blocked_range<std::size_t>& r) {
-                    const auto sample_cols = std::make_unique_for_overwrite<T[]>(rows * plane);
-                    for (std::size_t b = r.begin(); b < r.end(); ++b) {
-                        gemm<T>(true, false, rows, plane, out, T(1), wn.value.data(), rows, gy + (n0 + b) * out * plane,
-                                plane, T(0), sample_cols.get(), plane);
-                        col2im(sample_cols.get(), g, n0 + b, 1, xn.grad.data(), add_dx);
-                    }
-                });
-            }
-        }
+        });
+        if (wn.requires_grad) add_partial_sums(partials, weights, add_dw, wn.grad.data());
     });
 }
 

@@ -18,6 +18,7 @@
 #include <utility>
 #include <vector>
 
+#include <tbb/global_control.h>
 #include <xtensor/xmath.hpp>
 #include <xtensor/xrandom.hpp>
 
@@ -72,6 +73,21 @@ rc::Gen<WindowCase> genWindowCase(std::size_t max_padding) {
         k.h = *uniformIn<std::size_t>(k.kernel.h > 2 * k.padding.h ? k.kernel.h - 2 * k.padding.h : 1, 8);
         k.w = *uniformIn<std::size_t>(k.kernel.w > 2 * k.padding.w ? k.kernel.w - 2 * k.padding.w : 1, 8);
         k.bias = *rc::gen::arbitrary<bool>();
+        return k;
+    });
+}
+
+// A window case for Conv2d: one case in ten has 17 to 40 samples (with one input channel, to keep
+// finite differences cheap), so that each group of samples the weight gradient is summed in
+// (layers/conv2d.cpp: 16 groups at most) holds two or three of them, unevenly.
+rc::Gen<WindowCase> genConvCase() {
+    return rc::gen::exec([] {
+        WindowCase k = *genWindowCase(2);
+        if (*uniformIn<int>(0, 10) == 0) {
+            k.n = *uniformIn<std::size_t>(17, 41);
+            k.c = 1;
+        }
+        RC_TAG(k.n > 16 ? "samples > 16" : "samples <= 2");
         return k;
     });
 }
@@ -171,7 +187,7 @@ RC_GTEST_PROP(LayerGradients, Linear, ()) {
 }
 
 RC_GTEST_PROP(LayerGradients, Conv2d, ()) {
-    const WindowCase k = *genWindowCase(2);
+    const WindowCase k = *genConvCase();
     auto conv = makeConv(k);
     conv.weight().mutable_value() = *genArray({k.out_c, k.c, k.kernel.h, k.kernel.w}, anywhere(-1, 1));
     std::vector<Var<double>> inputs{leaf(*genArray({k.n, k.c, k.h, k.w}, anywhere(-2, 2))), conv.weight()};
@@ -285,7 +301,7 @@ RC_GTEST_PROP(LayerGradients, CrossEntropy, ()) {
 // Values against direct loops
 
 RC_GTEST_PROP(Conv2d, MatchesDirectLoops, ()) {
-    const WindowCase k = *genWindowCase(2);
+    const WindowCase k = *genConvCase();
     const std::size_t oh = outSize(k.h, k.kernel.h, k.stride.h, k.padding.h);
     const std::size_t ow = outSize(k.w, k.kernel.w, k.stride.w, k.padding.w);
     checkConvAgainstReference(k, *genArray({k.n, k.c, k.h, k.w}, anywhere(-2, 2)),
@@ -293,37 +309,62 @@ RC_GTEST_PROP(Conv2d, MatchesDirectLoops, ()) {
                               *genArray({k.out_c}, anywhere(-1, 1)), *genArray({k.n, k.out_c, oh, ow}, anywhere(-1, 1)));
 }
 
-// Large enough that the batch is cut into chunks (2 samples, then 1); x is used a second time,
-// so its gradient is the sum of two contributions.
-TEST(Conv2d, ChunkedBatchMatchesDirectLoops) {
-    const WindowCase k{3, 16, 2, 100, 100, Size2(3), Size2(1), Size2(1), true};
-    std::mt19937 rng(7);
-    std::uniform_real_distribution<double> u(-1, 1);
-    auto random = [&](const Shape& s) {
-        Array a = Array::from_shape(s);
-        for (auto& v : a) v = u(rng);
-        return a;
-    };
-    const Array x = random({k.n, k.c, k.h, k.w});
-    const Array w = random({k.out_c, k.c, 3, 3});
-    const Array b = random({k.out_c});
-    const Array gy = random({k.n, k.out_c, k.h, k.w});
-    xgrad::Conv2d<double> conv(k.c, k.out_c, 3, 1, 1);
-    conv.weight().mutable_value() = w;
-    conv.bias()->mutable_value() = b;
-    const Var<double> xv = leaf(x);
-    const Var<double> y = conv(xv) + 0.5 * xgrad::sum(xv);
-    ASSERT_EQ(y.shape(), Shape({k.n, k.out_c, k.h, k.w}));
-    const ConvReference ref = referenceConv(k, x, w, b, gy);
-    EXPECT_LT(xt::amax(xt::abs(y.value() - (ref.y + 0.5 * xt::sum(x)())))(), 1e-9);
-    y.backward(gy);
-    EXPECT_LT(xt::amax(xt::abs(xv.grad() - (ref.dx + 0.5 * xt::sum(gy)())))(), 1e-9);
-    EXPECT_LT(xt::amax(xt::abs(conv.weight().grad() - ref.dw))() / xt::amax(xt::abs(ref.dw))(), 1e-12);
-    EXPECT_LT(xt::amax(xt::abs(conv.bias()->grad() - ref.db))() / xt::amax(xt::abs(ref.db))(), 1e-12);
+// Past the thresholds a small case does not reach: per-sample products large enough that gemm
+// splits them into parts (32 × 10,000 × 27 multiply-adds, autodiff/blas.cpp), and a weight large
+// enough (1,024 × 72) that its gradient is summed in fewer groups (14) than the 16 a batch of 37
+// could have. x is used a second time, so its gradient is the sum of two contributions.
+TEST(Conv2d, LargeProductsAndLargeWeightsMatchDirectLoops) {
+    for (const WindowCase& k : {WindowCase{3, 3, 32, 100, 100, Size2(3), Size2(1), Size2(1), true},
+                                WindowCase{37, 8, 1024, 4, 4, Size2(3), Size2(1), Size2(1), true}}) {
+        SCOPED_TRACE("N=" + std::to_string(k.n) + " out_channels=" + std::to_string(k.out_c));
+        std::mt19937 rng(7);
+        std::uniform_real_distribution<double> u(-1, 1);
+        auto random = [&](const Shape& s) {
+            Array a = Array::from_shape(s);
+            for (auto& v : a) v = u(rng);
+            return a;
+        };
+        const Array x = random({k.n, k.c, k.h, k.w});
+        const Array w = random({k.out_c, k.c, 3, 3});
+        const Array b = random({k.out_c});
+        const Array gy = random({k.n, k.out_c, k.h, k.w});
+        xgrad::Conv2d<double> conv(k.c, k.out_c, 3, 1, 1);
+        conv.weight().mutable_value() = w;
+        conv.bias()->mutable_value() = b;
+        const Var<double> xv = leaf(x);
+        const Var<double> y = conv(xv) + 0.5 * xgrad::sum(xv);
+        ASSERT_EQ(y.shape(), Shape({k.n, k.out_c, k.h, k.w}));
+        const ConvReference ref = referenceConv(k, x, w, b, gy);
+        EXPECT_LT(xt::amax(xt::abs(y.value() - (ref.y + 0.5 * xt::sum(x)())))(), 1e-9);
+        y.backward(gy);
+        EXPECT_LT(xt::amax(xt::abs(xv.grad() - (ref.dx + 0.5 * xt::sum(gy)())))(), 1e-9);
+        EXPECT_LT(xt::amax(xt::abs(conv.weight().grad() - ref.dw))() / xt::amax(xt::abs(ref.dw))(), 1e-12);
+        EXPECT_LT(xt::amax(xt::abs(conv.bias()->grad() - ref.db))() / xt::amax(xt::abs(ref.db))(), 1e-12);
+    }
 }
 
-// The weight gradient reads the im2col columns the forward built: a second backward through the
-// retained graph must find them as they were, and add the same gradients again.
+// The weight gradient's groups of samples depend on the batch alone: 1 and 2 threads give the
+// same bits, with 37 samples in 16 groups and with a weight large enough for fewer groups.
+TEST(Conv2d, OneAndTwoThreadsGiveTheSameBits) {
+    for (const std::size_t out : {std::size_t{8}, std::size_t{1024}}) {
+        SCOPED_TRACE("out_channels=" + std::to_string(out));
+        const auto run = [&](std::size_t threads) {
+            const tbb::global_control limit(tbb::global_control::max_allowed_parallelism, threads);
+            xgrad::Rng rng(3);
+            xgrad::Conv2d<float> conv(8, out, 3, 1, 1, true, rng);
+            xt::random::seed(5);
+            const Var<float> x(xt::eval(xt::random::randn<float>({37, 8, 6, 6})), true);
+            const Var<float> y = conv(x);
+            y.backward(xt::eval(xt::random::randn<float>(y.shape())));
+            return std::vector<xt::xarray<float>>{y.value(), x.grad(), conv.weight().grad(), conv.bias()->grad()};
+        };
+        const auto one = run(1), two = run(2);
+        for (std::size_t i = 0; i < one.size(); ++i) EXPECT_EQ(one[i], two[i]) << "result " << i << " (y, dx, dW, db)";
+    }
+}
+
+// A second backward through the retained graph adds the same gradients again: the backward keeps
+// nothing of its own between calls.
 TEST(Conv2d, BackwardTwiceThroughARetainedGraphAddsTheSameGradients) {
     xgrad::Conv2d<double> conv(3, 4, 3, 1, 1);
     const Var<double> x = leaf(xt::random::randn<double>({2, 3, 6, 6}));
