@@ -63,8 +63,6 @@ struct Step {
 template <class Run>
 void time_steps(benchmark::State& state, std::size_t batch, double flops, Run run) {
     for (int i = 0; i < 3; ++i) run();
-    [[maybe_unused]] static const bool context_added =  // once: a second call only warns
-        (benchmark::AddCustomContext("blas_kernels", blas_kernels()), true);
     for (auto _ : state) run();
     state.SetItemsProcessed(static_cast<std::int64_t>(state.iterations() * batch));
     state.counters["flops"] = flops;
