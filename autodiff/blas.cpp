@@ -101,7 +101,7 @@ void gemm(bool trans_a, bool trans_b, std::size_t m, std::size_t n, std::size_t 
           const T* b, std::size_t ldb, T beta, T* c, std::size_t ldc) {
     init_blas();
     if constexpr (std::is_same_v<T, float>) {
-        if (active_log.load(std::memory_order_relaxed)) GemmCallLog::record({trans_a, trans_b, m, n, k, lda, ldb, ldc});
+        GemmCallLog::record({trans_a, trans_b, m, n, k, lda, ldb, ldc});
     }
     const std::size_t side = std::max(m, n);
     if (m * n * k < kSplitAbove || side < 2 * kMinPartWidth) {
@@ -127,6 +127,7 @@ template void gemm<double>(bool, bool, std::size_t, std::size_t, std::size_t, do
                            const double*, std::size_t, double, double*, std::size_t);
 
 void GemmCallLog::record(const GemmCall& call) {
+    if (!active_log.load(std::memory_order_relaxed)) return;  // the common case: no log, no lock
     const std::lock_guard lock(log_mutex);
     if (GemmCallLog* log = active_log.load(std::memory_order_relaxed)) log->calls_.push_back(call);
 }

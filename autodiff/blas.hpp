@@ -20,9 +20,10 @@ struct GemmCall {
     double flops() const { return 2.0 * static_cast<double>(m) * static_cast<double>(n) * static_cast<double>(k); }
 };
 
-// While a log is alive, it records every gemm<float> call of the process, from any thread, so that
-// a benchmark can time a training step's products alone, at their own shapes. One at a time; a
-// call that started recording finishes before the log can go.
+// While a log is alive, it records every gemm<float> call of the process, from any thread, and
+// the float products that other kernels make in gemm's stead (layers/short_filter_gradient.hpp), so
+// that a benchmark can time a training step's products alone, at their own shapes, through gemm.
+// One at a time; a call that started recording finishes before the log can go.
 class GemmCallLog {
 public:
     GemmCallLog();
@@ -31,7 +32,7 @@ public:
     GemmCallLog& operator=(const GemmCallLog&) = delete;
 
     std::vector<GemmCall> calls() const;
-    // Adds `call` to the live log, if there is one (gemm calls it).
+    // Adds `call` to the live log, if there is one (gemm calls it, and kernels that replace it).
     static void record(const GemmCall& call);
 
 private:

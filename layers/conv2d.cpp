@@ -15,6 +15,7 @@
 #include "layers/grad_kernels.hpp"
 #include "layers/normalization/weight_standardization.hpp"
 #include "layers/python_repr.hpp"
+#include "layers/short_filter_gradient.hpp"
 #if XGRAD_HAVE_ONEDNN
 #include "layers/onednn_convolution.hpp"
 #endif
@@ -310,9 +311,14 @@ Var<T> Conv2d<T>::forward(const Var<T>& x) {
                 const T* gyb = gy + b * out * plane;
                 if (wn.requires_grad) {
                     im2col(xn.value.data() + b * in_sample, g, cols.get());
-                    const T beta = b == groups.begin(k) ? T(0) : T(1);
-                    gemm<T>(false, true, out, rows, plane, T(1), gyb, plane, cols.get(), plane, beta,
-                            partials.data() + k * weights, rows);
+                    const bool first = b == groups.begin(k);
+                    T* partial = partials.data() + k * weights;
+                    if (rows < kShortFilter) {
+                        add_short_filter_terms(gyb, cols.get(), out, rows, plane, first, partial);
+                    } else {
+                        gemm<T>(false, true, out, rows, plane, T(1), gyb, plane, cols.get(), plane, first ? T(0) : T(1),
+                                partial, rows);
+                    }
                 }
                 if (xn.requires_grad) {
                     gemm<T>(true, false, rows, plane, out, T(1), wn.value.data(), rows, gyb, plane, T(0), cols.get(),

@@ -35,6 +35,7 @@
 #include "layers/residual.hpp"
 #include "layers/sequential.hpp"
 #include "layers/sgd.hpp"
+#include "layers/short_filter_gradient.hpp"
 #include "tests/generators.hpp"
 
 namespace {
@@ -344,16 +345,17 @@ TEST(Conv2d, LargeProductsAndLargeWeightsMatchDirectLoops) {
 }
 
 // The weight gradient's groups of samples depend on the batch alone: 1 and 2 threads give the
-// same bits, with 37 samples in 16 groups and with a weight large enough for fewer groups.
+// same bits, with 37 samples in 16 groups, with a weight large enough for fewer groups, and with
+// short filters (layers/short_filter_gradient.hpp).
 TEST(Conv2d, OneAndTwoThreadsGiveTheSameBits) {
-    for (const std::size_t out : {std::size_t{8}, std::size_t{1024}}) {
-        SCOPED_TRACE("out_channels=" + std::to_string(out));
+    for (const auto& [in, out] : {std::pair<std::size_t, std::size_t>{8, 8}, {8, 1024}, {1, 8}}) {
+        SCOPED_TRACE("in_channels=" + std::to_string(in) + " out_channels=" + std::to_string(out));
         const auto run = [&](std::size_t threads) {
             const tbb::global_control limit(tbb::global_control::max_allowed_parallelism, threads);
             xgrad::Rng rng(3);
-            xgrad::Conv2d<float> conv(8, out, 3, 1, 1, true, rng);
+            xgrad::Conv2d<float> conv(in, out, 3, 1, 1, true, rng);
             xt::random::seed(5);
-            const Var<float> x(xt::eval(xt::random::randn<float>({37, 8, 6, 6})), true);
+            const Var<float> x(xt::eval(xt::random::randn<float>(Shape{37, in, 6, 6})), true);
             const Var<float> y = conv(x);
             y.backward(xt::eval(xt::random::randn<float>(y.shape())));
             return std::vector<xt::xarray<float>>{y.value(), x.grad(), conv.weight().grad(), conv.bias()->grad()};
@@ -361,6 +363,27 @@ TEST(Conv2d, OneAndTwoThreadsGiveTheSameBits) {
         const auto one = run(1), two = run(2);
         for (std::size_t i = 0; i < one.size(); ++i) EXPECT_EQ(one[i], two[i]) << "result " << i << " (y, dx, dW, db)";
     }
+}
+
+// The weight gradient's kernel for short filters, at every filter length it serves, against the sums
+// written out; planes with and without a partial vector at their end.
+RC_GTEST_PROP(ShortFilterGradient, MatchesDirectSums, ()) {
+    const auto rows = *uniformIn<std::size_t>(1, xgrad::kShortFilter);
+    const auto out = *uniformIn<std::size_t>(1, 5);
+    const auto plane = *uniformIn<std::size_t>(1, 70);
+    const bool overwrite = *rc::gen::arbitrary<bool>();
+    const Array gy = *genArray({out, plane}, anywhere(-1, 1));
+    const Array cols = *genArray({rows, plane}, anywhere(-1, 1));
+    const Array before = *genArray({out, rows}, anywhere(-1, 1));
+    Array dw = before;
+    xgrad::add_short_filter_terms(gy.data(), cols.data(), out, rows, plane, overwrite, dw.data());
+    Array expected = overwrite ? Array(xt::zeros<double>({out, rows})) : before;
+    for (std::size_t o = 0; o < out; ++o) {
+        for (std::size_t r = 0; r < rows; ++r) {
+            for (std::size_t p = 0; p < plane; ++p) expected(o, r) += gy(o, p) * cols(r, p);
+        }
+    }
+    checkClose(dw, expected, 1e-12, "add_short_filter_terms");
 }
 
 // A second backward through the retained graph adds the same gradients again: the backward keeps
