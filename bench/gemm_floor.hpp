@@ -1,7 +1,9 @@
 // The GEMM floor of a training step: its matrix products timed alone, through the same gemm, at
 // the same threads, with nothing else of the step around them.
 //  - recorded_products: the products one step makes, as gemm was called (xgrad::GemmCallLog), at
-//    their own shapes: the time a step could not beat without fewer FLOPs or a faster sgemm;
+//    their own shapes: the time a step could not beat without fewer FLOPs or a faster sgemm (a
+//    product that a kernel of its own makes in gemm's stead, such as a short filter's weight
+//    gradient, is logged and replayed through sgemm all the same);
 //  - layer_products: one product per layer and pass over the whole batch (forward, weight
 //    gradient, input gradient), with shapes read from a forward pass: what the step would cost if
 //    it made each layer's product in one call.

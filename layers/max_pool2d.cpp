@@ -177,12 +177,19 @@ Var<T> MaxPool2d<T>::forward(const Var<T>& x) {
     auto xn = x.node();
     return Var<T>::from_op(std::move(y), "max_pool2d", {xn}, [xn, argmax = std::move(argmax), g, planes](const Node<T>&, const xt::xarray<T>& grad_out) {
         const bool add = prepare_grad_buffer(*xn);
+        // Windows that do not overlap have one arg-max per input at most: onto zeros, a store.
+        const bool store = !add && g.stride.h >= g.kernel.h && g.stride.w >= g.kernel.w;
         const T* gy = grad_out.data();
         tbb::parallel_for(tbb::blocked_range<std::size_t>(0, planes), [&](const tbb::blocked_range<std::size_t>& r) {
             for (std::size_t p = r.begin(); p < r.end(); ++p) {
                 T* dst = xn->grad.data() + p * g.in_plane();
                 if (!add) std::fill_n(dst, g.in_plane(), T(0));
-                for (std::size_t o = p * g.out_plane(); o < (p + 1) * g.out_plane(); ++o) dst[argmax[o]] += gy[o];
+                const std::size_t first = p * g.out_plane(), last = first + g.out_plane();
+                if (store) {
+                    for (std::size_t o = first; o < last; ++o) dst[argmax[o]] = gy[o];
+                } else {
+                    for (std::size_t o = first; o < last; ++o) dst[argmax[o]] += gy[o];
+                }
             }
         });
     });
