@@ -21,8 +21,8 @@ struct GemmCall {
 };
 
 // While a log is alive, it records every gemm<float> call of the process, from any thread, and
-// the float products that other kernels make in gemm's stead (layers/short_filter_gradient.hpp), so
-// that a benchmark can time a training step's products alone, at their own shapes, through gemm.
+// the float products that other kernels make in gemm's stead (they record themselves), so that a
+// benchmark can time a training step's products alone, at their own shapes, through gemm.
 // One at a time; a call that started recording finishes before the log can go.
 class GemmCallLog {
 public:

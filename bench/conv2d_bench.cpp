@@ -57,21 +57,24 @@ void time_runs(benchmark::State& state, double flops, Run run) {
     state.counters["flops"] = flops;
 }
 
-double products_flops(Convolution& conv) {
-    return xgrad_bench::total_flops(xgrad_bench::recorded_products([&] { conv.forward_backward(); }));
+// The FLOPs of the products one call of `run` makes.
+template <class Run>
+double products_flops(Run run) {
+    return xgrad_bench::total_flops(xgrad_bench::recorded_products(run));
 }
 
 void BM_conv2d_forward(benchmark::State& state) {
     const auto threads = xgrad_bench::threads_of(state, kThreadsArg);
     Convolution conv(state);
-    time_runs(state, xgrad_bench::total_flops(xgrad_bench::recorded_products([&] { conv.forward(); })),
-              [&] { conv.forward(); });
+    const auto run = [&] { conv.forward(); };
+    time_runs(state, products_flops(run), run);
 }
 
 void BM_conv2d_forward_backward(benchmark::State& state) {
     const auto threads = xgrad_bench::threads_of(state, kThreadsArg);
     Convolution conv(state);
-    time_runs(state, products_flops(conv), [&] { conv.forward_backward(); });
+    const auto run = [&] { conv.forward_backward(); };
+    time_runs(state, products_flops(run), run);
 }
 
 void BM_conv2d_gemm_floor(benchmark::State& state) {

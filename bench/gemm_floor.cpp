@@ -4,7 +4,6 @@
 #include <numeric>
 #include <utility>
 
-#include <benchmark/benchmark.h>
 #include <tbb/parallel_for.h>
 #include <tbb/task_arena.h>
 
@@ -14,11 +13,6 @@
 namespace xgrad_bench {
 
 namespace {
-
-// The binaries that time products name the OpenBLAS kernels that ran in a context line, which
-// Google Benchmark prints before the first benchmark: added before main runs any.
-[[maybe_unused]] const bool blas_context_added =
-    (benchmark::AddCustomContext("blas_kernels", xgrad::blas_kernels()), true);
 
 using xgrad::GemmCall;
 

@@ -19,7 +19,6 @@
 #include <tbb/global_control.h>
 #include <xtensor/xrandom.hpp>
 
-#include "autodiff/blas.hpp"
 #include "bench/gemm_floor.hpp"
 #include "bench/step_optimizer.hpp"
 #include "experiments/models.hpp"
@@ -76,7 +75,7 @@ void train_step(benchmark::State& state, const std::string& name, std::size_t ba
     }
     tbb::global_control limit(tbb::global_control::max_allowed_parallelism, static_cast<std::size_t>(state.range(0)));
     Step step(name, batch);
-    // Counted on the own backend, whose every product is a gemm: the same FLOPs for both.
+    // Counted on the own backend, whose every product is logged as a gemm call: the same FLOPs for both.
     const double flops = xgrad_bench::total_flops(xgrad_bench::recorded_products([&] { step.run(); }));
     const ConvBackendScope backend_scope(backend);
     time_steps(state, batch, flops, [&] { step.run(); });

@@ -26,31 +26,39 @@ namespace {
 
 // The weight gradient is summed over the samples in this many groups of consecutive samples at
 // most, each into its own partial sum that the threads can fill in parallel; the partials are added
-// in group order. The groups depend on the batch alone, so the bits do not depend on the threads.
+// in group order. The groups depend on the batch and the weight's size alone, so the bits do not
+// depend on the threads.
 constexpr std::size_t kWeightGradientGroups = 16;
-// Partial sums' elements, at most: a layer with a larger weight sums in fewer groups.
-constexpr std::size_t kPartialBudget = std::size_t{1} << 20;
+// Partial sums' elements, at most (16 MiB in float): a layer with a larger weight sums in fewer
+// groups (a 256 → 256 3×3 convolution in 7, a 512 → 512 one in 1, whose products gemm still
+// splits between the threads).
+constexpr std::size_t kPartialBudget = std::size_t{1} << 22;
 
-// The groups of consecutive samples the weight gradient is summed in: group k holds the samples
-// [begin(k), begin(k + 1)).
+// The groups of consecutive samples a backward walks, each in one task: group k holds the samples
+// [begin(k), begin(k + 1)). Without a weight gradient, no partial sums bound them.
 struct SampleGroups {
     std::size_t samples;
     std::size_t count;
 
-    SampleGroups(std::size_t batch, std::size_t weights)
+    SampleGroups(std::size_t batch, std::size_t weights, bool weight_gradient)
         : samples(batch),
-          count(std::min({batch, kWeightGradientGroups, std::max<std::size_t>(kPartialBudget / weights, 1)})) {}
+          count(std::min({batch, kWeightGradientGroups,
+                          weight_gradient ? std::max<std::size_t>(kPartialBudget / weights, 1) : batch})) {}
     std::size_t begin(std::size_t k) const { return samples * k / count; }
 };
 
-// dst (`size` elements) = (add ? dst : 0) + the partial sums laid one after another in
-// `partials`, added in their order. With no partial sums (an empty batch), dst is 0 or unchanged.
+// dst (`size` elements) = (add ? dst : 0) + the `count` partial sums laid one after another from
+// `partials`, added in their order, in parallel over the elements. With no partial sums (an empty
+// batch), dst is 0 or unchanged.
 template <class T>
-void add_partial_sums(const std::vector<T>& partials, std::size_t size, bool add, T* dst) {
-    if (!add) std::fill_n(dst, size, T(0));
-    for (std::size_t first = 0; first < partials.size(); first += size) {
-        for (std::size_t i = 0; i < size; ++i) dst[i] += partials[first + i];
-    }
+void add_partial_sums(const T* partials, std::size_t count, std::size_t size, bool add, T* dst) {
+    tbb::parallel_for(tbb::blocked_range<std::size_t>(0, size), [&](const tbb::blocked_range<std::size_t>& r) {
+        if (!add) std::fill(dst + r.begin(), dst + r.end(), T(0));
+        for (std::size_t k = 0; k < count; ++k) {
+            const T* partial = partials + k * size;
+            for (std::size_t i = r.begin(); i < r.end(); ++i) dst[i] += partial[i];
+        }
+    });
 }
 
 struct Span {
@@ -278,7 +286,8 @@ Var<T> Conv2d<T>::forward(const Var<T>& x) {
     const T* w = weight.value().data();
     const T* xv = x.value().data();
     // Sample by sample, in parallel, straight into NCHW: y[n] (out, OH * OW) = bias broadcast
-    // along rows, then += W · the sample's columns, built just before in a buffer that stays in L2.
+    // along rows, then += W · the sample's columns, built just before (in L2 at the seed CNN's
+    // sizes: 225 KB for conv2).
     tbb::parallel_for(tbb::blocked_range<std::size_t>(0, g.n), [&](const tbb::blocked_range<std::size_t>& r) {
         const auto cols = std::make_unique_for_overwrite<T[]>(rows * plane);
         for (std::size_t b = r.begin(); b < r.end(); ++b) {
@@ -300,8 +309,9 @@ Var<T> Conv2d<T>::forward(const Var<T>& x) {
         const bool add_dx = xn.requires_grad && prepare_grad_buffer(xn);
         const bool add_dw = wn.requires_grad && prepare_grad_buffer(wn);
         const std::size_t weights = out * rows;
-        const SampleGroups groups(g.n, weights);
-        std::vector<T> partials(wn.requires_grad ? groups.count * weights : 0);
+        const SampleGroups groups(g.n, weights, wn.requires_grad);
+        // Each group's first term overwrites its partial sum.
+        const auto partials = std::make_unique_for_overwrite<T[]>(wn.requires_grad ? groups.count * weights : 0);
         // Each sample's columns serve twice while they are in cache: built from x for its term of
         // dW (gy[n] · columnsᵀ, added into its group's partial sum), then overwritten by
         // Wᵀ · gy[n], the columns of its dx, which col2im adds back into dx.
@@ -311,12 +321,12 @@ Var<T> Conv2d<T>::forward(const Var<T>& x) {
                 const T* gyb = gy + b * out * plane;
                 if (wn.requires_grad) {
                     im2col(xn.value.data() + b * in_sample, g, cols.get());
-                    const bool first = b == groups.begin(k);
-                    T* partial = partials.data() + k * weights;
-                    if (rows < kShortFilter) {
-                        add_short_filter_terms(gyb, cols.get(), out, rows, plane, first, partial);
+                    const bool add = b != groups.begin(k);
+                    T* partial = partials.get() + k * weights;
+                    if (rows < kShortFilterWeights) {
+                        add_short_filter_terms(gyb, cols.get(), out, rows, plane, add, partial);
                     } else {
-                        gemm<T>(false, true, out, rows, plane, T(1), gyb, plane, cols.get(), plane, first ? T(0) : T(1),
+                        gemm<T>(false, true, out, rows, plane, T(1), gyb, plane, cols.get(), plane, add ? T(1) : T(0),
                                 partial, rows);
                     }
                 }
@@ -327,7 +337,7 @@ Var<T> Conv2d<T>::forward(const Var<T>& x) {
                 }
             }
         });
-        if (wn.requires_grad) add_partial_sums(partials, weights, add_dw, wn.grad.data());
+        if (wn.requires_grad) add_partial_sums(partials.get(), groups.count, weights, add_dw, wn.grad.data());
     });
 }
 

@@ -1,6 +1,8 @@
 // Conv2d: 2-D convolution (cross-correlation) of NCHW inputs, as torch.nn.Conv2d with
-// dilation 1 and groups 1; weight (out_channels, in_channels, kh, kw). im2col + gemm forward;
-// backward: gemm for the weight, gemm + col2im for the input, per-channel sums for the bias.
+// dilation 1 and groups 1; weight (out_channels, in_channels, kh, kw). A sample at a time:
+// im2col + gemm forward; backward: im2col + gemm for the weight (dot products for filters of
+// fewer than 16 weights, layers/short_filter_gradient.hpp), gemm + col2im for the input,
+// per-channel sums for the bias.
 // Optionally with Weight Standardization (timm's StdConv2d): the convolution applies each output
 // filter of the weight standardized over (in_channels, kh, kw).
 #pragma once

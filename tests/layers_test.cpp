@@ -78,15 +78,18 @@ rc::Gen<WindowCase> genWindowCase(std::size_t max_padding) {
     });
 }
 
-// A window case for Conv2d: one case in ten has 17 to 40 samples (with one input channel, to keep
-// finite differences cheap), so that each group of samples the weight gradient is summed in
-// (layers/conv2d.cpp: 16 groups at most) holds two or three of them, unevenly.
+// A window case for Conv2d: one case in ten has 17 to 40 samples (with at most 2 input channels
+// and 4 × 4 images, to keep finite differences cheap), so that groups of samples the weight
+// gradient is summed in (layers/conv2d.cpp: 16 groups at most) hold two or three of them, on
+// filters short (fewer than 16 weights) and long (2 × 3 × 3).
 rc::Gen<WindowCase> genConvCase() {
     return rc::gen::exec([] {
         WindowCase k = *genWindowCase(2);
         if (*uniformIn<int>(0, 10) == 0) {
             k.n = *uniformIn<std::size_t>(17, 41);
-            k.c = 1;
+            k.c = std::min<std::size_t>(k.c, 2);
+            k.h = std::min<std::size_t>(k.h, 4);
+            k.w = std::min<std::size_t>(k.w, 4);
         }
         RC_TAG(k.n > 16 ? "samples > 16" : "samples <= 2");
         return k;
@@ -310,13 +313,14 @@ RC_GTEST_PROP(Conv2d, MatchesDirectLoops, ()) {
                               *genArray({k.out_c}, anywhere(-1, 1)), *genArray({k.n, k.out_c, oh, ow}, anywhere(-1, 1)));
 }
 
-// Past the thresholds a small case does not reach: per-sample products large enough that gemm
-// splits them into parts (32 × 10,000 × 27 multiply-adds, autodiff/blas.cpp), and a weight large
-// enough (1,024 × 72) that its gradient is summed in fewer groups (14) than the 16 a batch of 37
-// could have. x is used a second time, so its gradient is the sum of two contributions.
+// Past the thresholds a small case does not reach: a forward's and an input gradient's per-sample
+// products large enough that gemm splits them into parts (32 × 10,000 × 27 multiply-adds,
+// autodiff/blas.cpp), and a weight large enough (4,096 × 72) that its gradient is summed in fewer
+// groups (14) than the 16 a batch of 17 could have. x is used a second time, so its gradient is the
+// sum of two contributions.
 TEST(Conv2d, LargeProductsAndLargeWeightsMatchDirectLoops) {
     for (const WindowCase& k : {WindowCase{3, 3, 32, 100, 100, Size2(3), Size2(1), Size2(1), true},
-                                WindowCase{37, 8, 1024, 4, 4, Size2(3), Size2(1), Size2(1), true}}) {
+                                WindowCase{17, 8, 4096, 4, 4, Size2(3), Size2(1), Size2(1), true}}) {
         SCOPED_TRACE("N=" + std::to_string(k.n) + " out_channels=" + std::to_string(k.out_c));
         std::mt19937 rng(7);
         std::uniform_real_distribution<double> u(-1, 1);
@@ -348,7 +352,8 @@ TEST(Conv2d, LargeProductsAndLargeWeightsMatchDirectLoops) {
 // same bits, with 37 samples in 16 groups, with a weight large enough for fewer groups, and with
 // short filters (layers/short_filter_gradient.hpp).
 TEST(Conv2d, OneAndTwoThreadsGiveTheSameBits) {
-    for (const auto& [in, out] : {std::pair<std::size_t, std::size_t>{8, 8}, {8, 1024}, {1, 8}}) {
+    for (const auto& channels : {std::pair<std::size_t, std::size_t>{8, 8}, {8, 4096}, {1, 8}}) {
+        const std::size_t in = channels.first, out = channels.second;
         SCOPED_TRACE("in_channels=" + std::to_string(in) + " out_channels=" + std::to_string(out));
         const auto run = [&](std::size_t threads) {
             const tbb::global_control limit(tbb::global_control::max_allowed_parallelism, threads);
@@ -366,24 +371,65 @@ TEST(Conv2d, OneAndTwoThreadsGiveTheSameBits) {
 }
 
 // The weight gradient's kernel for short filters, at every filter length it serves, against the sums
-// written out; planes with and without a partial vector at their end.
-RC_GTEST_PROP(ShortFilterGradient, MatchesDirectSums, ()) {
-    const auto rows = *uniformIn<std::size_t>(1, xgrad::kShortFilter);
+// written out in double; planes with and without a partial vector at their end.
+template <class T>
+void checkShortFilterTerms(double tolerance) {
+    const auto rows = *uniformIn<std::size_t>(1, xgrad::kShortFilterWeights);
     const auto out = *uniformIn<std::size_t>(1, 5);
     const auto plane = *uniformIn<std::size_t>(1, 70);
-    const bool overwrite = *rc::gen::arbitrary<bool>();
+    const bool add = *rc::gen::arbitrary<bool>();
     const Array gy = *genArray({out, plane}, anywhere(-1, 1));
     const Array cols = *genArray({rows, plane}, anywhere(-1, 1));
     const Array before = *genArray({out, rows}, anywhere(-1, 1));
-    Array dw = before;
-    xgrad::add_short_filter_terms(gy.data(), cols.data(), out, rows, plane, overwrite, dw.data());
-    Array expected = overwrite ? Array(xt::zeros<double>({out, rows})) : before;
+    const xt::xarray<T> gy_t = xt::cast<T>(gy), cols_t = xt::cast<T>(cols);
+    xt::xarray<T> dw = xt::cast<T>(before);
+    xgrad::add_short_filter_terms(gy_t.data(), cols_t.data(), out, rows, plane, add, dw.data());
+    Array expected = add ? Array(xt::cast<double>(xt::cast<T>(before))) : Array(xt::zeros<double>({out, rows}));
     for (std::size_t o = 0; o < out; ++o) {
         for (std::size_t r = 0; r < rows; ++r) {
-            for (std::size_t p = 0; p < plane; ++p) expected(o, r) += gy(o, p) * cols(r, p);
+            for (std::size_t p = 0; p < plane; ++p) expected(o, r) += double(gy_t(o, p)) * double(cols_t(r, p));
         }
     }
-    checkClose(dw, expected, 1e-12, "add_short_filter_terms");
+    checkClose(xt::cast<double>(dw), expected, tolerance, "add_short_filter_terms");
+}
+
+RC_GTEST_PROP(ShortFilterGradient, MatchesDirectSums, ()) { checkShortFilterTerms<double>(1e-12); }
+RC_GTEST_PROP(ShortFilterGradient, MatchesDirectSumsInFloat, ()) { checkShortFilterTerms<float>(1e-5); }
+
+TEST(ShortFilterGradient, LongerFiltersAreRefused) {
+    double gy = 0, cols = 0, dw = 0;
+    expectError<std::invalid_argument>(
+        [&] { xgrad::add_short_filter_terms(&gy, &cols, 1, xgrad::kShortFilterWeights, 1, false, &dw); },
+        {"1 to 15 weights", "got 16"});
+}
+
+// With its weight or its input frozen, a convolution computes the other's gradient alone, as the
+// direct loops do.
+TEST(Conv2d, FrozenWeightOrInputLeavesTheOtherGradientAsTheDirectLoops) {
+    const WindowCase k{5, 3, 4, 6, 6, Size2(3), Size2(1), Size2(1), true};
+    xt::random::seed(9);
+    const Array x = xt::random::randn<double>(Shape{k.n, k.c, k.h, k.w});
+    const Array w = xt::random::randn<double>(Shape{k.out_c, k.c, 3, 3});
+    const Array b = xt::random::randn<double>(Shape{k.out_c});
+    const Array gy = xt::random::randn<double>(Shape{k.n, k.out_c, k.h, k.w});
+    const ConvReference ref = referenceConv(k, x, w, b, gy);
+    for (const bool freeze_weight : {true, false}) {
+        SCOPED_TRACE(freeze_weight ? "weight frozen" : "input frozen");
+        auto conv = makeConv(k);
+        conv.weight().mutable_value() = w;
+        conv.bias()->mutable_value() = b;
+        conv.weight().set_requires_grad(!freeze_weight);
+        const Var<double> xv(x, freeze_weight);
+        conv(xv).backward(gy);
+        if (freeze_weight) {
+            EXPECT_LT(xt::amax(xt::abs(xv.grad() - ref.dx))(), 1e-12);
+            EXPECT_FALSE(conv.weight().has_grad());
+        } else {
+            EXPECT_LT(xt::amax(xt::abs(conv.weight().grad() - ref.dw))(), 1e-12);
+            EXPECT_FALSE(xv.has_grad());
+        }
+        EXPECT_LT(xt::amax(xt::abs(conv.bias()->grad() - ref.db))(), 1e-12);
+    }
 }
 
 // A second backward through the retained graph adds the same gradients again: the backward keeps
