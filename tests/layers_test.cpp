@@ -348,8 +348,8 @@ TEST(Conv2d, LargeProductsAndLargeWeightsMatchDirectLoops) {
     }
 }
 
-// The weight gradient's groups of samples depend on the batch alone: 1 and 2 threads give the
-// same bits, with 37 samples in 16 groups, with a weight large enough for fewer groups, and with
+// The weight gradient's groups of samples depend on the batch and the weight's size alone: 1 and
+// 2 threads give the same bits, with 37 samples in 16 groups, with a weight large enough for fewer groups, and with
 // short filters (layers/short_filter_gradient.hpp).
 TEST(Conv2d, OneAndTwoThreadsGiveTheSameBits) {
     for (const auto& channels : {std::pair<std::size_t, std::size_t>{8, 8}, {8, 4096}, {1, 8}}) {
