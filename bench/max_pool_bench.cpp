@@ -3,6 +3,10 @@
 // and x_copy (bench/copy_floor.hpp) count the minimal traffic: forward x in, y out; forward +
 // backward x in, y out, dy in, dx out. The arg-max the backward needs is extra traffic, and shows
 // in x_copy.
+// Then the block before it in the seed CNN, BatchNorm2d + ReLU + MaxPool2d(2) in training, as one
+// node (BatchNormReLUMaxPool2d) and as the two layers the model had (BatchNormReLU2d, then
+// MaxPool2d), forward and forward + backward, with the same minimal traffic: the normalized
+// tensor and its gradient, which only the two layers write, show in their x_copy.
 #include <cstddef>
 #include <vector>
 
@@ -11,7 +15,9 @@
 
 #include "bench/bench_tensors.hpp"
 #include "bench/copy_floor.hpp"
+#include "layers/batch_norm_relu_max_pool.hpp"
 #include "layers/max_pool2d.hpp"
+#include "layers/normalization/batch_norm.hpp"
 
 namespace {
 
@@ -51,6 +57,33 @@ void BM_max_pool2d_forward_backward(benchmark::State& state) {
     xgrad_bench::set_traffic_counters(state, p.input_bytes() * 5 / 2, static_cast<int>(state.range(3)));
 }
 
+// BN + ReLU + pooling as the fused node or as BatchNormReLU2d then MaxPool2d(2), in training.
+struct NormalizedPooling : Pooling {
+    xgrad::BatchNormReLUMaxPool2d<float> fused_layer;
+    xgrad::BatchNormReLU2d<float> norm;
+
+    explicit NormalizedPooling(const benchmark::State& state) : Pooling(state), fused_layer(c), norm(c) {}
+    Var<float> operator()(bool fused) { return fused ? fused_layer(x) : pool(norm(x)); }
+};
+
+void BM_bn_relu_max_pool2d_forward(benchmark::State& state, bool fused) {
+    const auto threads = xgrad_bench::threads_of(state);
+    NormalizedPooling p(state);
+    for (auto _ : state) benchmark::DoNotOptimize(p(fused).value().data());
+    xgrad_bench::set_traffic_counters(state, p.input_bytes() * 5 / 4, static_cast<int>(state.range(3)));
+}
+
+void BM_bn_relu_max_pool2d_forward_backward(benchmark::State& state, bool fused) {
+    const auto threads = xgrad_bench::threads_of(state);
+    NormalizedPooling p(state);
+    for (auto _ : state) {
+        p.x.zero_grad();
+        p(fused).backward(p.dy);
+        benchmark::DoNotOptimize(p.x.grad().data());
+    }
+    xgrad_bench::set_traffic_counters(state, p.input_bytes() * 5 / 2, static_cast<int>(state.range(3)));
+}
+
 void seed_cnn_shapes(benchmark::internal::Benchmark* b) {
     b->ArgNames({"N", "C", "H", "threads"});
     for (int threads : {1, 2}) {
@@ -62,5 +95,9 @@ void seed_cnn_shapes(benchmark::internal::Benchmark* b) {
 
 BENCHMARK(BM_max_pool2d_forward)->Apply(seed_cnn_shapes);
 BENCHMARK(BM_max_pool2d_forward_backward)->Apply(seed_cnn_shapes);
+BENCHMARK_CAPTURE(BM_bn_relu_max_pool2d_forward, fused, true)->Apply(seed_cnn_shapes);
+BENCHMARK_CAPTURE(BM_bn_relu_max_pool2d_forward, unfused, false)->Apply(seed_cnn_shapes);
+BENCHMARK_CAPTURE(BM_bn_relu_max_pool2d_forward_backward, fused, true)->Apply(seed_cnn_shapes);
+BENCHMARK_CAPTURE(BM_bn_relu_max_pool2d_forward_backward, unfused, false)->Apply(seed_cnn_shapes);
 
 }  // namespace

@@ -365,8 +365,9 @@ public:
         for (std::size_t i = 0; i < layers.size(); ++i) {
             const LayerSpec& layer = layers[i];
             const LayerSpec* next = i + 1 < layers.size() ? &layers[i + 1] : nullptr;
+            const LayerSpec* after_next = i + 2 < layers.size() ? &layers[i + 2] : nullptr;
             try {
-                if (add_layer(model, layer, next)) ++i;
+                i += add_layer(model, layer, next, after_next);
             } catch (const std::invalid_argument& e) {
                 throw std::invalid_argument(run_.spec_source + ": " + layer.where + " (" + layer.type_name + ", input " +
                                             batch_shape(layer.input) + "): " + e.what());
@@ -391,8 +392,10 @@ private:
         return !(next && next->type == LayerType::norm && removes_channel_constant(norm_config(*next).norm));
     }
 
-    // Appends `layer`; true when it took the next layer too (a norm's nonlinearity).
-    bool add_layer(Sequential<float>& model, const LayerSpec& layer, const LayerSpec* next) const {
+    // Appends `layer`; returns how many of the layers after it it took too: a norm's nonlinearity,
+    // and a 2×2 max pool at stride 2 after that (the seed CNN's pooling).
+    std::size_t add_layer(Sequential<float>& model, const LayerSpec& layer, const LayerSpec* next,
+                          const LayerSpec* after_next) const {
         switch (layer.type) {
             case LayerType::conv:
                 model.add(layer.name, std::make_shared<Conv2d<float>>(
@@ -402,10 +405,10 @@ private:
                                                         .bias = has_bias(layer, next),
                                                         .weight_standardization = layer.weight_standardization},
                                           rng_));
-                return false;
+                return 0;
             case LayerType::linear:
                 model.add(layer.name, std::make_shared<Linear<float>>(layer.input[0], layer.width, has_bias(layer, next), rng_));
-                return false;
+                return 0;
             case LayerType::norm: {
                 const ModelConfig config = norm_config(layer);
                 if (layer.input.size() == 1 && !layer.optional) {
@@ -415,20 +418,24 @@ private:
                     }
                 }
                 const std::optional<Activation> activation = next ? activation_of(next->type) : std::nullopt;
-                add_norm_activation(model, config, {layer.name, layer.input, activation, activation ? next->name : ""});
-                return activation.has_value();
+                const bool pool = activation && after_next && after_next->type == LayerType::maxpool &&
+                                  after_next->kernel == 2 && after_next->stride == 2;
+                add_norm_activation(model, config,
+                                    {layer.name, layer.input, activation, activation ? next->name : "",
+                                     pool ? std::optional(after_next->name) : std::nullopt});
+                return pool ? 2 : activation ? 1 : 0;
             }
             case LayerType::relu:
             case LayerType::sigmoid:
-            case LayerType::tanh: model.add(layer.name, make_activation(*activation_of(layer.type))); return false;
-            case LayerType::maxpool: model.add(layer.name, std::make_shared<MaxPool2d<float>>(layer.kernel, layer.stride)); return false;
-            case LayerType::dropout: add_dropout(model, layer.name, layer.p.value_or(run_.dropout)); return false;
-            case LayerType::flatten: model.add(layer.name, std::make_shared<Flatten<float>>()); return false;
+            case LayerType::tanh: model.add(layer.name, make_activation(*activation_of(layer.type))); return 0;
+            case LayerType::maxpool: model.add(layer.name, std::make_shared<MaxPool2d<float>>(layer.kernel, layer.stride)); return 0;
+            case LayerType::dropout: add_dropout(model, layer.name, layer.p.value_or(run_.dropout)); return 0;
+            case LayerType::flatten: model.add(layer.name, std::make_shared<Flatten<float>>()); return 0;
             case LayerType::residual: {
                 auto body = std::make_shared<Sequential<float>>();
                 add(*body, layer.body);
                 model.add(layer.name, std::make_shared<Residual<float>>(body));
-                return false;
+                return 0;
             }
         }
         throw std::invalid_argument("no layer type has the value " + std::to_string(static_cast<int>(layer.type)));

@@ -8,7 +8,6 @@
 #include "layers/conv2d.hpp"
 #include "layers/dropout.hpp"
 #include "layers/linear.hpp"
-#include "layers/max_pool2d.hpp"
 #include "layers/submodules.hpp"
 
 namespace xgrad {
@@ -43,11 +42,9 @@ void seed_random_layers(Sequential<float>& model, Rng& rng) {
 std::shared_ptr<Sequential<float>> seed_cnn(const ModelConfig& c, std::size_t fc1_in_features, Rng& rng) {
     auto m = std::make_shared<Sequential<float>>();
     m->add("conv1", std::make_shared<Conv2d<float>>(1, 32, 3, 1, 1, true, rng));
-    add_norm_activation(*m, c, {"bn1", {32, 28, 28}, Activation::relu, "relu1"});
-    m->add("pool1", std::make_shared<MaxPool2d<float>>(2));
+    add_norm_activation(*m, c, {"bn1", {32, 28, 28}, Activation::relu, "relu1", "pool1"});
     m->add("conv2", std::make_shared<Conv2d<float>>(32, 64, 3, 1, 1, true, rng));
-    add_norm_activation(*m, c, {"bn2", {64, 14, 14}, Activation::relu, "relu2"});
-    m->add("pool2", std::make_shared<MaxPool2d<float>>(2));
+    add_norm_activation(*m, c, {"bn2", {64, 14, 14}, Activation::relu, "relu2", "pool2"});
     m->add("flatten", std::make_shared<Flatten<float>>());
     m->add("fc1", std::make_shared<Linear<float>>(fc1_in_features, 128, true, rng));
     add_norm_activation(*m, c, {"bn_fc1", {128}, Activation::relu, "relu3"});

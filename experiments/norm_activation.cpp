@@ -5,7 +5,9 @@
 #include <utility>
 
 #include "layers/activations.hpp"
+#include "layers/batch_norm_relu_max_pool.hpp"
 #include "layers/distribution_noise.hpp"
+#include "layers/max_pool2d.hpp"
 #include "layers/normalization/batch_norm.hpp"
 #include "layers/normalization/batch_renorm.hpp"
 #include "layers/normalization/filter_response_norm.hpp"
@@ -79,6 +81,36 @@ std::shared_ptr<Module<float>> make_norm_relu_layer(const ModelConfig& config, c
     return for_position<BatchNormReLU1d<float>, BatchNormReLU2d<float>>(block, batch_norm_options(config));
 }
 
+// The layer of config.norm followed by a ReLU and MaxPool2d(2) in one node, or null when it has no
+// such form.
+std::shared_ptr<Module<float>> make_norm_relu_pool_layer(const ModelConfig& config, const NormActivation& block) {
+    if (config.norm != Norm::batch || config.sync_bn || after_linear(block)) return nullptr;
+    return std::make_shared<BatchNormReLUMaxPool2d<float>>(block.sample_shape.at(0), batch_norm_options(config));
+}
+
+// The block's layers but the pool.
+void add_unpooled(Sequential<float>& model, const ModelConfig& config, const NormActivation& block) {
+    if (block.activation == Activation::relu && !config.noisy_bn) {
+        if (auto fused = make_norm_relu_layer(config, block)) {
+            model.add(block.norm_name, fused);
+            return;
+        }
+    }
+    auto norm = make_norm_layer(config, block);
+    // FRN's layer ends in its TLU, which is the block's nonlinearity.
+    const bool ends_in_activation = norm && config.norm == Norm::frn;
+    if (ends_in_activation && block.activation != Activation::relu) {
+        throw std::invalid_argument(config.name + "'s " + block.norm_name + ": FRN's TLU takes the place of a ReLU, and this layer is " +
+                                    (block.activation ? "followed by another nonlinearity" : "followed by no ReLU"));
+    }
+    if (norm) {
+        model.add(block.norm_name, norm);
+        // The generator is seeded by make_model once every initialization draw is done.
+        if (config.noisy_bn) model.add(noise_layer_name(block.norm_name), std::make_shared<DistributionNoise<float>>(0));
+    }
+    if (block.activation && !ends_in_activation) model.add(block.activation_name, make_activation(*block.activation));
+}
+
 }  // namespace
 
 std::shared_ptr<Module<float>> make_activation(Activation activation) {
@@ -110,25 +142,14 @@ bool removes_channel_constant(Norm norm) {
 }
 
 void add_norm_activation(Sequential<float>& model, const ModelConfig& config, const NormActivation& block) {
-    if (block.activation == Activation::relu && !config.noisy_bn) {
-        if (auto fused = make_norm_relu_layer(config, block)) {
+    if (block.pool_name && block.activation == Activation::relu && !config.noisy_bn) {
+        if (auto fused = make_norm_relu_pool_layer(config, block)) {
             model.add(block.norm_name, fused);
             return;
         }
     }
-    auto norm = make_norm_layer(config, block);
-    // FRN's layer ends in its TLU, which is the block's nonlinearity.
-    const bool ends_in_activation = norm && config.norm == Norm::frn;
-    if (ends_in_activation && block.activation != Activation::relu) {
-        throw std::invalid_argument(config.name + "'s " + block.norm_name + ": FRN's TLU takes the place of a ReLU, and this layer is " +
-                                    (block.activation ? "followed by another nonlinearity" : "followed by no ReLU"));
-    }
-    if (norm) {
-        model.add(block.norm_name, norm);
-        // The generator is seeded by make_model once every initialization draw is done.
-        if (config.noisy_bn) model.add(noise_layer_name(block.norm_name), std::make_shared<DistributionNoise<float>>(0));
-    }
-    if (block.activation && !ends_in_activation) model.add(block.activation_name, make_activation(*block.activation));
+    add_unpooled(model, config, block);
+    if (block.pool_name) model.add(*block.pool_name, std::make_shared<MaxPool2d<float>>(2));
 }
 
 }  // namespace xgrad

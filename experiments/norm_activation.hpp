@@ -27,6 +27,8 @@ struct NormActivation {
     // None where the norm layer is not followed by a nonlinearity (a spec's norm before a pool).
     std::optional<Activation> activation = Activation::relu;
     std::string activation_name;
+    // The name of a MaxPool2d(2) after the block (the seed CNN's pool1 and pool2), or none.
+    std::optional<std::string> pool_name = std::nullopt;
 };
 
 // The name of the noise layer of noisy BN after the norm layer `norm_name`: "noise<suffix>" after
@@ -48,9 +50,11 @@ bool removes_channel_constant(Norm norm);
 std::shared_ptr<Module<float>> make_activation(Activation activation);
 
 // Appends to `model`, as `config` says: the norm layer (none for Norm::none), DistributionNoise
-// after it when config.noisy_bn, then the activation if there is one. A norm with a fused ReLU form (BN only) and
-// a ReLU with nothing between them are that one layer, named as the norm layer: the same values,
-// gradients and state_dict, one pass over the activations fewer each way. FRN's layer ends in its
+// after it when config.noisy_bn, then the activation if there is one, then the pool if there is one.
+// A norm with a fused ReLU form (BN only) and a ReLU with nothing between them are that one layer,
+// named as the norm layer: the same values, gradients and state_dict, one pass over the activations
+// fewer each way; BN (not SyncBatchNorm) with a ReLU and a pool, the one layer
+// BatchNormReLUMaxPool2d, named so too, which outputs the pooled values. FRN's layer ends in its
 // TLU, which takes the place of a ReLU: it must be followed by one. A std::invalid_argument naming the model, the layer and
 // both numbers when config.norm_groups does not divide the layer's channels.
 void add_norm_activation(Sequential<float>& model, const ModelConfig& config, const NormActivation& block);

@@ -1,16 +1,15 @@
 #include "layers/max_pool2d.hpp"
 
 #include <algorithm>
-#include <bit>
 #include <cstdint>
 #include <stdexcept>
-#include <type_traits>
 #include <vector>
 
 #include <tbb/blocked_range.h>
 #include <tbb/parallel_for.h>
 
 #include "layers/grad_kernels.hpp"
+#include "layers/pool_2x2.hpp"
 
 namespace xgrad {
 
@@ -30,16 +29,8 @@ std::string MaxPool2d<T>::describe() const {
 
 namespace {
 
-// `a` where `take`, else `b`: by masks rather than a branch, which on real data is a coin toss that
-// a branch would mispredict half the time (and which GCC emits even for a ?: in a loop's scalar
-// remainder).
-template <class T>
-T select_bits(bool take, T a, T b) {
-    using Bits = std::conditional_t<sizeof(T) == 4, std::uint32_t, std::uint64_t>;
-    static_assert(sizeof(Bits) == sizeof(T));
-    const Bits mask = Bits{0} - static_cast<Bits>(take);
-    return std::bit_cast<T>((std::bit_cast<Bits>(a) & mask) | (std::bit_cast<Bits>(b) & ~mask));
-}
+using pool_detail::pool_2x2_plane;
+using pool_detail::select_bits;
 
 // One window element against a row of outputs: for each k < n, element first + k·step of the
 // input plane replaces best[k] (and its index, where[k]) if strictly greater, or if it is a NaN,
@@ -71,66 +62,6 @@ void pool_row(const WindowGeometry& g, const T* src, std::size_t oh, T* best, st
     }
 }
 
-// Outputs [0, n) of a row of 2×2 windows at stride 2: each output's four candidates, in rows
-// `top` and top + w of the plane (whose first element has index `at`), taken in row-major order,
-// each replacing the best so far if greater or a NaN, as in torch. A Count known at compile time
-// (std::integral_constant) makes the loop vector code whether or not GCC inlines the call.
-template <class T, class Count>
-void pool_2x2(const T* __restrict top, std::size_t w, std::uint32_t at, Count n, T* __restrict best,
-              std::uint32_t* __restrict where) {
-    const T* bottom = top + w;
-    const auto row = static_cast<std::uint32_t>(w);
-    for (std::size_t k = 0; k < n; ++k) {
-        const auto left = static_cast<std::uint32_t>(at + 2 * k);
-        T b = top[2 * k];
-        std::uint32_t i = left;
-        const T candidates[3] = {top[2 * k + 1], bottom[2 * k], bottom[2 * k + 1]};
-        const std::uint32_t at_candidate[3] = {left + 1, left + row, left + row + 1};
-        for (int c = 0; c < 3; ++c) {
-            const T v = candidates[c];
-            const bool take = (v > b) | (v != v);
-            b = select_bits(take, v, b);
-            i = select_bits(take, at_candidate[c], i);
-        }
-        best[k] = b;
-        where[k] = i;
-    }
-}
-
-// One row of `ow` outputs of 2×2 windows at stride 2 (the seed CNN's pooling), Lanes outputs at a
-// time: a loop of this fixed length is one or two vector operations per step, where a loop over
-// the seed CNN's rows (7 and 14 outputs) alone would be shorter than its first vector iteration
-// and run as scalar code, six times slower. A part shorter than Lanes is still computed Lanes
-// wide, reading past the row into the input that follows it if `readable` inputs from `top`
-// allow, and written past the row into the outputs of the plane's following rows (which their
-// calls then overwrite) if `writable` outputs from `best` allow, else through a buffer (a
-// plane's last row); with neither, as it is.
-template <std::size_t Lanes, class T>
-void pool_2x2_row(const T* top, std::size_t w, std::uint32_t at, std::size_t ow, std::size_t readable,
-                  std::size_t writable, T* best, std::uint32_t* where) {
-    constexpr std::integral_constant<std::size_t, Lanes> lanes;
-    std::size_t k = 0;
-    for (; k + Lanes <= ow; k += Lanes) pool_2x2(top + 2 * k, w, at + static_cast<std::uint32_t>(2 * k), lanes, best + k, where + k);
-    if (k == ow) return;
-    const std::uint32_t rest_at = at + static_cast<std::uint32_t>(2 * k);
-    if (w + 2 * (k + Lanes) > readable) {
-        pool_2x2(top + 2 * k, w, rest_at, ow - k, best + k, where + k);
-    } else if (k + Lanes <= writable) {
-        pool_2x2(top + 2 * k, w, rest_at, lanes, best + k, where + k);
-    } else {
-        T b[Lanes];
-        std::uint32_t i[Lanes];
-        pool_2x2(top + 2 * k, w, rest_at, lanes, b, i);
-        // A fixed-length loop of masked stores, not a call to memmove for a few elements.
-        for (std::size_t j = 0; j < Lanes; ++j) {
-            if (k + j < ow) {
-                best[k + j] = b[j];
-                where[k + j] = i[j];
-            }
-        }
-    }
-}
-
 }  // namespace
 
 template <class T>
@@ -151,20 +82,14 @@ Var<T> MaxPool2d<T>::forward(const Var<T>& x) {
             const T* src = in + p * g.in_plane();
             T* best = y.data() + p * g.out_plane();
             std::uint32_t* where = argmax.data() + p * g.out_plane();
+            if (two_by_two) {
+                pool_2x2_plane(src, g.w, g.oh, g.ow, x.size() - p * g.in_plane(), best, where);
+                continue;
+            }
             for (std::size_t oh = 0; oh < g.oh; ++oh) {
                 T* best_row = best + oh * g.ow;
                 std::uint32_t* where_row = where + oh * g.ow;
-                if (two_by_two) {
-                    const std::size_t top = 2 * oh * g.w;
-                    const std::size_t readable = x.size() - (p * g.in_plane() + top);
-                    const std::size_t writable = (g.oh - oh) * g.ow;  // to the end of the plane's outputs
-                    const auto at = static_cast<std::uint32_t>(top);
-                    if (g.ow <= 8) {
-                        pool_2x2_row<8>(src + top, g.w, at, g.ow, readable, writable, best_row, where_row);
-                    } else {
-                        pool_2x2_row<16>(src + top, g.w, at, g.ow, readable, writable, best_row, where_row);
-                    }
-                } else if (g.stride.w == 2) {
+                if (g.stride.w == 2) {
                     pool_row<2>(g, src, oh, best_row, where_row);
                 } else if (g.stride.w == 1) {
                     pool_row<1>(g, src, oh, best_row, where_row);

@@ -273,10 +273,17 @@ bool contains(const std::vector<std::string>& names, const std::string& name) {
 
 TEST(Models, SeedCnnFusesBnAndReluOnlyWhereNothingComesBetweenThem) {
     ModelConfig c;
-    EXPECT_EQ(layers_of(c), (std::vector<std::string>{"conv1 Conv2d", "bn1 BatchNormReLU2d", "pool1 MaxPool2d",
-                                                      "conv2 Conv2d", "bn2 BatchNormReLU2d", "pool2 MaxPool2d",
-                                                      "flatten Flatten", "fc1 Linear", "bn_fc1 BatchNormReLU1d",
+    // BN, ReLU and the pool after it one layer; after fc1, BN and ReLU.
+    EXPECT_EQ(layers_of(c), (std::vector<std::string>{"conv1 Conv2d", "bn1 BatchNormReLUMaxPool2d", "conv2 Conv2d",
+                                                      "bn2 BatchNormReLUMaxPool2d", "flatten Flatten", "fc1 Linear",
+                                                      "bn_fc1 BatchNormReLU1d", "fc2 Linear"}));
+    // SyncBatchNorm has no pooled form.
+    c.sync_bn = true;
+    EXPECT_EQ(layers_of(c), (std::vector<std::string>{"conv1 Conv2d", "bn1 SyncBatchNormReLU2d", "pool1 MaxPool2d",
+                                                      "conv2 Conv2d", "bn2 SyncBatchNormReLU2d", "pool2 MaxPool2d",
+                                                      "flatten Flatten", "fc1 Linear", "bn_fc1 SyncBatchNormReLU1d",
                                                       "fc2 Linear"}));
+    c.sync_bn = false;
     c.noisy_bn = true;
     EXPECT_EQ(layers_of(c), (std::vector<std::string>{
                                 "conv1 Conv2d", "bn1 BatchNorm2d", "noise1 DistributionNoise", "relu1 ReLU",

@@ -31,9 +31,7 @@ void check_per_channel(const std::string& where, const char* what, const xt::xar
 }  // namespace
 
 template <class T>
-Var<T> batch_norm(const Var<T>& x, const BatchNormArgs<T>& args, std::string_view where) {
-    const std::string who(where);
-    const Shape shape = x.shape();
+NormalizeOptions<T> checked_batch_norm_options(const Shape& shape, const BatchNormArgs<T>& args, const std::string& who) {
     if (shape.size() < 2) throw ShapeError(who + ": expected input (N, C, ...), got " + shape_str(shape));
     if (args.weight) check_per_channel(who, "weight", args.weight->value(), shape);
     if (args.bias) check_per_channel(who, "bias", args.bias->value(), shape);
@@ -48,13 +46,10 @@ Var<T> batch_norm(const Var<T>& x, const BatchNormArgs<T>& args, std::string_vie
     if (!args.training && !has_running) {
         throw std::invalid_argument(who + ": running statistics are needed outside training");
     }
-    const ChannelShape sh = channel_shape(shape);
-    if (args.training && sh.per_channel() <= 1) {
+    if (args.training && channel_shape(shape).per_channel() <= 1) {
         throw ShapeError(who + ": Expected more than 1 value per channel when training, got input size " +
                          torch_size(shape));
     }
-
-    const Grouping grouping = Grouping::per_channel(sh);
     NormalizeOptions<T> options;
     options.eps = args.eps;
     options.gamma = args.weight ? args.weight->value().data() : nullptr;
@@ -66,6 +61,16 @@ Var<T> batch_norm(const Var<T>& x, const BatchNormArgs<T>& args, std::string_vie
         if (!has_running) throw std::invalid_argument(who + ": Batch Renorm needs running statistics in training");
         options.renorm = args.renorm;
     }
+    return options;
+}
+
+template <class T>
+Var<T> batch_norm(const Var<T>& x, const BatchNormArgs<T>& args, std::string_view where) {
+    const std::string who(where);
+    const Shape shape = x.shape();
+    const NormalizeOptions<T> options = checked_batch_norm_options(shape, args, who);
+    const ChannelShape sh = channel_shape(shape);
+    const Grouping grouping = Grouping::per_channel(sh);
     const auto run = [&](const auto& epilogue) {
         xt::xarray<T> y = xt::xarray<T>::from_shape(shape);
         NormalizedBatch batch;
@@ -117,7 +122,7 @@ Var<T> BatchNorm<T>::forward(const Var<T>& x) {
         args.momentum = running_factor(batches);
         args.renorm = renorm_limits(batches - 1);
     }
-    Var<T> y = batch_norm(x, args, this->where());
+    Var<T> y = normalize(x, args);
     if (batches > 0) *tracked = batches;
     return y;
 }
@@ -135,6 +140,8 @@ std::string BatchNorm<T>::describe() const {
            ")";
 }
 
+template NormalizeOptions<float> checked_batch_norm_options(const Shape&, const BatchNormArgs<float>&, const std::string&);
+template NormalizeOptions<double> checked_batch_norm_options(const Shape&, const BatchNormArgs<double>&, const std::string&);
 template Var<float> batch_norm(const Var<float>&, const BatchNormArgs<float>&, std::string_view);
 template Var<double> batch_norm(const Var<double>&, const BatchNormArgs<double>&, std::string_view);
 template class BatchNorm<float>;

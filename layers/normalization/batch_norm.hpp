@@ -17,6 +17,7 @@
 
 #include "autodiff/var.hpp"
 #include "layers/normalization/normalization_layer.hpp"
+#include "layers/normalization/normalize.hpp"
 #include "layers/normalization/renorm_limits.hpp"
 
 namespace xgrad {
@@ -51,6 +52,12 @@ struct BatchNormArgs {
 template <class T>
 Var<T> batch_norm(const Var<T>& x, const BatchNormArgs<T>& args, std::string_view where = "batch_norm");
 
+// batch_norm's checks of an input of `shape` and of args (the same errors, starting with `who`),
+// and the options of its normalization (normalize.hpp): for ops that normalize as batch_norm does
+// and apply otherwise.
+template <class T>
+NormalizeOptions<T> checked_batch_norm_options(const Shape& shape, const BatchNormArgs<T>& args, const std::string& who);
+
 struct BatchNormOptions {
     double eps = 1e-5;
     std::optional<double> momentum = 0.1;  // nullopt: a cumulative average over num_batches_tracked
@@ -84,6 +91,10 @@ protected:
     // What subclasses that normalize otherwise (Batch Renorm, Ghost Batch Norm, SyncBatchNorm) build on.
     const char* kind() const { return kind_; }
     bool fused_relu() const { return relu_; }
+    // The op of forward, given the batch's arguments: batch_norm; a fused layer's own op.
+    virtual Var<T> normalize(const Var<T>& x, const BatchNormArgs<T>& args) const {
+        return batch_norm(x, args, this->where());
+    }
     // A ShapeError naming this layer unless x has an accepted rank and num_features channels.
     void check_input(const Shape& shape) const;
     // The Batch Renorm limits of a training forward at `step` (num_batches_tracked before it);

@@ -52,6 +52,13 @@ template <class T, class Epilogue>
 NormalizedBatch normalize_batch(const Grouping& grouping, const T* x, const NormalizeOptions<T>& options,
                                 const Epilogue& epilogue, T* y);
 
+// Stages 1 and 2 of normalize_batch over every group at once, for an elementwise pass of the
+// caller's own (BatchNormReLUMaxPool2d's, which pools as it applies): the forward's coefficients
+// into `coefficients` (of the grouping's row view), the running statistics moved.
+template <class T>
+NormalizedBatch normalize_batch_coefficients(const Grouping& grouping, const T* x, const NormalizeOptions<T>& options,
+                                             Affine<T>& coefficients);
+
 // The forward with given statistics (running ones: eval). Only gamma and beta of options are read.
 template <class T, class Epilogue>
 void normalize_with(const Grouping& grouping, const Normalization& norm, const T* x, const NormalizeOptions<T>& options,

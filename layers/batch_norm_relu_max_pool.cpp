@@ -1,0 +1,87 @@
+#include "layers/batch_norm_relu_max_pool.hpp"
+
+#include <array>
+#include <cstdint>
+#include <optional>
+#include <span>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "autodiff/grad_write.hpp"
+#include "layers/normalized_max_pool.hpp"
+#include "layers/window.hpp"
+
+namespace xgrad {
+
+template <class T>
+Var<T> batch_norm_relu_max_pool2d(const Var<T>& x, const BatchNormArgs<T>& args, std::string_view where) {
+    const std::string who(where);
+    const Shape shape = x.shape();
+    const NormalizeOptions<T> options = checked_batch_norm_options(shape, args, who);
+    const WindowGeometry g = window_geometry(who, shape, std::nullopt, Size2(2), Size2(2), Size2(0));
+    if (g.in_plane() > UINT32_MAX) {
+        throw ShapeError(who + ": input planes of more than 2^32 elements are not supported, got " + shape_str(shape));
+    }
+    const Grouping grouping = Grouping::per_channel(channel_shape(shape));
+    const ChannelShape view = grouping.row_view();
+    const Rows channels = Rows::all(g.c);
+    Affine<T> coefficients(view);
+    NormalizedBatch batch;
+    if (args.training) {
+        batch = normalize_batch_coefficients(grouping, x.value().data(), options, coefficients);
+    } else {
+        batch.norm = running_normalization(args.running_mean->data(), args.running_var->data(), g.c, args.eps);
+        fold_forward(grouping, batch.norm, options.gamma, options.beta, nullptr, channels, coefficients);
+    }
+    xt::xarray<T> y = xt::xarray<T>::from_shape({g.n, g.c, g.oh, g.ow});
+    // For each output, the index of its arg-max within its input plane.
+    std::vector<std::uint32_t> argmax(y.size());
+    relu_max_pool_forward(g, coefficients, x.value().data(), y.data(), argmax.data());
+
+    using NodePtr = typename Var<T>::NodePtr;
+    const NodePtr xn = x.node();
+    const NodePtr gn = args.weight ? args.weight->node() : nullptr;
+    const NodePtr bn = args.bias ? args.bias->node() : nullptr;
+    std::vector<NodePtr> inputs{xn};
+    if (gn) inputs.push_back(gn);
+    if (bn) inputs.push_back(bn);
+    const GradientThrough through = args.training ? GradientThrough::batch() : GradientThrough::constants();
+    return Var<T>::from_op(
+        std::move(y), "batch_norm_relu_max_pool2d", std::move(inputs),
+        [xn, gn, bn, g, grouping, channels, through, batch = std::move(batch),
+         argmax = std::move(argmax)](const Node<T>& pooled, const xt::xarray<T>& grad_out) {
+            GradWrite<T> dx(xn), dgamma(gn), dbeta(bn);
+            const T* gy = grad_out.data();
+            const T* xv = xn->value.data();
+            const T* y = pooled.value.data();
+            const bool sums_wanted = through.mean || through.variance || dgamma.data() || dbeta.data();
+            std::vector<std::array<double, 2>> sums;
+            if (sums_wanted) sums = relu_max_pool_backward_sums(g, batch.norm.mean, y, argmax.data(), gy, xv);
+            std::optional<InputGrad<T>> input_grad;
+            if (dx.data()) {
+                input_grad.emplace(grouping.row_view());
+                input_grad->x_term = through.mean || through.variance;
+            }
+            std::vector<double> row_dgamma(dgamma.data() ? g.c : 0), row_dbeta(dbeta.data() ? g.c : 0);
+            fold_backward<T, 2>(grouping, batch.norm, gn ? gn->value.data() : nullptr,
+                                batch.renorm ? &*batch.renorm : nullptr, through,
+                                std::span<const std::array<double, 2>>(sums), channels,
+                                input_grad ? &*input_grad : nullptr, row_dgamma, row_dbeta);
+            if (input_grad) relu_max_pool_backward(g, *input_grad, y, argmax.data(), gy, xv, dx.data());
+            for (std::size_t c = 0; c < g.c; ++c) {
+                if (T* out = dgamma.data()) out[c] = static_cast<T>(row_dgamma[c]);
+                if (T* out = dbeta.data()) out[c] = static_cast<T>(row_dbeta[c]);
+            }
+            dx.commit();
+            dgamma.commit();
+            dbeta.commit();
+        });
+}
+
+template Var<float> batch_norm_relu_max_pool2d(const Var<float>&, const BatchNormArgs<float>&, std::string_view);
+template Var<double> batch_norm_relu_max_pool2d(const Var<double>&, const BatchNormArgs<double>&, std::string_view);
+template class BatchNormReLUMaxPool2d<float>;
+template class BatchNormReLUMaxPool2d<double>;
+
+}  // namespace xgrad
