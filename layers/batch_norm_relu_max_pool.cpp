@@ -2,6 +2,7 @@
 
 #include <array>
 #include <cstdint>
+#include <memory>
 #include <optional>
 #include <span>
 #include <string>
@@ -26,18 +27,24 @@ Var<T> batch_norm_relu_max_pool2d(const Var<T>& x, const BatchNormArgs<T>& args,
     const Grouping grouping = Grouping::per_channel(channel_shape(shape));
     const ChannelShape view = grouping.row_view();
     const Rows channels = Rows::all(g.c);
-    Affine<T> coefficients(view);
+    xt::xarray<T> y = xt::xarray<T>::from_shape({g.n, g.c, g.oh, g.ow});
+    // For each output, the index of its arg-max within its input plane, and x there; left
+    // uninitialized, as the forward writes each (a fill would be one more pass).
+    const std::shared_ptr<std::uint32_t[]> argmax = std::make_shared_for_overwrite<std::uint32_t[]>(y.size());
+    const std::shared_ptr<T[]> x_at_max = std::make_shared_for_overwrite<T[]>(y.size());
+    const T* xv = x.value().data();
+    const auto pool = [&](const Affine<T>& a, const Rows& rows) {
+        relu_max_pool_forward(g, a, xv, y.data(), argmax.get(), x_at_max.get(), rows);
+    };
     NormalizedBatch batch;
     if (args.training) {
-        batch = normalize_batch_coefficients(grouping, x.value().data(), options, coefficients);
+        batch = normalize_batch_by_blocks<T>(grouping, xv, options, 2 * sizeof(T), pool);
     } else {
         batch.norm = running_normalization(args.running_mean->data(), args.running_var->data(), g.c, args.eps);
+        Affine<T> coefficients(view);
         fold_forward(grouping, batch.norm, options.gamma, options.beta, nullptr, channels, coefficients);
+        pool(coefficients, channels);
     }
-    xt::xarray<T> y = xt::xarray<T>::from_shape({g.n, g.c, g.oh, g.ow});
-    // For each output, the index of its arg-max within its input plane.
-    std::vector<std::uint32_t> argmax(y.size());
-    relu_max_pool_forward(g, coefficients, x.value().data(), y.data(), argmax.data());
 
     using NodePtr = typename Var<T>::NodePtr;
     const NodePtr xn = x.node();
@@ -50,14 +57,14 @@ Var<T> batch_norm_relu_max_pool2d(const Var<T>& x, const BatchNormArgs<T>& args,
     return Var<T>::from_op(
         std::move(y), "batch_norm_relu_max_pool2d", std::move(inputs),
         [xn, gn, bn, g, grouping, channels, through, batch = std::move(batch),
-         argmax = std::move(argmax)](const Node<T>& pooled, const xt::xarray<T>& grad_out) {
+         argmax, x_at_max](const Node<T>& pooled, const xt::xarray<T>& grad_out) {
             GradWrite<T> dx(xn), dgamma(gn), dbeta(bn);
             const T* gy = grad_out.data();
             const T* xv = xn->value.data();
             const T* y = pooled.value.data();
             const bool sums_wanted = through.mean || through.variance || dgamma.data() || dbeta.data();
             std::vector<std::array<double, 2>> sums;
-            if (sums_wanted) sums = relu_max_pool_backward_sums(g, batch.norm.mean, y, argmax.data(), gy, xv);
+            if (sums_wanted) sums = relu_max_pool_backward_sums(g, batch.norm.mean, y, x_at_max.get(), gy);
             std::optional<InputGrad<T>> input_grad;
             if (dx.data()) {
                 input_grad.emplace(grouping.row_view());
@@ -68,7 +75,7 @@ Var<T> batch_norm_relu_max_pool2d(const Var<T>& x, const BatchNormArgs<T>& args,
                                 batch.renorm ? &*batch.renorm : nullptr, through,
                                 std::span<const std::array<double, 2>>(sums), channels,
                                 input_grad ? &*input_grad : nullptr, row_dgamma, row_dbeta);
-            if (input_grad) relu_max_pool_backward(g, *input_grad, y, argmax.data(), gy, xv, dx.data());
+            if (input_grad) relu_max_pool_backward(g, *input_grad, y, argmax.get(), gy, xv, dx.data());
             for (std::size_t c = 0; c < g.c; ++c) {
                 if (T* out = dgamma.data()) out[c] = static_cast<T>(row_dgamma[c]);
                 if (T* out = dbeta.data()) out[c] = static_cast<T>(row_dbeta[c]);

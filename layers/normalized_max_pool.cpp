@@ -31,16 +31,18 @@ class PlaneBuffer {
 public:
     explicit PlaneBuffer(const WindowGeometry& g) : g_(g), values_(g.in_plane() + g.w + 2 * pool_detail::kWidestRow) {}
 
-    // Plane p (channel p % C) of x: z with a's coefficients, then its windows' maxima into best and
-    // their arg-maxes into where.
-    void pool(const Affine<T>& a, const T* x, std::size_t p, T* best, std::uint32_t* where) {
+    // Plane p (channel p % C) of x: z with a's coefficients, then its windows' maxima into best,
+    // their arg-maxes into where and x there into x_at_max.
+    void pool(const Affine<T>& a, const T* x, std::size_t p, T* best, std::uint32_t* where, T* x_at_max) {
         const std::size_t c = p % g_.c;
         const T centre = a.centre.at(c), scale = a.scale.at(c), shift = a.shift.at(c);
         const T* __restrict src = x + p * g_.in_plane();
         T* __restrict z = values_.data();
         const ReluEpilogue::Bound relu{};
         for (std::size_t i = 0; i < g_.in_plane(); ++i) z[i] = relu.forward(affine(src[i], centre, scale, shift), i);
-        pool_detail::pool_2x2_plane(z, g_.w, g_.oh, g_.ow, values_.size(), best, where);
+        // Past the plane, z's zeros and x's next planes (none after the last).
+        const std::size_t readable = std::min(values_.size(), (g_.n * g_.c - p) * g_.in_plane());
+        pool_detail::pool_2x2_plane<true>(z, g_.w, g_.oh, g_.ow, readable, best, where, src, x_at_max);
     }
 
     // Plane p's gradient at the ReLU's output: each window's at its arg-max where the window's
@@ -73,44 +75,56 @@ struct LaneSums {
     std::array<double, kLanes> gx{};
 };
 
-// Elements [0, count) of gz and x (count <= kLanes) into lanes 0, 1, ...: {Σg, Σg·(x - m)}.
+// Windows [0, count) (count <= kLanes) into lanes 0, 1, ...: {Σg, Σg·(x - m)}, g the window's
+// gradient where its maximum is positive, x at its arg-max.
 template <class T>
-void add_to_lanes(const T* __restrict gz, const T* __restrict x, double m, std::size_t count, LaneSums& s) {
+void add_to_lanes(const T* __restrict y, const T* __restrict x_at_max, const T* __restrict gy, double m,
+                  std::size_t count, LaneSums& s) {
     for (std::size_t l = 0; l < count; ++l) {
-        const double g = static_cast<double>(gz[l]);
+        const double g = static_cast<double>(keep_if(gy[l], y[l] > T(0)));
         s.g[l] += g;
-        s.gx[l] += g * (static_cast<double>(x[l]) - m);
+        s.gx[l] += g * (static_cast<double>(x_at_max[l]) - m);
     }
 }
 
 }  // namespace
 
 template <class T>
-void relu_max_pool_forward(const WindowGeometry& g, const Affine<T>& a, const T* x, T* y, std::uint32_t* argmax) {
-    for_each_plane<T>(g, [&](PlaneBuffer<T>& buffer, std::size_t p) {
-        buffer.pool(a, x, p, y + p * g.out_plane(), argmax + p * g.out_plane());
-    });
+void relu_max_pool_forward(const WindowGeometry& g, const Affine<T>& a, const T* x, T* y, std::uint32_t* argmax,
+                           T* x_at_max, const Rows& channels) {
+    const auto pool = [&](PlaneBuffer<T>& buffer, std::size_t p) {
+        const std::size_t first = p * g.out_plane();
+        buffer.pool(a, x, p, y + first, argmax + first, x_at_max + first);
+    };
+    if (channels.whole) {
+        for_each_plane<T>(g, pool);
+        return;
+    }
+    PlaneBuffer<T> buffer(g);
+    for (std::size_t n = 0; n < g.n; ++n) {
+        for (std::size_t c = channels.begin; c < channels.end; ++c) pool(buffer, n * g.c + c);
+    }
 }
 
 template <class T>
 std::vector<std::array<double, 2>> relu_max_pool_backward_sums(const WindowGeometry& g, const std::vector<double>& mean,
-                                                                const T* y, const std::uint32_t* argmax, const T* gy,
-                                                                const T* x) {
+                                                                const T* y, const T* x_at_max, const T* gy) {
     const std::size_t groups = std::min(g.n, kSampleGroups);
     const auto first_sample = [&](std::size_t k) { return g.n * k / groups; };
+    const std::size_t size = g.out_plane();
     std::vector<LaneSums> partials(groups * g.c);
     tbb::parallel_for(std::size_t{0}, groups, [&](std::size_t k) {
-        PlaneBuffer<T> buffer(g);
         for (std::size_t n = first_sample(k); n < first_sample(k + 1); ++n) {
             for (std::size_t c = 0; c < g.c; ++c) {
-                const std::size_t p = n * g.c + c;
-                const T* gz = buffer.gradient(y, argmax, gy, p);
-                const T* src = x + p * g.in_plane();
+                const std::size_t first = (n * g.c + c) * size;
+                const T* yp = y + first;
+                const T* xp = x_at_max + first;
+                const T* gp = gy + first;
                 // The lanes in locals across the plane: in memory, each addition would wait on a store.
                 LaneSums s = partials[k * g.c + c];
                 std::size_t i = 0;
-                for (; i + kLanes <= g.in_plane(); i += kLanes) add_to_lanes(gz + i, src + i, mean[c], kLanes, s);
-                add_to_lanes(gz + i, src + i, mean[c], g.in_plane() - i, s);
+                for (; i + kLanes <= size; i += kLanes) add_to_lanes(yp + i, xp + i, gp + i, mean[c], kLanes, s);
+                add_to_lanes(yp + i, xp + i, gp + i, mean[c], size - i, s);
                 partials[k * g.c + c] = s;
             }
         }
@@ -150,9 +164,11 @@ void relu_max_pool_backward(const WindowGeometry& g, const InputGrad<T>& d, cons
 }
 
 #define XGRAD_NORMALIZED_MAX_POOL(T)                                                                                      \
-    template void relu_max_pool_forward(const WindowGeometry&, const Affine<T>&, const T*, T*, std::uint32_t*);           \
-    template std::vector<std::array<double, 2>> relu_max_pool_backward_sums(                                              \
-        const WindowGeometry&, const std::vector<double>&, const T*, const std::uint32_t*, const T*, const T*);           \
+    template void relu_max_pool_forward(const WindowGeometry&, const Affine<T>&, const T*, T*, std::uint32_t*, T*,       \
+                                        const Rows&);                                                                     \
+    template std::vector<std::array<double, 2>> relu_max_pool_backward_sums(const WindowGeometry&,                        \
+                                                                             const std::vector<double>&, const T*,        \
+                                                                             const T*, const T*);                         \
     template void relu_max_pool_backward(const WindowGeometry&, const InputGrad<T>&, const T*, const std::uint32_t*,      \
                                          const T*, const T*, T*);
 XGRAD_NORMALIZED_MAX_POOL(float)

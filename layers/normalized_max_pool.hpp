@@ -5,10 +5,11 @@
 // L1 and pooled from there (pool_2x2.hpp); the backward passes scatter the windows' gradient into
 // such a buffer, one plane at a time:
 //   forward         y[n, c, i, j] = max over window (i, j) of z = max(0, (x - centre_c)·scale_c + shift_c),
-//                   and the index of its arg-max in the plane
+//                   the index of its arg-max in the plane, and x there
 //   backward sums   per channel {Σg, Σg·(x - mean_c)}, g the window's gradient at its arg-max where
 //                   the window's maximum is positive (the ReLU's mask there) and 0 elsewhere
-//                   (fold_backward's sums)
+//                   (fold_backward's sums): over the windows, from x at their arg-maxes, without
+//                   reading x
 //   backward apply  dx = g·alpha + ((x - centre)·k + shift), every element of x
 // Rows and columns past the last whole window (an odd H or W) are normalized and get the x term of
 // dx, as in MaxPool2d after BatchNormReLU2d. Instantiated for float and double. The sums are in
@@ -24,16 +25,18 @@
 
 namespace xgrad {
 
-// y and argmax are (N, C, OH, OW) for the (N, C, H, W) x of g; a's rows are the channels.
+// y, argmax and x_at_max are (N, C, OH, OW) for the (N, C, H, W) x of g; a's rows are the channels.
+// The planes of the channels of `channels`: in the calling thread for a block (the cache-blocked
+// walk of normalize_batch_by_blocks), in parallel for Rows::all.
 template <class T>
-void relu_max_pool_forward(const WindowGeometry& g, const Affine<T>& a, const T* x, T* y, std::uint32_t* argmax);
+void relu_max_pool_forward(const WindowGeometry& g, const Affine<T>& a, const T* x, T* y, std::uint32_t* argmax,
+                           T* x_at_max, const Rows& channels);
 
-// y and argmax as the forward wrote them; gy is the gradient of y; `mean` has the mean each
+// y and x_at_max as the forward wrote them; gy is the gradient of y; `mean` has the mean each
 // channel was normalized with.
 template <class T>
 std::vector<std::array<double, 2>> relu_max_pool_backward_sums(const WindowGeometry& g, const std::vector<double>& mean,
-                                                                const T* y, const std::uint32_t* argmax, const T* gy,
-                                                                const T* x);
+                                                                const T* y, const T* x_at_max, const T* gy);
 
 // d from fold_backward (with d.x_term false, x is not read).
 template <class T>

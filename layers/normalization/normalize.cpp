@@ -73,25 +73,23 @@ private:
 
 }  // namespace
 
-template <class T, class Epilogue>
-NormalizedBatch normalize_batch(const Grouping& grouping, const T* x, const NormalizeOptions<T>& options,
-                                const Epilogue& epilogue, T* y) {
+template <class T>
+NormalizedBatch normalize_batch_by_blocks(const Grouping& grouping, const T* x, const NormalizeOptions<T>& options,
+                                          std::size_t bytes_per_element, const BlockApply<T>& apply) {
     BatchCoefficients<T> taken(grouping, options);
-    for_each_group_block(grouping, 2 * sizeof(T), [&](const Rows& block) {
-        apply_forward(grouping.row_view(), taken.coefficients, epilogue, x, y, taken.take(x, block));
-    });
+    for_each_group_block(grouping, bytes_per_element,
+                         [&](const Rows& block) { apply(taken.coefficients, taken.take(x, block)); });
     taken.move_running();
     return std::move(taken.batch);
 }
 
-template <class T>
-NormalizedBatch normalize_batch_coefficients(const Grouping& grouping, const T* x, const NormalizeOptions<T>& options,
-                                             Affine<T>& coefficients) {
-    BatchCoefficients<T> taken(grouping, options);
-    taken.take(x, Rows::all(grouping.groups()));
-    taken.move_running();
-    coefficients = std::move(taken.coefficients);
-    return std::move(taken.batch);
+template <class T, class Epilogue>
+NormalizedBatch normalize_batch(const Grouping& grouping, const T* x, const NormalizeOptions<T>& options,
+                                const Epilogue& epilogue, T* y) {
+    const ChannelShape view = grouping.row_view();
+    return normalize_batch_by_blocks<T>(grouping, x, options, 2 * sizeof(T), [&](const Affine<T>& a, const Rows& rows) {
+        apply_forward(view, a, epilogue, x, y, rows);
+    });
 }
 
 template <class T, class Epilogue>
@@ -174,9 +172,9 @@ XGRAD_NORMALIZE(double, TluEpilogue<double>)
 XGRAD_NORMALIZE(float, ElementwiseAffineEpilogue<float>)
 XGRAD_NORMALIZE(double, ElementwiseAffineEpilogue<double>)
 #undef XGRAD_NORMALIZE
-template NormalizedBatch normalize_batch_coefficients(const Grouping&, const float*, const NormalizeOptions<float>&,
-                                                      Affine<float>&);
-template NormalizedBatch normalize_batch_coefficients(const Grouping&, const double*, const NormalizeOptions<double>&,
-                                                      Affine<double>&);
+template NormalizedBatch normalize_batch_by_blocks(const Grouping&, const float*, const NormalizeOptions<float>&,
+                                                   std::size_t, const BlockApply<float>&);
+template NormalizedBatch normalize_batch_by_blocks(const Grouping&, const double*, const NormalizeOptions<double>&,
+                                                   std::size_t, const BlockApply<double>&);
 
 }  // namespace xgrad

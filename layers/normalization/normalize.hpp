@@ -12,6 +12,7 @@
 
 #include <array>
 #include <cstddef>
+#include <functional>
 #include <optional>
 #include <vector>
 
@@ -52,12 +53,18 @@ template <class T, class Epilogue>
 NormalizedBatch normalize_batch(const Grouping& grouping, const T* x, const NormalizeOptions<T>& options,
                                 const Epilogue& epilogue, T* y);
 
-// Stages 1 and 2 of normalize_batch over every group at once, for an elementwise pass of the
-// caller's own (BatchNormReLUMaxPool2d's, which pools as it applies): the forward's coefficients
-// into `coefficients` (of the grouping's row view), the running statistics moved.
+// An elementwise pass of the caller's own over the rows of `rows` with the forward's coefficients:
+// in the calling thread for a block, in parallel over the tensor for Rows::all.
 template <class T>
-NormalizedBatch normalize_batch_coefficients(const Grouping& grouping, const T* x, const NormalizeOptions<T>& options,
-                                             Affine<T>& coefficients);
+using BlockApply = std::function<void(const Affine<T>& coefficients, const Rows& rows)>;
+
+// normalize_batch with the caller's elementwise pass (BatchNormReLUMaxPool2d's, which pools as it
+// applies): stages 1 and 2 and then `apply` block of groups by block of groups while a block's
+// `bytes_per_element` (over what apply reads and writes) stay in cache (blocked.hpp), or each once
+// over the whole tensor; the running statistics moved.
+template <class T>
+NormalizedBatch normalize_batch_by_blocks(const Grouping& grouping, const T* x, const NormalizeOptions<T>& options,
+                                          std::size_t bytes_per_element, const BlockApply<T>& apply);
 
 // The forward with given statistics (running ones: eval). Only gamma and beta of options are read.
 template <class T, class Epilogue>
