@@ -66,7 +66,7 @@ void pool_2x2(const T* __restrict top, std::size_t w, std::uint32_t at, Count n,
 // rows (which their calls then overwrite) if `writable` outputs from `best` allow, else through a
 // buffer (a plane's last row); with neither, as it is.
 template <std::size_t Lanes, bool Carry, class T>
-void pool_2x2_row(const T* top, std::size_t w, std::uint32_t at, std::size_t ow, std::size_t readable,
+[[gnu::always_inline]] inline void pool_2x2_row(const T* top, std::size_t w, std::uint32_t at, std::size_t ow, std::size_t readable,
                   std::size_t writable, T* best, std::uint32_t* where, const T* carried_top, T* carried) {
     constexpr std::integral_constant<std::size_t, Lanes> lanes;
     const auto carried_at = [&](std::size_t k) { return Carry ? carried + k : nullptr; };
@@ -102,9 +102,10 @@ inline constexpr std::size_t kWidestRow = 16;
 
 // Every window of a plane of `w` columns: its oh × ow maxima into best and their indices in the
 // plane into where (and with Carry, carried_src's elements there into carried). `readable` inputs
-// from src (and from carried_src) may be read: at least to the plane's last window.
+// from src (and from carried_src) may be read: at least to the plane's last window. Inlined, as
+// pool_2x2_row: a call per row costs MaxPool2d's forward a tenth at the seed CNN's 7-window rows.
 template <bool Carry = false, class T>
-void pool_2x2_plane(const T* src, std::size_t w, std::size_t oh, std::size_t ow, std::size_t readable, T* best,
+[[gnu::always_inline]] inline void pool_2x2_plane(const T* src, std::size_t w, std::size_t oh, std::size_t ow, std::size_t readable, T* best,
                     std::uint32_t* where, const T* carried_src = nullptr, T* carried = nullptr) {
     for (std::size_t r = 0; r < oh; ++r) {
         const std::size_t top = 2 * r * w;
