@@ -20,7 +20,7 @@ using normalization_detail::mul_add;
 // The backward sums' partial sums per group of consecutive samples, at most this many groups:
 // enough for two threads to share, few enough that adding them up costs nothing.
 constexpr std::size_t kSampleGroups = 16;
-// Each partial sum is kept in this many lanes (element i of a plane in lane i % kLanes), which
+// Each partial sum is kept in this many lanes (window k of a plane in lane k % kLanes), which
 // lets the compiler vectorize the sum without reassociating it.
 constexpr std::size_t kLanes = 8;
 

@@ -1,17 +1,21 @@
 // BatchNorm1d/2d against PyTorch, in float: the fixtures that tests/golden/make_golden_bn.py
 // wrote with torch.nn.BatchNorm1d over (N, C) and (N, C, L) and BatchNorm2d. Compared: the
 // training forward and its gradients, the running statistics after three training steps with
-// momentum 0.1 and with momentum None, and the eval forward and its gradients. Every element
-// must be within a relative error of 1e-5 (|actual - torch| / max(1, |torch|)); the worst error
-// of each comparison is printed.
+// momentum 0.1 and with momentum None, and the eval forward and its gradients. Also
+// BatchNormReLUMaxPool2d against torch's F.max_pool2d(F.relu(bn(x)), 2) (the fixtures of
+// tests/golden/make_golden_bn_relu_max_pool.py): a training step from given running statistics,
+// the statistics after it, and eval with those before. Every element must be within a relative
+// error of 1e-5 (|actual - torch| / max(1, |torch|)); the worst error of each comparison is printed.
 #include <gtest/gtest.h>
 
 #include <memory>
 #include <optional>
+#include <stdexcept>
 #include <string>
 
 #include <xtensor/xview.hpp>
 
+#include "layers/batch_norm_relu_max_pool.hpp"
 #include "layers/normalization/batch_norm.hpp"
 #include "tests/golden_compare.hpp"
 
@@ -81,5 +85,50 @@ TEST_P(GoldenBatchNorm, TrainingEvalAndRunningStatisticsMatchTorch) {
 INSTANTIATE_TEST_SUITE_P(Torch, GoldenBatchNorm,
                          testing::Values(Case{"bn1d_nc", 2}, Case{"bn1d_ncl", 3}, Case{"bn2d", 4}),
                          [](const testing::TestParamInfo<Case>& info) { return std::string(info.param.name); });
+
+// ---- BatchNormReLUMaxPool2d: x (5, 3, 7, 6), the last row in the statistics but in no window ----
+
+constexpr const char* kPoolCase = "bn_relu_max_pool2d";
+
+Array loadPool(const std::string& name) { return xgrad_test::loadGolden(kPoolCase, name); }
+
+// A layer with the fixture's weight, bias and running statistics before the training step.
+std::unique_ptr<xgrad::BatchNormReLUMaxPool2d<float>> makePool() {
+    auto layer = std::make_unique<xgrad::BatchNormReLUMaxPool2d<float>>(loadPool("weight").size());
+    Var<float>(*layer->weight()).mutable_value() = loadPool("weight");
+    Var<float>(*layer->bias()).mutable_value() = loadPool("bias");
+    for (auto& [name, buffer] : layer->named_buffers()) {
+        if (name == "running_mean" || name == "running_var") *buffer.tensor = loadPool(name);
+    }
+    if (*layer->running_mean() != loadPool("running_mean") || *layer->running_var() != loadPool("running_var")) {
+        throw std::logic_error("the running statistics were not set");
+    }
+    return layer;
+}
+
+// Forward of x and backward of sum(y * dy), compared with <prefix>y, <prefix>dx, ...
+void expectPoolForwardBackward(xgrad::BatchNormReLUMaxPool2d<float>& layer, const std::string& prefix) {
+    layer.zero_grad();
+    Var<float> x(loadPool("x"), true);
+    const Var<float> y = layer(x);
+    y.backward(loadPool("dy"));
+    xgrad_test::expectCloseToGolden(y.value(), kPoolCase, prefix + "y");
+    xgrad_test::expectCloseToGolden(x.grad(), kPoolCase, prefix + "dx");
+    xgrad_test::expectCloseToGolden(layer.weight()->grad(), kPoolCase, prefix + "dweight");
+    xgrad_test::expectCloseToGolden(layer.bias()->grad(), kPoolCase, prefix + "dbias");
+}
+
+TEST(GoldenBatchNormReLUMaxPool2d, TrainingStepAndEvalMatchTorch) {
+    auto trained = makePool();
+    expectPoolForwardBackward(*trained, "");
+    xgrad_test::expectCloseToGolden(*trained->running_mean(), kPoolCase, "running_mean_after");
+    xgrad_test::expectCloseToGolden(*trained->running_var(), kPoolCase, "running_var_after");
+    xgrad_test::expectCloseToGolden(Array{static_cast<float>(*trained->num_batches_tracked())}, kPoolCase,
+                                    "num_batches_tracked_after");
+
+    auto evaluated = makePool();
+    evaluated->eval();
+    expectPoolForwardBackward(*evaluated, "eval_");
+}
 
 }  // namespace

@@ -1,7 +1,6 @@
 #include "layers/normalization/normalize.hpp"
 
 #include <stdexcept>
-#include <utility>
 
 #include "layers/normalization/backward_sums.hpp"
 #include "layers/normalization/blocked.hpp"
@@ -13,74 +12,44 @@ namespace xgrad {
 using normalization_detail::for_each_group_block;
 using normalization_detail::rows_of;
 
-namespace {
-
-// A batch normalization's statistics and coefficients as its groups are taken: the checks of
-// NormalizeOptions first, then stages 1 and 2 block by block into `batch` and `coefficients`.
-template <class T>
-class BatchCoefficients {
-public:
-    NormalizedBatch batch;
-    Affine<T> coefficients;
-
-    BatchCoefficients(const Grouping& grouping, const NormalizeOptions<T>& options)
-        : coefficients(grouping.row_view()), grouping_(grouping), options_(options) {
-        if (options.renorm && (!options.running || !grouping.is_per_channel())) {
-            throw std::invalid_argument("normalization: Batch Renorm needs running statistics per channel");
-        }
-        if (options.running && options.centring != Centring::mean) {
-            throw std::invalid_argument("normalization: running statistics are means and variances of centred data");
-        }
-        const std::size_t groups = grouping.groups();
-        moments_ = Moments{std::vector<double>(groups), std::vector<double>(groups)};
-        batch = NormalizedBatch{{std::vector<double>(groups), std::vector<double>(groups)}, std::nullopt};
-        if (options.renorm) batch.renorm = RenormCorrection{std::vector<double>(groups), std::vector<double>(groups)};
-    }
-
-    // Stages 1 and 2 for the groups of `block`; returns their rows.
-    Rows take(const T* x, const Rows& block) {
-        const double n = static_cast<double>(grouping_.group_size());
-        if (options_.centring == Centring::mean) {
-            group_moments(grouping_, x, block, moments_);
-        } else {
-            group_squares(grouping_, x, block, std::span<double>(moments_.var));
-            for (std::size_t g = block.begin; g < block.end; ++g) moments_.var[g] /= n;
-        }
-        for (std::size_t g = block.begin; g < block.end; ++g) {
-            batch.norm.mean[g] = moments_.mean[g];
-            batch.norm.invstd[g] = inverse_std(moments_.var[g], options_.eps);
-        }
-        if (batch.renorm) {
-            renorm_correction(batch.norm, options_.running->mean, options_.running->var, options_.eps, *options_.renorm,
-                              block, *batch.renorm);
-        }
-        const Rows rows = rows_of(grouping_, block);
-        fold_forward(grouping_, batch.norm, options_.gamma, options_.beta, batch.renorm ? &*batch.renorm : nullptr, rows,
-                     coefficients);
-        return rows;
-    }
-
-    // After every group: Batch Renorm's r and d read the running statistics as they were before.
-    void move_running() const {
-        if (options_.running) move_running_statistics(grouping_, moments_, Rows::all(grouping_.groups()), *options_.running);
-    }
-
-private:
-    const Grouping& grouping_;
-    const NormalizeOptions<T>& options_;
-    Moments moments_;
-};
-
-}  // namespace
-
 template <class T>
 NormalizedBatch normalize_batch_by_blocks(const Grouping& grouping, const T* x, const NormalizeOptions<T>& options,
                                           std::size_t bytes_per_element, const BlockApply<T>& apply) {
-    BatchCoefficients<T> taken(grouping, options);
-    for_each_group_block(grouping, bytes_per_element,
-                         [&](const Rows& block) { apply(taken.coefficients, taken.take(x, block)); });
-    taken.move_running();
-    return std::move(taken.batch);
+    if (options.renorm && (!options.running || !grouping.is_per_channel())) {
+        throw std::invalid_argument("normalization: Batch Renorm needs running statistics per channel");
+    }
+    if (options.running && options.centring != Centring::mean) {
+        throw std::invalid_argument("normalization: running statistics are means and variances of centred data");
+    }
+    const std::size_t groups = grouping.groups();
+    const double n = static_cast<double>(grouping.group_size());
+    Moments moments{std::vector<double>(groups), std::vector<double>(groups)};
+    NormalizedBatch out{{std::vector<double>(groups), std::vector<double>(groups)}, std::nullopt};
+    if (options.renorm) out.renorm = RenormCorrection{std::vector<double>(groups), std::vector<double>(groups)};
+    Affine<T> coefficients(grouping.row_view());
+    for_each_group_block(grouping, bytes_per_element, [&](const Rows& block) {
+        if (options.centring == Centring::mean) {
+            group_moments(grouping, x, block, moments);
+        } else {
+            group_squares(grouping, x, block, std::span<double>(moments.var));
+            for (std::size_t g = block.begin; g < block.end; ++g) moments.var[g] /= n;
+        }
+        for (std::size_t g = block.begin; g < block.end; ++g) {
+            out.norm.mean[g] = moments.mean[g];
+            out.norm.invstd[g] = inverse_std(moments.var[g], options.eps);
+        }
+        if (out.renorm) {
+            renorm_correction(out.norm, options.running->mean, options.running->var, options.eps, *options.renorm, block,
+                              *out.renorm);
+        }
+        const Rows rows = rows_of(grouping, block);
+        fold_forward(grouping, out.norm, options.gamma, options.beta, out.renorm ? &*out.renorm : nullptr, rows,
+                     coefficients);
+        apply(coefficients, rows);
+    });
+    // After the walk: Batch Renorm's r and d read the running statistics as they were before.
+    if (options.running) move_running_statistics(grouping, moments, Rows::all(groups), *options.running);
+    return out;
 }
 
 template <class T, class Epilogue>
