@@ -1,7 +1,7 @@
 // The block that follows each hidden Linear or Conv2d of the experiments' models: the model's norm
-// layer, the noise layer of noisy BN after it, and the nonlinearity. Where a Norm becomes a layer,
-// where BN and ReLU become one BatchNormReLU layer when nothing comes between them, and what each
-// Norm means after a Linear.
+// layer, the noise layer of noisy BN after it, the nonlinearity, and a pool. Where a Norm becomes a
+// layer, where BN and ReLU (and a 2×2 pool after them) become one layer when nothing comes between
+// them, and what each Norm means after a Linear.
 #pragma once
 
 #include <memory>

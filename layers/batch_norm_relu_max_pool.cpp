@@ -20,24 +20,24 @@ Var<T> batch_norm_relu_max_pool2d(const Var<T>& x, const BatchNormArgs<T>& args,
     const std::string who(where);
     const Shape shape = x.shape();
     const NormalizeOptions<T> options = checked_batch_norm_options(shape, args, who);
-    const WindowGeometry g = window_geometry(who, shape, std::nullopt, Size2(2), Size2(2), Size2(0));
-    if (g.in_plane() > UINT32_MAX) {
-        throw ShapeError(who + ": input planes of more than 2^32 elements are not supported, got " + shape_str(shape));
-    }
+    const WindowGeometry g = pooling_geometry(who, shape, Size2(2), Size2(2));
     const Grouping grouping = Grouping::per_channel(channel_shape(shape));
     const ChannelShape view = grouping.row_view();
     const Rows channels = Rows::all(g.c);
     xt::xarray<T> y = xt::xarray<T>::from_shape({g.n, g.c, g.oh, g.ow});
-    // For each output, the index of its arg-max within its input plane, and x there; left
-    // uninitialized, as the forward writes each (a fill would be one more pass).
+    // What the backward needs of the windows (normalized_max_pool.hpp), left uninitialized, as the
+    // forward writes each (a fill would be one more pass).
     const std::shared_ptr<std::uint32_t[]> argmax = std::make_shared_for_overwrite<std::uint32_t[]>(y.size());
     const std::shared_ptr<T[]> x_at_max = std::make_shared_for_overwrite<T[]>(y.size());
+    const std::shared_ptr<bool[]> nonfinite =
+        args.training ? nullptr : std::make_shared_for_overwrite<bool[]>(g.n * g.c);
+    const PooledArgMax<T> at_max{argmax.get(), x_at_max.get(), nonfinite.get()};
     const T* xv = x.value().data();
-    const auto pool = [&](const Affine<T>& a, const Rows& rows) {
-        relu_max_pool_forward(g, a, xv, y.data(), argmax.get(), x_at_max.get(), rows);
-    };
+    const auto pool = [&](const Affine<T>& a, const Rows& rows) { relu_max_pool_forward(g, a, xv, y.data(), at_max, rows); };
     NormalizedBatch batch;
     if (args.training) {
+        // Per element, the pass reads x and writes a quarter of one of each of y, x_at_max and
+        // argmax: as an elementwise pass (x in, y out) counts for its block.
         batch = normalize_batch_by_blocks<T>(grouping, xv, options, 2 * sizeof(T), pool);
     } else {
         batch.norm = running_normalization(args.running_mean->data(), args.running_var->data(), g.c, args.eps);
@@ -57,14 +57,14 @@ Var<T> batch_norm_relu_max_pool2d(const Var<T>& x, const BatchNormArgs<T>& args,
     return Var<T>::from_op(
         std::move(y), "batch_norm_relu_max_pool2d", std::move(inputs),
         [xn, gn, bn, g, grouping, channels, through, batch = std::move(batch),
-         argmax, x_at_max](const Node<T>& pooled, const xt::xarray<T>& grad_out) {
+         argmax, x_at_max, nonfinite, at_max](const Node<T>& pooled, const xt::xarray<T>& grad_out) {
             GradWrite<T> dx(xn), dgamma(gn), dbeta(bn);
             const T* gy = grad_out.data();
             const T* xv = xn->value.data();
             const T* y = pooled.value.data();
             const bool sums_wanted = through.mean || through.variance || dgamma.data() || dbeta.data();
             std::vector<std::array<double, 2>> sums;
-            if (sums_wanted) sums = relu_max_pool_backward_sums(g, batch.norm.mean, y, x_at_max.get(), gy);
+            if (sums_wanted) sums = relu_max_pool_backward_sums(g, batch.norm.mean, y, at_max, gy);
             std::optional<InputGrad<T>> input_grad;
             if (dx.data()) {
                 input_grad.emplace(grouping.row_view());

@@ -66,11 +66,7 @@ void pool_row(const WindowGeometry& g, const T* src, std::size_t oh, T* best, st
 
 template <class T>
 Var<T> MaxPool2d<T>::forward(const Var<T>& x) {
-    const WindowGeometry g = window_geometry(this->where(), x.shape(), std::nullopt, kernel_, stride_, Size2(0));
-    if (g.in_plane() > UINT32_MAX) {
-        throw ShapeError(this->where() + ": input planes of more than 2^32 elements are not supported, got " +
-                         shape_str(x.shape()));
-    }
+    const WindowGeometry g = pooling_geometry(this->where(), x.shape(), kernel_, stride_);
     const std::size_t planes = g.n * g.c;
     xt::xarray<T> y = xt::xarray<T>::from_shape({g.n, g.c, g.oh, g.ow});
     // For each output, the index of its arg-max within its input plane.

@@ -1,6 +1,10 @@
 #include "layers/normalized_max_pool.hpp"
 
 #include <algorithm>
+#include <bit>
+#include <cstdint>
+#include <type_traits>
+#include <limits>
 
 #include <tbb/blocked_range.h>
 #include <tbb/parallel_for.h>
@@ -24,25 +28,41 @@ constexpr std::size_t kSampleGroups = 16;
 // lets the compiler vectorize the sum without reassociating it.
 constexpr std::size_t kLanes = 8;
 
+// 1 for an infinity or a NaN (all exponent bits set), else 0: integer operations, which vectorize
+// in the loop that counts them, where a floating-point test would not.
+template <class T>
+std::uint32_t is_nonfinite(T v) {
+    using Bits = std::conditional_t<sizeof(T) == 4, std::uint32_t, std::uint64_t>;
+    constexpr Bits exponent = std::bit_cast<Bits>(std::numeric_limits<T>::infinity());
+    return static_cast<std::uint32_t>((std::bit_cast<Bits>(v) & exponent) == exponent);
+}
+
 // A plane's worth of z or of its gradient: a buffer each task keeps, zeros past the plane so that
-// the plane's last windows are read as wide as the others (pool_2x2_row).
+// the plane's last windows are read as wide as the others (pool_2x2_row: at most 2·kWidestRow past
+// the last window's top row).
 template <class T>
 class PlaneBuffer {
 public:
-    explicit PlaneBuffer(const WindowGeometry& g) : g_(g), values_(g.in_plane() + g.w + 2 * pool_detail::kWidestRow) {}
+    explicit PlaneBuffer(const WindowGeometry& g) : g_(g), values_(g.in_plane() + 2 * pool_detail::kWidestRow) {}
 
-    // Plane p (channel p % C) of x: z with a's coefficients, then its windows' maxima into best,
-    // their arg-maxes into where and x there into x_at_max.
-    void pool(const Affine<T>& a, const T* x, std::size_t p, T* best, std::uint32_t* where, T* x_at_max) {
+    // Plane p (channel p % C) of x: z with a's coefficients, then its windows' maxima into y and
+    // what the backward needs into out.
+    void pool(const Affine<T>& a, const T* x, std::size_t p, T* y, const PooledArgMax<T>& out) {
         const std::size_t c = p % g_.c;
         const T centre = a.centre.at(c), scale = a.scale.at(c), shift = a.shift.at(c);
-        const T* __restrict src = x + p * g_.in_plane();
-        T* __restrict z = values_.data();
-        const ReluEpilogue::Bound relu{};
-        for (std::size_t i = 0; i < g_.in_plane(); ++i) z[i] = relu.forward(affine(src[i], centre, scale, shift), i);
+        const T* src = x + p * g_.in_plane();
         // Past the plane, z's zeros and x's next planes (none after the last).
         const std::size_t readable = std::min(values_.size(), (g_.n * g_.c - p) * g_.in_plane());
-        pool_detail::pool_2x2_plane<true>(z, g_.w, g_.oh, g_.ow, readable, best, where, src, x_at_max);
+        const std::size_t first = p * g_.out_plane();
+        T* x_at_max = out.x + first;
+        const bool counted = out.nonfinite_elsewhere != nullptr;  // a count costs the pass a tenth
+        std::uint32_t nonfinite =
+            counted ? normalize<true>(src, centre, scale, shift) : normalize<false>(src, centre, scale, shift);
+        pool_detail::pool_2x2_plane<true>(z(), g_.w, g_.oh, g_.ow, readable, y + first, out.index + first, src,
+                                          x_at_max);
+        if (!counted) return;
+        for (std::size_t k = 0; k < g_.out_plane(); ++k) nonfinite -= is_nonfinite(x_at_max[k]);
+        out.nonfinite_elsewhere[p] = nonfinite > 0;
     }
 
     // Plane p's gradient at the ReLU's output: each window's at its arg-max where the window's
@@ -57,6 +77,21 @@ public:
     }
 
 private:
+    T* z() { return values_.data(); }
+
+    // z of a plane of x into the buffer; with Count, returns how many of x are non-finite.
+    template <bool Count>
+    std::uint32_t normalize(const T* __restrict src, T centre, T scale, T shift) {
+        T* __restrict out = z();
+        const ReluEpilogue::Bound relu{};
+        std::uint32_t nonfinite = 0;
+        for (std::size_t i = 0; i < g_.in_plane(); ++i) {
+            out[i] = relu.forward(affine(src[i], centre, scale, shift), i);
+            if constexpr (Count) nonfinite += is_nonfinite(src[i]);
+        }
+        return nonfinite;
+    }
+
     const WindowGeometry& g_;
     std::vector<T> values_;
 };
@@ -90,12 +125,9 @@ void add_to_lanes(const T* __restrict y, const T* __restrict x_at_max, const T* 
 }  // namespace
 
 template <class T>
-void relu_max_pool_forward(const WindowGeometry& g, const Affine<T>& a, const T* x, T* y, std::uint32_t* argmax,
-                           T* x_at_max, const Rows& channels) {
-    const auto pool = [&](PlaneBuffer<T>& buffer, std::size_t p) {
-        const std::size_t first = p * g.out_plane();
-        buffer.pool(a, x, p, y + first, argmax + first, x_at_max + first);
-    };
+void relu_max_pool_forward(const WindowGeometry& g, const Affine<T>& a, const T* x, T* y, const PooledArgMax<T>& out,
+                           const Rows& channels) {
+    const auto pool = [&](PlaneBuffer<T>& buffer, std::size_t p) { buffer.pool(a, x, p, y, out); };
     if (channels.whole) {
         for_each_plane<T>(g, pool);
         return;
@@ -108,7 +140,7 @@ void relu_max_pool_forward(const WindowGeometry& g, const Affine<T>& a, const T*
 
 template <class T>
 std::vector<std::array<double, 2>> relu_max_pool_backward_sums(const WindowGeometry& g, const std::vector<double>& mean,
-                                                                const T* y, const T* x_at_max, const T* gy) {
+                                                                const T* y, const PooledArgMax<T>& at_max, const T* gy) {
     const std::size_t groups = std::min(g.n, kSampleGroups);
     const auto first_sample = [&](std::size_t k) { return g.n * k / groups; };
     const std::size_t size = g.out_plane();
@@ -118,13 +150,16 @@ std::vector<std::array<double, 2>> relu_max_pool_backward_sums(const WindowGeome
             for (std::size_t c = 0; c < g.c; ++c) {
                 const std::size_t first = (n * g.c + c) * size;
                 const T* yp = y + first;
-                const T* xp = x_at_max + first;
+                const T* xp = at_max.x + first;
                 const T* gp = gy + first;
                 // The lanes in locals across the plane: in memory, each addition would wait on a store.
                 LaneSums s = partials[k * g.c + c];
                 std::size_t i = 0;
                 for (; i + kLanes <= size; i += kLanes) add_to_lanes(yp + i, xp + i, gp + i, mean[c], kLanes, s);
                 add_to_lanes(yp + i, xp + i, gp + i, mean[c], size - i, s);
+                if (at_max.nonfinite_elsewhere && at_max.nonfinite_elsewhere[n * g.c + c]) {
+                    s.gx[0] += std::numeric_limits<double>::quiet_NaN();
+                }
                 partials[k * g.c + c] = s;
             }
         }
@@ -164,11 +199,10 @@ void relu_max_pool_backward(const WindowGeometry& g, const InputGrad<T>& d, cons
 }
 
 #define XGRAD_NORMALIZED_MAX_POOL(T)                                                                                      \
-    template void relu_max_pool_forward(const WindowGeometry&, const Affine<T>&, const T*, T*, std::uint32_t*, T*,       \
+    template void relu_max_pool_forward(const WindowGeometry&, const Affine<T>&, const T*, T*, const PooledArgMax<T>&,   \
                                         const Rows&);                                                                     \
-    template std::vector<std::array<double, 2>> relu_max_pool_backward_sums(const WindowGeometry&,                        \
-                                                                             const std::vector<double>&, const T*,        \
-                                                                             const T*, const T*);                         \
+    template std::vector<std::array<double, 2>> relu_max_pool_backward_sums(                                              \
+        const WindowGeometry&, const std::vector<double>&, const T*, const PooledArgMax<T>&, const T*);                    \
     template void relu_max_pool_backward(const WindowGeometry&, const InputGrad<T>&, const T*, const std::uint32_t*,      \
                                          const T*, const T*, T*);
 XGRAD_NORMALIZED_MAX_POOL(float)

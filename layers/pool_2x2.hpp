@@ -61,20 +61,21 @@ void pool_2x2(const T* __restrict top, std::size_t w, std::uint32_t at, Count n,
 // time: a loop of this fixed length is one or two vector operations per step, where a loop over
 // the seed CNN's rows (7 and 14 outputs) alone would be shorter than its first vector iteration
 // and run as scalar code, six times slower. A part shorter than Lanes is still computed Lanes
-// wide, reading past the row into the input that follows it if `readable` inputs from `top` (and
-// from `carried_top`) allow, and written past the row into the outputs of the plane's following
-// rows (which their calls then overwrite) if `writable` outputs from `best` allow, else through a
-// buffer (a plane's last row); with neither, as it is.
+// wide where `readable` inputs from `top` (and from `carried_top`) allow reading past the row into
+// the input that follows it, else as it is; written past the row into the outputs of the plane's
+// following rows (best, where and carried; their calls then overwrite them) if `writable` outputs
+// allow, else through a buffer (a plane's last row).
 template <std::size_t Lanes, bool Carry, class T>
-[[gnu::always_inline]] inline void pool_2x2_row(const T* top, std::size_t w, std::uint32_t at, std::size_t ow, std::size_t readable,
-                  std::size_t writable, T* best, std::uint32_t* where, const T* carried_top, T* carried) {
+[[gnu::always_inline]] inline void pool_2x2_row(const T* top, std::size_t w, std::uint32_t at, std::size_t ow,
+                                                std::size_t readable, std::size_t writable, T* best, std::uint32_t* where,
+                                                const T* carried_top, T* carried) {
     constexpr std::integral_constant<std::size_t, Lanes> lanes;
     const auto carried_at = [&](std::size_t k) { return Carry ? carried + k : nullptr; };
     const auto carried_from = [&](std::size_t k) { return Carry ? carried_top + 2 * k : nullptr; };
     std::size_t k = 0;
     for (; k + Lanes <= ow; k += Lanes) {
-        pool_2x2<Carry>(top + 2 * k, w, at + static_cast<std::uint32_t>(2 * k), lanes, best + k, where + k,
-                        carried_from(k), carried_at(k));
+        const std::uint32_t at_k = at + static_cast<std::uint32_t>(2 * k);
+        pool_2x2<Carry>(top + 2 * k, w, at_k, lanes, best + k, where + k, carried_from(k), carried_at(k));
     }
     if (k == ow) return;
     const std::uint32_t rest_at = at + static_cast<std::uint32_t>(2 * k);
@@ -105,8 +106,9 @@ inline constexpr std::size_t kWidestRow = 16;
 // from src (and from carried_src) may be read: at least to the plane's last window. Inlined, as
 // pool_2x2_row: a call per row costs MaxPool2d's forward a tenth at the seed CNN's 7-window rows.
 template <bool Carry = false, class T>
-[[gnu::always_inline]] inline void pool_2x2_plane(const T* src, std::size_t w, std::size_t oh, std::size_t ow, std::size_t readable, T* best,
-                    std::uint32_t* where, const T* carried_src = nullptr, T* carried = nullptr) {
+[[gnu::always_inline]] inline void pool_2x2_plane(const T* src, std::size_t w, std::size_t oh, std::size_t ow,
+                                                  std::size_t readable, T* best, std::uint32_t* where,
+                                                  const T* carried_src = nullptr, T* carried = nullptr) {
     for (std::size_t r = 0; r < oh; ++r) {
         const std::size_t top = 2 * r * w;
         const std::size_t writable = (oh - r) * ow;  // to the end of the plane's outputs

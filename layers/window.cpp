@@ -1,5 +1,7 @@
 #include "layers/window.hpp"
 
+#include <cstdint>
+
 namespace xgrad {
 
 WindowGeometry window_geometry(const std::string& where, const Shape& input, std::optional<std::size_t> channels,
@@ -17,6 +19,14 @@ WindowGeometry window_geometry(const std::string& where, const Shape& input, std
     }
     g.oh = (padded_h - kernel.h) / stride.h + 1;
     g.ow = (padded_w - kernel.w) / stride.w + 1;
+    return g;
+}
+
+WindowGeometry pooling_geometry(const std::string& where, const Shape& input, Size2 kernel, Size2 stride) {
+    const WindowGeometry g = window_geometry(where, input, std::nullopt, kernel, stride, Size2(0));
+    if (g.in_plane() > UINT32_MAX) {
+        throw ShapeError(where + ": input planes of more than 2^32 elements are not supported, got " + shape_str(input));
+    }
     return g;
 }
 

@@ -39,4 +39,8 @@ struct WindowGeometry {
 WindowGeometry window_geometry(const std::string& where, const Shape& input, std::optional<std::size_t> channels,
                                Size2 kernel, Size2 stride, Size2 padding);
 
+// window_geometry of a pooling (no padding, any C), whose arg-maxes are 32-bit indices into an
+// input plane: a ShapeError too for planes of more than 2^32 elements.
+WindowGeometry pooling_geometry(const std::string& where, const Shape& input, Size2 kernel, Size2 stride);
+
 }  // namespace xgrad

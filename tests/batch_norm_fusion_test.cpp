@@ -599,10 +599,13 @@ TEST(BatchNormReLUMaxPoolEquality, FrozenInputOrParametersGiveTheOtherGradientsA
 // in 16 groups of 2 or 3), every other pass is per plane: y, dx, dweight, dbias and the running
 // statistics have the same bits on 1 and 2 threads, in training and in eval. Groups that followed
 // the thread count would fail in double; in float, the rounding of the coefficients and of
-// dweight to float mostly hides the order of the sums in double.
+// dweight to float mostly hides the order of the sums in double. The shape (69,120 elements, 4
+// channels) takes the forward's two walks: channel blocks in the calling thread on 1 thread, the
+// statistics and then the planes each in parallel on 2 (too few channels to share as blocks);
+// both also against the unfused layers.
 template <class T>
 void checkThreadCountIndependence() {
-    const Shape shape{40, 8, 6, 5};
+    const Shape shape{40, 4, 24, 18};
     std::mt19937 rng(13);
     const xt::xarray<T> x = normalArray<T>(shape, rng, 1.0, 2.0);
     const xt::xarray<T> dy = normalArray<T>(pooledShape(shape), rng);
@@ -614,7 +617,12 @@ void checkThreadCountIndependence() {
             BatchNormReLUMaxPool2d<T> layer(shape[1]);
             setState<T>(layer, state);
             layer.train(training);
-            tbb::task_arena(threads).execute([&] { runs[threads - 1] = runPool<T>(layer, false, x, dy); });
+            tbb::task_arena(threads).execute([&] {
+                runs[threads - 1] = runPool<T>(layer, false, x, dy);
+                const auto unfused = runFusedAndUnfused<T>({}, state, training, x, dy).second;
+                EXPECT_EQ(compareRuns(runs[threads - 1], unfused, std::is_same_v<T, float> ? 1e-5 : kUnfusedGradientTolerance), "")
+                    << threads << " threads against the unfused layers";
+            });
         }
         EXPECT_EQ(compareRuns(runs[1], runs[0], 0.0), "") << "two threads against one";
     }
@@ -622,6 +630,38 @@ void checkThreadCountIndependence() {
 
 TEST(BatchNormReLUMaxPoolThreads, OneAndTwoThreadsGiveTheSameBitsInDouble) { checkThreadCountIndependence<double>(); }
 TEST(BatchNormReLUMaxPoolThreads, OneAndTwoThreadsGiveTheSameBitsInFloat) { checkThreadCountIndependence<float>(); }
+
+// In eval, an infinite or NaN x at no window's arg-max (a loser of its window, or in an odd last
+// row left out of the windows) makes dweight NaN, as in the unfused layers and torch, whose sums
+// over every element add 0 times it; at an arg-max, the fused sums see it themselves.
+TEST(BatchNormReLUMaxPoolEquality, NonFiniteInputsGiveTheUnfusedWeightGradientInEval) {
+    const Shape shape{2, 2, 5, 4};
+    std::mt19937 rng(23);
+    const Array dy = normalArray<double>(pooledShape(shape), rng);
+    const BnState<double> state = randomState<double>(shape[1], rng);
+    const double inf = std::numeric_limits<double>::infinity(), nan = std::numeric_limits<double>::quiet_NaN();
+    // (value, flat index): a window's loser, the unpooled last row, a window's winner.
+    for (const auto& [value, at] : std::vector<std::pair<double, std::size_t>>{{-inf, 0}, {nan, 17}, {inf, 25}, {-inf, 38}}) {
+        Array x = normalArray<double>(shape, rng, 1.0, 2.0);
+        x.data()[at] = value;
+        SCOPED_TRACE(std::to_string(value) + " at " + std::to_string(at));
+        const auto [fused, unfused] = runFusedAndUnfused<double>({}, state, false, x, dy);
+        EXPECT_EQ(mismatch("y", fused.y, unfused.y, 0.0), "");
+        EXPECT_EQ(mismatch("dx", fused.dx, unfused.dx, 0.0), "");  // α·g alone in eval
+        // The channel's dweight not finite in both (NaN, or an infinity of the same sign), the other's close.
+        const std::size_t channel = at / (shape[2] * shape[3]) % shape[1];
+        for (std::size_t c = 0; c < shape[1]; ++c) {
+            const double a = (*fused.dweight)(c), e = (*unfused.dweight)(c);
+            if (c == channel) {
+                EXPECT_FALSE(std::isfinite(e)) << "the unfused dweight of channel " << c;
+                EXPECT_TRUE(std::isnan(a) == std::isnan(e) && (std::isnan(a) || a == e)) << a << " against " << e;
+            } else {
+                EXPECT_NEAR(a, e, kUnfusedGradientTolerance * std::max(1.0, std::abs(e)));
+            }
+        }
+        EXPECT_EQ(mismatch("dbias", fused.dbias, unfused.dbias, kUnfusedGradientTolerance), "");
+    }
+}
 
 // ---- BatchNormReLUMaxPool2d: the layer ----
 

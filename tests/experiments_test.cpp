@@ -271,7 +271,7 @@ bool contains(const std::vector<std::string>& names, const std::string& name) {
     return std::find(names.begin(), names.end(), name) != names.end();
 }
 
-TEST(Models, SeedCnnFusesBnAndReluOnlyWhereNothingComesBetweenThem) {
+TEST(Models, SeedCnnFusesBnReluAndPoolOnlyWhereNothingComesBetweenThem) {
     ModelConfig c;
     // BN, ReLU and the pool after it one layer; after fc1, BN and ReLU.
     EXPECT_EQ(layers_of(c), (std::vector<std::string>{"conv1 Conv2d", "bn1 BatchNormReLUMaxPool2d", "conv2 Conv2d",

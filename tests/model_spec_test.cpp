@@ -363,6 +363,34 @@ TEST(SpecModel, ResidualBlocksNestTheirNamesAndAreReinitializedAndSeeded) {
               dynamic_cast<xgrad::Residual<float>&>(*other->named_children().at(2).second).body()[2].generator()->next_seed());
 }
 
+// A BN, a ReLU and a max pool of kernel 2 at stride 2 are one BatchNormReLUMaxPool2d named as the
+// norm; any other pool after them (another kernel, another stride), or another nonlinearity
+// between them, leaves the pool a layer of its own.
+TEST(SpecModel, OnlyA2x2PoolAtStride2FusesIntoTheNormBeforeIt) {
+    const auto layers_with = [](const json& pool, const char* activation) {
+        const json spec = image_spec({conv32, {{"type", "norm"}, {"name", "bn"}}, {{"type", activation}, {"name", "act"}}, pool,
+                                      flatten, to_classes});
+        ModelConfig config = inline_spec(spec);
+        xgrad::Rng rng(0);
+        auto model = xgrad::make_model(config, rng);
+        std::vector<std::string> layers;
+        for (const auto& [name, child] : model->named_children()) layers.push_back(name + " " + child->describe().substr(0, child->describe().find('(')));
+        return layers;
+    };
+    const json pool2 = {{"type", "maxpool"}, {"name", "pool"}, {"kernel", 2}};
+    EXPECT_EQ(layers_with(pool2, "relu"), (std::vector<std::string>{"0 Conv2d", "bn BatchNormReLUMaxPool2d", "4 Flatten", "5 Linear"}));
+    EXPECT_EQ(layers_with(json{{"type", "maxpool"}, {"name", "pool"}, {"kernel", 2}, {"stride", 2}}, "relu").at(1),
+              "bn BatchNormReLUMaxPool2d");
+    for (const json& other : {json{{"type", "maxpool"}, {"name", "pool"}, {"kernel", 3}},
+                              json{{"type", "maxpool"}, {"name", "pool"}, {"kernel", 2}, {"stride", 1}}}) {
+        EXPECT_EQ(layers_with(other, "relu"), (std::vector<std::string>{"0 Conv2d", "bn BatchNormReLU2d", "pool MaxPool2d",
+                                                                          "4 Flatten", "5 Linear"}))
+            << other.dump();
+    }
+    EXPECT_EQ(layers_with(pool2, "sigmoid"), (std::vector<std::string>{"0 Conv2d", "bn BatchNorm2d", "act Sigmoid",
+                                                                         "pool MaxPool2d", "4 Flatten", "5 Linear"}));
+}
+
 TEST(SpecModel, BiasAutoFollowsTheNormAfterIt) {
     const json spec = flat_spec({{{"type", "linear"}, {"out_features", 10}, {"bias", "auto"}}, {{"type", "norm"}}});
     for (const auto& [norm, has_bias] : std::vector<std::pair<Norm, bool>>{
