@@ -15,6 +15,26 @@
 
 namespace xgrad {
 
+namespace {
+
+// The arrays of PooledArgMax, owned by the node for its backward; left uninitialized, as the
+// forward writes each (a fill would be one more pass). The non-finite flags only with running
+// statistics (normalized_max_pool.hpp).
+template <class T>
+struct PooledArgMaxStorage {
+    std::shared_ptr<std::uint32_t[]> index;
+    std::shared_ptr<T[]> x;
+    std::shared_ptr<bool[]> nonfinite_elsewhere;
+
+    PooledArgMaxStorage(const WindowGeometry& g, bool training)
+        : index(std::make_shared_for_overwrite<std::uint32_t[]>(g.n * g.c * g.out_plane())),
+          x(std::make_shared_for_overwrite<T[]>(g.n * g.c * g.out_plane())),
+          nonfinite_elsewhere(training ? nullptr : std::make_shared_for_overwrite<bool[]>(g.n * g.c)) {}
+    PooledArgMax<T> view() const { return {index.get(), x.get(), nonfinite_elsewhere.get()}; }
+};
+
+}  // namespace
+
 template <class T>
 Var<T> batch_norm_relu_max_pool2d(const Var<T>& x, const BatchNormArgs<T>& args, std::string_view where) {
     const std::string who(where);
@@ -25,15 +45,11 @@ Var<T> batch_norm_relu_max_pool2d(const Var<T>& x, const BatchNormArgs<T>& args,
     const ChannelShape view = grouping.row_view();
     const Rows channels = Rows::all(g.c);
     xt::xarray<T> y = xt::xarray<T>::from_shape({g.n, g.c, g.oh, g.ow});
-    // What the backward needs of the windows (normalized_max_pool.hpp), left uninitialized, as the
-    // forward writes each (a fill would be one more pass).
-    const std::shared_ptr<std::uint32_t[]> argmax = std::make_shared_for_overwrite<std::uint32_t[]>(y.size());
-    const std::shared_ptr<T[]> x_at_max = std::make_shared_for_overwrite<T[]>(y.size());
-    const std::shared_ptr<bool[]> nonfinite =
-        args.training ? nullptr : std::make_shared_for_overwrite<bool[]>(g.n * g.c);
-    const PooledArgMax<T> at_max{argmax.get(), x_at_max.get(), nonfinite.get()};
+    const PooledArgMaxStorage<T> at_max(g, args.training);
     const T* xv = x.value().data();
-    const auto pool = [&](const Affine<T>& a, const Rows& rows) { relu_max_pool_forward(g, a, xv, y.data(), at_max, rows); };
+    const auto pool = [&](const Affine<T>& a, const Rows& rows) {
+        relu_max_pool_forward(g, a, xv, y.data(), at_max.view(), rows);
+    };
     NormalizedBatch batch;
     if (args.training) {
         // Per element, the pass reads x and writes a quarter of one of each of y, x_at_max and
@@ -57,14 +73,14 @@ Var<T> batch_norm_relu_max_pool2d(const Var<T>& x, const BatchNormArgs<T>& args,
     return Var<T>::from_op(
         std::move(y), "batch_norm_relu_max_pool2d", std::move(inputs),
         [xn, gn, bn, g, grouping, channels, through, batch = std::move(batch),
-         argmax, x_at_max, nonfinite, at_max](const Node<T>& pooled, const xt::xarray<T>& grad_out) {
+         at_max](const Node<T>& pooled, const xt::xarray<T>& grad_out) {
             GradWrite<T> dx(xn), dgamma(gn), dbeta(bn);
             const T* gy = grad_out.data();
             const T* xv = xn->value.data();
             const T* y = pooled.value.data();
             const bool sums_wanted = through.mean || through.variance || dgamma.data() || dbeta.data();
             std::vector<std::array<double, 2>> sums;
-            if (sums_wanted) sums = relu_max_pool_backward_sums(g, batch.norm.mean, y, at_max, gy);
+            if (sums_wanted) sums = relu_max_pool_backward_sums(g, batch.norm.mean, y, at_max.view(), gy);
             std::optional<InputGrad<T>> input_grad;
             if (dx.data()) {
                 input_grad.emplace(grouping.row_view());
@@ -75,7 +91,7 @@ Var<T> batch_norm_relu_max_pool2d(const Var<T>& x, const BatchNormArgs<T>& args,
                                 batch.renorm ? &*batch.renorm : nullptr, through,
                                 std::span<const std::array<double, 2>>(sums), channels,
                                 input_grad ? &*input_grad : nullptr, row_dgamma, row_dbeta);
-            if (input_grad) relu_max_pool_backward(g, *input_grad, y, argmax.get(), gy, xv, dx.data());
+            if (input_grad) relu_max_pool_backward(g, *input_grad, y, at_max.view(), gy, xv, dx.data());
             for (std::size_t c = 0; c < g.c; ++c) {
                 if (T* out = dgamma.data()) out[c] = static_cast<T>(row_dgamma[c]);
                 if (T* out = dbeta.data()) out[c] = static_cast<T>(row_dbeta[c]);

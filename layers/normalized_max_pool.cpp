@@ -182,10 +182,10 @@ std::vector<std::array<double, 2>> relu_max_pool_backward_sums(const WindowGeome
 }
 
 template <class T>
-void relu_max_pool_backward(const WindowGeometry& g, const InputGrad<T>& d, const T* y, const std::uint32_t* argmax,
+void relu_max_pool_backward(const WindowGeometry& g, const InputGrad<T>& d, const T* y, const PooledArgMax<T>& at_max,
                             const T* gy, const T* x, T* dx) {
     for_each_plane<T>(g, [&](PlaneBuffer<T>& buffer, std::size_t p) {
-        const T* __restrict gz = buffer.gradient(y, argmax, gy, p);
+        const T* __restrict gz = buffer.gradient(y, at_max.index, gy, p);
         const std::size_t c = p % g.c;
         const T al = d.alpha.at(c), ce = d.centre.at(c), k = d.k.at(c), sf = d.shift.at(c);
         const T* __restrict src = x + p * g.in_plane();
@@ -203,7 +203,7 @@ void relu_max_pool_backward(const WindowGeometry& g, const InputGrad<T>& d, cons
                                         const Rows&);                                                                     \
     template std::vector<std::array<double, 2>> relu_max_pool_backward_sums(                                              \
         const WindowGeometry&, const std::vector<double>&, const T*, const PooledArgMax<T>&, const T*);                    \
-    template void relu_max_pool_backward(const WindowGeometry&, const InputGrad<T>&, const T*, const std::uint32_t*,      \
+    template void relu_max_pool_backward(const WindowGeometry&, const InputGrad<T>&, const T*, const PooledArgMax<T>&,   \
                                          const T*, const T*, T*);
 XGRAD_NORMALIZED_MAX_POOL(float)
 XGRAD_NORMALIZED_MAX_POOL(double)

@@ -52,7 +52,7 @@ std::vector<std::array<double, 2>> relu_max_pool_backward_sums(const WindowGeome
 
 // d from fold_backward (with d.x_term false, x is not read).
 template <class T>
-void relu_max_pool_backward(const WindowGeometry& g, const InputGrad<T>& d, const T* y, const std::uint32_t* argmax,
+void relu_max_pool_backward(const WindowGeometry& g, const InputGrad<T>& d, const T* y, const PooledArgMax<T>& at_max,
                             const T* gy, const T* x, T* dx);
 
 }  // namespace xgrad
