@@ -280,11 +280,11 @@ TEST(ChannelReduce, ProductTermsSumAsTheirSumsDo) {
 }
 
 // The runs layout's order of additions as channel_reduce.hpp states it, written out channel by
-// channel: a block's elements in (n, s) order, element r of a run into lane r % 16, the lanes
+// channel: a block's elements in (n, s) order, element r of a run into lane r % kLanes, the lanes
 // pairwise, the blocks' partials in order.
 std::vector<std::array<double, 2>> documented_runs_order(const std::vector<double>& dy, const std::vector<double>& x,
                                                          const ChannelShape& sh) {
-    constexpr std::size_t lanes_count = 16, block_elems = 1 << 14;
+    constexpr std::size_t lanes_count = xgrad::channel_detail::kLanes, block_elems = 1 << 14;
     const std::size_t block = sh.s <= block_elems ? sh.s * (block_elems / sh.s) : block_elems;
     const auto term = dot_term<TermForm::sums>(dy.data(), x.data());
     std::vector<std::array<double, 2>> out(sh.c, std::array<double, 2>{});
@@ -310,7 +310,7 @@ std::vector<std::array<double, 2>> documented_runs_order(const std::vector<doubl
     return out;
 }
 
-// Whatever the walk (row by row over blocks of whole rows, up to 64 channels at a time here;
+// Whatever the walk (row by row over blocks of whole rows, up to 32 or 64 channels at a time here;
 // channel by channel where blocks cut runs, for one row or one channel, or where the term reads
 // ahead), every schedule adds in the documented order, bit for bit.
 TEST(ChannelReduce, RunsLayoutAddsInTheDocumentedOrder) {
@@ -389,7 +389,8 @@ TEST(ChannelReduce, ReadingAheadChangesNoBitDouble) { check_reading_ahead_change
 // being summed unless it reads ahead within runs, and every run but a channel's first asked for
 // before its turn. A short distance reaches every branch at small
 // shapes: ahead within a run, past its end into the next run (from runs longer and shorter than
-// the distance, whole or cut by a block), none after the last sample.
+// the distance, whole or cut by a block; runs shorter than a lane group), none after the last
+// sample.
 struct RecordingTerm {
     static constexpr std::size_t distance = 40;
     bool within_runs = true;
@@ -413,7 +414,8 @@ struct RecordingTerm {
 TEST(ChannelReduce, ReadingAheadAsksForTheChannelsOwnRunsAhead) {
     static_assert(xgrad::ReadsAhead<RecordingTerm>);
     for (const ChannelShape sh : {ChannelShape{5, 3, 300}, ChannelShape{4, 2, 37}, ChannelShape{3, 2, 40},
-                                  ChannelShape{2, 3, 20000}, ChannelShape{1, 2, 500}, ChannelShape{6, 1, 100003}}) {
+                                  ChannelShape{2, 3, 20000}, ChannelShape{1, 2, 500}, ChannelShape{6, 1, 100003},
+                                  ChannelShape{4, 3, 20}}) {
         for (const bool within_runs : {true, false}) {
             SCOPED_TRACE(name(sh) + (within_runs ? ", within runs" : ", between runs only"));
             std::vector<std::pair<std::size_t, std::size_t>> requests;

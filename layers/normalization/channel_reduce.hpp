@@ -167,7 +167,14 @@ enum class ChannelSchedule { automatic, serial, over_channels, over_blocks };
 
 namespace channel_detail {
 
-inline constexpr std::size_t kLanes = 16;              // independent accumulators per quantity
+// Independent accumulators per quantity: enough for the multiply-adds' latency at the vector width
+// the build targets (K = 2 quantities of 32 doubles are 8 of AVX-512's 32 registers; with AVX2's
+// 16 registers, 16 lanes). A sum's bits depend on it, so on the build, as on its FMA.
+#if defined(__AVX512F__)
+inline constexpr std::size_t kLanes = 32;
+#else
+inline constexpr std::size_t kLanes = 16;
+#endif
 inline constexpr std::size_t kBlockElems = 1 << 14;    // a channel's elements per block, about
 inline constexpr std::size_t kRowsBelowS = 16;         // S below this uses the rows layout
 inline constexpr std::size_t kRowChunk = 1024;         // rows layout: accumulators per quantity (L1)
@@ -224,8 +231,8 @@ void add_term(double (&lanes)[K][kLanes], std::size_t l, const F& term, std::siz
 
 // lanes += the terms of the run of channel c in sample n that starts at index `base`, `len`
 // elements long: element r goes to lane r % kLanes; before(r) ahead of each kLanes elements from
-// r. Always inlined, so that the caller's lanes stay in registers (a call would take them by
-// reference, from memory, at every addition).
+// r and of the last fewer. Always inlined, so that the caller's lanes stay in registers (a call
+// would take them by reference, from memory, at every addition).
 template <std::size_t K, class F, class Before>
 [[gnu::always_inline]] inline void add_run(double (&lanes)[K][kLanes], const F& term, std::size_t c, std::size_t n,
                                            std::size_t base, std::size_t len, const Before& before) {
@@ -234,6 +241,8 @@ template <std::size_t K, class F, class Before>
         before(r);
         for (std::size_t l = 0; l < kLanes; ++l) add_term<K>(lanes, l, term, c, n, base + r + l);
     }
+    if (r == len) return;
+    before(r);  // a run shorter than kLanes reads ahead too
     for (std::size_t l = 0; r + l < len; ++l) add_term<K>(lanes, l, term, c, n, base + r + l);
 }
 
@@ -425,7 +434,7 @@ void block_into(const F& term, const ChannelShape& sh, const ChannelPartition& p
 // enough of them to fill vectors).
 inline std::size_t channel_grain(const ChannelShape& sh, const ChannelPartition& part, std::size_t elems_per_channel) {
     std::size_t g = (kTaskElems + elems_per_channel - 1) / std::max<std::size_t>(elems_per_channel, 1);
-    if (part.layout == ChannelLayout::rows) g = std::max(g, kLanes);
+    if (part.layout == ChannelLayout::rows) g = std::max(g, kTile);
     return std::clamp<std::size_t>(g, 1, std::max<std::size_t>(sh.c, 1));
 }
 
