@@ -2,9 +2,11 @@
 // (layers/normalization/normalize.hpp), timed directly, without the graph: forward-train,
 // backward-train and both in a row at the shapes of bench/bn_shapes.hpp, and a copy
 // of the same bytes as the bandwidth reference, all in this binary so the ratios come from one
-// run. Arguments: N, C, S (= H*W), threads. bytes_per_second counts each kernel's minimal traffic
+// run, with the floor of any normalization's forward (a read of x, then the copy, by pieces in
+// cache). Arguments: N, C, S (= H*W), threads. bytes_per_second counts each kernel's minimal traffic
 // (forward: read x, write y; backward: read dy and x, write dx), and x_copy is the time over the
 // copy floor of that traffic (bench/copy_floor.hpp).
+#include <array>
 #include <cstddef>
 #include <vector>
 
@@ -40,6 +42,26 @@ void BM_copy(benchmark::State& state) {
         benchmark::ClobberMemory();
     }
     set_traffic(state, s, 2);
+}
+
+// The floors of BN's passes over groups of a channel's size (bench/copy_floor.hpp), whose x_copy
+// says how far above the copy floor the kernels must be: forward, x read, then copied into y;
+// backward, dy and x read, then dx = dy + x; both in a row, as BM_forward_backward_train.
+void BM_two_pass_floor(benchmark::State& state, bool forwards, bool backwards) {
+    const ChannelShape s = shape_of(state);
+    auto threads = threads_of(state);
+    const std::vector<float> x = random_vector(s.size(), 1, 0.0f), dy = random_vector(s.size(), 2, 0.0f);
+    std::vector<float> y(s.size()), dx(s.size());
+    const std::array<const float*, 1> forward{x.data()};
+    const std::array<const float*, 2> backward{dy.data(), x.data()};
+    for (auto _ : state) {
+        if (forwards) xgrad_bench::two_pass_floor(forward, y.data(), s.size(), s.per_channel());
+        if (backwards) xgrad_bench::two_pass_floor(backward, dx.data(), s.size(), s.per_channel());
+        benchmark::DoNotOptimize(y.data());
+        benchmark::DoNotOptimize(dx.data());
+        benchmark::ClobberMemory();
+    }
+    set_traffic(state, s, (forwards ? 2 : 0) + (backwards ? 3 : 0));
 }
 
 // The tensors of one BN layer at the state's shape (x ~ N(0.5, 1), dy ~ N(0, 1), gamma 1, beta 0)
@@ -108,6 +130,9 @@ void shapes(benchmark::internal::Benchmark* b) {
 }
 
 BENCHMARK(BM_copy)->Apply(shapes);
+BENCHMARK_CAPTURE(BM_two_pass_floor, forward, true, false)->Apply(shapes);
+BENCHMARK_CAPTURE(BM_two_pass_floor, backward, false, true)->Apply(shapes);
+BENCHMARK_CAPTURE(BM_two_pass_floor, forward_backward, true, true)->Apply(shapes);
 BENCHMARK(BM_forward_train)->Apply(shapes);
 BENCHMARK(BM_backward_train)->Apply(shapes);
 BENCHMARK(BM_forward_backward_train)->Apply(shapes);
