@@ -2,8 +2,8 @@
 // (layers/normalization/normalize.hpp), timed directly, without the graph: forward-train,
 // backward-train and both in a row at the shapes of bench/bn_shapes.hpp, and a copy
 // of the same bytes as the bandwidth reference, all in this binary so the ratios come from one
-// run, with the floor of any normalization's forward (a read of x, then the copy, by pieces in
-// cache). Arguments: N, C, S (= H*W), threads. bytes_per_second counts each kernel's minimal traffic
+// run, with the floors of BN's passes in cache (each channel read, then written from cache).
+// Arguments: N, C, S (= H*W), threads. bytes_per_second counts each kernel's minimal traffic
 // (forward: read x, write y; backward: read dy and x, write dx), and x_copy is the time over the
 // copy floor of that traffic (bench/copy_floor.hpp).
 #include <array>
@@ -45,8 +45,9 @@ void BM_copy(benchmark::State& state) {
 }
 
 // The floors of BN's passes over groups of a channel's size (bench/copy_floor.hpp), whose x_copy
-// says how far above the copy floor the kernels must be: forward, x read, then copied into y;
-// backward, dy and x read, then dx = dy + x; both in a row, as BM_forward_backward_train.
+// says how far above the copy floor the kernels must be where the tensors are in cache: forward,
+// x read, then copied into y; backward, dy and x read, then dx = dy + x; both in a row, as
+// BM_forward_backward_train.
 void BM_two_pass_floor(benchmark::State& state, bool forwards, bool backwards) {
     const ChannelShape s = shape_of(state);
     auto threads = threads_of(state);
