@@ -15,6 +15,7 @@
 #include "bench/bench_tensors.hpp"
 #include "bench/bn_shapes.hpp"
 #include "bench/copy_floor.hpp"
+#include "bench/two_pass_floor.hpp"
 #include "layers/normalization/epilogue.hpp"
 #include "layers/normalization/normalize.hpp"
 
@@ -44,7 +45,7 @@ void BM_copy(benchmark::State& state) {
     set_traffic(state, s, 2);
 }
 
-// The floors of BN's passes over groups of a channel's size (bench/copy_floor.hpp), whose x_copy
+// The floors of BN's passes over groups of a channel's size (bench/two_pass_floor.hpp), whose x_copy
 // says how far above the copy floor the kernels must be where the tensors are in cache: forward,
 // x read, then copied into y; backward, dy and x read, then dx = dy + x; both in a row, as
 // BM_forward_backward_train.

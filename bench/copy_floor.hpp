@@ -6,7 +6,6 @@
 #pragma once
 
 #include <cstddef>
-#include <span>
 
 #include <benchmark/benchmark.h>
 
@@ -21,17 +20,6 @@ double copy_seconds(std::size_t bytes, int threads);
 // A copy of `bytes` in 64 KiB pieces over TBB with full-width vector loads and stores, which no
 // relative misalignment of the buffers slows down much (glibc's memcpy, on some CPUs, ten times).
 void vector_copy(const void* src, void* dst, std::size_t bytes);
-
-// The least a normalization's pass over groups of `group` elements can do in cache, as
-// vector_copy does it: each group of the float tensors `sources`, taken as contiguous, read once on
-// its own (each summed in float, the cheapest statistics or backward sums there are), then dst =
-// their elementwise sum written with plain stores while the group is in cache. A normalization
-// must read all of a group's x (forward) or dy and x (backward) before it writes any of the
-// group's y or dx, so over tensors in the last-level cache no kernel with such groups can take
-// less (its groups are also strided); the larger the group, the further the second read comes
-// from. Past the caches a kernel that reads ahead and writes with streaming stores can
-// (bench/RESULTS.md).
-void two_pass_floor(std::span<const float* const> sources, float* dst, std::size_t elements, std::size_t group);
 
 // Sets the kernel's counters from its minimal traffic per iteration (bytes read + written):
 // bytes_per_second, and x_copy = the time per iteration over the copy floor of that traffic.

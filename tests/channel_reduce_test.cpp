@@ -285,6 +285,11 @@ TEST(ChannelReduce, ProductTermsSumAsTheirSumsDo) {
 std::vector<std::array<double, 2>> documented_runs_order(const std::vector<double>& dy, const std::vector<double>& x,
                                                          const ChannelShape& sh) {
     constexpr std::size_t lanes_count = xgrad::channel_detail::kLanes, block_elems = 1 << 14;
+#if defined(__AVX512F__)
+    static_assert(lanes_count == 32);
+#else
+    static_assert(lanes_count == 16);
+#endif
     const std::size_t block = sh.s <= block_elems ? sh.s * (block_elems / sh.s) : block_elems;
     const auto term = dot_term<TermForm::sums>(dy.data(), x.data());
     std::vector<std::array<double, 2>> out(sh.c, std::array<double, 2>{});
@@ -389,8 +394,8 @@ TEST(ChannelReduce, ReadingAheadChangesNoBitDouble) { check_reading_ahead_change
 // being summed unless it reads ahead within runs, and every run but a channel's first asked for
 // before its turn. A short distance reaches every branch at small
 // shapes: ahead within a run, past its end into the next run (from runs longer and shorter than
-// the distance, whole or cut by a block; runs shorter than a lane group), none after the last
-// sample.
+// the distance, whole or cut by a block; runs shorter than the 32 lanes of an AVX-512 build),
+// none after the last sample.
 struct RecordingTerm {
     static constexpr std::size_t distance = 40;
     bool within_runs = true;

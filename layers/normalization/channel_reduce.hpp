@@ -13,8 +13,9 @@
 // on the sample n (per-row data where the channels are columns: LayerNorm's dgamma over an
 // (N, M, 1) view) is term(c, n, i): the loops know n, the term would have to divide i for it.
 //
-// Determinism: the order of every addition depends only on the shape (channel_partition), never
-// on the thread count or on which thread ran what, so 1 and 2 threads give bitwise equal sums.
+// Determinism: the order of every addition depends only on the shape (channel_partition) and the
+// build (kLanes, and its FMA), never on the thread count or on which thread ran what, so 1 and 2
+// threads give bitwise equal sums.
 //  - A channel's N*S elements are cut into blocks. A block's partial is summed in kLanes
 //    independent lanes (what lets the compiler vectorize a sum without reassociating it), then
 //    the lanes pairwise; the channel's result is 0 + its block partials in block order.
@@ -168,8 +169,9 @@ enum class ChannelSchedule { automatic, serial, over_channels, over_blocks };
 namespace channel_detail {
 
 // Independent accumulators per quantity: enough for the multiply-adds' latency at the vector width
-// the build targets (K = 2 quantities of 32 doubles are 8 of AVX-512's 32 registers; with AVX2's
-// 16 registers, 16 lanes). A sum's bits depend on it, so on the build, as on its FMA.
+// the build targets (K = 2 quantities of 32 doubles fill 8 of AVX-512's 32 registers, or 16 at
+// 256 bits; with AVX2's 16 registers, 16 lanes). A sum's bits depend on it, so on the build, as on
+// its FMA.
 #if defined(__AVX512F__)
 inline constexpr std::size_t kLanes = 32;
 #else
@@ -242,7 +244,7 @@ template <std::size_t K, class F, class Before>
         for (std::size_t l = 0; l < kLanes; ++l) add_term<K>(lanes, l, term, c, n, base + r + l);
     }
     if (r == len) return;
-    before(r);  // a run shorter than kLanes reads ahead too
+    before(r);  // the last len % kLanes too: all of a run shorter than kLanes
     for (std::size_t l = 0; r + l < len; ++l) add_term<K>(lanes, l, term, c, n, base + r + l);
 }
 
