@@ -544,17 +544,21 @@ struct Rows {
     static Rows block(std::size_t begin, std::size_t end) { return {begin, end, false}; }
 };
 
+// The K sums of term over each channel of `rows`, channel rows.begin + i at i.
+template <std::size_t K, class F>
+    requires ChannelTerm<F, K>
+std::vector<std::array<double, K>> channel_sums_of(const ChannelShape& sh, const Rows& rows, const F& term) {
+    if (rows.whole) return channel_sums<K>(sh, term);
+    std::vector<std::array<double, K>> sums(rows.end - rows.begin, std::array<double, K>{});
+    channel_sums_serial<K>(sh, rows.begin, rows.end, term, sums.data());
+    return sums;
+}
+
 // store(c, sums) with the K sums of term over channel c, for each channel c of `rows`.
 template <std::size_t K, class F, class Store>
     requires ChannelTerm<F, K>
 void channel_sums_over(const ChannelShape& sh, const Rows& rows, const F& term, const Store& store) {
-    std::vector<std::array<double, K>> sums;
-    if (rows.whole) {
-        sums = channel_sums<K>(sh, term);
-    } else {
-        sums.assign(rows.end - rows.begin, std::array<double, K>{});
-        channel_sums_serial<K>(sh, rows.begin, rows.end, term, sums.data());
-    }
+    const std::vector<std::array<double, K>> sums = channel_sums_of<K>(sh, rows, term);
     for (std::size_t c = rows.begin; c < rows.end; ++c) store(c, sums[c - rows.begin]);
 }
 

@@ -36,37 +36,47 @@ void group_moments(const Grouping& grouping, const T* x, const Rows& groups, Mom
     // The shift of group g, kept in out.mean[g] until its statistics replace it: the mean of the
     // group's first kShiftElements elements in (n, s) order, (n·C + g)·S + s in the statistics view.
     const std::size_t shift_count = std::min(kShiftElements, view.per_channel());
-    for (std::size_t g = groups.begin; g < groups.end; ++g) {
+    std::fill(out.mean.begin() + static_cast<std::ptrdiff_t>(groups.begin),
+              out.mean.begin() + static_cast<std::ptrdiff_t>(groups.end), 0.0);
+    // Element by element across the groups, which vectorizes where they are adjacent (S = 1: a
+    // scalar division per element took a sixth of BatchNorm1d's forward at (64, 512)).
+    for (std::size_t j = 0, sample = 0, s = 0; j < shift_count; ++j) {  // j = sample·S + s: no division
         // Each element divided first: four values near the largest double do not overflow their sum.
-        double first = 0.0;
-        for (std::size_t j = 0, sample = 0, s = 0; j < shift_count; ++j) {  // j = sample·S + s: no division
-            first += static_cast<double>(x[(sample * view.c + g) * view.s + s]) / static_cast<double>(shift_count);
-            if (++s == view.s) {
-                s = 0;
-                ++sample;
-            }
+        const T* element = x + sample * view.c * view.s + s;
+        for (std::size_t g = groups.begin; g < groups.end; ++g) {
+            out.mean[g] += static_cast<double>(element[g * view.s]) / static_cast<double>(shift_count);
         }
-        out.mean[g] = first;
+        if (++s == view.s) {
+            s = 0;
+            ++sample;
+        }
     }
     const double* const shift = out.mean.data();
-    std::vector<std::size_t> cancelled;
     const auto shifted = [x, shift](std::size_t g, std::size_t i) {
         const double d = static_cast<double>(x[i]) - shift[g];
         return Products<2>{{d, d}, {1.0, d}};
     };
-    const auto store = [&](std::size_t g, const std::array<double, 2>& s) {
-        const double centred = s[1] - s[0] * (s[0] / n);
-        out.mean[g] = shift[g] + s[0] / n;
-        out.var[g] = std::max(0.0, centred / n);
-        if (!(s[1] <= kMaxCancellation * centred)) cancelled.push_back(g);
-    };
     // Read ahead from memory only: from cache, reading ahead cost more than it saved (3% to 7% at
     // (64, 32, 784)), and a term that does not read ahead takes the faster walk row by row
     // (channel_reduce.hpp; both in bench/RESULTS.md).
-    if (past_the_caches(view.size(), sizeof(T))) {
-        channel_sums_over<2>(view, groups, read_ahead(shifted, view.size(), x), store);
-    } else {
-        channel_sums_over<2>(view, groups, shifted, store);
+    const std::vector<std::array<double, 2>> sums =
+        past_the_caches(view.size(), sizeof(T)) ? channel_sums_of<2>(view, groups, read_ahead(shifted, view.size(), x))
+                                                : channel_sums_of<2>(view, groups, shifted);
+    // A loop of its own without a branch, so that it vectorizes (many groups of few elements
+    // spent more time here than in the sums).
+    std::vector<unsigned char> cancels(sums.size());
+    for (std::size_t i = 0; i < sums.size(); ++i) {
+        const std::size_t g = groups.begin + i;
+        const double sum = sums[i][0];
+        const double squares = sums[i][1];
+        const double centred = squares - sum * (sum / n);
+        out.mean[g] = shift[g] + sum / n;
+        out.var[g] = std::max(0.0, centred / n);
+        cancels[i] = !(squares <= kMaxCancellation * centred);
+    }
+    std::vector<std::size_t> cancelled;
+    for (std::size_t i = 0; i < sums.size(); ++i) {
+        if (cancels[i]) cancelled.push_back(groups.begin + i);
     }
     // Such a group's statistics again in two passes, Σx/n and then Σ(x - mean)²/n (k, far from its
     // mean, would also cost the mean's rounding): from the group's own data alone, so the same bits
