@@ -65,6 +65,7 @@ void group_moments(const Grouping& grouping, const T* x, const Rows& groups, Mom
     // A loop of its own without a branch, so that it vectorizes (many groups of few elements
     // spent more time here than in the sums).
     std::vector<unsigned char> cancels(sums.size());
+    unsigned char any_cancels = 0;
     for (std::size_t i = 0; i < sums.size(); ++i) {
         const std::size_t g = groups.begin + i;
         const double sum = sums[i][0];
@@ -73,9 +74,10 @@ void group_moments(const Grouping& grouping, const T* x, const Rows& groups, Mom
         out.mean[g] = shift[g] + sum / n;
         out.var[g] = std::max(0.0, centred / n);
         cancels[i] = !(squares <= kMaxCancellation * centred);
+        any_cancels |= cancels[i];
     }
     std::vector<std::size_t> cancelled;
-    for (std::size_t i = 0; i < sums.size(); ++i) {
+    for (std::size_t i = 0; any_cancels && i < sums.size(); ++i) {
         if (cancels[i]) cancelled.push_back(groups.begin + i);
     }
     // Such a group's statistics again in two passes, Σx/n and then Σ(x - mean)²/n (k, far from its
