@@ -642,6 +642,9 @@ TEST(NormalizationFamilyErrors, GroupNorm) {
     // Groups of no element (H·W = 0): an empty output, nothing read.
     GroupNorm<float> empty_groups(2, 4);
     EXPECT_EQ(empty_groups(input({2, 4, 0})).shape(), (Shape{2, 4, 0}));
+    // No sample, groups of 6 elements: no group, nothing read (nor an address formed past the
+    // empty input's: the sanitizer job checks that).
+    EXPECT_EQ(empty_groups(input({0, 4, 3})).shape(), (Shape{0, 4, 3}));
 }
 
 TEST(NormalizationFamilyErrors, LayerNorm) {
@@ -653,6 +656,7 @@ TEST(NormalizationFamilyErrors, LayerNorm) {
     EXPECT_EQ(error_of<xgrad::ShapeError>([&] { model(input({3, 5, 4})); }), where + ": expected input (*, 4, 5), got (3, 5, 4)");
     EXPECT_EQ(error_of<xgrad::ShapeError>([&] { model(input({5})); }), where + ": expected input (*, 4, 5), got (5)");
     EXPECT_NO_THROW(model(input({4, 5})));  // no leading dims: one row
+    EXPECT_EQ(model(input({0, 4, 5})).shape(), (Shape{0, 4, 5}));  // no row: nothing read
     parameter<float>(*model.norm, "bias")->mutable_value() = xt::zeros<float>({5, 4});
     EXPECT_EQ(error_of<xgrad::ShapeError>([&] { model(input({2, 4, 5})); }), where + ": bias has shape (5, 4), expected (4, 5)");
 }

@@ -3,25 +3,35 @@
 #include <algorithm>
 #include <array>
 #include <cmath>
+#include <tuple>
 #include <type_traits>
 
 namespace xgrad {
 
 namespace {
 
-// Calls f(std::bool_constant<flag>): a loop over channels whose branches on null parameters are
-// known at compile time has none left, and vectorizes (GCC takes one such branch out of a loop,
-// not three: the folds were scalar, a fifth of Ghost BN's forward at (64, 512)).
-template <class F>
-void with_known(bool flag, const F& f) {
+// Calls f(std::bool_constant<flag>...), one constant per flag: a loop over channels whose
+// branches on null parameters and on the coefficients' layout are known at compile time vectorizes
+// (GCC takes one such branch out of a loop, not three: the folds were scalar, a fifth of Ghost BN's
+// forward at (64, 512)).
+template <class F, class... Known>
+void with_known(const F& f, std::tuple<Known...> known) {
+    std::apply(f, known);
+}
+template <class F, class... Known, class... Flags>
+void with_known(const F& f, std::tuple<Known...> known, bool flag, Flags... flags) {
     if (flag) {
-        f(std::true_type{});
+        with_known(f, std::tuple_cat(known, std::tuple<std::true_type>{}), flags...);
     } else {
-        f(std::false_type{});
+        with_known(f, std::tuple_cat(known, std::tuple<std::false_type>{}), flags...);
     }
 }
+template <class F, class... Flags>
+void with_known(const F& f, Flags... flags) {
+    with_known(f, std::tuple<>{}, static_cast<bool>(flags)...);
+}
 
-// values[i], or `otherwise` where there are no values (values null).
+// values[i], or `otherwise` where the flag says there are no values.
 template <bool Present, class T>
 double value_or(std::bool_constant<Present>, const T* values, std::size_t i, double otherwise) {
     if constexpr (Present) {
@@ -87,47 +97,38 @@ template <class T>
 void fold_forward(const Grouping& grouping, const Normalization& norm, const T* gamma, const T* beta,
                   const RenormCorrection* renorm, const Rows& rows, Affine<T>& out) {
     // Plain stores where each row has one value: the rows' loop then vectorizes where groups have
-    // many rows (GroupNorm at S = 1, a row per element).
+    // many rows (GroupNorm at S = 1, a row per element) and per channel.
     T* const centre_rows = out.centre.one_per_row();
     T* const scale_rows = out.scale.one_per_row();
     T* const shift_rows = out.shift.one_per_row();
-    with_known(centre_rows != nullptr, [&](auto plain) {
-    with_known(gamma != nullptr, [&](auto has_gamma) {
-    with_known(beta != nullptr, [&](auto has_beta) {
-    with_known(renorm != nullptr, [&](auto has_renorm) {
+    const double* const r_values = renorm ? renorm->r.data() : nullptr;
+    const double* const d_values = renorm ? renorm->d.data() : nullptr;
+    const auto fold = [&](auto plain, auto has_gamma, auto has_beta, auto has_renorm) {
         // {centre, scale, shift} of channel c in a group of `mean` and `invstd`.
         const auto coefficients = [&](double mean, double invstd, std::size_t c) {
             const double centre = centre_of<T>(mean);
             const double gamma_c = value_or(has_gamma, gamma, c, 1.0);
-            const double scale = gamma_c * invstd * value_or(has_renorm, renorm ? renorm->r.data() : nullptr, c, 1.0);
-            const double d_term = has_renorm ? gamma_c * renorm->d[c] : 0.0;
+            const double scale = gamma_c * invstd * value_or(has_renorm, r_values, c, 1.0);
+            const double d_term = has_renorm ? gamma_c * d_values[c] : 0.0;
             const double beta_c = value_or(has_beta, beta, c, 0.0) + d_term;
             return std::array<double, 3>{centre, scale, beta_c - (mean - centre) * scale};
         };
-        const auto store = [&](std::size_t row, const std::array<double, 3>& v) {
-            if constexpr (plain) {
-                centre_rows[row] = static_cast<T>(v[0]);
-                scale_rows[row] = static_cast<T>(v[1]);
-                shift_rows[row] = static_cast<T>(v[2]);
-            } else {
-                out.centre.set(row, v[0]);
-                out.scale.set(row, v[1]);
-                out.shift.set(row, v[2]);
-            }
-        };
-        if (grouping.is_per_channel() && plain) {  // one straight loop, which vectorizes
-            for (std::size_t c = rows.begin; c < rows.end; ++c) store(c, coefficients(norm.mean[c], norm.invstd[c], c));
-            return;
-        }
         for_each_group(grouping, rows, [&](std::size_t g, std::size_t first, std::size_t first_channel, auto per_group) {
             for (std::size_t i = 0; i < per_group; ++i) {
-                store(first + i, coefficients(norm.mean[g], norm.invstd[g], first_channel + i));
+                const auto [centre, scale, shift] = coefficients(norm.mean[g], norm.invstd[g], first_channel + i);
+                if constexpr (plain) {
+                    centre_rows[first + i] = static_cast<T>(centre);
+                    scale_rows[first + i] = static_cast<T>(scale);
+                    shift_rows[first + i] = static_cast<T>(shift);
+                } else {
+                    out.centre.set(first + i, centre);
+                    out.scale.set(first + i, scale);
+                    out.shift.set(first + i, shift);
+                }
             }
         });
-    });
-    });
-    });
-    });
+    };
+    with_known(fold, centre_rows != nullptr, gamma != nullptr, beta != nullptr, renorm != nullptr);
 }
 
 template <class T, std::size_t K>
@@ -139,11 +140,9 @@ void fold_backward(const Grouping& grouping, const Normalization& norm, const T*
     T* const centre_rows = dx ? dx->centre.one_per_row() : nullptr;
     T* const k_rows = dx ? dx->k.one_per_row() : nullptr;
     T* const shift_rows = dx ? dx->shift.one_per_row() : nullptr;
-    with_known(alpha_rows != nullptr, [&](auto plain) {
-    with_known(gamma != nullptr, [&](auto has_gamma) {
-    with_known(renorm != nullptr, [&](auto has_renorm) {
-        const double* const r_values = renorm ? renorm->r.data() : nullptr;
-        const double* const d_values = renorm ? renorm->d.data() : nullptr;
+    const double* const r_values = renorm ? renorm->r.data() : nullptr;
+    const double* const d_values = renorm ? renorm->d.data() : nullptr;
+    const auto fold = [&](auto plain, auto has_gamma, auto has_renorm) {
         // gamma·r of channel c: the weight of its sums in its group's, and with invstd its alpha.
         const auto weight = [&](std::size_t c) {
             return value_or(has_gamma, gamma, c, 1.0) * value_or(has_renorm, r_values, c, 1.0);
@@ -153,33 +152,33 @@ void fold_backward(const Grouping& grouping, const Normalization& norm, const T*
             const auto& s = row_sums[row];
             return has_renorm ? s[1] * invstd * r_values[c] + s[0] * d_values[c] : s[1] * invstd;
         };
-        // dx's {alpha, centre, k, shift} of channel c in group g, whose rows' sums weighted by
-        // their channels' gamma·r are Σ w·Σg and Σ w·Σg·(x - mean): the sums of the gradient of x̂
-        // (before r and d), through which the statistics' gradients flow.
-        const auto input_grad = [&](std::size_t g, std::size_t c, double weighted_sum, double weighted_dot) {
+        // dx's {centre, k, shift} in group g, whose rows' sums weighted by their channels' gamma·r
+        // are Σ w·Σg and Σ w·Σg·(x - mean): the sums of the gradient of x̂ (before r and d),
+        // through which the statistics' gradients flow. A row's alpha is its weight·invstd.
+        const auto group_terms = [&](std::size_t g, double weighted_sum, double weighted_dot) {
             const double invstd = norm.invstd[g];
             const double mean = norm.mean[g];
             const double centre = centre_of<T>(mean);
             const double k = through.variance ? -invstd * invstd * invstd * weighted_dot / n : 0.0;
             const double shift = (through.mean ? -invstd * weighted_sum / n : 0.0) - k * (mean - centre);
-            return std::array<double, 4>{weight(c) * invstd, centre, k, shift};
+            return std::array<double, 3>{centre, k, shift};
         };
-        const auto store = [&](std::size_t row, const std::array<double, 4>& v) {
+        const auto store = [&](std::size_t row, double alpha, const std::array<double, 3>& terms) {
             if constexpr (plain) {  // plain stores, as in fold_forward
-                alpha_rows[row] = static_cast<T>(v[0]);
-                centre_rows[row] = static_cast<T>(v[1]);
-                k_rows[row] = static_cast<T>(v[2]);
-                shift_rows[row] = static_cast<T>(v[3]);
+                alpha_rows[row] = static_cast<T>(alpha);
+                centre_rows[row] = static_cast<T>(terms[0]);
+                k_rows[row] = static_cast<T>(terms[1]);
+                shift_rows[row] = static_cast<T>(terms[2]);
             } else {
-                dx->alpha.set(row, v[0]);
-                dx->centre.set(row, v[1]);
-                dx->k.set(row, v[2]);
-                dx->shift.set(row, v[3]);
+                dx->alpha.set(row, alpha);
+                dx->centre.set(row, terms[0]);
+                dx->k.set(row, terms[1]);
+                dx->shift.set(row, terms[2]);
             }
         };
         if (grouping.is_per_channel() && !row_sums.empty() && (!dx || plain)) {
-            // Loops without a branch left, which vectorize; a channel is its own group, its
-            // weighted sums added to 0 as a group's are.
+            // The loops below, with the branches on what is wanted taken out of them, so that they
+            // vectorize; a channel is its own group, its weighted sums added to 0 as a group's are.
             if (!row_dgamma.empty()) {
                 for (std::size_t c = rows.begin; c < rows.end; ++c) row_dgamma[c] = dgamma_share(c, c, norm.invstd[c]);
             }
@@ -189,7 +188,7 @@ void fold_backward(const Grouping& grouping, const Normalization& norm, const T*
             if (!dx) return;
             for (std::size_t c = rows.begin; c < rows.end; ++c) {
                 const double w = weight(c);
-                store(c, input_grad(c, c, 0.0 + w * row_sums[c][0], 0.0 + w * row_sums[c][1]));
+                store(c, w * norm.invstd[c], group_terms(c, 0.0 + w * row_sums[c][0], 0.0 + w * row_sums[c][1]));
             }
             return;
         }
@@ -207,13 +206,11 @@ void fold_backward(const Grouping& grouping, const Normalization& norm, const T*
                 }
             }
             if (!dx) return;
-            for (std::size_t i = 0; i < per_group; ++i) {
-                store(first + i, input_grad(g, first_channel + i, weighted_sum, weighted_dot));
-            }
+            const std::array<double, 3> terms = group_terms(g, weighted_sum, weighted_dot);
+            for (std::size_t i = 0; i < per_group; ++i) store(first + i, weight(first_channel + i) * norm.invstd[g], terms);
         });
-    });
-    });
-    });
+    };
+    with_known(fold, alpha_rows != nullptr, gamma != nullptr, renorm != nullptr);
 }
 
 #define XGRAD_NORMALIZATION_FOLD_BACKWARD(T, K)                                                                  \

@@ -1,5 +1,6 @@
 #include "layers/normalization/normalize.hpp"
 
+#include <span>
 #include <stdexcept>
 
 #include "layers/normalization/backward_sums.hpp"
@@ -79,14 +80,18 @@ std::vector<std::array<double, Epilogue::extra_sums>> normalize_backward(
     const std::size_t rows = view.c;
     const std::size_t channels = grouping.shape().c;
     const bool sums_wanted = through.mean || through.variance || grads.dgamma || grads.dbeta || K > 2;
-    // A row's group's mean: a copy where a row is its group (the loop per group took a third of
-    // this function's own time in Ghost BN's backward at (64, 512)). Rows and channels counted
-    // rather than divided, here and below: a division per row costs a few percent of a per-channel
-    // backward at S = 1.
-    std::vector<double> row_mean(grouping.rows_per_group() == 1 ? batch.norm.mean : std::vector<double>(rows));
-    for (std::size_t g = 0, r = 0; grouping.rows_per_group() > 1 && r < rows; ++g) {
-        for (std::size_t i = 0; i < grouping.rows_per_group(); ++i) row_mean[r++] = batch.norm.mean[g];
+    // A row's group's mean: the means themselves where a row is its group (a loop per group to
+    // copy them took a third of this function's own time in Ghost BN's backward at (64, 512)).
+    // Rows and channels counted rather than divided, here and below: a division per row costs a
+    // few percent of a per-channel backward at S = 1.
+    std::vector<double> repeated_means;
+    if (grouping.rows_per_group() > 1) {
+        repeated_means.resize(rows);
+        for (std::size_t g = 0, r = 0; r < rows; ++g) {
+            for (std::size_t i = 0; i < grouping.rows_per_group(); ++i) repeated_means[r++] = batch.norm.mean[g];
+        }
     }
+    const std::span<const double> row_mean(grouping.rows_per_group() > 1 ? repeated_means : batch.norm.mean);
     std::vector<RowSums<Epilogue>> sums(sums_wanted ? rows : 0);
     std::vector<double> row_dgamma(grads.dgamma ? rows : 0);
     std::vector<double> row_dbeta(grads.dbeta ? rows : 0);
@@ -104,7 +109,7 @@ std::vector<std::array<double, Epilogue::extra_sums>> normalize_backward(
         const Rows r = rows_of(grouping, block);
         if (forward) fold_forward(grouping, batch.norm, gamma, beta, renorm, r, *forward);
         const Affine<T>* fwd = forward ? &*forward : nullptr;
-        if (sums_wanted) backward_sums(view, std::span<const double>(row_mean), fwd, epilogue, dy, x, r, std::span(sums));
+        if (sums_wanted) backward_sums(view, row_mean, fwd, epilogue, dy, x, r, std::span(sums));
         fold_backward<T, K>(grouping, batch.norm, gamma, renorm, through, std::span<const RowSums<Epilogue>>(sums), r,
                             input_grad ? &*input_grad : nullptr, row_dgamma, row_dbeta);
         if (input_grad) apply_backward(view, *input_grad, fwd, epilogue, dy, x, grads.dx, r);

@@ -36,21 +36,27 @@ void group_moments(const Grouping& grouping, const T* x, const Rows& groups, Mom
     // The shift of group g, kept in out.mean[g] until its statistics replace it: the mean of the
     // group's first kShiftElements elements in (n, s) order, (n·C + g)·S + s in the statistics view.
     const std::size_t shift_count = std::min(kShiftElements, view.per_channel());
-    std::fill(out.mean.begin() + static_cast<std::ptrdiff_t>(groups.begin),
-              out.mean.begin() + static_cast<std::ptrdiff_t>(groups.end), 0.0);
-    // Element by element across the groups, which vectorizes where they are adjacent (S = 1: a
-    // scalar division per element took a sixth of BatchNorm1d's forward at (64, 512)). Each
-    // element scaled first: four values near the largest double do not overflow their sum. A
-    // product, not a quotient: divisions, even in vectors, took a tenth of Ghost BN's forward.
+    // Each element scaled first, so that four values near the largest double do not overflow
+    // their sum; by a product (exact where the count is a power of two), as a quotient per element
+    // kept the loop scalar: a sixth of BatchNorm1d's forward at (64, 512).
     const double weight = 1.0 / static_cast<double>(shift_count);
-    for (std::size_t j = 0, sample = 0, s = 0; j < shift_count; ++j) {  // j = sample·S + s: no division
-        const T* element = x + sample * view.c * view.s + s;
-        for (std::size_t g = groups.begin; g < groups.end; ++g) {
-            out.mean[g] += static_cast<double>(element[g * view.s]) * weight;
+    const auto add_element = [&](std::size_t g, std::size_t i) { out.mean[g] += static_cast<double>(x[i]) * weight; };
+    for (std::size_t g = groups.begin; g < groups.end; ++g) out.mean[g] = 0.0;
+    // Element by element across the groups where those are adjacent (S = 1), which vectorizes;
+    // group by group otherwise, each group's first elements being adjacent.
+    if (view.s == 1) {
+        for (std::size_t j = 0; j < shift_count; ++j) {
+            for (std::size_t g = groups.begin; g < groups.end; ++g) add_element(g, j * view.c + g);
         }
-        if (++s == view.s) {
-            s = 0;
-            ++sample;
+    } else {
+        for (std::size_t g = groups.begin; g < groups.end; ++g) {
+            for (std::size_t j = 0, sample = 0, s = 0; j < shift_count; ++j) {  // j = sample·S + s: no division
+                add_element(g, (sample * view.c + g) * view.s + s);
+                if (++s == view.s) {
+                    s = 0;
+                    ++sample;
+                }
+            }
         }
     }
     const double* const shift = out.mean.data();
@@ -79,8 +85,10 @@ void group_moments(const Grouping& grouping, const T* x, const Rows& groups, Mom
         any_cancels |= cancels[i];
     }
     std::vector<std::size_t> cancelled;
-    for (std::size_t i = 0; any_cancels && i < sums.size(); ++i) {
-        if (cancels[i]) cancelled.push_back(groups.begin + i);
+    if (any_cancels) {
+        for (std::size_t i = 0; i < sums.size(); ++i) {
+            if (cancels[i]) cancelled.push_back(groups.begin + i);
+        }
     }
     // Such a group's statistics again in two passes, Σx/n and then Σ(x - mean)²/n (k, far from its
     // mean, would also cost the mean's rounding): from the group's own data alone, so the same bits
