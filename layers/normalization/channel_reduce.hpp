@@ -392,19 +392,13 @@ void rows_chunk(const F& term, const ChannelShape& sh, std::size_t n0, std::size
             for (std::size_t k = 0; k < K; ++k) acc[k][j] += t[k];
         });
     }
-    if constexpr (UnitS) {
-        // The additions below (0.0 + acc is their p{} then p += acc: a -0 sum stays +0), in
-        // loops that vectorize: the scalar loads of the vector loop's stores stalled, a fifth of
-        // the sums over 16 rows of 512 channels.
-        for (std::size_t k = 0; k < K; ++k) {
-            for (std::size_t c = 0; c < e - a; ++c) out[c][k] += 0.0 + acc[k][c];
-        }
-        return;
-    }
+    // A run-time S of 1 kept this loop scalar, and its scalar reloads of the vector loop's stores
+    // stalled: a fifth of the sums over 16 rows of 512 channels.
+    const std::size_t positions = UnitS ? 1 : sh.s;
     for (std::size_t c = 0; c < e - a; ++c) {
         Sums<K> p{};
-        for (std::size_t s = 0; s < sh.s; ++s) {
-            for (std::size_t k = 0; k < K; ++k) p[k] += acc[k][c * sh.s + s];
+        for (std::size_t s = 0; s < positions; ++s) {
+            for (std::size_t k = 0; k < K; ++k) p[k] += acc[k][c * positions + s];
         }
         add_into(out[c], p);
     }

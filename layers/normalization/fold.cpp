@@ -142,7 +142,7 @@ void fold_backward(const Grouping& grouping, const Normalization& norm, const T*
     T* const shift_rows = dx ? dx->shift.one_per_row() : nullptr;
     const double* const r_values = renorm ? renorm->r.data() : nullptr;
     const double* const d_values = renorm ? renorm->d.data() : nullptr;
-    const auto fold = [&](auto plain, auto has_gamma, auto has_renorm) {
+    const auto fold = [&](auto plain, auto has_gamma, auto has_renorm, auto has_sums) {
         // gamma·r of channel c: the weight of its sums in its group's, and with invstd its alpha.
         const auto weight = [&](std::size_t c) {
             return value_or(has_gamma, gamma, c, 1.0) * value_or(has_renorm, r_values, c, 1.0);
@@ -176,41 +176,34 @@ void fold_backward(const Grouping& grouping, const Normalization& norm, const T*
                 dx->shift.set(row, terms[2]);
             }
         };
-        if (grouping.is_per_channel() && !row_sums.empty() && (!dx || plain)) {
-            // The loops below, with the branches on what is wanted taken out of them, so that they
-            // vectorize; a channel is its own group, its weighted sums added to 0 as a group's are.
-            if (!row_dgamma.empty()) {
-                for (std::size_t c = rows.begin; c < rows.end; ++c) row_dgamma[c] = dgamma_share(c, c, norm.invstd[c]);
-            }
-            if (!row_dbeta.empty()) {
-                for (std::size_t c = rows.begin; c < rows.end; ++c) row_dbeta[c] = row_sums[c][0];
-            }
-            if (!dx) return;
-            for (std::size_t c = rows.begin; c < rows.end; ++c) {
-                const double w = weight(c);
-                store(c, w * norm.invstd[c], group_terms(c, 0.0 + w * row_sums[c][0], 0.0 + w * row_sums[c][1]));
-            }
-            return;
+        // Each output in a loop of its own, the branches on what is wanted outside the loops, so
+        // that per channel (a row its own group) they vectorize.
+        if (has_sums && !row_dgamma.empty()) {
+            for_each_group(grouping, rows, [&](std::size_t g, std::size_t first, std::size_t first_channel, auto per_group) {
+                for (std::size_t i = 0; i < per_group; ++i) {
+                    row_dgamma[first + i] = dgamma_share(first + i, first_channel + i, norm.invstd[g]);
+                }
+            });
         }
+        if (has_sums && !row_dbeta.empty()) {
+            for (std::size_t row = rows.begin; row < rows.end; ++row) row_dbeta[row] = row_sums[row][0];
+        }
+        if (!dx) return;
         for_each_group(grouping, rows, [&](std::size_t g, std::size_t first, std::size_t first_channel, auto per_group) {
             double weighted_sum = 0.0;
             double weighted_dot = 0.0;
-            if (!row_sums.empty()) {
+            if constexpr (has_sums) {
                 for (std::size_t i = 0; i < per_group; ++i) {
-                    const std::size_t c = first_channel + i;
-                    const double w = weight(c);
+                    const double w = weight(first_channel + i);
                     weighted_sum += w * row_sums[first + i][0];
                     weighted_dot += w * row_sums[first + i][1];
-                    if (!row_dgamma.empty()) row_dgamma[first + i] = dgamma_share(first + i, c, norm.invstd[g]);
-                    if (!row_dbeta.empty()) row_dbeta[first + i] = row_sums[first + i][0];
                 }
             }
-            if (!dx) return;
             const std::array<double, 3> terms = group_terms(g, weighted_sum, weighted_dot);
             for (std::size_t i = 0; i < per_group; ++i) store(first + i, weight(first_channel + i) * norm.invstd[g], terms);
         });
     };
-    with_known(fold, alpha_rows != nullptr, gamma != nullptr, renorm != nullptr);
+    with_known(fold, alpha_rows != nullptr, gamma != nullptr, renorm != nullptr, !row_sums.empty());
 }
 
 #define XGRAD_NORMALIZATION_FOLD_BACKWARD(T, K)                                                                  \
