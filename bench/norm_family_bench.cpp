@@ -4,8 +4,9 @@
 // bench/bn_shapes.hpp, 1 and 2 threads, float. Each layer's kernels are what its forward and its
 // backward node call (layers/normalization/normalize.hpp with the layer's grouping and epilogue,
 // and LayerNorm's column sums for its weight and bias), with PyTorch's default flags:
-//   group_norm        GroupNorm(groups, C), affine; groups = 32 where 32 divides C, else the
-//                     largest divisor of C below 32 (the "groups" argument of the name)
+//   group_norm        GroupNorm(groups, C), affine, by its kernels (group_norm_kernel.hpp); groups
+//                     = 32 where 32 divides C, else the largest divisor of C below 32 (the
+//                     "groups" argument of the name)
 //   layer_norm        LayerNorm((C, H, W)), elementwise affine
 //   instance_norm     InstanceNorm2d(C): no affine, no running statistics; not run at H·W = 1,
 //                     where an instance has one value (the layer refuses it in training)
@@ -30,6 +31,7 @@
 #include "bench/copy_floor.hpp"
 #include "layers/normalization/elementwise_affine.hpp"
 #include "layers/normalization/epilogue.hpp"
+#include "layers/normalization/group_norm_kernel.hpp"
 #include "layers/normalization/normalize.hpp"
 
 namespace {
@@ -62,40 +64,42 @@ struct Running {
     xgrad::RunningStats<float> moved_by(double factor) { return {mean.data(), var.data(), factor}; }
 };
 
-// The per-sample layers: GroupNorm, and InstanceNorm as GroupNorm with one channel per group and no
-// affine map.
-struct PerSampleKernels {
+// GroupNorm with affine, by the layer's kernels (group_norm_kernel.hpp).
+struct GroupNormKernels {
     Tensors t;
-    Grouping grouping;
-    std::optional<Affine> affine;
+    std::size_t groups;
+    Affine affine;
     static constexpr std::size_t affine_elements = 0;  // per channel: negligible traffic
 
-    PerSampleKernels(const benchmark::State& state, std::size_t groups, bool has_affine)
-        : t(state), grouping(Grouping::per_sample(t.s, groups)) {
-        if (has_affine) affine.emplace(t.s.c);
-    }
+    explicit GroupNormKernels(const benchmark::State& state)
+        : t(state), groups(static_cast<std::size_t>(state.range(4))), affine(t.s.c) {}
     xgrad::NormalizedBatch forward() {
-        xgrad::NormalizeOptions<float> options;
-        options.gamma = affine ? affine->gamma.data() : nullptr;
-        options.beta = affine ? affine->beta.data() : nullptr;
-        return xgrad::normalize_batch(grouping, t.x.data(), options, xgrad::NoEpilogue{}, t.y.data());
+        return xgrad::group_norm_forward(t.s, groups, t.x.data(), affine.gamma.data(), affine.beta.data(), 1e-5,
+                                         t.y.data());
     }
     void backward(const xgrad::NormalizedBatch& batch) {
-        xgrad::normalize_backward<float>(
-            grouping, batch, xgrad::GradientThrough::batch(), t.dy.data(), t.x.data(),
-            affine ? affine->gamma.data() : nullptr, affine ? affine->beta.data() : nullptr, xgrad::NoEpilogue{},
-            affine ? affine->grads(t.dx.data()) : xgrad::NormalizeGrads<float>{t.dx.data()});
+        xgrad::group_norm_backward(t.s, groups, batch, t.dy.data(), t.x.data(), affine.gamma.data(),
+                                   affine.beta.data(), affine.grads(t.dx.data()));
     }
 };
 
-struct GroupNormKernels : PerSampleKernels {
-    explicit GroupNormKernels(const benchmark::State& state)
-        : PerSampleKernels(state, static_cast<std::size_t>(state.range(4)), true) {}
-};
+// InstanceNorm: one group per channel, no affine map.
+struct InstanceNormKernels {
+    Tensors t;
+    Grouping grouping;
+    static constexpr std::size_t affine_elements = 0;
 
-struct InstanceNormKernels : PerSampleKernels {
     explicit InstanceNormKernels(const benchmark::State& state)
-        : PerSampleKernels(state, static_cast<std::size_t>(state.range(1)), false) {}
+        : t(state), grouping(Grouping::per_sample(t.s, t.s.c)) {}
+    xgrad::NormalizedBatch forward() {
+        return xgrad::normalize_batch(grouping, t.x.data(), xgrad::NormalizeOptions<float>{}, xgrad::NoEpilogue{},
+                                      t.y.data());
+    }
+    void backward(const xgrad::NormalizedBatch& batch) {
+        xgrad::normalize_backward<float>(grouping, batch, xgrad::GradientThrough::batch(), t.dy.data(), t.x.data(),
+                                         nullptr, nullptr, xgrad::NoEpilogue{},
+                                         xgrad::NormalizeGrads<float>{t.dx.data()});
+    }
 };
 
 // LayerNorm over (C, H, W): one group per sample over C·S values, the weight and bias elementwise
@@ -117,8 +121,8 @@ struct LayerNormKernels {
     void backward(const xgrad::NormalizedBatch& batch) {
         xgrad::normalize_backward<float>(grouping, batch, xgrad::GradientThrough::batch(), t.dy.data(), t.x.data(),
                                          nullptr, nullptr, epilogue, xgrad::NormalizeGrads<float>{t.dx.data()});
-        xgrad::elementwise_affine_backward(grouping.groups(), grouping.group_size(), batch.norm, t.dy.data(),
-                                           t.x.data(), affine.dgamma.data(), affine.dbeta.data());
+        xgrad::elementwise_affine_backward(ChannelShape{grouping.groups(), grouping.group_size(), 1}, 1, batch.norm,
+                                           t.dy.data(), t.x.data(), affine.dgamma.data(), affine.dbeta.data());
     }
 };
 

@@ -96,7 +96,8 @@ using xgrad::InstanceNorm2d;
 INSTANTIATE_TEST_SUITE_P(
     Torch, GoldenGroupNorms,
     testing::Values(Case{"group_norm_g3_c6", group_norm(3)}, Case{"group_norm_g1_c4", group_norm(1)},
-                    Case{"group_norm_g4_c4", group_norm(4)}, Case{"layer_norm_chw", layer_norm},
+                    Case{"group_norm_g4_c4", group_norm(4)}, Case{"group_norm_g2_c32_nc", group_norm(2)},
+                    Case{"group_norm_g2_c6_short", group_norm(2)}, Case{"layer_norm_chw", layer_norm},
                     Case{"layer_norm_last", layer_norm},
                     Case{"instance_norm1d", instance<InstanceNorm1d<float>>(false, false), false, false},
                     Case{"instance_norm1d_affine", instance<InstanceNorm1d<float>>(true, false), true, false},

@@ -183,14 +183,20 @@ struct Layout {
 };
 
 // Large shapes: groups in blocks that stay in cache, in parallel; a group past the cache block
-// (more than 1 MiB / 16 bytes); groups of a few elements (the reduction's rows layout).
+// (more than 1 MiB / 16 bytes); groups of a few elements (the reduction's rows layout); groups of
+// 32 elements at S = 1 (rows per group, group_norm_kernel.hpp). Small shapes: also, in fewer
+// cases, groups of at least 16 elements over fewer than 16 positions (rows per group).
 Case drawGroupNorm(bool large) {
     Shape shape;
     std::size_t groups = 0;
     if (large) {
-        const std::size_t pick = *uniformIn<std::size_t>(0, 3);
-        shape = grown(std::vector<Shape>{{4, 8, 48, 48}, {2, 4, 180, 200}, {12000, 12}}[pick]);
-        groups = std::vector<std::size_t>{4, 2, 3}[pick];
+        const std::size_t pick = *uniformIn<std::size_t>(0, 4);
+        shape = grown(std::vector<Shape>{{4, 8, 48, 48}, {2, 4, 180, 200}, {12000, 12}, {3000, 64}}[pick]);
+        groups = std::vector<std::size_t>{4, 2, 3, 2}[pick];
+    } else if (*uniformIn<int>(0, 4) == 0) {
+        const std::size_t per_group = *uniformIn<std::size_t>(4, 9);
+        groups = *uniformIn<std::size_t>(1, 4);
+        shape = {*uniformIn<std::size_t>(1, 4), per_group * groups, *uniformIn<std::size_t>(4, 8)};
     } else {
         shape = *genShape(2, 4);
         shape[1] = *uniformIn<std::size_t>(1, 7);
@@ -459,6 +465,7 @@ std::vector<ThreadCase<T>> threadCases() {
         {"GroupNorm(2, 4), groups past the cache block", [] { return std::make_unique<GroupNorm<T>>(2, 4); },
          {2, 4, 180, 200}},
         {"GroupNorm(3, 12), groups of 4", [] { return std::make_unique<GroupNorm<T>>(3, 12); }, {12000, 12}},
+        {"GroupNorm(2, 64), rows per group", [] { return std::make_unique<GroupNorm<T>>(2, 64); }, {3000, 64}},
         {"LayerNorm over (3, 40, 40)", [] { return std::make_unique<LayerNorm<T>>(Shape{3, 40, 40}); },
          {16, 3, 40, 40}},
         {"LayerNorm, rows past the cache block", [] { return std::make_unique<LayerNorm<T>>(Shape{70000}); },

@@ -1,20 +1,23 @@
-// LayerNorm's elementwise affine map, y = gamma_j·v + beta_j with j an element's position in its
-// row: an epilogue (epilogue.hpp) over a row view whose rows are the normalized slices, and the
-// column reduction for its parameters' gradients. The statistics and the per-row coefficients are
-// those of any per-sample grouping with one group per row (Grouping::per_sample over an
-// (N_lead, 1, M) view), so LayerNorm's gamma and beta, which vary along the row, ride in the
-// elementwise pass rather than in the per-row coefficients (one value per row there).
+// An affine map elementwise along a sample, y = gamma_j·v + beta_j with j an element's position
+// in its sample: an epilogue (epilogue.hpp) over a row view whose rows are groups of one sample
+// (Grouping::per_sample over an (N·G, 1, M) view), so that gamma and beta, which vary along the
+// row, ride in the elementwise pass rather than in the per-row coefficients (one value per row
+// there). LayerNorm's rows are its samples (G = 1, its weight and bias elementwise); GroupNorm's
+// short rows (group_norm_kernel.hpp) are its groups, its per-channel weight and bias repeated over
+// each channel's S elements.
 //
-// Their gradients are sums over rows, not within one: dgamma_j = Σ_n dy·x̂ and dbeta_j = Σ_n dy,
-// the per-channel reduction over the (N_lead, M, 1) view, whose channels are the columns; so they
-// cannot be the epilogue's per-row extra sums.
+// Their gradients are sums over samples, not within a row: dgamma_c = Σ_(n,s) dy·x̂ and
+// dbeta_c = Σ_(n,s) dy, the per-channel reduction over the (N, C, S) view; so they cannot be the
+// epilogue's per-row extra sums.
 #pragma once
 
 #include <array>
 #include <cstddef>
+#include <utility>
 #include <vector>
 
 #include "layers/normalization/arithmetic.hpp"
+#include "layers/normalization/channel_reduce.hpp"
 #include "layers/normalization/fold.hpp"
 
 namespace xgrad {
@@ -25,10 +28,16 @@ public:
     static constexpr bool gate_reads_value = false;
     static constexpr std::size_t extra_sums = 0;
 
-    // gamma and beta have `columns` values each (a row's length); copied, so that a backward
-    // multiplies by the gamma its forward used.
+    // LayerNorm's: gamma and beta have `columns` values each, a row's (a sample's) length. Copied,
+    // so that a backward multiplies by the gamma its forward used.
     ElementwiseAffineEpilogue(const T* gamma, const T* beta, std::size_t columns)
-        : gamma_(gamma, gamma + columns), beta_(beta, beta + columns) {}
+        : gamma_(gamma, gamma + columns), beta_(beta, beta + columns), row_length_(columns) {}
+
+    // GroupNorm's: one gamma and beta per channel of an (N, C, S) tensor, over rows of `groups`
+    // groups a sample. A std::invalid_argument unless groups divides C and a row has at least two
+    // elements (rows of one element merge into runs that cross samples: runs.hpp).
+    static ElementwiseAffineEpilogue per_channel(const T* gamma, const T* beta, const ChannelShape& shape,
+                                                 std::size_t groups);
 
     // Element k of the bound run or row is in column (k - origin)·step.
     struct Bound {
@@ -42,25 +51,38 @@ public:
         T gate(T dy, T, std::size_t k) const { return dy * gamma[(k - origin) * step]; }
         std::array<double, 0> extras(T, T, std::size_t) const { return {}; }
     };
-    // k is the position in the run: a whole row, or, where the rows of the per-sample view
-    // (1, rows, M) merge (runs.hpp: only at M = 1), rows of one column each.
+    // k is the position in the run: a whole row, starting at the column of the row's place in its
+    // sample; or, where the rows of the per-sample view (1, rows, M) merge (runs.hpp: only at
+    // M = 1, so LayerNorm's of one column), rows of that one column each.
     template <class PerElement>
-    Bound bind_run(PerElement, std::size_t) const {
-        return {gamma_.data(), beta_.data(), 0, PerElement::value ? 0u : 1u};
+    Bound bind_run(PerElement, std::size_t first_row) const {
+        if constexpr (PerElement::value) return {gamma_.data(), beta_.data(), 0, 0};
+        const std::size_t column = first_row % rows_per_sample() * row_length_;
+        return {gamma_.data() + column, beta_.data() + column, 0, 1};
     }
     // k is the element's index in the tensor.
-    Bound bind_row(std::size_t row) const { return {gamma_.data(), beta_.data(), row * gamma_.size(), 1}; }
+    Bound bind_row(std::size_t row) const {
+        const std::size_t sample_start = (row - row % rows_per_sample()) * row_length_;
+        return {gamma_.data(), beta_.data(), sample_start, 1};
+    }
 
 private:
-    std::vector<T> gamma_;
+    ElementwiseAffineEpilogue(std::vector<T> gamma, std::vector<T> beta, std::size_t row_length)
+        : gamma_(std::move(gamma)), beta_(std::move(beta)), row_length_(row_length) {}
+    std::size_t rows_per_sample() const { return gamma_.size() / row_length_; }
+
+    std::vector<T> gamma_;  // one per element of a sample
     std::vector<T> beta_;
+    std::size_t row_length_;
 };
 
-// dgamma_j = Σ_n dy·(x - mean_n)·invstd_n and dbeta_j = Σ_n dy over the rows n of an (rows, columns)
-// tensor whose row n was normalized with norm.mean[n] and norm.invstd[n]; in double, by the
-// per-channel reduction (bits independent of the thread count). dgamma or dbeta null: not wanted.
+// dgamma_c = Σ_(n,s) dy·(x - mean)·invstd and dbeta_c = Σ_(n,s) dy per channel c of an (N, C, S)
+// tensor whose sample n was normalized by `groups` groups of C/groups channels, group (n, g) with
+// norm.mean[n·groups + g] and norm.invstd[n·groups + g] (LayerNorm: (rows, columns, 1), one group);
+// in double, by the per-channel reduction (bits independent of the thread count). dgamma or dbeta
+// null: not wanted. A ShapeError when norm does not hold N·groups statistics.
 template <class T>
-void elementwise_affine_backward(std::size_t rows, std::size_t columns, const Normalization& norm, const T* dy,
+void elementwise_affine_backward(const ChannelShape& shape, std::size_t groups, const Normalization& norm, const T* dy,
                                  const T* x, T* dgamma, T* dbeta);
 
 }  // namespace xgrad

@@ -1,12 +1,32 @@
 #include "layers/normalization/group_norm.hpp"
 
+#include <array>
 #include <stdexcept>
 #include <utility>
+#include <vector>
 
+#include "layers/normalization/group_norm_kernel.hpp"
 #include "layers/normalization/normalization_node.hpp"
 #include "layers/python_repr.hpp"
 
 namespace xgrad {
+
+namespace {
+
+// The node's backward: group_norm_backward, whichever walk the forward took.
+struct GroupNormBackward {
+    std::size_t groups;
+    template <class T>
+    std::vector<std::array<double, 0>> operator()(const Grouping& grouping, const NormalizedBatch& batch,
+                                                  GradientThrough, const T* dy, const T* x, const T* gamma,
+                                                  const T* beta, const NoEpilogue&,
+                                                  const NormalizeGrads<T>& grads) const {
+        group_norm_backward(grouping.shape(), groups, batch, dy, x, gamma, beta, grads);
+        return {};
+    }
+};
+
+}  // namespace
 
 template <class T>
 GroupNorm<T>::GroupNorm(std::size_t num_groups, std::size_t num_channels, GroupNormOptions options)
@@ -35,15 +55,12 @@ Var<T> GroupNorm<T>::forward(const Var<T>& x) {
 
     const auto& weight = this->weight();
     const auto& bias = this->bias();
-    const Grouping grouping = Grouping::per_sample(sh, num_groups_);
-    NormalizeOptions<T> normalize;
-    normalize.eps = options_.eps;
-    normalize.gamma = weight ? weight->value().data() : nullptr;
-    normalize.beta = bias ? bias->value().data() : nullptr;
     xt::xarray<T> y = xt::xarray<T>::from_shape(shape);
-    NormalizedBatch batch = normalize_batch(grouping, x.value().data(), normalize, NoEpilogue{}, y.data());
-    return normalization_node("group_norm", x, std::move(y), grouping, std::move(batch), GradientThrough::batch(),
-                              NormalizationParameters<T>{weight, bias, {}}, NoEpilogue{});
+    NormalizedBatch batch = group_norm_forward(sh, num_groups_, x.value().data(), weight ? weight->value().data() : nullptr,
+                                               bias ? bias->value().data() : nullptr, options_.eps, y.data());
+    return normalization_node("group_norm", x, std::move(y), Grouping::per_sample(sh, num_groups_), std::move(batch),
+                              GradientThrough::batch(), NormalizationParameters<T>{weight, bias, {}}, NoEpilogue{},
+                              GroupNormBackward{num_groups_});
 }
 
 template <class T>

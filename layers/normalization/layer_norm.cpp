@@ -44,8 +44,8 @@ Var<T> layer_norm_node(const Var<T>& x, xt::xarray<T> y, const Grouping& groupin
             }
             dx.commit();
             GradWrite<T> dweight(wn), dbias(bn);
-            elementwise_affine_backward(grouping.groups(), grouping.group_size(), batch.norm, dy.data(),
-                                        xn->value.data(), dweight.data(), dbias.data());
+            elementwise_affine_backward(ChannelShape{grouping.groups(), grouping.group_size(), 1}, 1, batch.norm,
+                                        dy.data(), xn->value.data(), dweight.data(), dbias.data());
             dweight.commit();
             dbias.commit();
         });

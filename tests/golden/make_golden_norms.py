@@ -9,7 +9,9 @@ the gradients of sum(y * dy). Weights and biases are random (not the defaults), 
 
 From torch's layers (computed by torch in float32, eps 1e-5, momentum 0.1):
   group_norm_g3_c6 (GroupNorm(3, 6), x (3, 6, 4, 5)), group_norm_g1_c4 (GroupNorm(1, 4), x
-  (2, 4, 3, 5)), group_norm_g4_c4 (GroupNorm(4, 4), x (2, 4, 3, 5)):
+  (2, 4, 3, 5)), group_norm_g4_c4 (GroupNorm(4, 4), x (2, 4, 3, 5)), group_norm_g2_c32_nc
+  (GroupNorm(2, 32), x (5, 32)) and group_norm_g2_c6_short (GroupNorm(2, 6), x (3, 6, 7)), the
+  last two with fewer than 16 spatial elements and several channels a group (xgrad's rows per group):
       x, weight, bias (C,), dy, y, dx, dweight, dbias
   layer_norm_chw (LayerNorm((4, 5, 6)), x (3, 4, 5, 6)), layer_norm_last (LayerNorm(7), x (4, 7)):
       x, weight, bias (normalized_shape), dy, y, dx, dweight, dbias
@@ -449,6 +451,9 @@ def main():
     filter_response_norm2d("filter_response_norm2d", (2, 4, 3, 4))
     std_conv2d_case("std_conv2d_bias", (2, 3, 5, 5), 4, bias=True)
     std_conv2d_case("std_conv2d_nobias", (2, 2, 4, 6), 3, bias=False)
+    # Last, so that the cases above keep the draws they were written with.
+    group_norm("group_norm_g2_c32_nc", 2, (5, 32))
+    group_norm("group_norm_g2_c6_short", 2, (3, 6, 7))
     print("torch", torch.__version__, "fixtures of the normalization family written to", HERE)
 
 
