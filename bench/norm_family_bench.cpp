@@ -3,7 +3,8 @@
 // GroupNorm, LayerNorm over (C, H, W), InstanceNorm2d, BatchRenorm2d and Ghost BN at the shapes of
 // bench/bn_shapes.hpp, 1 and 2 threads, float. Each layer's kernels are what its forward and its
 // backward node call (layers/normalization/normalize.hpp with the layer's grouping and epilogue,
-// and LayerNorm's column sums for its weight and bias), with PyTorch's default flags:
+// and the column sums of LayerNorm's weight and bias, and of GroupNorm's over short rows), with
+// PyTorch's default flags:
 //   group_norm        GroupNorm(groups, C), affine, by its kernels (group_norm_kernel.hpp); groups
 //                     = 32 where 32 divides C, else the largest divisor of C below 32 (the
 //                     "groups" argument of the name)

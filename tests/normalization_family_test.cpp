@@ -23,6 +23,7 @@
 #include <xtensor/xview.hpp>
 
 #include "layers/normalization/group_norm.hpp"
+#include "layers/normalization/group_norm_kernel.hpp"
 #include "layers/normalization/instance_norm.hpp"
 #include "layers/normalization/layer_norm.hpp"
 #include "tests/generators.hpp"
@@ -403,8 +404,8 @@ RC_GTEST_PROP(NormalizationIdentities, GroupNormWithOneChannelPerGroupIsInstance
 
 // GroupNorm with one group and LayerNorm over (C, *): the same statistics (the same sums over the
 // same (1, N, C·S) view); the output and dx differ by rounding alone, since GroupNorm folds gamma
-// into the per-row scale and LayerNorm applies it after; LayerNorm's dweight summed over the
-// spatial dims is GroupNorm's.
+// into the per-row scale where it walks rows per (n, c) and LayerNorm applies it after; LayerNorm's
+// dweight summed over the spatial dims is GroupNorm's.
 RC_GTEST_PROP(NormalizationIdentities, GroupNormWithOneGroupNormalizesAsLayerNormOverCHW, ()) {
     const bool large = drawLargeOrNot();
     const Shape shape = large ? grown(*rc::gen::element(Shape{4, 8, 48, 48}, Shape{2, 4, 180, 200})) : *genShape(2, 4);
@@ -652,6 +653,26 @@ TEST(NormalizationFamilyErrors, GroupNorm) {
     // No sample, groups of 6 elements: no group, nothing read (nor an address formed past the
     // empty input's: the sanitizer job checks that).
     EXPECT_EQ(empty_groups(input({0, 4, 3})).shape(), (Shape{0, 4, 3}));
+    // The same with rows per group (group_norm_kernel.hpp).
+    GroupNorm<float> short_rows(2, 32);
+    EXPECT_EQ(short_rows(input({0, 32})).shape(), (Shape{0, 32}));
+}
+
+// The walk each of the shapes above takes, so that a change of group_norm_rows_per_group's rule
+// cannot silently leave either walk untested: per (n, c) in the goldens group_norm_g3_c6 and
+// group_norm_g4_c4, the large shapes (4, 8, 48, 48) and (12000, 12); per group in the goldens
+// group_norm_g1_c4, group_norm_g2_c32_nc and group_norm_g2_c6_short, the large (3000, 64).
+TEST(GroupNormWalks, TheTestedShapesReachBothWalks) {
+    using xgrad::group_norm_rows_per_group;
+    EXPECT_FALSE(group_norm_rows_per_group({3, 6, 20}, 3));
+    EXPECT_FALSE(group_norm_rows_per_group({2, 4, 15}, 4));
+    EXPECT_TRUE(group_norm_rows_per_group({2, 4, 15}, 1));
+    EXPECT_FALSE(group_norm_rows_per_group({4, 8, 48 * 48}, 4));
+    EXPECT_FALSE(group_norm_rows_per_group({12000, 12, 1}, 3));
+    EXPECT_TRUE(group_norm_rows_per_group({5, 32, 1}, 2));
+    EXPECT_TRUE(group_norm_rows_per_group({3, 6, 7}, 2));
+    EXPECT_TRUE(group_norm_rows_per_group({3000, 64, 1}, 2));
+    EXPECT_TRUE(group_norm_rows_per_group({0, 32, 1}, 2));
 }
 
 TEST(NormalizationFamilyErrors, LayerNorm) {
@@ -664,6 +685,13 @@ TEST(NormalizationFamilyErrors, LayerNorm) {
     EXPECT_EQ(error_of<xgrad::ShapeError>([&] { model(input({5})); }), where + ": expected input (*, 4, 5), got (5)");
     EXPECT_NO_THROW(model(input({4, 5})));  // no leading dims: one row
     EXPECT_EQ(model(input({0, 4, 5})).shape(), (Shape{0, 4, 5}));  // no row: nothing read
+    // Rows of no element, with weight and bias of none: an empty output and empty gradients.
+    LayerNorm<float> empty_rows(Shape{0});
+    Var<float> x(xt::xarray<float>(xt::ones<float>({3, 0})), true);
+    const Var<float> y = empty_rows(x);
+    EXPECT_EQ(y.shape(), (Shape{3, 0}));
+    y.backward(xt::xarray<float>(xt::ones<float>({3, 0})));
+    EXPECT_EQ(x.grad().shape(), (Shape{3, 0}));
     parameter<float>(*model.norm, "bias")->mutable_value() = xt::zeros<float>({5, 4});
     EXPECT_EQ(error_of<xgrad::ShapeError>([&] { model(input({2, 4, 5})); }), where + ": bias has shape (5, 4), expected (4, 5)");
 }

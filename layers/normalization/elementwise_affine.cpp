@@ -1,6 +1,5 @@
 #include "layers/normalization/elementwise_affine.hpp"
 
-#include <stdexcept>
 #include <string>
 
 namespace xgrad {
@@ -9,7 +8,7 @@ template <class T>
 ElementwiseAffineEpilogue<T> ElementwiseAffineEpilogue<T>::per_channel(const T* gamma, const T* beta,
                                                                        const ChannelShape& shape, std::size_t groups) {
     if (groups == 0 || shape.c % groups != 0 || shape.c / groups * shape.s < 2) {
-        throw std::invalid_argument("elementwise affine: rows of " + std::to_string(groups) + " groups over " +
+        throw ShapeError("elementwise affine: rows of " + std::to_string(groups) + " groups over " +
                                     std::to_string(shape.c) + " channels of " + std::to_string(shape.s) +
                                     " elements: the groups must divide the channels, with two elements a group");
     }
@@ -20,7 +19,7 @@ ElementwiseAffineEpilogue<T> ElementwiseAffineEpilogue<T>::per_channel(const T* 
             b[j] = beta[c];
         }
     }
-    return ElementwiseAffineEpilogue(std::move(g), std::move(b), shape.c / groups * shape.s);
+    return ElementwiseAffineEpilogue(std::move(g), std::move(b), groups);
 }
 
 namespace {
@@ -49,11 +48,16 @@ template <class T>
 void elementwise_affine_backward(const ChannelShape& shape, std::size_t groups, const Normalization& norm, const T* dy,
                                  const T* x, T* dgamma, T* dbeta) {
     if (!dgamma && !dbeta) return;
+    if (groups == 0 || shape.c % groups != 0) {
+        throw ShapeError("elementwise affine backward: " + std::to_string(groups) + " groups do not divide " +
+                         std::to_string(shape.c) + " channels");
+    }
     const std::size_t statistics = shape.n * groups;
-    if (groups == 0 || shape.c % groups != 0 || norm.mean.size() != statistics || norm.invstd.size() != statistics) {
-        throw ShapeError("elementwise affine backward: expected statistics of " + std::to_string(shape.n) +
-                         " samples of " + std::to_string(groups) + " groups over " + std::to_string(shape.c) +
-                         " channels, got " + std::to_string(norm.mean.size()));
+    if (norm.mean.size() != statistics || norm.invstd.size() != statistics) {
+        throw ShapeError("elementwise affine backward: expected " + std::to_string(statistics) + " means and " +
+                         "inverse deviations (" + std::to_string(shape.n) + " samples of " + std::to_string(groups) +
+                         " groups), got " + std::to_string(norm.mean.size()) + " and " +
+                         std::to_string(norm.invstd.size()));
     }
     // One group a sample (LayerNorm): the sample's statistics, which the reduction's loops hold
     // across a row; a lookup per element there made LayerNorm's backward up to 1.7x as long.

@@ -31,11 +31,13 @@ public:
     // LayerNorm's: gamma and beta have `columns` values each, a row's (a sample's) length. Copied,
     // so that a backward multiplies by the gamma its forward used.
     ElementwiseAffineEpilogue(const T* gamma, const T* beta, std::size_t columns)
-        : gamma_(gamma, gamma + columns), beta_(beta, beta + columns), row_length_(columns) {}
+        : ElementwiseAffineEpilogue(std::vector<T>(gamma, gamma + columns), std::vector<T>(beta, beta + columns), 1) {}
 
     // GroupNorm's: one gamma and beta per channel of an (N, C, S) tensor, over rows of `groups`
-    // groups a sample. A std::invalid_argument unless groups divides C and a row has at least two
-    // elements (rows of one element merge into runs that cross samples: runs.hpp).
+    // groups a sample. A ShapeError unless groups divides C and a row has at least two
+    // elements (rows of one element merge into runs that cross samples: runs.hpp). GroupNorm
+    // builds it from the gamma and beta of the moment, in its forward and again in its backward, as
+    // its other walk reads them.
     static ElementwiseAffineEpilogue per_channel(const T* gamma, const T* beta, const ChannelShape& shape,
                                                  std::size_t groups);
 
@@ -57,22 +59,24 @@ public:
     template <class PerElement>
     Bound bind_run(PerElement, std::size_t first_row) const {
         if constexpr (PerElement::value) return {gamma_.data(), beta_.data(), 0, 0};
-        const std::size_t column = first_row % rows_per_sample() * row_length_;
+        const std::size_t column = rows_per_sample_ == 1 ? 0 : first_row % rows_per_sample_ * row_length_;
         return {gamma_.data() + column, beta_.data() + column, 0, 1};
     }
-    // k is the element's index in the tensor.
+    // k is the element's index in the tensor. Called per element where rows are short (the
+    // reduction's rows layout): no division where a row is a sample.
     Bound bind_row(std::size_t row) const {
-        const std::size_t sample_start = (row - row % rows_per_sample()) * row_length_;
-        return {gamma_.data(), beta_.data(), sample_start, 1};
+        const std::size_t sample = rows_per_sample_ == 1 ? row : row / rows_per_sample_;
+        return {gamma_.data(), beta_.data(), sample * gamma_.size(), 1};
     }
 
 private:
-    ElementwiseAffineEpilogue(std::vector<T> gamma, std::vector<T> beta, std::size_t row_length)
-        : gamma_(std::move(gamma)), beta_(std::move(beta)), row_length_(row_length) {}
-    std::size_t rows_per_sample() const { return gamma_.size() / row_length_; }
+    ElementwiseAffineEpilogue(std::vector<T> gamma, std::vector<T> beta, std::size_t rows_per_sample)
+        : gamma_(std::move(gamma)), beta_(std::move(beta)), rows_per_sample_(rows_per_sample),
+          row_length_(gamma_.size() / rows_per_sample) {}
 
     std::vector<T> gamma_;  // one per element of a sample
     std::vector<T> beta_;
+    std::size_t rows_per_sample_;
     std::size_t row_length_;
 };
 

@@ -2,7 +2,8 @@
 // input (N, C, *) are cut into G groups of C/G consecutive channels, and each (sample, group) is
 // normalized by its own mean and biased variance over its channels and all spatial positions; then
 // y = weight_c·x̂ + bias_c per channel. No running statistics: training and eval compute the same.
-// Built on the normalization stages with Grouping::per_sample(shape, G).
+// Built on the normalization stages by group_norm_kernel.hpp: rows per (n, c) with the per-channel
+// affine map folded in, or, over short spatial extents, rows per group with it elementwise.
 #pragma once
 
 #include <cstddef>

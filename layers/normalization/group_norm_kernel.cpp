@@ -26,8 +26,9 @@ void check_affine(const T* gamma, const T* beta) {
 bool group_norm_rows_per_group(const ChannelShape& shape, std::size_t groups) {
     using normalization_detail::kShortRun;
     if (groups == 0 || shape.s == 0 || shape.s >= kShortRun) return false;
-    // Groups shorter than that are walked faster as per-(n, c) rows merged into whole samples
-    // (runs.hpp): GroupNorm(25, 100) at (60, 100), groups of 4, took 1.45x as long by rows per group.
+    // Shorter groups stay on per-(n, c) rows: at S = 1, where those merge into whole samples
+    // (runs.hpp), GroupNorm(25, 100) at (60, 100), groups of 4, took 1.45x as long by rows per
+    // group (bench/RESULTS.md); 1 < S < kShortRun with groups shorter than kShortRun is not measured.
     return shape.c / groups > 1 && shape.c / groups * shape.s >= kShortRun;
 }
 
