@@ -9,8 +9,8 @@ ElementwiseAffineEpilogue<T> ElementwiseAffineEpilogue<T>::per_channel(const T* 
                                                                        const ChannelShape& shape, std::size_t groups) {
     if (groups == 0 || shape.c % groups != 0 || shape.c / groups * shape.s < 2) {
         throw ShapeError("elementwise affine: rows of " + std::to_string(groups) + " groups over " +
-                                    std::to_string(shape.c) + " channels of " + std::to_string(shape.s) +
-                                    " elements: the groups must divide the channels, with two elements a group");
+                         std::to_string(shape.c) + " channels of " + std::to_string(shape.s) +
+                         " elements: the groups must divide the channels, with two elements a group");
     }
     std::vector<T> g(shape.c * shape.s), b(shape.c * shape.s);
     for (std::size_t c = 0, j = 0; c < shape.c; ++c) {
