@@ -21,6 +21,13 @@ void check_affine(const T* gamma, const T* beta) {
     }
 }
 
+// f(epilogue) with the rows-per-group walk's epilogue: gamma and beta elementwise, or none.
+template <class T, class F>
+decltype(auto) with_epilogue(const ChannelShape& shape, std::size_t groups, const T* gamma, const T* beta, const F& f) {
+    if (!gamma) return f(NoEpilogue{});
+    return f(ElementwiseAffineEpilogue<T>::per_channel(gamma, beta, shape, groups));
+}
+
 }  // namespace
 
 bool group_norm_rows_per_group(const ChannelShape& shape, std::size_t groups) {
@@ -45,8 +52,8 @@ NormalizedBatch group_norm_forward(const ChannelShape& shape, std::size_t groups
         return normalize_batch(grouping, x, options, NoEpilogue{}, y);
     }
     const Grouping rows = rows_per_group(shape, groups);
-    if (!gamma) return normalize_batch(rows, x, options, NoEpilogue{}, y);
-    return normalize_batch(rows, x, options, ElementwiseAffineEpilogue<T>::per_channel(gamma, beta, shape, groups), y);
+    return with_epilogue(shape, groups, gamma, beta,
+                         [&](const auto& epilogue) { return normalize_batch(rows, x, options, epilogue, y); });
 }
 
 template <class T>
@@ -59,13 +66,12 @@ void group_norm_backward(const ChannelShape& shape, std::size_t groups, const No
         normalize_backward(grouping, batch, through, dy, x, gamma, beta, NoEpilogue{}, grads);
         return;
     }
-    const Grouping rows = rows_per_group(shape, groups);
-    const NormalizeGrads<T> dx_only{grads.dx, nullptr, nullptr};
-    if (grads.dx && gamma) {
-        normalize_backward<T>(rows, batch, through, dy, x, nullptr, nullptr,
-                           ElementwiseAffineEpilogue<T>::per_channel(gamma, beta, shape, groups), dx_only);
-    } else if (grads.dx) {
-        normalize_backward<T>(rows, batch, through, dy, x, nullptr, nullptr, NoEpilogue{}, dx_only);
+    if (grads.dx) {
+        const Grouping rows = rows_per_group(shape, groups);
+        with_epilogue(shape, groups, gamma, beta, [&](const auto& epilogue) {
+            normalize_backward<T>(rows, batch, through, dy, x, nullptr, nullptr, epilogue,
+                                  NormalizeGrads<T>{grads.dx, nullptr, nullptr});
+        });
     }
     elementwise_affine_backward(shape, groups, batch.norm, dy, x, grads.dgamma, grads.dbeta);
 }
