@@ -280,8 +280,9 @@ TEST(ChannelReduce, ProductTermsSumAsTheirSumsDo) {
 }
 
 // The runs layout's order of additions as channel_reduce.hpp states it, written out channel by
-// channel: a block's elements in (n, s) order, element r of a run into lane r % kLanes, the lanes
-// pairwise, the blocks' partials in order.
+// channel: a block's elements in (n, s) order, element r of a run into lane r % kLanes (a product
+// by a multiply-add), the lanes pairwise, the blocks' partials in order.
+template <TermForm Form>
 std::vector<std::array<double, 2>> documented_runs_order(const std::vector<double>& dy, const std::vector<double>& x,
                                                          const ChannelShape& sh) {
     constexpr std::size_t lanes_count = xgrad::channel_detail::kLanes, block_elems = 1 << 14;
@@ -291,7 +292,7 @@ std::vector<std::array<double, 2>> documented_runs_order(const std::vector<doubl
     static_assert(lanes_count == 16);
 #endif
     const std::size_t block = sh.s <= block_elems ? sh.s * (block_elems / sh.s) : block_elems;
-    const auto term = dot_term<TermForm::sums>(dy.data(), x.data());
+    const auto term = dot_term<Form>(dy.data(), x.data());
     std::vector<std::array<double, 2>> out(sh.c, std::array<double, 2>{});
     for (std::size_t c = 0; c < sh.c; ++c) {
         for (std::size_t j0 = 0; j0 < sh.per_channel(); j0 += block) {
@@ -300,7 +301,14 @@ std::vector<std::array<double, 2>> documented_runs_order(const std::vector<doubl
                 const std::size_t len = std::min(sh.s - j % sh.s, std::min(sh.per_channel(), j0 + block) - j);
                 for (std::size_t r = 0; r < len; ++r) {
                     const auto t = term(c, (j / sh.s * sh.c + c) * sh.s + j % sh.s + r);
-                    for (std::size_t k = 0; k < 2; ++k) lanes[k][r % lanes_count] += t[k];
+                    for (std::size_t k = 0; k < 2; ++k) {
+                        double& lane = lanes[k][r % lanes_count];
+                        if constexpr (Form == TermForm::products) {
+                            lane = xgrad::normalization_detail::mul_add(t.value[k], t.factor[k], lane);
+                        } else {
+                            lane += t[k];
+                        }
+                    }
                 }
                 j += len;
             }
@@ -315,18 +323,22 @@ std::vector<std::array<double, 2>> documented_runs_order(const std::vector<doubl
     return out;
 }
 
-// Whatever the walk (row by row over blocks of whole rows, up to 32 or 64 channels at a time here;
-// channel by channel where blocks cut runs, for one row or one channel, or where the term reads
-// ahead), every schedule adds in the documented order, bit for bit.
-TEST(ChannelReduce, RunsLayoutAddsInTheDocumentedOrder) {
+template <TermForm Form>
+void check_runs_layout_order() {
     for (const ChannelShape sh : {ChannelShape{64, 3, 784}, ChannelShape{9, 70, 49}, ChannelShape{5, 130, 16},
-                                  ChannelShape{3, 2, 20001}, ChannelShape{21, 4, 800}, ChannelShape{2, 5, 16383}}) {
+                                  ChannelShape{3, 2, 20001}, ChannelShape{21, 4, 800}, ChannelShape{2, 5, 16383},
+                                  // one run a channel (the views of GroupNorm, LayerNorm and InstanceNorm):
+                                  // runs of whole vectors of lanes, with a tail of each length class, of
+                                  // a tail only, and cut by blocks
+                                  ChannelShape{1, 70, 49}, ChannelShape{1, 9, 64}, ChannelShape{1, 40, 16},
+                                  ChannelShape{1, 20, 40}, ChannelShape{1, 12, 31}, ChannelShape{1, 5, 100},
+                                  ChannelShape{1, 3, 20001}, ChannelShape{1, 2, 16383}}) {
         SCOPED_TRACE(name(sh));
         ASSERT_EQ(xgrad::channel_partition(sh).layout, ChannelLayout::runs);
         const auto x = random_data<double>(sh.size(), 3.0, 7.0, 21);
         const auto dy = random_data<double>(sh.size(), 0.0, 1.0, 22);
-        const auto expected = documented_runs_order(dy, x, sh);
-        const auto term = dot_term<TermForm::sums>(dy.data(), x.data());
+        const auto expected = documented_runs_order<Form>(dy, x, sh);
+        const auto term = dot_term<Form>(dy.data(), x.data());
         for (auto schedule : {ChannelSchedule::serial, ChannelSchedule::over_channels, ChannelSchedule::over_blocks}) {
             EXPECT_TRUE(bitwise_equal(expected, xgrad::channel_sums<2>(sh, term, schedule))) << "schedule " << static_cast<int>(schedule);
             EXPECT_TRUE(bitwise_equal(expected, xgrad::channel_sums<2>(sh, xgrad::read_ahead(term, sh.size(), x.data()), schedule)))
@@ -334,6 +346,12 @@ TEST(ChannelReduce, RunsLayoutAddsInTheDocumentedOrder) {
         }
     }
 }
+
+// Whatever the walk (row by row over blocks of whole rows, up to 32 or 64 channels at a time here;
+// channel by channel where blocks cut runs, or where the term reads ahead; a channel's one run with
+// its lanes in registers), every schedule adds in the documented order, bit for bit.
+TEST(ChannelReduce, RunsLayoutAddsInTheDocumentedOrder) { check_runs_layout_order<TermForm::sums>(); }
+TEST(ChannelReduce, RunsLayoutAddsProductsInTheDocumentedOrder) { check_runs_layout_order<TermForm::products>(); }
 
 // Channel blocks summed one by one in the caller's thread give the bits of the whole-tensor sums.
 TEST(ChannelReduce, SerialSumsOfChannelBlocksAreBitwiseEqual) {

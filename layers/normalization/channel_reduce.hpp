@@ -291,6 +291,85 @@ Sums<K> run_block(const F& term, const ChannelShape& sh, std::size_t c, std::siz
     return fold_lanes<K>(lanes);
 }
 
+// The lanes pairwise as fold_lanes adds them, level by level at constant widths, so that the
+// lanes stay in registers (fold_lanes' loop over the widths keeps them on the stack, each level's
+// loads waiting on the stores before them).
+template <std::size_t W, std::size_t K>
+[[gnu::always_inline]] inline Sums<K> fold_lanes_in_registers(double (&lanes)[K][kLanes]) {
+    for (std::size_t k = 0; k < K; ++k) {
+        for (std::size_t l = 0; l < W; ++l) lanes[k][l] += lanes[k][l + W];
+    }
+    if constexpr (W > 1) {
+        return fold_lanes_in_registers<W / 2, K>(lanes);
+    } else {
+        Sums<K> p;
+        for (std::size_t k = 0; k < K; ++k) p[k] = lanes[k][0];
+        return p;
+    }
+}
+
+// f(first) for the first lane of each chunk of `chunk` lanes that the first `count` lanes reach,
+// first a compile-time constant (std::integral_constant), so that the lanes f touches stay in
+// registers.
+template <std::size_t chunk, class F>
+[[gnu::always_inline]] inline void for_each_reached_chunk(std::size_t count, const F& f) {
+    [&]<std::size_t... Q>(std::index_sequence<Q...>) {
+        ((count > Q * chunk ? f(std::integral_constant<std::size_t, Q * chunk>{}) : void()), ...);
+    }(std::make_index_sequence<kLanes / chunk>{});
+}
+
+// Runs layout, a block within one run that starts at `base`, `len` elements: run_block's
+// additions with the lanes in registers throughout. The last len % kLanes terms are added as whole
+// vectors of lanes from a zero-padded copy (a lane plus +0, or a multiply-add of +0 by +0, keeps
+// its bits: a lane, which starts at +0, is never -0), and the lanes are folded at constant widths.
+// The (1, groups, L) views of GroupNorm, LayerNorm and InstanceNorm are one run a group; a group of
+// a few hundred elements spent most of its time in run_block's tail and fold.
+template <std::size_t K, class F>
+Sums<K> one_run_block(const F& term, std::size_t c, std::size_t base, std::size_t len) {
+    constexpr bool products = is_products<decltype(evaluate_term(term, c, 0, base)), K>;
+    constexpr std::size_t kChunk = 8;  // lanes of the tail added as one: a 64-byte vector
+    static_assert(kLanes % kChunk == 0);
+    const std::size_t whole = len - len % kLanes;
+    const std::size_t tail = len - whole;
+    // The tail's terms before the run's: its copy is written element by element and read a vector
+    // at a time, and a read right after the writes would wait for them to reach the cache.
+    double value[K][kLanes];
+    double factor[K][products ? kLanes : 1];
+    for_each_reached_chunk<kChunk>(tail, [&](auto first) {
+        for (std::size_t k = 0; k < K; ++k) {
+            std::fill_n(value[k] + first, kChunk, 0.0);
+            if constexpr (products) std::fill_n(factor[k] + first, kChunk, 0.0);
+        }
+    });
+    for (std::size_t l = 0; l < tail; ++l) {
+        const auto t = evaluate_term(term, c, 0, base + whole + l);
+        for (std::size_t k = 0; k < K; ++k) {
+            if constexpr (products) {
+                value[k][l] = t.value[k];
+                factor[k][l] = t.factor[k];
+            } else {
+                value[k][l] = Sums<K>(t)[k];
+            }
+        }
+    }
+    double lanes[K][kLanes] = {};
+    for (std::size_t r = 0; r < whole; r += kLanes) {
+        for (std::size_t l = 0; l < kLanes; ++l) add_term<K>(lanes, l, term, c, 0, base + r + l);
+    }
+    for_each_reached_chunk<kChunk>(tail, [&](auto first) {
+        for (std::size_t k = 0; k < K; ++k) {
+            for (std::size_t l = first; l < first + kChunk; ++l) {
+                if constexpr (products) {
+                    lanes[k][l] = normalization_detail::mul_add(value[k][l], factor[k][l], lanes[k][l]);
+                } else {
+                    lanes[k][l] += value[k][l];
+                }
+            }
+        }
+    });
+    return fold_lanes_in_registers<kLanes / 2, K>(lanes);
+}
+
 // Runs layout, a block of whole rows [n0, n1), for a term that does not read ahead: adds the
 // partials of channels [c0, c1) to out[0, c1 - c0), the additions of run_block's channel by
 // channel walked row by row, each channel's lanes kept between rows: in memory order, up to
@@ -411,8 +490,15 @@ void block_into(const F& term, const ChannelShape& sh, const ChannelPartition& p
     if (part.layout == ChannelLayout::runs) {
         const std::size_t j0 = b * part.block;
         const std::size_t j1 = std::min(sh.per_channel(), j0 + part.block);
-        // One channel, or one row (the (1, groups, S) views of GroupNorm, LayerNorm and
-        // InstanceNorm), is read in memory order either way: no lanes to keep.
+        // A channel of one run (the (1, groups, S) views of GroupNorm, LayerNorm and InstanceNorm),
+        // unless the term asks for lines ahead within it (from memory).
+        bool asks_within_runs = false;
+        if constexpr (ReadsAhead<F>) asks_within_runs = term.within_runs;
+        if (sh.n == 1 && !asks_within_runs) {
+            for (std::size_t c = c0; c < c1; ++c) add_into(out[c - c0], one_run_block<K>(term, c, c * sh.s + j0, j1 - j0));
+            return;
+        }
+        // Whole rows of several channels, for a term that does not read ahead: row by row.
         if constexpr (!ReadsAhead<F>) {
             if (part.block % sh.s == 0 && c1 - c0 > 1 && j1 - j0 > sh.s) {
                 row_runs_into<K>(term, sh, j0 / sh.s, j1 / sh.s, c0, c1, out);
