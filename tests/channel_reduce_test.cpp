@@ -329,10 +329,11 @@ void check_runs_layout_order() {
                                   ChannelShape{3, 2, 20001}, ChannelShape{21, 4, 800}, ChannelShape{2, 5, 16383},
                                   // one run a channel (the views of GroupNorm, LayerNorm and InstanceNorm):
                                   // runs of whole vectors of lanes, with a tail of each length class, of
-                                  // a tail only, and cut by blocks
+                                  // a tail only (16 and 31 with 32 lanes, a block's last 6 with 16), and
+                                  // cut by blocks
                                   ChannelShape{1, 70, 49}, ChannelShape{1, 9, 64}, ChannelShape{1, 40, 16},
                                   ChannelShape{1, 20, 40}, ChannelShape{1, 12, 31}, ChannelShape{1, 5, 100},
-                                  ChannelShape{1, 3, 20001}, ChannelShape{1, 2, 16383}}) {
+                                  ChannelShape{1, 3, 20001}, ChannelShape{1, 2, 16383}, ChannelShape{1, 2, 16390}}) {
         SCOPED_TRACE(name(sh));
         ASSERT_EQ(xgrad::channel_partition(sh).layout, ChannelLayout::runs);
         const auto x = random_data<double>(sh.size(), 3.0, 7.0, 21);

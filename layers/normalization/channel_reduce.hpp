@@ -320,19 +320,21 @@ template <std::size_t chunk, class F>
 
 // Runs layout, a block within one run that starts at `base`, `len` elements: run_block's
 // additions with the lanes in registers throughout. The last len % kLanes terms are added as whole
-// vectors of lanes from a zero-padded copy (a lane plus +0, or a multiply-add of +0 by +0, keeps
-// its bits: a lane, which starts at +0, is never -0), and the lanes are folded at constant widths.
+// vectors of lanes from a zero-padded copy (under round-to-nearest a lane plus +0, or a multiply-add
+// of +0 by +0, keeps its bits: a lane, which starts at +0, is never -0), and the lanes are folded
+// at constant widths.
 // The (1, groups, L) views of GroupNorm, LayerNorm and InstanceNorm are one run a group; a group of
 // a few hundred elements spent most of its time in run_block's tail and fold.
 template <std::size_t K, class F>
 Sums<K> one_run_block(const F& term, std::size_t c, std::size_t base, std::size_t len) {
     constexpr bool products = is_products<decltype(evaluate_term(term, c, 0, base)), K>;
-    constexpr std::size_t kChunk = 8;  // lanes of the tail added as one: a 64-byte vector
+    constexpr std::size_t kChunk = 8;  // lanes of the tail added as one: 64 bytes
     static_assert(kLanes % kChunk == 0);
     const std::size_t whole = len - len % kLanes;
     const std::size_t tail = len - whole;
     // The tail's terms before the run's: its copy is written element by element and read a vector
-    // at a time, and a read right after the writes would wait for them to reach the cache.
+    // at a time, and a vector load right after narrower stores to it waits for them to retire (no
+    // store forwarding).
     double value[K][kLanes];
     double factor[K][products ? kLanes : 1];
     for_each_reached_chunk<kChunk>(tail, [&](auto first) {
@@ -343,19 +345,18 @@ Sums<K> one_run_block(const F& term, std::size_t c, std::size_t base, std::size_
     });
     for (std::size_t l = 0; l < tail; ++l) {
         const auto t = evaluate_term(term, c, 0, base + whole + l);
-        for (std::size_t k = 0; k < K; ++k) {
-            if constexpr (products) {
+        if constexpr (products) {
+            for (std::size_t k = 0; k < K; ++k) {
                 value[k][l] = t.value[k];
                 factor[k][l] = t.factor[k];
-            } else {
-                value[k][l] = Sums<K>(t)[k];
             }
+        } else {
+            const Sums<K> sums = t;
+            for (std::size_t k = 0; k < K; ++k) value[k][l] = sums[k];
         }
     }
     double lanes[K][kLanes] = {};
-    for (std::size_t r = 0; r < whole; r += kLanes) {
-        for (std::size_t l = 0; l < kLanes; ++l) add_term<K>(lanes, l, term, c, 0, base + r + l);
-    }
+    add_run<K>(lanes, term, c, 0, base, whole, [](std::size_t) {});
     for_each_reached_chunk<kChunk>(tail, [&](auto first) {
         for (std::size_t k = 0; k < K; ++k) {
             for (std::size_t l = first; l < first + kChunk; ++l) {
