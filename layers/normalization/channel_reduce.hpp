@@ -322,9 +322,8 @@ template <std::size_t chunk, class F>
 // additions with the lanes in registers throughout. The last len % kLanes terms are added as whole
 // vectors of lanes from a zero-padded copy (under round-to-nearest a lane plus +0, or a multiply-add
 // of +0 by +0, keeps its bits: a lane, which starts at +0, is never -0), and the lanes are folded
-// at constant widths.
-// The (1, groups, L) views of GroupNorm, LayerNorm and InstanceNorm are one run a group; a group of
-// a few hundred elements spent most of its time in run_block's tail and fold.
+// at constant widths. The (1, groups, L) views of GroupNorm, LayerNorm and InstanceNorm are one run
+// a group; a group of a few hundred elements spent most of its time in run_block's tail and fold.
 template <std::size_t K, class F>
 Sums<K> one_run_block(const F& term, std::size_t c, std::size_t base, std::size_t len) {
     constexpr bool products = is_products<decltype(evaluate_term(term, c, 0, base)), K>;
