@@ -330,10 +330,12 @@ void check_runs_layout_order() {
                                   // one run a channel (the views of GroupNorm, LayerNorm and InstanceNorm):
                                   // runs of whole vectors of lanes, with a tail of each length class, of
                                   // a tail only (16 and 31 with 32 lanes, a block's last 6 with 16), and
-                                  // cut by blocks
+                                  // cut by blocks; runs of at most 8 and 16 (summed in fewer lanes):
+                                  // a block's last 6, 8 and 12 elements, and 16
                                   ChannelShape{1, 70, 49}, ChannelShape{1, 9, 64}, ChannelShape{1, 40, 16},
                                   ChannelShape{1, 20, 40}, ChannelShape{1, 12, 31}, ChannelShape{1, 5, 100},
-                                  ChannelShape{1, 3, 20001}, ChannelShape{1, 2, 16383}, ChannelShape{1, 2, 16390}}) {
+                                  ChannelShape{1, 3, 20001}, ChannelShape{1, 2, 16383}, ChannelShape{1, 2, 16390},
+                                  ChannelShape{1, 2, 16392}, ChannelShape{1, 2, 16396}}) {
         SCOPED_TRACE(name(sh));
         ASSERT_EQ(xgrad::channel_partition(sh).layout, ChannelLayout::runs);
         const auto x = random_data<double>(sh.size(), 3.0, 7.0, 21);

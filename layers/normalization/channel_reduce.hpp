@@ -220,8 +220,8 @@ Sums<K> evaluate(const F& term, std::size_t c, std::size_t n, std::size_t i) {
 }
 
 // lanes[k][l] += the term's quantity k: a product by a multiply-add (mul_add).
-template <std::size_t K, class F>
-void add_term(double (&lanes)[K][kLanes], std::size_t l, const F& term, std::size_t c, std::size_t n, std::size_t i) {
+template <std::size_t K, class F, std::size_t R>
+void add_term(double (&lanes)[K][R], std::size_t l, const F& term, std::size_t c, std::size_t n, std::size_t i) {
     if constexpr (is_products<decltype(evaluate_term(term, c, n, i)), K>) {
         const auto t = evaluate_term(term, c, n, i);
         for (std::size_t k = 0; k < K; ++k) lanes[k][l] = normalization_detail::mul_add(t.value[k], t.factor[k], lanes[k][l]);
@@ -232,19 +232,19 @@ void add_term(double (&lanes)[K][kLanes], std::size_t l, const F& term, std::siz
 }
 
 // lanes += the terms of the run of channel c in sample n that starts at index `base`, `len`
-// elements long: element r goes to lane r % kLanes; before(r) ahead of each kLanes elements from
-// r and of the last fewer. Always inlined, so that the caller's lanes stay in registers (a call
-// would take them by reference, from memory, at every addition).
-template <std::size_t K, class F, class Before>
-[[gnu::always_inline]] inline void add_run(double (&lanes)[K][kLanes], const F& term, std::size_t c, std::size_t n,
+// elements long: element r goes to lane r % R (R = kLanes but in one_run_block); before(r) ahead
+// of each R elements from r and of the last fewer. Always inlined, so that the caller's lanes stay
+// in registers (a call would take them by reference, from memory, at every addition).
+template <std::size_t K, class F, class Before, std::size_t R>
+[[gnu::always_inline]] inline void add_run(double (&lanes)[K][R], const F& term, std::size_t c, std::size_t n,
                                            std::size_t base, std::size_t len, const Before& before) {
     std::size_t r = 0;
-    for (; r + kLanes <= len; r += kLanes) {
+    for (; r + R <= len; r += R) {
         before(r);
-        for (std::size_t l = 0; l < kLanes; ++l) add_term<K>(lanes, l, term, c, n, base + r + l);
+        for (std::size_t l = 0; l < R; ++l) add_term<K>(lanes, l, term, c, n, base + r + l);
     }
     if (r == len) return;
-    before(r);  // the last len % kLanes too: all of a run shorter than kLanes
+    before(r);  // the last len % R too: all of a run shorter than R
     for (std::size_t l = 0; r + l < len; ++l) add_term<K>(lanes, l, term, c, n, base + r + l);
 }
 
@@ -294,8 +294,8 @@ Sums<K> run_block(const F& term, const ChannelShape& sh, std::size_t c, std::siz
 // The lanes pairwise as fold_lanes adds them, level by level at constant widths, so that the
 // lanes stay in registers (fold_lanes' loop over the widths keeps them on the stack, each level's
 // loads waiting on the stores before them).
-template <std::size_t W, std::size_t K>
-[[gnu::always_inline]] inline Sums<K> fold_lanes_in_registers(double (&lanes)[K][kLanes]) {
+template <std::size_t W, std::size_t K, std::size_t R>
+[[gnu::always_inline]] inline Sums<K> fold_lanes_in_registers(double (&lanes)[K][R]) {
     for (std::size_t k = 0; k < K; ++k) {
         for (std::size_t l = 0; l < W; ++l) lanes[k][l] += lanes[k][l + W];
     }
@@ -308,35 +308,37 @@ template <std::size_t W, std::size_t K>
     }
 }
 
-// f(first) for the first lane of each chunk of `chunk` lanes that the first `count` lanes reach,
-// first a compile-time constant (std::integral_constant), so that the lanes f touches stay in
-// registers.
-template <std::size_t chunk, class F>
+// f(first) for the first lane of each chunk of `chunk` lanes of R that the first `count` lanes
+// reach, first a compile-time constant (std::integral_constant), so that the lanes f touches stay
+// in registers.
+template <std::size_t chunk, std::size_t R, class F>
 [[gnu::always_inline]] inline void for_each_reached_chunk(std::size_t count, const F& f) {
     [&]<std::size_t... Q>(std::index_sequence<Q...>) {
         ((count > Q * chunk ? f(std::integral_constant<std::size_t, Q * chunk>{}) : void()), ...);
-    }(std::make_index_sequence<kLanes / chunk>{});
+    }(std::make_index_sequence<R / chunk>{});
 }
 
-// Runs layout, a block within one run that starts at `base`, `len` elements: run_block's
-// additions with the lanes in registers throughout. The last len % kLanes terms are added as whole
-// vectors of lanes from a zero-padded copy (under round-to-nearest a lane plus +0, or a multiply-add
-// of +0 by +0, keeps its bits: a lane, which starts at +0, is never -0), and the lanes are folded
-// at constant widths. The (1, groups, L) views of GroupNorm, LayerNorm and InstanceNorm are one run
-// a group; a group of a few hundred elements spent most of its time in run_block's tail and fold.
-template <std::size_t K, class F>
-Sums<K> one_run_block(const F& term, std::size_t c, std::size_t base, std::size_t len) {
+// kChunk lanes of a run's tail are added as one: 64 bytes.
+inline constexpr std::size_t kChunk = 8;
+static_assert(kLanes % kChunk == 0);
+
+// one_run_block's sums with the first R lanes (R = kLanes, or fewer for a run that short).
+template <std::size_t K, std::size_t R, class F>
+[[gnu::always_inline]] inline Sums<K> run_in_lanes(const F& term, std::size_t c, std::size_t base, std::size_t len) {
     constexpr bool products = is_products<decltype(evaluate_term(term, c, 0, base)), K>;
-    constexpr std::size_t kChunk = 8;  // lanes of the tail added as one: 64 bytes
-    static_assert(kLanes % kChunk == 0);
+    if (len % R == 0) {  // whole vectors of lanes, no tail to pad
+        double lanes[K][R] = {};
+        add_run<K>(lanes, term, c, 0, base, len, [](std::size_t) {});
+        return fold_lanes_in_registers<R / 2, K>(lanes);
+    }
     const std::size_t whole = len - len % kLanes;
     const std::size_t tail = len - whole;
     // The tail's terms before the run's: its copy is written element by element and read a vector
     // at a time, and a vector load right after narrower stores to it waits for them to retire (no
     // store forwarding).
-    double value[K][kLanes];
-    double factor[K][products ? kLanes : 1];
-    for_each_reached_chunk<kChunk>(tail, [&](auto first) {
+    double value[K][R];
+    double factor[K][products ? R : 1];
+    for_each_reached_chunk<kChunk, R>(tail, [&](auto first) {
         for (std::size_t k = 0; k < K; ++k) {
             std::fill_n(value[k] + first, kChunk, 0.0);
             if constexpr (products) std::fill_n(factor[k] + first, kChunk, 0.0);
@@ -354,9 +356,9 @@ Sums<K> one_run_block(const F& term, std::size_t c, std::size_t base, std::size_
             for (std::size_t k = 0; k < K; ++k) value[k][l] = sums[k];
         }
     }
-    double lanes[K][kLanes] = {};
-    add_run<K>(lanes, term, c, 0, base, whole, [](std::size_t) {});
-    for_each_reached_chunk<kChunk>(tail, [&](auto first) {
+    double lanes[K][R] = {};
+    if constexpr (R == kLanes) add_run<K>(lanes, term, c, 0, base, whole, [](std::size_t) {});
+    for_each_reached_chunk<kChunk, R>(tail, [&](auto first) {
         for (std::size_t k = 0; k < K; ++k) {
             for (std::size_t l = first; l < first + kChunk; ++l) {
                 if constexpr (products) {
@@ -367,7 +369,25 @@ Sums<K> one_run_block(const F& term, std::size_t c, std::size_t base, std::size_
             }
         }
     });
-    return fold_lanes_in_registers<kLanes / 2, K>(lanes);
+    return fold_lanes_in_registers<R / 2, K>(lanes);
+}
+
+// Runs layout, a block within one run that starts at `base`, `len` elements: run_block's
+// additions with the lanes in registers throughout. The last len % kLanes terms are added as whole
+// vectors of lanes from a zero-padded copy (under round-to-nearest a lane plus +0, or a multiply-add
+// of +0 by +0, keeps its bits: a lane, which starts at +0, is never -0), and the lanes are folded
+// at constant widths. The (1, groups, L) views of GroupNorm, LayerNorm and InstanceNorm are one run
+// a group; a group of a few hundred elements spent most of its time in run_block's tail and fold.
+// A run of at most 8 or 16 elements (GroupNorm's groups at S = 1) leaves the lanes past those +0,
+// so the fold's levels that only add them keep every lane's bits: it is summed in 8 or 16 lanes,
+// the same additions without them.
+template <std::size_t K, class F>
+Sums<K> one_run_block(const F& term, std::size_t c, std::size_t base, std::size_t len) {
+    if (len <= kChunk) return run_in_lanes<K, kChunk>(term, c, base, len);
+    if constexpr (kLanes > 2 * kChunk) {
+        if (len <= 2 * kChunk) return run_in_lanes<K, 2 * kChunk>(term, c, base, len);
+    }
+    return run_in_lanes<K, kLanes>(term, c, base, len);
 }
 
 // Runs layout, a block of whole rows [n0, n1), for a term that does not read ahead: adds the
@@ -399,28 +419,38 @@ void row_runs_into(const F& term, const ChannelShape& sh, std::size_t n0, std::s
     }
 }
 
+// chan[j] = j / s for the positions j < width of a rows-layout chunk: the channel of each relative
+// to the chunk's first, the same for every chunk. Counted rather than divided, and once per block
+// rather than per chunk: the division per position, then the count per chunk, each took about a
+// third of rows_chunk's time in GroupNorm(25)'s statistics at (60, 100) (groups of 4).
+inline void chunk_channels(std::uint32_t* chan, std::size_t width, std::size_t s) {
+    for (std::uint32_t j = 0, c = 0, p = 0; j < width; ++j) {
+        chan[j] = c;
+        if (++p == s) {
+            p = 0;
+            ++c;
+        }
+    }
+}
+
 // Rows layout: adds the partials of channels [a, e) over rows [n0, n1) to out[0, e - a).
-// (e - a) * S <= kRowChunk. Each (c, s) position of a row has its own accumulator, in memory. The
-// rows are taken a few at a time, as many as stay in L1 (kRowPassBytes), and where rows are short
-// the accumulators of kTile positions at a time sit in registers over them; positions past the
-// last whole tile, and all of them in long rows, are added in memory directly. Either way a
-// position adds the terms of its row groups n0 + kRowGroup·m, each group's summed pairwise (so that
-// long rows store each accumulator once per group), in order, then the last rows alone, and
-// the build contracts no multiply-add on its own (-ffp-contract=off), so its sum has the same bits
-// whether a split of the channels put it in a tile or not, and whatever the pass boundaries.
+// (e - a) * S <= kRowChunk; chan as chunk_channels gives it (read where S > 1). Each (c, s)
+// position of a row has its own accumulator, in memory. The rows are taken a few at a time, as
+// many as stay in L1 (kRowPassBytes), and where rows are short the accumulators of kTile positions
+// at a time sit in registers over them; positions past the last whole tile, and all of them in
+// long rows, are added in memory directly. Either way a position adds the terms of its row groups
+// n0 + kRowGroup·m, each group's summed pairwise (so that long rows store each accumulator once
+// per group), in order, then the last rows alone, and the build contracts no multiply-add on its
+// own (-ffp-contract=off), so its sum has the same bits whether a split of the channels put it in
+// a tile or not, and whatever the pass boundaries.
 template <std::size_t K, bool UnitS, class F>
 void rows_chunk(const F& term, const ChannelShape& sh, std::size_t n0, std::size_t n1, std::size_t a,
-                std::size_t e, Sums<K>* out) {
+                std::size_t e, const std::uint32_t* chan, Sums<K>* out) {
     const std::size_t width = (e - a) * sh.s;
     const std::size_t row = sh.c * sh.s;
     const std::size_t first = a * sh.s;  // of position 0 in a row
     alignas(64) double acc[K][kRowChunk];
     for (std::size_t k = 0; k < K; ++k) std::fill_n(acc[k], width, 0.0);
-    // The channel of each position, relative to a: no division in the inner loop.
-    std::uint32_t chan[UnitS ? 1 : kRowChunk];
-    if constexpr (!UnitS) {
-        for (std::size_t j = 0; j < width; ++j) chan[j] = static_cast<std::uint32_t>(j / sh.s);
-    }
     const auto channel = [&](std::size_t j) -> std::size_t {
         if constexpr (UnitS) {
             return a + j;
@@ -511,12 +541,14 @@ void block_into(const F& term, const ChannelShape& sh, const ChannelPartition& p
     const std::size_t n0 = b * part.block;
     const std::size_t n1 = std::min(sh.n, n0 + part.block);
     const std::size_t step = kRowChunk / sh.s;
+    std::uint32_t chan[kRowChunk];  // the channel of each position of a chunk, where S > 1
+    if (sh.s > 1) chunk_channels(chan, std::min(c1 - c0, step) * sh.s, sh.s);
     for (std::size_t a = c0; a < c1; a += step) {
         const std::size_t e = std::min(c1, a + step);
         if (sh.s == 1) {
-            rows_chunk<K, true>(term, sh, n0, n1, a, e, out + (a - c0));
+            rows_chunk<K, true>(term, sh, n0, n1, a, e, chan, out + (a - c0));
         } else {
-            rows_chunk<K, false>(term, sh, n0, n1, a, e, out + (a - c0));
+            rows_chunk<K, false>(term, sh, n0, n1, a, e, chan, out + (a - c0));
         }
     }
 }
