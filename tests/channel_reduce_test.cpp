@@ -329,9 +329,9 @@ void check_runs_layout_order() {
                                   ChannelShape{3, 2, 20001}, ChannelShape{21, 4, 800}, ChannelShape{2, 5, 16383},
                                   // one run a channel (the views of GroupNorm, LayerNorm and InstanceNorm):
                                   // runs of whole vectors of lanes, with a tail of each length class, of
-                                  // a tail only (31 with 32 lanes, a block's last 6 with 16), cut by
-                                  // blocks, and of at most 8 or 16 elements, which 32-lane builds sum in
-                                  // fewer lanes (16, and a block's last 6, 8 and 12)
+                                  // a tail only (31 with 32 lanes, a block's last 12 with 16), cut by
+                                  // blocks, and of at most 8 or 16 elements, summed in that many lanes
+                                  // (16 with 32 lanes; a block's last 6, 8 and 12)
                                   ChannelShape{1, 70, 49}, ChannelShape{1, 9, 64}, ChannelShape{1, 40, 16},
                                   ChannelShape{1, 20, 40}, ChannelShape{1, 12, 31}, ChannelShape{1, 5, 100},
                                   ChannelShape{1, 3, 20001}, ChannelShape{1, 2, 16383}, ChannelShape{1, 2, 16390},

@@ -232,9 +232,10 @@ void add_term(double (&lanes)[K][R], std::size_t l, const F& term, std::size_t c
 }
 
 // lanes += the terms of the run of channel c in sample n that starts at index `base`, `len`
-// elements long: element r goes to lane r % R (R = kLanes but in one_run_block); before(r) ahead
-// of each R elements from r and of the last fewer. Always inlined, so that the caller's lanes stay
-// in registers (a call would take them by reference, from memory, at every addition).
+// elements long: element r goes to lane r % R (R = kLanes, except in one_run_block: 8 or 16 there);
+// before(r) ahead of each R elements from r and of the last fewer. Always inlined, so that the
+// caller's lanes stay in registers (a call would take them by reference, from memory, at every
+// addition).
 template <std::size_t K, class F, class Before, std::size_t R>
 [[gnu::always_inline]] inline void add_run(double (&lanes)[K][R], const F& term, std::size_t c, std::size_t n,
                                            std::size_t base, std::size_t len, const Before& before) {
@@ -322,7 +323,8 @@ template <std::size_t chunk, std::size_t R, class F>
 inline constexpr std::size_t kChunk = 8;
 static_assert(kLanes % kChunk == 0);
 
-// one_run_block's sums with the first R lanes (R = kLanes, or fewer for a run that short).
+// one_run_block's sums in R lanes: kLanes, or 8 or 16 for a run of at most that many elements
+// (len <= R then).
 template <std::size_t K, std::size_t R, class F>
 [[gnu::always_inline]] inline Sums<K> run_in_lanes(const F& term, std::size_t c, std::size_t base, std::size_t len) {
     constexpr bool products = is_products<decltype(evaluate_term(term, c, 0, base)), K>;
@@ -331,7 +333,7 @@ template <std::size_t K, std::size_t R, class F>
         add_run<K>(lanes, term, c, 0, base, len, [](std::size_t) {});
         return fold_lanes_in_registers<R / 2, K>(lanes);
     }
-    const std::size_t whole = len - len % kLanes;
+    const std::size_t whole = len - len % R;
     const std::size_t tail = len - whole;
     // The tail's terms before the run's: its copy is written element by element and read a vector
     // at a time, and a vector load right after narrower stores to it waits for them to retire (no
@@ -357,7 +359,7 @@ template <std::size_t K, std::size_t R, class F>
         }
     }
     double lanes[K][R] = {};
-    if constexpr (R == kLanes) add_run<K>(lanes, term, c, 0, base, whole, [](std::size_t) {});
+    add_run<K>(lanes, term, c, 0, base, whole, [](std::size_t) {});
     for_each_reached_chunk<kChunk, R>(tail, [&](auto first) {
         for (std::size_t k = 0; k < K; ++k) {
             for (std::size_t l = first; l < first + kChunk; ++l) {
@@ -373,14 +375,15 @@ template <std::size_t K, std::size_t R, class F>
 }
 
 // Runs layout, a block within one run that starts at `base`, `len` elements: run_block's
-// additions with the lanes in registers throughout. The last len % kLanes terms are added as whole
-// vectors of lanes from a zero-padded copy (under round-to-nearest a lane plus +0, or a multiply-add
-// of +0 by +0, keeps its bits: a lane, which starts at +0, is never -0), and the lanes are folded
-// at constant widths. The (1, groups, L) views of GroupNorm, LayerNorm and InstanceNorm are one run
-// a group; a group of a few hundred elements spent most of its time in run_block's tail and fold.
-// A run of at most 8 or 16 elements (GroupNorm's groups at S = 1) leaves the lanes past those +0,
-// so the fold's levels that only add them keep every lane's bits: it is summed in 8 or 16 lanes,
-// the same additions without them.
+// additions with the lanes in registers throughout. A tail short of a whole vector of lanes is
+// added from a zero-padded copy as whole chunks of kChunk lanes, and the lanes are folded at
+// constant widths. A run of at most 8 or 16 elements (GroupNorm's groups at S = 1) is summed in 8
+// or 16 lanes: the fold's levels above those only add lanes that stay +0. Adding +0 (or a
+// multiply-add of +0 by +0) keeps a lane's bits unless the lane is -0 (a product that underflowed),
+// which it makes +0; a zero's sign shows only in a sum that is zero, and a channel's sum starts at
+// +0 (+0 plus -0 is +0), so the channel's sums have run_block's bits either way. The (1, groups, L) views of GroupNorm,
+// LayerNorm and InstanceNorm are one run a group; a group of a few hundred elements spent most of
+// its time in run_block's tail and fold.
 template <std::size_t K, class F>
 Sums<K> one_run_block(const F& term, std::size_t c, std::size_t base, std::size_t len) {
     if (len <= kChunk) return run_in_lanes<K, kChunk>(term, c, base, len);
@@ -546,7 +549,7 @@ void block_into(const F& term, const ChannelShape& sh, const ChannelPartition& p
     for (std::size_t a = c0; a < c1; a += step) {
         const std::size_t e = std::min(c1, a + step);
         if (sh.s == 1) {
-            rows_chunk<K, true>(term, sh, n0, n1, a, e, chan, out + (a - c0));
+            rows_chunk<K, true>(term, sh, n0, n1, a, e, nullptr, out + (a - c0));
         } else {
             rows_chunk<K, false>(term, sh, n0, n1, a, e, chan, out + (a - c0));
         }
