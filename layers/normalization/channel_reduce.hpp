@@ -381,9 +381,9 @@ template <std::size_t K, std::size_t R, class F>
 // or 16 lanes: the fold's levels above those only add lanes that stay +0. Adding +0 (or a
 // multiply-add of +0 by +0) keeps a lane's bits unless the lane is -0 (a product that underflowed),
 // which it makes +0; a zero's sign shows only in a sum that is zero, and a channel's sum starts at
-// +0 (+0 plus -0 is +0), so the channel's sums have run_block's bits either way. The (1, groups, L) views of GroupNorm,
-// LayerNorm and InstanceNorm are one run a group; a group of a few hundred elements spent most of
-// its time in run_block's tail and fold.
+// +0 (+0 plus -0 is +0), so the channel's sums have run_block's bits either way. The
+// (1, groups, L) views of GroupNorm, LayerNorm and InstanceNorm are one run a group; a group of a
+// few hundred elements spent most of its time in run_block's tail and fold.
 template <std::size_t K, class F>
 Sums<K> one_run_block(const F& term, std::size_t c, std::size_t base, std::size_t len) {
     if (len <= kChunk) return run_in_lanes<K, kChunk>(term, c, base, len);
