@@ -328,11 +328,6 @@ static_assert(kLanes % kChunk == 0);
 template <std::size_t K, std::size_t R, class F>
 [[gnu::always_inline]] inline Sums<K> run_in_lanes(const F& term, std::size_t c, std::size_t base, std::size_t len) {
     constexpr bool products = is_products<decltype(evaluate_term(term, c, 0, base)), K>;
-    if (len % R == 0) {  // whole vectors of lanes, no tail to pad
-        double lanes[K][R] = {};
-        add_run<K>(lanes, term, c, 0, base, len, [](std::size_t) {});
-        return fold_lanes_in_registers<R / 2, K>(lanes);
-    }
     const std::size_t whole = len - len % R;
     const std::size_t tail = len - whole;
     // The tail's terms before the run's: its copy is written element by element and read a vector
