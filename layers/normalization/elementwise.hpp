@@ -6,6 +6,7 @@
 // Over all rows in parallel blocks, or over a block of rows in the calling thread.
 #pragma once
 
+#include <array>
 #include <cstddef>
 
 #include "layers/normalization/arithmetic.hpp"
@@ -32,17 +33,19 @@ void apply_forward(const ChannelShape& view, const Affine<T>& a, const Epilogue&
     using namespace normalization_detail;
     const bool streamed = streams(view, sizeof(T), rows);
     for_each_block(view, rows, [&](std::size_t n0, std::size_t n1, std::size_t c0, std::size_t c1) {
-        for_each_run(view, n0, n1, c0, c1, [&](auto per_element, std::size_t off, std::size_t len, std::size_t first) {
+        for_each_run(view, n0, n1, c0, c1, [&](auto per_element, auto runs, std::size_t off, std::size_t stride,
+                                               std::size_t len, std::size_t first) {
             constexpr std::size_t step = decltype(per_element)::value ? 1 : 0;
             const T* ce = a.centre.from(first);
             const T* sc = a.scale.from(first);
             const T* sf = a.shift.from(first);
             const auto epi = epilogue.bind_run(per_element, first);
             const T* src = x + off;
-            const auto value = [&](std::size_t i) {
-                return epi.forward(affine(src[i], ce[i * step], sc[i * step], sf[i * step]), i);
-            };
-            write_run(y + off, len, streamed, value);
+            write_runs<runs()>(y + off, stride, len, streamed, [&](std::size_t i) {
+                return [&, i, c = ce[i * step], s = sc[i * step], h = sf[i * step]](std::size_t r) {
+                    return epi.forward(affine(src[r * stride + i], c, s, h), i);
+                };
+            });
         });
         if (streamed) stream_fence();
     });
@@ -56,7 +59,8 @@ void apply_backward(const ChannelShape& view, const InputGrad<T>& d, const Affin
     using namespace normalization_detail;
     const bool streamed = streams(view, sizeof(T), rows);
     for_each_block(view, rows, [&](std::size_t n0, std::size_t n1, std::size_t c0, std::size_t c1) {
-        for_each_run(view, n0, n1, c0, c1, [&](auto per_element, std::size_t off, std::size_t len, std::size_t first) {
+        for_each_run(view, n0, n1, c0, c1, [&](auto per_element, auto runs, std::size_t off, std::size_t stride,
+                                               std::size_t len, std::size_t first) {
             constexpr std::size_t step = decltype(per_element)::value ? 1 : 0;
             const T* al = d.alpha.from(first);
             const T* ce = d.centre.from(first);
@@ -68,20 +72,37 @@ void apply_backward(const ChannelShape& view, const InputGrad<T>& d, const Affin
             const auto epi = epilogue.bind_run(per_element, first);
             const T* g = dy + off;
             const T* src = x + off;
-            const auto gate = [&](std::size_t i) {
+            // The forward's coefficients of element i, where the epilogue reads them.
+            const auto forward_at = [&](std::size_t i) {
                 if constexpr (Epilogue::gate_reads_value) {
-                    return epi.gate(g[i], affine(src[i], fc[i * step], fs[i * step], fh[i * step]), i);
+                    return std::array<T, 3>{fc[i * step], fs[i * step], fh[i * step]};
                 } else {
-                    return epi.gate(g[i], T(0), i);
+                    return std::array<T, 3>{};
+                }
+            };
+            // The output gradient of element i of run r through the epilogue, f its forward_at(i).
+            const auto gate = [&](std::size_t r, std::size_t i, const std::array<T, 3>& f) {
+                const std::size_t at = r * stride + i;
+                if constexpr (Epilogue::gate_reads_value) {
+                    return epi.gate(g[at], affine(src[at], f[0], f[1], f[2]), i);
+                } else {
+                    return epi.gate(g[at], T(0), i);
                 }
             };
             if (d.x_term) {
-                write_run(dx + off, len, streamed, [&](std::size_t i) {
-                    return mul_add(gate(i), al[i * step], affine(src[i], ce[i * step], kk[i * step], sf[i * step]));
+                write_runs<runs()>(dx + off, stride, len, streamed, [&](std::size_t i) {
+                    return [&, i, f = forward_at(i), a = al[i * step], c = ce[i * step], k = kk[i * step],
+                            h = sf[i * step]](std::size_t r) {
+                        return mul_add(gate(r, i, f), a, affine(src[r * stride + i], c, k, h));
+                    };
                 });
             } else {
                 // x read only for the epilogue's mask: a non-finite x cannot turn a gated 0 into a NaN.
-                write_run(dx + off, len, streamed, [&](std::size_t i) { return affine(gate(i), T(0), al[i * step], T(0)); });
+                write_runs<runs()>(dx + off, stride, len, streamed, [&](std::size_t i) {
+                    return [&, i, f = forward_at(i), a = al[i * step]](std::size_t r) {
+                        return affine(gate(r, i, f), T(0), a, T(0));
+                    };
+                });
             }
         });
         if (streamed) stream_fence();

@@ -25,21 +25,33 @@ inline constexpr std::size_t kTaskElems = 1 << 14;    // elements per parallel t
 // per element already; at other short S it would need coefficient arrays as large as the tensor.
 inline bool merges_rows(const ChannelShape& view) { return view.s < kShortRun && (view.n > 1 || view.s == 1); }
 
-// Calls run(per_element, offset, length, first) on the contiguous runs that cover samples
-// [n0, n1) of rows [c0, c1): each (n, c) row of S elements, with first = c; or, where rows merge,
-// the rows' part of each sample n, with first = c0·S and per_element = std::true_type (the
-// coefficients of element k of the run are at first + k rather than at first).
+// Consecutive samples whose merged runs (which share their coefficients) for_each_run hands over
+// together, so that a pass loads each coefficient once for all of them.
+inline constexpr std::size_t kMergedSamples = 4;
+
+// Calls run(per_element, runs, offset, stride, length, first) on the contiguous runs that cover
+// samples [n0, n1) of rows [c0, c1), `runs` (a std::integral_constant) runs at a time that share
+// their coefficients, the r-th starting r·stride elements after `offset`:
+//  - each (n, c) row of S elements alone, with first = c and per_element = std::false_type;
+//  - where rows merge, the rows' part of each sample, kMergedSamples samples at a time (the last
+//    ones alone), stride C·S, first = c0·S and per_element = std::true_type (the coefficients of
+//    element k of a run are at first + k rather than at first).
 template <class Run>
 void for_each_run(const ChannelShape& sh, std::size_t n0, std::size_t n1, std::size_t c0, std::size_t c1,
                   const Run& run) {
-    const bool merged = merges_rows(sh);
-    for (std::size_t n = n0; n < n1; ++n) {
-        if (merged) {
-            run(std::true_type{}, (n * sh.c + c0) * sh.s, (c1 - c0) * sh.s, c0 * sh.s);
-        } else {
-            for (std::size_t c = c0; c < c1; ++c) run(std::false_type{}, (n * sh.c + c) * sh.s, sh.s, c);
+    using One = std::integral_constant<std::size_t, 1>;
+    if (!merges_rows(sh)) {
+        for (std::size_t n = n0; n < n1; ++n) {
+            for (std::size_t c = c0; c < c1; ++c) run(std::false_type{}, One{}, (n * sh.c + c) * sh.s, 0, sh.s, c);
         }
+        return;
     }
+    const std::size_t stride = sh.c * sh.s, len = (c1 - c0) * sh.s, first = c0 * sh.s;
+    std::size_t n = n0;
+    for (; n + kMergedSamples <= n1; n += kMergedSamples) {
+        run(std::true_type{}, std::integral_constant<std::size_t, kMergedSamples>{}, n * stride + first, stride, len, first);
+    }
+    for (; n < n1; ++n) run(std::true_type{}, One{}, n * stride + first, stride, len, first);
 }
 
 // Calls body(n0, n1, c0, c1) on blocks covering the rows of `rows`: a block of rows as one block;

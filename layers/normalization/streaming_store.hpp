@@ -92,13 +92,26 @@ void stream_run(T* dst, std::size_t len, const Value& value) {
     }
 }
 
-// dst[i] = value(i) for i in [0, len): streamed (stream_run) or by plain stores.
-template <class T, class Value>
-void write_run(T* dst, std::size_t len, bool streamed, const Value& value) {
+// dst[r·stride + i] = element(i)(r) for the R runs r in [0, R) and i in [0, len): streamed
+// (stream_run) or by plain stores. element(i) reads what the runs' i-th elements share (their
+// coefficients) once, into the callable of r it returns, before any of them is stored.
+template <std::size_t R, class T, class Element>
+void write_runs(T* dst, std::size_t stride, std::size_t len, bool streamed, const Element& element) {
     if (streamed) {
-        stream_run(dst, len, value);
-    } else {
-        for (std::size_t i = 0; i < len; ++i) dst[i] = value(i);
+        for (std::size_t r = 0; r < R; ++r) stream_run(dst + r * stride, len, [&](std::size_t i) { return element(i)(r); });
+        return;
+    }
+    // No element depends on another's store: the runs are disjoint and each value reads the input at
+    // its own position only (dst may be that input), so the compilers need not prove the runs and
+    // the coefficients apart, which takes them more run-time checks than they make.
+#if defined(__clang__)
+#pragma clang loop vectorize(assume_safety)
+#elif defined(__GNUC__)
+#pragma GCC ivdep
+#endif
+    for (std::size_t i = 0; i < len; ++i) {
+        const auto value = element(i);
+        for (std::size_t r = 0; r < R; ++r) dst[r * stride + i] = value(r);
     }
 }
 
