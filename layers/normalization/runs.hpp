@@ -26,8 +26,10 @@ inline constexpr std::size_t kTaskElems = 1 << 14;    // elements per parallel t
 inline bool merges_rows(const ChannelShape& view) { return view.s < kShortRun && (view.n > 1 || view.s == 1); }
 
 // Consecutive samples whose merged runs (which share their coefficients) for_each_run hands over
-// together, so that a pass loads each coefficient once for all of them.
-inline constexpr std::size_t kMergedSamples = 4;
+// together, so that a pass loads each coefficient once for both. Four were slower than one on
+// tensors past a core's cache (BatchNorm1d at (256, 1024): a backward's four rows of dy, x and dx
+// are more streams than the prefetchers follow); two are as fast there (bench/RESULTS.md).
+inline constexpr std::size_t kMergedSamples = 2;
 
 // Calls run(per_element, runs, offset, stride, length, first) on the contiguous runs that cover
 // samples [n0, n1) of rows [c0, c1), `runs` (a std::integral_constant) runs at a time that share
