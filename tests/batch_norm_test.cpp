@@ -407,7 +407,7 @@ void checkKernelsOnLargeShapes(double tolerance) {
     // both (many channels), in passes with both (long channels, or short rows); fused with both and
     // an output past the caches, streamed (LargeShapesReachTheStreamedForward).
     std::vector<Shape> shapes = {{8, 3, 100, 100}, {16, 32, 28, 28}, {2, 40, 2000},
-                                 {3, 1, 50000},    {70000, 3},       {300, 50, 7}};
+                                 {3, 1, 50000},    {70000, 3},       {301, 50, 7}};
     shapes.push_back(streamed_shape<T>);
     shapes.push_back(last_level_blocked_shape<T>);
     std::mt19937 rng(7);

@@ -41,7 +41,7 @@ void apply_forward(const ChannelShape& view, const Affine<T>& a, const Epilogue&
             const T* sf = a.shift.from(first);
             const auto epi = epilogue.bind_run(per_element, first);
             const T* src = x + off;
-            write_runs<runs()>(y + off, stride, len, streamed, [&](std::size_t i) {
+            write_runs<decltype(runs)::value>(y + off, stride, len, streamed, [&](std::size_t i) {
                 return [&, i, c = ce[i * step], s = sc[i * step], h = sf[i * step]](std::size_t r) {
                     return epi.forward(affine(src[r * stride + i], c, s, h), i);
                 };
@@ -72,7 +72,8 @@ void apply_backward(const ChannelShape& view, const InputGrad<T>& d, const Affin
             const auto epi = epilogue.bind_run(per_element, first);
             const T* g = dy + off;
             const T* src = x + off;
-            // The forward's coefficients of element i, where the epilogue reads them.
+            // The forward's coefficients of element i for an epilogue whose gate recomputes its input;
+            // empty otherwise.
             const auto forward_at = [&](std::size_t i) {
                 if constexpr (Epilogue::gate_reads_value) {
                     return std::array<T, 3>{fc[i * step], fs[i * step], fh[i * step]};
@@ -90,7 +91,7 @@ void apply_backward(const ChannelShape& view, const InputGrad<T>& d, const Affin
                 }
             };
             if (d.x_term) {
-                write_runs<runs()>(dx + off, stride, len, streamed, [&](std::size_t i) {
+                write_runs<decltype(runs)::value>(dx + off, stride, len, streamed, [&](std::size_t i) {
                     return [&, i, f = forward_at(i), a = al[i * step], c = ce[i * step], k = kk[i * step],
                             h = sf[i * step]](std::size_t r) {
                         return mul_add(gate(r, i, f), a, affine(src[r * stride + i], c, k, h));
@@ -98,7 +99,7 @@ void apply_backward(const ChannelShape& view, const InputGrad<T>& d, const Affin
                 });
             } else {
                 // x read only for the epilogue's mask: a non-finite x cannot turn a gated 0 into a NaN.
-                write_runs<runs()>(dx + off, stride, len, streamed, [&](std::size_t i) {
+                write_runs<decltype(runs)::value>(dx + off, stride, len, streamed, [&](std::size_t i) {
                     return [&, i, f = forward_at(i), a = al[i * step]](std::size_t r) {
                         return affine(gate(r, i, f), T(0), a, T(0));
                     };

@@ -67,6 +67,7 @@ NormalizedBatch normalize_batch_by_blocks(const Grouping& grouping, const T* x, 
                                           std::size_t bytes_per_element, const BlockApply<T>& apply);
 
 // The forward with given statistics (running ones: eval). Only gamma and beta of options are read.
+// y may be x, but must not overlap it otherwise (elementwise.hpp).
 template <class T, class Epilogue>
 void normalize_with(const Grouping& grouping, const Normalization& norm, const T* x, const NormalizeOptions<T>& options,
                     const Epilogue& epilogue, T* y);
@@ -81,7 +82,7 @@ struct NormalizeGrads {
 // The backward of a forward that returned `batch` (through = batch statistics), or of
 // normalize_with (constants; batch.renorm empty), given dy. gamma and beta are the forward's (beta
 // is read only by an epilogue that recomputes its input). Returns the epilogue's extra sums per
-// channel (TLU: tau's gradient).
+// channel (TLU: tau's gradient). dx may not alias dy or x.
 template <class T, class Epilogue>
 std::vector<std::array<double, Epilogue::extra_sums>> normalize_backward(
     const Grouping& grouping, const NormalizedBatch& batch, GradientThrough through, const T* dy, const T* x,

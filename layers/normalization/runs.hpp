@@ -25,10 +25,11 @@ inline constexpr std::size_t kTaskElems = 1 << 14;    // elements per parallel t
 // per element already; at other short S it would need coefficient arrays as large as the tensor.
 inline bool merges_rows(const ChannelShape& view) { return view.s < kShortRun && (view.n > 1 || view.s == 1); }
 
-// Consecutive samples whose merged runs (which share their coefficients) for_each_run hands over
-// together, so that a pass loads each coefficient once for both. Four were slower than one on
-// tensors past a core's cache (BatchNorm1d at (256, 1024): a backward's four rows of dy, x and dx
-// are more streams than the prefetchers follow); two are as fast there (bench/RESULTS.md).
+// How many consecutive samples' merged runs for_each_run hands over at once: they share their
+// coefficients, so a pass loads each coefficient once for both. Four were slower than one at
+// BatchNorm1d's (256, 1024) forward + backward, whose tensors are past a core's cache (a backward's
+// four rows of dy, x and dx, more streams than the prefetchers follow); two are as fast there
+// (bench/RESULTS.md, "Two samples' runs at a time").
 inline constexpr std::size_t kMergedSamples = 2;
 
 // Calls run(per_element, runs, offset, stride, length, first) on the contiguous runs that cover
