@@ -104,21 +104,21 @@ void write_runs(T* dst, std::size_t stride, std::size_t len, bool streamed, cons
     }
     if constexpr (R == 1) {
         for (std::size_t i = 0; i < len; ++i) dst[i] = element(i)(0);
-        return;
-    }
-    // No element depends on another's store (the runs are disjoint, and an input dst may be is read
-    // at the stored position only): said to the compilers, which would otherwise check every pair
-    // of the runs and the coefficients for overlap at run time, and past GCC's limit of such
-    // checks (vect-max-version-for-alias-checks) not vectorize at all. Not said for one run, where
-    // the checks are few: LayerNorm's forward at (64, 512, 1) was 1.09x slower with it.
+    } else {
+        // No element depends on another's store (the runs are disjoint, and an input that dst may
+        // be is read at the stored position only): said to the compilers, which would otherwise
+        // check every pair of the runs and the coefficients for overlap at run time, and past GCC's
+        // limit of such checks (vect-max-version-for-alias-checks) not vectorize at all. Not said
+        // for one run, whose checks are few: LayerNorm's forward at (64, 512, 1) was 1.09x slower.
 #if defined(__clang__)
 #pragma clang loop vectorize(assume_safety)
 #elif defined(__GNUC__)
 #pragma GCC ivdep
 #endif
-    for (std::size_t i = 0; i < len; ++i) {
-        const auto value = element(i);
-        for (std::size_t r = 0; r < R; ++r) dst[r * stride + i] = value(r);
+        for (std::size_t i = 0; i < len; ++i) {
+            const auto value = element(i);
+            for (std::size_t r = 0; r < R; ++r) dst[r * stride + i] = value(r);
+        }
     }
 }
 
