@@ -73,7 +73,7 @@ void apply_backward(const ChannelShape& view, const InputGrad<T>& d, const Affin
             const T* g = dy + off;
             const T* src = x + off;
             // The forward's coefficients of element i for an epilogue whose gate recomputes its input;
-            // empty otherwise.
+            // zeros, unused, otherwise.
             const auto forward_at = [&](std::size_t i) {
                 if constexpr (Epilogue::gate_reads_value) {
                     return std::array<T, 3>{fc[i * step], fs[i * step], fh[i * step]};

@@ -35,7 +35,8 @@ inline constexpr std::size_t kMergedSamples = 2;
 // Calls run(per_element, runs, offset, stride, length, first) on the contiguous runs that cover
 // samples [n0, n1) of rows [c0, c1), `runs` (a std::integral_constant) runs at a time that share
 // their coefficients, the r-th starting r·stride elements after `offset`:
-//  - each (n, c) row of S elements alone, with first = c and per_element = std::false_type;
+//  - each (n, c) row of S elements alone (stride unused), with first = c and per_element =
+//    std::false_type;
 //  - where rows merge, the rows' part of each sample, kMergedSamples samples at a time (the last
 //    ones alone), stride C·S, first = c0·S and per_element = std::true_type (the coefficients of
 //    element k of a run are at first + k rather than at first).

@@ -98,7 +98,9 @@ void stream_run(T* dst, std::size_t len, const Value& value) {
 // an input that each value reads at its own position only; it must not overlap one elsewhere.
 template <std::size_t R, class T, class Element>
 void write_runs(T* dst, std::size_t stride, std::size_t len, bool streamed, const Element& element) {
-    if (streamed) {  // one run at a time (no caller streams runs of several samples today)
+    // One run at a time: several runs come only where rows merge (S < 16), which the cache-blocked
+    // walk, the only one that streams, never takes.
+    if (streamed) {
         for (std::size_t r = 0; r < R; ++r) stream_run(dst + r * stride, len, [&](std::size_t i) { return element(i)(r); });
         return;
     }
