@@ -14,6 +14,8 @@
 //   batch_renorm      BatchRenorm2d(C) in its relaxed phase (rmax = 3, dmax = 5), momentum 0.01
 //   ghost_batch_norm  GhostBatchNorm2d(C, virtual_batch = N/4, the "virtual_batch" argument): four
 //                     virtual batches; every N of the list is a multiple of 4 (another is skipped)
+// And BatchNorm1d's forward at small N and C (batch_norm_per_group), for a call's fixed, per-group
+// and per-element costs.
 // Arguments: N, C, S (= H*W), threads[, groups | virtual_batch]. bytes_per_second counts the
 // minimal traffic (forward: read x, write y; forward + backward: that and read dy and x, write dx;
 // plus LayerNorm's elementwise weight and bias, read in both, and their gradients, written), and
@@ -201,6 +203,29 @@ struct GhostBatchNormKernels {
     }
 };
 
+// BatchNorm1d's forward alone (its stages, as BatchNorm's layer calls them), for the cost model of
+// the per-group work: at small N and C a call's time is a fixed part, a part per group (the stages'
+// loops over the C groups: the statistics' shift and finish, the inverse std, the fold, the running
+// statistics) and a part per element, which BM_batch_norm_per_group_forward_train's grid separates.
+// Ghost BN's virtual batches are such calls.
+struct BatchNormKernels {
+    Tensors t;
+    Affine affine;
+    Running running;
+    static constexpr std::size_t affine_elements = 0;
+
+    explicit BatchNormKernels(const benchmark::State& state) : t(state), affine(t.s.c), running(t.s.c) {}
+
+    xgrad::NormalizedBatch forward() {
+        xgrad::NormalizeOptions<float> options;
+        options.gamma = affine.gamma.data();
+        options.beta = affine.beta.data();
+        options.running = running.moved_by(0.1);
+        return xgrad::normalize_batch(Grouping::per_channel(t.s), t.x.data(), options, xgrad::NoEpilogue{},
+                                      t.y.data());
+    }
+};
+
 // Counters from the minimal traffic: `tensors` tensors of the shape and `affine` elementwise
 // parameter arrays read or written.
 template <class Kernels>
@@ -267,6 +292,14 @@ void register_layer(const std::string& layer, const ExtraOf& extra_of, std::vect
         [](std::int64_t, std::int64_t, std::int64_t s) { return s > 1 ? Extra(std::vector<std::int64_t>{}) : Extra(); },
         {});
     register_layer<BatchRenormKernels>("batch_renorm", every_shape, {});
+    // N samples of C channels (S = 1) at 1 thread: Ghost BN's virtual batches at the (N, C) shapes
+    // are (16, 512), (15, 100) and (64, 1024).
+    auto* per_group = benchmark::RegisterBenchmark("BM_batch_norm_per_group_forward_train",
+                                                   &forward_train<BatchNormKernels>);
+    for (std::int64_t n : {4, 16, 64}) {
+        for (std::int64_t c : {8, 64, 512}) per_group->Args({n, c, 1, 1});
+    }
+    per_group->ArgNames({"N", "C", "S", "threads"})->UseRealTime();
     register_layer<GhostBatchNormKernels>("ghost_batch_norm",
                                           [](std::int64_t n, std::int64_t, std::int64_t) {
                                               return n % 4 == 0 ? Extra(std::vector<std::int64_t>{n / 4}) : Extra();
