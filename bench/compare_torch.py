@@ -419,7 +419,8 @@ FAMILY = [
 
 
 def print_family(build, repetitions):
-    xg = google_benchmark(f"{build}/bench/norm_family_bench", ".", repetitions, STATISTIC)
+    layers = "|".join(layer for layer, *_ in FAMILY)
+    xg = google_benchmark(f"{build}/bench/norm_family_bench", f"^BM_({layers})_", repetitions, STATISTIC)
     # oneDNN 2.6 has layer normalization, not group or instance normalization.
     dn = google_benchmark(f"{build}/bench/onednn_layer_norm_bench", ".", repetitions, STATISTIC)
     rows = []  # (layer, torch label, n, c, s, t, extra, [forward, forward+backward] in torch)

@@ -129,28 +129,42 @@ struct LayerNormKernels {
     }
 };
 
-// Batch Renorm: BatchNorm's per-channel kernels with the r, d correction from the running
-// statistics, which it moves.
-struct BatchRenormKernels {
+// BatchNorm's per-channel kernels, the running statistics moved with `momentum`. Alone, BatchNorm1d's
+// forward at small N and C (batch_norm_per_group): at such shapes a call's time is a fixed part, a
+// part per group (the stages' loops over the C groups: the statistics' shift and finish, the inverse
+// std, the fold, the running statistics) and a part per element, which its grid separates; Ghost
+// BN's virtual batches are such calls.
+struct BatchNormKernels {
     Tensors t;
     Affine affine;
     Running running;
+    double momentum = 0.1;
+    std::optional<xgrad::RenormLimits> renorm;
     static constexpr std::size_t affine_elements = 0;
 
-    explicit BatchRenormKernels(const benchmark::State& state) : t(state), affine(t.s.c), running(t.s.c) {}
+    explicit BatchNormKernels(const benchmark::State& state) : t(state), affine(t.s.c), running(t.s.c) {}
 
     xgrad::NormalizedBatch forward() {
         xgrad::NormalizeOptions<float> options;
         options.gamma = affine.gamma.data();
         options.beta = affine.beta.data();
-        options.running = running.moved_by(0.01);
-        options.renorm = xgrad::RenormLimits{3.0, 5.0};
+        options.running = running.moved_by(momentum);
+        options.renorm = renorm;
         return xgrad::normalize_batch(Grouping::per_channel(t.s), t.x.data(), options, xgrad::NoEpilogue{}, t.y.data());
     }
     void backward(const xgrad::NormalizedBatch& batch) {
         xgrad::normalize_backward(Grouping::per_channel(t.s), batch, xgrad::GradientThrough::batch(), t.dy.data(),
                                   t.x.data(), affine.gamma.data(), affine.beta.data(), xgrad::NoEpilogue{},
                                   affine.grads(t.dx.data()));
+    }
+};
+
+// Batch Renorm: BatchNorm's per-channel kernels with the r, d correction from the running
+// statistics, which it moves.
+struct BatchRenormKernels : BatchNormKernels {
+    explicit BatchRenormKernels(const benchmark::State& state) : BatchNormKernels(state) {
+        momentum = 0.01;
+        renorm = xgrad::RenormLimits{3.0, 5.0};
     }
 };
 
@@ -200,29 +214,6 @@ struct GhostBatchNormKernels {
             affine.dgamma[c] = static_cast<float>(sum_dgamma[c]);
             affine.dbeta[c] = static_cast<float>(sum_dbeta[c]);
         }
-    }
-};
-
-// BatchNorm1d's forward alone (its stages, as BatchNorm's layer calls them), for the cost model of
-// the per-group work: at small N and C a call's time is a fixed part, a part per group (the stages'
-// loops over the C groups: the statistics' shift and finish, the inverse std, the fold, the running
-// statistics) and a part per element, which BM_batch_norm_per_group_forward_train's grid separates.
-// Ghost BN's virtual batches are such calls.
-struct BatchNormKernels {
-    Tensors t;
-    Affine affine;
-    Running running;
-    static constexpr std::size_t affine_elements = 0;
-
-    explicit BatchNormKernels(const benchmark::State& state) : t(state), affine(t.s.c), running(t.s.c) {}
-
-    xgrad::NormalizedBatch forward() {
-        xgrad::NormalizeOptions<float> options;
-        options.gamma = affine.gamma.data();
-        options.beta = affine.beta.data();
-        options.running = running.moved_by(0.1);
-        return xgrad::normalize_batch(Grouping::per_channel(t.s), t.x.data(), options, xgrad::NoEpilogue{},
-                                      t.y.data());
     }
 };
 
@@ -292,8 +283,7 @@ void register_layer(const std::string& layer, const ExtraOf& extra_of, std::vect
         [](std::int64_t, std::int64_t, std::int64_t s) { return s > 1 ? Extra(std::vector<std::int64_t>{}) : Extra(); },
         {});
     register_layer<BatchRenormKernels>("batch_renorm", every_shape, {});
-    // N samples of C channels (S = 1) at 1 thread: Ghost BN's virtual batches at the (N, C) shapes
-    // are (16, 512), (15, 100) and (64, 1024).
+    // N samples of C channels (S = 1) at 1 thread; Ghost BN's virtual batch at (64, 512) is (16, 512).
     auto* per_group = benchmark::RegisterBenchmark("BM_batch_norm_per_group_forward_train",
                                                    &forward_train<BatchNormKernels>);
     for (std::int64_t n : {4, 16, 64}) {
