@@ -74,13 +74,15 @@ void group_moments(const Grouping& grouping, const T* x, const Rows& groups, Mom
     // group took 8% of BatchNorm1d's forward at (64, 512)).
     std::vector<unsigned char> cancels(sums.size());
     unsigned char any_cancels = 0;
+    const double inv_n = 1.0 / n;
     for (std::size_t i = 0; i < sums.size(); ++i) {
         const std::size_t g = groups.begin + i;
         const double sum = sums[i][0];
         const double squares = sums[i][1];
-        const double centred = squares - sum * (sum / n);
-        out.mean[g] = shift[g] + sum / n;
-        out.var[g] = std::max(0.0, centred / n);
+        const double mean_offset = sum * inv_n;
+        const double centred = squares - sum * mean_offset;
+        out.mean[g] = shift[g] + mean_offset;
+        out.var[g] = std::max(0.0, centred * inv_n);
         cancels[i] = !(squares <= kMaxCancellation * centred);
         any_cancels |= cancels[i];
     }
