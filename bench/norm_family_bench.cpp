@@ -1,10 +1,10 @@
 // The normalization family's kernels timed directly, without the graph, as batch_norm_bench times
 // BatchNorm's, so that the figures compare with its: forward-train and forward-train + backward of
-// GroupNorm, LayerNorm over (C, H, W), InstanceNorm2d, BatchRenorm2d and Ghost BN at the shapes of
-// bench/bn_shapes.hpp, 1 and 2 threads, float. Each layer's kernels are what its forward and its
-// backward node call (layers/normalization/normalize.hpp with the layer's grouping and epilogue,
-// and the column sums of LayerNorm's weight and bias, and of GroupNorm's over short rows), with
-// PyTorch's default flags:
+// GroupNorm, LayerNorm over (C, H, W), InstanceNorm2d, BatchRenorm2d, Ghost BN and
+// FilterResponseNorm2d at the shapes of bench/bn_shapes.hpp, 1 and 2 threads, float. Each layer's
+// kernels are what its forward and its backward node call (layers/normalization/normalize.hpp with
+// the layer's grouping and epilogue, and the column sums of LayerNorm's weight and bias, and of
+// GroupNorm's over short rows), with PyTorch's default flags:
 //   group_norm        GroupNorm(groups, C), affine, by its kernels (group_norm_kernel.hpp); groups
 //                     = 32 where 32 divides C, else the largest divisor of C below 32 (the
 //                     "groups" argument of the name)
@@ -14,6 +14,8 @@
 //   batch_renorm      BatchRenorm2d(C) in its relaxed phase (rmax = 3, dmax = 5), momentum 0.01
 //   ghost_batch_norm  GhostBatchNorm2d(C, virtual_batch = N/4, the "virtual_batch" argument): four
 //                     virtual batches; every N of the list is a multiple of 4 (another is skipped)
+//   filter_response_norm  FilterResponseNorm2d(C) with its TLU (tau -0.5); not run at H·W = 1, as
+//                     instance_norm (no PyTorch layer to set beside it)
 // And BatchNorm1d's forward at small N and C (batch_norm_per_group), for a call's fixed, per-group
 // and per-element costs.
 // Arguments: N, C, S (= H*W), threads[, groups | virtual_batch]. bytes_per_second counts the
@@ -126,6 +128,35 @@ struct LayerNormKernels {
                                          nullptr, nullptr, epilogue, xgrad::NormalizeGrads<float>{t.dx.data()});
         xgrad::elementwise_affine_backward(ChannelShape{grouping.groups(), grouping.group_size(), 1}, 1, batch.norm,
                                            t.dy.data(), t.x.data(), affine.dgamma.data(), affine.dbeta.data());
+    }
+};
+
+// FilterResponseNorm2d: one group per (sample, channel), not centred (nu² the mean of x²), gamma
+// and beta per channel, the TLU with tau per channel after it, as the layer calls them.
+struct FilterResponseNormKernels {
+    Tensors t;
+    Grouping grouping;
+    Affine affine;
+    std::vector<float> tau;
+    xgrad::TluEpilogue<float> tlu;
+    static constexpr std::size_t affine_elements = 0;
+
+    explicit FilterResponseNormKernels(const benchmark::State& state)
+        : t(state), grouping(Grouping::per_sample(t.s, t.s.c)), affine(t.s.c), tau(t.s.c, -0.5f),
+          tlu(grouping.row_view(), t.s.c, tau.data()) {}
+    xgrad::NormalizedBatch forward() {
+        xgrad::NormalizeOptions<float> options;
+        options.eps = 1e-6;
+        options.gamma = affine.gamma.data();
+        options.beta = affine.beta.data();
+        options.centring = xgrad::Centring::none;
+        return xgrad::normalize_batch(grouping, t.x.data(), options, tlu, t.y.data());
+    }
+    void backward(const xgrad::NormalizedBatch& batch) {
+        auto dtau = xgrad::normalize_backward(grouping, batch, xgrad::GradientThrough::mean_square(), t.dy.data(),
+                                              t.x.data(), affine.gamma.data(), affine.beta.data(), tlu,
+                                              affine.grads(t.dx.data()));
+        benchmark::DoNotOptimize(dtau);
     }
 };
 
@@ -283,6 +314,10 @@ void register_layer(const std::string& layer, const ExtraOf& extra_of, std::vect
         [](std::int64_t, std::int64_t, std::int64_t s) { return s > 1 ? Extra(std::vector<std::int64_t>{}) : Extra(); },
         {});
     register_layer<BatchRenormKernels>("batch_renorm", every_shape, {});
+    register_layer<FilterResponseNormKernels>(
+        "filter_response_norm",
+        [](std::int64_t, std::int64_t, std::int64_t s) { return s > 1 ? Extra(std::vector<std::int64_t>{}) : Extra(); },
+        {});
     // N samples of C channels (S = 1) at 1 thread; Ghost BN's virtual batch at (64, 512) is (16, 512).
     auto* per_group = benchmark::RegisterBenchmark("BM_batch_norm_per_group_forward_train",
                                                    &forward_train<BatchNormKernels>);

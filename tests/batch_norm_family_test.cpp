@@ -29,6 +29,7 @@
 #include "layers/fold_batch_norm.hpp"
 #include "layers/normalization/batch_norm.hpp"
 #include "layers/normalization/batch_renorm.hpp"
+#include "layers/normalization/blocked.hpp"
 #include "layers/normalization/channel_reduce.hpp"
 #include "layers/normalization/filter_response_norm.hpp"
 #include "layers/normalization/ghost_batch_norm.hpp"
@@ -686,9 +687,12 @@ TEST(BatchNormFamilyRecalibration, GhostAveragesItsChunksAndRenormItsBatches) {
 
 // Shapes (N, C, H, W) past the thresholds of statistics per (sample, channel): many instances
 // of a few thousand values (cache-blocked), two long instances (parallel over blocks of each),
-// short instances (the rows layout).
+// short instances (the rows layout), and instances in cache blocks of a tensor past the caches (the
+// elementwise passes' outputs streamed: FrnShapes.TheLargestAreStreamed).
 rc::Gen<Shape> genLargeFrnShape() {
     return rc::gen::exec([] {
+        // The streamed kind the rarest: a case takes seconds.
+        if (*uniformIn(0, 8) == 0) return Shape{2, dimIn(17, 19), 256, 256};
         const int kind = *uniformIn(0, 3);
         if (kind == 0) return Shape{dimIn(2, 4), dimIn(4, 8), dimIn(48, 64), dimIn(48, 64)};
         if (kind == 1) return Shape{1, 2, dimIn(200, 260), dimIn(200, 260)};
@@ -770,6 +774,17 @@ RC_GTEST_PROP(FilterResponseNormProperties, OutputIsTheTluOfTheNormalizedInput, 
                                        xt::view(k.frn->tau().value(), xt::newaxis(), xt::all(), xt::newaxis(),
                                                 xt::newaxis()));
     checkClose((*k.frn)(Var<double>(k.x)).value(), expected, 1e-12, "y");
+}
+
+// The smallest of genLargeFrnShape's last kind is past the caches in double, and its instances
+// are cache blocks in the forward and the backward, which then stream their outputs; a change of
+// the thresholds would otherwise stop checking that path unseen.
+TEST(FrnShapes, TheLargestAreStreamed) {
+    const xgrad::ChannelShape sh{2, 17, 256 * 256};
+    EXPECT_TRUE(xgrad::past_the_caches(sh.size(), sizeof(double)));
+    EXPECT_LE(sh.s * 2 * sizeof(double), xgrad::normalization_detail::kCachedBlockBytes);
+    EXPECT_LE(sh.s * 3 * sizeof(double), xgrad::normalization_detail::kLastLevelBlockBytes);
+    EXPECT_GE(sh.n * sh.c, 4u * 2u);
 }
 
 TEST(FilterResponseNormErrors, ShapesAndArguments) {

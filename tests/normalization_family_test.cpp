@@ -22,6 +22,8 @@
 #include <xtensor/xadapt.hpp>
 #include <xtensor/xview.hpp>
 
+#include "layers/normalization/blocked.hpp"
+#include "layers/normalization/channel_reduce.hpp"
 #include "layers/normalization/group_norm.hpp"
 #include "layers/normalization/group_norm_kernel.hpp"
 #include "layers/normalization/instance_norm.hpp"
@@ -221,13 +223,21 @@ Case drawGroupNorm(bool large) {
             [l](std::size_t i) { return l.channel(i); }, std::nullopt};
 }
 
+// A LayerNorm input past the caches in T whose rows are cache blocks in the forward and the
+// backward, for two threads: the elementwise passes stream their outputs (LayerNormShapes).
+template <class T>
+const Shape streamed_layer_norm_shape = {sizeof(T) == 8 ? 17u : 33u, 131072};
+
 // normalized_shape the last k dims of the input. Large: rows in cache blocks, in parallel; a row
 // past the cache block; rows of 4 elements and more than 2^14 of them (the column reduction in
-// blocks of rows); rows of one element, which the elementwise passes merge into one run.
+// blocks of rows); rows of one element, which the elementwise passes merge into one run; rows in
+// cache blocks of a tensor past the caches (outputs streamed).
 Case drawLayerNorm(bool large) {
     Shape shape;
     std::size_t dims = 1;
-    if (large) {
+    if (large && *uniformIn<int>(0, 12) == 0) {  // the rarest: a case takes seconds
+        shape = grown(streamed_layer_norm_shape<double>);
+    } else if (large) {
         const std::size_t pick = *uniformIn<std::size_t>(0, 5);
         shape = grown(std::vector<Shape>{{16, 3, 40, 40}, {2, 70000}, {20000, 4}, {64, 32, 32}, {70000, 1}}[pick]);
         dims = std::vector<std::size_t>{3, 1, 1, 2, 1}[pick];
@@ -472,6 +482,8 @@ std::vector<ThreadCase<T>> threadCases() {
         {"LayerNorm, rows past the cache block", [] { return std::make_unique<LayerNorm<T>>(Shape{70000}); },
          {2, 70000}},
         {"LayerNorm, 20000 rows of 4", [] { return std::make_unique<LayerNorm<T>>(Shape{4}); }, {20000, 4}},
+        {"LayerNorm, outputs streamed", [] { return std::make_unique<LayerNorm<T>>(Shape{131072}); },
+         streamed_layer_norm_shape<T>},
         {"InstanceNorm2d, instances in cache blocks", [=] { return instance(8, true); }, {2, 8, 64, 80}},
         {"InstanceNorm2d, instances past the cache block", [=] { return instance(2, false); }, {1, 2, 300, 300}},
     };
@@ -674,6 +686,20 @@ TEST(GroupNormWalks, TheTestedShapesReachBothWalks) {
     EXPECT_TRUE(group_norm_rows_per_group({3000, 64, 1}, 2));
     EXPECT_TRUE(group_norm_rows_per_group({0, 32, 1}, 2));
 }
+
+// streamed_layer_norm_shape is past the caches, and its rows (samples) are cache blocks in the
+// forward (x and y) and in the backward (dy, x and dx), enough of them for two threads; a change
+// of the thresholds would otherwise stop checking the streamed passes unseen.
+template <class T>
+void checkStreamedLayerNormShape() {
+    const Shape& shape = streamed_layer_norm_shape<T>;
+    EXPECT_TRUE(xgrad::past_the_caches(shape[0] * shape[1], sizeof(T)));
+    EXPECT_LE(shape[1] * 2 * sizeof(T), xgrad::normalization_detail::kLastLevelBlockBytes);
+    EXPECT_LE(shape[1] * 3 * sizeof(T), xgrad::normalization_detail::kLastLevelBlockBytes);
+    EXPECT_GE(shape[0], 4u * 2u);
+}
+TEST(LayerNormShapes, DoubleTestShapeIsStreamed) { checkStreamedLayerNormShape<double>(); }
+TEST(LayerNormShapes, FloatTestShapeIsStreamed) { checkStreamedLayerNormShape<float>(); }
 
 TEST(NormalizationFamilyErrors, LayerNorm) {
     EXPECT_NE(error_of<std::invalid_argument>([] { LayerNorm<float>(Shape{}); })

@@ -68,21 +68,25 @@ public:
         for (std::size_t row = 0; row < row_view.c; ++row) tau_.set(row, static_cast<double>(tau[row % channels]));
     }
 
+    // Element k's tau at tau[k·Step]: a step known at compile time, so that a row's one tau is
+    // held in a register rather than loaded per element (elementwise_affine.hpp's Bound).
+    template <std::size_t Step>
     struct Bound {
         const T* tau;
-        std::size_t step;
         T forward(T v, std::size_t k) const {
-            const T t = tau[k * step];
+            const T t = tau[k * Step];
             return v < t ? t : v;
         }
-        T gate(T dy, T v, std::size_t k) const { return normalization_detail::keep_if(dy, !(v < tau[k * step])); }
+        T gate(T dy, T v, std::size_t k) const { return normalization_detail::keep_if(dy, !(v < tau[k * Step])); }
         std::array<double, 1> extras(T dy, T v, std::size_t k) const {
-            return {static_cast<double>(normalization_detail::keep_if(dy, v < tau[k * step]))};
+            return {static_cast<double>(normalization_detail::keep_if(dy, v < tau[k * Step]))};
         }
     };
     template <class PerElement>
-    Bound bind_run(PerElement, std::size_t first) const { return {tau_.from(first), PerElement::value ? 1u : 0u}; }
-    Bound bind_row(std::size_t row) const { return {tau_.of_row(row), 0}; }
+    Bound<PerElement::value ? 1 : 0> bind_run(PerElement, std::size_t first) const {
+        return {tau_.from(first)};
+    }
+    Bound<0> bind_row(std::size_t row) const { return {tau_.of_row(row)}; }
 
 private:
     RowCoefficients<T> tau_;
