@@ -776,7 +776,7 @@ RC_GTEST_PROP(FilterResponseNormProperties, OutputIsTheTluOfTheNormalizedInput, 
     checkClose((*k.frn)(Var<double>(k.x)).value(), expected, 1e-12, "y");
 }
 
-// The smallest of genLargeFrnShape's last kind is past the caches in double, and its instances
+// The smallest of genLargeFrnShape's streamed kind is past the caches in double, and its instances
 // are cache blocks in the forward and the backward, which then stream their outputs; a change of
 // the thresholds would otherwise stop checking that path unseen.
 TEST(FrnShapes, TheLargestAreStreamed) {
