@@ -14,8 +14,8 @@
 //   batch_renorm      BatchRenorm2d(C) in its relaxed phase (rmax = 3, dmax = 5), momentum 0.01
 //   ghost_batch_norm  GhostBatchNorm2d(C, virtual_batch = N/4, the "virtual_batch" argument): four
 //                     virtual batches; every N of the list is a multiple of 4 (another is skipped)
-//   filter_response_norm  FilterResponseNorm2d(C) with its TLU (tau -0.5); not run at H·W = 1, as
-//                     instance_norm (no PyTorch layer to set beside it)
+//   filter_response_norm  FilterResponseNorm2d(C) with its TLU (tau -0.5); no PyTorch layer to set
+//                     beside it
 // And BatchNorm1d's forward at small N and C (batch_norm_per_group), for a call's fixed, per-group
 // and per-element costs.
 // Arguments: N, C, S (= H*W), threads[, groups | virtual_batch]. bytes_per_second counts the
@@ -314,10 +314,7 @@ void register_layer(const std::string& layer, const ExtraOf& extra_of, std::vect
         [](std::int64_t, std::int64_t, std::int64_t s) { return s > 1 ? Extra(std::vector<std::int64_t>{}) : Extra(); },
         {});
     register_layer<BatchRenormKernels>("batch_renorm", every_shape, {});
-    register_layer<FilterResponseNormKernels>(
-        "filter_response_norm",
-        [](std::int64_t, std::int64_t, std::int64_t s) { return s > 1 ? Extra(std::vector<std::int64_t>{}) : Extra(); },
-        {});
+    register_layer<FilterResponseNormKernels>("filter_response_norm", every_shape, {});
     // N samples of C channels (S = 1) at 1 thread; Ghost BN's virtual batch at (64, 512) is (16, 512).
     auto* per_group = benchmark::RegisterBenchmark("BM_batch_norm_per_group_forward_train",
                                                    &forward_train<BatchNormKernels>);

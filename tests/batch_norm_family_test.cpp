@@ -687,12 +687,12 @@ TEST(BatchNormFamilyRecalibration, GhostAveragesItsChunksAndRenormItsBatches) {
 
 // Shapes (N, C, H, W) past the thresholds of statistics per (sample, channel): many instances
 // of a few thousand values (cache-blocked), two long instances (parallel over blocks of each),
-// short instances (the rows layout), and instances in cache blocks of a tensor past the caches (the
-// elementwise passes' outputs streamed: FrnShapes.TheLargestAreStreamed).
+// short instances (the rows layout), and instances in cache blocks of a tensor past the caches in
+// double (the elementwise passes' outputs streamed: FrnShapes.TheLargestAreStreamed).
 rc::Gen<Shape> genLargeFrnShape() {
     return rc::gen::exec([] {
-        // The streamed kind the rarest: a case takes seconds.
-        if (*uniformIn(0, 8) == 0) return Shape{2, dimIn(17, 19), 256, 256};
+        // The streamed kind the rarest (a case takes about a second), and not the one shrunk to.
+        if (*uniformIn(0, 8) == 7) return Shape{2, dimIn(17, 19), 256, 256};
         const int kind = *uniformIn(0, 3);
         if (kind == 0) return Shape{dimIn(2, 4), dimIn(4, 8), dimIn(48, 64), dimIn(48, 64)};
         if (kind == 1) return Shape{1, 2, dimIn(200, 260), dimIn(200, 260)};

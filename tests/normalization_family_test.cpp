@@ -14,6 +14,7 @@
 #include <functional>
 #include <memory>
 #include <optional>
+#include <random>
 #include <stdexcept>
 #include <string>
 #include <vector>
@@ -235,7 +236,7 @@ const Shape streamed_layer_norm_shape = {sizeof(T) == 8 ? 17u : 33u, 131072};
 Case drawLayerNorm(bool large) {
     Shape shape;
     std::size_t dims = 1;
-    if (large && *uniformIn<int>(0, 12) == 0) {  // the rarest: a case takes seconds
+    if (large && *uniformIn<int>(0, 12) == 11) {  // the rarest (a case takes about half a second), not the one shrunk to
         shape = grown(streamed_layer_norm_shape<double>);
     } else if (large) {
         const std::size_t pick = *uniformIn<std::size_t>(0, 5);
@@ -700,6 +701,32 @@ void checkStreamedLayerNormShape() {
 }
 TEST(LayerNormShapes, DoubleTestShapeIsStreamed) { checkStreamedLayerNormShape<double>(); }
 TEST(LayerNormShapes, FloatTestShapeIsStreamed) { checkStreamedLayerNormShape<float>(); }
+
+// The streamed passes against the naive loops every run, with two threads whatever the host has:
+// the properties draw that shape rarely, and with more threads a host would walk it whole.
+TEST(LayerNormShapes, StreamedPassesMatchNaiveLoops) {
+    const Shape& shape = streamed_layer_norm_shape<double>;
+    LayerNorm<double> layer(Shape{shape[1]});
+    std::mt19937 rng(23);
+    std::normal_distribution<double> normal(0.0, 1.0);
+    for (auto& [name, p] : layer.named_parameters()) {
+        for (auto& v : p.mutable_value()) v = 1.0 + 0.5 * normal(rng);
+    }
+    Array x = Array::from_shape(shape), dy = Array::from_shape(shape);
+    for (auto& v : x) v = 2.0 + 3.0 * normal(rng);
+    for (auto& v : dy) v = normal(rng);
+    Outputs<double> out;
+    tbb::task_arena(2).execute([&] { out = run<double>(layer, x, dy); });
+    const std::size_t m = shape[1];
+    const Outputs<double> ref = naiveNormalization(x, dy, &layer.weight()->value(), &layer.bias()->value(), shape[0],
+                                                   [m](std::size_t i) { return i / m; },
+                                                   [m](std::size_t i) { return i % m; });
+    checkClose(out.y, ref.y, 1e-10, "y");
+    checkClose(out.dx, ref.dx, 1e-9, "dx");
+    const double scale = std::sqrt(static_cast<double>(x.size()));
+    checkClose(Array(out.dweight / scale), Array(ref.dweight / scale), 1e-10, "dweight");
+    checkClose(Array(out.dbias / scale), Array(ref.dbias / scale), 1e-10, "dbias");
+}
 
 TEST(NormalizationFamilyErrors, LayerNorm) {
     EXPECT_NE(error_of<std::invalid_argument>([] { LayerNorm<float>(Shape{}); })
