@@ -236,7 +236,8 @@ const Shape streamed_layer_norm_shape = {sizeof(T) == 8 ? 17u : 33u, 131072};
 Case drawLayerNorm(bool large) {
     Shape shape;
     std::size_t dims = 1;
-    if (large && *uniformIn<int>(0, 12) == 11) {  // the rarest (a case takes about half a second), not the one shrunk to
+    // The streamed shape the rarest (a case takes about half a second), and not the one shrunk to.
+    if (large && *uniformIn<int>(0, 12) == 11) {
         shape = grown(streamed_layer_norm_shape<double>);
     } else if (large) {
         const std::size_t pick = *uniformIn<std::size_t>(0, 5);
