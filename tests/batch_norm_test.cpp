@@ -33,6 +33,7 @@
 #include "tests/batch_norm_state.hpp"
 #include "tests/error_message.hpp"
 #include "tests/generators.hpp"
+#include "tests/streamed_walk.hpp"
 
 namespace {
 
@@ -457,20 +458,16 @@ void checkKernelsOnLargeShapes(double tolerance) {
 TEST(BatchNormKernels, DoubleMatchesReferenceAndIsThreadCountIndependent) { checkKernelsOnLargeShapes<double>(1e-12); }
 TEST(BatchNormKernels, FloatMatchesReferenceAndIsThreadCountIndependent) { checkKernelsOnLargeShapes<float>(2e-5); }
 
-// The shapes above do reach the streamed forward and backward, and the last-level blocks: a change
-// of the thresholds would otherwise stop checking those paths unseen.
+// The shapes above do reach the streamed forward and backward, and the last-level blocks: at one
+// thread, and at two (whole) for the last-level shape, whose backward the thread-count check then
+// compares with the blocked walk.
 template <class T>
 void checkStreamedShape() {
-    const xgrad::ChannelShape sh = xgrad::channel_shape(streamed_shape<T>);
-    EXPECT_TRUE(xgrad::past_the_caches(sh.size(), sizeof(T)));
-    EXPECT_LE(sh.per_channel() * 2 * sizeof(T), xgrad::normalization_detail::kCachedBlockBytes);
-    EXPECT_GE(sh.c, 4u * 2u);
-    EXPECT_TRUE(xgrad::past_the_caches(sh.size(), 3 * sizeof(T)));  // its backward, blocked
-    const xgrad::ChannelShape last = xgrad::channel_shape(last_level_blocked_shape<T>);
-    EXPECT_GT(last.per_channel() * 3 * sizeof(T), xgrad::normalization_detail::kCachedBlockBytes);
-    EXPECT_LE(last.per_channel() * 3 * sizeof(T), xgrad::normalization_detail::kLastLevelBlockBytes);
-    EXPECT_TRUE(xgrad::past_the_caches(last.size(), 3 * sizeof(T)));
-    EXPECT_LT(last.c, 4u * 2u);
+    expectStreamedWalk<T>(xgrad::Grouping::per_channel(xgrad::channel_shape(streamed_shape<T>)));
+    const auto last = xgrad::Grouping::per_channel(xgrad::channel_shape(last_level_blocked_shape<T>));
+    const xgrad::normalization_detail::GroupWalk one = xgrad::normalization_detail::group_walk(last, 3 * sizeof(T), 1);
+    EXPECT_TRUE(one.blocked && one.last_level);
+    EXPECT_FALSE(xgrad::normalization_detail::group_walk(last, 3 * sizeof(T), 2).blocked);
 }
 TEST(BatchNormKernels, LargeShapesReachTheStreamedForward) {
     checkStreamedShape<float>();

@@ -33,36 +33,50 @@ inline Rows rows_of(const Grouping& grouping, const Rows& groups) {
     return {groups.begin * k, groups.end * k, groups.whole};
 }
 
-// Runs kernel(Rows groups) over the tensor in one of two ways:
+// How for_each_group_block walks a grouping with `threads` threads, in one of two ways:
 //  - blocked: group blocks in parallel, each through all the kernel's steps while its slab is in
 //    cache. Taken when a group's elements are whole runs of rows (the reduction's runs layout), a
-//    block of one group fits kCachedBlockBytes (or kLastLevelBlockBytes, past the caches), and
-//    there are groups enough to keep the threads balanced;
+//    block of one group fits kCachedBlockBytes (or kLastLevelBlockBytes, past the caches:
+//    last_level), and there are groups enough to keep the threads balanced;
 //  - whole: the kernel once over all groups, each step parallel over the whole tensor.
-template <class Kernel>
-void for_each_group_block(const Grouping& grouping, std::size_t bytes_per_element, const Kernel& kernel) {
+struct GroupWalk {
+    bool blocked = false;
+    bool last_level = false;  // blocked, a group past kCachedBlockBytes
+    bool serial = false;      // blocked, in the calling thread
+    std::size_t block = 0;    // blocked: groups per block
+};
+
+inline GroupWalk group_walk(const Grouping& grouping, std::size_t bytes_per_element, std::size_t threads) {
     const ChannelShape sh = grouping.statistics_view();
     const std::size_t slab = std::max<std::size_t>(1, sh.per_channel() * bytes_per_element);
-    const auto threads = static_cast<std::size_t>(available_threads());
     const bool serial = sh.size() < kSerialBelow || threads <= 1;
-    const bool fits = slab <= kCachedBlockBytes ||
-                      (slab <= kLastLevelBlockBytes && past_the_caches(sh.size(), bytes_per_element));
-    const bool blocked = channel_partition(sh).layout == ChannelLayout::runs && fits && (serial || sh.c >= 4 * threads);
-    if (!blocked) {
-        kernel(Rows::all(sh.c));
-        return;
-    }
+    const bool cached = slab <= kCachedBlockBytes;
+    const bool fits = cached || (slab <= kLastLevelBlockBytes && past_the_caches(sh.size(), bytes_per_element));
+    if (channel_partition(sh).layout != ChannelLayout::runs || !fits || !(serial || sh.c >= 4 * threads)) return {};
     // Groups per block: as many as the cache holds, few enough to balance the threads.
     std::size_t block = std::max<std::size_t>(1, kCachedBlockBytes / slab);
     if (!serial) block = std::min(block, sh.c / (4 * threads));
+    return {true, !cached, serial, block};
+}
+
+// Runs kernel(Rows groups) over the tensor as group_walk says, with the threads available.
+template <class Kernel>
+void for_each_group_block(const Grouping& grouping, std::size_t bytes_per_element, const Kernel& kernel) {
+    const std::size_t groups = grouping.statistics_view().c;
+    const GroupWalk walk = group_walk(grouping, bytes_per_element, static_cast<std::size_t>(available_threads()));
+    if (!walk.blocked) {
+        kernel(Rows::all(groups));
+        return;
+    }
+    const std::size_t block = walk.block;
     const auto blocks = [&](std::size_t g0, std::size_t g1) {
         for (std::size_t g = g0; g < g1; g += block) kernel(Rows::block(g, std::min(g1, g + block)));
     };
-    if (serial) {
-        blocks(0, sh.c);
+    if (walk.serial) {
+        blocks(0, groups);
         return;
     }
-    tbb::parallel_for(tbb::blocked_range<std::size_t>(0, sh.c, block),
+    tbb::parallel_for(tbb::blocked_range<std::size_t>(0, groups, block),
                       [&](const tbb::blocked_range<std::size_t>& r) { blocks(r.begin(), r.end()); });
 }
 
