@@ -785,6 +785,53 @@ TEST(FrnShapes, TheLargestAreStreamed) {
     expectStreamedWalk<double>(xgrad::Grouping::per_sample(sh, sh.c));
 }
 
+// FRN's streamed passes every run, at two threads whatever the host has (the properties draw that
+// shape rarely): the forward against the long-double reference, and forward and backward against
+// each sample alone, whose tensors are in cache and not streamed (an instance's statistics and
+// elementwise passes are its own; the parameters' gradients are the samples' sums).
+TEST(FrnShapes, StreamedPassesMatchEachSampleAlone) {
+    const Shape shape{2, 17, 256, 256};
+    std::mt19937 rng(29);
+    std::normal_distribution<double> normal(0.0, 1.0);
+    const auto values = [&](const Shape& of, double mean, double spread) {
+        Array a = Array::from_shape(of);
+        for (auto& v : a) v = mean + spread * normal(rng);
+        return a;
+    };
+    const Array x = values(shape, 0.5, 2.0), dy = values(shape, 0.0, 1.0);
+    const Array weight = values({shape[1]}, 1.0, 0.5), bias = values({shape[1]}, 0.0, 0.5);
+    const Array tau = values({shape[1]}, -0.5, 0.5);
+    const auto run = [&](const Array& in, const Array& grad) {
+        xgrad::FilterResponseNorm2d<double> frn(shape[1]);
+        Var<double>(*frn.weight()).mutable_value() = weight;
+        Var<double>(*frn.bias()).mutable_value() = bias;
+        Var<double>(frn.tau()).mutable_value() = tau;
+        Var<double> xv(in, true);
+        std::vector<Array> out;
+        tbb::task_arena(2).execute([&] {
+            const Var<double> y = frn(xv);
+            y.backward(grad);
+            out = {y.value(), xv.grad(), frn.weight()->grad(), frn.bias()->grad(), frn.tau().grad()};
+        });
+        return out;
+    };
+    const std::vector<Array> whole = run(x, dy);
+    const double eps = xgrad::FilterResponseNorm2d<double>(shape[1]).eps();
+    const Array expected_y = xt::maximum(frnBeforeTlu(x, weight, bias, eps),
+                                         xt::view(tau, xt::newaxis(), xt::all(), xt::newaxis(), xt::newaxis()));
+    checkClose(whole[0], expected_y, 1e-12, "y");
+    std::vector<Array> sums{zerosOf({shape[1]}), zerosOf({shape[1]}), zerosOf({shape[1]})};
+    for (std::size_t n = 0; n < shape[0]; ++n) {
+        const auto sample = [&](const Array& a) { return Array(xt::view(a, xt::range(n, n + 1))); };
+        const std::vector<Array> alone = run(sample(x), sample(dy));
+        checkClose(sample(whole[0]), alone[0], 1e-12, "y of sample " + std::to_string(n));
+        checkClose(sample(whole[1]), alone[1], 1e-12, "dx of sample " + std::to_string(n));
+        for (std::size_t p = 0; p < 3; ++p) sums[p] += alone[2 + p];
+    }
+    const std::vector<std::string> names{"dweight", "dbias", "dtau"};
+    for (std::size_t p = 0; p < 3; ++p) checkClose(whole[2 + p], sums[p], 1e-10, names[p]);
+}
+
 TEST(FilterResponseNormErrors, ShapesAndArguments) {
     xgrad::FilterResponseNorm2d<float> frn(4);
     const auto run = [&](const Shape& shape) {
