@@ -519,6 +519,41 @@ TEST(ChannelReduce, VarianceWithAnOutlierFirstDouble) {
     for (double outlier : {0.025, 1.0, 1e3, 1e8}) check_variance_with_outlier_first<double>(outlier);
 }
 
+// group_moments over blocks of groups (the cache-blocked walk's calls, which take each group's shift
+// just before its sums where groups are one run of memory summed in one piece) gives the bits of the
+// call over all groups, for groups of one run and of several pieces, one row a group or several, and
+// groups whose shift cancels (outliers first: taken again in two passes).
+template <class T>
+void check_blocks_give_the_whole_bits(const ChannelShape& sh, std::size_t groups, unsigned seed) {
+    SCOPED_TRACE(name(sh) + ", " + std::to_string(groups) + " groups");
+    const auto grouping = xgrad::Grouping::per_sample(sh, groups);
+    std::vector<T> x = random_data<T>(sh.size(), 3.0, 2.0, seed);
+    const std::size_t length = grouping.group_size();
+    for (std::size_t g = 0; g < grouping.groups(); g += 3) {
+        for (std::size_t j = 0; j < std::min<std::size_t>(4, length); ++j) x[g * length + j] = T(1000);
+    }
+    const xgrad::Moments whole = xgrad::batch_moments(grouping, x.data());
+    for (std::size_t block : {std::size_t{1}, std::size_t{3}, grouping.groups()}) {
+        xgrad::Moments blocked{std::vector<double>(grouping.groups()), std::vector<double>(grouping.groups())};
+        for (std::size_t g = 0; g < grouping.groups(); g += block) {
+            xgrad::group_moments(grouping, x.data(), xgrad::Rows::block(g, std::min(grouping.groups(), g + block)),
+                                 blocked);
+        }
+        for (std::size_t g = 0; g < grouping.groups(); ++g) {
+            EXPECT_EQ(std::memcmp(&blocked.mean[g], &whole.mean[g], sizeof(double)), 0) << "mean, group " << g;
+            EXPECT_EQ(std::memcmp(&blocked.var[g], &whole.var[g], sizeof(double)), 0) << "var, group " << g;
+        }
+    }
+}
+
+TEST(GroupStatistics, BlocksGiveTheWholeCallsBits) {
+    for (const auto& [sh, groups] : std::vector<std::pair<ChannelShape, std::size_t>>{
+             {{3, 8, 49}, 4}, {{4, 6, 2000}, 3}, {{2, 4, 16384}, 4}, {{2, 2, 20000}, 1}, {{5, 6, 7}, 2}, {{9, 4, 1}, 1}}) {
+        check_blocks_give_the_whole_bits<float>(sh, groups, 41);
+        check_blocks_give_the_whole_bits<double>(sh, groups, 43);
+    }
+}
+
 TEST(ChannelReduce, ShapesAndErrors) {
     const auto nchw = xgrad::channel_shape(std::vector<std::size_t>{2, 3, 4, 5});
     EXPECT_EQ(nchw.n, 2u);

@@ -205,12 +205,11 @@ inline void checkGradients(const std::function<Var<double>(const std::vector<Var
     }
 }
 
-// Fails the property unless `actual` has the shape of `expected` and every element is within
-// tolerance * max(1, |expected|) of it.
-inline void checkClose(const Array& actual, const Array& expected, double tolerance, const std::string& what) {
+// Where `actual` differs from `expected`: a different shape, or the first element farther than
+// tolerance * max(1, |expected|) from it; "" where it does not.
+inline std::string closeMismatch(const Array& actual, const Array& expected, double tolerance, const std::string& what) {
     if (xgrad::to_shape(actual.shape()) != xgrad::to_shape(expected.shape())) {
-        RC_FAIL(what + ": shape " + xgrad::shape_str(actual.shape()) + ", expected " +
-                xgrad::shape_str(expected.shape()));
+        return what + ": shape " + xgrad::shape_str(actual.shape()) + ", expected " + xgrad::shape_str(expected.shape());
     }
     for (std::size_t i = 0; i < actual.size(); ++i) {
         const double a = actual.data()[i];
@@ -219,9 +218,16 @@ inline void checkClose(const Array& actual, const Array& expected, double tolera
             std::ostringstream msg;
             msg.precision(17);
             msg << what << ": element " << i << " is " << a << ", expected " << e;
-            RC_FAIL(msg.str());
+            return msg.str();
         }
     }
+    return "";
+}
+
+// Fails the property where closeMismatch finds a difference.
+inline void checkClose(const Array& actual, const Array& expected, double tolerance, const std::string& what) {
+    const std::string mismatch = closeMismatch(actual, expected, tolerance, what);
+    if (!mismatch.empty()) RC_FAIL(mismatch);
 }
 
 // Fails the property unless f throws a ShapeError whose message names `op` and both shapes.

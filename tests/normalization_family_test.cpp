@@ -720,11 +720,11 @@ TEST(LayerNormShapes, StreamedPassesMatchNaiveLoops) {
     const Outputs<double> ref = naiveNormalization(x, dy, &layer.weight()->value(), &layer.bias()->value(), shape[0],
                                                    [m](std::size_t i) { return i / m; },
                                                    [m](std::size_t i) { return i % m; });
-    checkClose(out.y, ref.y, 1e-10, "y");
-    checkClose(out.dx, ref.dx, 1e-9, "dx");
+    EXPECT_EQ(closeMismatch(out.y, ref.y, 1e-10, "y"), "");
+    EXPECT_EQ(closeMismatch(out.dx, ref.dx, 1e-9, "dx"), "");
     const double scale = std::sqrt(static_cast<double>(x.size()));
-    checkClose(Array(out.dweight / scale), Array(ref.dweight / scale), 1e-10, "dweight");
-    checkClose(Array(out.dbias / scale), Array(ref.dbias / scale), 1e-10, "dbias");
+    EXPECT_EQ(closeMismatch(Array(out.dweight / scale), Array(ref.dweight / scale), 1e-10, "dweight"), "");
+    EXPECT_EQ(closeMismatch(Array(out.dbias / scale), Array(ref.dbias / scale), 1e-10, "dbias"), "");
 }
 
 TEST(NormalizationFamilyErrors, LayerNorm) {

@@ -25,6 +25,9 @@ void expectStreamedWalk(const xgrad::Grouping& grouping) {
                 << tensors << " tensors, " << threads << " threads";
         }
     }
+    // Past the caches on every build (which also sums the statistics reading ahead); streamed where
+    // the build has streaming stores.
+    EXPECT_TRUE(xgrad::past_the_caches(grouping.row_view().size(), sizeof(T)));
     EXPECT_EQ(streams(grouping.row_view(), sizeof(T), xgrad::Rows::block(0, 1)), kStreamingStores);
 }
 

@@ -59,30 +59,50 @@ void group_moments(const Grouping& grouping, const T* x, const Rows& groups, Mom
         } else {
             shift_over_rows(shift_count);
         }
-    } else {
-        for (std::size_t g = groups.begin; g < groups.end; ++g) {
-            double sum = 0.0;
-            for (std::size_t j = 0, sample = 0, s = 0; j < shift_count; ++j) {  // j = sample·S + s: no division
-                sum += term((sample * view.c + g) * view.s + s);
-                if (++s == view.s) {
-                    s = 0;
-                    ++sample;
-                }
-            }
-            out.mean[g] = sum;
-        }
     }
     const double* const shift = out.mean.data();
     const auto shifted = [x, shift](std::size_t g, std::size_t i) {
         const double d = static_cast<double>(x[i]) - shift[g];
         return Products<2>{{d, d}, {1.0, d}};
     };
-    // Read ahead from memory only: from cache, reading ahead cost more than it saved (3% to 7% at
-    // (64, 32, 784)), and a term that does not read ahead takes the faster walk row by row
-    // (channel_reduce.hpp; both in bench/RESULTS.md).
-    const std::vector<std::array<double, 2>> sums =
-        past_the_caches(view.size(), sizeof(T)) ? channel_sums_of<2>(view, groups, read_ahead(shifted, view.size(), x))
-                                                : channel_sums_of<2>(view, groups, shifted);
+    // Group g's shift, at S > 1: its first elements are adjacent.
+    const auto shift_of = [&](std::size_t g) {
+        double sum = 0.0;
+        for (std::size_t j = 0, sample = 0, s = 0; j < shift_count; ++j) {  // j = sample·S + s: no division
+            sum += term((sample * view.c + g) * view.s + s);
+            if (++s == view.s) {
+                s = 0;
+                ++sample;
+            }
+        }
+        return sum;
+    };
+    const bool past = past_the_caches(view.size(), sizeof(T));
+    const ChannelPartition part = channel_partition(view);
+    std::vector<std::array<double, 2>> sums;
+    if (view.s != 1 && view.n == 1 && part.layout == ChannelLayout::runs && part.blocks == 1 && !groups.whole &&
+        !past) {
+        // Groups of one run each (GroupNorm, LayerNorm, InstanceNorm) summed in one piece, a block
+        // in the calling thread: each group's shift just before its sums, as block_into adds them
+        // (the same bits), so that the shift's loads come with the walk over the block in memory
+        // order. A pass over the groups' first elements ahead of the sums waited on each of those
+        // loads, 8% of InstanceNorm2d's forward at (64, 64, 196) (bench/RESULTS.md).
+        sums.assign(groups.end - groups.begin, std::array<double, 2>{});
+        for (std::size_t g = groups.begin; g < groups.end; ++g) {
+            out.mean[g] = shift_of(g);
+            channel_detail::add_into(sums[g - groups.begin],
+                                     channel_detail::one_run_block<2>(shifted, g, g * view.s, view.s));
+        }
+    } else {
+        if (view.s != 1) {
+            for (std::size_t g = groups.begin; g < groups.end; ++g) out.mean[g] = shift_of(g);
+        }
+        // Read ahead from memory only: from cache, reading ahead cost more than it saved (3% to 7%
+        // at (64, 32, 784)), and a term that does not read ahead takes the faster walk row by row
+        // (channel_reduce.hpp; both in bench/RESULTS.md).
+        sums = past ? channel_sums_of<2>(view, groups, read_ahead(shifted, view.size(), x))
+                    : channel_sums_of<2>(view, groups, shifted);
+    }
     // A loop of its own without a branch, so that it vectorizes (scalar, its three divisions a
     // group took 8% of BatchNorm1d's forward at (64, 512)); products by 1/n rather than divisions
     // by n, which even in vectors cost 4% of BatchNorm1d's forward at (16, 512).
