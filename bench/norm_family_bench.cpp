@@ -3,8 +3,8 @@
 // GroupNorm, LayerNorm over (C, H, W), InstanceNorm2d, BatchRenorm2d, Ghost BN and
 // FilterResponseNorm2d at the shapes of bench/bn_shapes.hpp, 1 and 2 threads, float. Each layer's
 // kernels are what its forward and its backward node call (layers/normalization/normalize.hpp with
-// the layer's grouping and epilogue, and the column sums of LayerNorm's weight and bias, and of
-// GroupNorm's over short rows), with PyTorch's default flags:
+// the layer's grouping and epilogue, LayerNorm's backward by layer_norm_kernel.hpp, and the column
+// sums of GroupNorm's weight and bias over short rows), with PyTorch's default flags:
 //   group_norm        GroupNorm(groups, C), affine, by its kernels (group_norm_kernel.hpp); groups
 //                     = 32 where 32 divides C, else the largest divisor of C below 32 (the
 //                     "groups" argument of the name)
@@ -37,6 +37,7 @@
 #include "layers/normalization/elementwise_affine.hpp"
 #include "layers/normalization/epilogue.hpp"
 #include "layers/normalization/group_norm_kernel.hpp"
+#include "layers/normalization/layer_norm_kernel.hpp"
 #include "layers/normalization/normalize.hpp"
 
 namespace {
@@ -108,7 +109,7 @@ struct InstanceNormKernels {
 };
 
 // LayerNorm over (C, H, W): one group per sample over C·S values, the weight and bias elementwise
-// in the epilogue, their gradients by the column sums.
+// in the epilogue; its backward by layer_norm_kernel.hpp, dx and their gradients in one pass.
 struct LayerNormKernels {
     Tensors t;
     std::size_t affine_elements;
@@ -124,10 +125,9 @@ struct LayerNormKernels {
         return xgrad::normalize_batch(grouping, t.x.data(), xgrad::NormalizeOptions<float>{}, epilogue, t.y.data());
     }
     void backward(const xgrad::NormalizedBatch& batch) {
-        xgrad::normalize_backward<float>(grouping, batch, xgrad::GradientThrough::batch(), t.dy.data(), t.x.data(),
-                                         nullptr, nullptr, epilogue, xgrad::NormalizeGrads<float>{t.dx.data()});
-        xgrad::elementwise_affine_backward(ChannelShape{grouping.groups(), grouping.group_size(), 1}, 1, batch.norm,
-                                           t.dy.data(), t.x.data(), affine.dgamma.data(), affine.dbeta.data());
+        xgrad::layer_norm_backward(grouping.groups(), grouping.group_size(), batch, t.dy.data(), t.x.data(), epilogue,
+                                   xgrad::NormalizeGrads<float>{t.dx.data(), affine.dgamma.data(),
+                                                                affine.dbeta.data()});
     }
 };
 

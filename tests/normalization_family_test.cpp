@@ -9,9 +9,11 @@
 #include <gtest/gtest.h>
 #include <rapidcheck/gtest.h>
 
+#include <algorithm>
 #include <cmath>
 #include <cstdint>
 #include <functional>
+#include <limits>
 #include <memory>
 #include <optional>
 #include <random>
@@ -29,6 +31,7 @@
 #include "layers/normalization/group_norm_kernel.hpp"
 #include "layers/normalization/instance_norm.hpp"
 #include "layers/normalization/layer_norm.hpp"
+#include "layers/normalization/layer_norm_kernel.hpp"
 #include "tests/generators.hpp"
 #include "tests/large_gradcheck.hpp"
 #include "tests/streamed_walk.hpp"
@@ -691,8 +694,9 @@ TEST(GroupNormWalks, TheTestedShapesReachBothWalks) {
 }
 
 // streamed_layer_norm_shape is past the caches, and its rows (samples) are cache blocks in the
-// forward (x and y) and in the backward (dy, x and dx), enough of them for two threads; a change
-// of the thresholds would otherwise stop checking the streamed passes unseen.
+// forward (x and y) and in the backward without elementwise affine (dy, x and dx), enough of them
+// for two threads; a change of the thresholds would otherwise stop checking the streamed passes
+// unseen. (With it, layer_norm_backward streams dx over any tensor past the caches.)
 template <class T>
 void checkStreamedLayerNormShape() {
     const Shape& shape = streamed_layer_norm_shape<T>;
@@ -726,6 +730,59 @@ TEST(LayerNormShapes, StreamedPassesMatchNaiveLoops) {
     EXPECT_EQ(closeMismatch(Array(out.dweight / scale), Array(ref.dweight / scale), 1e-10, "dweight"), "");
     EXPECT_EQ(closeMismatch(Array(out.dbias / scale), Array(ref.dbias / scale), 1e-10, "dbias"), "");
 }
+
+// layer_norm_backward's one pass for dx and the weight's and bias's gradients against the passes
+// it replaces (normalize_backward for dx, elementwise_affine_backward for the parameters): dx bit
+// for bit, the parameters' gradients to a few roundings of T, at one and two threads. Rows fewer
+// than a sweep's and an odd last one; one column block and several with a short last one; tasks
+// split at two threads; many short rows (the separate passes themselves); dx streamed.
+template <class T>
+void checkLayerNormOnePass() {
+    using xgrad::NormalizeGrads;
+    const std::vector<Shape> shapes = {
+        {3, 37}, {6, 1000}, {7, 5000}, {16, 4800}, {5, 70001}, {20000, 4}, streamed_layer_norm_shape<T>};
+    std::mt19937 rng(31);
+    std::normal_distribution<double> normal(0.0, 1.0);
+    for (const auto& shape : shapes) {
+        const std::size_t rows = shape[0], columns = shape[1], n = rows * columns;
+        SCOPED_TRACE(xgrad::shape_str(shape));
+        std::vector<T> x(n), dy(n), gamma(columns), beta(columns);
+        for (auto& v : x) v = static_cast<T>(1e3 + 3.0 * normal(rng));  // a large mean: the centring counts
+        for (auto& v : dy) v = static_cast<T>(normal(rng));
+        for (auto& v : gamma) v = static_cast<T>(1.0 + 0.5 * normal(rng));
+        for (auto& v : beta) v = static_cast<T>(normal(rng));
+        const xgrad::Grouping grouping = xgrad::Grouping::per_sample({rows, 1, columns}, 1);
+        const xgrad::ElementwiseAffineEpilogue<T> affine(gamma.data(), beta.data(), columns);
+        std::vector<T> y(n);
+        const xgrad::NormalizedBatch batch =
+            xgrad::normalize_batch(grouping, x.data(), xgrad::NormalizeOptions<T>{}, affine, y.data());
+        std::vector<T> dx_apart(n), dgamma_apart(columns), dbeta_apart(columns);
+        xgrad::normalize_backward<T>(grouping, batch, xgrad::GradientThrough::batch(), dy.data(), x.data(), nullptr,
+                                     nullptr, affine, NormalizeGrads<T>{dx_apart.data(), nullptr, nullptr});
+        xgrad::elementwise_affine_backward(xgrad::ChannelShape{rows, columns, 1}, 1, batch.norm, dy.data(), x.data(),
+                                           dgamma_apart.data(), dbeta_apart.data());
+        for (int threads = 1; threads <= 2; ++threads) {
+            SCOPED_TRACE(std::to_string(threads) + " threads");
+            std::vector<T> dx(n), dgamma(columns), dbeta(columns);
+            tbb::task_arena(threads).execute([&] {
+                xgrad::layer_norm_backward(rows, columns, batch, dy.data(), x.data(), affine,
+                                           NormalizeGrads<T>{dx.data(), dgamma.data(), dbeta.data()});
+            });
+            EXPECT_TRUE(dx == dx_apart) << "dx differs from the separate passes'";
+            // A column's sum over the rows against its size: terms of about 1, rows of them.
+            const double tolerance = 64 * std::numeric_limits<T>::epsilon() * std::sqrt(static_cast<double>(rows));
+            const auto as_array = [](const std::vector<T>& v) {
+                Array a = Array::from_shape({v.size()});
+                std::copy(v.begin(), v.end(), a.begin());
+                return a;
+            };
+            EXPECT_EQ(closeMismatch(as_array(dgamma), as_array(dgamma_apart), tolerance, "dgamma"), "");
+            EXPECT_EQ(closeMismatch(as_array(dbeta), as_array(dbeta_apart), tolerance, "dbeta"), "");
+        }
+    }
+}
+TEST(LayerNormBackward, OnePassMatchesTheSeparatePassesDouble) { checkLayerNormOnePass<double>(); }
+TEST(LayerNormBackward, OnePassMatchesTheSeparatePassesFloat) { checkLayerNormOnePass<float>(); }
 
 TEST(NormalizationFamilyErrors, LayerNorm) {
     EXPECT_NE(error_of<std::invalid_argument>([] { LayerNorm<float>(Shape{}); })

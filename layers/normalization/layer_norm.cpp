@@ -3,11 +3,13 @@
 #include <algorithm>
 #include <memory>
 #include <stdexcept>
+#include <type_traits>
 #include <utility>
 #include <vector>
 
 #include "autodiff/grad_write.hpp"
 #include "layers/normalization/elementwise_affine.hpp"
+#include "layers/normalization/layer_norm_kernel.hpp"
 #include "layers/normalization/normalize.hpp"
 #include "layers/python_repr.hpp"
 
@@ -21,8 +23,8 @@ std::string python_tuple(const Shape& shape) {
     return shape.size() == 1 ? s.substr(0, s.size() - 1) + ",)" : s;
 }
 
-// The graph node: dx by the stages (weight in the epilogue's gate), the gradients of weight and
-// bias (absent without elementwise_affine) by the epilogue's column reduction.
+// The graph node: without elementwise_affine, dx by the stages; with it, dx and the gradients of
+// weight and bias by layer_norm_backward.
 template <class T, class Epilogue>
 Var<T> layer_norm_node(const Var<T>& x, xt::xarray<T> y, const Grouping& grouping, NormalizedBatch batch,
                        const std::optional<Var<T>>& weight, const std::optional<Var<T>>& bias, Epilogue epilogue) {
@@ -37,15 +39,17 @@ Var<T> layer_norm_node(const Var<T>& x, xt::xarray<T> y, const Grouping& groupin
         std::move(y), "layer_norm", std::move(inputs),
         [xn, wn, bn, grouping, batch = std::move(batch), epilogue = std::move(epilogue)](const Node<T>&,
                                                                                         const xt::xarray<T>& dy) {
-            GradWrite<T> dx(xn);
-            if (dx.data()) {
-                normalize_backward<T>(grouping, batch, GradientThrough::batch(), dy.data(), xn->value.data(), nullptr,
-                                      nullptr, epilogue, NormalizeGrads<T>{dx.data(), nullptr, nullptr});
+            GradWrite<T> dx(xn), dweight(wn), dbias(bn);
+            if constexpr (std::is_same_v<Epilogue, NoEpilogue>) {
+                if (dx.data()) {
+                    normalize_backward<T>(grouping, batch, GradientThrough::batch(), dy.data(), xn->value.data(),
+                                          nullptr, nullptr, epilogue, NormalizeGrads<T>{dx.data(), nullptr, nullptr});
+                }
+            } else {
+                layer_norm_backward(grouping.groups(), grouping.group_size(), batch, dy.data(), xn->value.data(),
+                                    epilogue, NormalizeGrads<T>{dx.data(), dweight.data(), dbias.data()});
             }
             dx.commit();
-            GradWrite<T> dweight(wn), dbias(bn);
-            elementwise_affine_backward(ChannelShape{grouping.groups(), grouping.group_size(), 1}, 1, batch.norm,
-                                        dy.data(), xn->value.data(), dweight.data(), dbias.data());
             dweight.commit();
             dbias.commit();
         });
