@@ -3,7 +3,7 @@
 // GroupNorm, LayerNorm over (C, H, W), InstanceNorm2d, BatchRenorm2d, Ghost BN and
 // FilterResponseNorm2d at the shapes of bench/bn_shapes.hpp, 1 and 2 threads, float. Each layer's
 // kernels are what its forward and its backward node call (layers/normalization/normalize.hpp with
-// the layer's grouping and epilogue, LayerNorm's backward by layer_norm_kernel.hpp, and the column
+// the layer's grouping and epilogue, LayerNorm's by layer_norm_kernel.hpp, and the column
 // sums of GroupNorm's weight and bias over short rows), with PyTorch's default flags:
 //   group_norm        GroupNorm(groups, C), affine, by its kernels (group_norm_kernel.hpp); groups
 //                     = 32 where 32 divides C, else the largest divisor of C below 32 (the
@@ -109,7 +109,7 @@ struct InstanceNormKernels {
 };
 
 // LayerNorm over (C, H, W): one group per sample over C·S values, the weight and bias elementwise
-// in the epilogue; its backward by layer_norm_kernel.hpp, dx and their gradients in one pass.
+// in the epilogue, forward and backward by layer_norm_kernel.hpp.
 struct LayerNormKernels {
     Tensors t;
     std::size_t affine_elements;
@@ -122,7 +122,8 @@ struct LayerNormKernels {
           affine(affine_elements), epilogue(affine.gamma.data(), affine.beta.data(), affine_elements) {}
 
     xgrad::NormalizedBatch forward() {
-        return xgrad::normalize_batch(grouping, t.x.data(), xgrad::NormalizeOptions<float>{}, epilogue, t.y.data());
+        return xgrad::layer_norm_forward(grouping.groups(), grouping.group_size(), t.x.data(), epilogue, 1e-5,
+                                         t.y.data());
     }
     void backward(const xgrad::NormalizedBatch& batch) {
         xgrad::layer_norm_backward(grouping.groups(), grouping.group_size(), batch, t.dy.data(), t.x.data(), epilogue,

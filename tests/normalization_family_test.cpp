@@ -731,16 +731,18 @@ TEST(LayerNormShapes, StreamedPassesMatchNaiveLoops) {
     EXPECT_EQ(closeMismatch(Array(out.dbias / scale), Array(ref.dbias / scale), 1e-10, "dbias"), "");
 }
 
-// layer_norm_backward's one pass for dx and the weight's and bias's gradients against the passes
-// it replaces (normalize_backward for dx, elementwise_affine_backward for the parameters): dx bit
-// for bit, the parameters' gradients to a few roundings of T, at one and two threads. Rows fewer
-// than a sweep's and an odd last one; one column block and several with a short last one; tasks
-// split at two threads; many short rows (the separate passes themselves); dx streamed.
+// layer_norm_forward and layer_norm_backward (their passes over column blocks) against the row by
+// row passes they replace (normalize_batch; normalize_backward for dx and elementwise_affine_backward
+// for the parameters): the statistics, y and dx bit for bit, the parameters' gradients to a few
+// roundings of T, at one and two threads. Rows fewer than a sweep's and an odd last one; one
+// column block and several with a short last one; tasks split at two threads; rows too long for
+// the cache-blocked walk (the forward's column pass); many short rows (the row passes themselves);
+// outputs streamed.
 template <class T>
-void checkLayerNormOnePass() {
+void checkLayerNormColumnPasses() {
     using xgrad::NormalizeGrads;
     const std::vector<Shape> shapes = {
-        {3, 37}, {6, 1000}, {7, 5000}, {16, 4800}, {5, 70001}, {20000, 4}, streamed_layer_norm_shape<T>};
+        {3, 37}, {6, 1000}, {7, 5000}, {16, 4800}, {5, 70001}, {6, 140000}, {20000, 4}, streamed_layer_norm_shape<T>};
     std::mt19937 rng(31);
     std::normal_distribution<double> normal(0.0, 1.0);
     for (const auto& shape : shapes) {
@@ -753,9 +755,9 @@ void checkLayerNormOnePass() {
         for (auto& v : beta) v = static_cast<T>(normal(rng));
         const xgrad::Grouping grouping = xgrad::Grouping::per_sample({rows, 1, columns}, 1);
         const xgrad::ElementwiseAffineEpilogue<T> affine(gamma.data(), beta.data(), columns);
-        std::vector<T> y(n);
+        std::vector<T> y_apart(n);
         const xgrad::NormalizedBatch batch =
-            xgrad::normalize_batch(grouping, x.data(), xgrad::NormalizeOptions<T>{}, affine, y.data());
+            xgrad::normalize_batch(grouping, x.data(), xgrad::NormalizeOptions<T>{}, affine, y_apart.data());
         std::vector<T> dx_apart(n), dgamma_apart(columns), dbeta_apart(columns);
         xgrad::normalize_backward<T>(grouping, batch, xgrad::GradientThrough::batch(), dy.data(), x.data(), nullptr,
                                      nullptr, affine, NormalizeGrads<T>{dx_apart.data(), nullptr, nullptr});
@@ -763,11 +765,15 @@ void checkLayerNormOnePass() {
                                            dgamma_apart.data(), dbeta_apart.data());
         for (int threads = 1; threads <= 2; ++threads) {
             SCOPED_TRACE(std::to_string(threads) + " threads");
-            std::vector<T> dx(n), dgamma(columns), dbeta(columns);
+            std::vector<T> y(n), dx(n), dgamma(columns), dbeta(columns);
             tbb::task_arena(threads).execute([&] {
+                const xgrad::NormalizedBatch own = xgrad::layer_norm_forward(rows, columns, x.data(), affine, 1e-5, y.data());
+                EXPECT_TRUE(own.norm.mean == batch.norm.mean && own.norm.invstd == batch.norm.invstd)
+                    << "the statistics differ from normalize_batch's";
                 xgrad::layer_norm_backward(rows, columns, batch, dy.data(), x.data(), affine,
                                            NormalizeGrads<T>{dx.data(), dgamma.data(), dbeta.data()});
             });
+            EXPECT_TRUE(y == y_apart) << "y differs from normalize_batch's";
             EXPECT_TRUE(dx == dx_apart) << "dx differs from the separate passes'";
             // A column's sum over the rows against its size: terms of about 1, rows of them.
             const double tolerance = 64 * std::numeric_limits<T>::epsilon() * std::sqrt(static_cast<double>(rows));
@@ -781,8 +787,8 @@ void checkLayerNormOnePass() {
         }
     }
 }
-TEST(LayerNormBackward, OnePassMatchesTheSeparatePassesDouble) { checkLayerNormOnePass<double>(); }
-TEST(LayerNormBackward, OnePassMatchesTheSeparatePassesFloat) { checkLayerNormOnePass<float>(); }
+TEST(LayerNormKernels, ColumnPassesMatchTheRowPassesDouble) { checkLayerNormColumnPasses<double>(); }
+TEST(LayerNormKernels, ColumnPassesMatchTheRowPassesFloat) { checkLayerNormColumnPasses<float>(); }
 
 TEST(NormalizationFamilyErrors, LayerNorm) {
     EXPECT_NE(error_of<std::invalid_argument>([] { LayerNorm<float>(Shape{}); })

@@ -84,13 +84,14 @@ Var<T> LayerNorm<T>::forward(const Var<T>& x) {
     normalize.eps = options_.eps;
     const auto& weight = this->weight();
     const auto& bias = this->bias();
-    const auto run = [&](auto epilogue) {
-        xt::xarray<T> y = xt::xarray<T>::from_shape(shape);
-        NormalizedBatch batch = normalize_batch(grouping, x.value().data(), normalize, epilogue, y.data());
-        return layer_norm_node(x, std::move(y), grouping, std::move(batch), weight, bias, std::move(epilogue));
-    };
-    if (!weight) return run(NoEpilogue{});
-    return run(ElementwiseAffineEpilogue<T>(weight->value().data(), bias->value().data(), columns));
+    xt::xarray<T> y = xt::xarray<T>::from_shape(shape);
+    if (!weight) {
+        NormalizedBatch batch = normalize_batch(grouping, x.value().data(), normalize, NoEpilogue{}, y.data());
+        return layer_norm_node(x, std::move(y), grouping, std::move(batch), weight, bias, NoEpilogue{});
+    }
+    ElementwiseAffineEpilogue<T> affine(weight->value().data(), bias->value().data(), columns);
+    NormalizedBatch batch = layer_norm_forward(rows, columns, x.value().data(), affine, options_.eps, y.data());
+    return layer_norm_node(x, std::move(y), grouping, std::move(batch), weight, bias, std::move(affine));
 }
 
 template <class T>

@@ -12,6 +12,7 @@
 #include "autodiff/threads.hpp"
 #include "layers/normalization/arithmetic.hpp"
 #include "layers/normalization/backward_sums.hpp"
+#include "layers/normalization/blocked.hpp"
 #include "layers/normalization/runs.hpp"
 #include "layers/normalization/streaming_store.hpp"
 
@@ -32,8 +33,99 @@ constexpr std::size_t kRowsASweep = 4;
 // A task's columns are a multiple of this: whole cache lines of floats.
 constexpr std::size_t kColumnStep = 16;
 
-// What a row's elements share in the fused pass: dx's coefficients (coefficients.hpp) and x̂'s,
-// x̂ = (x - centre)·scale + shift, as the forward's around the same centre.
+// Calls walk(c0, c1) over column ranges covering [0, columns): in the calling thread for small
+// tensors or one thread, else in parallel tasks of whole lines (steps of kColumnStep columns, the
+// last one short), four a thread, each of at least kTaskElems elements over the rows.
+template <class Walk>
+void split_columns(std::size_t rows, std::size_t columns, const Walk& walk) {
+        using normalization_detail::kTaskElems;
+    const std::size_t threads = static_cast<std::size_t>(available_threads());
+    if (rows * columns < normalization_detail::kSerialBelow || threads == 1) {
+        walk(std::size_t{0}, columns);
+        return;
+    }
+    const std::size_t steps = (columns + kColumnStep - 1) / kColumnStep;
+    const std::size_t grain = std::max({std::size_t{1}, kTaskElems / (rows * kColumnStep), steps / (4 * threads)});
+    tbb::parallel_for(tbb::blocked_range<std::size_t>(0, steps, grain), [&](const tbb::blocked_range<std::size_t>& r) {
+        walk(r.begin() * kColumnStep, std::min(columns, r.end() * kColumnStep));
+    });
+}
+
+// The pass over column blocks of the rows of `rows`, writing dst (streamed past the caches if
+// `streamed`): for each block [b0, b0 + len) of at most kColumnBlock columns, `auto block =
+// make_block(b0, len)`, then block.sweep(std::integral_constant<R>, r0, out) for the rows in sweeps
+// of kRowsASweep (the last rows one at a time), out[k] the piece of row r0 + k to write, then
+// block.finish(). In parallel over the columns for Rows::all, in the calling thread for a block.
+template <class T, class MakeBlock>
+void column_pass(const Rows& rows, std::size_t columns, T* dst, bool streamed, const MakeBlock& make_block) {
+    const auto walk = [&](std::size_t c0, std::size_t c1) {
+        constexpr std::size_t R = kRowsASweep;
+        alignas(64) T pieces[R][kColumnBlock];
+        for (std::size_t b0 = c0; b0 < c1; b0 += kColumnBlock) {
+            const std::size_t len = std::min(kColumnBlock, c1 - b0);
+            auto block = make_block(b0, len);
+            const auto target = [&](std::size_t r, std::size_t k) {
+                return streamed ? pieces[k] : dst + r * columns + b0;
+            };
+            const auto flush = [&](std::size_t r, std::size_t count) {
+                if (!streamed) return;
+                for (std::size_t k = 0; k < count; ++k) {
+                    normalization_detail::stream_copy(dst + (r + k) * columns + b0, pieces[k], len);
+                }
+            };
+            std::size_t r = rows.begin;
+            for (; r + R <= rows.end; r += R) {
+                T* const out[R] = {target(r, 0), target(r + 1, 1), target(r + 2, 2), target(r + 3, 3)};
+                block.sweep(std::integral_constant<std::size_t, R>{}, r, out);
+                flush(r, R);
+            }
+            for (; r < rows.end; ++r) {
+                T* const out[1] = {target(r, 0)};
+                block.sweep(std::integral_constant<std::size_t, 1>{}, r, out);
+                flush(r, 1);
+            }
+            block.finish();
+        }
+        if (streamed) normalization_detail::stream_fence();
+    };
+    if (rows.whole) {
+        split_columns(rows.end, columns, walk);
+    } else {
+        walk(0, columns);
+    }
+}
+
+bool streams(std::size_t elements, std::size_t element_bytes) {
+    return normalization_detail::kStreamingStores && past_the_caches(elements, element_bytes);
+}
+
+// The forward's block: y = ((x - centre)·scale + shift)·gamma_j + beta_j, the elementwise pass's
+// arithmetic (elementwise.hpp, ElementwiseAffineEpilogue), so the same bits.
+template <class T>
+struct ForwardBlock {
+    std::size_t columns, b0, len;
+    const Affine<T>& a;
+    const T* gamma;
+    const T* beta;
+    const T* x;
+
+    template <std::size_t R>
+    void sweep(std::integral_constant<std::size_t, R>, std::size_t r0, T* const (&out)[R]) const {
+        for (std::size_t k = 0; k < R; ++k) {
+            const std::size_t r = r0 + k;
+            const T c = a.centre.at(r), s = a.scale.at(r), h = a.shift.at(r);
+            const T* __restrict xr = x + r * columns + b0;
+            const T* __restrict g = gamma + b0;
+            const T* __restrict b = beta + b0;
+            T* __restrict o = out[k];
+            for (std::size_t j = 0; j < len; ++j) o[j] = mul_add(affine(xr[j], c, s, h), g[j], b[j]);
+        }
+    }
+    void finish() const {}
+};
+
+// What a row's elements share in the backward's block: dx's coefficients (coefficients.hpp) and
+// x̂'s, x̂ = (x - centre)·scale + offset, as the forward's around the same centre.
 template <class T>
 struct RowTerms {
     T alpha, centre, k, shift;
@@ -55,90 +147,95 @@ std::vector<RowTerms<T>> row_terms(const InputGrad<T>& d, const Normalization& n
     return terms;
 }
 
-// Rows [r0, r0 + R) of columns [b0, b0 + len): dx written to out[k] (row r0 + k's piece) and each
-// element's terms added to its column's sums, row after row: R rows a sweep load and store each
-// column's sums once for all of them.
-template <std::size_t R, class T>
-void fused_rows(std::size_t columns, std::size_t r0, std::size_t b0, std::size_t len,
-                const std::vector<RowTerms<T>>& terms, const T* __restrict gamma, const T* dy, const T* x,
-                T* const (&out)[R], double* __restrict dgamma, double* __restrict dbeta) {
-    const T* dyr[R];
-    const T* xr[R];
-    RowTerms<T> t[R];
-    for (std::size_t k = 0; k < R; ++k) {
-        dyr[k] = dy + (r0 + k) * columns + b0;
-        xr[k] = x + (r0 + k) * columns + b0;
-        t[k] = terms[r0 + k];
-    }
+// The backward's block: dx as apply_backward computes it (the same bits), and each element's
+// terms added to its column's sums of dgamma and dbeta, row after row; a sweep of R rows loads and
+// stores each column's sums once for all of them.
+template <class T>
+struct BackwardBlock {
+    std::size_t columns, b0, len;
+    const std::vector<RowTerms<T>>& terms;
+    const T* gamma;
+    const T* dy;
+    const T* x;
+    T* dgamma_out;
+    T* dbeta_out;
+    alignas(64) double dgamma[kColumnBlock] = {};
+    alignas(64) double dbeta[kColumnBlock] = {};
+
+    template <std::size_t R>
+    void sweep(std::integral_constant<std::size_t, R>, std::size_t r0, T* const (&out)[R]) {
+        const T* dyr[R];
+        const T* xr[R];
+        RowTerms<T> t[R];
+        for (std::size_t k = 0; k < R; ++k) {
+            dyr[k] = dy + (r0 + k) * columns + b0;
+            xr[k] = x + (r0 + k) * columns + b0;
+            t[k] = terms[r0 + k];
+        }
+        const T* __restrict g = gamma + b0;
+        double* __restrict sums_g = dgamma;
+        double* __restrict sums_b = dbeta;
 #if defined(__GNUC__) && !defined(__clang__)
 #pragma GCC ivdep
 #endif
-    for (std::size_t j = 0; j < len; ++j) {
-        double sg = dgamma[j];
-        double sb = dbeta[j];
-        for (std::size_t k = 0; k < R; ++k) {
-            const T v = xr[k][j];
-            const T d = dyr[k][j];
-            out[k][j] = mul_add(d * gamma[b0 + j], t[k].alpha, affine(v, t[k].centre, t[k].k, t[k].shift));
-            sg += static_cast<double>(d * affine(v, t[k].centre, t[k].scale, t[k].offset));
-            sb += static_cast<double>(d);
-        }
-        dgamma[j] = sg;
-        dbeta[j] = sb;
-    }
-}
-
-// Columns [c0, c1) of every row: dx written (streamed past the caches if `streamed`), dgamma and
-// dbeta summed over the rows in row order.
-template <class T>
-void fused_columns(std::size_t rows, std::size_t columns, std::size_t c0, std::size_t c1,
-                   const std::vector<RowTerms<T>>& terms, const T* gamma, const T* dy, const T* x, bool streamed,
-                   const NormalizeGrads<T>& grads) {
-    constexpr std::size_t R = kRowsASweep;
-    for (std::size_t b0 = c0; b0 < c1; b0 += kColumnBlock) {
-        const std::size_t len = std::min(kColumnBlock, c1 - b0);
-        alignas(64) double dgamma[kColumnBlock] = {};
-        alignas(64) double dbeta[kColumnBlock] = {};
-        alignas(64) T pieces[R][kColumnBlock];
-        const auto target = [&](std::size_t r, std::size_t k) {
-            return streamed ? pieces[k] : grads.dx + r * columns + b0;
-        };
-        const auto flush = [&](std::size_t r, std::size_t count) {
-            if (!streamed) return;
-            for (std::size_t k = 0; k < count; ++k) {
-                normalization_detail::stream_copy(grads.dx + (r + k) * columns + b0, pieces[k], len);
-            }
-        };
-        std::size_t r = 0;
-        for (; r + R <= rows; r += R) {
-            T* const out[R] = {target(r, 0), target(r + 1, 1), target(r + 2, 2), target(r + 3, 3)};
-            fused_rows<R>(columns, r, b0, len, terms, gamma, dy, x, out, dgamma, dbeta);
-            flush(r, R);
-        }
-        for (; r < rows; ++r) {
-            T* const out[1] = {target(r, 0)};
-            fused_rows<1>(columns, r, b0, len, terms, gamma, dy, x, out, dgamma, dbeta);
-            flush(r, 1);
-        }
         for (std::size_t j = 0; j < len; ++j) {
-            if (grads.dgamma) grads.dgamma[b0 + j] = static_cast<T>(dgamma[j]);
-            if (grads.dbeta) grads.dbeta[b0 + j] = static_cast<T>(dbeta[j]);
+            double sg = sums_g[j];
+            double sb = sums_b[j];
+            for (std::size_t k = 0; k < R; ++k) {
+                const T v = xr[k][j];
+                const T d = dyr[k][j];
+                out[k][j] = mul_add(d * g[j], t[k].alpha, affine(v, t[k].centre, t[k].k, t[k].shift));
+                sg += static_cast<double>(d * affine(v, t[k].centre, t[k].scale, t[k].offset));
+                sb += static_cast<double>(d);
+            }
+            sums_g[j] = sg;
+            sums_b[j] = sb;
         }
     }
-    if (streamed) normalization_detail::stream_fence();
-}
+    void finish() const {
+        for (std::size_t j = 0; j < len; ++j) {
+            if (dgamma_out) dgamma_out[b0 + j] = static_cast<T>(dgamma[j]);
+            if (dbeta_out) dbeta_out[b0 + j] = static_cast<T>(dbeta[j]);
+        }
+    }
+};
 
 }  // namespace
 
 template <class T>
+NormalizedBatch layer_norm_forward(std::size_t rows, std::size_t columns, const T* x,
+                                   const ElementwiseAffineEpilogue<T>& affine, double eps, T* y) {
+    const Grouping grouping = Grouping::per_sample({rows, 1, columns}, 1);
+    NormalizeOptions<T> options;
+    options.eps = eps;
+    const auto bound = affine.bind_run(std::false_type{}, 0);
+    const bool streamed = streams(rows * columns, sizeof(T));
+    const auto pass = [&](const Affine<T>& a, const Rows& block) {
+        column_pass(block, columns, y, streamed, [&](std::size_t b0, std::size_t len) {
+            return ForwardBlock<T>{columns, b0, len, a, bound.gamma, bound.beta, x};
+        });
+    };
+    // Blocks of rows whose x and y stay in a core's cache: each block's pass after its statistics.
+    const auto walk = normalization_detail::group_walk(grouping, 2 * sizeof(T),
+                                                       static_cast<std::size_t>(available_threads()));
+    if (walk.blocked && !walk.last_level) return normalize_batch_by_blocks<T>(grouping, x, options, 2 * sizeof(T), pass);
+    // Otherwise all the statistics first (a block's rows read once while in cache), then one pass
+    // over all rows, so that each block of gamma and beta is read once rather than once a row.
+    NormalizedBatch batch =
+        normalize_batch_by_blocks<T>(grouping, x, options, sizeof(T), [](const Affine<T>&, const Rows&) {});
+    Affine<T> a(grouping.row_view());
+    fold_forward(grouping, batch.norm, static_cast<const T*>(nullptr), static_cast<const T*>(nullptr), nullptr,
+                 Rows::all(rows), a);
+    pass(a, Rows::all(rows));
+    return batch;
+}
+
+template <class T>
 void layer_norm_backward(std::size_t rows, std::size_t columns, const NormalizedBatch& batch, const T* dy, const T* x,
                          const ElementwiseAffineEpilogue<T>& affine, const NormalizeGrads<T>& grads) {
-    using normalization_detail::kSerialBelow;
-    using normalization_detail::kTaskElems;
     const Grouping grouping = Grouping::per_sample({rows, 1, columns}, 1);
     const GradientThrough through = GradientThrough::batch();
-    const std::size_t elements = rows * columns;
-    const bool serial = elements < kSerialBelow;
+    const bool serial = rows * columns < normalization_detail::kSerialBelow;
     if (!grads.dx || (!grads.dgamma && !grads.dbeta) || (!serial && columns < kFusedColumns)) {
         if (grads.dx) {
             normalize_backward<T>(grouping, batch, through, dy, x, nullptr, nullptr, affine,
@@ -161,23 +258,15 @@ void layer_norm_backward(std::size_t rows, std::size_t columns, const Normalized
                         Rows::all(rows), &d, {}, {});
     const std::vector<RowTerms<T>> terms = row_terms(d, batch.norm, rows);
     const T* gamma = affine.bind_run(std::false_type{}, 0).gamma;
-    const bool streamed = normalization_detail::kStreamingStores &&
-                          past_the_caches(elements, sizeof(T));
-    const std::size_t threads = static_cast<std::size_t>(available_threads());
-    if (serial || threads == 1) {
-        fused_columns(rows, columns, 0, columns, terms, gamma, dy, x, streamed, grads);
-        return;
-    }
-    // Tasks of whole lines (steps of kColumnStep columns, the last one short), four a thread, each of
-    // at least kTaskElems elements over the rows.
-    const std::size_t steps = (columns + kColumnStep - 1) / kColumnStep;
-    const std::size_t grain = std::max({std::size_t{1}, kTaskElems / (rows * kColumnStep), steps / (4 * threads)});
-    tbb::parallel_for(tbb::blocked_range<std::size_t>(0, steps, grain), [&](const tbb::blocked_range<std::size_t>& r) {
-        fused_columns(rows, columns, r.begin() * kColumnStep, std::min(columns, r.end() * kColumnStep), terms, gamma,
-                      dy, x, streamed, grads);
+    column_pass(Rows::all(rows), columns, grads.dx, streams(rows * columns, sizeof(T)), [&](std::size_t b0, std::size_t len) {
+        return BackwardBlock<T>{columns, b0, len, terms, gamma, dy, x, grads.dgamma, grads.dbeta};
     });
 }
 
+template NormalizedBatch layer_norm_forward(std::size_t, std::size_t, const float*, const ElementwiseAffineEpilogue<float>&,
+                                            double, float*);
+template NormalizedBatch layer_norm_forward(std::size_t, std::size_t, const double*,
+                                            const ElementwiseAffineEpilogue<double>&, double, double*);
 template void layer_norm_backward(std::size_t, std::size_t, const NormalizedBatch&, const float*, const float*,
                                   const ElementwiseAffineEpilogue<float>&, const NormalizeGrads<float>&);
 template void layer_norm_backward(std::size_t, std::size_t, const NormalizedBatch&, const double*, const double*,

@@ -1,14 +1,15 @@
-// LayerNorm's backward over raw (rows, columns) data, a row per normalized sample, with its weight
-// and bias elementwise along a row (elementwise_affine.hpp), as the layer's graph node and the
-// benchmarks call it.
+// LayerNorm's forward and backward over raw (rows, columns) data, a row per normalized sample,
+// with its weight and bias elementwise along a row (elementwise_affine.hpp), as the layer's graph
+// node and the benchmarks call them.
 //
-// dx needs each row's sums over the whole row (backward_sums.hpp) before any element of it, and
-// dweight and dbias are sums down the columns, over the rows. Taken apart, that is three passes
-// over dy and x: the row sums, dx, and the column sums. Here the last two are one: after the row
-// sums, a pass over blocks of columns, all rows of a block in turn, writes dx and adds each
-// element's terms to its column's sums, which stay in L1 for the block (bench/RESULTS.md,
-// "LayerNorm's input gradient and its weight's in one pass"). dx is the same bits as the
-// separate passes', the column sums are in double, summed over the rows in row order: neither
+// Rows need their statistics, or in the backward their sums, over the whole row before any of their
+// elements is written; the weight and bias are as long as a row, and their gradients are sums down
+// the columns, over the rows. Row by row, the forward reads gamma and beta once a row; the backward
+// takes three passes over dy and x: the row sums, dx, and the column sums. Here, after the rows'
+// statistics or sums, one pass over blocks of columns, all rows of a block in turn, writes y or dx,
+// with the block's gamma and beta (and, in the backward, its columns' sums) staying in L1 across
+// the rows (bench/RESULTS.md, "LayerNorm by column blocks"). y and dx are the same bits as the row
+// by row passes'; the column sums are in double, summed over the rows in row order: nothing
 // depends on the thread count.
 #pragma once
 
@@ -18,6 +19,14 @@
 #include "layers/normalization/normalize.hpp"
 
 namespace xgrad {
+
+// normalize_batch over Grouping::per_sample({rows, 1, columns}, 1) with `affine` as its epilogue:
+// by the column pass where a row and gamma and beta do not stay in a core's cache together (the
+// cache-blocked walk would not keep a block in L2: blocked.hpp), by normalize_batch otherwise. y
+// may not alias x.
+template <class T>
+NormalizedBatch layer_norm_forward(std::size_t rows, std::size_t columns, const T* x,
+                                   const ElementwiseAffineEpilogue<T>& affine, double eps, T* y);
 
 // The backward of normalize_batch over Grouping::per_sample({rows, 1, columns}, 1) with `affine`
 // as its epilogue, gradients through the statistics, given dy. Each of grads' pointers may be
