@@ -3,8 +3,8 @@
 // variance over those trailing dims; then, elementwise, y = weight·x̂ + bias with weight and bias of
 // shape normalized_shape. No running statistics: training and eval compute the same.
 // Built on the normalization stages: Grouping::per_sample over an (N_lead, 1, M) view (M the
-// normalized elements), with weight and bias in the ElementwiseAffineEpilogue; the backward with
-// them by layer_norm_kernel.hpp, dx and their gradients in one pass.
+// normalized elements); with weight and bias, forward and backward by layer_norm_kernel.hpp, over
+// blocks of columns.
 #pragma once
 
 #include <string>

@@ -28,7 +28,7 @@ constexpr std::size_t kColumnBlock = 1024;
 // Fewer columns than this over a parallel tensor leave too few blocks for the threads: such
 // tensors (many short rows) take the separate passes, which split the rows.
 constexpr std::size_t kFusedColumns = 256;
-// Rows a sweep of a column block takes at once (fused_rows).
+// Rows a sweep of a column block takes at once (column_pass).
 constexpr std::size_t kRowsASweep = 4;
 // A task's columns are a multiple of this: whole cache lines of floats.
 constexpr std::size_t kColumnStep = 16;
@@ -38,7 +38,7 @@ constexpr std::size_t kColumnStep = 16;
 // last one short), four a thread, each of at least kTaskElems elements over the rows.
 template <class Walk>
 void split_columns(std::size_t rows, std::size_t columns, const Walk& walk) {
-        using normalization_detail::kTaskElems;
+    using normalization_detail::kTaskElems;
     const std::size_t threads = static_cast<std::size_t>(available_threads());
     if (rows * columns < normalization_detail::kSerialBelow || threads == 1) {
         walk(std::size_t{0}, columns);
@@ -75,7 +75,8 @@ void column_pass(const Rows& rows, std::size_t columns, T* dst, bool streamed, c
             };
             std::size_t r = rows.begin;
             for (; r + R <= rows.end; r += R) {
-                T* const out[R] = {target(r, 0), target(r + 1, 1), target(r + 2, 2), target(r + 3, 3)};
+                T* out[R];
+                for (std::size_t k = 0; k < R; ++k) out[k] = target(r + k, k);
                 block.sweep(std::integral_constant<std::size_t, R>{}, r, out);
                 flush(r, R);
             }

@@ -20,15 +20,15 @@
 
 namespace xgrad {
 
-// normalize_batch over Grouping::per_sample({rows, 1, columns}, 1) with `affine` as its epilogue:
-// by the column pass where a row and gamma and beta do not stay in a core's cache together (the
-// cache-blocked walk would not keep a block in L2: blocked.hpp), by normalize_batch otherwise. y
-// may not alias x.
+// What normalize_batch over Grouping::per_sample({rows, 1, columns}, 1) with `affine` as its
+// epilogue computes, the same bits: the statistics by its walk, y by the column pass, block of rows
+// by block of rows where the cache-blocked walk keeps a block in L2 (blocked.hpp), else over all
+// rows after all the statistics. y may not alias x.
 template <class T>
 NormalizedBatch layer_norm_forward(std::size_t rows, std::size_t columns, const T* x,
                                    const ElementwiseAffineEpilogue<T>& affine, double eps, T* y);
 
-// The backward of normalize_batch over Grouping::per_sample({rows, 1, columns}, 1) with `affine`
+// The backward of layer_norm_forward (or normalize_batch) over Grouping::per_sample({rows, 1, columns}, 1) with `affine`
 // as its epilogue, gradients through the statistics, given dy. Each of grads' pointers may be
 // null: not wanted (dgamma and dbeta have `columns` values). dx may not alias dy or x.
 template <class T>
