@@ -229,7 +229,8 @@ Case drawGroupNorm(bool large) {
 }
 
 // A LayerNorm input past the caches in T whose rows are cache blocks in the forward and the
-// backward, for two threads: the elementwise passes stream their outputs (LayerNormShapes).
+// backward, for two threads: the row passes of LayerNorm without elementwise affine stream their
+// outputs, and so do the column passes with it (LayerNormShapes).
 template <class T>
 const Shape streamed_layer_norm_shape = {sizeof(T) == 8 ? 17u : 33u, 131072};
 
@@ -705,46 +706,63 @@ void checkStreamedLayerNormShape() {
 TEST(LayerNormShapes, DoubleTestShapeIsStreamed) { checkStreamedLayerNormShape<double>(); }
 TEST(LayerNormShapes, FloatTestShapeIsStreamed) { checkStreamedLayerNormShape<float>(); }
 
-// The streamed passes against the naive loops every run, with two threads whatever the host has:
-// the properties draw that shape rarely, and with more threads a host would walk it whole.
+// The streamed passes against the naive loops every run, with two threads whatever the host has
+// (the properties draw that shape rarely, and with more threads a host would walk it whole): the
+// row passes without elementwise affine, the column passes with it.
 TEST(LayerNormShapes, StreamedPassesMatchNaiveLoops) {
     const Shape& shape = streamed_layer_norm_shape<double>;
-    LayerNorm<double> layer(Shape{shape[1]});
-    std::mt19937 rng(23);
-    std::normal_distribution<double> normal(0.0, 1.0);
-    for (auto& [name, p] : layer.named_parameters()) {
-        for (auto& v : p.mutable_value()) v = 1.0 + 0.5 * normal(rng);
+    for (const bool elementwise_affine : {false, true}) {
+        SCOPED_TRACE(elementwise_affine ? "elementwise affine" : "no elementwise affine");
+        LayerNorm<double> layer(Shape{shape[1]}, {.elementwise_affine = elementwise_affine});
+        std::mt19937 rng(23);
+        std::normal_distribution<double> normal(0.0, 1.0);
+        for (auto& [name, p] : layer.named_parameters()) {
+            for (auto& v : p.mutable_value()) v = 1.0 + 0.5 * normal(rng);
+        }
+        Array x = Array::from_shape(shape), dy = Array::from_shape(shape);
+        for (auto& v : x) v = 2.0 + 3.0 * normal(rng);
+        for (auto& v : dy) v = normal(rng);
+        Outputs<double> out;
+        tbb::task_arena(2).execute([&] { out = run<double>(layer, x, dy); });
+        const std::size_t m = shape[1];
+        const Array* weight = elementwise_affine ? &layer.weight()->value() : nullptr;
+        const Array* bias = elementwise_affine ? &layer.bias()->value() : nullptr;
+        const Outputs<double> ref = naiveNormalization(x, dy, weight, bias, shape[0],
+                                                       [m](std::size_t i) { return i / m; },
+                                                       [m](std::size_t i) { return i % m; });
+        EXPECT_EQ(closeMismatch(out.y, ref.y, 1e-10, "y"), "");
+        EXPECT_EQ(closeMismatch(out.dx, ref.dx, 1e-9, "dx"), "");
+        if (!elementwise_affine) continue;
+        const double scale = std::sqrt(static_cast<double>(x.size()));
+        EXPECT_EQ(closeMismatch(Array(out.dweight / scale), Array(ref.dweight / scale), 1e-10, "dweight"), "");
+        EXPECT_EQ(closeMismatch(Array(out.dbias / scale), Array(ref.dbias / scale), 1e-10, "dbias"), "");
     }
-    Array x = Array::from_shape(shape), dy = Array::from_shape(shape);
-    for (auto& v : x) v = 2.0 + 3.0 * normal(rng);
-    for (auto& v : dy) v = normal(rng);
-    Outputs<double> out;
-    tbb::task_arena(2).execute([&] { out = run<double>(layer, x, dy); });
-    const std::size_t m = shape[1];
-    const Outputs<double> ref = naiveNormalization(x, dy, &layer.weight()->value(), &layer.bias()->value(), shape[0],
-                                                   [m](std::size_t i) { return i / m; },
-                                                   [m](std::size_t i) { return i % m; });
-    EXPECT_EQ(closeMismatch(out.y, ref.y, 1e-10, "y"), "");
-    EXPECT_EQ(closeMismatch(out.dx, ref.dx, 1e-9, "dx"), "");
-    const double scale = std::sqrt(static_cast<double>(x.size()));
-    EXPECT_EQ(closeMismatch(Array(out.dweight / scale), Array(ref.dweight / scale), 1e-10, "dweight"), "");
-    EXPECT_EQ(closeMismatch(Array(out.dbias / scale), Array(ref.dbias / scale), 1e-10, "dbias"), "");
 }
 
 // layer_norm_forward and layer_norm_backward (their passes over column blocks) against the row by
 // row passes they replace (normalize_batch; normalize_backward for dx and elementwise_affine_backward
 // for the parameters): the statistics, y and dx bit for bit, the parameters' gradients to a few
-// roundings of T, at one and two threads. Rows fewer than a sweep's and an odd last one; one
-// column block and several with a short last one; tasks split at two threads; rows too long for
-// the cache-blocked walk (the forward's column pass); many short rows (the row passes themselves);
-// outputs streamed.
+// roundings of T and the same bits at one and two threads, for every choice of the gradients
+// wanted. Rows fewer than a sweep's and an odd last one; one column block and several with a short
+// last one; tasks split at two threads; rows too long for the cache-blocked walk (the forward's
+// column pass over all rows); many short rows (the row passes themselves); outputs streamed.
 template <class T>
 void checkLayerNormColumnPasses() {
     using xgrad::NormalizeGrads;
     const std::vector<Shape> shapes = {
         {3, 37}, {6, 1000}, {7, 5000}, {16, 4800}, {5, 70001}, {6, 140000}, {20000, 4}, streamed_layer_norm_shape<T>};
+    struct Wanted {
+        bool dx, dgamma, dbeta;
+    };
+    const Wanted wanted[] = {{true, true, true}, {false, true, true}, {true, false, true}, {true, true, false},
+                             {true, false, false}};
     std::mt19937 rng(31);
     std::normal_distribution<double> normal(0.0, 1.0);
+    const auto as_array = [](const std::vector<T>& v) {
+        Array a = Array::from_shape({v.size()});
+        std::copy(v.begin(), v.end(), a.begin());
+        return a;
+    };
     for (const auto& shape : shapes) {
         const std::size_t rows = shape[0], columns = shape[1], n = rows * columns;
         SCOPED_TRACE(xgrad::shape_str(shape));
@@ -763,27 +781,50 @@ void checkLayerNormColumnPasses() {
                                      nullptr, affine, NormalizeGrads<T>{dx_apart.data(), nullptr, nullptr});
         xgrad::elementwise_affine_backward(xgrad::ChannelShape{rows, columns, 1}, 1, batch.norm, dy.data(), x.data(),
                                            dgamma_apart.data(), dbeta_apart.data());
-        for (int threads = 1; threads <= 2; ++threads) {
-            SCOPED_TRACE(std::to_string(threads) + " threads");
-            std::vector<T> y(n), dx(n), dgamma(columns), dbeta(columns);
-            tbb::task_arena(threads).execute([&] {
-                const xgrad::NormalizedBatch own = xgrad::layer_norm_forward(rows, columns, x.data(), affine, 1e-5, y.data());
-                EXPECT_TRUE(own.norm.mean == batch.norm.mean && own.norm.invstd == batch.norm.invstd)
-                    << "the statistics differ from normalize_batch's";
-                xgrad::layer_norm_backward(rows, columns, batch, dy.data(), x.data(), affine,
-                                           NormalizeGrads<T>{dx.data(), dgamma.data(), dbeta.data()});
-            });
-            EXPECT_TRUE(y == y_apart) << "y differs from normalize_batch's";
-            EXPECT_TRUE(dx == dx_apart) << "dx differs from the separate passes'";
-            // A column's sum over the rows against its size: terms of about 1, rows of them.
-            const double tolerance = 64 * std::numeric_limits<T>::epsilon() * std::sqrt(static_cast<double>(rows));
-            const auto as_array = [](const std::vector<T>& v) {
-                Array a = Array::from_shape({v.size()});
-                std::copy(v.begin(), v.end(), a.begin());
-                return a;
-            };
-            EXPECT_EQ(closeMismatch(as_array(dgamma), as_array(dgamma_apart), tolerance, "dgamma"), "");
-            EXPECT_EQ(closeMismatch(as_array(dbeta), as_array(dbeta_apart), tolerance, "dbeta"), "");
+        // A column's sum over the rows against its size: terms of about 1, rows of them.
+        const double tolerance = 64 * std::numeric_limits<T>::epsilon() * std::sqrt(static_cast<double>(rows));
+        for (const Wanted& w : wanted) {
+            SCOPED_TRACE(std::string("dx ") + (w.dx ? "wanted" : "not") + ", dgamma " + (w.dgamma ? "wanted" : "not") +
+                         ", dbeta " + (w.dbeta ? "wanted" : "not"));
+            std::vector<T> by_threads[2][3];
+            for (int threads = 1; threads <= 2; ++threads) {
+                SCOPED_TRACE(std::to_string(threads) + " threads");
+                const T sentinel = T(-7);  // what a gradient not wanted must still hold
+                std::vector<T> y(n), dx(n, sentinel), dgamma(columns, sentinel), dbeta(columns, sentinel);
+                const bool forward = &w == &wanted[0];  // the forward once a shape and thread count
+                tbb::task_arena(threads).execute([&] {
+                    if (forward) {
+                        const xgrad::NormalizedBatch own =
+                            xgrad::layer_norm_forward(rows, columns, x.data(), affine, 1e-5, y.data());
+                        EXPECT_TRUE(own.norm.mean == batch.norm.mean && own.norm.invstd == batch.norm.invstd)
+                            << "the statistics differ from normalize_batch's";
+                        EXPECT_TRUE(y == y_apart) << "y differs from normalize_batch's";
+                    }
+                    xgrad::layer_norm_backward(rows, columns, batch, dy.data(), x.data(), affine,
+                                               NormalizeGrads<T>{w.dx ? dx.data() : nullptr,
+                                                                 w.dgamma ? dgamma.data() : nullptr,
+                                                                 w.dbeta ? dbeta.data() : nullptr});
+                });
+                EXPECT_TRUE(w.dx ? dx == dx_apart : dx == std::vector<T>(n, sentinel)) << "dx";
+                if (w.dgamma) {
+                    EXPECT_EQ(closeMismatch(as_array(dgamma), as_array(dgamma_apart), tolerance, "dgamma"), "");
+                } else {
+                    EXPECT_TRUE(dgamma == std::vector<T>(columns, sentinel)) << "dgamma written though not wanted";
+                }
+                if (w.dbeta) {
+                    EXPECT_EQ(closeMismatch(as_array(dbeta), as_array(dbeta_apart), tolerance, "dbeta"), "");
+                } else {
+                    EXPECT_TRUE(dbeta == std::vector<T>(columns, sentinel)) << "dbeta written though not wanted";
+                }
+                by_threads[threads - 1][0] = std::move(dx);
+                by_threads[threads - 1][1] = std::move(dgamma);
+                by_threads[threads - 1][2] = std::move(dbeta);
+            }
+            const char* names[] = {"dx", "dgamma", "dbeta"};
+            for (int k = 0; k < 3; ++k) {
+                EXPECT_TRUE(by_threads[0][k] == by_threads[1][k])
+                    << names[k] << ": one and two threads differ";
+            }
         }
     }
 }

@@ -10,8 +10,8 @@
 // a pure function of the channel and of the flat index i into the tensor (so one term can read several tensors of
 // the same shape, e.g. x and dy). The primitive owns the loops, so one term definition is
 // vectorized both along a channel's contiguous runs and across channels. A term that also depends
-// on the sample n (per-row data where the channels are columns: LayerNorm's dgamma over an
-// (N, M, 1) view) is term(c, n, i): the loops know n, the term would have to divide i for it.
+// on the sample n (per-row data where the channels are columns: the elementwise affine's dgamma
+// over an (N, M, 1) view) is term(c, n, i): the loops know n, the term would have to divide i for it.
 //
 // Determinism: the order of every addition depends only on the shape (channel_partition) and the
 // build (kLanes, and its FMA), never on the thread count or on which thread ran what, so 1 and 2

@@ -59,8 +59,9 @@ void elementwise_affine_backward(const ChannelShape& shape, std::size_t groups, 
                          " groups), got " + std::to_string(norm.mean.size()) + " and " +
                          std::to_string(norm.invstd.size()));
     }
-    // One group a sample (LayerNorm): the sample's statistics, which the reduction's loops hold
-    // across a row; a lookup per element there made LayerNorm's backward up to 1.7x as long.
+    // One group a sample (LayerNorm's many short rows, or its parameters' gradients without dx):
+    // the sample's statistics, which the reduction's loops hold across a row; a lookup per element
+    // there made LayerNorm's backward up to 1.7x as long.
     if (groups == 1) {
         affine_sums(shape, norm, [](std::size_t, std::size_t n) { return n; }, dy, x, dgamma, dbeta);
         return;

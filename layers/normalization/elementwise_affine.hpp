@@ -7,8 +7,9 @@
 // each channel's S elements.
 //
 // Their gradients are sums over samples, not within a row: dgamma_c = Σ_(n,s) dy·x̂ and
-// dbeta_c = Σ_(n,s) dy, the per-channel reduction over the (N, C, S) view; so they cannot be the
-// epilogue's per-row extra sums.
+// dbeta_c = Σ_(n,s) dy, the per-channel reduction over the (N, C, S) view
+// (elementwise_affine_backward); so they cannot be the epilogue's per-row extra sums. LayerNorm's
+// own kernels (layer_norm_kernel.hpp) add them in the pass that writes dx, but for many short rows.
 #pragma once
 
 #include <array>

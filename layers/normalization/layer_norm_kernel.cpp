@@ -23,19 +23,27 @@ namespace {
 using normalization_detail::affine;
 using normalization_detail::mul_add;
 
-// Columns whose sums a block keeps: 2 x 1024 doubles, 16 KiB, stay in L1 beside the rows' pieces.
+// Columns a block covers: its gamma and beta (4 KiB each in float) stay in L1 across the rows, its
+// sums of dgamma and dbeta (2 x 1024 doubles) in L1 or L2.
 constexpr std::size_t kColumnBlock = 1024;
-// Fewer columns than this over a parallel tensor leave too few blocks for the threads: such
-// tensors (many short rows) take the separate passes, which split the rows.
-constexpr std::size_t kFusedColumns = 256;
+// Tensors of kSerialBelow elements or more with fewer columns than this (many short rows) take
+// the row passes, which split the rows among the threads: 16 column steps or fewer would leave
+// most of a many-core host idle. A rule of the shape alone, not of the thread count, since the
+// row passes sum dgamma and dbeta in another order (other bits).
+constexpr std::size_t kColumnPassColumns = 256;
 // Rows a sweep of a column block takes at once (column_pass).
 constexpr std::size_t kRowsASweep = 4;
-// A task's columns are a multiple of this: whole cache lines of floats.
+// A task's columns are a multiple of this: whole cache lines of floats where a row's length is.
 constexpr std::size_t kColumnStep = 16;
 
+// Whether the column passes take the row passes' place (kColumnPassColumns).
+bool column_passes_fit(std::size_t rows, std::size_t columns) {
+    return rows * columns < normalization_detail::kSerialBelow || columns >= kColumnPassColumns;
+}
+
 // Calls walk(c0, c1) over column ranges covering [0, columns): in the calling thread for small
-// tensors or one thread, else in parallel tasks of whole lines (steps of kColumnStep columns, the
-// last one short), four a thread, each of at least kTaskElems elements over the rows.
+// tensors or one thread, else in parallel tasks of kColumnStep-column steps (the last one short),
+// about four a thread and, unless the partitioner halves them, of kTaskElems elements or more.
 template <class Walk>
 void split_columns(std::size_t rows, std::size_t columns, const Walk& walk) {
     using normalization_detail::kTaskElems;
@@ -90,13 +98,16 @@ void column_pass(const Rows& rows, std::size_t columns, T* dst, bool streamed, c
         if (streamed) normalization_detail::stream_fence();
     };
     if (rows.whole) {
-        split_columns(rows.end, columns, walk);
+        split_columns(rows.end - rows.begin, columns, walk);
     } else {
         walk(0, columns);
     }
 }
 
-bool streams(std::size_t elements, std::size_t element_bytes) {
+// Whether a column pass streams its output: past the caches, in the cache-blocked walk or over all
+// rows alike (the whole-tensor elementwise passes do not, elementwise.hpp, since their tasks of
+// kTaskElems would each wait on a fence; a column pass's tasks are a quarter of a thread's share).
+bool column_pass_streams(std::size_t elements, std::size_t element_bytes) {
     return normalization_detail::kStreamingStores && past_the_caches(elements, element_bytes);
 }
 
@@ -168,10 +179,10 @@ struct BackwardBlock {
         const T* dyr[R];
         const T* xr[R];
         RowTerms<T> t[R];
-        for (std::size_t k = 0; k < R; ++k) {
-            dyr[k] = dy + (r0 + k) * columns + b0;
-            xr[k] = x + (r0 + k) * columns + b0;
-            t[k] = terms[r0 + k];
+        for (std::size_t i = 0; i < R; ++i) {
+            dyr[i] = dy + (r0 + i) * columns + b0;
+            xr[i] = x + (r0 + i) * columns + b0;
+            t[i] = terms[r0 + i];
         }
         const T* __restrict g = gamma + b0;
         double* __restrict sums_g = dgamma;
@@ -182,11 +193,11 @@ struct BackwardBlock {
         for (std::size_t j = 0; j < len; ++j) {
             double sg = sums_g[j];
             double sb = sums_b[j];
-            for (std::size_t k = 0; k < R; ++k) {
-                const T v = xr[k][j];
-                const T d = dyr[k][j];
-                out[k][j] = mul_add(d * g[j], t[k].alpha, affine(v, t[k].centre, t[k].k, t[k].shift));
-                sg += static_cast<double>(d * affine(v, t[k].centre, t[k].scale, t[k].offset));
+            for (std::size_t i = 0; i < R; ++i) {
+                const T v = xr[i][j];
+                const T d = dyr[i][j];
+                out[i][j] = mul_add(d * g[j], t[i].alpha, affine(v, t[i].centre, t[i].k, t[i].shift));
+                sg += static_cast<double>(d * affine(v, t[i].centre, t[i].scale, t[i].offset));
                 sb += static_cast<double>(d);
             }
             sums_g[j] = sg;
@@ -209,8 +220,9 @@ NormalizedBatch layer_norm_forward(std::size_t rows, std::size_t columns, const 
     const Grouping grouping = Grouping::per_sample({rows, 1, columns}, 1);
     NormalizeOptions<T> options;
     options.eps = eps;
+    if (!column_passes_fit(rows, columns)) return normalize_batch(grouping, x, options, affine, y);
     const auto bound = affine.bind_run(std::false_type{}, 0);
-    const bool streamed = streams(rows * columns, sizeof(T));
+    const bool streamed = column_pass_streams(rows * columns, sizeof(T));
     const auto pass = [&](const Affine<T>& a, const Rows& block) {
         column_pass(block, columns, y, streamed, [&](std::size_t b0, std::size_t len) {
             return ForwardBlock<T>{columns, b0, len, a, bound.gamma, bound.beta, x};
@@ -219,9 +231,12 @@ NormalizedBatch layer_norm_forward(std::size_t rows, std::size_t columns, const 
     // Blocks of rows whose x and y stay in a core's cache: each block's pass after its statistics.
     const auto walk = normalization_detail::group_walk(grouping, 2 * sizeof(T),
                                                        static_cast<std::size_t>(available_threads()));
-    if (walk.blocked && !walk.last_level) return normalize_batch_by_blocks<T>(grouping, x, options, 2 * sizeof(T), pass);
+    if (walk.blocked && !walk.last_level) {
+        return normalize_batch_by_blocks<T>(grouping, x, options, 2 * sizeof(T), pass);
+    }
     // Otherwise all the statistics first (a block's rows read once while in cache), then one pass
-    // over all rows, so that each block of gamma and beta is read once rather than once a row.
+    // over all rows, so that each block of gamma and beta is read once rather than once a row. (The
+    // walk folds coefficients it does not keep: a few values a row.)
     NormalizedBatch batch =
         normalize_batch_by_blocks<T>(grouping, x, options, sizeof(T), [](const Affine<T>&, const Rows&) {});
     Affine<T> a(grouping.row_view());
@@ -232,12 +247,11 @@ NormalizedBatch layer_norm_forward(std::size_t rows, std::size_t columns, const 
 }
 
 template <class T>
-void layer_norm_backward(std::size_t rows, std::size_t columns, const NormalizedBatch& batch, const T* dy, const T* x,
-                         const ElementwiseAffineEpilogue<T>& affine, const NormalizeGrads<T>& grads) {
+void layer_norm_backward(std::size_t rows, std::size_t columns, const NormalizedBatch& batch, const T* dy,
+                         const T* x, const ElementwiseAffineEpilogue<T>& affine, const NormalizeGrads<T>& grads) {
     const Grouping grouping = Grouping::per_sample({rows, 1, columns}, 1);
     const GradientThrough through = GradientThrough::batch();
-    const bool serial = rows * columns < normalization_detail::kSerialBelow;
-    if (!grads.dx || (!grads.dgamma && !grads.dbeta) || (!serial && columns < kFusedColumns)) {
+    if (!grads.dx || (!grads.dgamma && !grads.dbeta) || !column_passes_fit(rows, columns)) {
         if (grads.dx) {
             normalize_backward<T>(grouping, batch, through, dy, x, nullptr, nullptr, affine,
                                   NormalizeGrads<T>{grads.dx, nullptr, nullptr});
@@ -246,26 +260,28 @@ void layer_norm_backward(std::size_t rows, std::size_t columns, const Normalized
         return;
     }
     if (batch.norm.mean.size() != rows || batch.norm.invstd.size() != rows) {
-        throw ShapeError("LayerNorm backward: expected " + std::to_string(rows) + " means and inverse deviations, got " +
-                         std::to_string(batch.norm.mean.size()) + " and " + std::to_string(batch.norm.invstd.size()));
+        throw ShapeError("LayerNorm backward: expected " + std::to_string(rows) +
+                         " means and inverse deviations, got " + std::to_string(batch.norm.mean.size()) + " and " +
+                         std::to_string(batch.norm.invstd.size()));
     }
     using Epilogue = ElementwiseAffineEpilogue<T>;
     const ChannelShape view = grouping.row_view();
     std::vector<RowSums<Epilogue>> sums(rows);
-    backward_sums(view, std::span<const double>(batch.norm.mean), static_cast<const Affine<T>*>(nullptr), affine, dy, x,
-                  Rows::all(rows), std::span(sums));
+    backward_sums(view, std::span<const double>(batch.norm.mean), static_cast<const Affine<T>*>(nullptr), affine, dy,
+                  x, Rows::all(rows), std::span(sums));
     InputGrad<T> d(view);
     fold_backward<T, 2>(grouping, batch.norm, nullptr, nullptr, through, std::span<const RowSums<Epilogue>>(sums),
                         Rows::all(rows), &d, {}, {});
     const std::vector<RowTerms<T>> terms = row_terms(d, batch.norm, rows);
     const T* gamma = affine.bind_run(std::false_type{}, 0).gamma;
-    column_pass(Rows::all(rows), columns, grads.dx, streams(rows * columns, sizeof(T)), [&](std::size_t b0, std::size_t len) {
+    const bool streamed = column_pass_streams(rows * columns, sizeof(T));
+    column_pass(Rows::all(rows), columns, grads.dx, streamed, [&](std::size_t b0, std::size_t len) {
         return BackwardBlock<T>{columns, b0, len, terms, gamma, dy, x, grads.dgamma, grads.dbeta};
     });
 }
 
-template NormalizedBatch layer_norm_forward(std::size_t, std::size_t, const float*, const ElementwiseAffineEpilogue<float>&,
-                                            double, float*);
+template NormalizedBatch layer_norm_forward(std::size_t, std::size_t, const float*,
+                                            const ElementwiseAffineEpilogue<float>&, double, float*);
 template NormalizedBatch layer_norm_forward(std::size_t, std::size_t, const double*,
                                             const ElementwiseAffineEpilogue<double>&, double, double*);
 template void layer_norm_backward(std::size_t, std::size_t, const NormalizedBatch&, const float*, const float*,

@@ -9,8 +9,11 @@
 // statistics or sums, one pass over blocks of columns, all rows of a block in turn, writes y or dx,
 // with the block's gamma and beta (and, in the backward, its columns' sums) staying in L1 across
 // the rows (bench/RESULTS.md, "LayerNorm by column blocks"). y and dx are the same bits as the row
-// by row passes'; the column sums are in double, summed over the rows in row order: nothing
-// depends on the thread count.
+// by row passes'. Each term of dgamma is a product in T, dy·x̂ with x̂ around the T-rounded mean and
+// its offset, summed in double over the rows in row order. Many short rows (fewer than 256 columns
+// over a tensor the passes split among threads) take the row passes and elementwise_affine_backward
+// instead, as does a backward that wants dx or the parameters' gradients but not both: other bits,
+// fixed by the shape and the gradients asked for. Nothing depends on the thread count.
 #pragma once
 
 #include <cstddef>
@@ -23,16 +26,17 @@ namespace xgrad {
 // What normalize_batch over Grouping::per_sample({rows, 1, columns}, 1) with `affine` as its
 // epilogue computes, the same bits: the statistics by its walk, y by the column pass, block of rows
 // by block of rows where the cache-blocked walk keeps a block in L2 (blocked.hpp), else over all
-// rows after all the statistics. y may not alias x.
+// rows after all the statistics (many short rows: by normalize_batch). y may not alias x.
 template <class T>
 NormalizedBatch layer_norm_forward(std::size_t rows, std::size_t columns, const T* x,
                                    const ElementwiseAffineEpilogue<T>& affine, double eps, T* y);
 
-// The backward of layer_norm_forward (or normalize_batch) over Grouping::per_sample({rows, 1, columns}, 1) with `affine`
-// as its epilogue, gradients through the statistics, given dy. Each of grads' pointers may be
-// null: not wanted (dgamma and dbeta have `columns` values). dx may not alias dy or x.
+// The backward of layer_norm_forward (or of normalize_batch over Grouping::per_sample({rows, 1,
+// columns}, 1) with `affine` as its epilogue), gradients through the statistics, given dy. Each of
+// grads' pointers may be null: not wanted (dgamma and dbeta have `columns` values). dx may not
+// alias dy or x.
 template <class T>
-void layer_norm_backward(std::size_t rows, std::size_t columns, const NormalizedBatch& batch, const T* dy, const T* x,
-                         const ElementwiseAffineEpilogue<T>& affine, const NormalizeGrads<T>& grads);
+void layer_norm_backward(std::size_t rows, std::size_t columns, const NormalizedBatch& batch, const T* dy,
+                         const T* x, const ElementwiseAffineEpilogue<T>& affine, const NormalizeGrads<T>& grads);
 
 }  // namespace xgrad

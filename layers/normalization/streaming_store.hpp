@@ -33,8 +33,9 @@ inline constexpr std::size_t kStreamBytes = 0;
 inline constexpr bool kStreamingStores = kStreamBytes != 0;
 
 // Streaming stores are not ordered with later stores: a thread that streamed must fence before
-// whoever waits for its task may read what it wrote. Once per block of the cache-blocked walk, not
-// per run: the fence drains the core's write-combining buffers.
+// whoever waits for its task may read what it wrote. Once per block of the cache-blocked walk (or
+// per task of LayerNorm's column passes), not per run: the fence drains the core's write-combining
+// buffers.
 inline void stream_fence() {
 #if defined(__SSE2__)
     _mm_sfence();
