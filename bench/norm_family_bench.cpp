@@ -118,7 +118,7 @@ struct LayerNormKernels {
     xgrad::ElementwiseAffineEpilogue<float> epilogue;
 
     explicit LayerNormKernels(const benchmark::State& state)
-        : t(state), affine_elements(t.s.c * t.s.s), grouping(Grouping::per_sample({t.s.n, 1, affine_elements}, 1)),
+        : t(state), affine_elements(t.s.c * t.s.s), grouping(Grouping::per_row(t.s.n, affine_elements)),
           affine(affine_elements), epilogue(affine.gamma.data(), affine.beta.data(), affine_elements) {}
 
     xgrad::NormalizedBatch forward() {

@@ -701,7 +701,7 @@ TEST(GroupNormWalks, TheTestedShapesReachBothWalks) {
 template <class T>
 void checkStreamedLayerNormShape() {
     const Shape& shape = streamed_layer_norm_shape<T>;
-    expectStreamedWalk<T>(xgrad::Grouping::per_sample({shape[0], 1, shape[1]}, 1));
+    expectStreamedWalk<T>(xgrad::Grouping::per_row(shape[0], shape[1]));
 }
 TEST(LayerNormShapes, DoubleTestShapeIsStreamed) { checkStreamedLayerNormShape<double>(); }
 TEST(LayerNormShapes, FloatTestShapeIsStreamed) { checkStreamedLayerNormShape<float>(); }
@@ -771,7 +771,7 @@ void checkLayerNormColumnPasses() {
         for (auto& v : dy) v = static_cast<T>(normal(rng));
         for (auto& v : gamma) v = static_cast<T>(1.0 + 0.5 * normal(rng));
         for (auto& v : beta) v = static_cast<T>(normal(rng));
-        const xgrad::Grouping grouping = xgrad::Grouping::per_sample({rows, 1, columns}, 1);
+        const xgrad::Grouping grouping = xgrad::Grouping::per_row(rows, columns);
         const xgrad::ElementwiseAffineEpilogue<T> affine(gamma.data(), beta.data(), columns);
         std::vector<T> y_apart(n);
         const xgrad::NormalizedBatch batch =

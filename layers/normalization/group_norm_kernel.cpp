@@ -11,7 +11,7 @@ namespace {
 
 // Each (n, g) one row of (C/G)·S elements: a sample's groups as LayerNorm's samples.
 Grouping rows_per_group(const ChannelShape& shape, std::size_t groups) {
-    return Grouping::per_sample({shape.n * groups, 1, shape.c / groups * shape.s}, 1);
+    return Grouping::per_row(shape.n * groups, shape.c / groups * shape.s);
 }
 
 template <class T>

@@ -30,6 +30,10 @@ public:
         return Grouping(shape, groups);
     }
 
+    // One group a row of a (rows, columns) matrix, over (rows, 1, columns): LayerNorm's samples,
+    // GroupNorm's groups walked as rows (group_norm_kernel.hpp).
+    static Grouping per_row(std::size_t rows, std::size_t columns) { return per_sample({rows, 1, columns}, 1); }
+
     const ChannelShape& shape() const { return shape_; }
     bool is_per_channel() const { return groups_per_sample_ == 0; }
 

@@ -79,7 +79,7 @@ Var<T> LayerNorm<T>::forward(const Var<T>& x) {
     std::size_t rows = 1;
     for (std::size_t d = 0; d < shape.size() - dims; ++d) rows *= shape[d];
     const std::size_t columns = element_count(normalized_shape_);
-    const Grouping grouping = Grouping::per_sample(ChannelShape{rows, 1, columns}, 1);
+    const Grouping grouping = Grouping::per_row(rows, columns);
     NormalizeOptions<T> normalize;
     normalize.eps = options_.eps;
     const auto& weight = this->weight();

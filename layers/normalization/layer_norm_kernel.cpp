@@ -137,7 +137,8 @@ struct ForwardBlock {
 };
 
 // What a row's elements share in the backward's block: dx's coefficients (coefficients.hpp) and
-// x̂'s, x̂ = (x - centre)·scale + offset, as the forward's around the same centre.
+// x̂'s, x̂ = (x - centre)·scale + offset: the forward's coefficients without gamma and beta (the
+// same centre, the mean rounded to T).
 template <class T>
 struct RowTerms {
     T alpha, centre, k, shift;
@@ -145,16 +146,10 @@ struct RowTerms {
 };
 
 template <class T>
-std::vector<RowTerms<T>> row_terms(const InputGrad<T>& d, const Normalization& norm, std::size_t rows) {
+std::vector<RowTerms<T>> row_terms(const InputGrad<T>& d, const Affine<T>& x_hat, std::size_t rows) {
     std::vector<RowTerms<T>> terms(rows);
     for (std::size_t r = 0; r < rows; ++r) {
-        const double centre = static_cast<double>(static_cast<T>(norm.mean[r]));
-        terms[r] = {d.alpha.at(r),
-                    d.centre.at(r),
-                    d.k.at(r),
-                    d.shift.at(r),
-                    static_cast<T>(norm.invstd[r]),
-                    static_cast<T>((centre - norm.mean[r]) * norm.invstd[r])};
+        terms[r] = {d.alpha.at(r), d.centre.at(r), d.k.at(r), d.shift.at(r), x_hat.scale.at(r), x_hat.shift.at(r)};
     }
     return terms;
 }
@@ -217,7 +212,7 @@ struct BackwardBlock {
 template <class T>
 NormalizedBatch layer_norm_forward(std::size_t rows, std::size_t columns, const T* x,
                                    const ElementwiseAffineEpilogue<T>& affine, double eps, T* y) {
-    const Grouping grouping = Grouping::per_sample({rows, 1, columns}, 1);
+    const Grouping grouping = Grouping::per_row(rows, columns);
     NormalizeOptions<T> options;
     options.eps = eps;
     if (!column_passes_fit(rows, columns)) return normalize_batch(grouping, x, options, affine, y);
@@ -249,7 +244,7 @@ NormalizedBatch layer_norm_forward(std::size_t rows, std::size_t columns, const 
 template <class T>
 void layer_norm_backward(std::size_t rows, std::size_t columns, const NormalizedBatch& batch, const T* dy,
                          const T* x, const ElementwiseAffineEpilogue<T>& affine, const NormalizeGrads<T>& grads) {
-    const Grouping grouping = Grouping::per_sample({rows, 1, columns}, 1);
+    const Grouping grouping = Grouping::per_row(rows, columns);
     const GradientThrough through = GradientThrough::batch();
     if (!grads.dx || (!grads.dgamma && !grads.dbeta) || !column_passes_fit(rows, columns)) {
         if (grads.dx) {
@@ -272,7 +267,10 @@ void layer_norm_backward(std::size_t rows, std::size_t columns, const Normalized
     InputGrad<T> d(view);
     fold_backward<T, 2>(grouping, batch.norm, nullptr, nullptr, through, std::span<const RowSums<Epilogue>>(sums),
                         Rows::all(rows), &d, {}, {});
-    const std::vector<RowTerms<T>> terms = row_terms(d, batch.norm, rows);
+    Affine<T> x_hat(view);
+    fold_forward(grouping, batch.norm, static_cast<const T*>(nullptr), static_cast<const T*>(nullptr), nullptr,
+                 Rows::all(rows), x_hat);
+    const std::vector<RowTerms<T>> terms = row_terms(d, x_hat, rows);
     const T* gamma = affine.bind_run(std::false_type{}, 0).gamma;
     const bool streamed = column_pass_streams(rows * columns, sizeof(T));
     column_pass(Rows::all(rows), columns, grads.dx, streamed, [&](std::size_t b0, std::size_t len) {

@@ -23,7 +23,7 @@
 
 namespace xgrad {
 
-// What normalize_batch over Grouping::per_sample({rows, 1, columns}, 1) with `affine` as its
+// What normalize_batch over Grouping::per_row(rows, columns) with `affine` as its
 // epilogue computes, the same bits: the statistics by its walk, y by the column pass, block of rows
 // by block of rows where the cache-blocked walk keeps a block in L2 (blocked.hpp), else over all
 // rows after all the statistics (many short rows: by normalize_batch). y may not alias x.
@@ -31,8 +31,8 @@ template <class T>
 NormalizedBatch layer_norm_forward(std::size_t rows, std::size_t columns, const T* x,
                                    const ElementwiseAffineEpilogue<T>& affine, double eps, T* y);
 
-// The backward of layer_norm_forward (or of normalize_batch over Grouping::per_sample({rows, 1,
-// columns}, 1) with `affine` as its epilogue), gradients through the statistics, given dy. Each of
+// The backward of layer_norm_forward (or of normalize_batch over Grouping::per_row(rows, columns)
+// with `affine` as its epilogue), gradients through the statistics, given dy. Each of
 // grads' pointers may be null: not wanted (dgamma and dbeta have `columns` values). dx may not
 // alias dy or x.
 template <class T>
