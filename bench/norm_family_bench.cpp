@@ -36,6 +36,7 @@
 #include "bench/copy_floor.hpp"
 #include "layers/normalization/elementwise_affine.hpp"
 #include "layers/normalization/epilogue.hpp"
+#include "layers/normalization/ghost_batch_norm_kernel.hpp"
 #include "layers/normalization/group_norm_kernel.hpp"
 #include "layers/normalization/layer_norm_kernel.hpp"
 #include "layers/normalization/normalize.hpp"
@@ -200,52 +201,28 @@ struct BatchRenormKernels : BatchNormKernels {
     }
 };
 
-// Ghost BN: BatchNorm's per-channel kernels over each virtual batch in turn, the running statistics
-// moved by each, gamma's and beta's gradients added over the virtual batches in double.
+// Ghost BN, by the layer's kernels (ghost_batch_norm_kernel.hpp): BatchNorm's per-channel kernels
+// over the virtual batches in parallel, the running statistics moved by each in turn.
 struct GhostBatchNormKernels {
     Tensors t;
     Affine affine;
     Running running;
-    std::size_t virtual_batch;
-    std::vector<float> chunk_dgamma, chunk_dbeta;
+    std::vector<xgrad::VirtualBatch> chunks;
     static constexpr std::size_t affine_elements = 0;
 
     explicit GhostBatchNormKernels(const benchmark::State& state)
-        : t(state), affine(t.s.c), running(t.s.c), virtual_batch(static_cast<std::size_t>(state.range(4))),
-          chunk_dgamma(t.s.c), chunk_dbeta(t.s.c) {}
-
-    Grouping chunk() const { return Grouping::per_channel({virtual_batch, t.s.c, t.s.s}); }
-    std::size_t chunks() const { return t.s.n / virtual_batch; }
-    std::size_t offset(std::size_t k) const { return k * virtual_batch * t.s.c * t.s.s; }
+        : t(state), affine(t.s.c), running(t.s.c),
+          chunks(xgrad::virtual_batches(t.s.n, static_cast<std::size_t>(state.range(4)))) {}
 
     std::vector<xgrad::NormalizedBatch> forward() {
-        xgrad::NormalizeOptions<float> options;
-        options.gamma = affine.gamma.data();
-        options.beta = affine.beta.data();
-        options.running = running.moved_by(0.1);
-        std::vector<xgrad::NormalizedBatch> batches;
-        for (std::size_t k = 0; k < chunks(); ++k) {
-            batches.push_back(xgrad::normalize_batch(chunk(), t.x.data() + offset(k), options, xgrad::NoEpilogue{},
-                                                     t.y.data() + offset(k)));
-        }
-        return batches;
+        const xgrad::ChunkRunningStats<float> moved{running.mean.data(), running.var.data(),
+                                                    [](std::size_t) { return 0.1; }};
+        return xgrad::ghost_batch_norm_forward(t.s, chunks, t.x.data(), affine.gamma.data(), affine.beta.data(), 1e-5,
+                                               &moved, t.y.data());
     }
     void backward(const std::vector<xgrad::NormalizedBatch>& batches) {
-        std::vector<double> sum_dgamma(t.s.c), sum_dbeta(t.s.c);
-        for (std::size_t k = 0; k < chunks(); ++k) {
-            xgrad::normalize_backward(
-                chunk(), batches[k], xgrad::GradientThrough::batch(), t.dy.data() + offset(k), t.x.data() + offset(k),
-                affine.gamma.data(), affine.beta.data(), xgrad::NoEpilogue{},
-                xgrad::NormalizeGrads<float>{t.dx.data() + offset(k), chunk_dgamma.data(), chunk_dbeta.data()});
-            for (std::size_t c = 0; c < t.s.c; ++c) {
-                sum_dgamma[c] += static_cast<double>(chunk_dgamma[c]);
-                sum_dbeta[c] += static_cast<double>(chunk_dbeta[c]);
-            }
-        }
-        for (std::size_t c = 0; c < t.s.c; ++c) {
-            affine.dgamma[c] = static_cast<float>(sum_dgamma[c]);
-            affine.dbeta[c] = static_cast<float>(sum_dbeta[c]);
-        }
+        xgrad::ghost_batch_norm_backward(t.s, chunks, batches, t.dy.data(), t.x.data(), affine.gamma.data(),
+                                         affine.beta.data(), affine.grads(t.dx.data()));
     }
 };
 

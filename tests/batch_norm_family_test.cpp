@@ -33,6 +33,8 @@
 #include "layers/normalization/channel_reduce.hpp"
 #include "layers/normalization/filter_response_norm.hpp"
 #include "layers/normalization/ghost_batch_norm.hpp"
+#include "layers/normalization/ghost_batch_norm_kernel.hpp"
+#include "layers/normalization/normalize.hpp"
 #include "layers/normalization/precise_bn.hpp"
 #include "layers/normalization/weight_standardization.hpp"
 #include "layers/sequential.hpp"
@@ -622,6 +624,74 @@ TEST(GhostBatchNormErrors, VirtualBatchZeroAndChunksOfOneValue) {
     ghost.train();
     expectMentions(error_of([&] { ghost(Var<double>(zerosOf({0, 3, 2}))); }),
                    {ghost.describe(), "at least one sample", "(0, 3, 2)"});
+}
+
+// The kernels with two threads where the chunks run in parallel (a batch of at least two tasks'
+// worth, small chunks) and where they run in turn (chunks past a core's cache), against
+// BatchNorm's stages over each chunk in turn, the running statistics moved in between, each chunk
+// by a factor of its own (a cumulative average): y, dx and the running statistics bit for bit,
+// dgamma and dbeta the chunks' sums added in chunk order.
+template <class T>
+void checkGhostKernelsAgainstChunksInTurn(const xgrad::ChannelShape& sh, std::size_t vb) {
+    std::mt19937 rng(11);
+    std::normal_distribution<double> normal(0.0, 1.0);
+    const auto draw = [&](std::size_t count, double mean, double spread) {
+        std::vector<T> v(count);
+        for (T& e : v) e = static_cast<T>(mean + spread * normal(rng));
+        return v;
+    };
+    const std::vector<T> x = draw(sh.size(), 3.0, 2.0), dy = draw(sh.size(), 0.0, 1.0);
+    const std::vector<T> gamma = draw(sh.c, 1.0, 0.5), beta = draw(sh.c, 0.0, 0.5);
+    const std::vector<xgrad::VirtualBatch> chunks = xgrad::virtual_batches(sh.n, vb);
+    const auto factor = [](std::size_t k) { return 1.0 / static_cast<double>(k + 1); };
+
+    std::vector<T> y(sh.size()), dx(sh.size()), dgamma(sh.c), dbeta(sh.c), mean(sh.c, T(0)), var(sh.c, T(1));
+    tbb::task_arena(2).execute([&] {
+        const xgrad::ChunkRunningStats<T> running{mean.data(), var.data(), factor};
+        const auto batches =
+            xgrad::ghost_batch_norm_forward(sh, chunks, x.data(), gamma.data(), beta.data(), eps, &running, y.data());
+        xgrad::ghost_batch_norm_backward(sh, chunks, batches, dy.data(), x.data(), gamma.data(), beta.data(),
+                                         xgrad::NormalizeGrads<T>{dx.data(), dgamma.data(), dbeta.data()});
+    });
+
+    std::vector<T> y_turn(sh.size()), dx_turn(sh.size()), chunk_dgamma(sh.c), chunk_dbeta(sh.c);
+    std::vector<T> mean_turn(sh.c, T(0)), var_turn(sh.c, T(1));
+    std::vector<double> dgamma_sum(sh.c), dbeta_sum(sh.c);
+    for (std::size_t k = 0; k < chunks.size(); ++k) {
+        const xgrad::Grouping grouping = xgrad::Grouping::per_channel({chunks[k].samples, sh.c, sh.s});
+        const std::size_t at = chunks[k].first * sh.c * sh.s;
+        xgrad::NormalizeOptions<T> options;
+        options.eps = eps;
+        options.gamma = gamma.data();
+        options.beta = beta.data();
+        options.running = xgrad::RunningStats<T>{mean_turn.data(), var_turn.data(), factor(k)};
+        const xgrad::NormalizedBatch batch =
+            xgrad::normalize_batch(grouping, x.data() + at, options, xgrad::NoEpilogue{}, y_turn.data() + at);
+        xgrad::normalize_backward(grouping, batch, xgrad::GradientThrough::batch(), dy.data() + at, x.data() + at,
+                                  gamma.data(), beta.data(), xgrad::NoEpilogue{},
+                                  xgrad::NormalizeGrads<T>{dx_turn.data() + at, chunk_dgamma.data(), chunk_dbeta.data()});
+        for (std::size_t c = 0; c < sh.c; ++c) {
+            dgamma_sum[c] += static_cast<double>(chunk_dgamma[c]);
+            dbeta_sum[c] += static_cast<double>(chunk_dbeta[c]);
+        }
+    }
+    EXPECT_TRUE(y == y_turn) << "y";
+    EXPECT_TRUE(dx == dx_turn) << "dx";
+    EXPECT_TRUE(mean == mean_turn) << "running_mean";
+    EXPECT_TRUE(var == var_turn) << "running_var";
+    for (std::size_t c = 0; c < sh.c; ++c) {
+        EXPECT_EQ(dgamma[c], static_cast<T>(dgamma_sum[c])) << "dgamma " << c;
+        EXPECT_EQ(dbeta[c], static_cast<T>(dbeta_sum[c])) << "dbeta " << c;
+    }
+}
+
+TEST(GhostBatchNormKernels, ChunksInParallelAndInTurnMatchBatchNormOverEachChunk) {
+    // (64, 512) by 16, and 70 samples by 16: four chunks and a smaller fifth, in parallel.
+    checkGhostKernelsAgainstChunksInTurn<float>({64, 512, 1}, 16);
+    checkGhostKernelsAgainstChunksInTurn<double>({70, 64, 9}, 16);
+    // Chunks of 3 MB of float: in turn, each parallel within.
+    checkGhostKernelsAgainstChunksInTurn<float>({8, 3, 131072}, 2);
+    EXPECT_THROW(xgrad::virtual_batches(4, 0), std::invalid_argument);
 }
 
 TEST(GhostBatchNormState, DescribeAndState) {

@@ -1,41 +1,15 @@
 #include "layers/normalization/ghost_batch_norm.hpp"
 
-#include <algorithm>
 #include <memory>
 #include <stdexcept>
 #include <utility>
 #include <vector>
 
 #include "autodiff/grad_write.hpp"
-#include "layers/normalization/normalize.hpp"
+#include "layers/normalization/ghost_batch_norm_kernel.hpp"
 #include "layers/python_repr.hpp"
 
 namespace xgrad {
-
-namespace {
-
-// One virtual batch: samples [first, first + samples) of the batch.
-struct Chunk {
-    std::size_t first;
-    std::size_t samples;
-};
-
-// torch.split's chunks of `size` samples, the last one smaller when size does not divide n.
-std::vector<Chunk> split(std::size_t n, std::size_t size) {
-    std::vector<Chunk> chunks;
-    for (std::size_t first = 0; first < n; first += size) chunks.push_back({first, std::min(size, n - first)});
-    return chunks;
-}
-
-// A chunk of the (N, C, S) batch: BatchNorm's grouping of its (samples, C, S) values, which start
-// offset(batch, chunk) elements into the batch's.
-Grouping chunk_grouping(const ChannelShape& batch, const Chunk& chunk) {
-    return Grouping::per_channel(ChannelShape{chunk.samples, batch.c, batch.s});
-}
-
-std::size_t offset(const ChannelShape& batch, const Chunk& chunk) { return chunk.first * batch.c * batch.s; }
-
-}  // namespace
 
 template <class T>
 GhostBatchNorm<T>::GhostBatchNorm(const char* kind, std::initializer_list<std::size_t> ranks, const char* layout,
@@ -54,7 +28,7 @@ Var<T> GhostBatchNorm<T>::forward(const Var<T>& x) {
     const Shape shape = x.shape();
     this->check_input(shape);
     const ChannelShape sh = channel_shape(shape);
-    const std::vector<Chunk> chunks = split(sh.n, virtual_batch_);
+    const std::vector<VirtualBatch> chunks = virtual_batches(sh.n, virtual_batch_);
     if (chunks.empty()) {
         throw ShapeError(this->where() + ": expected at least one sample in training, got input " + shape_str(shape));
     }
@@ -72,22 +46,16 @@ Var<T> GhostBatchNorm<T>::forward(const Var<T>& x) {
 
     const std::optional<Var<T>>& weight = this->weight();
     const std::optional<Var<T>>& bias = this->bias();
-    NormalizeOptions<T> options;
-    options.eps = this->options().eps;
-    options.gamma = weight ? weight->value().data() : nullptr;
-    options.beta = bias ? bias->value().data() : nullptr;
-    T* running_mean = this->running_mean_buffer()->data();
-    T* running_var = this->running_var_buffer()->data();
+    const T* gamma = weight ? weight->value().data() : nullptr;
+    const T* beta = bias ? bias->value().data() : nullptr;
     std::int64_t& tracked = *this->batches_tracked();
+    // Each chunk counted as a batch.
+    const auto factor = [&](std::size_t k) { return this->running_factor(tracked + 1 + static_cast<std::int64_t>(k)); };
+    const ChunkRunningStats<T> running{this->running_mean_buffer()->data(), this->running_var_buffer()->data(), factor};
     xt::xarray<T> y = xt::xarray<T>::from_shape(shape);
-    std::vector<NormalizedBatch> batches;
-    for (const Chunk& chunk : chunks) {
-        // Moved chunk by chunk, each chunk counted as a batch.
-        options.running = RunningStats<T>{running_mean, running_var, this->running_factor(tracked + 1)};
-        batches.push_back(normalize_batch(chunk_grouping(sh, chunk), x.value().data() + offset(sh, chunk), options,
-                                          NoEpilogue{}, y.data() + offset(sh, chunk)));
-        ++tracked;
-    }
+    std::vector<NormalizedBatch> batches =
+        ghost_batch_norm_forward(sh, chunks, x.value().data(), gamma, beta, this->options().eps, &running, y.data());
+    tracked += static_cast<std::int64_t>(chunks.size());
 
     using NodePtr = typename Var<T>::NodePtr;
     const NodePtr xn = x.node();
@@ -101,23 +69,9 @@ Var<T> GhostBatchNorm<T>::forward(const Var<T>& x) {
         std::move(y), "ghost_batch_norm", std::move(inputs),
         [xn, gn, bn, sh, chunks, batches = std::move(batches)](const Node<T>&, const xt::xarray<T>& grad_out) {
             GradWrite<T> dx(xn), dgamma(gn), dbeta(bn);
-            // Each chunk's dgamma and dbeta, added over the chunks in double, in chunk order.
-            std::vector<T> chunk_dgamma(dgamma.data() ? sh.c : 0), chunk_dbeta(dbeta.data() ? sh.c : 0);
-            std::vector<double> sum_dgamma(chunk_dgamma.size()), sum_dbeta(chunk_dbeta.size());
-            const T* gamma = gn ? gn->value.data() : nullptr;
-            const T* beta = bn ? bn->value.data() : nullptr;
-            for (std::size_t k = 0; k < chunks.size(); ++k) {
-                const std::size_t at = offset(sh, chunks[k]);
-                const NormalizeGrads<T> grads{dx.data() ? dx.data() + at : nullptr,
-                                              chunk_dgamma.empty() ? nullptr : chunk_dgamma.data(),
-                                              chunk_dbeta.empty() ? nullptr : chunk_dbeta.data()};
-                normalize_backward(chunk_grouping(sh, chunks[k]), batches[k], GradientThrough::batch(),
-                                   grad_out.data() + at, xn->value.data() + at, gamma, beta, NoEpilogue{}, grads);
-                for (std::size_t c = 0; c < sum_dgamma.size(); ++c) sum_dgamma[c] += static_cast<double>(chunk_dgamma[c]);
-                for (std::size_t c = 0; c < sum_dbeta.size(); ++c) sum_dbeta[c] += static_cast<double>(chunk_dbeta[c]);
-            }
-            for (std::size_t c = 0; c < sum_dgamma.size(); ++c) dgamma.data()[c] = static_cast<T>(sum_dgamma[c]);
-            for (std::size_t c = 0; c < sum_dbeta.size(); ++c) dbeta.data()[c] = static_cast<T>(sum_dbeta[c]);
+            ghost_batch_norm_backward(sh, chunks, batches, grad_out.data(), xn->value.data(),
+                                      gn ? gn->value.data() : nullptr, bn ? bn->value.data() : nullptr,
+                                      NormalizeGrads<T>{dx.data(), dgamma.data(), dbeta.data()});
             dx.commit();
             dgamma.commit();
             dbeta.commit();

@@ -2,6 +2,7 @@
 
 #include <span>
 #include <stdexcept>
+#include <utility>
 
 #include "layers/normalization/backward_sums.hpp"
 #include "layers/normalization/blocked.hpp"
@@ -50,6 +51,7 @@ NormalizedBatch normalize_batch_by_blocks(const Grouping& grouping, const T* x, 
     });
     // After the walk: Batch Renorm's r and d read the running statistics as they were before.
     if (options.running) move_running_statistics(grouping, moments, Rows::all(groups), *options.running);
+    if (options.moments) *options.moments = std::move(moments);
     return out;
 }
 

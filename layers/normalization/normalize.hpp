@@ -39,6 +39,9 @@ struct NormalizeOptions {
     std::optional<RunningStats<T>> running = std::nullopt;
     // Batch Renorm, per channel: r and d from `running` as it was before this batch.
     std::optional<RenormLimits> renorm = std::nullopt;
+    // Where the batch's moments are left, for a caller that moves running statistics itself after
+    // several batches (Ghost BN's chunks, normalized in parallel); null: not kept.
+    Moments* moments = nullptr;
 };
 
 // What a forward normalized with: what its backward needs.
