@@ -3,8 +3,9 @@
 // GroupNorm, LayerNorm over (C, H, W), InstanceNorm2d, BatchRenorm2d, Ghost BN and
 // FilterResponseNorm2d at the shapes of bench/bn_shapes.hpp, 1 and 2 threads, float. Each layer's
 // kernels are what its forward and its backward node call (layers/normalization/normalize.hpp with
-// the layer's grouping and epilogue, LayerNorm's by layer_norm_kernel.hpp, and the column
-// sums of GroupNorm's weight and bias over short rows), with PyTorch's default flags:
+// the layer's grouping and epilogue, LayerNorm's by layer_norm_kernel.hpp, Ghost BN's by
+// ghost_batch_norm_kernel.hpp, and the column sums of GroupNorm's weight and bias over short rows),
+// with PyTorch's default flags:
 //   group_norm        GroupNorm(groups, C), affine, by its kernels (group_norm_kernel.hpp); groups
 //                     = 32 where 32 divides C, else the largest divisor of C below 32 (the
 //                     "groups" argument of the name)
@@ -202,7 +203,8 @@ struct BatchRenormKernels : BatchNormKernels {
 };
 
 // Ghost BN, by the layer's kernels (ghost_batch_norm_kernel.hpp): BatchNorm's per-channel kernels
-// over the virtual batches in parallel, the running statistics moved by each in turn.
+// over the virtual batches, small ones in parallel (the kernel's rule), the running statistics moved
+// by each in turn.
 struct GhostBatchNormKernels {
     Tensors t;
     Affine affine;
@@ -216,9 +218,9 @@ struct GhostBatchNormKernels {
 
     std::vector<xgrad::NormalizedBatch> forward() {
         const xgrad::ChunkRunningStats<float> moved{running.mean.data(), running.var.data(),
-                                                    [](std::size_t) { return 0.1; }};
+                                                    std::vector<double>(chunks.size(), 0.1)};
         return xgrad::ghost_batch_norm_forward(t.s, chunks, t.x.data(), affine.gamma.data(), affine.beta.data(), 1e-5,
-                                               &moved, t.y.data());
+                                               moved, t.y.data());
     }
     void backward(const std::vector<xgrad::NormalizedBatch>& batches) {
         xgrad::ghost_batch_norm_backward(t.s, chunks, batches, t.dy.data(), t.x.data(), affine.gamma.data(),

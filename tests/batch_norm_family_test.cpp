@@ -36,6 +36,7 @@
 #include "layers/normalization/ghost_batch_norm_kernel.hpp"
 #include "layers/normalization/normalize.hpp"
 #include "layers/normalization/precise_bn.hpp"
+#include "layers/normalization/runs.hpp"
 #include "layers/normalization/weight_standardization.hpp"
 #include "layers/sequential.hpp"
 #include "tests/batch_norm_state.hpp"
@@ -643,13 +644,14 @@ void checkGhostKernelsAgainstChunksInTurn(const xgrad::ChannelShape& sh, std::si
     const std::vector<T> x = draw(sh.size(), 3.0, 2.0), dy = draw(sh.size(), 0.0, 1.0);
     const std::vector<T> gamma = draw(sh.c, 1.0, 0.5), beta = draw(sh.c, 0.0, 0.5);
     const std::vector<xgrad::VirtualBatch> chunks = xgrad::virtual_batches(sh.n, vb);
-    const auto factor = [](std::size_t k) { return 1.0 / static_cast<double>(k + 1); };
+    std::vector<double> factors;
+    for (std::size_t k = 0; k < chunks.size(); ++k) factors.push_back(1.0 / static_cast<double>(k + 1));
 
     std::vector<T> y(sh.size()), dx(sh.size()), dgamma(sh.c), dbeta(sh.c), mean(sh.c, T(0)), var(sh.c, T(1));
     tbb::task_arena(2).execute([&] {
-        const xgrad::ChunkRunningStats<T> running{mean.data(), var.data(), factor};
+        const xgrad::ChunkRunningStats<T> running{mean.data(), var.data(), factors};
         const auto batches =
-            xgrad::ghost_batch_norm_forward(sh, chunks, x.data(), gamma.data(), beta.data(), eps, &running, y.data());
+            xgrad::ghost_batch_norm_forward(sh, chunks, x.data(), gamma.data(), beta.data(), eps, running, y.data());
         xgrad::ghost_batch_norm_backward(sh, chunks, batches, dy.data(), x.data(), gamma.data(), beta.data(),
                                          xgrad::NormalizeGrads<T>{dx.data(), dgamma.data(), dbeta.data()});
     });
@@ -664,7 +666,7 @@ void checkGhostKernelsAgainstChunksInTurn(const xgrad::ChannelShape& sh, std::si
         options.eps = eps;
         options.gamma = gamma.data();
         options.beta = beta.data();
-        options.running = xgrad::RunningStats<T>{mean_turn.data(), var_turn.data(), factor(k)};
+        options.running = xgrad::RunningStats<T>{mean_turn.data(), var_turn.data(), factors[k]};
         const xgrad::NormalizedBatch batch =
             xgrad::normalize_batch(grouping, x.data() + at, options, xgrad::NoEpilogue{}, y_turn.data() + at);
         xgrad::normalize_backward(grouping, batch, xgrad::GradientThrough::batch(), dy.data() + at, x.data() + at,
@@ -686,12 +688,21 @@ void checkGhostKernelsAgainstChunksInTurn(const xgrad::ChannelShape& sh, std::si
 }
 
 TEST(GhostBatchNormKernels, ChunksInParallelAndInTurnMatchBatchNormOverEachChunk) {
-    // (64, 512) by 16, and 70 samples by 16: four chunks and a smaller fifth, in parallel.
-    checkGhostKernelsAgainstChunksInTurn<float>({64, 512, 1}, 16);
-    checkGhostKernelsAgainstChunksInTurn<double>({70, 64, 9}, 16);
+    // Batches of at least twice the two tasks' worth the parallel walk asks for: (128, 512) by 16,
+    // and 118 samples by 16, seven chunks and a smaller eighth, in parallel.
+    static_assert(2 * 2 * xgrad::normalization_detail::kTaskElems <= 128 * 512);
+    checkGhostKernelsAgainstChunksInTurn<float>({128, 512, 1}, 16);
+    checkGhostKernelsAgainstChunksInTurn<double>({118, 64, 9}, 16);
     // Chunks of 3 MB of float: in turn, each parallel within.
     checkGhostKernelsAgainstChunksInTurn<float>({8, 3, 131072}, 2);
     EXPECT_THROW(xgrad::virtual_batches(4, 0), std::invalid_argument);
+    // One running factor a chunk, or an error before anything is written.
+    std::vector<float> x(16, 1.0f), y(16, 7.0f), mean(2, 0.0f), var(2, 1.0f);
+    const xgrad::ChunkRunningStats<float> one_factor{mean.data(), var.data(), {0.1}};
+    EXPECT_THROW(xgrad::ghost_batch_norm_forward<float>({8, 2, 1}, xgrad::virtual_batches(8, 4), x.data(), nullptr,
+                                                        nullptr, eps, one_factor, y.data()),
+                 std::invalid_argument);
+    EXPECT_EQ(y, std::vector<float>(16, 7.0f));
 }
 
 TEST(GhostBatchNormState, DescribeAndState) {

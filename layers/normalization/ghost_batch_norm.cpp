@@ -49,12 +49,14 @@ Var<T> GhostBatchNorm<T>::forward(const Var<T>& x) {
     const T* gamma = weight ? weight->value().data() : nullptr;
     const T* beta = bias ? bias->value().data() : nullptr;
     std::int64_t& tracked = *this->batches_tracked();
+    ChunkRunningStats<T> running{this->running_mean_buffer()->data(), this->running_var_buffer()->data(), {}};
     // Each chunk counted as a batch.
-    const auto factor = [&](std::size_t k) { return this->running_factor(tracked + 1 + static_cast<std::int64_t>(k)); };
-    const ChunkRunningStats<T> running{this->running_mean_buffer()->data(), this->running_var_buffer()->data(), factor};
+    for (std::size_t k = 0; k < chunks.size(); ++k) {
+        running.factors.push_back(this->running_factor(tracked + 1 + static_cast<std::int64_t>(k)));
+    }
     xt::xarray<T> y = xt::xarray<T>::from_shape(shape);
     std::vector<NormalizedBatch> batches =
-        ghost_batch_norm_forward(sh, chunks, x.value().data(), gamma, beta, this->options().eps, &running, y.data());
+        ghost_batch_norm_forward(sh, chunks, x.value().data(), gamma, beta, this->options().eps, running, y.data());
     tracked += static_cast<std::int64_t>(chunks.size());
 
     using NodePtr = typename Var<T>::NodePtr;

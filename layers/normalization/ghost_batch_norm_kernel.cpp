@@ -21,15 +21,16 @@ Grouping chunk_grouping(const ChannelShape& batch, const VirtualBatch& chunk) {
 
 std::size_t offset(const ChannelShape& batch, const VirtualBatch& chunk) { return chunk.first * batch.c * batch.s; }
 
-// A chunk's x of at most this many bytes (a core's L2 on the hosts measured) may run beside others.
+// A chunk's x of at most this many bytes (a core's L2 on the Intel host measured) may run beside
+// other chunks.
 constexpr std::size_t kChunkInParallelBytes = std::size_t{1} << 21;
 
 // f(k) for every chunk k: in parallel with several threads, where the batch is at least two tasks'
-// worth of elements and a chunk's x fits a core's cache; in turn otherwise, each chunk's passes then
-// parallel within. At 2 threads, in parallel took 0.75x the time in turn at (256, 1024) in chunks
-// of 64 and 0.9x at (64, 512) in chunks of 16, but 1.5x at (60, 100) in chunks of 15 and 1.1x to
-// 1.2x at (16, 3, 50176) in chunks of 4 (2.4 MB of x each) (bench/RESULTS.md, "Ghost BN's chunks
-// in parallel").
+// worth of elements and a chunk's x is small; in turn otherwise, each chunk's passes then parallel
+// within. At 2 threads, in parallel took 0.66x the time in turn at (256, 1024) in chunks of 64 and
+// 0.86x to 0.95x at (64, 512), (64, 64, 196), (64, 32, 784) and (32, 256, 196) in chunks of 8 or
+// 16, but 1.55x at (60, 100) in chunks of 15 (6,000 elements in all) and 1.17x at (16, 3, 50176)
+// in chunks of 4 (2.4 MB of x each; bench/RESULTS.md, "Ghost BN's chunks in parallel").
 template <class T, class F>
 void for_each_chunk(const ChannelShape& shape, const std::vector<VirtualBatch>& chunks, const F& f) {
     using normalization_detail::kTaskElems;
@@ -53,7 +54,11 @@ std::vector<VirtualBatch> virtual_batches(std::size_t n, std::size_t size) {
 template <class T>
 std::vector<NormalizedBatch> ghost_batch_norm_forward(const ChannelShape& shape, const std::vector<VirtualBatch>& chunks,
                                                       const T* x, const T* gamma, const T* beta, double eps,
-                                                      const ChunkRunningStats<T>* running, T* y) {
+                                                      const ChunkRunningStats<T>& running, T* y) {
+    if (running.factors.size() != chunks.size()) {
+        throw std::invalid_argument("Ghost BN forward: " + std::to_string(chunks.size()) + " chunks but " +
+                                    std::to_string(running.factors.size()) + " running factors");
+    }
     std::vector<NormalizedBatch> batches(chunks.size());
     std::vector<Moments> moments(chunks.size());
     for_each_chunk<T>(shape, chunks, [&](std::size_t k) {
@@ -61,16 +66,14 @@ std::vector<NormalizedBatch> ghost_batch_norm_forward(const ChannelShape& shape,
         options.eps = eps;
         options.gamma = gamma;
         options.beta = beta;
-        if (running) options.moments = &moments[k];
+        options.moments = &moments[k];
         const std::size_t at = offset(shape, chunks[k]);
         batches[k] = normalize_batch(chunk_grouping(shape, chunks[k]), x + at, options, NoEpilogue{}, y + at);
     });
     // After all chunks, in chunk order: as one BatchNorm called on each chunk in turn moves them.
-    if (running) {
-        for (std::size_t k = 0; k < chunks.size(); ++k) {
-            move_running_statistics(chunk_grouping(shape, chunks[k]), moments[k], Rows::all(shape.c),
-                                    RunningStats<T>{running->mean, running->var, running->factor(k)});
-        }
+    for (std::size_t k = 0; k < chunks.size(); ++k) {
+        move_running_statistics(chunk_grouping(shape, chunks[k]), moments[k], Rows::all(shape.c),
+                                RunningStats<T>{running.mean, running.var, running.factors[k]});
     }
     return batches;
 }
@@ -110,7 +113,7 @@ void ghost_batch_norm_backward(const ChannelShape& shape, const std::vector<Virt
 #define XGRAD_GHOST_BATCH_NORM_KERNEL(T)                                                                              \
     template std::vector<NormalizedBatch> ghost_batch_norm_forward(const ChannelShape&, const std::vector<VirtualBatch>&, \
                                                                    const T*, const T*, const T*, double,               \
-                                                                   const ChunkRunningStats<T>*, T*);                   \
+                                                                   const ChunkRunningStats<T>&, T*);                   \
     template void ghost_batch_norm_backward(const ChannelShape&, const std::vector<VirtualBatch>&,                     \
                                             const std::vector<NormalizedBatch>&, const T*, const T*, const T*,         \
                                             const T*, const NormalizeGrads<T>&);
