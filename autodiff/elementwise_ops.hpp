@@ -15,6 +15,9 @@ namespace ops {
 
 // Every partial is applied to the incoming gradient g, so each returns g * d(op)/d(operand).
 // Operands are forwarded once; a second use goes through reuse<X>() (see expression.hpp).
+// An op whose derivative is a function of its own value also gives grad_from_output(g, y): a
+// fused node rooted at it reads its stored output y rather than recomputing the op (see
+// UnaryExpr::adjoints_from_output).
 
 template <class T>
 struct Add {
@@ -77,6 +80,8 @@ struct Exp {
     auto value(X&& x) const { return xt::exp(std::forward<X>(x)); }
     template <class G, class X>
     auto grad(G&& g, X&& x) const { return std::forward<G>(g) * xt::exp(std::forward<X>(x)); }
+    template <class G, class Y>
+    auto grad_from_output(G&& g, Y&& y) const { return std::forward<G>(g) * std::forward<Y>(y); }
 };
 
 template <class T>
@@ -93,6 +98,8 @@ struct Sqrt {
     auto value(X&& x) const { return xt::sqrt(std::forward<X>(x)); }
     template <class G, class X>
     auto grad(G&& g, X&& x) const { return std::forward<G>(g) * T(0.5) / xt::sqrt(std::forward<X>(x)); }
+    template <class G, class Y>
+    auto grad_from_output(G&& g, Y&& y) const { return std::forward<G>(g) * T(0.5) / std::forward<Y>(y); }
 };
 
 // x^p for a fixed scalar p.
@@ -134,6 +141,8 @@ struct Tanh {
     auto grad(G&& g, X&& x) const {
         return std::forward<G>(g) * (T(1) - xt::square(xt::tanh(std::forward<X>(x))));
     }
+    template <class G, class Y>
+    auto grad_from_output(G&& g, Y&& y) const { return std::forward<G>(g) * (T(1) - xt::square(std::forward<Y>(y))); }
 };
 
 // 1 / (1 + e^-x): for very negative x, e^-x overflows to inf and the value is exactly 0, no NaN.
@@ -146,6 +155,10 @@ struct Sigmoid {
         auto s = value(std::forward<X>(x));
         auto one_minus_s = T(1) - decltype(s)(s);
         return std::forward<G>(g) * std::move(one_minus_s) * std::move(s);
+    }
+    template <class G, class Y>
+    auto grad_from_output(G&& g, Y&& y) const {
+        return std::forward<G>(g) * (T(1) - reuse<Y>(y)) * std::forward<Y>(y);
     }
 };
 

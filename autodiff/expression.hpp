@@ -120,6 +120,14 @@ public:
     auto adjoints(G&& g) const {
         return e_.adjoints(op_.grad(std::forward<G>(g), e_.value()));
     }
+    // The same adjoints, where this op is the root of a materialized tree and its derivative a
+    // function of its value: y is the tree's stored output, so the op is not computed again
+    // (sigmoid's backward would otherwise take two exponentials an element).
+    template <class G, class Y>
+        requires requires(const Op& op, G&& g, Y&& y) { op.grad_from_output(std::forward<G>(g), std::forward<Y>(y)); }
+    auto adjoints_from_output(G&& g, Y&& y) const {
+        return e_.adjoints(op_.grad_from_output(std::forward<G>(g), std::forward<Y>(y)));
+    }
 
 private:
     Op op_;

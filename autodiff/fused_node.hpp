@@ -1,5 +1,6 @@
 // Materializing an expression tree: ONE graph node whose forward is one evaluation of the value
-// expression and whose backward evaluates each leaf's fused adjoint expression.
+// expression and whose backward evaluates each leaf's fused adjoint expression (reading the node's
+// stored output where the root op's derivative is a function of it: sigmoid, tanh, exp, sqrt).
 //
 // When every leaf has the output's shape (the common case), both run in cache-sized blocks, in
 // parallel over blocks, each block with xtensor's own SIMD loads of the expression (what its
@@ -138,6 +139,16 @@ void backprop_fused(const Adjoints& adjoints, bool all_same_shape, const Shape& 
     });
 }
 
+// The tree's adjoints given the output gradient g, from its stored output where its root allows.
+template <class E, class G, class T>
+auto root_adjoints(const E& expression, const G& g, const xt::xarray<T>& output) {
+    if constexpr (requires { expression.adjoints_from_output(g, output); }) {
+        return expression.adjoints_from_output(g, output);
+    } else {
+        return expression.adjoints(g);
+    }
+}
+
 }  // namespace detail
 
 template <Expression E>
@@ -159,10 +170,10 @@ Var<typename E::value_type> materialize(const E& expression) {
         });
         if (seed_is_a_gradient) {
             const xt::xarray<T> seed = grad_out;
-            detail::backprop_fused<T>(expression.adjoints(seed), same_shape, out_shape);
+            detail::backprop_fused<T>(detail::root_adjoints(expression, seed, self.value), same_shape, out_shape);
             return;
         }
-        detail::backprop_fused<T>(expression.adjoints(std::as_const(grad_out)), same_shape, out_shape);
+        detail::backprop_fused<T>(detail::root_adjoints(expression, grad_out, self.value), same_shape, out_shape);
     });
 }
 

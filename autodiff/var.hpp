@@ -35,7 +35,9 @@ public:
                        typename Node<T>::Backward backward);
 
     const xt::xarray<T>& value() const { return node_->value; }
-    // In-place access for optimizers and initializers; does not record anything.
+    // In-place access for optimizers and initializers; does not record anything. An op's result
+    // must not be changed before its backward has run: some backwards read it (log_softmax, and a
+    // fused node rooted at sigmoid, tanh, exp or sqrt).
     xt::xarray<T>& mutable_value() { return node_->value; }
     Shape shape() const { return to_shape(node_->value.shape()); }
     std::size_t size() const { return node_->value.size(); }

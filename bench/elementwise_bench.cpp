@@ -1,8 +1,10 @@
 // Forward + backward of relu(a * b + c) three ways: one fused node, three separate nodes, and a
-// hand-written loop (the baseline), next to a memcpy of the same size for the machine's bandwidth.
+// hand-written loop (the baseline), next to a memcpy of the same size for the machine's bandwidth;
+// and of sigmoid(x), a node whose backward reads its output, beside a hand loop with xsimd's exp.
 // Arguments: elements, threads (TBB's max_allowed_parallelism). bytes_per_second counts the
 // hand loop's minimal traffic for every variant, so the numbers compare directly.
 #include <algorithm>
+#include <cmath>
 #include <cstddef>
 #include <cstring>
 #include <random>
@@ -12,6 +14,7 @@
 #include <tbb/blocked_range.h>
 #include <tbb/global_control.h>
 #include <tbb/parallel_for.h>
+#include <xsimd/xsimd.hpp>
 #include <xtensor/xarray.hpp>
 
 #include "autodiff/autodiff.hpp"
@@ -29,9 +32,13 @@ xt::xarray<float> random_array(std::size_t n, unsigned seed) {
     return out;
 }
 
-// Read a, b, c, write y; read g, a, b, c, write da, db, dc.
-void set_bytes(benchmark::State& state, std::size_t n) {
-    state.SetBytesProcessed(static_cast<std::int64_t>(state.iterations()) * 11 *
+// relu(a * b + c): read a, b, c, write y; read g, a, b, c, write da, db, dc.
+constexpr std::int64_t relu_affine_arrays = 11;
+// sigmoid(x): read x, write y; read g, y, write dx.
+constexpr std::int64_t sigmoid_arrays = 5;
+
+void set_bytes(benchmark::State& state, std::size_t n, std::int64_t arrays = relu_affine_arrays) {
+    state.SetBytesProcessed(static_cast<std::int64_t>(state.iterations()) * arrays *
                             static_cast<std::int64_t>(n * sizeof(float)));
 }
 
@@ -132,6 +139,51 @@ void BM_hand_loop(benchmark::State& state) {
     set_bytes(state, n);
 }
 
+void BM_sigmoid_fused(benchmark::State& state) {
+    const auto n = static_cast<std::size_t>(state.range(0));
+    auto threads = threads_of(state);
+    Var<float> x(random_array(n, 1), true);
+    const xt::xarray<float> seed = random_array(n, 2);
+    for (auto _ : state) {
+        Var<float> y = sigmoid(x);
+        y.backward(seed);
+        benchmark::DoNotOptimize(x.grad().data());
+        x.zero_grad();
+    }
+    set_bytes(state, n, sigmoid_arrays);
+}
+
+// The baseline: y = 1 / (1 + e^-x) with xsimd's exp (what the node's expression evaluates), then
+// dx = g * (1 - y) * y from the stored y, each a loop over the node's blocks.
+void hand_sigmoid_forward(const float* __restrict x, float* __restrict y, std::size_t lo, std::size_t hi) {
+    using batch = xsimd::batch<float>;
+    std::size_t i = lo;
+    for (; i + batch::size <= hi; i += batch::size) {
+        const batch e = xsimd::exp(-batch::load_unaligned(x + i));
+        (batch(1.0f) / (batch(1.0f) + e)).store_unaligned(y + i);
+    }
+    for (; i < hi; ++i) y[i] = 1.0f / (1.0f + std::exp(-x[i]));
+}
+
+void hand_sigmoid_backward(const float* __restrict y, const float* __restrict g, float* __restrict dx, std::size_t lo,
+                           std::size_t hi) {
+    for (std::size_t i = lo; i < hi; ++i) dx[i] = g[i] * (1.0f - y[i]) * y[i];
+}
+
+void BM_sigmoid_hand_loop(benchmark::State& state) {
+    const auto n = static_cast<std::size_t>(state.range(0));
+    auto threads = threads_of(state);
+    const xt::xarray<float> x = random_array(n, 1), g = random_array(n, 2);
+    std::vector<float> y(n), dx(n);
+    for (auto _ : state) {
+        for_blocks(n, [&](std::size_t lo, std::size_t hi) { hand_sigmoid_forward(x.data(), y.data(), lo, hi); });
+        for_blocks(n, [&](std::size_t lo, std::size_t hi) { hand_sigmoid_backward(y.data(), g.data(), dx.data(), lo, hi); });
+        for (const auto* out : {&y, &dx}) benchmark::DoNotOptimize(out->data());
+        benchmark::ClobberMemory();
+    }
+    set_bytes(state, n, sigmoid_arrays);
+}
+
 // The memory bandwidth reference: bytes counted are the copy's own (read n floats, write n).
 void BM_memcpy(benchmark::State& state) {
     const auto n = static_cast<std::size_t>(state.range(0));
@@ -158,4 +210,6 @@ void sizes_and_threads(benchmark::internal::Benchmark* b) {
 BENCHMARK(BM_fused)->Apply(sizes_and_threads);
 BENCHMARK(BM_separate_nodes)->Apply(sizes_and_threads);
 BENCHMARK(BM_hand_loop)->Apply(sizes_and_threads);
+BENCHMARK(BM_sigmoid_fused)->Apply(sizes_and_threads);
+BENCHMARK(BM_sigmoid_hand_loop)->Apply(sizes_and_threads);
 BENCHMARK(BM_memcpy)->ArgNames({"n"})->Arg(1 << 20)->Arg(1 << 24)->Unit(benchmark::kMillisecond)->UseRealTime();

@@ -1,7 +1,8 @@
 // Fused elementwise expressions. relu(a * b + c) on Vars materializes as exactly ONE graph node
 // (three leaves: graph size 4) whose value and gradients equal those of the unfused composition
 // (each step materialized into its own node), for same-shape and broadcasting inputs; likewise a
-// longer chain that uses one leaf twice, which also passes gradcheck. Then T = float through the
+// longer chain that uses one leaf twice, which also passes gradcheck, as do trees rooted at ops whose
+// backward reads the node's stored output. Then T = float through the
 // blocked, vectorized backward (several blocks, a size that is not a multiple of the SIMD width,
 // gradients written then accumulated) and through the broadcasting path, against scalar
 // reference loops.
@@ -120,6 +121,18 @@ RC_GTEST_PROP(Fused, LongChainPassesGradcheck, ()) {
     checkGradients([](const Inputs& x) { return longChainFused(x[0], x[1], x[2]); }, in);
 }
 
+// Trees rooted at an op whose backward reads the node's stored output (sigmoid, tanh, exp, sqrt),
+// over an inner expression of all three leaves, broadcasting or not.
+RC_GTEST_PROP(Fused, RootsThatReadTheirOutputPassGradcheck, ()) {
+    const auto shapes = *genBroadcastShapes(3);
+    Inputs in;
+    for (const Shape& s : shapes) in.push_back(leaf(*genArray(s, anywhere(-2, 2))));
+    checkGradients([](const Inputs& x) -> Var<double> { return sigmoid(x[0] * x[1] + x[2]); }, in);
+    checkGradients([](const Inputs& x) -> Var<double> { return tanh(x[0] - x[1] * x[2]); }, in);
+    checkGradients([](const Inputs& x) -> Var<double> { return exp(x[0] * x[1] - x[2]); }, in);
+    checkGradients([](const Inputs& x) -> Var<double> { return sqrt(x[0] * x[0] + x[1] * x[2] + 5.0); }, in);
+}
+
 // A leaf without requires_grad stays a constant of the fused node: no gradient reaches it.
 RC_GTEST_PROP(Fused, ConstantLeafGetsNoGradient, ()) {
     const auto shapes = *genBroadcastShapes(3);
@@ -223,6 +236,27 @@ RC_GTEST_PROP(FusedFloat, ManyBlocksMatchScalarLoop, ()) {
         const Array first_a = as_double(va.grad());
         y.backward(seed);
         checkClose(as_double(va.grad()), 2.0 * first_a, 1e-6, "float chain da after two backward");
+    }
+
+    {  // Roots whose backward reads the stored output, through the blocked, parallel backward.
+        const Var<float> va(a, true), vb(b, true), vc(c, true);
+        const Var<float> ys = sigmoid(va * vb + vc), yt = tanh(va - vb), ye = exp(va * vc), yr = sqrt(vb * vb + 1.0f);
+        ys.backward(seed);
+        yt.backward(seed);
+        ye.backward(seed);
+        yr.backward(seed);
+        Array ga = Array::from_shape(s), gb = ga, gc = ga;
+        for (std::size_t i = 0; i < n; ++i) {
+            const double x = a.data()[i], u = b.data()[i], v = c.data()[i], g = seed.data()[i];
+            const double sg = sigmoidRef(x * u + v), t = std::tanh(x - u), e = std::exp(x * v), r = std::sqrt(u * u + 1.0);
+            const double ds = g * sg * (1.0 - sg);
+            ga.data()[i] = ds * u + g * (1.0 - t * t) + g * e * v;
+            gb.data()[i] = ds * x - g * (1.0 - t * t) + g * u / r;
+            gc.data()[i] = ds + g * e * x;
+        }
+        checkClose(as_double(va.grad()), ga, float_tolerance, "float output-read roots da");
+        checkClose(as_double(vb.grad()), gb, float_tolerance, "float output-read roots db");
+        checkClose(as_double(vc.grad()), gc, float_tolerance, "float output-read roots dc");
     }
 
     {  // Broadcasting in float: a row vector and a column vector, summed back to their shapes.
