@@ -29,11 +29,13 @@ namespace {
 
 using namespace xgrad;
 
-// A model, its optimizer and one batch of N(0, 1) images with labels 0..9.
+// A model, its optimizer and one batch of N(0, 1) images with labels 0..9. The images are a
+// constant Var made once, as compare_torch.py's PyTorch step takes its tensor: the step does not
+// copy its input.
 struct Step {
     std::shared_ptr<Sequential<float>> model;
     std::unique_ptr<Optimizer<float>> optimizer;
-    xt::xarray<float> images;
+    Var<float> images{xt::xarray<float>()};
     xt::xarray<std::int64_t> labels;
 
     Step(const std::string& name, std::size_t batch) {
@@ -45,14 +47,14 @@ struct Step {
         xt::random::seed(0);
         const auto shape = model_takes_flat_input(config) ? std::vector<std::size_t>{batch, 784}
                                                         : std::vector<std::size_t>{batch, 1, 28, 28};
-        images = xt::random::randn<float>(shape);
+        images = Var<float>(xt::xarray<float>(xt::random::randn<float>(shape)));
         labels = xt::random::randint<std::int64_t>({batch}, 0, 10);
         model->train();
     }
 
     void run() {
         optimizer->zero_grad();
-        const Var<float> loss = cross_entropy((*model)(Var<float>(images)), labels);
+        const Var<float> loss = cross_entropy((*model)(images), labels);
         loss.backward();
         optimizer->step();
     }
@@ -95,7 +97,7 @@ void gemm_floor(benchmark::State& state, const std::string& name, std::size_t ba
 }
 
 void layer_products(benchmark::State& state, const std::string& name, std::size_t batch) {
-    products(state, name, batch, [](Step& step) { return xgrad_bench::layer_products(*step.model, step.images); });
+    products(state, name, batch, [](Step& step) { return xgrad_bench::layer_products(*step.model, step.images.value()); });
 }
 
 void BM_train_step_seed_cnn(benchmark::State& state) { train_step(state, "seed-cnn", 64); }
