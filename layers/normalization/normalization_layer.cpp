@@ -1,5 +1,6 @@
 #include "layers/normalization/normalization_layer.hpp"
 
+#include <algorithm>
 #include <string>
 #include <utility>
 
@@ -11,10 +12,11 @@ namespace xgrad {
 
 namespace {
 
+// Checked on every forward: the layer's name is built only for the error.
 template <class T>
-void check_shape(const std::string& where, const std::string& name, const xt::xarray<T>& value, const Shape& expected) {
-    if (to_shape(value.shape()) != expected) {
-        throw ShapeError(where + ": " + name + " has shape " + shape_str(value.shape()) + ", expected " +
+void check_shape(const Module<T>& layer, const char* name, const xt::xarray<T>& value, const Shape& expected) {
+    if (!std::equal(value.shape().begin(), value.shape().end(), expected.begin(), expected.end())) {
+        throw ShapeError(layer.where() + ": " + name + " has shape " + shape_str(value.shape()) + ", expected " +
                          shape_str(expected));
     }
 }
@@ -47,11 +49,11 @@ void NormalizationLayer<T>::register_running_statistics(std::size_t channels) {
 
 template <class T>
 void NormalizationLayer<T>::check_state() const {
-    if (weight_) check_shape(this->where(), "weight", weight_->value(), affine_shape_);
-    if (bias_) check_shape(this->where(), "bias", bias_->value(), affine_shape_);
-    for (const auto& [name, v] : like_affine_) check_shape(this->where(), name, v.value(), affine_shape_);
-    if (running_mean_) check_shape(this->where(), "running_mean", *running_mean_, running_shape_);
-    if (running_var_) check_shape(this->where(), "running_var", *running_var_, running_shape_);
+    if (weight_) check_shape(*this, "weight", weight_->value(), affine_shape_);
+    if (bias_) check_shape(*this, "bias", bias_->value(), affine_shape_);
+    for (const auto& [name, v] : like_affine_) check_shape(*this, name.c_str(), v.value(), affine_shape_);
+    if (running_mean_) check_shape(*this, "running_mean", *running_mean_, running_shape_);
+    if (running_var_) check_shape(*this, "running_var", *running_var_, running_shape_);
 }
 
 template <class T>
