@@ -76,9 +76,12 @@ void store_block(T* __restrict grad, const E& expr, std::size_t begin, std::size
     }
 }
 
-// Up to this many elements the blocks run in the calling thread: below it a task costs about
-// what it saves (the size at which the node went parallel when its blocks were this large).
-inline constexpr std::size_t fused_parallel_above = 4 * fused_block;
+// Up to this many elements the blocks run in the calling thread, as the normalization kernels do
+// below 2^16 (kSerialBelow). A parallel loop leaves the worker it woke spinning, which slows the
+// calling thread's next work: with paper-mlp's sigmoids (6,000 elements, 4 blocks above) in
+// parallel, its step at 2 threads took 283 µs, 244 µs with them and the optimizer's pass in the
+// calling thread, as at 1 thread (bench/RESULTS.md).
+inline constexpr std::size_t fused_parallel_above = 64 * fused_block;
 
 // Calls f(begin, end) for every block of [0, size), in parallel above fused_parallel_above.
 template <class F>

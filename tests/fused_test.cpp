@@ -16,6 +16,7 @@
 
 #include <xtensor/xview.hpp>
 
+#include "autodiff/fused_node.hpp"
 #include "tests/generators.hpp"
 
 namespace {
@@ -182,9 +183,12 @@ constexpr double float_tolerance = 1e-5;
 }  // namespace
 
 // rows and cols odd, so the size is odd (never a multiple of the SIMD width) and above the
-// 1024-element block of the fused node: 5 to 25 blocks.
+// 1024-element block of the fused node: 5 to 25 blocks in the calling thread, or, one case in
+// four, past fused_parallel_above (65 to 150 blocks), in parallel.
 RC_GTEST_PROP(FusedFloat, ManyBlocksMatchScalarLoop, ()) {
-    const std::size_t rows = 2 * *uniformIn<std::size_t>(16, 50) + 1;
+    static_assert(2 * 256 * 129 > xgrad::detail::fused_parallel_above);
+    const std::size_t rows = *uniformIn(0, 4) == 0 ? 2 * *uniformIn<std::size_t>(256, 300) + 1
+                                                   : 2 * *uniformIn<std::size_t>(16, 50) + 1;
     const std::size_t cols = 2 * *uniformIn<std::size_t>(64, 128) + 1;
     const Shape s{rows, cols};
     const std::size_t n = rows * cols;

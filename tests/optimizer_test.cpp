@@ -5,7 +5,8 @@
 // in float and double, at 1 and 2 threads, over drawn lists of tensors: small ones, empty ones,
 // ones that get no gradient at some steps, a tensor listed twice (tied weights, stepped once per
 // listing in list order), values of ±0, ±inf, NaN and subnormals, and (one case in five) tensors
-// larger than a piece (layers/parameter_pieces.hpp), which split between threads. Refused steps.
+// larger than a piece (layers/parameter_pieces.hpp), in half of those large enough for the pieces
+// to split between threads. Refused steps.
 // The hand-computed steps and torch's golden steps are in layers_test and golden_layers_test.
 #include <gtest/gtest.h>
 #include <rapidcheck/gtest.h>
@@ -52,10 +53,16 @@ void expect_same_bits(const xt::xarray<T>& actual, const xt::xarray<T>& expected
 }
 
 // The sizes of a drawn list of tensors: 1 to 5 of up to 40 elements (empty ones included), or,
-// one case in five, one of them past a piece.
+// one case in five, one of them past a piece, and in half of those past a parallel pass's least
+// size, so that its pieces run in parallel.
 std::vector<std::size_t> draw_sizes() {
+    using xgrad::parallel_pass_elements, xgrad::piece_elements;
     auto sizes = *rc::gen::container<std::vector<std::size_t>>(*uniformIn<std::size_t>(1, 6), uniformIn<std::size_t>(0, 41));
-    if (*uniformIn(0, 5) == 0) sizes[0] = *uniformIn<std::size_t>(xgrad::piece_elements + 1, 3 * xgrad::piece_elements);
+    if (*uniformIn(0, 5) == 0) {
+        sizes[0] = *rc::gen::arbitrary<bool>()
+                       ? *uniformIn<std::size_t>(piece_elements + 1, 3 * piece_elements)
+                       : *uniformIn<std::size_t>(parallel_pass_elements, parallel_pass_elements + 2 * piece_elements);
+    }
     return sizes;
 }
 
@@ -217,7 +224,7 @@ RC_GTEST_PROP(SGD, OnePassGivesThePerOperationFormsBitsInDouble, ()) { sgd_match
 // ThreadSanitizer job (setup.sh tsan) reports the race whether or not they do.
 TEST(Optimizers, ATensorListedTwiceIsSteppedOnceForEachListingAtTwoThreads) {
     tbb::global_control threads(tbb::global_control::max_allowed_parallelism, 2);
-    const std::size_t size = 8 * xgrad::piece_elements;
+    const std::size_t size = xgrad::parallel_pass_elements + 8 * xgrad::piece_elements;
     Var<float> p(xt::zeros<float>({size}), true);
     xgrad::SGD<float> sgd({p, p}, {.lr = 1.0});
     for (int step = 1; step <= 20; ++step) {
