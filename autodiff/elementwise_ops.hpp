@@ -79,7 +79,7 @@ struct Exp {
     template <class X>
     auto value(X&& x) const { return xt::exp(std::forward<X>(x)); }
     template <class G, class X>
-    auto grad(G&& g, X&& x) const { return std::forward<G>(g) * xt::exp(std::forward<X>(x)); }
+    auto grad(G&& g, X&& x) const { return grad_from_output(std::forward<G>(g), value(std::forward<X>(x))); }
     template <class G, class Y>
     auto grad_from_output(G&& g, Y&& y) const { return std::forward<G>(g) * std::forward<Y>(y); }
 };
@@ -97,7 +97,7 @@ struct Sqrt {
     template <class X>
     auto value(X&& x) const { return xt::sqrt(std::forward<X>(x)); }
     template <class G, class X>
-    auto grad(G&& g, X&& x) const { return std::forward<G>(g) * T(0.5) / xt::sqrt(std::forward<X>(x)); }
+    auto grad(G&& g, X&& x) const { return grad_from_output(std::forward<G>(g), value(std::forward<X>(x))); }
     template <class G, class Y>
     auto grad_from_output(G&& g, Y&& y) const { return std::forward<G>(g) * T(0.5) / std::forward<Y>(y); }
 };
@@ -138,9 +138,7 @@ struct Tanh {
     template <class X>
     auto value(X&& x) const { return xt::tanh(std::forward<X>(x)); }
     template <class G, class X>
-    auto grad(G&& g, X&& x) const {
-        return std::forward<G>(g) * (T(1) - xt::square(xt::tanh(std::forward<X>(x))));
-    }
+    auto grad(G&& g, X&& x) const { return grad_from_output(std::forward<G>(g), value(std::forward<X>(x))); }
     template <class G, class Y>
     auto grad_from_output(G&& g, Y&& y) const { return std::forward<G>(g) * (T(1) - xt::square(std::forward<Y>(y))); }
 };
@@ -151,11 +149,7 @@ struct Sigmoid {
     template <class X>
     auto value(X&& x) const { return T(1) / (T(1) + xt::exp(-std::forward<X>(x))); }
     template <class G, class X>
-    auto grad(G&& g, X&& x) const {
-        auto s = value(std::forward<X>(x));
-        auto one_minus_s = T(1) - decltype(s)(s);
-        return std::forward<G>(g) * std::move(one_minus_s) * std::move(s);
-    }
+    auto grad(G&& g, X&& x) const { return grad_from_output(std::forward<G>(g), value(std::forward<X>(x))); }
     template <class G, class Y>
     auto grad_from_output(G&& g, Y&& y) const {
         return std::forward<G>(g) * (T(1) - reuse<Y>(y)) * std::forward<Y>(y);

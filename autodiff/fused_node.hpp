@@ -76,12 +76,13 @@ void store_block(T* __restrict grad, const E& expr, std::size_t begin, std::size
     }
 }
 
-// Up to this many elements the blocks run in the calling thread, as the normalization kernels do
-// below 2^16 (kSerialBelow). A parallel loop leaves the worker it woke spinning, which slows the
-// calling thread's next work: with paper-mlp's sigmoids (6,000 elements, 4 blocks above) in
-// parallel, its step at 2 threads took 283 µs, 244 µs with them and the optimizer's pass in the
-// calling thread, as at 1 thread (bench/RESULTS.md).
-inline constexpr std::size_t fused_parallel_above = 64 * fused_block;
+// Up to this many elements the blocks run in the calling thread. A parallel loop leaves the worker
+// it woke spinning, and the calling thread's next work runs slower beside it: with paper-mlp's
+// sigmoid nodes (6,000 elements) in parallel, above the 4 blocks this was before, its step at 2
+// threads took longer than at 1 (see parallel_pass_elements, layers/parameter_pieces.hpp). 16
+// blocks (the same gain there as 64) keeps mid-sized nodes of costly ops, such as a sigmoid of
+// 2^16 elements (about 60 µs), in parallel.
+inline constexpr std::size_t fused_parallel_above = 16 * fused_block;
 
 // Calls f(begin, end) for every block of [0, size), in parallel above fused_parallel_above.
 template <class F>

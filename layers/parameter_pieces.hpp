@@ -1,8 +1,8 @@
 // One parallel pass over every element of every parameter, for optimizers, whose updates are
 // elementwise: the tensors are cut into pieces of at most `piece_elements` and all pieces of all
-// tensors run in one TBB loop (in the calling thread below parallel_pass_elements), so a model's many small tensors (its biases) do not each start a
-// loop and its few large ones are split between threads. Each element is computed alone, so the
-// bits do not depend on the thread count.
+// tensors run in one TBB loop (in the calling thread below parallel_pass_elements), so a model's
+// many small tensors (its biases) do not each start a loop and its few large ones are split
+// between threads. Each element is computed alone, so the bits do not depend on the thread count.
 #pragma once
 
 #include <algorithm>
@@ -17,10 +17,12 @@ namespace xgrad {
 
 // Enough work per piece to outweigh a task (Adam moves 28 bytes an element in float: 448 KiB).
 inline constexpr std::size_t piece_elements = 16384;
-// A pass over fewer elements runs in the calling thread. A parallel pass leaves the worker it woke
-// spinning, which slows the calling thread's next work: paper-mlp's step at 2 threads (SGD over its
-// 100k parameters, about 8 µs a pass) took 283 µs with a parallel pass, 244 µs without, as at 1
-// thread (bench/RESULTS.md).
+// A pass over fewer elements runs in the calling thread. A parallel loop leaves the worker it woke
+// spinning, and the calling thread's next work runs slower beside it: paper-mlp's step at 2
+// threads, whose parallel loops were SGD's pass over its 100k parameters (about 8 µs) and its
+// sigmoid nodes (see fused_parallel_above, autodiff/fused_node.hpp), took 281 µs, and 246 µs,
+// as at 1 thread, with both in the calling thread; either alone gained nothing (bench/RESULTS.md,
+// "The paper-mlp step").
 inline constexpr std::size_t parallel_pass_elements = std::size_t{1} << 18;
 
 // body(update, begin, end) runs elements [begin, end) of one of `updates`, each of which has

@@ -122,6 +122,18 @@ RC_GTEST_PROP(Fused, LongChainPassesGradcheck, ()) {
     checkGradients([](const Inputs& x) { return longChainFused(x[0], x[1], x[2]); }, in);
 }
 
+// Whether a materialized tree's backward takes its root's derivative from the node's output, as
+// root_adjoints (autodiff/fused_node.hpp) asks: the same bits either way, so only the types tell.
+template <class E>
+concept ReadsItsOutput = requires(const E& e, const Array& g) { e.adjoints_from_output(g, g); };
+using V = const Var<double>&;
+static_assert(ReadsItsOutput<decltype(sigmoid(std::declval<V>() * std::declval<V>()))>);
+static_assert(ReadsItsOutput<decltype(tanh(std::declval<V>()))>);
+static_assert(ReadsItsOutput<decltype(exp(std::declval<V>()))>);
+static_assert(ReadsItsOutput<decltype(sqrt(std::declval<V>()))>);
+static_assert(!ReadsItsOutput<decltype(relu(std::declval<V>()))>);
+static_assert(!ReadsItsOutput<decltype(log(std::declval<V>()))>);
+
 // Trees rooted at an op whose backward reads the node's stored output (sigmoid, tanh, exp, sqrt),
 // over an inner expression of all three leaves, broadcasting or not.
 RC_GTEST_PROP(Fused, RootsThatReadTheirOutputPassGradcheck, ()) {
@@ -132,6 +144,27 @@ RC_GTEST_PROP(Fused, RootsThatReadTheirOutputPassGradcheck, ()) {
     checkGradients([](const Inputs& x) -> Var<double> { return tanh(x[0] - x[1] * x[2]); }, in);
     checkGradients([](const Inputs& x) -> Var<double> { return exp(x[0] * x[1] - x[2]); }, in);
     checkGradients([](const Inputs& x) -> Var<double> { return sqrt(x[0] * x[0] + x[1] * x[2] + 5.0); }, in);
+}
+
+// A root that reads its output, swept twice (retain_graph): its output is still there, and the
+// second sweep adds what the first did. Then seeded with its leaf's own gradient: as with a copy.
+TEST(Fused, ARootThatReadsItsOutputGivesTheSameGradientOnEverySweep) {
+    const Var<double> a = leaf(Array{0.5, -1.5, 2.0, 0.25}), b = leaf(Array{1.0, 2.0, -0.5, 3.0});
+    const Var<double> y = sigmoid(a * b);
+    const Array seed = {1.0, -2.0, 0.5, 3.0};
+    y.backward(seed, /*retain_graph=*/true);
+    const Array first = a.grad();
+    y.backward(seed);
+    EXPECT_EQ(a.grad(), Array(2.0 * first));
+
+    const Var<double> c = leaf(Array{0.5, -1.5, 2.0, 0.25}), c2 = leaf(Array{0.5, -1.5, 2.0, 0.25});
+    const Var<double> z = tanh(c), z2 = tanh(c2);
+    z.backward(seed, /*retain_graph=*/true);
+    z2.backward(seed, /*retain_graph=*/true);
+    const Array copy = c2.grad();
+    z.backward(c.grad());
+    z2.backward(copy);
+    EXPECT_EQ(c.grad(), c2.grad());
 }
 
 // A leaf without requires_grad stays a constant of the fused node: no gradient reaches it.
@@ -183,11 +216,11 @@ constexpr double float_tolerance = 1e-5;
 }  // namespace
 
 // rows and cols odd, so the size is odd (never a multiple of the SIMD width) and above the
-// 1024-element block of the fused node: 5 to 25 blocks in the calling thread, or, one case in
-// four, past fused_parallel_above (65 to 150 blocks), in parallel.
+// 1024-element block of the fused node: 5 to 25 blocks, in the calling thread up to
+// fused_parallel_above, or, one case in four, 17 to 51 blocks, all past it, in parallel.
 RC_GTEST_PROP(FusedFloat, ManyBlocksMatchScalarLoop, ()) {
-    static_assert(2 * 256 * 129 > xgrad::detail::fused_parallel_above);
-    const std::size_t rows = *uniformIn(0, 4) == 0 ? 2 * *uniformIn<std::size_t>(256, 300) + 1
+    static_assert((2 * 64 + 1) * 129 > xgrad::detail::fused_parallel_above);
+    const std::size_t rows = *uniformIn(0, 4) == 0 ? 2 * *uniformIn<std::size_t>(64, 100) + 1
                                                    : 2 * *uniformIn<std::size_t>(16, 50) + 1;
     const std::size_t cols = 2 * *uniformIn<std::size_t>(64, 128) + 1;
     const Shape s{rows, cols};
