@@ -9,6 +9,7 @@
 #pragma once
 
 #include <algorithm>
+#include <array>
 #include <cstddef>
 #include <vector>
 
@@ -44,11 +45,23 @@ private:
     std::vector<T> values_;
 };
 
+// One run's affine coefficients (Affine::from): element i's at i·step, step 1 where they vary
+// along the run and 0 where the run is one row's.
+template <class T>
+struct AffineRun {
+    const T* centre = nullptr;
+    const T* scale = nullptr;
+    const T* shift = nullptr;
+    std::array<T, 3> at(std::size_t j) const { return {centre[j], scale[j], shift[j]}; }
+};
+
 // y = (x - centre)·scale + shift, then the epilogue.
 template <class T>
 struct Affine {
     RowCoefficients<T> centre, scale, shift;
     explicit Affine(const ChannelShape& view) : centre(view), scale(view), shift(view) {}
+    // The run's coefficients, from for_each_run's `first`.
+    AffineRun<T> from(std::size_t first) const { return {centre.from(first), scale.from(first), shift.from(first)}; }
 };
 
 // dx = g·alpha + ((x - centre)·k + shift), g the output gradient through the epilogue's derivative.

@@ -49,14 +49,12 @@ void apply_forward(const ChannelShape& view, const Affine<T>& a, const Epilogue&
     for_each_output_run<T>(view, rows, [&](auto per_element, auto runs, std::size_t off, std::size_t stride,
                                            std::size_t len, std::size_t first, bool streamed) {
         constexpr std::size_t step = decltype(per_element)::value ? 1 : 0;
-        const T* ce = a.centre.from(first);
-        const T* sc = a.scale.from(first);
-        const T* sf = a.shift.from(first);
+        const AffineRun<T> co = a.from(first);
         const auto epi = epilogue.bind_run(per_element, first);
         const T* src = x + off;
         write_runs<decltype(runs)::value>(y + off, stride, len, streamed, [&](std::size_t i) {
-            return [&, i, c = ce[i * step], s = sc[i * step], h = sf[i * step]](std::size_t r) {
-                return epi.forward(affine(src[r * stride + i], c, s, h), i);
+            return [&, i, c = co.at(i * step)](std::size_t r) {
+                return epi.forward(affine(src[r * stride + i], c[0], c[1], c[2]), i);
             };
         });
     });
@@ -75,9 +73,7 @@ void apply_backward(const ChannelShape& view, const InputGrad<T>& d, const Affin
         const T* ce = d.centre.from(first);
         const T* kk = d.k.from(first);
         const T* sf = d.shift.from(first);
-        const T* fc = Epilogue::gate_reads_value ? forward->centre.from(first) : nullptr;
-        const T* fs = Epilogue::gate_reads_value ? forward->scale.from(first) : nullptr;
-        const T* fh = Epilogue::gate_reads_value ? forward->shift.from(first) : nullptr;
+        const AffineRun<T> fw = Epilogue::gate_reads_value ? forward->from(first) : AffineRun<T>{};
         const auto epi = epilogue.bind_run(per_element, first);
         const T* g = dy + off;
         const T* src = x + off;
@@ -85,7 +81,7 @@ void apply_backward(const ChannelShape& view, const InputGrad<T>& d, const Affin
         // zeros, unused, otherwise.
         const auto forward_at = [&](std::size_t i) {
             if constexpr (Epilogue::gate_reads_value) {
-                return std::array<T, 3>{fc[i * step], fs[i * step], fh[i * step]};
+                return fw.at(i * step);
             } else {
                 return std::array<T, 3>{};
             }
