@@ -29,32 +29,35 @@ Var<T> cross_entropy(const Var<T>& logits, const xt::xarray<std::int64_t>& label
         targets[i] = static_cast<std::size_t>(label);
     }
 
-    // Per row: lse = max + log(sum(exp(x - max))), loss = lse - x[label]; sums in double.
+    // Per row: lse = max + log(sum(exp(x - max))), loss = lse - x[label]; sums in double. The
+    // softmax exp(x - max) / sum is kept for the backward, which would otherwise take every exp again.
     const T* x = logits.value().data();
-    std::vector<double> lse(n);
+    std::vector<double> softmax(n * k);
     double total = 0.0;
     for (std::size_t i = 0; i < n; ++i) {
         const T* row = x + i * k;
+        double* p = softmax.data() + i * k;
         const double top = static_cast<double>(*std::max_element(row, row + k));
         double s = 0.0;
-        for (std::size_t j = 0; j < k; ++j) s += std::exp(static_cast<double>(row[j]) - top);
-        lse[i] = top + std::log(s);
-        total += lse[i] - static_cast<double>(row[targets[i]]);
+        for (std::size_t j = 0; j < k; ++j) {
+            p[j] = std::exp(static_cast<double>(row[j]) - top);
+            s += p[j];
+        }
+        for (std::size_t j = 0; j < k; ++j) p[j] /= s;
+        total += top + std::log(s) - static_cast<double>(row[targets[i]]);
     }
     xt::xarray<T> loss = xt::xarray<T>::from_shape({});
     loss() = static_cast<T>(total / static_cast<double>(n));
 
     auto in = logits.node();
     return Var<T>::from_op(std::move(loss), "cross_entropy", {in},
-                           [in, lse = std::move(lse), targets = std::move(targets), n, k](const Node<T>&, const xt::xarray<T>& grad_out) {
+                           [in, softmax = std::move(softmax), targets = std::move(targets), n, k](const Node<T>&, const xt::xarray<T>& grad_out) {
         const double scale = static_cast<double>(grad_out()) / static_cast<double>(n);
         const bool add = prepare_grad_buffer(*in);
-        const T* xv = in->value.data();
         T* dx = in->grad.data();
         for (std::size_t i = 0; i < n; ++i) {
             for (std::size_t j = 0; j < k; ++j) {
-                const double softmax = std::exp(static_cast<double>(xv[i * k + j]) - lse[i]);
-                const T d = static_cast<T>(scale * (softmax - (j == targets[i] ? 1.0 : 0.0)));
+                const T d = static_cast<T>(scale * (softmax[i * k + j] - (j == targets[i] ? 1.0 : 0.0)));
                 dx[i * k + j] = add ? dx[i * k + j] + d : d;
             }
         }
