@@ -1,6 +1,6 @@
 // Cross-entropy of logits against integer class labels, averaged over the batch, as
 // torch.nn.functional.cross_entropy(logits, labels). Log-softmax and the loss are one node:
-// forward keeps each row's log-sum-exp, backward is (softmax - one_hot(label)) / N.
+// forward keeps the softmax (N·K doubles), backward is (softmax - one_hot(label)) / N.
 #pragma once
 
 #include <cstdint>
