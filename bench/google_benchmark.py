@@ -42,6 +42,11 @@ def iterations_of(command, env=None):
     """The iteration records of one run of `command` (its environment with `env` added), by benchmark
     name, with the time in µs as "us"."""
     to_us = {"ns": 1e-3, "us": 1.0, "ms": 1e3, "s": 1e6}
+    # The test command builds no benchmark; say so rather than fail with a stack.
+    missing = [arg for arg in command if arg.endswith("_bench") and not os.path.exists(arg)]
+    if missing:
+        raise SystemExit(f"{missing[0]} does not exist: build the benchmarks first "
+                         "(bash setup.sh build, or ninja -C build)")
     runs = {}
     out = subprocess.run(command, check=True, capture_output=True, text=True,
                          env={**os.environ, **(env or {})}).stdout

@@ -24,6 +24,14 @@ done < <(cd "$source" && find autodiff layers experiments -name '*.hpp' | sort)
 pc=$(find "$stage" -name xgrad.pc)
 [[ -n "$pc" ]] || { echo "no xgrad.pc under $stage" >&2; exit 1; }
 export PKG_CONFIG_PATH=$(dirname "$pc")
+# Nothing of the build or source tree in it (the build's precompiled headers are not installed).
+for tree in "$build" "$source"; do
+  tree=$(realpath "$tree")
+  if grep -F -- "$tree" "$pc" >&2; then
+    echo "xgrad.pc names $tree, which another project does not have" >&2
+    exit 1
+  fi
+done
 binary=$(find "$stage" -path '*/bin/xgrad' -type f)
 [[ -x "$binary" ]] || { echo "no bin/xgrad under $stage" >&2; exit 1; }
 "$binary" --help >/dev/null
@@ -31,7 +39,7 @@ binary=$(find "$stage" -path '*/bin/xgrad' -type f)
 # The source tree's examples/ copied away from it, so nothing but the install can be found.
 cp -r "$source/examples" "$work/examples"
 meson setup "$work/meson-build" "$work/examples" >"$work/meson-setup.log" || { cat "$work/meson-setup.log" >&2; exit 1; }
-ninja -C "$work/meson-build" >/dev/null
+ninja -C "$work/meson-build" >"$work/ninja.log" || { cat "$work/ninja.log" >&2; exit 1; }
 make -C "$work/examples" --quiet CXXFLAGS=-O0 >/dev/null
 # The make-built program links and runs; the meson-built one trains.
 "$work/examples/residual_cnn" 1
