@@ -46,7 +46,7 @@ def iterations_of(command, env=None):
     missing = [arg for arg in command if arg.endswith("_bench") and not os.path.exists(arg)]
     if missing:
         raise SystemExit(f"{missing[0]} does not exist: build the benchmarks first "
-                         "(bash setup.sh build, or ninja -C build)")
+                         "(bash setup.sh build, or ninja -C build; the oneDNN ones need libdnnl-dev)")
     runs = {}
     out = subprocess.run(command, check=True, capture_output=True, text=True,
                          env={**os.environ, **(env or {})}).stdout
