@@ -204,7 +204,6 @@ void run_batch_size(const ExperimentOptions& options, std::ostream& out) {
         for (std::size_t b : plan.batches) table += std::string(" ") + (paper->count(b) ? paper->at(b) : "") + " |";
         table += "\n";
     }
-    if (options.writes_report()) plot(plot_spec, dir / "test_error.png");
 
     const Spread& bn_small = errors[Norm::batch][smallest_batch];
     const Spread& bn_typical = errors[Norm::batch][typical_batch];
@@ -262,7 +261,7 @@ void run_batch_size(const ExperimentOptions& options, std::ostream& out) {
                             " xgrad experiment batch-size`; this sweep ran over " + std::to_string(options.ranks->size()) + ".";
     if (options.writes_report()) {
         write_claims(dir, "batch-size", "Test error against batch size (Wu & He 2018)", options, claims, tables,
-                     {"test_error.png"}, setup + data_parallel_setup);
+                     {{plot_spec, "test_error.png"}}, setup + data_parallel_setup);
     }
 }
 

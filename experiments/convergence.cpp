@@ -84,7 +84,7 @@ void run_convergence(const ExperimentOptions& options, std::ostream& out) {
     const Plan plan = plan_for(options.profile);
     const auto dir = options.results / "convergence";
     std::vector<Claim> claims;
-    std::vector<std::string> plots;
+    std::vector<PlotFile> plots;
     std::string table = "| data set | init | BN | steps to the target | final test acc. | best test acc. |\n"
                         "|---|---|---|---|---|---|\n";
     std::string data_sets;
@@ -130,9 +130,7 @@ void run_convergence(const ExperimentOptions& options, std::ostream& out) {
         }
         spec.y_range = zoomed_y_range(spec.curves);
         for (double target : targets) spec.y_range = widened_to(*spec.y_range, target);
-        const std::string png = "test_accuracy_" + dataset + ".png";
-        if (options.writes_report()) plot(spec, dir / png);
-        plots.push_back(png);
+        plots.push_back({spec, "test_accuracy_" + dataset + ".png"});
     }
     char target_rule[200];
     std::snprintf(target_rule, sizeof target_rule,
@@ -157,7 +155,7 @@ void run_distributions(const ExperimentOptions& options, std::ostream& out) {
     const auto results = convergence_runs("mnist", options, out);
     const auto dir = options.results / "distributions";
     std::filesystem::create_directories(dir);
-    std::vector<std::string> plots;
+    std::vector<PlotFile> plots;
     PlotSpec specs[2];
     Spread drift[2];
     for (int bn = 0; bn < 2; ++bn) {
@@ -188,9 +186,7 @@ void run_distributions(const ExperimentOptions& options, std::ostream& out) {
     both.insert(both.end(), specs[1].curves.begin(), specs[1].curves.end());
     for (int bn = 0; bn < 2; ++bn) {
         specs[bn].y_range = zoomed_y_range(both, 0, 0);
-        const std::string png = std::string("sigmoid_input_bn_") + (bn ? "on" : "off") + ".png";
-        if (options.writes_report()) plot(specs[bn], dir / png);
-        plots.push_back(png);
+        plots.push_back({specs[bn], std::string("sigmoid_input_bn_") + (bn ? "on" : "off") + ".png"});
     }
     const Claim claim{"BN keeps the distribution of a sigmoid's input stable over training",
                       "Ioffe & Szegedy §4.1, Fig. 1(b, c)",

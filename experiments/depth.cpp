@@ -88,7 +88,7 @@ void run_depth(const ExperimentOptions& options, std::ostream& out) {
     const auto dir = options.results / "depth";
     std::string table =
         "| depth | norm | lr | trained | best test acc. | final test acc. |\n|---|---|---|---|---|---|\n";
-    std::vector<std::string> plots;
+    std::vector<PlotFile> plots;
     std::vector<Claim> claims;
     for (double multiplier : plan.multipliers) {
         const std::string lr = multiplier_label(multiplier);
@@ -103,9 +103,7 @@ void run_depth(const ExperimentOptions& options, std::ostream& out) {
             }
             spec.curves.push_back(std::move(curve));
         }
-        const std::string png = "best_accuracy_by_depth_" + lr + ".png";
-        if (options.writes_report()) plot(spec, dir / png);
-        plots.push_back(png);
+        plots.push_back({spec, "best_accuracy_by_depth_" + lr + ".png"});
         claims.push_back(depth_claim(plan, results, multiplier));
         out << claims.back().claim << ": " << claims.back().verdict << "\n";
     }

@@ -320,14 +320,21 @@ std::string welch_note(const Spread& a, const Spread& b) { return "Welch " + for
 
 void write_claims(const std::filesystem::path& dir, const std::string& experiment, const std::string& title,
                   const ExperimentOptions& options, const std::vector<Claim>& claims, const std::vector<std::string>& tables,
-                  const std::vector<std::string>& plots, const std::string& setup) {
+                  const std::vector<PlotFile>& plots, const std::string& setup) {
+    std::vector<PlotFile> in_dir = plots;
+    nlohmann::json pngs = nlohmann::json::array();
+    for (PlotFile& p : in_dir) {
+        pngs.push_back(p.png.string());
+        p.png = dir / p.png;
+    }
+    plot(in_dir);
     nlohmann::json rows = nlohmann::json::array();
     for (const auto& c : claims) {
         rows.push_back({{"claim", c.claim}, {"source", c.source}, {"paper", c.paper}, {"measured", c.measured},
                         {"verdict", c.verdict}, {"rule", c.rule}});
     }
     const nlohmann::json json = {{"experiment", experiment}, {"title", title}, {"profile", profile_name(options.profile)},
-                                 {"setup", setup}, {"claims", rows}, {"tables", tables}, {"plots", plots},
+                                 {"setup", setup}, {"claims", rows}, {"tables", tables}, {"plots", pngs},
                                  {"builds", *options.run_builds}, {"analysis_build", this_build()}};
     write_json_file(dir / "claims.json", json);
 }

@@ -149,11 +149,11 @@ std::string greater_rule(const std::string& a, const std::string& b);
 // The p-value behind verdict_greater(a, b), for a claim row's measurement: "Welch p = 0.004".
 std::string welch_note(const Spread& a, const Spread& b);
 
-// Writes <dir>/claims.json for `xgrad report`: the profile, the claims, markdown tables and plot
-// paths (relative to dir), options.run_builds, and this build as the one that computed the
-// tables and verdicts (which may reuse an earlier build's runs).
+// Draws the plots (their png relative to dir), then writes <dir>/claims.json for `xgrad report`:
+// the profile, the claims, markdown tables and the plots' paths, options.run_builds, and this
+// build as the one that computed the tables and verdicts (which may reuse an earlier build's runs).
 void write_claims(const std::filesystem::path& dir, const std::string& experiment, const std::string& title,
                   const ExperimentOptions& options, const std::vector<Claim>& claims, const std::vector<std::string>& tables,
-                  const std::vector<std::string>& plots, const std::string& setup);
+                  const std::vector<PlotFile>& plots, const std::string& setup);
 
 }  // namespace xgrad

@@ -62,7 +62,7 @@ void run_ics(const ExperimentOptions& options, std::ostream& out) {
     }
     const auto results = run_all(specs, dir, options, out);
 
-    std::vector<std::string> plots;
+    std::vector<PlotFile> plots;
     for (const Measure& m : measures) {
         PlotSpec spec{std::string("internal covariate shift: ") + m.name + " per layer", "training step", m.name, false, {}};
         for (const Arm& arm : arms) {
@@ -72,8 +72,7 @@ void run_ics(const ExperimentOptions& options, std::ostream& out) {
                                                  [column](const MetricsRow& r) { return r.at(column); }));
             }
         }
-        if (options.writes_report()) plot(spec, dir / m.png);
-        plots.push_back(m.png);
+        plots.push_back({spec, m.png});
     }
 
     std::string table = "| arm | layer | ‖G - G'‖ | cos(G, G') |\n|---|---|---|---|\n";

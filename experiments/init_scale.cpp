@@ -74,7 +74,6 @@ void run_init(const ExperimentOptions& options, std::ostream& out) {
         range[bn] = spread_of(per_seed);
         spec.curves.push_back(std::move(curve));
     }
-    if (options.writes_report()) plot(spec, dir / "final_accuracy_by_sigma.png");
     char rule[200];
     std::snprintf(rule, sizeof rule,
                   "reproduced when no BN's range is above BN's by Welch's one-sided t-test at p < %g and BN's is at "
@@ -97,7 +96,7 @@ void run_init(const ExperimentOptions& options, std::ostream& out) {
                   plan.steps, plan.seeds - 1);
     if (options.writes_report()) {
         write_claims(dir, "init", "Less sensitivity to initialization with BN (seed claim 4)", options, {claim},
-                     {table}, {"final_accuracy_by_sigma.png"}, setup);
+                     {table}, {{spec, "final_accuracy_by_sigma.png"}}, setup);
     }
 }
 

@@ -138,7 +138,8 @@ void run_learning_rate(const ExperimentOptions& options, std::ostream& out) {
     const Plan plan = plan_for(options.profile);
     const auto dir = options.results / "learning-rate";
     std::vector<Claim> claims;
-    std::vector<std::string> tables, plots;
+    std::vector<std::string> tables;
+    std::vector<PlotFile> plots;
     char target_text[16];
     std::snprintf(target_text, sizeof target_text, "%.2f", plan.target);
     std::string setup = "Fashion-MNIST; learning rate = base x multiplier; target test accuracy " +
@@ -186,11 +187,8 @@ void run_learning_rate(const ExperimentOptions& options, std::ostream& out) {
         for (double m : {1.0, 5.0, 30.0}) fig3 += arm_row("BN " + multiplier_text(m), runs_of(results, arm_name(true, m)), fig3_target);
         tables.push_back(fig3);
 
-        for (const auto& [png, spec] : {std::pair{"test_accuracy_" + mp.model + ".png", curves_spec},
-                                        std::pair{"best_accuracy_" + mp.model + ".png", best_spec}}) {
-            if (options.writes_report()) plot(spec, dir / png);
-            plots.push_back(png);
-        }
+        plots.push_back({curves_spec, "test_accuracy_" + mp.model + ".png"});
+        plots.push_back({best_spec, "best_accuracy_" + mp.model + ".png"});
 
         const double bn_high = highest_training(results, true, plan), plain_high = highest_training(results, false, plan);
         char measured[200];

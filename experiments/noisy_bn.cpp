@@ -147,13 +147,12 @@ void run_noisy_bn(const ExperimentOptions& options, std::ostream& out) {
     }
     const auto results = run_all(specs, dir, options, out);
 
-    std::vector<std::string> plots;
+    std::vector<PlotFile> plots;
     PlotSpec accuracy{"paper-mlp on Fashion-MNIST: test accuracy", "training step", "test accuracy", false, {}};
     for (const Arm& arm : arms) {
         accuracy.curves.push_back(mean_curve(arm.name, runs_of(results, arm.name), [](const MetricsRow& r) { return r.test_acc; }));
     }
-    if (options.writes_report()) plot(accuracy, dir / "test_accuracy.png");
-    plots.push_back("test_accuracy.png");
+    plots.push_back({accuracy, "test_accuracy.png"});
 
     std::string table =
         "| arm | largest stable lr | final test acc. | steps to target | loss range | first-order error | beta-smoothness | "
@@ -182,9 +181,7 @@ void run_noisy_bn(const ExperimentOptions& options, std::ostream& out) {
             const std::string column = m.column;
             spec.curves.push_back(mean_curve(arm.name, runs_of(results, arm.name), [column](const MetricsRow& r) { return r.at(column); }));
         }
-        const std::string png = std::string(m.column) + ".png";
-        if (options.writes_report()) plot(spec, dir / png);
-        plots.push_back(png);
+        plots.push_back({spec, std::string(m.column) + ".png"});
     }
     struct Regime {
         std::size_t no_bn, bn;
@@ -195,8 +192,7 @@ void run_noisy_bn(const ExperimentOptions& options, std::ostream& out) {
     for (const Regime& r : regimes) {
         PlotSpec band{std::string("loss along the gradient, min..max per step (") + r.name + ")", "training step", "loss", false, {}};
         for (std::size_t a : {r.no_bn, r.bn}) band.curves.push_back(loss_band(arms[a].name, runs_of(results, arms[a].name)));
-        if (options.writes_report()) plot(band, dir / r.png);
-        plots.push_back(r.png);
+        plots.push_back({band, r.png});
     }
 
     // Claim 13, final accuracy: non-inferiority to BN (Welch on noisy BN's accuracies shifted up by

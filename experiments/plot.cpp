@@ -25,12 +25,8 @@ std::string quoted(const std::string& s) {
     return q;
 }
 
-}  // namespace
-
-// experiments/plot.py, built into the library (experiments/meson.build).
-extern const char plot_script[];
-
-void plot(const PlotSpec& spec, const std::filesystem::path& png) {
+// Writes <png>.json, the spec plot.py draws `png` from; returns its path.
+std::filesystem::path write_spec(const PlotSpec& spec, const std::filesystem::path& png) {
     nlohmann::json curves = nlohmann::json::array();
     for (const auto& c : spec.curves) {
         curves.push_back({{"label", c.label}, {"x", c.x}, {"mean", c.mean}, {"lo", c.lo}, {"hi", c.hi}});
@@ -41,15 +37,34 @@ void plot(const PlotSpec& spec, const std::filesystem::path& png) {
     std::filesystem::path spec_path = png;
     spec_path += ".json";
     write_file_atomically(spec_path, json.dump(1) + "\n");
-    // Built by appending: GCC 12 misreports `"literal" + std::string` under -Wrestrict.
-    // The script as an argument, well below the kernel's 128 KiB limit on one: a pipe to python's
-    // stdin could raise SIGPIPE here if python ended before reading it.
-    std::string command = "/usr/bin/python3 -c";
-    for (const std::string& arg : {quoted(plot_script), quoted(spec_path.string()), quoted(png.string())}) {
-        command.append(" ").append(arg);
-    }
-    if (std::system(command.c_str()) != 0) throw std::runtime_error("plotting " + png.string() + " failed: /usr/bin/python3 exited with an error drawing " + spec_path.string());
+    return spec_path;
 }
+
+}  // namespace
+
+// experiments/plot.py, built into the library (experiments/meson.build).
+extern const char plot_script[];
+
+void plot(const std::vector<PlotFile>& plots) {
+    if (plots.empty()) return;
+    // One thread for numpy's OpenBLAS: its idle threads spun in sched_yield for a third of the
+    // process's time. Built by appending: GCC 12 misreports `"literal" + std::string` under
+    // -Wrestrict. The script as an argument, well below the kernel's 128 KiB limit on one: a pipe
+    // to python's stdin could raise SIGPIPE here if python ended before reading it.
+    std::string command = "OPENBLAS_NUM_THREADS=1 /usr/bin/python3 -c ";
+    command.append(quoted(plot_script));
+    std::string pngs;
+    for (const PlotFile& p : plots) {
+        command.append(" ").append(quoted(write_spec(p.spec, p.png).string())).append(" ").append(quoted(p.png.string()));
+        pngs.append(pngs.empty() ? "" : ", ").append(p.png.string());
+    }
+    if (std::system(command.c_str()) != 0) {
+        throw std::runtime_error("plotting failed: /usr/bin/python3 exited with an error drawing " + pngs +
+                                 " (each from its .json beside it)");
+    }
+}
+
+void plot(const PlotSpec& spec, const std::filesystem::path& png) { plot({PlotFile{spec, png}}); }
 
 AxisRange zoomed_y_range(const std::vector<Curve>& curves, double skip_fraction, double percentile) {
     std::vector<double> kept, all;
@@ -77,7 +92,7 @@ AxisRange widened_to(AxisRange range, double y) {
     return range;
 }
 
-void plot_test_accuracy(const std::vector<PlotSeries>& series, const std::filesystem::path& png, const std::string& title) {
+PlotSpec test_accuracy_plot(const std::vector<PlotSeries>& series, const std::string& title) {
     PlotSpec spec{title, "training step", "test accuracy", false, {}};
     for (const auto& s : series) {
         Curve curve{s.label, {}, {}, {}, {}};
@@ -87,7 +102,7 @@ void plot_test_accuracy(const std::vector<PlotSeries>& series, const std::filesy
         }
         spec.curves.push_back(std::move(curve));
     }
-    plot(spec, png);
+    return spec;
 }
 
 }  // namespace xgrad

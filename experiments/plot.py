@@ -1,7 +1,8 @@
 #!/usr/bin/python3
-"""Draws one xgrad plot from its JSON spec (written by experiments/plot.cpp).
+"""Draws xgrad plots from their JSON specs (written by experiments/plot.cpp), in one process: its
+start and matplotlib's import are most of a small plot's time.
 
-usage: plot.py SPEC.json OUT.png
+usage: plot.py SPEC.json OUT.png [SPEC.json OUT.png ...]
 
 The spec: {"title", "xlabel", "ylabel", "log_x", "curves": [{"label", "x", "mean", "lo", "hi"}],
 optionally "y_range": [lo, hi]}; each curve is a line of mean against x, with a band from lo to hi
@@ -20,13 +21,9 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
 
-def main():
-    if len(sys.argv) != 3:
-        sys.exit(__doc__)
-    with open(sys.argv[1]) as f:
+def draw(spec_path, out):
+    with open(spec_path) as f:
         spec = json.load(f)
-    out = sys.argv[2]
-
     fig, ax = plt.subplots(figsize=(7, 4.5))
     for curve in spec["curves"]:
         values = {k: [math.nan if v is None else v for v in curve[k]] for k in ("x", "mean", "lo", "hi")}
@@ -48,7 +45,16 @@ def main():
     fd, tmp = tempfile.mkstemp(suffix=".png", dir=os.path.dirname(os.path.abspath(out)))
     os.close(fd)
     fig.savefig(tmp, dpi=110)
+    plt.close(fig)
     os.replace(tmp, out)
+
+
+def main():
+    pairs = sys.argv[1:]
+    if not pairs or len(pairs) % 2:
+        sys.exit(__doc__)
+    for spec_path, out in zip(pairs[::2], pairs[1::2]):
+        draw(spec_path, out)
 
 
 if __name__ == "__main__":

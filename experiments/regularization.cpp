@@ -104,11 +104,7 @@ void run_regularization(const ExperimentOptions& options, std::ostream& out) {
             table += diverged_note(runs) + "\n";
         }
     }
-    const char* const pngs[] = {"train_test_loss_gap.png", "train_test_gap.png"};
-    for (int k : {0, 1}) {
-        gap_plots[k].y_range = zoomed_y_range(gap_plots[k].curves);
-        if (options.writes_report()) plot(gap_plots[k], dir / pngs[k]);
-    }
+    for (PlotSpec& spec : gap_plots) spec.y_range = zoomed_y_range(spec.curves);
     const Spread& bn_alone = late[1][0][test_acc];
     const Spread& bn_dropout = late[1][1][test_acc];
     const double dropout_p_value = welch_greater(bn_dropout, bn_alone).p;
@@ -150,7 +146,7 @@ void run_regularization(const ExperimentOptions& options, std::ostream& out) {
                   split_sizes("mnist").c_str(), plan.steps, plan.eval_every, plan.seeds - 1, 100 * (1 - late_fraction));
     if (options.writes_report()) {
         write_claims(dir, "regularization", "BN as a regularizer (seed claim 3, paper §4.2.1)", options, claims,
-                     {table}, {pngs[0], pngs[1]}, setup);
+                     {table}, {{gap_plots[0], "train_test_loss_gap.png"}, {gap_plots[1], "train_test_gap.png"}}, setup);
     }
 }
 

@@ -14,7 +14,7 @@ namespace fs = std::filesystem;
 namespace {
 
 // Per layer, in the order of their first row: the distribution plot, and the saturation curve.
-std::vector<fs::path> plot_activations(const fs::path& csv, const fs::path& dir) {
+std::vector<PlotFile> activation_plots(const fs::path& csv, const fs::path& dir) {
     std::vector<std::string> order;
     std::map<std::string, Curve> band, mean, saturated;
     for (const auto& r : read_activations_csv(csv)) {
@@ -37,20 +37,16 @@ std::vector<fs::path> plot_activations(const fs::path& csv, const fs::path& dir)
             saturated[r.layer].mean.push_back(*r.saturated);
         }
     }
-    std::vector<fs::path> written;
+    std::vector<PlotFile> plots;
     PlotSpec saturation{"fraction of sigmoid/tanh inputs with |x| > 3", "training step", "saturated fraction", false, {}};
     for (const auto& layer : order) {
         const PlotSpec spec{"layer " + layer + " on the first test images", "training step",
                             "a nonlinearity's input, another layer's output", false, {band[layer], mean[layer]}};
-        written.push_back(dir / std::string("activations_").append(layer).append(".png"));
-        plot(spec, written.back());
+        plots.push_back({spec, dir / std::string("activations_").append(layer).append(".png")});
         if (!saturated[layer].x.empty()) saturation.curves.push_back(saturated[layer]);
     }
-    if (!saturation.curves.empty()) {
-        written.push_back(dir / "saturation.png");
-        plot(saturation, written.back());
-    }
-    return written;
+    if (!saturation.curves.empty()) plots.push_back({saturation, dir / "saturation.png"});
+    return plots;
 }
 
 }  // namespace
@@ -60,14 +56,17 @@ std::vector<fs::path> plot_run(const fs::path& dir) {
     if (!fs::exists(metrics) && !fs::exists(activations)) {
         throw std::runtime_error(dir.string() + " holds neither metrics.csv nor activations.csv: not a run directory");
     }
-    std::vector<fs::path> written;
+    std::vector<PlotFile> plots;
     if (fs::exists(metrics)) {
-        written.push_back(dir / "test_accuracy.png");
-        plot_test_accuracy({{dir.filename().string(), metrics}}, written.back(), std::string("test accuracy of ").append(dir.string()));
+        plots.push_back({test_accuracy_plot({{dir.filename().string(), metrics}}, std::string("test accuracy of ").append(dir.string())),
+                         dir / "test_accuracy.png"});
     }
     if (fs::exists(activations)) {
-        for (auto& png : plot_activations(activations, dir)) written.push_back(std::move(png));
+        for (auto& p : activation_plots(activations, dir)) plots.push_back(std::move(p));
     }
+    plot(plots);
+    std::vector<fs::path> written;
+    for (const PlotFile& p : plots) written.push_back(p.png);
     return written;
 }
 

@@ -145,7 +145,7 @@ void run_saturation(const ExperimentOptions& options, std::ostream& out) {
     const std::size_t shallow = plan.depths.front(), deep = plan.depths.back();
     std::string table = "| depth | norm | lr | first evaluation | last evaluation | most saturated layer, last |\n"
                         "|---|---|---|---|---|---|\n";
-    std::vector<std::string> plots;
+    std::vector<PlotFile> plots;
     for (const DepthArm& arm : plan.arms()) {
         const auto runs = runs_of(results, arm.name());
         const auto arm_saturations = saturations_of(runs, arm.depth);
@@ -160,14 +160,10 @@ void run_saturation(const ExperimentOptions& options, std::ostream& out) {
         const bool plotted =
             (arm.depth == shallow || arm.depth == deep) && (arm.norm == Norm::none || arm.norm == Norm::batch);
         if (!plotted || arm_saturations.empty()) continue;
-        const std::string png = "saturation_" + arm.name() + ".png";
-        if (options.writes_report()) {
-            plot(saturation_plot("depth " + std::to_string(arm.depth) + ", " + norm_label(arm.norm) + ", lr " +
-                                     multiplier_label(arm.multiplier) + ": saturated inputs per sigmoid (band = min..max)",
-                                 arm_saturations),
-                 dir / png);
-        }
-        plots.push_back(png);
+        plots.push_back({saturation_plot("depth " + std::to_string(arm.depth) + ", " + norm_label(arm.norm) + ", lr " +
+                                             multiplier_label(arm.multiplier) + ": saturated inputs per sigmoid (band = min..max)",
+                                         arm_saturations),
+                         "saturation_" + arm.name() + ".png"});
     }
     std::vector<Claim> claims;
     for (double m : plan.multipliers) {

@@ -70,7 +70,7 @@ void run_seed_cnn_bn(const SeedCnnBnOptions& options, std::ostream& out) {
     }
     out << "\nseed-cnn on Fashion-MNIST, " << options.epochs << " epoch(s), Adam lr 1e-3, batch 64, seed 0\n" << table;
     const auto png = root / "test_accuracy.png";
-    plot_test_accuracy(series, png, "Seed CNN on Fashion-MNIST: test accuracy with and without BN");
+    plot(test_accuracy_plot(series, "Seed CNN on Fashion-MNIST: test accuracy with and without BN"), png);
     out << "plot: " << png.string() << "\n";
 }
 

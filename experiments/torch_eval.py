@@ -188,9 +188,13 @@ def main() -> None:
     parser.add_argument("--data-dir", type=Path, default=Path("/usr/share/datasets/fashion-mnist"),
                         help="directory with t10k-images-idx3-ubyte.gz and t10k-labels-idx1-ubyte.gz")
     parser.add_argument("--batch", type=int, default=1000, help="evaluation batch size")
+    parser.add_argument("--eval-samples", type=int, default=0,
+                        help="evaluate on the first N test images only, 0 for all (as xgrad eval's flag)")
     args = parser.parse_args()
     if args.batch < 1:
         parser.error("--batch must be positive")
+    if args.eval_samples < 0:
+        parser.error("--eval-samples must be 0 (all) or positive")
     if args.norm_groups is not None and args.norm_groups < 1:
         parser.error("--norm-groups must be positive")
     for path in (args.checkpoint, args.data_dir):
@@ -200,6 +204,8 @@ def main() -> None:
     retain_freed_memory()
     model = load_model(args.checkpoint, args.norm, args.norm_groups)
     x, y = load_test_set(args.data_dir)
+    if args.eval_samples:
+        x, y = x[:args.eval_samples], y[:args.eval_samples]
     correct = 0
     with torch.no_grad():
         for i in range(0, len(y), args.batch):

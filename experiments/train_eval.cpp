@@ -159,7 +159,6 @@ void run_train_eval(const ExperimentOptions& options, std::ostream& out) {
          verdict_greater(small_train_mode, small_precise), greater_rule("train-mode accuracy", "PreciseBN's")},
     };
 
-    std::vector<std::string> plots;
     PlotSpec accuracy{"seed-cnn with BN" + at_large + ": test accuracy by the statistics used", "training step", "test accuracy", false, {}};
     for (const Momentum& m : momenta) {
         accuracy.curves.push_back(mean_curve(m.name, runs_of(results, arm_name(m, large)), [](const MetricsRow& r) { return r.at("running_acc"); }));
@@ -171,11 +170,6 @@ void run_train_eval(const ExperimentOptions& options, std::ostream& out) {
     for (const Momentum& m : momenta) {
         lag.curves.push_back(mean_curve(m.name, runs_of(results, arm_name(m, large)), [](const MetricsRow& r) { return r.at("stats_lag"); }));
     }
-    if (options.writes_report()) {
-        plot(accuracy, dir / "test_accuracy.png");
-        plot(lag, dir / "running_mean_error.png");
-    }
-    plots = {"test_accuracy.png", "running_mean_error.png"};
     out << "at the first evaluation" << at_large << ": EMA " << format_spread(ema_first) << ", PreciseBN " << format_spread(precise_first) << "\n";
     char setup[700];
     std::snprintf(setup, sizeof setup,
@@ -187,7 +181,7 @@ void run_train_eval(const ExperimentOptions& options, std::ostream& out) {
                   plan.recalibration_images);
     if (options.writes_report()) {
         write_claims(dir, "train-eval", "Running statistics against PreciseBN (Wu & Johnson 2021)", options, claims,
-                     {table}, plots, setup);
+                     {table}, {{accuracy, "test_accuracy.png"}, {lag, "running_mean_error.png"}}, setup);
     }
 }
 

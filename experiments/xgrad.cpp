@@ -84,14 +84,15 @@ struct RecalibrateOptions {
 // --recalibrate N: a million batches is far beyond what PreciseBN's averages need.
 constexpr WholeRange recalibrate_batches{1, 1'000'000};
 
+// eval_samples: the first that many test images (0: all of them), as train's --eval-samples.
 int run_eval(const std::string& checkpoint, const ModelConfig& model_config, const std::string& dataset,
-             const RecalibrateOptions& recalibrate) {
+             std::size_t eval_samples, const RecalibrateOptions& recalibrate) {
     Rng rng(0);
     auto model = make_model(model_config, rng);
     load_checkpoint(checkpoint, *model);
     const bool flat = model_takes_flat_input(model_config);
     const Dataset test = load_dataset(dataset, Split::test);
-    const Evaluation e = evaluate(*model, test, flat);
+    const Evaluation e = evaluate(*model, test, flat, eval_samples);
     if (e.nonfinite) throw std::runtime_error(checkpoint + ": " + *e.nonfinite);
     std::printf("test accuracy: %.4f\ntest loss: %.4f\n", e.accuracy, e.loss);
     if (recalibrate.batches == 0) return 0;
@@ -107,7 +108,7 @@ int run_eval(const std::string& checkpoint, const ModelConfig& model_config, con
     }
     std::printf("recalibrated %zu BatchNorm layers over %zu training batches of %zu (seed %llu)\n", layers,
                 recalibrate.batches, recalibrate.batch_size, static_cast<unsigned long long>(recalibrate.seed));
-    const Evaluation r = evaluate(*model, test, flat);
+    const Evaluation r = evaluate(*model, test, flat, eval_samples);
     if (r.nonfinite) throw std::runtime_error(checkpoint + ", recalibrated: " + *r.nonfinite);
     std::printf("recalibrated test accuracy: %.4f\nrecalibrated test loss: %.4f\n", r.accuracy, r.loss);
     return 0;
@@ -197,6 +198,9 @@ int main(int argc, char** argv) {
     std::vector<CLI::Option*> eval_model_flags = add_norm_flags(eval_cmd, eval_model);
     eval_model_flags.push_back(add_model_flag(eval_cmd, eval_model.name));
     add_dataset_flag(eval_cmd, eval_dataset);
+    std::size_t eval_samples = 0;
+    eval_cmd->add_option("--eval-samples", eval_samples, "Evaluate on the first N test images only, 0 for all")
+        ->check(in_range(train_range::eval_samples))->capture_default_str();
     RecalibrateOptions recalibrate;
     auto* recalibrate_flag = eval_cmd->add_option("--recalibrate", recalibrate.batches,
         "PreciseBN: evaluate again with every BN layer's running statistics set to the averages of the means and "
@@ -256,7 +260,7 @@ int main(int argc, char** argv) {
     try {
         if (*train_cmd) return run_train(config, out);
         if (*eval_cmd) {
-            return run_eval(checkpoint, model_to_evaluate(checkpoint, eval_model, eval_model_flags), eval_dataset, recalibrate);
+            return run_eval(checkpoint, model_to_evaluate(checkpoint, eval_model, eval_model_flags), eval_dataset, eval_samples, recalibrate);
         }
         if (*experiment_cmd) {
             experiment_options.profile = parse_profile(profile);

@@ -294,19 +294,19 @@ TEST_F(DistributedTrain, BatchSizeOverTwoRanksTrainsSyncBatchNormAgainstLocalBat
 
 TEST_F(DistributedTrain, AKilledRankEndsTheJobAndTheRerunResumesToTheSameBits) {
     const fs::path straight = path("straight"), killed = path("killed");
-    ASSERT_EQ(run_command(on_ranks(2, train(straight, "--steps 80"))).status, 0);
+    ASSERT_EQ(run_command(on_ranks(2, train(straight, "--steps 40"))).status, 0);
     // Rank processes are the ones whose command line starts with the binary (mpirun's starts with
     // mpirun): one of them is killed once the first checkpoint is written.
     const std::string rank_pattern = "^" + std::string(XGRAD_CLI) + " train .*--out " + killed.string() + " ";
     const auto stopped = run_command(
-        "(" + on_ranks(2, train(killed, "--steps 80")) + " 2>&1) & job=$!; " +
+        "(" + on_ranks(2, train(killed, "--steps 40")) + " 2>&1) & job=$!; " +
         "for i in $(seq 600); do [ -f " + (killed / "checkpoint.npz").string() + " ] && break; sleep 0.05; done; " +
         "kill -9 $(pgrep -f '" + rank_pattern + "' | tail -n 1); wait $job");
     EXPECT_NE(stopped.status, 0) << stopped.output;
     EXPECT_NE(stopped.output.find("exited on signal 9"), std::string::npos) << stopped.output;
     ASSERT_TRUE(fs::exists(killed / "checkpoint.npz"));
     ASSERT_FALSE(fs::exists(killed / "summary.json")) << "the run ended before a rank was killed";
-    const auto rerun = run_command(on_ranks(2, train(killed, "--steps 80")));
+    const auto rerun = run_command(on_ranks(2, train(killed, "--steps 40")));
     ASSERT_EQ(rerun.status, 0) << rerun.output;
     EXPECT_NE(rerun.output.find("resuming at step"), std::string::npos) << rerun.output;
     bool bitwise = false;

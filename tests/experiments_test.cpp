@@ -498,6 +498,32 @@ TEST(Plot, ValuesThatAreNotFiniteLeaveGaps) {
     fs::remove_all(png.parent_path());
 }
 
+// Plots drawn together (one python process) each get their own PNG from their own spec; one
+// that matplotlib cannot draw (x and y of different lengths) fails the call with an error naming
+// the plots.
+TEST(Plot, PlotsDrawnTogetherEachGetTheirOwnFile) {
+    const fs::path dir = fresh_dir("plot_together");
+    const Curve rising{"up", {1, 2}, {0.1, 0.9}, {}, {}}, falling{"down", {1, 2, 3}, {0.9, 0.5, 0.1}, {}, {}};
+    ASSERT_NO_THROW(plot({{PlotSpec{"first", "x", "y", false, {rising}}, dir / "first.png"},
+                          {PlotSpec{"second", "x", "y", true, {rising, falling}}, dir / "second it's.png"}}));
+    EXPECT_EQ(read_file(dir / "first.png").substr(1, 3), "PNG");
+    EXPECT_EQ(read_file(dir / "second it's.png").substr(1, 3), "PNG");
+    const auto second = nlohmann::json::parse(read_file(dir / "second it's.png.json"));
+    EXPECT_EQ(second.at("title"), "second");
+    EXPECT_EQ(second.at("curves").size(), 2u);
+    EXPECT_EQ(nlohmann::json::parse(read_file(dir / "first.png.json")).at("title"), "first");
+    try {
+        const Curve unequal{"unequal", {1, 2, 3}, {0.5}, {}, {}};
+        plot({{PlotSpec{"fine", "x", "y", false, {rising}}, dir / "fine.png"},
+              {PlotSpec{"broken", "x", "y", false, {unequal}}, dir / "broken.png"}});
+        ADD_FAILURE() << "a curve of 3 x and 1 y was drawn";
+    } catch (const std::exception& e) {
+        EXPECT_NE(std::string(e.what()).find("fine.png, "), std::string::npos) << e.what();
+        EXPECT_NE(std::string(e.what()).find("broken.png"), std::string::npos) << e.what();
+    }
+    fs::remove_all(dir);
+}
+
 // A model whose "sigmoid" input is x itself (Linear with weight 1, bias 0): the percentiles are
 // those of the inputs, interpolated between closest ranks as numpy does.
 TEST(Probes, UnitInputPercentilesAreNumpys) {
