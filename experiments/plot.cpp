@@ -60,7 +60,7 @@ void plot(const std::vector<PlotFile>& plots) {
     }
     if (std::system(command.c_str()) != 0) {
         throw std::runtime_error("plotting failed: /usr/bin/python3 exited with an error drawing " + pngs +
-                                 " (each from its .json beside it)");
+                                 " (each from its .json beside it; python's error above names the one that failed)");
     }
 }
 

@@ -1,8 +1,8 @@
 #!/usr/bin/python3
 """Evaluates an xgrad checkpoint of `seed-cnn` with PyTorch: the seed document's CNN (fc1
 corrected to 64*7*7 inputs) with the normalization the run used is loaded from the .npz with
-load_state_dict(strict=True) and run in eval mode on the Fashion-MNIST test set, so its accuracy
-can be compared with `xgrad eval`'s.
+load_state_dict(strict=True) and run in eval mode on the Fashion-MNIST test set (or its first
+--eval-samples images), so its accuracy can be compared with `xgrad eval`'s.
 
 The model is the one config.json beside the checkpoint records (a run directory); elsewhere,
 --norm and --norm-groups say it (--norm defaults to batch when the checkpoint has bn1.running_mean,

@@ -82,6 +82,8 @@ TEST(Cli, CountFlagsOutOfRangeAreErrorsNamingTheFlagAndItsRange) {
           "--synthetic-size: expected a whole number from 1 to 1000000; got 100000000000"},
          {tiny_train("--seed -1", run), "--seed: expected a whole number from 0 to 4294967295; got -1"},
          {tiny_train("--threads 1025", run), "--threads: expected the number of threads, a whole number from 1 to 1024; got 1025"},
+         {eval + "--eval-samples -1", "--eval-samples: expected a whole number from 0 to 1000000; got -1"},
+         {eval + "--eval-samples 1000001", "--eval-samples: expected a whole number from 0 to 1000000; got 1000001"},
          {eval + "--recalibrate -1", "--recalibrate: expected the number of training batches, a whole number from 1 to 1000000; got -1"},
          {eval + "--recalibrate 2 --batch -64", "--batch: expected a whole number from 1 to 1000000; got -64"},
          {eval + "--recalibrate 2 --seed -1", "--seed: expected a whole number from 0 to 4294967295; got -1"},
