@@ -321,13 +321,9 @@ std::string welch_note(const Spread& a, const Spread& b) { return "Welch " + for
 void write_claims(const std::filesystem::path& dir, const std::string& experiment, const std::string& title,
                   const ExperimentOptions& options, const std::vector<Claim>& claims, const std::vector<std::string>& tables,
                   const std::vector<PlotFile>& plots, const std::string& setup) {
-    std::vector<PlotFile> in_dir = plots;
+    plot(plots, dir);
     nlohmann::json pngs = nlohmann::json::array();
-    for (PlotFile& p : in_dir) {
-        pngs.push_back(p.png.string());
-        p.png = dir / p.png;
-    }
-    plot(in_dir);
+    for (const PlotFile& p : plots) pngs.push_back(p.png.string());
     nlohmann::json rows = nlohmann::json::array();
     for (const auto& c : claims) {
         rows.push_back({{"claim", c.claim}, {"source", c.source}, {"paper", c.paper}, {"measured", c.measured},

@@ -45,7 +45,7 @@ std::filesystem::path write_spec(const PlotSpec& spec, const std::filesystem::pa
 // experiments/plot.py, built into the library (experiments/meson.build).
 extern const char plot_script[];
 
-void plot(const std::vector<PlotFile>& plots) {
+void plot(const std::vector<PlotFile>& plots, const std::filesystem::path& dir) {
     if (plots.empty()) return;
     // One thread for numpy's OpenBLAS: its idle threads spun in sched_yield for a third of the
     // process's time. Built by appending: GCC 12 misreports `"literal" + std::string` under
@@ -55,8 +55,9 @@ void plot(const std::vector<PlotFile>& plots) {
     command.append(quoted(plot_script));
     std::string pngs;
     for (const PlotFile& p : plots) {
-        command.append(" ").append(quoted(write_spec(p.spec, p.png).string())).append(" ").append(quoted(p.png.string()));
-        pngs.append(pngs.empty() ? "" : ", ").append(p.png.string());
+        const std::filesystem::path png = dir / p.png;  // p.png itself when dir is empty or p.png absolute
+        command.append(" ").append(quoted(write_spec(p.spec, png).string())).append(" ").append(quoted(png.string()));
+        pngs.append(pngs.empty() ? "" : ", ").append(png.string());
     }
     if (std::system(command.c_str()) != 0) {
         throw std::runtime_error("plotting failed: /usr/bin/python3 exited with an error drawing " + pngs +

@@ -43,9 +43,9 @@ struct PlotFile {
     std::filesystem::path png;
 };
 
-// Writes each png (and <png>.json), all in one run of python: its start and matplotlib's import
-// took 0.6 s of a small plot's 0.9. Throws if the script fails.
-void plot(const std::vector<PlotFile>& plots);
+// Writes each png (and <png>.json), a relative png under `dir`, all in one run of python: its
+// start and matplotlib's import took 0.6 s of a small plot's 0.9. Throws if the script fails.
+void plot(const std::vector<PlotFile>& plots, const std::filesystem::path& dir = {});
 void plot(const PlotSpec& spec, const std::filesystem::path& png);
 
 struct PlotSeries {

@@ -23,6 +23,10 @@ CLI::Option* add_threads_option(CLI::App* cmd, std::size_t& threads, const std::
         ->capture_default_str();
 }
 
+CLI::Option* add_eval_samples_option(CLI::App* cmd, std::size_t& samples, const std::string& help) {
+    return cmd->add_option("--eval-samples", samples, help)->check(in_range(train_range::eval_samples))->capture_default_str();
+}
+
 namespace {
 
 // --bn-momentum's text: a number in model_range::bn_momentum, or cumulative_momentum.
@@ -146,8 +150,7 @@ void add_train_flags(CLI::App* train_cmd, TrainConfig& config) {
         ->check(in_range(train_range::steps))->excludes(epochs);
     train_cmd->add_option("--eval-every", config.eval_every, "Steps between evaluations (and checkpoints)")
         ->check(in_range(train_range::eval_every))->capture_default_str();
-    train_cmd->add_option("--eval-samples", config.eval_samples, "Test images per evaluation, 0 for all")
-        ->check(in_range(train_range::eval_samples))->capture_default_str();
+    add_eval_samples_option(train_cmd, config.eval_samples, "Test images per evaluation, 0 for all");
     train_cmd->add_option("--init-sigma", config.model.init_sigma, "Initialize weights from N(0, sigma) instead of torch's default")
         ->check(in_range(model_range::init_sigma));
     train_cmd->add_option("--dropout", config.model.dropout, "Dropout probability after hidden nonlinearities")

@@ -36,6 +36,9 @@ CLI::Validator path_of(const std::string& what);
 // --threads, the same check for every command that takes it: TBB aborts on a limit of 0.
 CLI::Option* add_threads_option(CLI::App* cmd, std::size_t& threads, const std::string& help);
 
+// --eval-samples, the first N test images (0: all), for train's evaluations and for eval.
+CLI::Option* add_eval_samples_option(CLI::App* cmd, std::size_t& samples, const std::string& help);
+
 // The normalization flags: --norm NAME; --bn on|off, another spelling of --norm batch|none (given
 // both, they must agree); and the settings of the norms that have them, each an error naming both
 // with another norm. Their ranges (model_config.hpp's) are checked here before conversion, and

@@ -199,8 +199,7 @@ int main(int argc, char** argv) {
     eval_model_flags.push_back(add_model_flag(eval_cmd, eval_model.name));
     add_dataset_flag(eval_cmd, eval_dataset);
     std::size_t eval_samples = 0;
-    eval_cmd->add_option("--eval-samples", eval_samples, "Evaluate on the first N test images only, 0 for all")
-        ->check(in_range(train_range::eval_samples))->capture_default_str();
+    add_eval_samples_option(eval_cmd, eval_samples, "Evaluate on the first N test images only, 0 for all");
     RecalibrateOptions recalibrate;
     auto* recalibrate_flag = eval_cmd->add_option("--recalibrate", recalibrate.batches,
         "PreciseBN: evaluate again with every BN layer's running statistics set to the averages of the means and "
